@@ -1,0 +1,1 @@
+# Sources of proxy/core/ (explicit list; appended to PGT_SOURCES).

@@ -1,0 +1,1 @@
+# Sources of proxy/ctl/ (explicit list; appended to PGT_SOURCES).

@@ -1,0 +1,1 @@
+# Sources of proxy/io/ (explicit list; appended to PGT_SOURCES).

@@ -1,0 +1,1 @@
+# Sources of proxy/route/ (explicit list; appended to PGT_SOURCES).

@@ -1,0 +1,1 @@
+# Sources of proxy/session/ (explicit list; appended to PGT_SOURCES).

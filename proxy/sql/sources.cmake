@@ -1,0 +1,1 @@
+# Sources of proxy/sql/ (explicit list; appended to PGT_SOURCES).

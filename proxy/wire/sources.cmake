@@ -1,0 +1,1 @@
+# Sources of proxy/wire/ (explicit list; appended to PGT_SOURCES).
