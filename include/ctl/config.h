@@ -1,0 +1,160 @@
+/*
+ * ctl/config.h — one configuration generation.
+ *
+ * A generation is parsed from one INI file (inih) against a single key table
+ * (proxy/ctl/config.c) that gives each key its type, default, reload
+ * behaviour and doc line; parsing, SHOW CONFIG and --check all read that
+ * table. A generation is immutable once loaded and refcounted: sessions pin
+ * the generation they started under, reload parses a new one and swaps the
+ * pointer only when it is entirely valid.
+ */
+#ifndef PGT_CTL_CONFIG_H
+#define PGT_CTL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rewrite_rules;   /* sql/rules.h */
+struct userlist;        /* ctl/userlist.h */
+
+enum auth_type { AUTH_TRUST, AUTH_MD5, AUTH_SCRAM };
+enum tls_mode { TLS_MODE_DISABLE, TLS_MODE_ALLOW, TLS_MODE_REQUIRE };
+enum sslmode { SSLMODE_DISABLE, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_FULL };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+enum canary_key {
+	CANARY_KEY_CONNECTION, CANARY_KEY_USER, CANARY_KEY_DATABASE,
+	CANARY_KEY_APPLICATION_NAME, CANARY_KEY_CLIENT_ADDR, CANARY_KEY_PARAM
+};
+enum force_path { FORCE_PATH_NONE, FORCE_PATH_OLD, FORCE_PATH_NEW };
+enum shadow_failure { SHADOW_FAILURE_JOURNAL, SHADOW_FAILURE_FAIL };
+
+struct listen_addr {
+	char host[256];
+	char port[16];
+};
+
+/* One [path NAME] section. */
+struct path_config {
+	char *name;             /* owns */
+	char *host;             /* owns; default 127.0.0.1 */
+	int port;               /* default 5432 */
+	char *dbname;           /* owns; NULL: the client's database name */
+	char *user;             /* owns; NULL: the client's own user */
+	char *password;         /* owns; NULL: from auth_file */
+	char *search_path;      /* owns; NULL: leave the server's default */
+	enum sslmode sslmode;   /* default prefer */
+	char *sslrootcert;      /* owns; NULL: none */
+	int line;               /* line of the section header, for messages */
+};
+
+/* One "version.TAG = PATH" entry of [migration]. */
+struct version_map {
+	char *tag;              /* owns */
+	int path;               /* index into config.paths */
+};
+
+/* [flags]: initial values; all changeable at runtime. */
+struct flags_config {
+	int32_t canary_milli;   /* canary_percent × 1000, 0..100000 */
+	bool dual_write;
+	enum shadow_failure shadow_failure;
+	enum force_path force_path;
+};
+
+struct config {
+	int refcount;
+	char *file;                     /* owns: the path the generation was read from */
+
+	/* [pgturnout] */
+	struct listen_addr *listen;     /* owns, n_listen entries */
+	size_t n_listen;
+	enum auth_type auth_type;       /* default scram-sha-256 */
+	char *auth_file;                /* owns; NULL: none */
+	struct userlist *users;         /* owns: auth_file, loaded with the generation */
+	char **admin_users;             /* owns, n_admin_users strings */
+	size_t n_admin_users;
+	enum tls_mode tls_mode;
+	char *tls_cert_file;            /* owns; NULL unless set */
+	char *tls_key_file;             /* owns; NULL unless set */
+	char *http_listen;              /* owns; NULL: HTTP off */
+	char *http_token_file;          /* owns; NULL: writes refused */
+	char *journal_dir;              /* owns; default ./journal */
+	enum log_format log_format;
+	int log_level;                  /* enum log_level of core/log.h */
+	int max_client_conn;            /* default 10000 */
+	uint32_t shutdown_timeout_ms;   /* default 30s */
+	uint32_t client_login_timeout_ms;  /* default 60s: startup+auth must finish in it */
+	uint32_t server_connect_timeout_ms; /* default 15s */
+
+	/* [path NAME] sections, in file order */
+	struct path_config *paths;      /* owns, n_paths entries */
+	size_t n_paths;
+
+	/* [migration] */
+	int old_path;                   /* index into paths */
+	int new_path;                   /* index into paths */
+	char *salt;                     /* owns */
+	char *tag_param;                /* owns; default pgturnout.version */
+	enum canary_key canary_key;
+	char *canary_param;             /* owns; NAME of canary_key = param:NAME, else NULL */
+	struct version_map *versions;   /* owns, n_versions entries */
+	size_t n_versions;
+
+	/* [rewrite] */
+	struct rewrite_rules *rules;    /* owns; never NULL (may be empty) */
+
+	/* [flags] */
+	struct flags_config flags;
+	uint32_t flags_set;             /* bit (1 << FLAG_x) when the file set that flag */
+};
+
+enum flag_id { FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE, FLAG_FORCE_PATH, FLAG__COUNT };
+
+/* Collected "file:line: message" errors of one load. */
+struct config_errors {
+	char **items;                   /* owns, n items */
+	size_t n;
+};
+
+void config_errors_free(struct config_errors *errs);
+
+/*
+ * Parses and validates FILE completely. On success returns a new generation
+ * with refcount 1 (caller owns one reference). On failure returns NULL and
+ * fills errs with every problem found, each "file:line: message" (line 0 when
+ * the problem is not tied to a line, e.g. "file: no [path] sections").
+ */
+struct config *config_load(const char *file, struct config_errors *errs);
+
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);      /* NULL does nothing */
+
+/* Index of the path named NAME, or -1. */
+int config_path_index(const struct config *cfg, const char *name);
+/* Path index for a version tag, or -1 when the tag is not mapped. */
+int config_version_path(const struct config *cfg, const char *tag);
+bool config_is_admin(const struct config *cfg, const char *user);
+
+/*
+ * Walks every key of the table with its value in CFG (as the user would write
+ * it; secrets shown as "********"), its default, whether reload may change it,
+ * and its doc line. Used by SHOW CONFIG. Path and version keys are reported
+ * with their section ("path old", "migration").
+ */
+typedef void (*config_key_cb)(void *arg, const char *section, const char *key,
+			      const char *value, const char *default_value,
+			      bool reloadable, const char *doc);
+void config_foreach(const struct config *cfg, config_key_cb cb, void *arg);
+
+/* Value parsers shared with the admin console and HTTP flags API.
+ * Each returns 0 and sets *out, or -1 with a message naming the allowed
+ * values in err. */
+int config_parse_duration_ms(const char *s, uint32_t *out, char *err, size_t errlen);
+int config_parse_size(const char *s, uint64_t *out, char *err, size_t errlen);
+int config_parse_bool(const char *s, bool *out, char *err, size_t errlen);
+int config_parse_percent_milli(const char *s, int32_t *out, char *err, size_t errlen);
+int config_parse_force_path(const char *s, enum force_path *out, char *err, size_t errlen);
+int config_parse_shadow_failure(const char *s, enum shadow_failure *out, char *err, size_t errlen);
+
+#endif

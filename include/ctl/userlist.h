@@ -1,0 +1,31 @@
+/*
+ * ctl/userlist.h — PgBouncer's userlist.txt format: one `"user" "secret"`
+ * per line, where secret is a plain password, an "md5" + 32 hex digest of
+ * password||user, or a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier.
+ * Double quotes inside a field are written twice. Lines starting with ';' or
+ * '#' and blank lines are ignored.
+ */
+#ifndef PGT_CTL_USERLIST_H
+#define PGT_CTL_USERLIST_H
+
+#include <stddef.h>
+
+struct config_errors;
+
+enum secret_kind { SECRET_PLAIN, SECRET_MD5, SECRET_SCRAM };
+
+struct user_secret {
+	char *user;             /* owns */
+	char *secret;           /* owns: as written in the file */
+	enum secret_kind kind;
+};
+
+struct userlist;
+
+/* Loads FILE; on error returns NULL and appends "file:line: message" to errs. */
+struct userlist *userlist_load(const char *file, struct config_errors *errs);
+void userlist_free(struct userlist *ul);   /* NULL does nothing */
+/* The entry for USER, or NULL. Borrowed from ul. */
+const struct user_secret *userlist_find(const struct userlist *ul, const char *user);
+
+#endif
