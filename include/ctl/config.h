@@ -48,6 +48,13 @@ struct path_config {
 	int line;               /* line of the section header, for messages */
 };
 
+/* One raw "key = value" line, kept as written (e.g. the [rewrite] entries). */
+struct config_entry {
+	char *key;              /* owns */
+	char *value;            /* owns */
+	int line;
+};
+
 /* One "version.TAG = PATH" entry of [migration]. */
 struct version_map {
 	char *tag;              /* owns */
@@ -86,6 +93,8 @@ struct config {
 	uint32_t shutdown_timeout_ms;   /* default 30s */
 	uint32_t client_login_timeout_ms;  /* default 60s: startup+auth must finish in it */
 	uint32_t server_connect_timeout_ms; /* default 15s */
+	char *pidfile;                  /* owns; NULL: no pid file */
+	uint64_t max_query_size;        /* default 1MB: largest Query/Parse buffered for rewriting */
 
 	/* [path NAME] sections, in file order */
 	struct path_config *paths;      /* owns, n_paths entries */
@@ -103,6 +112,8 @@ struct config {
 
 	/* [rewrite] */
 	struct rewrite_rules *rules;    /* owns; never NULL (may be empty) */
+	struct config_entry *rewrite_entries; /* owns, n_rewrite_entries: the raw lines, for SHOW CONFIG and reload diffs */
+	size_t n_rewrite_entries;
 
 	/* [flags] */
 	struct flags_config flags;
@@ -118,6 +129,15 @@ struct config_errors {
 };
 
 void config_errors_free(struct config_errors *errs);
+/*
+ * Appends one printf-formatted message as "file:line: message", or
+ * "file: message" when line is 0 (FILE NULL: just "message"). ERRS must be
+ * zero-initialised or hold earlier errors; items are appended. Past 200 items
+ * one "too many errors" line is kept and the rest dropped. Returns 0, or -1
+ * when out of memory.
+ */
+int config_errors_add(struct config_errors *errs, const char *file, int line,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /*
  * Parses and validates FILE completely. On success returns a new generation
@@ -126,6 +146,13 @@ void config_errors_free(struct config_errors *errs);
  * the problem is not tied to a line, e.g. "file: no [path] sections").
  */
 struct config *config_load(const char *file, struct config_errors *errs);
+/*
+ * Same as config_load() on TEXT, reporting errors under NAME. Relative file
+ * names in TEXT stay relative to the working directory (config_load resolves
+ * them against the config file's directory).
+ */
+struct config *config_load_string(const char *text, const char *name,
+				  struct config_errors *errs);
 
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);      /* NULL does nothing */
@@ -147,6 +174,22 @@ typedef void (*config_key_cb)(void *arg, const char *section, const char *key,
 			      bool reloadable, const char *doc);
 void config_foreach(const struct config *cfg, config_key_cb cb, void *arg);
 
+/*
+ * Reload support. config_reload_diff() compares two generations key by key
+ * (via config_foreach) and calls CB for each key whose value differs, with
+ * old_value/new_value NULL when the key exists in only one of them (a path
+ * added or removed, a version or rewrite line). Returns the number of changed
+ * keys that reload cannot apply (reloadable == false, e.g. listen): the
+ * caller logs a warning for each and calls config_keep_restart_keys(), which
+ * copies those keys' values from OLD into NEW so the running values stay.
+ */
+typedef void (*config_diff_cb)(void *arg, const char *section, const char *key,
+			       const char *old_value, const char *new_value,
+			       bool reloadable);
+int config_reload_diff(const struct config *old, const struct config *new_cfg,
+		       config_diff_cb cb, void *arg);
+int config_keep_restart_keys(struct config *new_cfg, const struct config *old);
+
 /* Value parsers shared with the admin console and HTTP flags API.
  * Each returns 0 and sets *out, or -1 with a message naming the allowed
  * values in err. */
@@ -156,5 +199,16 @@ int config_parse_bool(const char *s, bool *out, char *err, size_t errlen);
 int config_parse_percent_milli(const char *s, int32_t *out, char *err, size_t errlen);
 int config_parse_force_path(const char *s, enum force_path *out, char *err, size_t errlen);
 int config_parse_shadow_failure(const char *s, enum shadow_failure *out, char *err, size_t errlen);
+
+/* The messages put in err say what is allowed, without the value, e.g.
+ * "allowed values are none, old, new"; callers prefix "invalid value 'x'
+ * for KEY: ". Formatters below write the canonical spelling the parsers
+ * accept back (e.g. 12.5, 30s, 1MB, on). */
+void config_format_duration_ms(uint32_t ms, char *buf, size_t len);
+void config_format_size(uint64_t bytes, char *buf, size_t len);
+void config_format_percent_milli(int32_t milli, char *buf, size_t len);
+const char *config_bool_name(bool b);                   /* "on" / "off" */
+const char *config_force_path_name(enum force_path fp); /* none | old | new */
+const char *config_shadow_failure_name(enum shadow_failure sf); /* journal | fail */
 
 #endif
