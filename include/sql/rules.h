@@ -33,4 +33,25 @@ int rewrite_rules_add(struct rewrite_rules *r, const char *key, const char *valu
 int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen);
 bool rewrite_rules_empty(const struct rewrite_rules *r);
 
+/* ---- additions used by the SQL layer and the cache ------------------------ */
+
+#include <stdint.h>
+
+/* Which way a statement is translated. */
+enum rewrite_dir {
+	REWRITE_NONE = 0,	/* classify only, never edit */
+	REWRITE_OLD_TO_NEW,	/* SQL written for old, sent to new */
+	REWRITE_NEW_TO_OLD,	/* SQL written for new, sent to old (derived) */
+};
+
+/* A number unique to this rules object for the life of the process (never
+ * reused, unlike the pointer), so caches can tell a reloaded rule set apart. */
+uint64_t rewrite_rules_id(const struct rewrite_rules *r);
+/* Number of table rules / column rules after finish (for SHOW CONFIG, tests). */
+size_t rewrite_rules_table_count(const struct rewrite_rules *r);
+size_t rewrite_rules_column_count(const struct rewrite_rules *r);
+/* Whether a statement sent in DIR may need editing under R (false for
+ * REWRITE_NONE, a NULL or empty R): the session's fast-path test. */
+bool rewrite_rules_apply(const struct rewrite_rules *r, enum rewrite_dir dir);
+
 #endif

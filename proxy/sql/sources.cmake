@@ -1,1 +1,2 @@
 # Sources of proxy/sql/ (explicit list; appended to PGT_SOURCES).
+list(APPEND PGT_SOURCES proxy/sql/rules.c)

@@ -1,0 +1,68 @@
+/*
+ * sql/rules_impl.h — the layout of a finished [rewrite] rule set, shared by
+ * rules.c (which builds it) and rewrite.c (which reads it). Private to
+ * proxy/sql/.
+ *
+ * Invariants after rewrite_rules_finish(): every column rule points at a
+ * table entry (a column rule on a table without a table rule gets an entry
+ * whose old and new names are equal, renamed == false); no two entries share
+ * an old name, no two share a new name; within a table no two column rules
+ * share an old or a new column. Names are stored folded (as the parser
+ * reports them); emit[] holds the text to write into SQL, quoted when the
+ * name needs it.
+ */
+#ifndef PGT_SQL_RULES_IMPL_H
+#define PGT_SQL_RULES_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sql/rules.h"
+
+enum { RW_OLD = 0, RW_NEW = 1 };
+
+struct rw_table {
+	char *schema[2];	/* owns; NULL when unqualified; [RW_OLD]/[RW_NEW] */
+	char *name[2];		/* owns */
+	char *emit_full[2];	/* owns; "schema.name" or "name", quoted as needed */
+	char *emit_name[2];	/* owns; just the relation name, quoted as needed */
+	bool renamed;		/* false: entry exists only for column rules */
+	size_t first_col;	/* column rules of this table: cols[first_col ..] */
+	size_t n_cols;
+	int line;		/* order of the rule, for messages */
+};
+
+struct rw_column {
+	char *tschema;		/* owns; the OLD table as written in the key */
+	char *tname;		/* owns */
+	char *name[2];		/* owns; column name on each side */
+	char *emit[2];		/* owns; quoted as needed */
+	size_t table;		/* index into tables[] (after finish) */
+};
+
+struct rewrite_rules {
+	uint64_t id;			/* unique per object */
+	bool finished;
+	struct rw_table *tables;	/* owns */
+	size_t n_tables, cap_tables;
+	struct rw_column *cols;		/* owns; sorted by table after finish */
+	size_t n_cols, cap_cols;
+};
+
+/* Side a statement's names are written in, and the side to translate to. */
+static inline int rw_src_side(enum rewrite_dir dir)
+{
+	return dir == REWRITE_NEW_TO_OLD ? RW_NEW : RW_OLD;
+}
+
+/* The table entry whose SIDE name is (schema, name), schema NULL or "" for
+ * an unqualified reference; NULL when none. */
+const struct rw_table *rw_find_table(const struct rewrite_rules *r, int side,
+				     const char *schema, const char *name);
+/* The column rule of table T whose SIDE name is COL; NULL when none. */
+const struct rw_column *rw_find_column(const struct rewrite_rules *r,
+				       const struct rw_table *t, int side,
+				       const char *col);
+
+#endif
