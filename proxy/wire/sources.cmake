@@ -1,1 +1,2 @@
 # Sources of proxy/wire/ (explicit list; appended to PGT_SOURCES).
+list(APPEND PGT_SOURCES proxy/wire/proto.c proxy/wire/startup.c proxy/wire/build.c)
