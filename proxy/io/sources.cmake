@@ -1,1 +1,2 @@
 # Sources of proxy/io/ (explicit list; appended to PGT_SOURCES).
+list(APPEND PGT_SOURCES proxy/io/tls.c proxy/io/listener.c)
