@@ -9,6 +9,7 @@
 #define PGT_WIRE_MD5_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define PG_MD5_LEN 35   /* "md5" + 32 hex digits, without the NUL */
@@ -26,5 +27,17 @@ void pg_md5_response(const char *user, const char *secret, const uint8_t salt[4]
 
 /* True when SECRET has the stored form "md5" + 32 lowercase hex digits. */
 bool pg_md5_is_stored(const char *secret);
+
+/*
+ * Server side of md5 authentication: true when RESPONSE (what the client sent
+ * in its PasswordMessage, NUL-terminated) answers the challenge SALT for a
+ * user whose SECRET is a plain password or a stored "md5…" digest. The
+ * comparison takes the same time whatever the response.
+ */
+bool pg_md5_verify(const char *user, const char *secret, const uint8_t salt[4],
+		   const char *response);
+
+/* Constant-time equality of two N-byte buffers (for secrets and proofs). */
+bool pgt_ct_memeq(const void *a, const void *b, size_t n);
 
 #endif

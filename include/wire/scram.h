@@ -24,6 +24,15 @@
 #define SCRAM_KEY_LEN 32
 #define SCRAM_DEFAULT_ITERATIONS 4096
 #define SCRAM_MAX_SALT 64
+#define SCRAM_RAW_NONCE_LEN 18          /* random bytes in our nonces, as PostgreSQL */
+/*
+ * Upper bound on the iteration count for which we compute PBKDF2 (client
+ * with a password, verifier from a password). PBKDF2 runs on the event loop;
+ * a server-first-message asking for more is refused rather than obeyed.
+ * Verifiers read from auth_file may say more: the server side and the
+ * pass-through client never run PBKDF2.
+ */
+#define SCRAM_MAX_ITERATIONS 1000000
 
 struct scram_verifier {
 	int iterations;
@@ -41,6 +50,10 @@ int scram_verifier_parse(const char *s, struct scram_verifier *out);
 int scram_verifier_from_password(const char *password, const uint8_t *salt,
 				 size_t salt_len, int iterations,
 				 struct scram_verifier *out);
+
+/* Writes V as "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" into
+ * out (NUL-terminated). Returns its length, or -1 when cap is too small. */
+int scram_verifier_format(const struct scram_verifier *v, char *out, size_t cap);
 
 struct scram_server;
 /* Copies V. Returns NULL on allocation failure. */
@@ -62,6 +75,20 @@ int scram_server_client_final(struct scram_server *s, const char *msg, size_t le
 			      char **out, size_t *out_len, char *err, size_t errlen);
 /* After a successful client_final: the proven ClientKey. */
 bool scram_server_client_key(const struct scram_server *s, uint8_t out[SCRAM_KEY_LEN]);
+/*
+ * A doomed exchange for a user that does not exist (or has no usable
+ * secret), as PostgreSQL runs one: the server-first-message carries a salt
+ * derived from USER and a per-process secret, so it looks like any other and
+ * is stable across attempts, and client_final always fails with "password
+ * authentication failed". NULL on allocation failure.
+ */
+struct scram_server *scram_server_new_mock(const char *user);
+/*
+ * SQLSTATE of the last failure of client_first/client_final: "08P01" for a
+ * malformed message, "0A000" for an unsupported feature (authzid, mandatory
+ * extension), "28P01" for a wrong proof; NULL before any failure.
+ */
+const char *scram_server_sqlstate(const struct scram_server *s);
 
 struct scram_client;
 struct scram_client *scram_client_new_password(const char *password);
@@ -77,6 +104,17 @@ int scram_client_server_first(struct scram_client *c, const char *msg, size_t le
 /* Checks the server-final "v=" signature. 0 when it matches. */
 int scram_client_server_final(struct scram_client *c, const char *msg, size_t len,
 			      char *err, size_t errlen);
+
+/*
+ * For tests only (RFC 7677 vectors): fix the nonce part we would draw at
+ * random. Must be called before the first message. The client variant also
+ * sets the user name sent in "n=" (PostgreSQL ignores it and we normally
+ * send it empty; the RFC vectors use "user"); USER may be NULL for empty.
+ * Return 0, or -1 on allocation failure or when called too late.
+ */
+int scram_server_set_nonce_for_test(struct scram_server *s, const char *nonce);
+int scram_client_set_nonce_for_test(struct scram_client *c, const char *user,
+				    const char *nonce);
 
 /* Base64 helpers (standard alphabet, with padding). Return output length or -1. */
 int pgt_b64_encode(const uint8_t *in, size_t len, char *out, size_t outcap);

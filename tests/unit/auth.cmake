@@ -1,0 +1,3 @@
+# Unit tests of the authentication math (wire/md5.c, wire/scram.c) and the
+# auth_file parser (ctl/userlist.c).
+pgt_unit_test(test_wire_auth ${CMAKE_SOURCE_DIR}/tests/unit/test_wire_auth.c)
