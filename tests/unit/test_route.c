@@ -1,0 +1,825 @@
+/*
+ * test_route.c — unit tests of proxy/route/: bucket, router, startup tag and
+ * canary key, runtime flags and their guard rails, flag history file.
+ * No network; the history tests use files under $TMPDIR.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "route/bucket.h"
+#include "route/flag_history.h"
+#include "route/flags.h"
+#include "route/router.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static uint32_t
+bucket_str(const char *salt, const char *key)
+{
+	return bucket_of(salt, strlen(salt), key, strlen(key));
+}
+
+/* xorshift64*: deterministic pseudo-random keys */
+static uint64_t
+rnd_next(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+/* ---- bucket ---------------------------------------------------------- */
+
+static void
+test_bucket_spec_vectors(void **state)
+{
+	(void)state;
+	assert_int_equal(bucket_str("mig-orders-v2", "billing-api"), 34611);
+	assert_int_equal(bucket_str("mig-orders-v2", "checkout-web"), 80249);
+	assert_int_equal(bucket_str("mig-orders-v3", "billing-api"), 56240);
+}
+
+static void
+test_bucket_separator_keeps_salt_and_key_apart(void **state)
+{
+	(void)state;
+	/* ("ab","c") and ("a","bc") hash different inputs: "ab\0c" vs "a\0bc" */
+	assert_int_not_equal(bucket_str("ab", "c"), bucket_str("a", "bc"));
+	/* keys with NUL bytes are hashed whole */
+	assert_int_not_equal(bucket_of("s", 1, "a\0b", 3), bucket_of("s", 1, "a", 1));
+}
+
+static void
+test_bucket_in_canary_bounds(void **state)
+{
+	(void)state;
+	assert_false(bucket_in_canary(0, 0));
+	assert_true(bucket_in_canary(0, 1));
+	assert_false(bucket_in_canary(1, 1));
+	assert_true(bucket_in_canary(4999, 5000));
+	assert_false(bucket_in_canary(5000, 5000));
+	assert_true(bucket_in_canary(99999, 100000));
+	assert_false(bucket_in_canary(0, -5));
+}
+
+static void
+test_bucket_canary_is_monotonic(void **state)
+{
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+
+	(void)state;
+	for (int k = 0; k < 10000; k++) {
+		char key[32];
+		uint32_t b;
+		bool was_in = false;
+
+		snprintf(key, sizeof(key), "k%016llx", (unsigned long long)rnd_next(&seed));
+		b = bucket_str("orders-2026-11", key);
+		assert_true(b < BUCKET_COUNT);
+		for (int32_t milli = 0; milli <= 100000; milli += 997) {
+			bool in = bucket_in_canary(b, milli);
+
+			assert_false(was_in && !in);    /* raising never removes a key */
+			was_in = in;
+		}
+		assert_true(bucket_in_canary(b, 100000));
+	}
+}
+
+static void
+test_bucket_distribution_is_uniform(void **state)
+{
+	enum { KEYS = 20000, BINS = 10 };
+	unsigned bins[BINS] = { 0 };
+	unsigned in5 = 0;
+	double chi2 = 0, expect = (double)KEYS / BINS;
+
+	(void)state;
+	for (int k = 0; k < KEYS; k++) {
+		char key[32];
+		uint32_t b;
+
+		snprintf(key, sizeof(key), "client-%d", k);
+		b = bucket_str("mig-orders-v2", key);
+		bins[b / (BUCKET_COUNT / BINS)]++;
+		if (bucket_in_canary(b, 5000))
+			in5++;
+	}
+	for (int i = 0; i < BINS; i++)
+		chi2 += (bins[i] - expect) * (bins[i] - expect) / expect;
+	/* 9 degrees of freedom: P(chi2 > 33.7) < 0.0001 */
+	assert_true(chi2 < 33.7);
+	/* 5 %: mean 1000, sd ~30.8; 6 sd either side */
+	assert_in_range(in5, 1000 - 185, 1000 + 185);
+}
+
+/* ---- router ---------------------------------------------------------- */
+
+enum { P_OLD = 0, P_NEW = 1 };
+
+static void
+test_router_every_branch(void **state)
+{
+	static const struct {
+		enum force_path force;
+		int32_t milli;
+		int tag_path;
+		uint32_t bucket;
+		int want;
+		enum router_reason why;
+	} cases[] = {
+		/* force_path wins over everything */
+		{ FORCE_PATH_OLD, 100000, P_NEW, 0, P_OLD, ROUTER_FORCED },
+		{ FORCE_PATH_NEW, 0, P_OLD, 99999, P_NEW, ROUTER_FORCED },
+		{ FORCE_PATH_NEW, 0, -1, 99999, P_NEW, ROUTER_FORCED },
+		/* a mapped tag wins over the canary */
+		{ FORCE_PATH_NONE, 100000, P_OLD, 0, P_OLD, ROUTER_TAG },
+		{ FORCE_PATH_NONE, 0, P_NEW, 99999, P_NEW, ROUTER_TAG },
+		/* untagged: bucket < canary_milli */
+		{ FORCE_PATH_NONE, 5000, -1, 4999, P_NEW, ROUTER_CANARY },
+		{ FORCE_PATH_NONE, 5000, -1, 5000, P_OLD, ROUTER_DEFAULT },
+		{ FORCE_PATH_NONE, 0, -1, 0, P_OLD, ROUTER_DEFAULT },
+		{ FORCE_PATH_NONE, 100000, -1, 99999, P_NEW, ROUTER_CANARY },
+		{ FORCE_PATH_NONE, 1, -1, 0, P_NEW, ROUTER_CANARY },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		struct flags_config f = { .canary_milli = cases[i].milli,
+					  .force_path = cases[i].force };
+		enum router_reason why;
+		int got = router_session_path(&f, P_OLD, P_NEW, cases[i].tag_path,
+					      cases[i].bucket, &why);
+
+		assert_int_equal(got, cases[i].want);
+		assert_int_equal(why, cases[i].why);
+		/* WHY is optional */
+		assert_int_equal(router_session_path(&f, P_OLD, P_NEW, cases[i].tag_path,
+						     cases[i].bucket, NULL), cases[i].want);
+	}
+	assert_string_equal(router_reason_name(ROUTER_FORCED), "forced");
+	assert_string_equal(router_reason_name(ROUTER_TAG), "tag");
+	assert_string_equal(router_reason_name(ROUTER_CANARY), "canary");
+	assert_string_equal(router_reason_name(ROUTER_DEFAULT), "default");
+}
+
+static void
+test_router_path_indices_come_from_config(void **state)
+{
+	struct flags_config f = { .canary_milli = 100000 };
+
+	(void)state;
+	/* old = paths[3], new = paths[1] */
+	assert_int_equal(router_session_path(&f, 3, 1, -1, 10, NULL), 1);
+	f.canary_milli = 0;
+	assert_int_equal(router_session_path(&f, 3, 1, -1, 10, NULL), 3);
+	f.force_path = FORCE_PATH_NEW;
+	assert_int_equal(router_session_path(&f, 3, 1, -1, 10, NULL), 1);
+}
+
+static void
+test_router_canary_key_kinds(void **state)
+{
+	static const struct startup_param params[] = {
+		{ "user", "alice" },
+		{ "application_name", "billing-api" },
+		{ "Tenant", "acme" },
+	};
+	static const struct startup_param with_db[] = {
+		{ "user", "alice" },
+		{ "database", "shop" },
+	};
+	char buf[8];
+	size_t len = 99;
+	const char *k;
+
+	(void)state;
+	k = router_canary_key(CANARY_KEY_CONNECTION, NULL, params, 3, "10.0.0.1",
+			      0x0102030405060708ULL, buf, sizeof(buf), &len);
+	assert_ptr_equal(k, buf);
+	assert_int_equal(len, 8);
+	assert_memory_equal(k, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+
+	k = router_canary_key(CANARY_KEY_USER, NULL, params, 3, "10.0.0.1", 1, buf, 8, &len);
+	assert_int_equal(len, 5);
+	assert_memory_equal(k, "alice", 5);
+	k = router_canary_key(CANARY_KEY_APPLICATION_NAME, NULL, params, 3, NULL, 1, buf, 8, &len);
+	assert_string_equal(k, "billing-api");
+	k = router_canary_key(CANARY_KEY_CLIENT_ADDR, NULL, params, 3, "10.0.0.1", 1, buf, 8, &len);
+	assert_string_equal(k, "10.0.0.1");
+	k = router_canary_key(CANARY_KEY_PARAM, "tenant", params, 3, NULL, 1, buf, 8, &len);
+	assert_string_equal(k, "acme");
+	/* database defaults to the user, as in PostgreSQL */
+	k = router_canary_key(CANARY_KEY_DATABASE, NULL, params, 3, NULL, 1, buf, 8, &len);
+	assert_string_equal(k, "alice");
+	k = router_canary_key(CANARY_KEY_DATABASE, NULL, with_db, 2, NULL, 1, buf, 8, &len);
+	assert_string_equal(k, "shop");
+	/* a value the client did not send is the empty key */
+	k = router_canary_key(CANARY_KEY_PARAM, "region", params, 3, NULL, 1, buf, 8, &len);
+	assert_string_equal(k, "");
+	assert_int_equal(len, 0);
+	k = router_canary_key(CANARY_KEY_APPLICATION_NAME, NULL, with_db, 2, NULL, 1, buf, 8, &len);
+	assert_int_equal(len, 0);
+}
+
+static void
+test_router_startup_tag_table(void **state)
+{
+	static const struct {
+		const char *direct;     /* value of pgturnout.version, or NULL */
+		const char *options;    /* value of options, or NULL */
+		const char *want;       /* NULL: no tag */
+	} cases[] = {
+		{ NULL, NULL, NULL },
+		{ "v2", NULL, "v2" },
+		{ "", NULL, NULL },
+		{ NULL, "-c pgturnout.version=v2", "v2" },
+		{ NULL, "-cpgturnout.version=v2", "v2" },
+		{ NULL, "--pgturnout.version=v2", "v2" },
+		{ NULL, "  -c   pgturnout.version=v3  ", "v3" },
+		{ NULL, "-c statement_timeout=5s -c pgturnout.version=v2", "v2" },
+		{ NULL, "-c pgturnout.version=v1 -c pgturnout.version=v2", "v2" },
+		{ NULL, "-c PgTurnout.Version=v2", "v2" },
+		{ NULL, "-c pgturnout.version=my\\ tag", "my tag" },
+		{ NULL, "-c pgturnout.version=a\\\\b", "a\\b" },
+		{ NULL, "-c search_path=a\\,\\ b -c pgturnout.version=v2", "v2" },
+		{ NULL, "-d 5 -c pgturnout.version=v2", "v2" },
+		{ NULL, "-Fc pgturnout.version=v2", "v2" },
+		/* an option argument that looks like the setting is not one */
+		{ NULL, "-B pgturnout.version=v2", NULL },
+		/* another setting's value mentioning the tag is not the tag */
+		{ NULL, "-c application_name=pgturnout.version=v2", NULL },
+		{ NULL, "-c pgturnout.version_x=v2", NULL },
+		/* malformed */
+		{ NULL, "-c", NULL },
+		{ NULL, "-c pgturnout.version", NULL },
+		{ NULL, "pgturnout.version=v2", NULL },
+		{ NULL, "-c pgturnout.version=", NULL },
+		{ NULL, "-c pgturnout.version=v2\\", "v2" },
+		{ NULL, "-- -c pgturnout.version=v2", NULL },
+		{ NULL, "", NULL },
+		{ NULL, "\\", NULL },
+		/* a direct parameter wins over options, as in PostgreSQL */
+		{ "v1", "-c pgturnout.version=v2", "v1" },
+		{ "", "-c pgturnout.version=v2", NULL },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+		struct startup_param params[3];
+		size_t n = 0;
+		char buf[64];
+		const char *tag = (const char *)1;
+
+		params[n++] = (struct startup_param){ "user", "app" };
+		if (cases[i].direct != NULL)
+			params[n++] = (struct startup_param){ "pgturnout.version", cases[i].direct };
+		if (cases[i].options != NULL)
+			params[n++] = (struct startup_param){ "options", cases[i].options };
+		assert_int_equal(router_startup_tag("pgturnout.version", params, n, buf,
+						    sizeof(buf), &tag), 0);
+		if (cases[i].want == NULL) {
+			if (tag != NULL)
+				fail_msg("case %zu (%s): got tag '%s', want none", i,
+					 cases[i].options ? cases[i].options : "", tag);
+		} else {
+			if (tag == NULL || strcmp(tag, cases[i].want) != 0)
+				fail_msg("case %zu (%s): got '%s', want '%s'", i,
+					 cases[i].options ? cases[i].options : "",
+					 tag ? tag : "(none)", cases[i].want);
+		}
+	}
+}
+
+static void
+test_router_startup_tag_too_long_is_an_error(void **state)
+{
+	struct startup_param params[] = { { "options", "-c pgturnout.version=0123456789" } };
+	char small[8], big[64];
+	const char *tag = NULL;
+	char huge[4000];
+
+	(void)state;
+	assert_int_equal(router_startup_tag("pgturnout.version", params, 1, small,
+					    sizeof(small), &tag), -1);
+	assert_int_equal(router_startup_tag("pgturnout.version", params, 1, big,
+					    sizeof(big), &tag), 0);
+	assert_string_equal(tag, "0123456789");
+	/* a word longer than the word buffer */
+	memset(huge, 'x', sizeof(huge) - 1);
+	huge[sizeof(huge) - 1] = '\0';
+	memcpy(huge, "--pgturnout.version=", 20);
+	params[0].value = huge;
+	assert_int_equal(router_startup_tag("pgturnout.version", params, 1, big,
+					    sizeof(big), &tag), -1);
+	/* dashes in the configured name count as underscores */
+	params[0].value = "-c my-tag=v9";
+	assert_int_equal(router_startup_tag("my_tag", params, 1, big, sizeof(big), &tag), 0);
+	assert_string_equal(tag, "v9");
+}
+
+/* ---- flags ----------------------------------------------------------- */
+
+static struct flags *
+flags_fixture(int32_t milli, bool dual)
+{
+	struct flags_config c = { .canary_milli = milli, .dual_write = dual,
+				  .shadow_failure = SHADOW_FAILURE_JOURNAL,
+				  .force_path = FORCE_PATH_NONE };
+	struct flags *f = flags_new(&c, "orders-2026-11", 1700000000123);
+
+	assert_non_null(f);
+	return f;
+}
+
+static void
+test_flags_new_format_and_free(void **state)
+{
+	struct flags *f = flags_fixture(12500, true);
+	char buf[64], t[40];
+
+	(void)state;
+	assert_int_equal(f->generation, 1);
+	assert_int_equal(flags_format(f, FLAG_CANARY_PERCENT, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "12.5");
+	assert_int_equal(flags_format(f, FLAG_DUAL_WRITE, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "on");
+	assert_int_equal(flags_format(f, FLAG_SHADOW_FAILURE, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "journal");
+	assert_int_equal(flags_format(f, FLAG_FORCE_PATH, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "none");
+	assert_int_equal(flags_format(f, FLAGS_SALT, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "orders-2026-11");
+	assert_int_equal(flags_format(f, 99, buf, sizeof(buf)), -1);
+	assert_int_equal(flags_format(f, FLAGS_SALT, buf, 4), -1);
+	assert_string_equal(f->changed_by[FLAG_DUAL_WRITE], "startup");
+	flags_format_time(f->changed_at_ms[0], t, sizeof(t));
+	assert_string_equal(t, "2023-11-14T22:13:20.123Z");
+
+	flags_format_percent(0, buf, sizeof(buf));
+	assert_string_equal(buf, "0");
+	flags_format_percent(100000, buf, sizeof(buf));
+	assert_string_equal(buf, "100");
+	flags_format_percent(1, buf, sizeof(buf));
+	assert_string_equal(buf, "0.001");
+	flags_format_percent(33330, buf, sizeof(buf));
+	assert_string_equal(buf, "33.33");
+
+	assert_int_equal(flags_lookup("CANARY_PERCENT"), FLAG_CANARY_PERCENT);
+	assert_int_equal(flags_lookup("salt"), FLAGS_SALT);
+	assert_int_equal(flags_lookup("nope"), -1);
+	assert_null(flags_name(-1));
+	assert_string_equal(flags_name(FLAG_FORCE_PATH), "force_path");
+	flags_free(f);
+	flags_free(NULL);
+}
+
+static void
+test_flags_set_changes_value_and_generation(void **state)
+{
+	struct flags *f = flags_fixture(0, false);
+	char err[512];
+
+	(void)state;
+	assert_int_equal(flags_set(f, "canary_percent", "5", "admin", "console", false,
+				   NULL, err, sizeof(err)), 0);
+	assert_int_equal(f->values.canary_milli, 5000);
+	assert_int_equal(f->generation, 2);
+	assert_string_equal(f->changed_by[FLAG_CANARY_PERCENT], "admin");
+	assert_string_equal(f->last_change.name, "canary_percent");
+	assert_string_equal(f->last_change.old_value, "0");
+	assert_string_equal(f->last_change.new_value, "5");
+	assert_string_equal(f->last_change.surface, "console");
+	assert_true(f->changed_at_ms[FLAG_CANARY_PERCENT] > 1700000000123);
+
+	/* the same value again: nothing changes */
+	assert_int_equal(flags_set(f, "canary_percent", "5.000", "admin", "console", false,
+				   NULL, err, sizeof(err)), 1);
+	assert_int_equal(f->generation, 2);
+
+	assert_int_equal(flags_set(f, "dual_write", "on", "ops", "http", false, NULL,
+				   err, sizeof(err)), 0);
+	assert_true(f->values.dual_write);
+	assert_int_equal(flags_set(f, "shadow_failure", "fail", "ops", "http", false, NULL,
+				   err, sizeof(err)), 0);
+	assert_int_equal(f->values.shadow_failure, SHADOW_FAILURE_FAIL);
+	assert_int_equal(flags_set(f, "force_path", "new", "ops", "http", false, NULL,
+				   err, sizeof(err)), 0);
+	assert_int_equal(f->values.force_path, FORCE_PATH_NEW);
+	assert_int_equal(f->generation, 5);
+	flags_free(f);
+}
+
+static void
+test_flags_bad_values_change_nothing(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *value;
+	} bad[] = {
+		{ "canary_percent", "abc" },
+		{ "canary_percent", "101" },
+		{ "canary_percent", "-1" },
+		{ "canary_percent", "1.2345" },
+		{ "canary_percent", "" },
+		{ "dual_write", "maybe" },
+		{ "dual_write", "" },
+		{ "shadow_failure", "ignore" },
+		{ "force_path", "sideways" },
+		{ "salt", "" },
+		{ "no_such_flag", "1" },
+		{ NULL, "1" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMS(bad); i++) {
+		struct flags *f = flags_fixture(2500, true);
+		struct flags_config before = f->values;
+		char err[512] = "";
+
+		if (flags_set(f, bad[i].name, bad[i].value, "admin", "console", true, NULL,
+			      err, sizeof(err)) != -1)
+			fail_msg("case %zu: %s = '%s' was accepted", i,
+				 bad[i].name ? bad[i].name : "(null)", bad[i].value);
+		assert_true(err[0] != '\0');
+		if (bad[i].name != NULL && flags_lookup(bad[i].name) >= 0)
+			assert_non_null(strstr(err, bad[i].name));
+		else
+			assert_non_null(strstr(err, "canary_percent, dual_write"));
+		assert_int_equal(f->generation, 1);
+		assert_int_equal(f->values.canary_milli, before.canary_milli);
+		assert_int_equal(f->values.dual_write, before.dual_write);
+		assert_int_equal(f->values.shadow_failure, before.shadow_failure);
+		assert_int_equal(f->values.force_path, before.force_path);
+		assert_string_equal(f->salt, "orders-2026-11");
+		flags_free(f);
+	}
+}
+
+static void
+test_flags_guard_salt_frozen_while_canary(void **state)
+{
+	struct flags *f = flags_fixture(1000, false);
+	char err[512];
+
+	(void)state;
+	assert_int_equal(flags_set(f, "salt", "other", "admin", "console", false, NULL,
+				   err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "salt"));
+	assert_non_null(strstr(err, "FORCE"));
+	assert_string_equal(f->salt, "orders-2026-11");
+	assert_int_equal(f->generation, 1);
+	/* FORCE overrides */
+	assert_int_equal(flags_set(f, "salt", "other", "admin", "console", true, NULL,
+				   err, sizeof(err)), 0);
+	assert_string_equal(f->salt, "other");
+	assert_string_equal(f->last_change.old_value, "orders-2026-11");
+	assert_string_equal(f->last_change.new_value, "other");
+	flags_free(f);
+
+	/* at canary 0 the salt may change freely */
+	f = flags_fixture(0, false);
+	assert_int_equal(flags_set(f, "salt", "fresh", "admin", "console", false, NULL,
+				   err, sizeof(err)), 0);
+	flags_free(f);
+}
+
+static void
+test_flags_guard_lowering_canary(void **state)
+{
+	struct flags_guard dirty = { .unmirrored_new_writes = 3 };
+	struct flags_guard clean = { .sessions_on_new = 12 };
+	struct flags *f = flags_fixture(20000, false);
+	char err[512];
+
+	(void)state;
+	assert_int_equal(flags_set(f, "canary_percent", "10", "admin", "console", false,
+				   &dirty, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "lowering canary_percent"));
+	assert_non_null(strstr(err, "FORCE"));
+	assert_int_equal(f->values.canary_milli, 20000);
+	/* raising is always fine */
+	assert_int_equal(flags_set(f, "canary_percent", "30", "admin", "console", false,
+				   &dirty, err, sizeof(err)), 0);
+	/* lowering with every new write mirrored is fine */
+	assert_int_equal(flags_set(f, "canary_percent", "25", "admin", "console", false,
+				   &clean, err, sizeof(err)), 0);
+	/* FORCE overrides */
+	assert_int_equal(flags_set(f, "canary_percent", "0", "admin", "console", true,
+				   &dirty, err, sizeof(err)), 0);
+	assert_int_equal(f->values.canary_milli, 0);
+	flags_free(f);
+}
+
+static void
+test_flags_guard_dual_write_off(void **state)
+{
+	struct flags_guard none = { 0 };
+	struct flags_guard on_new = { .sessions_on_new = 1 };
+	struct flags_guard dirty = { .unmirrored_new_writes = 1 };
+	struct flags *f;
+	char err[512];
+
+	(void)state;
+	/* sessions on new, unmirrored writes, canary > 0 or force_path = new: refused */
+	f = flags_fixture(0, true);
+	assert_int_equal(flags_set(f, "dual_write", "off", "a", "console", false, &on_new,
+				   err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "dual_write"));
+	assert_non_null(strstr(err, "FORCE"));
+	assert_int_equal(flags_set(f, "dual_write", "off", "a", "console", false, &dirty,
+				   err, sizeof(err)), -1);
+	assert_true(f->values.dual_write);
+	flags_free(f);
+
+	f = flags_fixture(500, true);
+	assert_int_equal(flags_set(f, "dual_write", "off", "a", "console", false, &none,
+				   err, sizeof(err)), -1);
+	assert_int_equal(flags_set(f, "dual_write", "off", "a", "console", true, &on_new,
+				   err, sizeof(err)), 0);
+	assert_false(f->values.dual_write);
+	flags_free(f);
+
+	f = flags_fixture(0, true);
+	f->values.force_path = FORCE_PATH_NEW;
+	assert_int_equal(flags_set(f, "dual_write", "off", "a", "console", false, NULL,
+				   err, sizeof(err)), -1);
+	flags_free(f);
+
+	/* nobody on new: allowed */
+	f = flags_fixture(0, true);
+	assert_int_equal(flags_set(f, "dual_write", "off", "a", "console", false, &none,
+				   err, sizeof(err)), 0);
+	/* turning it on is always allowed */
+	assert_int_equal(flags_set(f, "dual_write", "on", "a", "console", false, &dirty,
+				   err, sizeof(err)), 0);
+	flags_free(f);
+}
+
+struct reload_seen {
+	int n;
+	char names[8][32];
+};
+
+static void
+reload_cb(void *arg, const struct flag_change *c)
+{
+	struct reload_seen *s = arg;
+
+	snprintf(s->names[s->n++], sizeof(s->names[0]), "%s", c->name);
+}
+
+static void
+test_flags_reload_keeps_runtime_values_the_file_did_not_change(void **state)
+{
+	struct flags_config file1 = { .canary_milli = 0 };
+	struct flags_config file2 = file1;
+	struct reload_seen seen = { 0 };
+	struct flags *f = flags_new(&file1, "s1", 0);
+	char err[512];
+
+	(void)state;
+	/* runtime change of canary and dual_write */
+	assert_int_equal(flags_set(f, "canary_percent", "10", "admin", "console", false,
+				   NULL, err, sizeof(err)), 0);
+	assert_int_equal(flags_set(f, "dual_write", "on", "admin", "console", false,
+				   NULL, err, sizeof(err)), 0);
+	/* the file changes only shadow_failure */
+	file2.shadow_failure = SHADOW_FAILURE_FAIL;
+	assert_int_equal(flags_apply_reload(f, &file1, "s1", &file2, "s1", NULL, reload_cb,
+					    &seen, err, sizeof(err)), 1);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.names[0], "shadow_failure");
+	assert_int_equal(f->values.canary_milli, 10000);
+	assert_true(f->values.dual_write);
+	assert_int_equal(f->values.shadow_failure, SHADOW_FAILURE_FAIL);
+	assert_string_equal(f->changed_by[FLAG_SHADOW_FAILURE], "reload");
+
+	/* a reload the guard refuses (salt while canary > 0) changes nothing */
+	struct flags_config file3 = file2;
+	uint64_t gen = f->generation;
+
+	file3.force_path = FORCE_PATH_OLD;
+	seen.n = 0;
+	assert_int_equal(flags_apply_reload(f, &file2, "s1", &file3, "s2", NULL, reload_cb,
+					    &seen, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "salt"));
+	assert_int_equal(seen.n, 0);
+	assert_int_equal(f->generation, gen);
+	assert_int_equal(f->values.force_path, FORCE_PATH_NONE);
+	assert_string_equal(f->salt, "s1");
+
+	/* the file sets canary to 0 and a new salt together: canary goes first */
+	struct flags_config file4 = file2;
+
+	file4.canary_milli = 0;
+	file1.canary_milli = 10000;     /* previous file had 10 as well: pretend */
+	assert_int_equal(flags_apply_reload(f, &file1, "s1", &file4, "s2", NULL, reload_cb,
+					    &seen, err, sizeof(err)), 2);
+	assert_string_equal(seen.names[0], "canary_percent");
+	assert_string_equal(seen.names[1], "salt");
+	assert_string_equal(f->salt, "s2");
+	flags_free(f);
+}
+
+/* ---- flag history ---------------------------------------------------- */
+
+static void
+tmp_path(char *buf, size_t len, const char *name)
+{
+	const char *dir = getenv("TMPDIR");
+
+	snprintf(buf, len, "%s/pgt_route_%ld_%s", dir ? dir : "/tmp", (long)getpid(), name);
+	unlink(buf);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static long
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void
+test_flag_history_round_trip(void **state)
+{
+	char path[512], err[256];
+	struct flag_history *h;
+	struct flag_change c = { .at_ms = 1763743091123, .name = "canary_percent" };
+	const struct flag_history_entry *e;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "hist_rt");
+	h = flag_history_open(path, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(flag_history_count(h), 0);
+	assert_null(flag_history_notice(h));
+
+	snprintf(c.who, sizeof(c.who), "admin");
+	snprintf(c.surface, sizeof(c.surface), "console");
+	snprintf(c.old_value, sizeof(c.old_value), "0");
+	snprintf(c.new_value, sizeof(c.new_value), "5");
+	assert_int_equal(flag_history_append(h, &c, err, sizeof(err)), 0);
+	/* awkward characters survive the JSON round trip */
+	c.name = "salt";
+	snprintf(c.who, sizeof(c.who), "o\"brien\\x");
+	snprintf(c.surface, sizeof(c.surface), "http");
+	snprintf(c.old_value, sizeof(c.old_value), "tab\there\nnl\x01");
+	snprintf(c.new_value, sizeof(c.new_value), "caf\xc3\xa9");
+	assert_int_equal(flag_history_append(h, &c, err, sizeof(err)), 0);
+	assert_int_equal(flag_history_count(h), 2);
+	flag_history_free(h);
+
+	h = flag_history_open(path, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(flag_history_count(h), 2);
+	assert_int_equal(flag_history_skipped(h), 0);
+	e = flag_history_get(h, 0);
+	assert_string_equal(e->time, "2025-11-21T16:38:11.123Z");
+	assert_string_equal(e->who, "admin");
+	assert_string_equal(e->surface, "console");
+	assert_string_equal(e->name, "canary_percent");
+	assert_string_equal(e->old_value, "0");
+	assert_string_equal(e->new_value, "5");
+	e = flag_history_get(h, 1);
+	assert_string_equal(e->who, "o\"brien\\x");
+	assert_string_equal(e->old_value, "tab\there\nnl\x01");
+	assert_string_equal(e->new_value, "caf\xc3\xa9");
+	assert_null(flag_history_get(h, 2));
+	flag_history_free(h);
+	flag_history_free(NULL);
+	unlink(path);
+}
+
+static void
+test_flag_history_torn_tail_is_cut_and_skipped(void **state)
+{
+	static const char good[] =
+		"{\"time\":\"2025-11-21T16:38:11.123Z\",\"who\":\"admin\",\"surface\":\"console\","
+		"\"name\":\"dual_write\",\"old\":\"off\",\"new\":\"on\"}\n";
+	char path[512], text[1024], err[256];
+	struct flag_history *h;
+	struct flag_change c = { .at_ms = 0, .name = "force_path" };
+
+	(void)state;
+	tmp_path(path, sizeof(path), "hist_torn");
+	snprintf(text, sizeof(text), "%s%s", good, "{\"time\":\"2025-11-21T16:4");
+	write_file(path, text);
+	h = flag_history_open(path, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(flag_history_count(h), 1);
+	assert_int_equal(flag_history_skipped(h), 1);
+	assert_non_null(flag_history_notice(h));
+	assert_non_null(strstr(flag_history_notice(h), "torn"));
+	assert_int_equal(file_size(path), (long)strlen(good));
+	/* the next append starts on a line of its own */
+	snprintf(c.new_value, sizeof(c.new_value), "old");
+	assert_int_equal(flag_history_append(h, &c, err, sizeof(err)), 0);
+	flag_history_free(h);
+	h = flag_history_open(path, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(flag_history_count(h), 2);
+	assert_int_equal(flag_history_skipped(h), 0);
+	assert_string_equal(flag_history_get(h, 1)->new_value, "old");
+	flag_history_free(h);
+	unlink(path);
+}
+
+static void
+test_flag_history_malformed_lines_are_skipped(void **state)
+{
+	static const char *const bad_lines[] = {
+		"not json",
+		"{}",
+		"{\"time\":\"t\",\"name\":\"x\"}",                  /* no "new" */
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"y\"",     /* no closing brace */
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"y\"} trailing",
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"\\q\"}",  /* bad escape */
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"\\u12\"}",
+		"{\"time\" \"t\"}",
+		"[1,2]",
+	};
+	char path[512], text[4096], err[256];
+	struct flag_history *h;
+	size_t off = 0;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "hist_bad");
+	for (size_t i = 0; i < N_ELEMS(bad_lines); i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s\n", bad_lines[i]);
+	/* good line with extra keys, spaces, \u escapes and an empty line before it */
+	snprintf(text + off, sizeof(text) - off,
+		 "\n{ \"time\" : \"T\", \"extra\":\"1\", \"name\":\"salt\", "
+		 "\"new\":\"a\\u00e9\\/\" }\n");
+	write_file(path, text);
+	h = flag_history_open(path, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(flag_history_skipped(h), N_ELEMS(bad_lines));
+	assert_int_equal(flag_history_count(h), 1);
+	assert_string_equal(flag_history_get(h, 0)->new_value, "a\xc3\xa9/");
+	assert_string_equal(flag_history_get(h, 0)->who, "");
+	assert_non_null(strstr(flag_history_notice(h), ":1: malformed"));
+	flag_history_free(h);
+	unlink(path);
+}
+
+static void
+test_flag_history_unopenable_path_is_an_error(void **state)
+{
+	char err[256] = "";
+
+	(void)state;
+	assert_null(flag_history_open("/nonexistent-dir/x/history.jsonl", err, sizeof(err)));
+	assert_non_null(strstr(err, "cannot open"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bucket_spec_vectors),
+		cmocka_unit_test(test_bucket_separator_keeps_salt_and_key_apart),
+		cmocka_unit_test(test_bucket_in_canary_bounds),
+		cmocka_unit_test(test_bucket_canary_is_monotonic),
+		cmocka_unit_test(test_bucket_distribution_is_uniform),
+		cmocka_unit_test(test_router_every_branch),
+		cmocka_unit_test(test_router_path_indices_come_from_config),
+		cmocka_unit_test(test_router_canary_key_kinds),
+		cmocka_unit_test(test_router_startup_tag_table),
+		cmocka_unit_test(test_router_startup_tag_too_long_is_an_error),
+		cmocka_unit_test(test_flags_new_format_and_free),
+		cmocka_unit_test(test_flags_set_changes_value_and_generation),
+		cmocka_unit_test(test_flags_bad_values_change_nothing),
+		cmocka_unit_test(test_flags_guard_salt_frozen_while_canary),
+		cmocka_unit_test(test_flags_guard_lowering_canary),
+		cmocka_unit_test(test_flags_guard_dual_write_off),
+		cmocka_unit_test(test_flags_reload_keeps_runtime_values_the_file_did_not_change),
+		cmocka_unit_test(test_flag_history_round_trip),
+		cmocka_unit_test(test_flag_history_torn_tail_is_cut_and_skipped),
+		cmocka_unit_test(test_flag_history_malformed_lines_are_skipped),
+		cmocka_unit_test(test_flag_history_unopenable_path_is_an_error),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
