@@ -85,6 +85,7 @@ struct config {
 	char *tls_cert_file;            /* owns; NULL unless set */
 	char *tls_key_file;             /* owns; NULL unless set */
 	char *http_listen;              /* owns; NULL: HTTP off */
+	struct listen_addr http_addr;   /* http_listen parsed; valid when http_listen != NULL */
 	char *http_token_file;          /* owns; NULL: writes refused */
 	char *journal_dir;              /* owns; default ./journal */
 	enum log_format log_format;

@@ -1,1 +1,2 @@
 # Sources of proxy/ctl/ (explicit list; appended to PGT_SOURCES).
+list(APPEND PGT_SOURCES proxy/ctl/config.c)
