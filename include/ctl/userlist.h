@@ -27,5 +27,7 @@ struct userlist *userlist_load(const char *file, struct config_errors *errs);
 void userlist_free(struct userlist *ul);   /* NULL does nothing */
 /* The entry for USER, or NULL. Borrowed from ul. */
 const struct user_secret *userlist_find(const struct userlist *ul, const char *user);
+/* Number of distinct users in ul (0 for NULL). */
+size_t userlist_count(const struct userlist *ul);
 
 #endif

@@ -1,0 +1,426 @@
+/*
+ * ctl/userlist.c — the auth_file: PgBouncer's userlist.txt format.
+ *
+ *   "user" "secret"        one entry per line; "" inside a field is one "
+ *   ; comment / # comment  whole-line comments; blank lines are ignored
+ *
+ * The secret is kept exactly as written; its kind is md5 when it is "md5" +
+ * 32 lowercase hex digits (as PostgreSQL decides), SCRAM when it starts with
+ * "SCRAM-SHA-256$" (then it must be a valid verifier), plain otherwise.
+ * Further quoted fields after the secret are ignored, because older PgBouncer
+ * tooling wrote a third, empty one; anything else on the line is an error.
+ * A user listed twice keeps the later entry, as PgBouncer does.
+ *
+ * Every problem is reported as "file:line: message" and the whole file is
+ * read even after one, so --check shows them all; a file with any error
+ * yields no userlist. The loaded list is immutable: a sorted array searched
+ * by binary search, owned by the config generation that loaded it.
+ */
+#include "ctl/userlist.h"
+#include "ctl/config.h"
+#include "wire/md5.h"
+#include "wire/scram.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCRAM_PREFIX "SCRAM-SHA-256$"
+
+struct userlist {
+	struct user_secret *entries;    /* owns, n entries sorted by user, unique */
+	size_t n;
+};
+
+/* One parsed entry before sorting; line orders duplicates. */
+struct pending {
+	struct user_secret us;          /* owns its strings until moved */
+	int line;
+};
+
+static void userlist_error(struct config_errors *errs, const char *file, int line,
+			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Appends "file:line: message" to errs (line 0: "file: message"). Out of
+ * memory drops the message; the load still fails because the caller counts
+ * errors itself.
+ */
+static void userlist_error(struct config_errors *errs, const char *file, int line,
+			   const char *fmt, ...)
+{
+	char msg[512];
+	char *item;
+	char **items;
+	va_list ap;
+	int n;
+
+	if (errs == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		n = snprintf(NULL, 0, "%s:%d: %s", file, line, msg);
+	else
+		n = snprintf(NULL, 0, "%s: %s", file, msg);
+	item = malloc((size_t)n + 1);
+	if (item == NULL)
+		return;
+	if (line > 0)
+		snprintf(item, (size_t)n + 1, "%s:%d: %s", file, line, msg);
+	else
+		snprintf(item, (size_t)n + 1, "%s: %s", file, msg);
+	items = realloc(errs->items, (errs->n + 1) * sizeof(*items));
+	if (items == NULL) {
+		free(item);
+		return;
+	}
+	items[errs->n++] = item;
+	errs->items = items;
+}
+
+/* Reads all of FILE into a NUL-terminated buffer; *len excludes the NUL. */
+static char *read_file(const char *file, size_t *len, int *err_no)
+{
+	FILE *f = fopen(file, "rb");
+	char *buf = NULL;
+	size_t cap = 0, used = 0;
+
+	if (f == NULL) {
+		*err_no = errno;
+		return NULL;
+	}
+	for (;;) {
+		size_t got;
+
+		if (cap - used < 4096) {
+			size_t ncap = cap ? cap * 2 : 65536;
+			char *nbuf = realloc(buf, ncap + 1);
+
+			if (nbuf == NULL) {
+				*err_no = ENOMEM;
+				goto fail;
+			}
+			buf = nbuf;
+			cap = ncap;
+		}
+		got = fread(buf + used, 1, cap - used, f);
+		used += got;
+		if (got == 0) {
+			if (ferror(f)) {
+				*err_no = errno ? errno : EIO;
+				goto fail;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	if (buf == NULL) {              /* cannot happen: first pass allocates */
+		*err_no = ENOMEM;
+		return NULL;
+	}
+	buf[used] = '\0';
+	*len = used;
+	return buf;
+fail:
+	fclose(f);
+	free(buf);
+	return NULL;
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/*
+ * Parses a quoted field at *p (which points at the opening quote), up to
+ * END. Returns the unescaped malloc'd value and moves *p past the closing
+ * quote, or NULL with *p unchanged when the closing quote is missing (or on
+ * allocation failure, then *oom is set).
+ */
+static char *parse_quoted(const char **p, const char *end, bool *oom)
+{
+	const char *s = *p + 1;
+	size_t n = 0;
+	char *out, *o;
+	const char *q;
+
+	for (q = s; q < end; q++) {
+		if (*q == '"') {
+			if (q + 1 < end && q[1] == '"') {
+				q++;
+				n++;
+				continue;
+			}
+			break;
+		}
+		n++;
+	}
+	if (q >= end)
+		return NULL;
+	out = malloc(n + 1);
+	if (out == NULL) {
+		*oom = true;
+		return NULL;
+	}
+	o = out;
+	for (const char *r = s; r < q; r++) {
+		*o++ = *r;
+		if (*r == '"')
+			r++;            /* skip the second quote of "" */
+	}
+	*o = '\0';
+	*p = q + 1;
+	return out;
+}
+
+static const char *skip_blanks(const char *p, const char *end)
+{
+	while (p < end && is_blank(*p))
+		p++;
+	return p;
+}
+
+/*
+ * Parses one line [p, end). Returns 1 with *out filled for an entry, 0 for
+ * a blank or comment line, -1 after reporting an error.
+ */
+static int parse_line(const char *p, const char *end, const char *file, int line,
+		      struct user_secret *out, struct config_errors *errs)
+{
+	char *user = NULL, *secret = NULL;
+	bool oom = false;
+
+	if (memchr(p, '\0', (size_t)(end - p)) != NULL) {
+		userlist_error(errs, file, line, "NUL byte in line");
+		return -1;
+	}
+	p = skip_blanks(p, end);
+	if (p == end || *p == ';' || *p == '#')
+		return 0;
+	if (*p != '"') {
+		userlist_error(errs, file, line,
+			       "expected a quoted user name (\"user\" \"secret\")");
+		return -1;
+	}
+	user = parse_quoted(&p, end, &oom);
+	if (user == NULL) {
+		userlist_error(errs, file, line, oom ? "out of memory"
+						 : "missing closing quote after user name");
+		return -1;
+	}
+	if (*user == '\0') {
+		userlist_error(errs, file, line, "empty user name");
+		goto fail;
+	}
+	p = skip_blanks(p, end);
+	if (p == end || *p != '"') {
+		userlist_error(errs, file, line, p == end
+			       ? "missing secret for user \"%s\""
+			       : "expected a quoted secret for user \"%s\"", user);
+		goto fail;
+	}
+	secret = parse_quoted(&p, end, &oom);
+	if (secret == NULL) {
+		if (oom)
+			userlist_error(errs, file, line, "out of memory");
+		else
+			userlist_error(errs, file, line,
+				       "missing closing quote after the secret of user \"%s\"", user);
+		goto fail;
+	}
+	/* Extra quoted fields are ignored; anything else is not. */
+	for (;;) {
+		char *extra;
+
+		p = skip_blanks(p, end);
+		if (p == end || *p == ';' || *p == '#')
+			break;
+		if (*p != '"') {
+			userlist_error(errs, file, line,
+				       "unexpected text after the secret of user \"%s\"", user);
+			goto fail;
+		}
+		extra = parse_quoted(&p, end, &oom);
+		if (extra == NULL) {
+			if (oom)
+				userlist_error(errs, file, line, "out of memory");
+			else
+				userlist_error(errs, file, line,
+					       "missing closing quote in the line of user \"%s\"", user);
+			goto fail;
+		}
+		free(extra);
+	}
+
+	if (strncmp(secret, SCRAM_PREFIX, strlen(SCRAM_PREFIX)) == 0) {
+		struct scram_verifier v;
+
+		if (scram_verifier_parse(secret, &v) < 0) {
+			userlist_error(errs, file, line,
+				       "invalid SCRAM-SHA-256 verifier for user \"%s\" (expected "
+				       "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)",
+				       user);
+			goto fail;
+		}
+		out->kind = SECRET_SCRAM;
+	} else if (pg_md5_is_stored(secret)) {
+		out->kind = SECRET_MD5;
+	} else {
+		out->kind = SECRET_PLAIN;
+	}
+	out->user = user;
+	out->secret = secret;
+	return 1;
+fail:
+	free(user);
+	if (secret != NULL) {
+		memset(secret, 0, strlen(secret));
+		free(secret);
+	}
+	return -1;
+}
+
+static int pending_cmp(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+	int c = strcmp(x->us.user, y->us.user);
+
+	if (c != 0)
+		return c;
+	return (x->line > y->line) - (x->line < y->line);
+}
+
+static void free_entry(struct user_secret *us)
+{
+	free(us->user);
+	if (us->secret != NULL) {
+		memset(us->secret, 0, strlen(us->secret));
+		free(us->secret);
+	}
+	us->user = NULL;
+	us->secret = NULL;
+}
+
+struct userlist *userlist_load(const char *file, struct config_errors *errs)
+{
+	struct userlist *ul = NULL;
+	struct pending *pend = NULL;
+	size_t npend = 0, cappend = 0, len = 0, nerr = 0;
+	char *buf;
+	const char *p, *end;
+	int err_no = 0, line = 0;
+
+	buf = read_file(file, &len, &err_no);
+	if (buf == NULL) {
+		userlist_error(errs, file, 0, "cannot read auth_file: %s", strerror(err_no));
+		return NULL;
+	}
+
+	p = buf;
+	end = buf + len;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		struct user_secret us;
+		int rc;
+
+		if (eol == NULL)
+			eol = end;
+		line++;
+		memset(&us, 0, sizeof(us));
+		rc = parse_line(p, eol, file, line, &us, errs);
+		if (rc < 0) {
+			nerr++;
+		} else if (rc > 0) {
+			if (npend == cappend) {
+				size_t ncap = cappend ? cappend * 2 : 64;
+				struct pending *np = realloc(pend, ncap * sizeof(*np));
+
+				if (np == NULL) {
+					free_entry(&us);
+					userlist_error(errs, file, line, "out of memory");
+					nerr++;
+					break;
+				}
+				pend = np;
+				cappend = ncap;
+			}
+			pend[npend].us = us;
+			pend[npend].line = line;
+			npend++;
+		}
+		p = eol + 1;
+	}
+	memset(buf, 0, len);
+	free(buf);
+	if (nerr > 0)
+		goto fail;
+
+	ul = calloc(1, sizeof(*ul));
+	if (ul == NULL || (npend > 0 && (ul->entries = calloc(npend, sizeof(*ul->entries))) == NULL)) {
+		userlist_error(errs, file, 0, "out of memory");
+		goto fail;
+	}
+	/* Sort by (user, line); of equal users keep the last line's entry. */
+	if (npend > 0)
+		qsort(pend, npend, sizeof(*pend), pending_cmp);
+	for (size_t i = 0; i < npend; i++) {
+		if (i + 1 < npend && strcmp(pend[i].us.user, pend[i + 1].us.user) == 0) {
+			free_entry(&pend[i].us);
+			continue;
+		}
+		ul->entries[ul->n++] = pend[i].us;
+		pend[i].us.user = NULL;
+		pend[i].us.secret = NULL;
+	}
+	free(pend);
+	return ul;
+
+fail:
+	for (size_t i = 0; i < npend; i++)
+		free_entry(&pend[i].us);
+	free(pend);
+	userlist_free(ul);
+	return NULL;
+}
+
+void userlist_free(struct userlist *ul)
+{
+	if (ul == NULL)
+		return;
+	for (size_t i = 0; i < ul->n; i++)
+		free_entry(&ul->entries[i]);
+	free(ul->entries);
+	free(ul);
+}
+
+const struct user_secret *userlist_find(const struct userlist *ul, const char *user)
+{
+	size_t lo = 0, hi;
+
+	if (ul == NULL || user == NULL)
+		return NULL;
+	hi = ul->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(user, ul->entries[mid].user);
+
+		if (c == 0)
+			return &ul->entries[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+size_t userlist_count(const struct userlist *ul)
+{
+	return ul != NULL ? ul->n : 0;
+}
