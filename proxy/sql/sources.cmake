@@ -1,2 +1,5 @@
 # Sources of proxy/sql/ (explicit list; appended to PGT_SOURCES).
-list(APPEND PGT_SOURCES proxy/sql/rules.c)
+list(APPEND PGT_SOURCES
+  proxy/sql/rules.c
+  proxy/sql/analyze.c
+  proxy/sql/cache.c)
