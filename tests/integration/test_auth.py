@@ -1,0 +1,137 @@
+"""Authentication: pgturnout to its clients (trust, md5, SCRAM-SHA-256 against
+userlist entries written as plain passwords, md5 hashes and SCRAM
+verifiers) and to the servers (trust, cleartext, md5, SCRAM-SHA-256)."""
+
+import psycopg2
+import pytest
+
+import pgwire
+
+# Client users; the proxy logs them in to the server as trustuser, so only
+# the client side of authentication is under test.
+CLIENT_USERS = {
+    "cl_plain": "pw-plain",
+    "cl_md5": "pw-md5",
+    "cl_scram": "pw-scram",
+}
+
+
+def client_userlist():
+    return {
+        "cl_plain": CLIENT_USERS["cl_plain"],
+        "cl_md5": pgwire.md5_secret("cl_md5", CLIENT_USERS["cl_md5"]),
+        "cl_scram": pgwire.scram_verifier(CLIENT_USERS["cl_scram"]),
+        "admin": "admin",
+    }
+
+
+def client_auth_proxy(proxy_factory, auth_type):
+    return proxy_factory(settings={"auth_type": auth_type}, users=client_userlist(),
+                         paths={"old": {"user": "trustuser"}})
+
+
+# (auth_type, user, expected first authentication request code)
+#   0 = AuthenticationOk at once, 5 = MD5Password, 10 = SASL
+CLIENT_CASES = [
+    ("trust", "cl_plain", 0),
+    ("trust", "cl_md5", 0),
+    ("trust", "cl_scram", 0),
+    ("md5", "cl_plain", 5),
+    ("md5", "cl_md5", 5),
+    ("scram-sha-256", "cl_plain", 10),
+    ("scram-sha-256", "cl_scram", 10),
+]
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("auth_type,user,code", CLIENT_CASES)
+def test_client_auth_methods_against_userlist_forms(proxy_factory, auth_type, user, code):
+    proxy = client_auth_proxy(proxy_factory, auth_type)
+    c = proxy.wire()
+    c.startup(user, "app", CLIENT_USERS[user])
+    assert c.auth_codes[0] == code
+    assert c.auth_codes[-1] == 0
+    assert c.query("SELECT current_user") == [("trustuser",)]
+    c.terminate()
+    # and libpq agrees
+    conn = psycopg2.connect(proxy.dsn(user=user, password=CLIENT_USERS[user]))
+    conn.close()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("auth_type,user", [("md5", "cl_plain"), ("md5", "cl_md5"),
+                                            ("scram-sha-256", "cl_plain"),
+                                            ("scram-sha-256", "cl_scram")])
+def test_client_wrong_password_is_28P01(proxy_factory, auth_type, user):
+    proxy = client_auth_proxy(proxy_factory, auth_type)
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup(user, "app", "wrong-password")
+        assert exc.value.sqlstate == "28P01"
+        assert exc.value.fields.get("S") == "FATAL"
+    # the proxy keeps serving
+    c = proxy.wire()
+    c.startup(user, "app", CLIENT_USERS[user])
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("auth_type", ["md5", "scram-sha-256"])
+def test_client_unknown_user_is_rejected(proxy_factory, auth_type):
+    proxy = client_auth_proxy(proxy_factory, auth_type)
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("nobody_here", "app", "whatever")
+        assert exc.value.sqlstate in ("28P01", "28000")
+
+
+def test_wrong_password_is_28P01(proxy):
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("app", "app", "not-the-password")
+        assert exc.value.sqlstate == "28P01"
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(proxy.dsn(password="not-the-password"))
+    conn = proxy.connect()
+    conn.close()
+
+
+def test_unknown_user_is_rejected(proxy):
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("no_such_role", "app", "x")
+        assert exc.value.sqlstate in ("28P01", "28000")
+
+
+@pytest.mark.parametrize("user", ["trustuser", "pwuser", "md5user", "scramuser", "app"])
+def test_backend_auth_methods(proxy, user):
+    """The server asks trust / password / md5 / scram-sha-256 (pg_hba of the
+    test server); the proxy answers with the password from auth_file."""
+    conn = proxy.connect(user=user)
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_user, 40 + 2")
+        assert cur.fetchone() == (user, 42)
+    conn.close()
+
+
+@pytest.mark.proxy_only
+def test_backend_auth_with_path_credentials(proxy_factory):
+    """[path] user/password override the client's own."""
+    proxy = proxy_factory(paths={"old": {"user": "scramuser", "password": "scrampass"}})
+    conn = proxy.connect(user="app")
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_user")
+        assert cur.fetchone() == ("scramuser",)
+    conn.close()
+
+
+@pytest.mark.proxy_only
+def test_backend_wrong_password_fails_cleanly(proxy_factory):
+    """The client passed the proxy's check, the server refuses the path's
+    password: the client gets an error, the proxy stays up."""
+    proxy = proxy_factory(paths={"old": {"user": "scramuser", "password": "wrong"}})
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("app", "app", "app")
+        assert exc.value.sqlstate in ("28P01", "08006")
+    assert proxy.alive()

@@ -1,0 +1,117 @@
+"""TLS on both sides: clients to pgturnout (tls_mode, the harness's
+certificate for CN/SAN localhost) and pgturnout to the server (path sslmode
+up to verify-full against the test CA)."""
+
+import os
+import subprocess
+
+import psycopg2
+import pytest
+
+import pgwire
+
+
+def tls_proxy(proxy_factory, pg, mode="require", **paths):
+    return proxy_factory(settings={
+        "tls_mode": mode,
+        "tls_cert_file": os.path.join(pg.ca_dir, "proxy.crt"),
+        "tls_key_file": os.path.join(pg.ca_dir, "proxy.key"),
+    }, paths=paths or None)
+
+
+def verify_full_dsn(proxy, pg, **kw):
+    return proxy.dsn(host="localhost", hostaddr="127.0.0.1", sslmode="verify-full",
+                     sslrootcert=pg.ca, **kw)
+
+
+def test_client_tls_verify_full(proxy_factory, pg):
+    proxy = tls_proxy(proxy_factory, pg)
+    conn = psycopg2.connect(verify_full_dsn(proxy, pg))
+    assert conn.info.ssl_in_use
+    assert conn.info.ssl_attribute("protocol") in ("TLSv1.2", "TLSv1.3")
+    with conn.cursor() as cur:
+        cur.execute("SELECT repeat('z', 100000)")
+        assert cur.fetchone()[0] == "z" * 100000
+    conn.close()
+
+
+@pytest.mark.proxy_only
+def test_client_tls_required_refuses_plaintext(proxy_factory, pg):
+    proxy = tls_proxy(proxy_factory, pg)
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(proxy.dsn(sslmode="disable"))
+    conn = psycopg2.connect(verify_full_dsn(proxy, pg))
+    conn.close()
+
+
+@pytest.mark.proxy_only
+def test_client_tls_allow_serves_both(proxy_factory, pg):
+    proxy = tls_proxy(proxy_factory, pg, mode="allow")
+    plain = psycopg2.connect(proxy.dsn(sslmode="disable"))
+    assert not plain.info.ssl_in_use
+    secure = psycopg2.connect(verify_full_dsn(proxy, pg))
+    assert secure.info.ssl_in_use
+    plain.close()
+    secure.close()
+
+
+@pytest.mark.proxy_only
+def test_client_tls_disabled_answers_N(proxy_factory):
+    proxy = proxy_factory(settings={"tls_mode": "disable"})
+    with proxy.wire() as c:
+        c.send(pgwire.ssl_request())
+        assert c.recv_bytes(1) == b"N"
+        c.startup("app", "app", "app")
+        assert c.query("SELECT 1") == [("1",)]
+
+
+def test_client_tls_with_psql(proxy_factory, pg):
+    proxy = tls_proxy(proxy_factory, pg)
+    r = subprocess.run(["psql", "-X", "-At", "-c", "SELECT 'over tls'",
+                        verify_full_dsn(proxy, pg)], capture_output=True, text=True,
+                       env=proxy.env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "over tls"
+
+
+def server_ssl(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        return cur.fetchone()[0]
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("sslmode,expect", [("disable", False), ("prefer", True),
+                                            ("require", True), ("verify-full", True)])
+def test_server_side_sslmode(proxy_factory, pg, sslmode, expect):
+    path = {"sslmode": sslmode}
+    if sslmode == "verify-full":
+        path["sslrootcert"] = pg.ca
+    proxy = proxy_factory(paths={"old": path})
+    conn = proxy.connect(user="scramuser")
+    assert server_ssl(conn) is expect
+    conn.close()
+
+
+def test_server_side_verify_full_direct(pg):
+    """The server's certificate verifies with the test CA (the recipe the
+    proxy tests rely on)."""
+    conn = psycopg2.connect(pg.dsn(host="localhost", hostaddr="127.0.0.1",
+                                   sslmode="verify-full", sslrootcert=pg.ca))
+    assert server_ssl(conn) is True
+    conn.close()
+
+
+@pytest.mark.proxy_only
+def test_server_side_verify_full_wrong_ca_fails(proxy_factory, tmp_path):
+    other_ca = tmp_path / "other-ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=other CA", "-keyout", str(tmp_path / "other-ca.key"),
+                    "-out", str(other_ca)], check=True, capture_output=True)
+    proxy = proxy_factory(paths={"old": {"sslmode": "verify-full", "sslrootcert": str(other_ca)}})
+    with proxy.wire() as c:
+        with pytest.raises((pgwire.WireError, pgwire.Closed)) as exc:
+            c.startup("app", "app", "app")
+        if isinstance(exc.value, pgwire.WireError):
+            assert exc.value.sqlstate.startswith("08"), exc.value.fields
+    assert proxy.alive()
