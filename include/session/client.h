@@ -1,0 +1,110 @@
+/*
+ * session/client.h — one client connection and its session.
+ *
+ * States equal phases: CL_STARTUP (reading the first packet, SSL/GSS
+ * negotiation), CL_TLS (handshake), CL_AUTH (password exchange),
+ * CL_CONNECTING (waiting for the session path's backend), CL_ACTIVE
+ * (relaying), CL_CLOSING (flushing a last message, then freed by the reaper).
+ * A state changes only in client_set_state().
+ */
+#ifndef PGT_SESSION_CLIENT_H
+#define PGT_SESSION_CLIENT_H
+
+#include "core/list.h"
+#include "session/runtime.h"
+#include "wire/scram.h"
+#include "wire/startup.h"
+
+#include <event2/bufferevent.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct config;
+struct server;
+struct scram_server;
+
+enum client_state {
+	CL_STARTUP,
+	CL_TLS,
+	CL_AUTH,
+	CL_CONNECTING,
+	CL_ACTIVE,
+	CL_CLOSING,
+};
+
+enum client_auth_step {
+	AUTH_STEP_NONE,
+	AUTH_STEP_PASSWORD,     /* waiting for the md5 answer */
+	AUTH_STEP_SASL_INITIAL, /* waiting for SASLInitialResponse */
+	AUTH_STEP_SASL_FINAL,   /* waiting for the client-final-message */
+};
+
+/* Server slots: a session uses at most one backend per migration path. */
+enum { SLOT_OLD = 0, SLOT_NEW = 1, SLOT__COUNT = 2 };
+
+struct client {
+	struct list_node node;          /* in rt->clients, or rt->dead once closed */
+	uint64_t id;                    /* session id on every log line */
+	enum client_state state;
+	evutil_socket_t fd;
+	struct bufferevent *bev;        /* owns */
+	bool bev_owns_fd;
+	bool tls;                       /* the connection is encrypted */
+	struct config *cfg;             /* owns one reference: the generation it started under */
+	char addr[64];                  /* client address as text, without port */
+	int port;
+
+	uint8_t *startup_raw;           /* owns: the StartupMessage; sp's strings point into it */
+	struct startup_packet sp;
+	const char *user;               /* borrows: from sp */
+	const char *database;           /* borrows: from sp (defaults to user) */
+	const char *application_name;   /* borrows: from sp, or "" */
+
+	enum client_auth_step auth_step;
+	uint8_t md5_salt[4];
+	struct scram_server *scram;     /* owns: during SCRAM only */
+	bool have_scram_keys;           /* client proved a SCRAM verifier: keys below valid */
+	uint8_t client_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+
+	struct server *servers[SLOT__COUNT];  /* owns */
+	int active_slot;                /* slot whose backend runs this session's statements */
+
+	uint32_t cancel_pid;            /* what the client was given in BackendKeyData */
+	uint32_t cancel_key;
+	uint64_t connection_id;         /* random: the canary key of canary_key=connection */
+
+	uint32_t c2s_remaining;         /* bytes of the current client message still to forward */
+	char tx_status;                 /* last ReadyForQuery status: 'I', 'T' or 'E' */
+	bool throttled;                 /* reading paused: server output over high watermark */
+	uint32_t pending_syncs;         /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+
+	struct event *timer;            /* owns: login timeout, then the closing grace timer */
+	bool dead;                      /* on rt->dead, waiting for the reaper */
+	enum close_reason close_reason;
+	uint64_t connected_at_us;
+};
+
+/* Accept callback: takes ownership of FD. */
+void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t len, void *arg);
+
+/*
+ * Ends the session for REASON. When MSG is given, a FATAL ErrorResponse with
+ * the reason's SQLSTATE and MSG is sent first; RAW (an ErrorResponse as a
+ * server sent it, whole message) is sent as is instead when not NULL.
+ * The client is freed later by the reaper, never inside this call.
+ */
+void client_close(struct client *c, enum close_reason reason, const char *msg);
+void client_close_raw(struct client *c, enum close_reason reason, const uint8_t *raw, size_t len);
+
+/* Backend progress, called by session/server.c. */
+void client_server_ready(struct client *c, struct server *s);
+void client_server_failed(struct client *c, struct server *s, enum close_reason reason,
+			  const char *msg, const uint8_t *raw, size_t raw_len);
+
+/* Frees closed clients; run by the reaper event. */
+void client_reap(void);
+/* Session id for logs of a server's owner. */
+const char *client_reason_name(enum close_reason r);
+
+#endif

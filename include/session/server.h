@@ -1,0 +1,57 @@
+/*
+ * session/server.h — one backend connection of a client, to one path.
+ *
+ * A server connection is owned by its client (session mode: never shared).
+ * Its life: connect (non-blocking, DNS through evdns), optional SSLRequest
+ * and TLS handshake, StartupMessage, authentication answered by pgturnout
+ * (trust, cleartext, md5, SCRAM-SHA-256), ParameterStatus/BackendKeyData
+ * collected until the first ReadyForQuery; then it is READY and the relay
+ * forwards its bytes to the client.
+ */
+#ifndef PGT_SESSION_SERVER_H
+#define PGT_SESSION_SERVER_H
+
+#include "core/wbuf.h"
+
+#include <event2/bufferevent.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct scram_client;
+
+enum server_state {
+	SV_CONNECTING,          /* TCP connect in progress */
+	SV_SSL_NEGOTIATE,       /* SSLRequest sent, waiting for 'S'/'N' */
+	SV_TLS_HANDSHAKE,       /* TLS handshake in progress */
+	SV_LOGIN,               /* StartupMessage sent: authentication and parameters */
+	SV_READY,               /* first ReadyForQuery seen: relaying */
+	SV_CLOSED,
+};
+
+struct server {
+	struct client *client;          /* borrows: the owner */
+	int path;                       /* index into the client's config paths */
+	enum server_state state;
+	struct bufferevent *bev;        /* owns */
+	evutil_socket_t fd;
+	bool bev_owns_fd;               /* false while the plain bev precedes TLS */
+	uint32_t backend_pid;           /* from BackendKeyData */
+	uint32_t backend_key;
+	struct scram_client *scram;     /* owns: during SCRAM only */
+	struct wbuf login_params;       /* owns: ParameterStatus messages seen during login */
+	struct event *timer;            /* owns: connect timeout, during login only */
+	uint32_t s2c_remaining;         /* bytes of the current message still to forward */
+	bool last_error_fatal;          /* the last ErrorResponse relayed was FATAL */
+	bool throttled;                 /* reading paused: client output over high watermark */
+};
+
+/* Starts a connection of CLIENT to PATH. Returns NULL when it cannot even
+ * start (out of memory); otherwise progress is reported through
+ * client_server_ready() / client_server_failed(). */
+struct server *server_connect(struct client *client, int path);
+void server_free(struct server *s);     /* NULL does nothing; closes the socket */
+/* Sends Terminate and closes gracefully (after output drains). */
+void server_terminate(struct server *s);
+
+#endif

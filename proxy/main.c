@@ -1,0 +1,155 @@
+/*
+ * main.c — command line, first configuration load, event loop, signals.
+ *
+ *   pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]
+ *
+ * Exit codes: 0 clean exit, 1 bad configuration or arguments, 2 runtime
+ * failure (e.g. cannot listen). Signals are libevent events, so their
+ * handlers run in the loop like every other callback.
+ */
+#include "core/log.h"
+#include "ctl/config.h"
+#include "session/runtime.h"
+
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define DEFAULT_CONFIG "conf/pgturnout.ini"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"pgturnout %s — PostgreSQL proxy for zero-downtime schema migrations\n\n"
+		"Usage: pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]\n\n"
+		"  -c, --config FILE  configuration file (default %s)\n"
+		"      --check        validate the configuration, print every error, exit 0/1\n"
+		"  -v, --verbose      log at debug level\n"
+		"  -q, --quiet        log warnings and errors only\n"
+		"  -V, --version      print the version and exit\n"
+		"  -h, --help         print this help and exit\n\n"
+		"Signals: SIGHUP reloads the configuration; SIGTERM stops accepting and lets\n"
+		"open transactions finish (up to shutdown_timeout); SIGINT exits at once.\n",
+		PGT_VERSION, DEFAULT_CONFIG);
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)runtime_reload("SIGHUP");
+}
+
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	runtime_begin_shutdown();
+}
+
+static void on_sigint(evutil_socket_t sig, short what, void *arg)
+{
+	log_info(0, "SIGINT: exiting now");
+	event_base_loopbreak(rt->base);
+}
+
+/* Many idle clients need many descriptors: take what the hard limit allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = DEFAULT_CONFIG;
+	bool check = false;
+	int verbosity = 0;
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:Vhvq", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': file = optarg; break;
+		case 'C': check = true; break;
+		case 'V': printf("pgturnout %s\n", PGT_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		case 'v': verbosity = 1; break;
+		case 'q': verbosity = -1; break;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pgturnout: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 1;
+	}
+
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load(file, &errs);
+	if (!cfg) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.items[i]);
+		config_errors_free(&errs);
+		return 1;
+	}
+	config_errors_free(&errs);
+	if (check) {
+		printf("%s: configuration is valid\n", file);
+		config_unref(cfg);
+		return 0;
+	}
+
+	enum log_level level = (enum log_level)cfg->log_level;
+	if (verbosity > 0)
+		level = LOG_DEBUG;
+	else if (verbosity < 0)
+		level = LOG_WARNING;
+	log_configure(level, cfg->log_format == LOG_FORMAT_JSON);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+
+	char err[512];
+	if (runtime_init(cfg, file, err, sizeof(err)) < 0) {
+		log_error(0, "cannot start: %s", err);
+		runtime_free();
+		return 2;
+	}
+	if (runtime_listen(err, sizeof(err)) < 0) {
+		log_error(0, "%s", err);
+		runtime_free();
+		return 2;
+	}
+	struct event *sighup = evsignal_new(rt->base, SIGHUP, on_sighup, NULL);
+	struct event *sigterm = evsignal_new(rt->base, SIGTERM, on_sigterm, NULL);
+	struct event *sigint = evsignal_new(rt->base, SIGINT, on_sigint, NULL);
+	if (!sighup || !sigterm || !sigint || evsignal_add(sighup, NULL) < 0 ||
+	    evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
+		log_error(0, "cannot install signal handlers");
+		runtime_free();
+		return 2;
+	}
+	for (size_t i = 0; i < rt->cfg->n_listen; i++)
+		log_info(0, "pgturnout %s listening on %s:%s", PGT_VERSION, rt->cfg->listen[i].host,
+			 rt->cfg->listen[i].port);
+
+	event_base_dispatch(rt->base);
+
+	int code = rt->exit_code;
+	log_info(0, "exiting");
+	event_free(sighup);
+	event_free(sigterm);
+	event_free(sigint);
+	runtime_free();
+	return code;
+}

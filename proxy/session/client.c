@@ -1,0 +1,720 @@
+/*
+ * session/client.c — a client connection from accept to close.
+ *
+ * Owns the client's socket, its bufferevent and its backend connections.
+ * Startup: the first packet (SSLRequest, GSSENCRequest, CancelRequest or
+ * StartupMessage), TLS if asked and allowed, then authentication against
+ * auth_file (trust, md5, SCRAM-SHA-256), then the session path's backend is
+ * opened; only once it is ready does the client get AuthenticationOk, the
+ * server's ParameterStatus, a BackendKeyData of pgturnout's and
+ * ReadyForQuery. From then on session/relay.c forwards.
+ *
+ * Invariant: a client is freed only by the reaper (client_reap), never inside
+ * one of its own callbacks; client_close() moves it to rt->dead once its last
+ * message is flushed.
+ */
+#include "session/client.h"
+
+#include "core/log.h"
+#include "core/wbuf.h"
+#include "ctl/config.h"
+#include "ctl/userlist.h"
+#include "io/tls.h"
+#include "session/cancel.h"
+#include "session/relay.h"
+#include "session/server.h"
+#include "wire/build.h"
+#include "wire/md5.h"
+#include "wire/proto.h"
+#include "wire/scram.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define CLOSE_GRACE_SECONDS 5
+
+/* One row per close reason: its SQLSTATE (NULL: nothing is sent), the name
+ * used in logs and metrics, and the level of the log line. */
+static const struct close_info {
+	const char *name;
+	const char *sqlstate;
+	enum log_level level;
+} close_table[CLOSE__COUNT] = {
+	[CLOSE_CLIENT_EOF] = { "client_eof", NULL, LOG_DEBUG },
+	[CLOSE_CLIENT_TERMINATE] = { "client_terminate", NULL, LOG_DEBUG },
+	[CLOSE_PROTOCOL_VIOLATION] = { "protocol_violation", "08P01", LOG_WARNING },
+	[CLOSE_AUTH_FAILED] = { "auth_failed", "28P01", LOG_WARNING },
+	[CLOSE_LOGIN_TIMEOUT] = { "login_timeout", "08006", LOG_WARNING },
+	[CLOSE_TOO_MANY_CLIENTS] = { "too_many_clients", "53300", LOG_WARNING },
+	[CLOSE_TLS_REQUIRED] = { "tls_required", "28000", LOG_INFO },
+	[CLOSE_TLS_ERROR] = { "tls_error", NULL, LOG_INFO },
+	[CLOSE_SERVER_UNAVAILABLE] = { "server_unavailable", "08006", LOG_WARNING },
+	[CLOSE_SERVER_REJECTED] = { "server_rejected", "08006", LOG_INFO },
+	[CLOSE_SERVER_GONE] = { "server_gone", "08006", LOG_INFO },
+	[CLOSE_INVALID_AUTHORIZATION] = { "invalid_authorization", "28000", LOG_INFO },
+	[CLOSE_INVALID_PARAMETER] = { "invalid_parameter", "22023", LOG_INFO },
+	[CLOSE_SHUTDOWN] = { "shutdown", "57P01", LOG_INFO },
+	[CLOSE_OUT_OF_MEMORY] = { "out_of_memory", "53200", LOG_ERROR },
+	[CLOSE_CANCEL_DONE] = { "cancel_request", NULL, LOG_DEBUG },
+};
+
+static void client_on_read(struct bufferevent *bev, void *arg);
+static void client_on_write(struct bufferevent *bev, void *arg);
+static void client_on_event(struct bufferevent *bev, short what, void *arg);
+static void client_on_timer(evutil_socket_t fd, short what, void *arg);
+static void client_read_startup(struct client *c);
+
+const char *client_reason_name(enum close_reason r)
+{
+	return close_table[r].name;
+}
+
+static uint64_t now_us(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+static void client_set_state(struct client *c, enum client_state st)
+{
+	c->state = st;
+}
+
+/* Queues bytes for the client. */
+static void client_send(struct client *c, const void *data, size_t len)
+{
+	if (bufferevent_write(c->bev, data, len) < 0)
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+}
+
+static void client_send_wbuf(struct client *c, struct wbuf *b)
+{
+	if (!wbuf_ok(b)) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	client_send(c, b->data, b->len);
+}
+
+void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t len, void *arg)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	rt->stats.accepted++;
+	c->id = ++rt->next_session_id;
+	c->fd = fd;
+	c->cfg = config_ref(rt->cfg);
+	c->tx_status = 'I';
+	c->connected_at_us = now_us();
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+		inet_ntop(AF_INET, &a->sin_addr, c->addr, sizeof(c->addr));
+		c->port = ntohs(a->sin_port);
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+		inet_ntop(AF_INET6, &a->sin6_addr, c->addr, sizeof(c->addr));
+		c->port = ntohs(a->sin6_port);
+	} else {
+		snprintf(c->addr, sizeof(c->addr), "unknown");
+	}
+	list_append(&rt->clients, &c->node);
+	rt->n_clients++;
+	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1 ||
+	    RAND_bytes((unsigned char *)&c->connection_id, sizeof(c->connection_id)) != 1) {
+		c->cancel_key = (uint32_t)random();
+		c->connection_id = ((uint64_t)random() << 32) | (uint64_t)random();
+	}
+
+	c->bev = bufferevent_socket_new(rt->base, fd, 0);
+	c->timer = evtimer_new(rt->base, client_on_timer, c);
+	if (!c->bev || !c->timer) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	bufferevent_setcb(c->bev, client_on_read, client_on_write, client_on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	log_debug(c->id, "connection from %s:%d", c->addr, c->port);
+
+	if (rt->n_clients > (size_t)c->cfg->max_client_conn) {
+		client_close(c, CLOSE_TOO_MANY_CLIENTS,
+			     "pgturnout: sorry, too many clients already (max_client_conn)");
+		return;
+	}
+	struct timeval tv = { c->cfg->client_login_timeout_ms / 1000,
+			      (c->cfg->client_login_timeout_ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+/* The client's last bytes are out (or will never be): hand it to the reaper. */
+static void client_kill(struct client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	list_del(&c->node);
+	list_append(&rt->dead, &c->node);
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	event_active(rt->reaper, 0, 0);
+}
+
+static void client_close_common(struct client *c, enum close_reason reason)
+{
+	const struct close_info *ci = &close_table[reason];
+	c->close_reason = reason;
+	rt->stats.closed[reason]++;
+	rt->n_clients--;
+	log_msg(ci->level, c->id, "closing: %s (user=%s database=%s addr=%s)", ci->name,
+		c->user ? c->user : "-", c->database ? c->database : "-", c->addr);
+	client_set_state(c, CL_CLOSING);
+	for (int i = 0; i < SLOT__COUNT; i++) {
+		if (c->servers[i])
+			server_terminate(c->servers[i]);
+	}
+	if (!c->bev) {
+		client_kill(c);
+		return;
+	}
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		client_kill(c);
+		return;
+	}
+	/* Let the last message flush, but not forever. */
+	if (c->timer) {
+		struct timeval tv = { CLOSE_GRACE_SECONDS, 0 };
+		evtimer_add(c->timer, &tv);
+	}
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void client_close(struct client *c, enum close_reason reason, const char *msg)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	const struct close_info *ci = &close_table[reason];
+	if (msg && ci->sqlstate && c->bev && c->state != CL_TLS) {
+		uint8_t storage[512];
+		struct wbuf b;
+		wbuf_init_fixed(&b, storage, sizeof(storage));
+		build_error(&b, PqMsg_ErrorResponse, "FATAL", ci->sqlstate, msg, NULL, NULL);
+		if (wbuf_ok(&b))
+			bufferevent_write(c->bev, b.data, b.len);
+		log_msg(ci->level, c->id, "%s", msg);
+	}
+	client_close_common(c, reason);
+}
+
+void client_close_raw(struct client *c, enum close_reason reason, const uint8_t *raw, size_t len)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	if (raw && c->bev)
+		bufferevent_write(c->bev, raw, len);
+	client_close_common(c, reason);
+}
+
+static void client_free(struct client *c)
+{
+	for (int i = 0; i < SLOT__COUNT; i++)
+		server_free(c->servers[i]);
+	if (c->bev)
+		bufferevent_free(c->bev);
+	if (!c->bev_owns_fd && c->fd >= 0)
+		evutil_closesocket(c->fd);
+	if (c->timer)
+		event_free(c->timer);
+	scram_server_free(c->scram);
+	free(c->startup_raw);
+	config_unref(c->cfg);
+	OPENSSL_cleanse(c->client_key, sizeof(c->client_key));
+	free(c);
+}
+
+void client_reap(void)
+{
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->dead) {
+		struct client *c = list_entry(pos, struct client, node);
+		list_del(&c->node);
+		client_free(c);
+	}
+	runtime_check_drained();
+}
+
+/* ---- startup ---------------------------------------------------------- */
+
+static void client_start_tls(struct client *c)
+{
+	/* The 'S' must reach the client before the handshake starts, and
+	 * nothing may be queued before it. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 ||
+	    send(c->fd, "S", 1, MSG_NOSIGNAL) != 1) {
+		client_close(c, CLOSE_TLS_ERROR, NULL);
+		return;
+	}
+	SSL *ssl = SSL_new(rt->tls->client);
+	if (!ssl) {
+		client_close(c, CLOSE_TLS_ERROR, NULL);
+		return;
+	}
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_free(c->bev);
+	c->bev = bufferevent_openssl_socket_new(rt->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!c->bev) {
+		SSL_free(ssl);
+		client_close(c, CLOSE_TLS_ERROR, NULL);
+		return;
+	}
+	c->bev_owns_fd = true;
+	c->tls = true;
+	client_set_state(c, CL_TLS);
+	bufferevent_setcb(c->bev, client_on_read, client_on_write, client_on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void client_auth_ok(struct client *c);
+
+static bool is_pq_option(const char *name)
+{
+	return strncmp(name, "_pq_.", 5) == 0;
+}
+
+/* Answers protocol 3.x minor versions and _pq_ options the way PostgreSQL
+ * does: NegotiateProtocolVersion naming what 3.0 does not know. */
+static void client_negotiate_protocol(struct client *c)
+{
+	const char *unknown[STARTUP_MAX_PARAMS];
+	size_t n = 0;
+	for (size_t i = 0; i < c->sp.n_params; i++)
+		if (is_pq_option(c->sp.params[i].name))
+			unknown[n++] = c->sp.params[i].name;
+	if ((c->sp.protocol & 0xffff) == 0 && n == 0)
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	build_negotiate_protocol(&b, 0, unknown, n);
+	client_send_wbuf(c, &b);
+	wbuf_free(&b);
+}
+
+static void client_send_auth(struct client *c, uint32_t code, const void *extra, size_t len)
+{
+	struct wbuf b;
+	wbuf_init(&b);
+	build_auth(&b, code, extra, len);
+	client_send_wbuf(c, &b);
+	wbuf_free(&b);
+}
+
+static const struct user_secret *client_user_secret(const struct client *c)
+{
+	return c->cfg->users ? userlist_find(c->cfg->users, c->user) : NULL;
+}
+
+static void client_begin_scram(struct client *c, const struct user_secret *us)
+{
+	struct scram_verifier v;
+	int rc = -1;
+	if (us && us->kind == SECRET_SCRAM)
+		rc = scram_verifier_parse(us->secret, &v);
+	else if (us && us->kind == SECRET_PLAIN)
+		rc = scram_verifier_from_password(us->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS, &v);
+	if (rc != 0) {
+		/* Unknown user, or an md5 entry SCRAM cannot use: run the exchange
+		 * against a random verifier so the answer does not tell which. */
+		scram_verifier_from_password("", NULL, 0, SCRAM_DEFAULT_ITERATIONS, &v);
+		RAND_bytes(v.stored_key, sizeof(v.stored_key));
+	}
+	c->scram = scram_server_new(&v);
+	OPENSSL_cleanse(&v, sizeof(v));
+	if (!c->scram) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	struct wbuf b;
+	wbuf_init(&b);
+	build_auth_sasl(&b, "SCRAM-SHA-256");
+	client_send_wbuf(c, &b);
+	wbuf_free(&b);
+	c->auth_step = AUTH_STEP_SASL_INITIAL;
+	client_set_state(c, CL_AUTH);
+}
+
+static void client_begin_auth(struct client *c)
+{
+	const struct user_secret *us = client_user_secret(c);
+	switch (c->cfg->auth_type) {
+	case AUTH_TRUST:
+		client_auth_ok(c);
+		return;
+	case AUTH_MD5:
+		if (us && us->kind == SECRET_SCRAM)
+			break;  /* a SCRAM verifier cannot check md5: use SCRAM, as PostgreSQL */
+		if (RAND_bytes(c->md5_salt, sizeof(c->md5_salt)) != 1) {
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		client_send_auth(c, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
+		c->auth_step = AUTH_STEP_PASSWORD;
+		client_set_state(c, CL_AUTH);
+		return;
+	case AUTH_SCRAM:
+		break;
+	}
+	client_begin_scram(c, us);
+}
+
+static void client_handle_startup(struct client *c)
+{
+	c->user = startup_get(&c->sp, "user");
+	if (!c->user || !c->user[0]) {
+		client_close(c, CLOSE_INVALID_AUTHORIZATION,
+			     "no PostgreSQL user name specified in startup packet");
+		return;
+	}
+	c->database = startup_get(&c->sp, "database");
+	if (!c->database || !c->database[0])
+		c->database = c->user;
+	c->application_name = startup_get(&c->sp, "application_name");
+	if (!c->application_name)
+		c->application_name = "";
+	if (c->cfg->tls_mode == TLS_MODE_REQUIRE && !c->tls) {
+		client_close(c, CLOSE_TLS_REQUIRED, "pgturnout: SSL connection is required");
+		return;
+	}
+	log_debug(c->id, "startup user=%s database=%s application_name=%s tls=%s", c->user,
+		  c->database, c->application_name, c->tls ? "on" : "off");
+	client_negotiate_protocol(c);
+	if (c->state == CL_CLOSING)
+		return;
+	client_begin_auth(c);
+}
+
+static void client_read_startup(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	for (;;) {
+		size_t avail = evbuffer_get_length(in);
+		if (avail < 4)
+			return;
+		uint8_t lenb[4];
+		evbuffer_copyout(in, lenb, 4);
+		uint32_t len = proto_get_u32(lenb);
+		if (len < 8 || len > MAX_STARTUP_PACKET_LENGTH) {
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid length of startup packet");
+			return;
+		}
+		if (avail < len)
+			return;
+		uint8_t *pkt = malloc(len);
+		if (!pkt) {
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		evbuffer_remove(in, pkt, len);
+		struct startup_packet sp;
+		char err[256];
+		if (startup_parse(pkt, len, &sp, err, sizeof(err)) < 0) {
+			free(pkt);
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, err);
+			return;
+		}
+		switch (sp.kind) {
+		case STARTUP_SSL_REQUEST:
+			free(pkt);
+			if (c->tls) {
+				client_close(c, CLOSE_PROTOCOL_VIOLATION, "SSL negotiation requested twice");
+				return;
+			}
+			if (!rt->tls->client) {
+				client_send(c, "N", 1);
+				continue;
+			}
+			if (evbuffer_get_length(in) != 0) {
+				/* Bytes sent before the handshake could be injected by
+				 * a man in the middle: refuse them. */
+				client_close(c, CLOSE_PROTOCOL_VIOLATION,
+					     "received unencrypted data after SSL request");
+				return;
+			}
+			client_start_tls(c);
+			return;
+		case STARTUP_GSSENC_REQUEST:
+			free(pkt);
+			client_send(c, "N", 1);
+			continue;
+		case STARTUP_CANCEL:
+			free(pkt);
+			cancel_request(sp.cancel_pid, sp.cancel_key, c->id);
+			client_close(c, CLOSE_CANCEL_DONE, NULL);
+			return;
+		case STARTUP_MESSAGE:
+			c->startup_raw = pkt;
+			c->sp = sp;
+			client_handle_startup(c);
+			return;
+		}
+	}
+}
+
+/* ---- authentication --------------------------------------------------- */
+
+static void client_auth_failed(struct client *c)
+{
+	char msg[320];
+	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
+	client_close(c, CLOSE_AUTH_FAILED, msg);
+}
+
+static void client_auth_password(struct client *c, const uint8_t *body, size_t len)
+{
+	const struct user_secret *us = client_user_secret(c);
+	if (len == 0 || body[len - 1] != '\0') {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid password packet size");
+		return;
+	}
+	if (!us || us->kind == SECRET_SCRAM) {
+		client_auth_failed(c);
+		return;
+	}
+	char expect[PG_MD5_LEN + 1];
+	pg_md5_response(c->user, us->secret, c->md5_salt, expect);
+	bool ok = len - 1 == PG_MD5_LEN && CRYPTO_memcmp(expect, body, PG_MD5_LEN) == 0;
+	OPENSSL_cleanse(expect, sizeof(expect));
+	if (!ok) {
+		client_auth_failed(c);
+		return;
+	}
+	client_auth_ok(c);
+}
+
+static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
+{
+	char err[256] = "";
+	char *out = NULL;
+	size_t out_len = 0;
+	if (c->auth_step == AUTH_STEP_SASL_INITIAL) {
+		struct pkt_reader r;
+		pkt_reader_init(&r, body, len);
+		const char *mech = pkt_get_str(&r);
+		uint32_t dlen = pkt_get_u32(&r);
+		const uint8_t *data = r.failed ? NULL : pkt_get_bytes(&r, dlen == 0xffffffffu ? 0 : dlen);
+		if (!mech || !data || pkt_remaining(&r) != 0) {
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, "malformed SASLInitialResponse message");
+			return;
+		}
+		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+			client_close(c, CLOSE_INVALID_AUTHORIZATION,
+				     "client selected an invalid SASL authentication mechanism");
+			return;
+		}
+		if (scram_server_client_first(c->scram, (const char *)data, dlen, &out, &out_len,
+					      err, sizeof(err)) < 0) {
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, err[0] ? err : "malformed SCRAM message");
+			return;
+		}
+		client_send_auth(c, AUTH_REQ_SASL_CONT, out, out_len);
+		free(out);
+		c->auth_step = AUTH_STEP_SASL_FINAL;
+		return;
+	}
+	int rc = scram_server_client_final(c->scram, (const char *)body, len, &out, &out_len,
+					   err, sizeof(err));
+	if (rc < 0) {
+		free(out);
+		client_auth_failed(c);
+		return;
+	}
+	const struct user_secret *us = client_user_secret(c);
+	if (us && us->kind == SECRET_SCRAM) {
+		struct scram_verifier v;
+		if (scram_server_client_key(c->scram, c->client_key) &&
+		    scram_verifier_parse(us->secret, &v) == 0) {
+			memcpy(c->server_key, v.server_key, SCRAM_KEY_LEN);
+			c->have_scram_keys = true;
+		}
+		OPENSSL_cleanse(&v, sizeof(v));
+	}
+	client_send_auth(c, AUTH_REQ_SASL_FIN, out, out_len);
+	free(out);
+	scram_server_free(c->scram);
+	c->scram = NULL;
+	client_auth_ok(c);
+}
+
+static void client_read_auth(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (evbuffer_get_length(in) < MSG_HEADER_LEN)
+		return;
+	uint8_t hdr[MSG_HEADER_LEN];
+	evbuffer_copyout(in, hdr, sizeof(hdr));
+	uint32_t len = proto_get_u32(hdr + 1);
+	if (hdr[0] != PqMsg_PasswordMessage) {
+		if (hdr[0] == PqMsg_Terminate) {
+			client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
+			return;
+		}
+		char msg[128];
+		snprintf(msg, sizeof(msg), "expected password response, got message type %d", hdr[0]);
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, msg);
+		return;
+	}
+	if (len < 4 || len > SMALL_MESSAGE_LIMIT) {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid message length");
+		return;
+	}
+	if (evbuffer_get_length(in) < 1 + (size_t)len)
+		return;
+	uint8_t *msg = malloc(1 + (size_t)len);
+	if (!msg) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	evbuffer_remove(in, msg, 1 + (size_t)len);
+	if (c->auth_step == AUTH_STEP_PASSWORD)
+		client_auth_password(c, msg + 5, len - 4);
+	else
+		client_auth_sasl(c, msg + 5, len - 4);
+	OPENSSL_cleanse(msg, 1 + (size_t)len);
+	free(msg);
+}
+
+/* Authentication passed: open the session path's backend. */
+static void client_auth_ok(struct client *c)
+{
+	c->auth_step = AUTH_STEP_NONE;
+	client_set_state(c, CL_CONNECTING);
+	c->active_slot = SLOT_OLD;
+	struct server *s = server_connect(c, c->cfg->old_path);
+	if (!s) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "pgturnout: cannot connect to path \"%s\"",
+			 c->cfg->paths[c->cfg->old_path].name);
+		client_close(c, CLOSE_SERVER_UNAVAILABLE, msg);
+		return;
+	}
+	c->servers[c->active_slot] = s;
+}
+
+void client_server_ready(struct client *c, struct server *s)
+{
+	if (c->state != CL_CONNECTING || c->servers[c->active_slot] != s)
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	build_auth(&b, AUTH_REQ_OK, NULL, 0);
+	wbuf_put(&b, s->login_params.data, s->login_params.len);
+	c->cancel_pid = s->backend_pid;
+	build_backend_key(&b, c->cancel_pid, c->cancel_key);
+	build_ready(&b, 'I');
+	client_send_wbuf(c, &b);
+	wbuf_free(&b);
+	if (c->state == CL_CLOSING)
+		return;
+	evtimer_del(c->timer);
+	client_set_state(c, CL_ACTIVE);
+	bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+	log_info(c->id, "login user=%s database=%s addr=%s path=%s backend_pid=%u", c->user,
+		 c->database, c->addr, c->cfg->paths[s->path].name, s->backend_pid);
+	relay_client_input(c);
+}
+
+void client_server_failed(struct client *c, struct server *s, enum close_reason reason,
+			  const char *msg, const uint8_t *raw, size_t raw_len)
+{
+	if (raw)
+		client_close_raw(c, reason, raw, raw_len);
+	else
+		client_close(c, reason, msg);
+}
+
+/* ---- callbacks -------------------------------------------------------- */
+
+static void client_on_read(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	switch (c->state) {
+	case CL_STARTUP:
+		client_read_startup(c);
+		break;
+	case CL_AUTH:
+		client_read_auth(c);
+		break;
+	case CL_ACTIVE:
+		relay_client_input(c);
+		break;
+	case CL_TLS:
+	case CL_CONNECTING:
+		break;  /* kept in the input buffer until the session is ready */
+	case CL_CLOSING:
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	}
+}
+
+static void client_on_write(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	if (c->state == CL_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			client_kill(c);
+		return;
+	}
+	if (c->state == CL_ACTIVE)
+		relay_client_drained(c);
+}
+
+static void client_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == CL_TLS) {
+			client_set_state(c, CL_STARTUP);
+			client_read_startup(c);
+		}
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (c->state == CL_CLOSING) {
+			client_kill(c);
+			return;
+		}
+		if (c->state == CL_TLS) {
+			log_info(c->id, "TLS handshake failed: %s", tls_error_string());
+			client_close(c, CLOSE_TLS_ERROR, NULL);
+		} else {
+			client_close(c, CLOSE_CLIENT_EOF, NULL);
+		}
+		/* Nothing can be flushed to a dead socket. */
+		client_kill(c);
+	}
+}
+
+static void client_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	if (c->state == CL_CLOSING) {
+		client_kill(c);
+		return;
+	}
+	if (c->state != CL_ACTIVE)
+		client_close(c, CLOSE_LOGIN_TIMEOUT, "pgturnout: client_login_timeout expired during startup");
+}

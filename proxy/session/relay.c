@@ -1,0 +1,201 @@
+/*
+ * session/relay.c — streaming between a client and its active backend.
+ *
+ * For each direction a scan walks the 5-byte headers of the messages in the
+ * input buffer, without copying bodies, and counts how many leading bytes can
+ * be moved as they are; then one evbuffer_remove_buffer() moves them (whole
+ * chains are relinked, not copied). A message longer than what has arrived is
+ * forwarded in pieces: *_remaining remembers how much of it is still to come.
+ *
+ * Only a few message types are looked at: ReadyForQuery (transaction status,
+ * the session's boundary), ErrorResponse (is it FATAL?), and on the client
+ * side Terminate and the messages that end a request (Query, Sync,
+ * FunctionCall: each gets one ReadyForQuery).
+ */
+#include "session/relay.h"
+
+#include "core/log.h"
+#include "session/client.h"
+#include "session/runtime.h"
+#include "session/server.h"
+#include "wire/proto.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Largest ErrorResponse whose severity is checked; longer ones (never seen in
+ * practice) are forwarded without looking. */
+#define RELAY_MAX_INSPECT 8192
+
+/* Copies N bytes at offset OFF of BUF into OUT. */
+static bool relay_peek(struct evbuffer *buf, size_t off, void *out, size_t n)
+{
+	if (off == 0)
+		return evbuffer_copyout(buf, out, n) == (ev_ssize_t)n;
+	struct evbuffer_ptr ptr;
+	if (evbuffer_ptr_set(buf, &ptr, off, EVBUFFER_PTR_SET) < 0)
+		return false;
+	return evbuffer_copyout_from(buf, &ptr, out, n) == (ev_ssize_t)n;
+}
+
+static void relay_check_error(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
+{
+	uint8_t stack[512];
+	uint8_t *body = len - 4 <= sizeof(stack) ? stack : malloc(len - 4);
+	if (!body)
+		return;
+	struct pg_error_fields f;
+	if (relay_peek(in, off + MSG_HEADER_LEN, body, len - 4) &&
+	    proto_parse_error(body, len - 4, &f) == 0)
+		s->last_error_fatal = proto_error_is_fatal(&f);
+	if (body != stack)
+		free(body);
+}
+
+void relay_server_input(struct server *s)
+{
+	struct client *c = s->client;
+	if (c->state != CL_ACTIVE)
+		return;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	size_t fwd = 0;
+	uint32_t rem = s->s2c_remaining;
+
+	for (;;) {
+		if (rem) {
+			size_t take = avail - fwd < rem ? avail - fwd : rem;
+			fwd += take;
+			rem -= (uint32_t)take;
+			if (rem)
+				break;
+		}
+		if (avail - fwd < MSG_HEADER_LEN)
+			break;
+		uint8_t hdr[MSG_HEADER_LEN + 1];
+		relay_peek(in, fwd, hdr, MSG_HEADER_LEN);
+		uint32_t len = proto_get_u32(hdr + 1);
+		if (!proto_backend_len_ok(hdr[0], len)) {
+			log_warning(c->id, "invalid message from server: type %d length %u", hdr[0], len);
+			client_close(c, CLOSE_SERVER_GONE,
+				     "pgturnout: lost synchronization with server: got an invalid message");
+			return;
+		}
+		if (hdr[0] == PqMsg_ReadyForQuery) {
+			if (avail - fwd < MSG_HEADER_LEN + 1)
+				break;
+			relay_peek(in, fwd + MSG_HEADER_LEN, &c->tx_status, 1);
+			if (c->pending_syncs)
+				c->pending_syncs--;
+			fwd += MSG_HEADER_LEN + 1;
+			continue;
+		}
+		if (hdr[0] == PqMsg_ErrorResponse && len <= RELAY_MAX_INSPECT) {
+			if (avail - fwd < 1 + (size_t)len)
+				break;
+			relay_check_error(s, in, fwd, len);
+		}
+		rem = 1 + len;
+	}
+	s->s2c_remaining = rem;
+	if (fwd) {
+		rt->stats.bytes_to_clients += fwd;
+		evbuffer_remove_buffer(in, out, fwd);
+	}
+	if (evbuffer_get_length(out) > RELAY_HIGH_WATERMARK && !s->throttled) {
+		s->throttled = true;
+		bufferevent_disable(s->bev, EV_READ);
+	}
+	if (rt->shutting_down && c->tx_status == 'I' && c->pending_syncs == 0)
+		client_close(c, CLOSE_SHUTDOWN, "terminating connection due to administrator command");
+}
+
+void relay_client_input(struct client *c)
+{
+	struct server *s = c->servers[c->active_slot];
+	if (c->state != CL_ACTIVE || !s || s->state != SV_READY)
+		return;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t avail = evbuffer_get_length(in);
+	size_t fwd = 0;
+	uint32_t rem = c->c2s_remaining;
+	bool terminate = false;
+
+	for (;;) {
+		if (rem) {
+			size_t take = avail - fwd < rem ? avail - fwd : rem;
+			fwd += take;
+			rem -= (uint32_t)take;
+			if (rem)
+				break;
+		}
+		if (avail - fwd < MSG_HEADER_LEN)
+			break;
+		uint8_t hdr[MSG_HEADER_LEN];
+		relay_peek(in, fwd, hdr, MSG_HEADER_LEN);
+		uint32_t len = proto_get_u32(hdr + 1);
+		if (!proto_frontend_type_valid(hdr[0])) {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "invalid frontend message type %d", hdr[0]);
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, msg);
+			return;
+		}
+		if (!proto_frontend_len_ok(hdr[0], len)) {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "invalid message length %u for message type %d", len, hdr[0]);
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, msg);
+			return;
+		}
+		switch (hdr[0]) {
+		case PqMsg_Terminate:
+			terminate = true;
+			break;
+		case PqMsg_Query:
+		case PqMsg_Sync:
+		case PqMsg_FunctionCall:
+			c->pending_syncs++;
+			break;
+		default:
+			break;
+		}
+		if (terminate)
+			break;
+		rem = 1 + len;
+	}
+	c->c2s_remaining = rem;
+	if (fwd) {
+		rt->stats.bytes_from_clients += fwd;
+		evbuffer_remove_buffer(in, out, fwd);
+	}
+	if (terminate) {
+		client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
+		return;
+	}
+	if (evbuffer_get_length(out) > RELAY_HIGH_WATERMARK && !c->throttled) {
+		c->throttled = true;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+}
+
+void relay_client_drained(struct client *c)
+{
+	struct server *s = c->servers[c->active_slot];
+	if (!s || !s->throttled || s->state != SV_READY)
+		return;
+	s->throttled = false;
+	bufferevent_enable(s->bev, EV_READ);
+	relay_server_input(s);
+}
+
+void relay_server_drained(struct server *s)
+{
+	struct client *c = s->client;
+	if (!c->throttled || c->state != CL_ACTIVE || c->servers[c->active_slot] != s)
+		return;
+	c->throttled = false;
+	bufferevent_enable(c->bev, EV_READ);
+	relay_client_input(c);
+}

@@ -1,0 +1,557 @@
+/*
+ * session/server.c — one backend connection: connect, TLS, login, relay.
+ *
+ * pgturnout logs in to the server itself: the client's startup parameters
+ * are forwarded (less user/database, which come from the path, and less
+ * pgturnout's own tag parameter and _pq_ options), and the server's
+ * authentication request is answered with the path's credentials or the
+ * client's auth_file entry — or, for a client that proved a SCRAM verifier,
+ * with the keys of that proof (no plain password needed).
+ *
+ * Login messages are small and read whole; once the first ReadyForQuery
+ * arrives the server is READY and session/relay.c streams its output.
+ */
+#include "session/server.h"
+
+#include "core/log.h"
+#include "ctl/config.h"
+#include "ctl/userlist.h"
+#include "io/tls.h"
+#include "session/client.h"
+#include "session/relay.h"
+#include "wire/build.h"
+#include "wire/md5.h"
+#include "wire/proto.h"
+#include "wire/scram.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define SERVER_MAX_SINGLE_READ (128 * 1024)
+
+static void server_on_read(struct bufferevent *bev, void *arg);
+static void server_on_write(struct bufferevent *bev, void *arg);
+static void server_on_event(struct bufferevent *bev, short what, void *arg);
+static void server_on_timer(evutil_socket_t fd, short what, void *arg);
+
+static const struct path_config *server_path(const struct server *s)
+{
+	return &s->client->cfg->paths[s->path];
+}
+
+static const char *server_user(const struct server *s)
+{
+	const struct path_config *p = server_path(s);
+	return p->user ? p->user : s->client->user;
+}
+
+/* Ends the login attempt: the client learns why (RAW: the server's own
+ * ErrorResponse, forwarded as is). */
+static void server_fail(struct server *s, enum close_reason reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void server_fail(struct server *s, enum close_reason reason, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->state = SV_CLOSED;
+	client_server_failed(s->client, s, reason, msg, NULL, 0);
+}
+
+struct server *server_connect(struct client *c, int path)
+{
+	const struct path_config *p = &c->cfg->paths[path];
+	struct server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->client = c;
+	s->path = path;
+	s->fd = -1;
+	s->state = SV_CONNECTING;
+	wbuf_init(&s->login_params);
+	s->bev = bufferevent_socket_new(rt->base, -1, 0);
+	s->timer = evtimer_new(rt->base, server_on_timer, s);
+	if (!s->bev || !s->timer)
+		goto out_free;
+	bufferevent_setcb(s->bev, server_on_read, server_on_write, server_on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	uint32_t ms = c->cfg->server_connect_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(s->timer, &tv);
+	if (bufferevent_socket_connect_hostname(s->bev, rt->dns, AF_UNSPEC, p->host, p->port) < 0)
+		goto out_free;
+	log_debug(c->id, "connecting to path %s (%s:%d)", p->name, p->host, p->port);
+	return s;
+out_free:
+	server_free(s);
+	return NULL;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	if (s->bev) {
+		evutil_socket_t fd = bufferevent_getfd(s->bev);
+		bufferevent_free(s->bev);
+		if (!s->bev_owns_fd && fd >= 0)
+			evutil_closesocket(fd);
+	}
+	if (s->timer)
+		event_free(s->timer);
+	scram_client_free(s->scram);
+	wbuf_free(&s->login_params);
+	free(s);
+}
+
+void server_terminate(struct server *s)
+{
+	/* The socket is closed when the owner is reaped; a READY plain
+	 * connection gets a Terminate first so the server logs a clean exit. */
+	if (s->state == SV_READY && !s->bev_owns_fd && s->bev) {
+		static const uint8_t terminate[5] = { PqMsg_Terminate, 0, 0, 0, 4 };
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			(void)!send(bufferevent_getfd(s->bev), terminate, sizeof(terminate),
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	if (s->bev)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->timer)
+		evtimer_del(s->timer);
+	s->state = SV_CLOSED;
+}
+
+/* ---- login -------------------------------------------------------------- */
+
+static void server_send(struct server *s, struct wbuf *b)
+{
+	if (!wbuf_ok(b) || bufferevent_write(s->bev, b->data, b->len) < 0)
+		server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
+}
+
+static bool is_pq_option(const char *name)
+{
+	return strncmp(name, "_pq_.", 5) == 0;
+}
+
+static void server_send_startup(struct server *s)
+{
+	const struct client *c = s->client;
+	const struct path_config *p = server_path(s);
+	const char *names[STARTUP_MAX_PARAMS + 3];
+	const char *values[STARTUP_MAX_PARAMS + 3];
+	size_t n = 0;
+	names[n] = "user";
+	values[n++] = server_user(s);
+	names[n] = "database";
+	values[n++] = p->dbname ? p->dbname : c->database;
+	for (size_t i = 0; i < c->sp.n_params; i++) {
+		const char *name = c->sp.params[i].name;
+		if (strcmp(name, "user") == 0 || strcmp(name, "database") == 0 ||
+		    strcmp(name, c->cfg->tag_param) == 0 || is_pq_option(name) ||
+		    (p->search_path && strcmp(name, "search_path") == 0))
+			continue;
+		names[n] = name;
+		values[n++] = c->sp.params[i].value;
+	}
+	if (p->search_path) {
+		names[n] = "search_path";
+		values[n++] = p->search_path;
+	}
+	struct wbuf b;
+	wbuf_init(&b);
+	build_startup(&b, names, values, n);
+	server_send(s, &b);
+	wbuf_free(&b);
+	s->state = SV_LOGIN;
+}
+
+static void server_start_tls(struct server *s)
+{
+	SSL *ssl = tls_server_ssl(rt->tls, s->client->cfg, s->path);
+	if (!ssl) {
+		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+			    "pgturnout: cannot set up TLS to path \"%s\": %s", server_path(s)->name,
+			    tls_error_string());
+		return;
+	}
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_free(s->bev);
+	s->bev = bufferevent_openssl_socket_new(rt->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!s->bev) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		server_fail(s, CLOSE_SERVER_UNAVAILABLE, "pgturnout: out of memory");
+		return;
+	}
+	s->bev_owns_fd = true;
+	s->state = SV_TLS_HANDSHAKE;
+	bufferevent_setcb(s->bev, server_on_read, server_on_write, server_on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void server_read_ssl_answer(struct server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	if (evbuffer_get_length(in) < 1)
+		return;
+	uint8_t answer;
+	evbuffer_remove(in, &answer, 1);
+	const struct path_config *p = server_path(s);
+	if (answer == 'S') {
+		if (evbuffer_get_length(in) != 0) {
+			server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+				    "pgturnout: server of path \"%s\" sent unencrypted data after SSL response",
+				    p->name);
+			return;
+		}
+		server_start_tls(s);
+		return;
+	}
+	if (answer == 'N' && p->sslmode == SSLMODE_PREFER) {
+		server_send_startup(s);
+		return;
+	}
+	server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+		    "pgturnout: server of path \"%s\" does not support SSL, but sslmode=%s",
+		    p->name, p->sslmode == SSLMODE_REQUIRE ? "require" : "verify-full");
+}
+
+/* The secret to log in with: the path's password, else the auth_file entry
+ * of the server user. NULL when there is none. */
+static const struct user_secret *server_secret(const struct server *s, struct user_secret *tmp)
+{
+	const struct path_config *p = server_path(s);
+	if (p->password) {
+		tmp->user = NULL;
+		tmp->secret = p->password;
+		tmp->kind = pg_md5_is_stored(p->password) ? SECRET_MD5 : SECRET_PLAIN;
+		return tmp;
+	}
+	const struct config *cfg = s->client->cfg;
+	return cfg->users ? userlist_find(cfg->users, server_user(s)) : NULL;
+}
+
+static bool server_can_use_client_keys(const struct server *s)
+{
+	const struct client *c = s->client;
+	return c->have_scram_keys && !server_path(s)->password &&
+	       strcmp(server_user(s), c->user) == 0;
+}
+
+static void server_auth_request(struct server *s, const uint8_t *body, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, len);
+	uint32_t code = pkt_get_u32(&r);
+	struct user_secret tmp;
+	const struct user_secret *us = server_secret(s, &tmp);
+	const char *path = server_path(s)->name;
+	struct wbuf b;
+	char err[256] = "";
+
+	switch (code) {
+	case AUTH_REQ_OK:
+		return;
+	case AUTH_REQ_PASSWORD:
+		if (!us || us->kind != SECRET_PLAIN) {
+			server_fail(s, CLOSE_SERVER_REJECTED,
+				    "pgturnout: path \"%s\" asks for a cleartext password for user \"%s\", and none is configured",
+				    path, server_user(s));
+			return;
+		}
+		wbuf_init(&b);
+		build_password(&b, us->secret);
+		server_send(s, &b);
+		OPENSSL_cleanse(b.data, b.len);
+		wbuf_free(&b);
+		return;
+	case AUTH_REQ_MD5: {
+		const uint8_t *salt = pkt_get_bytes(&r, 4);
+		if (!salt) {
+			server_fail(s, CLOSE_SERVER_UNAVAILABLE, "pgturnout: malformed md5 request from path \"%s\"", path);
+			return;
+		}
+		if (!us || us->kind == SECRET_SCRAM) {
+			server_fail(s, CLOSE_SERVER_REJECTED,
+				    "pgturnout: path \"%s\" asks for an md5 password for user \"%s\", and no password or md5 hash is configured",
+				    path, server_user(s));
+			return;
+		}
+		char resp[PG_MD5_LEN + 1];
+		pg_md5_response(server_user(s), us->secret, salt, resp);
+		wbuf_init(&b);
+		build_password(&b, resp);
+		server_send(s, &b);
+		OPENSSL_cleanse(resp, sizeof(resp));
+		wbuf_free(&b);
+		return;
+	}
+	case AUTH_REQ_SASL: {
+		bool scram = false;
+		for (;;) {
+			const char *mech = pkt_get_str(&r);
+			if (!mech || !mech[0])
+				break;
+			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+				scram = true;
+		}
+		if (!scram) {
+			server_fail(s, CLOSE_SERVER_REJECTED,
+				    "pgturnout: path \"%s\" offers no SASL mechanism pgturnout supports", path);
+			return;
+		}
+		if (server_can_use_client_keys(s))
+			s->scram = scram_client_new_keys(s->client->client_key, s->client->server_key);
+		else if (us && us->kind == SECRET_PLAIN)
+			s->scram = scram_client_new_password(us->secret);
+		else {
+			server_fail(s, CLOSE_SERVER_REJECTED,
+				    "pgturnout: path \"%s\" asks for SCRAM authentication of user \"%s\", and no password is configured",
+				    path, server_user(s));
+			return;
+		}
+		char *first = NULL;
+		size_t first_len = 0;
+		if (!s->scram || scram_client_first(s->scram, &first, &first_len) < 0) {
+			server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
+			return;
+		}
+		wbuf_init(&b);
+		build_sasl_initial(&b, "SCRAM-SHA-256", first, first_len);
+		server_send(s, &b);
+		wbuf_free(&b);
+		free(first);
+		return;
+	}
+	case AUTH_REQ_SASL_CONT: {
+		char *final = NULL;
+		size_t final_len = 0;
+		if (!s->scram ||
+		    scram_client_server_first(s->scram, (const char *)body + 4, len - 4, &final,
+					      &final_len, err, sizeof(err)) < 0) {
+			server_fail(s, CLOSE_SERVER_REJECTED,
+				    "pgturnout: SCRAM exchange with path \"%s\" failed: %s", path, err);
+			return;
+		}
+		wbuf_init(&b);
+		build_sasl_response(&b, final, final_len);
+		server_send(s, &b);
+		wbuf_free(&b);
+		free(final);
+		return;
+	}
+	case AUTH_REQ_SASL_FIN:
+		if (!s->scram ||
+		    scram_client_server_final(s->scram, (const char *)body + 4, len - 4, err,
+					      sizeof(err)) < 0) {
+			server_fail(s, CLOSE_SERVER_REJECTED,
+				    "pgturnout: path \"%s\" failed SCRAM server verification: %s", path, err);
+			return;
+		}
+		scram_client_free(s->scram);
+		s->scram = NULL;
+		return;
+	default:
+		server_fail(s, CLOSE_SERVER_REJECTED,
+			    "pgturnout: path \"%s\" requested an authentication method pgturnout does not support (%u)",
+			    path, code);
+		return;
+	}
+}
+
+static void server_read_login(struct server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	while (s->state == SV_LOGIN) {
+		size_t avail = evbuffer_get_length(in);
+		if (avail < MSG_HEADER_LEN)
+			return;
+		uint8_t hdr[MSG_HEADER_LEN];
+		evbuffer_copyout(in, hdr, sizeof(hdr));
+		uint32_t len = proto_get_u32(hdr + 1);
+		if (!proto_backend_len_ok(hdr[0], len) || len > BACKEND_SMALL_MESSAGE_LIMIT) {
+			server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+				    "pgturnout: invalid message from path \"%s\" during login",
+				    server_path(s)->name);
+			return;
+		}
+		if (avail < 1 + (size_t)len)
+			return;
+		uint8_t *msg = malloc(1 + (size_t)len);
+		if (!msg) {
+			server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
+			return;
+		}
+		evbuffer_remove(in, msg, 1 + (size_t)len);
+		const uint8_t *body = msg + MSG_HEADER_LEN;
+		size_t blen = len - 4;
+		switch (msg[0]) {
+		case PqMsg_AuthenticationRequest:
+			server_auth_request(s, body, blen);
+			break;
+		case PqMsg_ParameterStatus:
+		case PqMsg_NoticeResponse:
+			wbuf_put(&s->login_params, msg, 1 + (size_t)len);
+			break;
+		case PqMsg_BackendKeyData:
+			s->backend_pid = proto_get_u32(body);
+			s->backend_key = proto_get_u32(body + 4);
+			break;
+		case PqMsg_NegotiateProtocolVersion:
+			break;
+		case PqMsg_ErrorResponse: {
+			/* The server's own refusal reaches the client as sent. */
+			struct pg_error_fields f;
+			if (proto_parse_error(body, blen, &f) == 0)
+				log_info(s->client->id, "path %s refused login: %s %s", server_path(s)->name,
+					 f.sqlstate ? f.sqlstate : "", f.message ? f.message : "");
+			s->state = SV_CLOSED;
+			client_server_failed(s->client, s, CLOSE_SERVER_REJECTED, NULL, msg, 1 + (size_t)len);
+			free(msg);
+			return;
+		}
+		case PqMsg_ReadyForQuery:
+			free(msg);
+			if (!wbuf_ok(&s->login_params)) {
+				server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
+				return;
+			}
+			s->state = SV_READY;
+			evtimer_del(s->timer);
+			bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+			bufferevent_set_max_single_read(s->bev, SERVER_MAX_SINGLE_READ);
+			client_server_ready(s->client, s);
+			return;
+		default:
+			server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+				    "pgturnout: unexpected message type '%c' from path \"%s\" during login",
+				    msg[0], server_path(s)->name);
+			free(msg);
+			return;
+		}
+		free(msg);
+	}
+}
+
+/* ---- callbacks -------------------------------------------------------- */
+
+static void server_on_read(struct bufferevent *bev, void *arg)
+{
+	struct server *s = arg;
+	switch (s->state) {
+	case SV_SSL_NEGOTIATE:
+		server_read_ssl_answer(s);
+		break;
+	case SV_LOGIN:
+		server_read_login(s);
+		break;
+	case SV_READY:
+		relay_server_input(s);
+		break;
+	default:
+		break;
+	}
+}
+
+static void server_on_write(struct bufferevent *bev, void *arg)
+{
+	struct server *s = arg;
+	if (s->state == SV_READY)
+		relay_server_drained(s);
+}
+
+static void server_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct server *s = arg;
+	const struct path_config *p = server_path(s);
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == SV_CONNECTING) {
+			int one = 1;
+			s->fd = bufferevent_getfd(bev);
+			setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			if (p->sslmode == SSLMODE_DISABLE) {
+				server_send_startup(s);
+			} else {
+				struct wbuf b;
+				wbuf_init(&b);
+				build_ssl_request(&b);
+				server_send(s, &b);
+				wbuf_free(&b);
+				s->state = SV_SSL_NEGOTIATE;
+			}
+		} else if (s->state == SV_TLS_HANDSHAKE) {
+			server_send_startup(s);
+		}
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	switch (s->state) {
+	case SV_CONNECTING: {
+		int dns_err = bufferevent_socket_get_dns_error(bev);
+		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+			    "pgturnout: cannot connect to path \"%s\" (%s:%d): %s", p->name, p->host,
+			    p->port, dns_err ? evutil_gai_strerror(dns_err)
+					     : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		return;
+	}
+	case SV_SSL_NEGOTIATE:
+	case SV_TLS_HANDSHAKE:
+		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+			    "pgturnout: TLS connection to path \"%s\" (%s:%d) failed: %s", p->name,
+			    p->host, p->port, tls_error_string());
+		return;
+	case SV_LOGIN:
+		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+			    "pgturnout: path \"%s\" closed the connection during login", p->name);
+		return;
+	case SV_READY: {
+		struct client *c = s->client;
+		/* Forward what the server said before it went away. */
+		relay_server_input(s);
+		if (c->state == CL_CLOSING)
+			return;
+		s->state = SV_CLOSED;
+		if (s->last_error_fatal) {
+			/* The server explained itself (e.g. pg_terminate_backend):
+			 * the client has that error, add nothing. */
+			client_close(c, CLOSE_SERVER_GONE, NULL);
+		} else {
+			char msg[256];
+			snprintf(msg, sizeof(msg),
+				 "pgturnout: server connection of path \"%s\" closed unexpectedly", p->name);
+			client_close(c, CLOSE_SERVER_GONE, msg);
+		}
+		return;
+	}
+	case SV_CLOSED:
+		return;
+	}
+}
+
+static void server_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	if (s->state == SV_READY || s->state == SV_CLOSED)
+		return;
+	const struct path_config *p = server_path(s);
+	server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+		    "pgturnout: timeout connecting to path \"%s\" (%s:%d) after server_connect_timeout",
+		    p->name, p->host, p->port);
+}
