@@ -674,6 +674,7 @@ static const struct key_def *find_key(enum section_kind sec, const char *name)
 
 struct key_lines {
 	int line[N_KEYS];               /* where each key was set; 0: not set */
+	bool invalid[N_KEYS];           /* its value was rejected (and reported) */
 };
 
 struct pending_version {
@@ -1212,7 +1213,7 @@ static void open_path(struct loader *ld, const char *name, int line)
 	apply_defaults(ld, SEC_PATH, p);
 	ld->sec = SEC_PATH;
 	ld->cur_path = (int)ld->cfg->n_paths - 1;
-	snprintf(ld->label, sizeof(ld->label), "[path %s]", name);
+	snprintf(ld->label, sizeof(ld->label), "[path %.80s]", name);
 	return;
 oom:
 	ld->oom = true;
@@ -1241,7 +1242,7 @@ static void open_section(struct loader *ld, const char *name, int line)
 		}
 		ld->sec_line[s] = line;
 		ld->sec = (enum section_kind)s;
-		snprintf(ld->label, sizeof(ld->label), "[%s]", name);
+		snprintf(ld->label, sizeof(ld->label), "[%.80s]", name);
 		return;
 	}
 	ld_error(ld, line, "unknown section [%s]; known: [pgturnout], [path NAME], [migration], "
@@ -1376,6 +1377,13 @@ static void add_version(struct loader *ld, const char *name, const char *value, 
 	ld->n_versions++;
 }
 
+/* The rules module prefixes its messages with "rewrite: "; ours already
+ * say so. */
+static const char *strip_rewrite(const char *err)
+{
+	return strncmp(err, "rewrite: ", 9) == 0 ? err + 9 : err;
+}
+
 static void add_rewrite(struct loader *ld, const char *name, const char *value, int line)
 {
 	struct config *cfg = ld->cfg;
@@ -1392,7 +1400,7 @@ static void add_rewrite(struct loader *ld, const char *name, const char *value, 
 	err[0] = '\0';
 	if (rewrite_rules_add(cfg->rules, name, value, err, sizeof(err)) < 0) {
 		ld_error(ld, line, "bad rewrite rule '%s = %s': %s",
-			 shown(name, b1, sizeof(b1)), shown(value, b2, sizeof(b2)), err);
+			 shown(name, b1, sizeof(b1)), shown(value, b2, sizeof(b2)), strip_rewrite(err));
 		return;
 	}
 	grown = realloc(cfg->rewrite_entries, (cfg->n_rewrite_entries + 1) * sizeof(*grown));
@@ -1465,6 +1473,7 @@ static int ld_handler(void *user, const char *section, const char *name, const c
 	if (set_value(ld, kd, base, value, err, sizeof(err)) < 0) {
 		ld_error(ld, line, "invalid value '%s' for %s: %s",
 			 shown(value, b2, sizeof(b2)), name, err);
+		lines->invalid[kd - config_keys] = true;
 		return 1;
 	}
 	if (kd->flag >= 0)
@@ -1487,6 +1496,16 @@ static int key_line(const struct loader *ld, const char *key)
 	return 0;
 }
 
+/* True when KEY (non-path) had a rejected value: checks that depend on it
+ * would only repeat the problem with the default in its place. */
+static bool key_invalid(const struct loader *ld, const char *key)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (config_keys[i].sec != SEC_PATH && strcmp(config_keys[i].name, key) == 0)
+			return ld->main_lines.invalid[i];
+	return false;
+}
+
 static int path_key_line(const struct loader *ld, size_t path, const char *key)
 {
 	for (size_t i = 0; i < N_KEYS; i++)
@@ -1506,10 +1525,10 @@ static void validate_main(struct loader *ld)
 {
 	struct config *cfg = ld->cfg;
 
-	if (cfg->auth_type != AUTH_TRUST && cfg->auth_file == NULL)
+	if (cfg->auth_type != AUTH_TRUST && cfg->auth_file == NULL && !key_invalid(ld, "auth_type"))
 		ld_error(ld, key_line(ld, "auth_type"), "auth_type = %s needs auth_file",
 			 enum_name(auth_type_values, (int)cfg->auth_type));
-	if (cfg->tls_mode != TLS_MODE_DISABLE) {
+	if (cfg->tls_mode != TLS_MODE_DISABLE && !key_invalid(ld, "tls_mode")) {
 		const char *mode = enum_name(tls_mode_values, (int)cfg->tls_mode);
 
 		if (cfg->tls_cert_file == NULL)
@@ -1672,7 +1691,7 @@ static struct config *load_text(const char *text, size_t len, const char *name, 
 	validate_paths(&ld);
 	validate_migration(&ld);
 	if (rewrite_rules_finish(cfg->rules, err, sizeof(err)) < 0)
-		ld_error(&ld, ld.sec_line[SEC_REWRITE], "[rewrite]: %s", err);
+		ld_error(&ld, ld.sec_line[SEC_REWRITE], "[rewrite]: %s", strip_rewrite(err));
 	if (cfg->auth_file != NULL) {
 		size_t before = errs->n;
 
