@@ -749,12 +749,23 @@ static bool an_enter(struct an_ctx *c)
 	return true;
 }
 
+/* A relation outside a FROM list: LOCK, VACUUM, DDL, ... */
+static void an_other_relation(struct an_ctx *c, const PgQuery__RangeVar *rv, struct an_scope *s)
+{
+	an_note_table(c, rv, false);
+	an_rename_rv(c, rv, an_table_rule(c, rv, s));
+}
+
 static void an_walk_msg(struct an_ctx *c, const ProtobufCMessage *m, struct an_scope *s)
 {
 	const ProtobufCMessageDescriptor *d;
 
 	if (m == NULL || c->oom)
 		return;
+	if (m->descriptor == &pg_query__range_var__descriptor) {
+		an_other_relation(c, (const PgQuery__RangeVar *)m, s);
+		return;
+	}
 	if (!an_enter(c))
 		goto out;
 	d = m->descriptor;
@@ -827,14 +838,9 @@ static void an_walk_node(struct an_ctx *c, const node_t *n, struct an_scope *s)
 		}
 		return;
 	}
-	case PG_QUERY__NODE__NODE_RANGE_VAR: {
-		/* A relation outside a FROM list: LOCK, VACUUM, DDL, ... */
-		const PgQuery__RangeVar *rv = n->range_var;
-
-		an_note_table(c, rv, false);
-		an_rename_rv(c, rv, an_table_rule(c, rv, s));
+	case PG_QUERY__NODE__NODE_RANGE_VAR:
+		an_other_relation(c, n->range_var, s);
 		return;
-	}
 	case PG_QUERY__NODE__NODE_INSERT_STMT:
 	case PG_QUERY__NODE__NODE_UPDATE_STMT:
 	case PG_QUERY__NODE__NODE_DELETE_STMT:
@@ -1186,8 +1192,12 @@ static void an_walk_select(struct an_ctx *c, const PgQuery__SelectStmt *sel,
 			c->st->tag = "SELECT INTO";
 		}
 		if (rel != NULL) {
+			bool was = c->st->ddl;
+
+			c->st->ddl = true;
 			an_note_table(c, rel, true);
 			an_rename_rv(c, rel, an_table_rule(c, rel, &s));
+			c->st->ddl = was;
 		}
 	}
 out:

@@ -533,7 +533,8 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 			}
 		}
 	}
-	qsort(r->cols, r->n_cols, sizeof(*r->cols), rules_col_cmp);
+	if (r->n_cols > 1)
+		qsort(r->cols, r->n_cols, sizeof(*r->cols), rules_col_cmp);
 	for (size_t i = 0; i < r->n_tables; i++) {
 		struct rw_table *t = &r->tables[i];
 

@@ -1,0 +1,3 @@
+# Unit tests of proxy/sql/ (classify, rewrite, rules, cache).
+pgt_unit_test(test_sql_rewrite ${CMAKE_SOURCE_DIR}/tests/unit/test_sql_rewrite.c)
+pgt_unit_test(test_sql_classify ${CMAKE_SOURCE_DIR}/tests/unit/test_sql_classify.c)
