@@ -148,10 +148,11 @@ bench_userlist() {
 	printf '"%s" "%s"\n' "$PG_USER" "$PG_PASSWORD" >"$1"
 }
 
-# Waits until `SELECT 1` works through HOST:PORT (up to 30 s).
+# Waits until `SELECT 1` works through HOST:PORT (up to 120 s: a proxy
+# under valgrind starts slowly).
 bench_wait_ready() {
 	local port=$1 what=$2 pid=${3:-}
-	for _ in $(seq 300); do
+	for _ in $(seq 1200); do
 		if PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=2 "$BENCH_PSQL" -X -q -At -h 127.0.0.1 -p "$port" \
 			-U "$PG_USER" -d "$PG_DB" -c 'SELECT 1' >/dev/null 2>&1; then
 			return 0
