@@ -752,7 +752,7 @@ static bool an_enter(struct an_ctx *c)
 /* A relation outside a FROM list: LOCK, VACUUM, DDL, ... */
 static void an_other_relation(struct an_ctx *c, const PgQuery__RangeVar *rv, struct an_scope *s)
 {
-	an_note_table(c, rv, false);
+	an_note_table(c, rv, c->st->ddl);	/* DDL changes the relations it names */
 	an_rename_rv(c, rv, an_table_rule(c, rv, s));
 }
 
@@ -1609,6 +1609,7 @@ static void an_walk_stmt(struct an_ctx *c, const node_t *n, struct an_scope *out
 			   "CREATE VIEW");
 		if (v->view) {
 			st->ddl = true;
+			an_note_table(c, v->view, true);
 			an_rename_rv(c, v->view, an_table_rule(c, v->view, outer));
 			st->ddl = false;
 		}
@@ -1915,6 +1916,10 @@ struct sql_analysis *sql_analyze(const char *text, size_t len, enum rewrite_dir 
 		slen = rs->stmt_len > 0 ? (size_t)rs->stmt_len : len - off;
 		if (slen > len - off)
 			slen = len - off;
+		while (slen > 0 && isspace((unsigned char)src[off])) {
+			off++;
+			slen--;
+		}
 		if (c.n_edits > before)
 			st.flags |= SQL_F_REWRITTEN;
 		an_finish_stmt(a, i, &st, off, slen);
