@@ -17,12 +17,9 @@
 #include <stdint.h>
 
 #include "ctl/config.h"
+#include "wire/startup.h"
 
-/* One startup parameter of a client, as received (both borrowed). */
-struct startup_param {
-	const char *name;       /* borrows */
-	const char *value;      /* borrows */
-};
+/* struct startup_param (name/value of one startup parameter) is wire/startup.h's. */
 
 /* Why the router chose the path it did (SHOW CLIENTS, logs). */
 enum router_reason {
