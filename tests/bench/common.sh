@@ -217,6 +217,7 @@ auth_type = trust
 auth_file = $dir/userlist.txt
 journal_dir = $dir/journal
 max_client_conn = $((max + 10))
+log_level = ${BENCH_PGT_LOG_LEVEL:-warning}
 
 [path old]
 host = $PG_HOST
