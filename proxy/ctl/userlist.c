@@ -13,8 +13,11 @@
  *
  * Every problem is reported as "file:line: message" and the whole file is
  * read even after one, so --check shows them all; a file with any error
- * yields no userlist. The loaded list is immutable: a sorted array searched
- * by binary search, owned by the config generation that loaded it.
+ * yields no userlist. The loaded list is immutable: an array of entries in
+ * file order plus an open-addressing hash index over it (a lookup touches one
+ * slot line, one entry and one name), owned by the config generation that
+ * loaded it. The index is built from the file only, so client-chosen lookup
+ * keys cannot lengthen its probe chains.
  */
 #include "ctl/userlist.h"
 #include "ctl/config.h"
@@ -24,22 +27,51 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SCRAM_PREFIX "SCRAM-SHA-256$"
 
-struct userlist {
-	struct user_secret *entries;    /* owns, n entries sorted by user, unique */
-	size_t n;
+/* One slot of the hash index; idx1 == 0 marks an empty slot. */
+struct userlist_slot {
+	uint32_t hash;
+	uint32_t idx1;                  /* index into entries, plus one */
 };
 
-/* One parsed entry before sorting; line orders duplicates. */
-struct pending {
-	struct user_secret us;          /* owns its strings until moved */
-	int line;
+struct userlist {
+	struct user_secret *entries;    /* owns, n entries, unique users, file order */
+	size_t n;
+	struct userlist_slot *slots;    /* owns, mask + 1 slots, at most half full */
+	size_t mask;
 };
+
+/* 32-bit FNV-1a. */
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* The slot holding USER, or the empty slot where it would go. */
+static struct userlist_slot *find_slot(const struct userlist *ul, const char *user,
+				       uint32_t h)
+{
+	for (size_t i = h & ul->mask;; i = (i + 1) & ul->mask) {
+		struct userlist_slot *sl = &ul->slots[i];
+
+		if (sl->idx1 == 0)
+			return sl;
+		if (sl->hash == h && strcmp(ul->entries[sl->idx1 - 1].user, user) == 0)
+			return sl;
+	}
+}
 
 static void userlist_error(struct config_errors *errs, const char *file, int line,
 			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -286,16 +318,6 @@ fail:
 	return -1;
 }
 
-static int pending_cmp(const void *a, const void *b)
-{
-	const struct pending *x = a, *y = b;
-	int c = strcmp(x->us.user, y->us.user);
-
-	if (c != 0)
-		return c;
-	return (x->line > y->line) - (x->line < y->line);
-}
-
 static void free_entry(struct user_secret *us)
 {
 	free(us->user);
@@ -310,7 +332,7 @@ static void free_entry(struct user_secret *us)
 struct userlist *userlist_load(const char *file, struct config_errors *errs)
 {
 	struct userlist *ul = NULL;
-	struct pending *pend = NULL;
+	struct user_secret *pend = NULL;   /* parsed entries, file order */
 	size_t npend = 0, cappend = 0, len = 0, nerr = 0;
 	char *buf;
 	const char *p, *end;
@@ -339,7 +361,7 @@ struct userlist *userlist_load(const char *file, struct config_errors *errs)
 		} else if (rc > 0) {
 			if (npend == cappend) {
 				size_t ncap = cappend ? cappend * 2 : 64;
-				struct pending *np = realloc(pend, ncap * sizeof(*np));
+				struct user_secret *np = realloc(pend, ncap * sizeof(*np));
 
 				if (np == NULL) {
 					free_entry(&us);
@@ -350,9 +372,7 @@ struct userlist *userlist_load(const char *file, struct config_errors *errs)
 				pend = np;
 				cappend = ncap;
 			}
-			pend[npend].us = us;
-			pend[npend].line = line;
-			npend++;
+			pend[npend++] = us;
 		}
 		p = eol + 1;
 	}
@@ -362,28 +382,42 @@ struct userlist *userlist_load(const char *file, struct config_errors *errs)
 		goto fail;
 
 	ul = calloc(1, sizeof(*ul));
-	if (ul == NULL || (npend > 0 && (ul->entries = calloc(npend, sizeof(*ul->entries))) == NULL)) {
-		userlist_error(errs, file, 0, "out of memory");
-		goto fail;
-	}
-	/* Sort by (user, line); of equal users keep the last line's entry. */
-	if (npend > 0)
-		qsort(pend, npend, sizeof(*pend), pending_cmp);
+	if (ul == NULL)
+		goto oom;
+	ul->mask = 15;
+	while (ul->mask + 1 < 2 * npend)
+		ul->mask = ul->mask * 2 + 1;
+	ul->slots = calloc(ul->mask + 1, sizeof(*ul->slots));
+	if (ul->slots == NULL ||
+	    (npend > 0 && (ul->entries = calloc(npend, sizeof(*ul->entries))) == NULL))
+		goto oom;
+	/* File order; a repeated user takes the later line's secret. */
 	for (size_t i = 0; i < npend; i++) {
-		if (i + 1 < npend && strcmp(pend[i].us.user, pend[i + 1].us.user) == 0) {
-			free_entry(&pend[i].us);
-			continue;
+		struct user_secret *us = &pend[i];
+		uint32_t h = name_hash(us->user);
+		struct userlist_slot *sl = find_slot(ul, us->user, h);
+
+		if (sl->idx1 != 0) {
+			struct user_secret *old = &ul->entries[sl->idx1 - 1];
+
+			free_entry(old);
+			*old = *us;
+		} else {
+			ul->entries[ul->n] = *us;
+			sl->hash = h;
+			sl->idx1 = (uint32_t)++ul->n;
 		}
-		ul->entries[ul->n++] = pend[i].us;
-		pend[i].us.user = NULL;
-		pend[i].us.secret = NULL;
+		us->user = NULL;
+		us->secret = NULL;
 	}
 	free(pend);
 	return ul;
 
+oom:
+	userlist_error(errs, file, 0, "out of memory");
 fail:
 	for (size_t i = 0; i < npend; i++)
-		free_entry(&pend[i].us);
+		free_entry(&pend[i]);
 	free(pend);
 	userlist_free(ul);
 	return NULL;
@@ -396,28 +430,18 @@ void userlist_free(struct userlist *ul)
 	for (size_t i = 0; i < ul->n; i++)
 		free_entry(&ul->entries[i]);
 	free(ul->entries);
+	free(ul->slots);
 	free(ul);
 }
 
 const struct user_secret *userlist_find(const struct userlist *ul, const char *user)
 {
-	size_t lo = 0, hi;
+	const struct userlist_slot *sl;
 
 	if (ul == NULL || user == NULL)
 		return NULL;
-	hi = ul->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(user, ul->entries[mid].user);
-
-		if (c == 0)
-			return &ul->entries[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	sl = find_slot(ul, user, name_hash(user));
+	return sl->idx1 != 0 ? &ul->entries[sl->idx1 - 1] : NULL;
 }
 
 size_t userlist_count(const struct userlist *ul)
