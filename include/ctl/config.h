@@ -77,7 +77,7 @@ struct config {
 	struct listen_addr *listen;     /* owns, n_listen entries */
 	size_t n_listen;
 	enum auth_type auth_type;       /* default scram-sha-256 */
-	char *auth_file;                /* owns; NULL: none */
+	char *auth_file;                /* owns; NULL: none; file names are made absolute against the config file's directory */
 	struct userlist *users;         /* owns: auth_file, loaded with the generation */
 	char **admin_users;             /* owns, n_admin_users strings */
 	size_t n_admin_users;
@@ -87,7 +87,7 @@ struct config {
 	char *http_listen;              /* owns; NULL: HTTP off */
 	struct listen_addr http_addr;   /* http_listen parsed; valid when http_listen != NULL */
 	char *http_token_file;          /* owns; NULL: writes refused */
-	char *journal_dir;              /* owns; default ./journal */
+	char *journal_dir;              /* owns; default ./journal, next to the config file */
 	enum log_format log_format;
 	int log_level;                  /* enum log_level of core/log.h */
 	int max_client_conn;            /* default 10000 */
@@ -102,9 +102,9 @@ struct config {
 	size_t n_paths;
 
 	/* [migration] */
-	int old_path;                   /* index into paths */
+	int old_path;                   /* index into paths; == new_path when there is one path and no [migration] */
 	int new_path;                   /* index into paths */
-	char *salt;                     /* owns */
+	char *salt;                     /* owns; default pgturnout, never empty */
 	char *tag_param;                /* owns; default pgturnout.version */
 	enum canary_key canary_key;
 	char *canary_param;             /* owns; NAME of canary_key = param:NAME, else NULL */
@@ -145,6 +145,7 @@ int config_errors_add(struct config_errors *errs, const char *file, int line,
  * with refcount 1 (caller owns one reference). On failure returns NULL and
  * fills errs with every problem found, each "file:line: message" (line 0 when
  * the problem is not tied to a line, e.g. "file: no [path] sections").
+ * Loads must not run concurrently: inih keeps its options in process globals.
  */
 struct config *config_load(const char *file, struct config_errors *errs);
 /*
