@@ -47,7 +47,7 @@ void flag_history_free(struct flag_history *h);        /* NULL does nothing; clo
  * the call whenever it can be truncated back).
  */
 int flag_history_append(struct flag_history *h, const struct flag_change *change,
-			char *err, size_t errlen);
+			char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Number of entries, and entry I (0 = oldest); NULL when out of range.
  * The entry is borrowed: valid until the next append or free. */

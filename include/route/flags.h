@@ -106,7 +106,7 @@ void flags_format_time(int64_t ms, char *buf, size_t len);
  */
 int flags_set(struct flags *f, const char *name, const char *value, const char *who,
 	      const char *surface, bool force, const struct flags_guard *guard,
-	      char *err, size_t errlen);
+	      char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /*
  * Applies a reload (SPEC §9): every flag whose value in the new file's
@@ -123,6 +123,7 @@ typedef void (*flags_change_cb)(void *arg, const struct flag_change *change);
 int flags_apply_reload(struct flags *f, const struct flags_config *old_flags,
 		       const char *old_salt, const struct flags_config *new_flags,
 		       const char *new_salt, const struct flags_guard *guard,
-		       flags_change_cb on_change, void *arg, char *err, size_t errlen);
+		       flags_change_cb on_change, void *arg, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 #endif

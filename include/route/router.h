@@ -72,6 +72,7 @@ const char *router_canary_key(enum canary_key kind, const char *param_name,
  * in buf (buflen - 1 bytes).
  */
 int router_startup_tag(const char *tag_param, const struct startup_param *params,
-		       size_t n_params, char *buf, size_t buflen, const char **tag);
+		       size_t n_params, char *buf, size_t buflen, const char **tag)
+	__attribute__((warn_unused_result));
 
 #endif
