@@ -8,9 +8,11 @@
 #ifndef PGT_CTL_ADMIN_H
 #define PGT_CTL_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct wbuf;
+struct path_stats;
 
 /*
  * Executes the text of one simple Query (one or more commands separated by
@@ -20,5 +22,26 @@ struct wbuf;
  * EmptyQueryResponse. Never appends ReadyForQuery (the caller does).
  */
 void admin_execute(const char *sql, size_t len, const char *who, struct wbuf *out);
+
+/*
+ * SHOW CLIENTS, shared with GET /clients: admin_foreach_client() calls CB
+ * once per client with ADMIN_CLIENT_COLUMNS values (NULL = SQL NULL / JSON
+ * null), named by admin_client_columns(); admin_client_column_kinds() gives
+ * one letter per column for JSON: 'n' number, 'b' boolean, 's' string.
+ * The values are borrowed for the duration of the call only.
+ */
+#define ADMIN_CLIENT_COLUMNS 15
+typedef void (*admin_row_cb)(void *arg, const char *const *values, size_t n);
+void admin_foreach_client(admin_row_cb cb, void *arg);
+const char *const *admin_client_columns(void);
+const char *admin_client_column_kinds(void);
+
+/* SHOW PATHS' "healthy": no failed backend connect on slot SLOT since start,
+ * or at least one open backend connection now. */
+bool admin_slot_healthy(int slot);
+
+/* Quantile Q (0..1) of a path's latency histogram, in milliseconds,
+ * interpolated linearly inside the log2 bucket; -1 when it is empty. */
+double admin_latency_quantile_ms(const struct path_stats *ps, double q);
 
 #endif

@@ -1,31 +1,696 @@
 /*
- * ctl/admin.c — the admin console: parses the commands of one simple Query
- * and answers each with a result set built from the runtime state.
+ * ctl/admin.c — the admin console (SPEC §8).
+ *
+ * An admin session (database "pgturnout", a user of admin_users) hands every
+ * simple Query to admin_execute(). The text is split into tokens (keywords,
+ * '...' strings with '' escapes, "..." identifiers, '=', ';'); each command
+ * between ';' is run in order and answered with a real result set
+ * (RowDescription, DataRows, CommandComplete) built from the runtime state,
+ * so psql shows tables. The first failing command ends the text with an
+ * ErrorResponse, as PostgreSQL does with a multi-statement Query.
+ *
+ * Nothing here owns runtime state: it reads rt (session/runtime.h) and
+ * changes flags only through runtime_set_flag(). The row builders for SHOW
+ * CLIENTS are shared with the HTTP surface (admin_foreach_client).
  */
 #include "ctl/admin.h"
 
+#include "ctl/config.h"
+#include "route/flag_history.h"
+#include "route/flags.h"
+#include "route/router.h"
+#include "session/client.h"
+#include "session/runtime.h"
+#include "sql/analyze.h"
 #include "wire/build.h"
 
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+enum tok_kind { TOK_WORD, TOK_STRING, TOK_IDENT, TOK_EQ, TOK_SEMI, TOK_END, TOK_BAD };
+
+#define ADMIN_MAX_TOKENS 16
+
+struct tok {
+	enum tok_kind kind;
+	char *text;             /* owns: unescaped text (NULL for '=', ';', end) */
+};
+
+/* One command's tokens. */
+struct cmd {
+	struct tok t[ADMIN_MAX_TOKENS];
+	size_t n;
+	bool too_long;
+};
+
+/* Text cursor of the tokenizer. */
+struct lexer {
+	const char *p;          /* borrows */
+	const char *end;        /* borrows */
+};
+
+static void cmd_clear(struct cmd *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->t[i].text);
+	c->n = 0;
+	c->too_long = false;
+}
+
+static void lexer_skip_blank(struct lexer *lx)
+{
+	for (;;) {
+		while (lx->p < lx->end && isspace((unsigned char)*lx->p))
+			lx->p++;
+		if (lx->end - lx->p >= 2 && lx->p[0] == '-' && lx->p[1] == '-') {
+			while (lx->p < lx->end && *lx->p != '\n')
+				lx->p++;
+			continue;
+		}
+		if (lx->end - lx->p >= 2 && lx->p[0] == '/' && lx->p[1] == '*') {
+			const char *q = lx->p + 2;
+			while (q + 1 < lx->end && !(q[0] == '*' && q[1] == '/'))
+				q++;
+			lx->p = q + 1 < lx->end ? q + 2 : lx->end;
+			continue;
+		}
+		return;
+	}
+}
+
+static bool word_char(char ch)
+{
+	return isalnum((unsigned char)ch) || ch == '_' || ch == '.' || ch == '-' || ch == '+' ||
+	       ch == ':' || ch == '/' || ch == '%' || (unsigned char)ch >= 0x80;
+}
+
+/* Reads a quoted token whose quote character is Q (doubled Q is one Q).
+ * Returns the unescaped text (malloc'd), or NULL when unterminated. */
+static char *lexer_quoted(struct lexer *lx, char q)
+{
+	size_t cap = (size_t)(lx->end - lx->p) + 1, n = 0;
+	char *s = malloc(cap);
+	if (s == NULL)
+		return NULL;
+	lx->p++;
+	while (lx->p < lx->end) {
+		if (*lx->p == q) {
+			if (lx->p + 1 < lx->end && lx->p[1] == q) {
+				s[n++] = q;
+				lx->p += 2;
+				continue;
+			}
+			lx->p++;
+			s[n] = '\0';
+			return s;
+		}
+		s[n++] = *lx->p++;
+	}
+	free(s);
+	return NULL;
+}
+
+/* Next token; TOK_BAD with a message in *why on an unterminated quote or a
+ * character that starts no token. */
+static struct tok lexer_next(struct lexer *lx, const char **why)
+{
+	struct tok t = { TOK_END, NULL };
+	lexer_skip_blank(lx);
+	if (lx->p >= lx->end)
+		return t;
+	char ch = *lx->p;
+	if (ch == ';') {
+		lx->p++;
+		t.kind = TOK_SEMI;
+	} else if (ch == '=') {
+		lx->p++;
+		t.kind = TOK_EQ;
+	} else if (ch == '\'' || ch == '"') {
+		t.kind = ch == '\'' ? TOK_STRING : TOK_IDENT;
+		t.text = lexer_quoted(lx, ch);
+		if (t.text == NULL) {
+			t.kind = TOK_BAD;
+			*why = "unterminated quoted string";
+		}
+	} else if (word_char(ch)) {
+		const char *s = lx->p;
+		while (lx->p < lx->end && word_char(*lx->p))
+			lx->p++;
+		t.kind = TOK_WORD;
+		t.text = strndup(s, (size_t)(lx->p - s));
+		if (t.text == NULL) {
+			t.kind = TOK_BAD;
+			*why = "out of memory";
+		}
+	} else {
+		t.kind = TOK_BAD;
+		*why = "syntax error";
+		lx->p++;
+	}
+	return t;
+}
+
+static bool is_kw(const struct cmd *c, size_t i, const char *kw)
+{
+	return i < c->n && c->t[i].kind == TOK_WORD && strcasecmp(c->t[i].text, kw) == 0;
+}
+
+/* ---- result set helpers ---- */
+
+static void error_out(struct wbuf *out, const char *sqlstate, const char *msg, const char *hint)
+{
+	build_error(out, 'E', "ERROR", sqlstate, msg, NULL, hint);
+}
+
+static void notice_out(struct wbuf *out, const char *msg)
+{
+	build_error(out, 'N', "NOTICE", "00000", msg, NULL, NULL);
+}
+
+static void complete_show(struct wbuf *out, size_t rows)
+{
+	char tag[48];
+	snprintf(tag, sizeof(tag), "SHOW %zu", rows);
+	build_command_complete(out, tag);
+}
+
+/* Role names of the two slots, as shown in every per-path row. */
+static const char *slot_role(int slot)
+{
+	return slot == SLOT_OLD ? "old" : "new";
+}
+
+static int slot_path_index(const struct config *cfg, int slot)
+{
+	return slot == SLOT_OLD ? cfg->old_path : cfg->new_path;
+}
+
+static const char *slot_path_name(const struct config *cfg, int slot)
+{
+	int i = slot_path_index(cfg, slot);
+	if (i < 0 || (size_t)i >= cfg->n_paths)
+		return "?";
+	return cfg->paths[i].name;
+}
+
+/* ---- SHOW HELP ---- */
+
+static const char *const help_rows[][2] = {
+	{ "SHOW HELP", "this list" },
+	{ "SHOW VERSION", "pgturnout's version" },
+	{ "SHOW CONFIG", "every configuration key: value, default, reloadable, description" },
+	{ "SHOW FLAGS", "runtime flags: value, changed_at, changed_by" },
+	{ "SHOW HISTORY", "every flag change ever made (durable)" },
+	{ "SHOW CLIENTS", "client sessions: tag, dialect, path, bucket, state, pinned" },
+	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections, health" },
+	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
+	{ "SHOW JOURNAL", "dual-write dead letters" },
+	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
+	{ "SET <flag> = <value> [FORCE]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt)" },
+	{ "RELOAD", "re-read the configuration file" },
+	{ "PAUSE", "stop sessions at their next transaction boundary" },
+	{ "RESUME", "let paused sessions go on" },
+	{ "SHUTDOWN", "stop accepting; exit when transactions are done (shutdown_timeout)" },
+};
+
+static void show_help(struct wbuf *out)
+{
+	static const char *const cols[] = { "command", "description" };
+	size_t n = sizeof(help_rows) / sizeof(help_rows[0]);
+	build_row_description(out, cols, 2);
+	for (size_t i = 0; i < n; i++)
+		build_data_row(out, help_rows[i], 2);
+	complete_show(out, n);
+}
+
+static void show_version(struct wbuf *out)
+{
+	static const char *const cols[] = { "version" };
+	const char *row[] = { "pgturnout " PGT_VERSION };
+	build_row_description(out, cols, 1);
+	build_data_row(out, row, 1);
+	complete_show(out, 1);
+}
+
+/* ---- SHOW CONFIG ---- */
+
+struct config_walk {
+	struct wbuf *out;       /* borrows */
+	size_t rows;
+};
+
+static void config_row(void *arg, const char *section, const char *key, const char *value,
+		       const char *default_value, bool reloadable, const char *doc)
+{
+	struct config_walk *w = arg;
+	const char *row[] = { section, key, value, default_value, reloadable ? "yes" : "no", doc };
+	build_data_row(w->out, row, 6);
+	w->rows++;
+}
+
+static void show_config(struct wbuf *out)
+{
+	static const char *const cols[] = { "section", "key", "value", "default", "reloadable",
+					     "description" };
+	struct config_walk w = { out, 0 };
+	build_row_description(out, cols, 6);
+	config_foreach(rt->cfg, config_row, &w);
+	complete_show(out, w.rows);
+}
+
+/* ---- SHOW FLAGS / HISTORY ---- */
+
+static void show_flags(struct wbuf *out)
+{
+	static const char *const cols[] = { "name", "value", "changed_at", "changed_by" };
+	build_row_description(out, cols, 4);
+	for (int id = 0; id < FLAGS__COUNT; id++) {
+		char value[FLAGS_VALUE_MAX], at[40];
+		if (flags_format(rt->flags, id, value, sizeof(value)) < 0)
+			snprintf(value, sizeof(value), "?");
+		flags_format_time(rt->flags->changed_at_ms[id], at, sizeof(at));
+		const char *row[] = { flags_name(id), value, at, rt->flags->changed_by[id] };
+		build_data_row(out, row, 4);
+	}
+	complete_show(out, FLAGS__COUNT);
+}
+
+static void show_history(struct wbuf *out)
+{
+	static const char *const cols[] = { "time", "who", "surface", "name", "old", "new" };
+	size_t n = rt->history ? flag_history_count(rt->history) : 0;
+	if (rt->history == NULL)
+		notice_out(out, "the flag history file could not be opened: see the log");
+	build_row_description(out, cols, 6);
+	for (size_t i = 0; i < n; i++) {
+		const struct flag_history_entry *e = flag_history_get(rt->history, i);
+		const char *row[] = { e->time, e->who, e->surface, e->name, e->old_value,
+				      e->new_value };
+		build_data_row(out, row, 6);
+	}
+	complete_show(out, n);
+}
+
+/* ---- SHOW CLIENTS ---- */
+
+static const char *const client_cols[ADMIN_CLIENT_COLUMNS] = {
+	"id", "user", "database", "address", "port", "application", "tag", "dialect", "path",
+	"bucket", "state", "in_transaction", "pinned", "reason", "connected_at",
+};
+
+const char *const *admin_client_columns(void)
+{
+	return client_cols;
+}
+
+/* Column kinds for JSON: n number, b boolean, s string. */
+const char *admin_client_column_kinds(void)
+{
+	return "nsssnssssnsbsss";
+}
+
+static const char *client_state_name(const struct client *c)
+{
+	switch (c->state) {
+	case CL_STARTUP: return "startup";
+	case CL_TLS: return "tls";
+	case CL_AUTH: return "login";
+	case CL_CONNECTING: return "connecting";
+	case CL_ACTIVE: return c->pending_syncs > 0 ? "active" : "idle";
+	case CL_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+static const char *client_reason(const struct client *c)
+{
+	if (c->admin)
+		return "admin";
+	if (c->state != CL_ACTIVE && c->state != CL_CONNECTING)
+		return "";
+	return router_reason_name((enum router_reason)c->route_reason);
+}
+
+void admin_foreach_client(admin_row_cb cb, void *arg)
+{
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		const struct config *cfg = c->cfg ? c->cfg : rt->cfg;
+		bool routed = !c->admin && (c->state == CL_ACTIVE || c->state == CL_CONNECTING);
+		char id[24], port[12], bucket[12], at[40];
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(port, sizeof(port), "%d", c->port);
+		snprintf(bucket, sizeof(bucket), "%" PRIu32, c->bucket);
+		flags_format_time((int64_t)(c->connected_at_us / 1000), at, sizeof(at));
+		bool in_tx = c->tx_status == 'T' || c->tx_status == 'E';
+		const char *row[ADMIN_CLIENT_COLUMNS] = {
+			id,
+			c->user ? c->user : "",
+			c->database ? c->database : "",
+			c->addr,
+			port,
+			c->application_name ? c->application_name : "",
+			c->tag,
+			routed ? slot_path_name(cfg, c->dialect_slot) : "",
+			c->admin ? "admin" : routed ? slot_path_name(cfg, c->active_slot) : "",
+			routed ? bucket : NULL,
+			client_state_name(c),
+			in_tx ? "true" : "false",
+			c->pinned,
+			client_reason(c),
+			at,
+		};
+		cb(arg, row, ADMIN_CLIENT_COLUMNS);
+	}
+}
+
+struct rows_out {
+	struct wbuf *out;       /* borrows */
+	size_t rows;
+};
+
+static void client_row_out(void *arg, const char *const *values, size_t n)
+{
+	struct rows_out *r = arg;
+	build_data_row(r->out, values, n);
+	r->rows++;
+}
+
+static void show_clients(struct wbuf *out)
+{
+	struct rows_out r = { out, 0 };
+	build_row_description(out, client_cols, ADMIN_CLIENT_COLUMNS);
+	admin_foreach_client(client_row_out, &r);
+	complete_show(out, r.rows);
+}
+
+/* ---- SHOW PATHS / STATS ---- */
+
+bool admin_slot_healthy(int slot)
+{
+	const struct path_stats *ps = &rt->stats.paths[slot];
+	return ps->server_connect_failures == 0 || runtime_server_connections(slot) > 0;
+}
+
+static void show_paths(struct wbuf *out)
+{
+	static const char *const cols[] = {
+		"role", "name", "host", "port", "database", "search_path", "sessions",
+		"server_connections", "connects", "connect_failures", "healthy",
+	};
+	const struct config *cfg = rt->cfg;
+	build_row_description(out, cols, 11);
+	for (int slot = 0; slot < SLOT__COUNT; slot++) {
+		int i = slot_path_index(cfg, slot);
+		if (i < 0 || (size_t)i >= cfg->n_paths)
+			continue;
+		const struct path_config *p = &cfg->paths[i];
+		const struct path_stats *ps = &rt->stats.paths[slot];
+		char port[12], sess[24], conns[24], connects[24], fails[24];
+		snprintf(port, sizeof(port), "%d", p->port);
+		snprintf(sess, sizeof(sess), "%zu", runtime_sessions_on(slot));
+		snprintf(conns, sizeof(conns), "%zu", runtime_server_connections(slot));
+		snprintf(connects, sizeof(connects), "%" PRIu64, ps->server_connects);
+		snprintf(fails, sizeof(fails), "%" PRIu64, ps->server_connect_failures);
+		const char *row[] = {
+			slot_role(slot), p->name, p->host, port,
+			p->dbname ? p->dbname : "(client's database)",
+			p->search_path ? p->search_path : "(server default)",
+			sess, conns, connects, fails,
+			admin_slot_healthy(slot) ? "true" : "false",
+		};
+		build_data_row(out, row, 11);
+	}
+	complete_show(out, SLOT__COUNT);
+}
+
+double admin_latency_quantile_ms(const struct path_stats *ps, double q)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < LATENCY_BUCKETS; i++)
+		total += ps->latency[i];
+	if (total == 0)
+		return -1;
+	double target = q * (double)total;
+	uint64_t below = 0;
+	for (int i = 0; i < LATENCY_BUCKETS; i++) {
+		uint64_t n = ps->latency[i];
+		if (n > 0 && (double)(below + n) >= target) {
+			/* Linear inside [2^(i-1), 2^i) µs, as Prometheus'
+			 * histogram_quantile() does. */
+			double lo = i == 0 ? 0 : (double)(1ull << (i - 1));
+			double hi = (double)(1ull << i);
+			double frac = (target - (double)below) / (double)n;
+			if (frac < 0)
+				frac = 0;
+			return (lo + (hi - lo) * frac) / 1000.0;
+		}
+		below += n;
+	}
+	return (double)(1ull << (LATENCY_BUCKETS - 1)) / 1000.0;
+}
+
+static void format_ms(double ms, char *buf, size_t len)
+{
+	if (ms < 0)
+		snprintf(buf, len, "%s", "");
+	else
+		snprintf(buf, len, "%.3f", ms);
+}
+
+static void show_stats(struct wbuf *out)
+{
+	static const char *const cols[] = {
+		"path", "name", "sessions", "queries", "reads", "writes", "rewritten", "refused",
+		"shadow_writes", "shadow_errors", "mismatches", "latency_p50_ms", "latency_p99_ms",
+		"latency_avg_ms",
+	};
+	build_row_description(out, cols, 14);
+	for (int slot = 0; slot < SLOT__COUNT; slot++) {
+		const struct path_stats *ps = &rt->stats.paths[slot];
+		char v[9][24], p50[24], p99[24], avg[24];
+		snprintf(v[0], sizeof(v[0]), "%zu", runtime_sessions_on(slot));
+		snprintf(v[1], sizeof(v[1]), "%" PRIu64, ps->queries);
+		snprintf(v[2], sizeof(v[2]), "%" PRIu64, ps->reads);
+		snprintf(v[3], sizeof(v[3]), "%" PRIu64, ps->writes);
+		snprintf(v[4], sizeof(v[4]), "%" PRIu64, ps->rewritten);
+		snprintf(v[5], sizeof(v[5]), "%" PRIu64, ps->refused);
+		snprintf(v[6], sizeof(v[6]), "%" PRIu64, ps->shadow_writes);
+		snprintf(v[7], sizeof(v[7]), "%" PRIu64, ps->shadow_errors);
+		snprintf(v[8], sizeof(v[8]), "%" PRIu64, ps->mismatches);
+		format_ms(admin_latency_quantile_ms(ps, 0.50), p50, sizeof(p50));
+		format_ms(admin_latency_quantile_ms(ps, 0.99), p99, sizeof(p99));
+		uint64_t count = 0;
+		for (int i = 0; i < LATENCY_BUCKETS; i++)
+			count += ps->latency[i];
+		format_ms(count ? (double)ps->latency_sum_us / (double)count / 1000.0 : -1,
+			  avg, sizeof(avg));
+		const char *row[] = {
+			slot_role(slot), slot_path_name(rt->cfg, slot), v[0], v[1], v[2], v[3],
+			v[4], v[5], v[6], v[7], v[8], p50[0] ? p50 : NULL, p99[0] ? p99 : NULL,
+			avg[0] ? avg : NULL,
+		};
+		build_data_row(out, row, 14);
+	}
+	complete_show(out, SLOT__COUNT);
+}
+
+/* ---- SHOW JOURNAL ---- */
+
+static void show_journal(struct wbuf *out)
+{
+	static const char *const cols[] = { "time", "session", "path", "fingerprint", "statement",
+					     "parameters", "error" };
+	build_row_description(out, cols, 7);
+	complete_show(out, 0);
+}
+
+/* ---- SHOW REWRITE ---- */
+
+static void show_rewrite(const struct cmd *c, struct wbuf *out)
+{
+	bool dialect_new = false;
+	if (c->n < 3 || c->t[2].kind != TOK_STRING ||
+	    !(c->n == 3 || (c->n == 5 && is_kw(c, 3, "FROM") &&
+			    (is_kw(c, 4, "old") || is_kw(c, 4, "new"))))) {
+		error_out(out, "42601", "syntax: SHOW REWRITE '<sql>' [FROM old|new]",
+			  "double the quotes inside the statement: 'select ''x'''");
+		return;
+	}
+	if (c->n == 5)
+		dialect_new = is_kw(c, 4, "new");
+	struct sql_dry_run d;
+	if (sql_dry_run(c->t[2].text, strlen(c->t[2].text), dialect_new, rt->cfg->rules, &d) < 0) {
+		error_out(out, "53200", "out of memory", NULL);
+		return;
+	}
+	static const char *const cols[] = { "path", "name", "dialect", "classification", "text" };
+	build_row_description(out, cols, 5);
+	for (int slot = 0; slot < SLOT__COUNT; slot++) {
+		const char *row[] = { slot_role(slot), slot_path_name(rt->cfg, slot),
+				      dialect_new ? "new" : "old", d.classification,
+				      slot == SLOT_OLD ? d.old_text : d.new_text };
+		build_data_row(out, row, 5);
+	}
+	complete_show(out, SLOT__COUNT);
+	sql_dry_run_clear(&d);
+}
+
+/* ---- SET ---- */
+
+/* Accepts SET name (=|TO) value [FORCE]. */
+static void set_flag(const struct cmd *c, const char *who, struct wbuf *out)
+{
+	bool force = false;
+	size_t n = c->n;
+	if (n == 5 && is_kw(c, 4, "FORCE")) {
+		force = true;
+		n = 4;
+	}
+	if (n != 4 || (c->t[1].kind != TOK_WORD && c->t[1].kind != TOK_IDENT) ||
+	    !(c->t[2].kind == TOK_EQ || is_kw(c, 2, "TO")) ||
+	    (c->t[3].kind != TOK_WORD && c->t[3].kind != TOK_STRING)) {
+		error_out(out, "42601", "syntax: SET <flag> = <value> [FORCE]",
+			  "e.g. SET canary_percent = 12.5; SHOW HELP lists the commands");
+		return;
+	}
+	const char *name = c->t[1].text, *value = c->t[3].text;
+	char err[512];
+	int rc = runtime_set_flag(name, value, who, "console", force, err, sizeof(err));
+	if (rc < 0) {
+		const char *state = flags_lookup(name) < 0 ? "42704"
+				    : strstr(err, "FORCE") ? "55000" : "22023";
+		error_out(out, state, err, NULL);
+		return;
+	}
+	if (rc == 1) {
+		char msg[FLAGS_VALUE_MAX + 64];
+		char cur[FLAGS_VALUE_MAX];
+		if (flags_format(rt->flags, flags_lookup(name), cur, sizeof(cur)) < 0)
+			snprintf(cur, sizeof(cur), "%s", value);
+		snprintf(msg, sizeof(msg), "%s is already %s: nothing changed", flags_name(flags_lookup(name)),
+			 cur);
+		notice_out(out, msg);
+	}
+	build_command_complete(out, "SET");
+}
+
+/* ---- dispatch ---- */
+
+static void run_command(const struct cmd *c, const char *who, struct wbuf *out)
+{
+	if (c->too_long) {
+		error_out(out, "42601", "admin command too long", "SHOW HELP lists the commands");
+		return;
+	}
+	if (is_kw(c, 0, "SHOW") && c->n >= 2) {
+		if (c->n == 2) {
+			static const struct {
+				const char *kw;
+				void (*fn)(struct wbuf *);
+			} shows[] = {
+				{ "HELP", show_help }, { "VERSION", show_version },
+				{ "CONFIG", show_config }, { "FLAGS", show_flags },
+				{ "HISTORY", show_history }, { "CLIENTS", show_clients },
+				{ "PATHS", show_paths }, { "STATS", show_stats },
+				{ "JOURNAL", show_journal },
+			};
+			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
+				if (is_kw(c, 1, shows[i].kw)) {
+					shows[i].fn(out);
+					return;
+				}
+			}
+		}
+		if (is_kw(c, 1, "REWRITE")) {
+			show_rewrite(c, out);
+			return;
+		}
+	} else if (is_kw(c, 0, "SET")) {
+		set_flag(c, who, out);
+		return;
+	} else if (c->n == 1 && is_kw(c, 0, "RELOAD")) {
+		if (runtime_reload(who) < 0) {
+			error_out(out, "55000", "configuration reload refused: the old configuration stays in force",
+				  "the errors are in the log, with file:line");
+			return;
+		}
+		build_command_complete(out, "RELOAD");
+		return;
+	} else if (c->n == 1 && is_kw(c, 0, "PAUSE")) {
+		runtime_pause(true);
+		build_command_complete(out, "PAUSE");
+		return;
+	} else if (c->n == 1 && is_kw(c, 0, "RESUME")) {
+		runtime_pause(false);
+		build_command_complete(out, "RESUME");
+		return;
+	} else if (c->n == 1 && is_kw(c, 0, "SHUTDOWN")) {
+		runtime_begin_shutdown();
+		build_command_complete(out, "SHUTDOWN");
+		return;
+	}
+	error_out(out, "42601", "unknown admin command", "SHOW HELP lists the commands");
+}
+
+/* Whether the messages MSGS (whole, back to back) include an ErrorResponse. */
+static bool admin_ends_with_error(const uint8_t *msgs, size_t len)
+{
+	size_t off = 0;
+	while (off + 5 <= len) {
+		uint32_t l = ((uint32_t)msgs[off + 1] << 24) | ((uint32_t)msgs[off + 2] << 16) |
+			     ((uint32_t)msgs[off + 3] << 8) | msgs[off + 4];
+		if (msgs[off] == 'E')
+			return true;
+		off += 1 + (size_t)l;
+	}
+	return false;
+}
 
 void admin_execute(const char *sql, size_t len, const char *who, struct wbuf *out)
 {
-	static const char *const cols[] = { "command", "description" };
-	const char *row[2] = { "SHOW HELP", "this list" };
+	struct lexer lx = { sql, sql + len };
+	struct cmd c = { .n = 0 };
+	bool any = false;
+	const char *why = NULL;
 
-	(void)who;
-	while (len > 0 && (sql[len - 1] == ';' || sql[len - 1] == ' ' || sql[len - 1] == '\n'))
-		len--;
-	if (len == 0) {
+	/* A trailing NUL (the Query message's terminator) is not text. */
+	while (lx.end > lx.p && lx.end[-1] == '\0')
+		lx.end--;
+	for (;;) {
+		struct tok t = lexer_next(&lx, &why);
+		if (t.kind == TOK_BAD) {
+			cmd_clear(&c);
+			error_out(out, "42601", why, "SHOW HELP lists the commands");
+			return;
+		}
+		if (t.kind == TOK_SEMI || t.kind == TOK_END) {
+			if (c.n > 0 || c.too_long) {
+				any = true;
+				size_t before = out->len;
+				run_command(&c, who, out);
+				cmd_clear(&c);
+				/* Stop after an ErrorResponse. */
+				if (out->len > before && out->failed == false &&
+				    admin_ends_with_error(out->data + before, out->len - before)) {
+					return;
+				}
+			}
+			if (t.kind == TOK_END)
+				break;
+			continue;
+		}
+		if (c.n < ADMIN_MAX_TOKENS)
+			c.t[c.n++] = t;
+		else {
+			free(t.text);
+			c.too_long = true;
+		}
+	}
+	if (!any)
 		build_empty_query(out);
-		return;
-	}
-	if (len == 9 && strncasecmp(sql, "SHOW HELP", 9) == 0) {
-		build_row_description(out, cols, 2);
-		build_data_row(out, row, 2);
-		build_command_complete(out, "SHOW");
-		return;
-	}
-	build_error(out, 'E', "ERROR", "42601", "unknown admin command", NULL,
-		    "SHOW HELP lists the commands");
 }
