@@ -69,6 +69,23 @@ struct client {
 
 	struct server *servers[SLOT__COUNT];  /* owns */
 	int active_slot;                /* slot whose backend runs this session's statements */
+	bool admin;                     /* connected to the admin console (database pgturnout) */
+	bool console_failed;            /* admin: an extended-protocol message was refused; skip to Sync */
+	bool inspect;                   /* two paths: Query/Parse/Close are read whole and analysed */
+
+	/* Routing (SPEC §5) */
+	char tag[64];                   /* version tag, "" when untagged */
+	int tag_slot;                   /* slot the tag maps to, -1 when untagged */
+	char pending_tag[64];           /* SET pgturnout.version seen: applies at the next boundary */
+	bool pending_tag_set;
+	int dialect_slot;               /* schema the session's SQL is written for */
+	uint32_t bucket;                /* canary bucket */
+	int route_reason;               /* enum router_reason of the last decision */
+	uint64_t flags_generation;      /* flags generation the path was decided under */
+	const char *pinned;             /* borrows (static): why the session cannot switch, or NULL */
+	bool replication;               /* replication connection: pinned to old */
+	struct session_state *state_log; /* owns: SETs and prepared statements to replay after a switch */
+	uint64_t request_started_us;    /* first pending request's start, for latency */
 
 	uint32_t cancel_pid;            /* what the client was given in BackendKeyData */
 	uint32_t cancel_key;
@@ -102,6 +119,8 @@ void client_server_ready(struct client *c, struct server *s);
 void client_server_failed(struct client *c, struct server *s, enum close_reason reason,
 			  const char *msg, const uint8_t *raw, size_t raw_len);
 
+/* Lets a session held at its boundary (PAUSE) go on. */
+void client_resume(struct client *c);
 /* Frees closed clients; run by the reaper event. */
 void client_reap(void);
 /* Session id for logs of a server's owner. */

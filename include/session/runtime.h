@@ -15,6 +15,9 @@
 #include <stdint.h>
 
 struct config;
+struct flags;
+struct flag_history;
+struct sql_cache;
 struct tls_set;
 struct listener_set;
 struct evdns_base;
@@ -41,12 +44,37 @@ enum close_reason {
 	CLOSE__COUNT
 };
 
+/* Latency histogram buckets: bucket i counts requests that took
+ * [2^(i-1), 2^i) microseconds (bucket 0: under 1 µs). */
+#define LATENCY_BUCKETS 32
+
+/* Counters of one migration path (index SLOT_OLD / SLOT_NEW). */
+struct path_stats {
+	uint64_t queries;               /* requests answered (Query, Sync, FunctionCall) */
+	uint64_t reads;                 /* statements classified read */
+	uint64_t writes;                /* statements classified write */
+	uint64_t rewritten;             /* statements sent rewritten */
+	uint64_t refused;               /* statements refused (cannot rewrite safely) */
+	uint64_t shadow_writes;         /* writes mirrored to this path as shadow */
+	uint64_t shadow_errors;
+	uint64_t mismatches;
+	uint64_t server_connects;       /* backend connections opened */
+	uint64_t server_connect_failures;
+	uint64_t switches_in;           /* sessions switched onto this path */
+	uint64_t latency[LATENCY_BUCKETS];
+	uint64_t latency_sum_us;
+};
+
 struct runtime_stats {
 	uint64_t accepted;
 	uint64_t closed[CLOSE__COUNT];
 	uint64_t bytes_from_clients;
 	uint64_t bytes_to_clients;
 	uint64_t cancels;
+	uint64_t flag_changes;
+	uint64_t flag_refusals;
+	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off */
+	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
 };
 
 struct runtime {
@@ -55,6 +83,10 @@ struct runtime {
 	struct config *cfg;             /* owns one reference: the current generation */
 	const char *config_file;        /* borrows: argv */
 	struct tls_set *tls;            /* owns: contexts of the current generation */
+	struct flags *flags;            /* owns: runtime flags (route/flags.h) */
+	struct flag_history *history;   /* owns: durable flag history; NULL if it cannot be opened */
+	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
+	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct list_node clients;       /* every struct client, by client.node */
 	size_t n_clients;
@@ -79,6 +111,23 @@ int runtime_listen(char *err, size_t errlen) __attribute__((warn_unused_result))
 /* SIGHUP / RELOAD: parse, validate, swap. Returns 0 when the new file is in
  * force; -1 when it was refused (errors logged with file:line). */
 int runtime_reload(const char *who);
+/*
+ * The one way a flag changes at runtime (admin console SET, HTTP PUT):
+ * parses VALUE, applies the guard rails (FORCE overrides them), bumps the
+ * flags generation, appends the change to the durable history and logs it.
+ * Returns 0 when changed, 1 when the flag already had that value, -1 with a
+ * message in err (nothing changed).
+ */
+int runtime_set_flag(const char *name, const char *value, const char *who,
+		     const char *surface, bool force, char *err, size_t errlen);
+/* PAUSE: sessions stop at their next transaction boundary; RESUME lets them go on. */
+void runtime_pause(bool pause);
+/* Records one answered request of LATENCY_US on path slot SLOT. */
+void runtime_record_latency(int slot, uint64_t latency_us);
+/* Number of sessions whose session path is slot SLOT, and open backend
+ * connections of slot SLOT. */
+size_t runtime_sessions_on(int slot);
+size_t runtime_server_connections(int slot);
 /* SIGTERM: stop accepting, let transactions finish up to shutdown_timeout. */
 void runtime_begin_shutdown(void);
 /* Called when a client is gone; exits the loop when draining is complete. */

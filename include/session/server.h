@@ -44,6 +44,10 @@ struct server {
 	uint32_t s2c_remaining;         /* bytes of the current message still to forward */
 	bool last_error_fatal;          /* the last ErrorResponse relayed was FATAL */
 	bool throttled;                 /* reading paused: client output over high watermark */
+	uint32_t requests_sent;         /* Query/Sync/FunctionCall sent (each gets one ReadyForQuery) */
+	uint32_t requests_done;         /* ReadyForQuery received */
+	uint32_t swallow_until;         /* answers to requests below this number are pgturnout's
+					   own (replay after a switch): dropped, not relayed */
 };
 
 /* Starts a connection of CLIENT to PATH. Returns NULL when it cannot even

@@ -23,6 +23,7 @@
 #include "session/cancel.h"
 #include "session/relay.h"
 #include "session/server.h"
+#include "session/steer.h"
 #include "wire/build.h"
 #include "wire/md5.h"
 #include "wire/proto.h"
@@ -41,6 +42,7 @@
 #include <unistd.h>
 
 #define CLOSE_GRACE_SECONDS 5
+#define ADMIN_DATABASE "pgturnout"
 
 /* One row per close reason: its SQLSTATE (NULL: nothing is sent), the name
  * used in logs and metrics, and the level of the log line. */
@@ -240,6 +242,7 @@ static void client_free(struct client *c)
 	if (c->timer)
 		event_free(c->timer);
 	scram_server_free(c->scram);
+	session_state_free(c->state_log);
 	free(c->startup_raw);
 	config_unref(c->cfg);
 	OPENSSL_cleanse(c->client_key, sizeof(c->client_key));
@@ -401,6 +404,9 @@ static void client_handle_startup(struct client *c)
 	}
 	log_debug(c->id, "startup user=%s database=%s application_name=%s tls=%s", c->user,
 		  c->database, c->application_name, c->tls ? "on" : "off");
+	c->admin = strcmp(c->database, ADMIN_DATABASE) == 0;
+	if (!c->admin && steer_startup(c) < 0)
+		return;
 	client_negotiate_protocol(c);
 	if (c->state == CL_CLOSING)
 		return;
@@ -597,25 +603,70 @@ static void client_read_auth(struct client *c)
 	free(msg);
 }
 
+/* The admin console needs no backend: the session starts at once. */
+static void client_admin_login(struct client *c)
+{
+	if (!config_is_admin(c->cfg, c->user)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "pgturnout: user \"%s\" is not allowed to use the admin console (admin_users)",
+			 c->user);
+		client_close(c, CLOSE_INVALID_AUTHORIZATION, msg);
+		return;
+	}
+	static const char *const params[][2] = {
+		{ "server_version", "15.0 (pgturnout " PGT_VERSION ")" },
+		{ "server_encoding", "UTF8" }, { "client_encoding", "UTF8" },
+		{ "DateStyle", "ISO, MDY" }, { "integer_datetimes", "on" },
+		{ "standard_conforming_strings", "on" }, { "TimeZone", "UTC" },
+	};
+	struct wbuf b;
+	wbuf_init(&b);
+	build_auth(&b, AUTH_REQ_OK, NULL, 0);
+	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++)
+		build_parameter_status(&b, params[i][0], params[i][1]);
+	build_backend_key(&b, 0, c->cancel_key);
+	build_ready(&b, 'I');
+	client_send_wbuf(c, &b);
+	wbuf_free(&b);
+	if (c->state == CL_CLOSING)
+		return;
+	evtimer_del(c->timer);
+	client_set_state(c, CL_ACTIVE);
+	log_info(c->id, "admin console login user=%s addr=%s", c->user, c->addr);
+}
+
 /* Authentication passed: open the session path's backend. */
 static void client_auth_ok(struct client *c)
 {
 	c->auth_step = AUTH_STEP_NONE;
+	if (c->admin) {
+		client_admin_login(c);
+		return;
+	}
 	client_set_state(c, CL_CONNECTING);
-	c->active_slot = SLOT_OLD;
-	struct server *s = server_connect(c, c->cfg->old_path);
+	c->inspect = c->cfg->old_path != c->cfg->new_path;
+	int path = steer_slot_path(c, c->active_slot);
+	struct server *s = server_connect(c, path);
 	if (!s) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "pgturnout: cannot connect to path \"%s\"",
-			 c->cfg->paths[c->cfg->old_path].name);
+			 c->cfg->paths[path].name);
 		client_close(c, CLOSE_SERVER_UNAVAILABLE, msg);
 		return;
 	}
+	rt->stats.paths[c->active_slot].server_connects++;
 	c->servers[c->active_slot] = s;
 }
 
 void client_server_ready(struct client *c, struct server *s)
 {
+	if (c->state == CL_ACTIVE && c->servers[c->active_slot] == s) {
+		/* A path switch completed: replay, then let the client go on. */
+		steer_server_ready(c, s);
+		relay_client_input(c);
+		return;
+	}
 	if (c->state != CL_CONNECTING || c->servers[c->active_slot] != s)
 		return;
 	struct wbuf b;
@@ -637,9 +688,20 @@ void client_server_ready(struct client *c, struct server *s)
 	relay_client_input(c);
 }
 
+void client_resume(struct client *c)
+{
+	if (c->state != CL_ACTIVE)
+		return;
+	bufferevent_enable(c->bev, EV_READ);
+	relay_client_input(c);
+}
+
 void client_server_failed(struct client *c, struct server *s, enum close_reason reason,
 			  const char *msg, const uint8_t *raw, size_t raw_len)
 {
+	for (int i = 0; i < SLOT__COUNT; i++)
+		if (c->servers[i] == s)
+			rt->stats.paths[i].server_connect_failures++;
 	if (raw)
 		client_close_raw(c, reason, raw, raw_len);
 	else

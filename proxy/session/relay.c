@@ -15,9 +15,12 @@
 #include "session/relay.h"
 
 #include "core/log.h"
+#include "ctl/config.h"
 #include "session/client.h"
 #include "session/runtime.h"
+#include "session/console.h"
 #include "session/server.h"
+#include "session/steer.h"
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
@@ -27,6 +30,14 @@
 /* Largest ErrorResponse whose severity is checked; longer ones (never seen in
  * practice) are forwarded without looking. */
 #define RELAY_MAX_INSPECT 8192
+
+/* The loop's cached clock, in microseconds (no system call). */
+static uint64_t relay_now_us(void)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(rt->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
 
 /* Copies N bytes at offset OFF of BUF into OUT. */
 static bool relay_peek(struct evbuffer *buf, size_t off, void *out, size_t n)
@@ -53,6 +64,38 @@ static void relay_check_error(struct server *s, struct evbuffer *in, size_t off,
 		free(body);
 }
 
+/* Moves the first N bytes of IN to OUT (counted as sent to the client). */
+static void relay_move_to_client(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+	rt->stats.bytes_to_clients += n;
+	evbuffer_remove_buffer(in, out, n);
+}
+
+/* One message of an injected request's answer (replay after a switch):
+ * ParameterStatus is relayed, the rest dropped. The message is whole at the
+ * front of IN. */
+static void relay_swallow(struct server *s, struct evbuffer *in, struct evbuffer *out,
+			  uint8_t type, uint32_t len)
+{
+	if (type == PqMsg_ParameterStatus) {
+		relay_move_to_client(in, out, 1 + (size_t)len);
+		return;
+	}
+	if (type == PqMsg_ReadyForQuery)
+		s->requests_done++;
+	else if (type == PqMsg_ErrorResponse && len <= RELAY_MAX_INSPECT) {
+		uint8_t *body = malloc(len - 4);
+		struct pg_error_fields f;
+		if (body && relay_peek(in, MSG_HEADER_LEN, body, len - 4) &&
+		    proto_parse_error(body, len - 4, &f) == 0)
+			log_warning(s->client->id, "replay on path %s failed: %s %s",
+				    s->client->cfg->paths[s->path].name, f.sqlstate ? f.sqlstate : "",
+				    f.message ? f.message : "");
+		free(body);
+	}
+	evbuffer_drain(in, 1 + (size_t)len);
+}
+
 void relay_server_input(struct server *s)
 {
 	struct client *c = s->client;
@@ -63,6 +106,7 @@ void relay_server_input(struct server *s)
 	size_t avail = evbuffer_get_length(in);
 	size_t fwd = 0;
 	uint32_t rem = s->s2c_remaining;
+	bool boundary = false;
 
 	for (;;) {
 		if (rem) {
@@ -83,12 +127,31 @@ void relay_server_input(struct server *s)
 				     "pgturnout: lost synchronization with server: got an invalid message");
 			return;
 		}
+		if (s->requests_done < s->swallow_until) {
+			if (avail - fwd < 1 + (size_t)len)
+				break;
+			if (fwd) {
+				relay_move_to_client(in, out, fwd);
+				avail -= fwd;
+				fwd = 0;
+			}
+			relay_swallow(s, in, out, hdr[0], len);
+			avail = evbuffer_get_length(in);
+			continue;
+		}
 		if (hdr[0] == PqMsg_ReadyForQuery) {
 			if (avail - fwd < MSG_HEADER_LEN + 1)
 				break;
 			relay_peek(in, fwd + MSG_HEADER_LEN, &c->tx_status, 1);
-			if (c->pending_syncs)
-				c->pending_syncs--;
+			s->requests_done++;
+			if (c->pending_syncs && --c->pending_syncs == 0) {
+				if (c->request_started_us) {
+					uint64_t now = relay_now_us();
+					runtime_record_latency(c->active_slot, now - c->request_started_us);
+					c->request_started_us = 0;
+				}
+				boundary = c->tx_status == 'I';
+			}
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
 		}
@@ -100,23 +163,41 @@ void relay_server_input(struct server *s)
 		rem = 1 + len;
 	}
 	s->s2c_remaining = rem;
-	if (fwd) {
-		rt->stats.bytes_to_clients += fwd;
-		evbuffer_remove_buffer(in, out, fwd);
-	}
+	if (fwd)
+		relay_move_to_client(in, out, fwd);
 	if (evbuffer_get_length(out) > RELAY_HIGH_WATERMARK && !s->throttled) {
 		s->throttled = true;
 		bufferevent_disable(s->bev, EV_READ);
 	}
-	if (rt->shutting_down && c->tx_status == 'I' && c->pending_syncs == 0)
+	if (!boundary || c->pending_syncs != 0)
+		return;
+	if (rt->shutting_down) {
 		client_close(c, CLOSE_SHUTDOWN, "terminating connection due to administrator command");
+		return;
+	}
+	steer_boundary(c);
+}
+
+/* Reads the whole message at the front of IN into a buffer of its own. */
+static uint8_t *relay_take_message(struct evbuffer *in, size_t len, uint8_t *stack, size_t cap)
+{
+	uint8_t *msg = len <= cap ? stack : malloc(len);
+	if (msg)
+		evbuffer_remove(in, msg, len);
+	return msg;
 }
 
 void relay_client_input(struct client *c)
 {
+	if (c->admin) {
+		console_input(c);
+		return;
+	}
 	struct server *s = c->servers[c->active_slot];
 	if (c->state != CL_ACTIVE || !s || s->state != SV_READY)
 		return;
+	if (rt->paused && c->tx_status == 'I' && c->pending_syncs == 0)
+		return;  /* held at the boundary until RESUME */
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	size_t avail = evbuffer_get_length(in);
@@ -156,13 +237,52 @@ void relay_client_input(struct client *c)
 		case PqMsg_Query:
 		case PqMsg_Sync:
 		case PqMsg_FunctionCall:
-			c->pending_syncs++;
+			if (c->pending_syncs++ == 0)
+				c->request_started_us = relay_now_us();
+			s->requests_sent++;
 			break;
 		default:
 			break;
 		}
 		if (terminate)
 			break;
+		if (c->inspect && (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse ||
+				   hdr[0] == PqMsg_Close)) {
+			if (len > STEER_INSPECT_MAX) {
+				steer_pin(c, "statement too large to analyse");
+				c->inspect = false;
+			} else {
+				if (avail - fwd < 1 + (size_t)len) {
+					/* Not whole yet: undo the request count, it is
+					 * counted again when the message is complete. */
+					if (hdr[0] == PqMsg_Query) {
+						c->pending_syncs--;
+						s->requests_sent--;
+					}
+					break;
+				}
+				if (fwd) {
+					rt->stats.bytes_from_clients += fwd;
+					evbuffer_remove_buffer(in, out, fwd);
+					avail -= fwd;
+					fwd = 0;
+				}
+				uint8_t stack[1024];
+				uint8_t *msg = relay_take_message(in, 1 + (size_t)len, stack, sizeof(stack));
+				if (!msg) {
+					client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+					return;
+				}
+				avail -= 1 + (size_t)len;
+				rt->stats.bytes_from_clients += 1 + (size_t)len;
+				steer_client_message(c, s, msg, 1 + (size_t)len);
+				if (msg != stack)
+					free(msg);
+				if (c->state != CL_ACTIVE)
+					return;
+				continue;
+			}
+		}
 		rem = 1 + len;
 	}
 	c->c2s_remaining = rem;

@@ -8,14 +8,55 @@
 #include "ctl/config.h"
 #include "io/listener.h"
 #include "io/tls.h"
+#include "route/flag_history.h"
+#include "route/flags.h"
 #include "session/client.h"
+#include "session/server.h"
+#include "sql/cache.h"
 
+#include <errno.h>
 #include <event2/dns.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+/* Statement cache bounds: enough for any application's distinct statements. */
+#define SQL_CACHE_ENTRIES 8192
+#define SQL_CACHE_BYTES (32u * 1024 * 1024)
+#define HISTORY_FILE "flag_history.jsonl"
 
 struct runtime *rt;
+
+static int64_t now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Opens the flag history in journal_dir (created if missing). A history
+ * that cannot be opened is logged, not fatal: flags still work. */
+static void runtime_open_history(void)
+{
+	const char *dir = rt->cfg->journal_dir;
+	if (!dir)
+		return;
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		log_error(0, "cannot create journal_dir %s: %s; flag history is off", dir, strerror(errno));
+		return;
+	}
+	char path[4096], err[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, HISTORY_FILE);
+	rt->history = flag_history_open(path, err, sizeof(err));
+	if (!rt->history) {
+		log_error(0, "cannot open flag history %s: %s", path, err);
+		return;
+	}
+	if (flag_history_notice(rt->history))
+		log_warning(0, "flag history %s: %s", path, flag_history_notice(rt->history));
+}
 
 static void runtime_on_reap(evutil_socket_t fd, short what, void *arg)
 {
@@ -65,7 +106,103 @@ int runtime_init(struct config *cfg, const char *config_file, char *err, size_t 
 	rt->tls = tls_set_new(cfg, err, errlen);
 	if (!rt->tls)
 		return -1;
+	rt->started_at_us = (uint64_t)now_ms() * 1000;
+	rt->flags = flags_new(&cfg->flags, cfg->salt ? cfg->salt : "", now_ms());
+	rt->sql_cache = sql_cache_new(SQL_CACHE_ENTRIES, SQL_CACHE_BYTES);
+	if (!rt->flags || !rt->sql_cache) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	runtime_open_history();
 	return 0;
+}
+
+/* What the guard rails need to know about sessions right now. */
+static void runtime_guard(struct flags_guard *g)
+{
+	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
+	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+}
+
+static void runtime_record_change(void *arg, const struct flag_change *ch)
+{
+	rt->stats.flag_changes++;
+	log_info(0, "flag %s: %s -> %s (by %s via %s)", ch->name, ch->old_value, ch->new_value,
+		 ch->who, ch->surface);
+	if (!rt->history)
+		return;
+	char err[256];
+	if (flag_history_append(rt->history, ch, err, sizeof(err)) < 0)
+		log_error(0, "cannot append to flag history: %s", err);
+}
+
+int runtime_set_flag(const char *name, const char *value, const char *who,
+		     const char *surface, bool force, char *err, size_t errlen)
+{
+	struct flags_guard g;
+	runtime_guard(&g);
+	int rc = flags_set(rt->flags, name, value, who, surface, force, &g, err, errlen);
+	if (rc < 0) {
+		rt->stats.flag_refusals++;
+		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
+		return -1;
+	}
+	if (rc == 0) {
+		/* A salt change re-buckets sessions: it is only allowed while
+		 * canary_percent is 0 (guard rail), so nothing moves now. */
+		runtime_record_change(NULL, &rt->flags->last_change);
+	}
+	return rc;
+}
+
+void runtime_pause(bool pause)
+{
+	rt->paused = pause;
+	log_info(0, pause ? "paused: sessions stop at their next transaction boundary"
+			  : "resumed");
+	if (pause)
+		return;
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->state == CL_ACTIVE)
+			client_resume(c);
+	}
+}
+
+void runtime_record_latency(int slot, uint64_t us)
+{
+	struct path_stats *ps = &rt->stats.paths[slot];
+	int b = 0;
+	while (b < LATENCY_BUCKETS - 1 && us >= (1ull << b))
+		b++;
+	ps->latency[b]++;
+	ps->latency_sum_us += us;
+	ps->queries++;
+}
+
+size_t runtime_sessions_on(int slot)
+{
+	size_t n = 0;
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->state == CL_ACTIVE && !c->admin && c->active_slot == slot)
+			n++;
+	}
+	return n;
+}
+
+size_t runtime_server_connections(int slot)
+{
+	size_t n = 0;
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->servers[slot] && c->servers[slot]->state == SV_READY)
+			n++;
+	}
+	return n;
 }
 
 int runtime_listen(char *err, size_t errlen)
@@ -87,6 +224,9 @@ void runtime_free(void)
 	client_reap();
 	listener_set_free(rt->listeners);
 	tls_set_free(rt->tls);
+	flags_free(rt->flags);
+	flag_history_free(rt->history);
+	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)
 		event_free(rt->reaper);
 	if (rt->drain_timer)
@@ -132,10 +272,22 @@ int runtime_reload(const char *who)
 	}
 	if (listen_changed(rt->cfg, cfg))
 		log_warning(0, "reload: a change of 'listen' takes effect only after a restart");
+	struct flags_guard g;
+	runtime_guard(&g);
+	if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
+			       &cfg->flags, cfg->salt ? cfg->salt : "", &g,
+			       runtime_record_change, NULL, err, sizeof(err)) < 0) {
+		log_error(0, "reload (%s) refused: [flags]: %s; keeping the configuration in force",
+			  who, err);
+		tls_set_free(tls);
+		config_unref(cfg);
+		return -1;
+	}
 	tls_set_free(rt->tls);
 	rt->tls = tls;
 	config_unref(rt->cfg);
 	rt->cfg = cfg;
+	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);
 	return 0;

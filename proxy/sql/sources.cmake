@@ -3,3 +3,4 @@ list(APPEND PGT_SOURCES
   proxy/sql/rules.c
   proxy/sql/analyze.c
   proxy/sql/cache.c)
+list(APPEND PGT_SOURCES proxy/sql/setvar.c)

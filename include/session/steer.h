@@ -1,0 +1,56 @@
+/*
+ * session/steer.h — which path a session runs on, and moving it there.
+ *
+ * At connect the session's version tag, dialect and canary bucket are
+ * computed and the router (route/router.h) picks its path. Whenever the
+ * flags change (or the session SETs its tag), the decision is taken again at
+ * the session's next transaction boundary — ReadyForQuery 'I' with no request
+ * outstanding — never inside a transaction. Moving a session opens (or
+ * reuses) its backend on the other path and replays its session SETs and
+ * named prepared statements there first; a session holding state that
+ * cannot move is pinned.
+ *
+ * When the migration has two distinct paths, Query and Parse messages are
+ * read whole ("inspected"): classified through the statement cache, rewritten
+ * when the session's dialect differs from its path, and remembered when they
+ * change session state. A single-path setup never inspects (fast path).
+ */
+#ifndef PGT_SESSION_STEER_H
+#define PGT_SESSION_STEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+
+/* Messages larger than this are forwarded without analysis, and the session
+ * is pinned (its state can no longer be tracked). */
+#define STEER_INSPECT_MAX (1024 * 1024)
+
+/* Replay log of one session: what a new backend must be told. */
+struct session_state;
+void session_state_free(struct session_state *st);   /* NULL does nothing */
+
+/* Connect-time decision. 0, or -1 when the session must be refused (unknown
+ * version tag: the client has been sent FATAL 22023). */
+int steer_startup(struct client *c) __attribute__((warn_unused_result));
+/* Slot <-> config path index. */
+int steer_slot_path(const struct client *c, int slot);
+/* The transaction boundary: applies PAUSE, and re-decides the path when the
+ * flags or the tag changed. */
+void steer_boundary(struct client *c);
+/*
+ * An inspected client message MSG (whole, LEN bytes with its type byte):
+ * forwards it — rewritten, or replaced by an in-band error when it cannot be
+ * rewritten safely — to server S, and records what it does to the session.
+ */
+void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len);
+/* The session could not be analysed any more: pin it with REASON. */
+void steer_pin(struct client *c, const char *reason);
+/* The server S of the active slot has just become ready after a switch:
+ * inject the replay (SETs, prepared statements). */
+void steer_server_ready(struct client *c, struct server *s);
+
+#endif

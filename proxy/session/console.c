@@ -1,0 +1,89 @@
+/*
+ * session/console.c — the admin console's side of the wire.
+ *
+ * Only the simple query protocol is served (psql uses it). An extended
+ * protocol message gets one error, and the messages up to the next Sync are
+ * skipped, as a server does after an error.
+ */
+#include "session/console.h"
+
+#include "core/wbuf.h"
+#include "ctl/admin.h"
+#include "session/client.h"
+#include "wire/build.h"
+#include "wire/proto.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdlib.h>
+
+void console_input(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (c->state == CL_ACTIVE) {
+		size_t avail = evbuffer_get_length(in);
+		if (avail < MSG_HEADER_LEN)
+			return;
+		uint8_t hdr[MSG_HEADER_LEN];
+		evbuffer_copyout(in, hdr, sizeof(hdr));
+		uint32_t len = proto_get_u32(hdr + 1);
+		if (!proto_frontend_type_valid(hdr[0]) || !proto_frontend_len_ok(hdr[0], len) ||
+		    len > SMALL_MESSAGE_LIMIT * 100) {
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid message on the admin console");
+			return;
+		}
+		if (avail < 1 + (size_t)len)
+			return;
+		uint8_t *msg = malloc(1 + (size_t)len);
+		if (!msg) {
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		evbuffer_remove(in, msg, 1 + (size_t)len);
+		struct wbuf out;
+		wbuf_init(&out);
+		switch (msg[0]) {
+		case PqMsg_Query: {
+			size_t tlen = len - 4;
+			if (tlen == 0 || msg[MSG_HEADER_LEN + tlen - 1] != '\0') {
+				free(msg);
+				wbuf_free(&out);
+				client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid string in message");
+				return;
+			}
+			admin_execute((const char *)msg + MSG_HEADER_LEN, tlen - 1, c->user, &out);
+			build_ready(&out, 'I');
+			break;
+		}
+		case PqMsg_Terminate:
+			free(msg);
+			wbuf_free(&out);
+			client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
+			return;
+		case PqMsg_Sync:
+			c->console_failed = false;
+			build_ready(&out, 'I');
+			break;
+		case PqMsg_Flush:
+		case PqMsg_CopyData:
+		case PqMsg_CopyDone:
+		case PqMsg_CopyFail:
+			break;
+		default:
+			if (!c->console_failed) {
+				build_error(&out, PqMsg_ErrorResponse, "ERROR", "0A000",
+					    "pgturnout: the admin console accepts simple queries only",
+					    NULL, NULL);
+				c->console_failed = true;
+			}
+			break;
+		}
+		free(msg);
+		if (out.len && (!wbuf_ok(&out) || bufferevent_write(c->bev, out.data, out.len) < 0)) {
+			wbuf_free(&out);
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		wbuf_free(&out);
+	}
+}

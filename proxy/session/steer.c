@@ -1,0 +1,573 @@
+/*
+ * session/steer.c — routing decisions, path switches and statement
+ * inspection for one session; see session/steer.h.
+ *
+ * Replay after a switch is injected at a transaction boundary, before any
+ * client message reaches the new backend: one Query with the session's SETs,
+ * then each remembered named statement as Parse + Sync (its own request, so
+ * one failing statement does not hide the others). Their answers are
+ * swallowed: the server counts requests (Query, Sync, FunctionCall) and
+ * drops every response until the injected requests' last ReadyForQuery.
+ *
+ * A statement that cannot be rewritten safely is not answered by pgturnout
+ * out of band (that would break the order of a pipeline): it is replaced by
+ * a statement that raises the error on the server, in order, aborting the
+ * transaction exactly as a server error would.
+ */
+#include "session/steer.h"
+
+#include "core/log.h"
+#include "core/wbuf.h"
+#include "ctl/config.h"
+#include "route/bucket.h"
+#include "route/flags.h"
+#include "route/router.h"
+#include "session/client.h"
+#include "session/runtime.h"
+#include "session/server.h"
+#include "sql/analyze.h"
+#include "sql/cache.h"
+#include "sql/setvar.h"
+#include "wire/build.h"
+#include "wire/proto.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct stored_stmt {
+	char *name;             /* owns */
+	uint8_t *msg;           /* owns: the client's Parse message, as sent */
+	size_t len;
+};
+
+struct session_state {
+	char **sets;            /* owns: SET/RESET statements, in order */
+	size_t n_sets;
+	struct stored_stmt *stmts;  /* owns: named prepared statements */
+	size_t n_stmts;
+};
+
+void session_state_free(struct session_state *st)
+{
+	if (!st)
+		return;
+	for (size_t i = 0; i < st->n_sets; i++)
+		free(st->sets[i]);
+	free(st->sets);
+	for (size_t i = 0; i < st->n_stmts; i++) {
+		free(st->stmts[i].name);
+		free(st->stmts[i].msg);
+	}
+	free(st->stmts);
+	free(st);
+}
+
+static struct session_state *session_state(struct client *c)
+{
+	if (!c->state_log)
+		c->state_log = calloc(1, sizeof(*c->state_log));
+	return c->state_log;
+}
+
+static void state_clear_sets(struct session_state *st)
+{
+	for (size_t i = 0; i < st->n_sets; i++)
+		free(st->sets[i]);
+	st->n_sets = 0;
+}
+
+static void state_clear_stmts(struct session_state *st)
+{
+	for (size_t i = 0; i < st->n_stmts; i++) {
+		free(st->stmts[i].name);
+		free(st->stmts[i].msg);
+	}
+	st->n_stmts = 0;
+}
+
+static int state_add_set(struct session_state *st, const char *text, size_t len)
+{
+	char **p = realloc(st->sets, (st->n_sets + 1) * sizeof(*p));
+	if (!p)
+		return -1;
+	st->sets = p;
+	st->sets[st->n_sets] = strndup(text, len);
+	if (!st->sets[st->n_sets])
+		return -1;
+	st->n_sets++;
+	return 0;
+}
+
+static void state_forget_stmt(struct session_state *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_stmts; i++) {
+		if (strcmp(st->stmts[i].name, name) != 0)
+			continue;
+		free(st->stmts[i].name);
+		free(st->stmts[i].msg);
+		st->stmts[i] = st->stmts[--st->n_stmts];
+		return;
+	}
+}
+
+static int state_add_stmt(struct session_state *st, const char *name, const uint8_t *msg, size_t len)
+{
+	state_forget_stmt(st, name);
+	struct stored_stmt *p = realloc(st->stmts, (st->n_stmts + 1) * sizeof(*p));
+	if (!p)
+		return -1;
+	st->stmts = p;
+	struct stored_stmt *e = &st->stmts[st->n_stmts];
+	e->name = strdup(name);
+	e->msg = malloc(len);
+	if (!e->name || !e->msg) {
+		free(e->name);
+		free(e->msg);
+		return -1;
+	}
+	memcpy(e->msg, msg, len);
+	e->len = len;
+	st->n_stmts++;
+	return 0;
+}
+
+/* ---- decisions ---------------------------------------------------------- */
+
+int steer_slot_path(const struct client *c, int slot)
+{
+	return slot == SLOT_NEW ? c->cfg->new_path : c->cfg->old_path;
+}
+
+static int steer_path_slot(const struct client *c, int path)
+{
+	return path == c->cfg->new_path && c->cfg->new_path != c->cfg->old_path ? SLOT_NEW : SLOT_OLD;
+}
+
+static bool steer_two_paths(const struct client *c)
+{
+	return c->cfg->old_path != c->cfg->new_path;
+}
+
+static void steer_compute_bucket(struct client *c)
+{
+	char buf[16];
+	size_t key_len = 0;
+	const char *key = router_canary_key(c->cfg->canary_key, c->cfg->canary_param,
+					    c->sp.params, c->sp.n_params, c->addr,
+					    c->connection_id, buf, sizeof(buf), &key_len);
+	const char *salt = rt->flags->salt ? rt->flags->salt : "";
+	c->bucket = bucket_of(salt, strlen(salt), key ? key : "", key ? key_len : 0);
+}
+
+/* The slot the router picks now. */
+static int steer_decide(struct client *c)
+{
+	if (c->replication)
+		return SLOT_OLD;
+	enum router_reason why;
+	int tag_path = c->tag_slot >= 0 ? steer_slot_path(c, c->tag_slot) : -1;
+	int path = router_session_path(&rt->flags->values, c->cfg->old_path, c->cfg->new_path,
+				       tag_path, c->bucket, &why);
+	c->route_reason = (int)why;
+	c->flags_generation = rt->flags->generation;
+	return steer_path_slot(c, path);
+}
+
+/* Looks TAG up: 0 with c->tag/tag_slot/dialect set, -1 when unknown. */
+static int steer_set_tag(struct client *c, const char *tag)
+{
+	if (!tag || !tag[0]) {
+		c->tag[0] = '\0';
+		c->tag_slot = -1;
+		c->dialect_slot = SLOT_OLD;
+		return 0;
+	}
+	int path = config_version_path(c->cfg, tag);
+	if (path < 0)
+		return -1;
+	snprintf(c->tag, sizeof(c->tag), "%s", tag);
+	c->tag_slot = steer_path_slot(c, path);
+	c->dialect_slot = c->tag_slot;
+	return 0;
+}
+
+static void steer_unknown_tag(struct client *c, const char *tag, char *msg, size_t cap)
+{
+	size_t n = (size_t)snprintf(msg, cap, "pgturnout: unknown version tag \"%s\" in %s; known tags:",
+				    tag, c->cfg->tag_param);
+	for (size_t i = 0; i < c->cfg->n_versions && n < cap; i++)
+		n += (size_t)snprintf(msg + n, cap - n, "%s %s", i ? "," : "", c->cfg->versions[i].tag);
+	if (c->cfg->n_versions == 0 && n < cap)
+		snprintf(msg + n, cap - n, " (none configured)");
+}
+
+int steer_startup(struct client *c)
+{
+	char buf[64];
+	const char *tag = NULL;
+	c->tag_slot = -1;
+	c->dialect_slot = SLOT_OLD;
+	c->replication = startup_get(&c->sp, "replication") != NULL;
+	if (router_startup_tag(c->cfg->tag_param, c->sp.params, c->sp.n_params, buf, sizeof(buf),
+			       &tag) < 0 || steer_set_tag(c, tag) < 0) {
+		char msg[512];
+		steer_unknown_tag(c, tag ? tag : buf, msg, sizeof(msg));
+		client_close(c, CLOSE_INVALID_PARAMETER, msg);
+		return -1;
+	}
+	steer_compute_bucket(c);
+	c->active_slot = steer_decide(c);
+	if (c->replication)
+		c->pinned = "replication connection";
+	return 0;
+}
+
+void steer_pin(struct client *c, const char *reason)
+{
+	if (c->pinned)
+		return;
+	c->pinned = reason;
+	log_info(c->id, "session pinned to path %s: %s",
+		 c->cfg->paths[steer_slot_path(c, c->active_slot)].name, reason);
+}
+
+/* ---- switching ------------------------------------------------------------ */
+
+static void steer_switch(struct client *c, int slot)
+{
+	int from = c->active_slot;
+	struct server *s = c->servers[slot];
+	log_info(c->id, "switching session from path %s to %s (%s)",
+		 c->cfg->paths[steer_slot_path(c, from)].name,
+		 c->cfg->paths[steer_slot_path(c, slot)].name,
+		 router_reason_name((enum router_reason)c->route_reason));
+	rt->stats.paths[slot].switches_in++;
+	c->active_slot = slot;
+	if (s && s->state == SV_READY) {
+		steer_server_ready(c, s);
+		return;
+	}
+	if (s) {
+		/* A previous backend on that path died: start afresh. */
+		server_free(s);
+		c->servers[slot] = NULL;
+	}
+	s = server_connect(c, steer_slot_path(c, slot));
+	if (!s) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "pgturnout: cannot connect to path \"%s\"",
+			 c->cfg->paths[steer_slot_path(c, slot)].name);
+		client_close(c, CLOSE_SERVER_UNAVAILABLE, msg);
+		return;
+	}
+	rt->stats.paths[slot].server_connects++;
+	c->servers[slot] = s;
+	/* client_server_ready() calls steer_server_ready() once it is up;
+	 * until then relay_client_input() leaves the client's bytes queued. */
+}
+
+void steer_boundary(struct client *c)
+{
+	if (c->admin || c->state != CL_ACTIVE)
+		return;
+	if (rt->paused) {
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	bool tag_changed = false;
+	if (c->pending_tag_set) {
+		c->pending_tag_set = false;
+		char tag[sizeof(c->pending_tag)];
+		snprintf(tag, sizeof(tag), "%s", c->pending_tag);
+		if (strcmp(tag, c->tag) != 0) {
+			if (steer_set_tag(c, tag) < 0) {
+				/* Refused at the SET already; keep the old tag. */
+				log_warning(c->id, "ignoring unknown version tag \"%s\"", tag);
+			} else {
+				tag_changed = true;
+			}
+		}
+	}
+	if (!tag_changed && c->flags_generation == rt->flags->generation)
+		return;
+	if (!steer_two_paths(c))
+		return;
+	if (c->flags_generation != rt->flags->generation)
+		steer_compute_bucket(c);
+	int slot = steer_decide(c);
+	if (slot == c->active_slot)
+		return;
+	if (c->pinned) {
+		log_debug(c->id, "stays on its path: pinned (%s)", c->pinned);
+		return;
+	}
+	steer_switch(c, slot);
+}
+
+/* ---- forwarding with analysis --------------------------------------------- */
+
+static enum rewrite_dir steer_dir(const struct client *c)
+{
+	if (c->dialect_slot == c->active_slot || rewrite_rules_empty(c->cfg->rules))
+		return REWRITE_NONE;
+	return c->dialect_slot == SLOT_OLD ? REWRITE_OLD_TO_NEW : REWRITE_NEW_TO_OLD;
+}
+
+static void steer_server_write(struct client *c, struct server *s, const void *p, size_t n)
+{
+	if (bufferevent_write(s->bev, p, n) < 0)
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+}
+
+/* A statement that raises the refusal on the server, in order. */
+static void steer_error_statement(struct wbuf *b, const struct sql_analysis *a)
+{
+	const char *head = "DO $pgturnout$ BEGIN RAISE EXCEPTION USING ERRCODE = '";
+	wbuf_put(b, head, strlen(head));
+	wbuf_put(b, a->sqlstate, strlen(a->sqlstate));
+	const char *mid = "', MESSAGE = ";
+	wbuf_put(b, mid, strlen(mid));
+	/* E'...' literal: escape backslashes and quotes. */
+	wbuf_put(b, "E'", 2);
+	const char *m = a->message ? a->message : "pgturnout: statement cannot be rewritten";
+	static const char prefix[] = "pgturnout: ";
+	if (strncmp(m, prefix, sizeof(prefix) - 1) != 0)
+		wbuf_put(b, prefix, sizeof(prefix) - 1);
+	for (; *m; m++) {
+		if (*m == '\'' || *m == '\\')
+			wbuf_put_u8(b, (uint8_t)*m);
+		wbuf_put_u8(b, (uint8_t)*m);
+	}
+	const char *tail = "'; END $pgturnout$";
+	wbuf_put(b, tail, strlen(tail));
+	wbuf_put_u8(b, 0);
+}
+
+/* Records what the statements of A do to the session. TEXT is the
+ * client's original text (statement offsets refer to it). */
+static void steer_note_effects(struct client *c, const struct sql_analysis *a, const char *text)
+{
+	struct path_stats *ps = &rt->stats.paths[c->active_slot];
+	for (size_t i = 0; i < a->n_stmts; i++) {
+		const struct sql_stmt *st = &a->stmts[i];
+		switch (st->cls) {
+		case SQL_READ:
+			ps->reads++;
+			break;
+		case SQL_WRITE:
+			ps->writes++;
+			if (c->active_slot == SLOT_NEW && !rt->flags->values.dual_write)
+				rt->stats.unmirrored_new_writes++;
+			break;
+		case SQL_SESSION:
+			switch (st->kind) {
+			case SQL_SESS_SET:
+			case SQL_SESS_RESET: {
+				if (st->flags & SQL_F_SET_LOCAL)
+					break;
+				char name[128], value[64];
+				int rc = sql_set_target(text + st->offset, st->len, name, sizeof(name),
+							value, sizeof(value));
+				if (rc >= 0 && strcmp(name, c->cfg->tag_param) == 0) {
+					if (rc == 0 && value[0] && config_version_path(c->cfg, value) < 0) {
+						log_warning(c->id, "SET %s to unknown tag \"%s\" ignored",
+							    name, value);
+						break;
+					}
+					snprintf(c->pending_tag, sizeof(c->pending_tag), "%s",
+						 rc == 0 ? value : "");
+					c->pending_tag_set = true;
+					break;
+				}
+				struct session_state *ss = session_state(c);
+				if (!ss || state_add_set(ss, text + st->offset, st->len) < 0)
+					steer_pin(c, "out of memory tracking session settings");
+				break;
+			}
+			case SQL_SESS_DISCARD:
+				if (c->state_log) {
+					state_clear_sets(c->state_log);
+					state_clear_stmts(c->state_log);
+				}
+				break;
+			case SQL_SESS_PREPARE:
+				steer_pin(c, "SQL-level PREPARE");
+				break;
+			case SQL_SESS_LISTEN:
+				steer_pin(c, "LISTEN");
+				break;
+			case SQL_SESS_TEMP:
+				steer_pin(c, "temporary object");
+				break;
+			case SQL_SESS_ADVISORY_LOCK:
+				steer_pin(c, "session advisory lock");
+				break;
+			case SQL_SESS_HOLD_CURSOR:
+				steer_pin(c, "WITH HOLD cursor");
+				break;
+			default:
+				break;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	if (a->changed)
+		ps->rewritten++;
+	if (a->refused)
+		ps->refused++;
+}
+
+static void steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+{
+	const char *text = (const char *)msg + MSG_HEADER_LEN;
+	size_t tlen = len - MSG_HEADER_LEN;
+	if (tlen == 0 || text[tlen - 1] != '\0') {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid string in message");
+		return;
+	}
+	tlen--;
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
+	if (!a) {
+		steer_pin(c, "out of memory analysing statements");
+		steer_server_write(c, s, msg, len);
+		return;
+	}
+	steer_note_effects(c, a, text);
+	if (!a->changed && !a->refused) {
+		steer_server_write(c, s, msg, len);
+		return;
+	}
+	struct wbuf b;
+	wbuf_init(&b);
+	size_t off = build_begin(&b, PqMsg_Query);
+	if (a->refused) {
+		log_info(c->id, "statement refused: %s", a->message ? a->message : a->sqlstate);
+		steer_error_statement(&b, a);
+	} else {
+		wbuf_put(&b, a->text, a->text_len);
+		wbuf_put_u8(&b, 0);
+	}
+	build_end(&b, off);
+	if (!wbuf_ok(&b))
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	else
+		steer_server_write(c, s, b.data, b.len);
+	wbuf_free(&b);
+}
+
+/* Sends a Parse message (the client's MSG) to S, rewritten for S's path. */
+static void steer_forward_parse(struct client *c, struct server *s, const uint8_t *msg, size_t len,
+				bool remember)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	const char *name = pkt_get_str(&r);
+	const char *text = pkt_get_str(&r);
+	if (!name || !text) {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid Parse message");
+		return;
+	}
+	size_t rest_off = MSG_HEADER_LEN + r.pos;
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c),
+						     c->cfg->rules);
+	if (remember) {
+		if (a)
+			steer_note_effects(c, a, text);
+		if (name[0]) {
+			struct session_state *ss = session_state(c);
+			if (!ss || state_add_stmt(ss, name, msg, len) < 0)
+				steer_pin(c, "out of memory tracking prepared statements");
+		}
+	}
+	if (!a || (!a->changed && !a->refused)) {
+		steer_server_write(c, s, msg, len);
+		return;
+	}
+	struct wbuf b;
+	wbuf_init(&b);
+	size_t off = build_begin(&b, PqMsg_Parse);
+	wbuf_put_str(&b, name);
+	if (a->refused)
+		steer_error_statement(&b, a);
+	else {
+		wbuf_put(&b, a->text, a->text_len);
+		wbuf_put_u8(&b, 0);
+	}
+	wbuf_put(&b, msg + rest_off, len - rest_off);
+	build_end(&b, off);
+	if (!wbuf_ok(&b))
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	else
+		steer_server_write(c, s, b.data, b.len);
+	wbuf_free(&b);
+}
+
+void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+{
+	switch (msg[0]) {
+	case PqMsg_Query:
+		steer_forward_query(c, s, msg, len);
+		return;
+	case PqMsg_Parse:
+		steer_forward_parse(c, s, msg, len, true);
+		return;
+	case PqMsg_Close:
+		/* Close of a statement: forget it for replays. */
+		if (len > MSG_HEADER_LEN + 1 && msg[MSG_HEADER_LEN] == 'S' && c->state_log &&
+		    msg[len - 1] == '\0')
+			state_forget_stmt(c->state_log, (const char *)msg + MSG_HEADER_LEN + 1);
+		steer_server_write(c, s, msg, len);
+		return;
+	default:
+		steer_server_write(c, s, msg, len);
+		return;
+	}
+}
+
+void steer_server_ready(struct client *c, struct server *s)
+{
+	/* The new backend's parameters reach the client (they may differ from
+	 * the old one's, e.g. server_version on another server). */
+	if (s->login_params.len)
+		bufferevent_write(c->bev, s->login_params.data, s->login_params.len);
+	struct session_state *st = c->state_log;
+	if (!st || (st->n_sets == 0 && st->n_stmts == 0))
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	uint32_t requests = 0;
+	if (st->n_sets) {
+		size_t off = build_begin(&b, PqMsg_Query);
+		for (size_t i = 0; i < st->n_sets; i++) {
+			wbuf_put(&b, st->sets[i], strlen(st->sets[i]));
+			wbuf_put(&b, ";", 1);
+		}
+		wbuf_put_u8(&b, 0);
+		build_end(&b, off);
+		requests++;
+	}
+	if (!wbuf_ok(&b) || bufferevent_write(s->bev, b.data, b.len) < 0) {
+		wbuf_free(&b);
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	wbuf_free(&b);
+	for (size_t i = 0; i < st->n_stmts; i++) {
+		steer_forward_parse(c, s, st->stmts[i].msg, st->stmts[i].len, false);
+		wbuf_init(&b);
+		build_sync(&b);
+		steer_server_write(c, s, b.data, b.len);
+		wbuf_free(&b);
+		requests++;
+	}
+	s->requests_sent += requests;
+	s->swallow_until = s->requests_sent;
+	log_debug(c->id, "replayed %zu settings and %zu prepared statements on path %s", st->n_sets,
+		  st->n_stmts, c->cfg->paths[s->path].name);
+}
