@@ -11,10 +11,35 @@
 
 struct event_base;
 struct http_server;
+struct wbuf;
 
 /* Binds LISTEN ("host:port"). NULL with a message in err on failure. */
 struct http_server *http_server_new(struct event_base *base, const char *listen,
 				    char *err, size_t errlen);
 void http_server_free(struct http_server *h);   /* NULL does nothing */
+
+/*
+ * The strict JSON reader of PUT /flags: one object whose members are
+ * strings, numbers or booleans (no null, arrays or nested objects, no
+ * duplicate names, nothing after the object). Values come back as text:
+ * strings unescaped (UTF-8; \u0000 refused), numbers as written, true/false
+ * as "on"/"off"; kind says which ('s', 'n', 'b').
+ */
+#define HTTP_JSON_MAX_MEMBERS 16
+struct http_json_member {
+	char *key;              /* owns */
+	char *value;            /* owns */
+	char kind;
+};
+struct http_json_object {
+	struct http_json_member *m;     /* owns, n entries */
+	size_t n;
+};
+/* 0 with OUT filled (caller clears it), or -1 with a message in err and OUT empty. */
+int http_json_parse_object(const char *text, size_t len, struct http_json_object *out,
+			   char *err, size_t errlen);
+void http_json_object_clear(struct http_json_object *o);
+/* Appends S (NUL-terminated UTF-8) to OUT as a JSON string, quotes included. */
+void http_json_escape(struct wbuf *out, const char *s);
 
 #endif

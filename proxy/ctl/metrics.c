@@ -1,22 +1,234 @@
 /*
- * ctl/metrics.c — the Prometheus text exposition of pgturnout's counters.
+ * ctl/metrics.c — the Prometheus text exposition (format 0.0.4) of
+ * pgturnout's counters, served by GET /metrics (ctl/http.c).
+ *
+ * Every family is written whole (HELP, TYPE, then its samples) from the
+ * runtime state at the moment of the call; nothing is kept between scrapes.
+ * Per-path families carry path="old"/"new" (the migration role, stable
+ * across renames of the [path] sections). Latency comes from the log2 µs
+ * histogram of session/runtime.h: bucket i is [2^(i-1), 2^i) µs, so the
+ * exposed le bounds are 2^i µs in seconds, cumulative, and the last runtime
+ * bucket (everything from 2^30 µs up) only counts in +Inf.
  */
 #include "ctl/metrics.h"
 
 #include "core/wbuf.h"
+#include "ctl/config.h"
+#include "route/flags.h"
+#include "session/client.h"
 #include "session/runtime.h"
+#include "sql/cache.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+static void put(struct wbuf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct wbuf *out, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	wbuf_put(out, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static void family(struct wbuf *out, const char *name, const char *type, const char *help)
+{
+	put(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static const char *const roles[SLOT__COUNT] = { "old", "new" };
+
+/* A per-path family from one uint64_t field of struct path_stats. */
+static void per_path(struct wbuf *out, const char *name, const char *type, const char *help,
+		     size_t field_offset)
+{
+	family(out, name, type, help);
+	for (int s = 0; s < SLOT__COUNT; s++) {
+		const uint64_t *v = (const uint64_t *)((const char *)&rt->stats.paths[s] +
+						       field_offset);
+		put(out, "%s{path=\"%s\"} %" PRIu64 "\n", name, roles[s], *v);
+	}
+}
+
+static void single(struct wbuf *out, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	family(out, name, type, help);
+	put(out, "%s %" PRIu64 "\n", name, v);
+}
+
+/* 2^I microseconds in seconds, exactly (at most 6 decimals), without
+ * trailing zeros. */
+static void format_le(int i, char *buf, size_t len)
+{
+	uint64_t us = 1ull << i;
+	snprintf(buf, len, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
+	char *e = buf + strlen(buf) - 1;
+	while (*e == '0')
+		*e-- = '\0';
+	if (*e == '.')
+		*e = '\0';
+}
+
+static void latency(struct wbuf *out)
+{
+	const char *name = "pgturnout_request_duration_seconds";
+	family(out, name, "histogram",
+	       "Time from a request (Query, Sync, FunctionCall) to its ReadyForQuery, per session path.");
+	for (int s = 0; s < SLOT__COUNT; s++) {
+		const struct path_stats *ps = &rt->stats.paths[s];
+		uint64_t cum = 0;
+		for (int i = 0; i < LATENCY_BUCKETS - 1; i++) {
+			char le[32];
+			cum += ps->latency[i];
+			format_le(i, le, sizeof(le));
+			put(out, "%s_bucket{path=\"%s\",le=\"%s\"} %" PRIu64 "\n", name, roles[s], le,
+			    cum);
+		}
+		cum += ps->latency[LATENCY_BUCKETS - 1];
+		put(out, "%s_bucket{path=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, roles[s], cum);
+		put(out, "%s_sum{path=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n", name, roles[s],
+		    ps->latency_sum_us / 1000000, ps->latency_sum_us % 1000000);
+		put(out, "%s_count{path=\"%s\"} %" PRIu64 "\n", name, roles[s], cum);
+	}
+}
+
+static void flag_metrics(struct wbuf *out)
+{
+	const struct flags_config *f = &rt->flags->values;
+	char pct[32];
+	config_format_percent_milli(f->canary_milli, pct, sizeof(pct));
+	family(out, "pgturnout_flag_canary_percent", "gauge",
+	       "Share of untagged sessions routed to the new path, in percent.");
+	put(out, "pgturnout_flag_canary_percent %s\n", pct);
+	family(out, "pgturnout_flag_dual_write", "gauge",
+	       "1 while dual writes (the overlap window) are on.");
+	put(out, "pgturnout_flag_dual_write %d\n", f->dual_write ? 1 : 0);
+	family(out, "pgturnout_flag_force_path", "gauge",
+	       "1 for the current force_path value (none, old, new), 0 for the others.");
+	for (int v = FORCE_PATH_NONE; v <= FORCE_PATH_NEW; v++)
+		put(out, "pgturnout_flag_force_path{value=\"%s\"} %d\n",
+		    config_force_path_name((enum force_path)v), (int)f->force_path == v);
+	family(out, "pgturnout_flag_shadow_failure", "gauge",
+	       "1 for the current shadow_failure value (journal, fail), 0 for the other.");
+	for (int v = SHADOW_FAILURE_JOURNAL; v <= SHADOW_FAILURE_FAIL; v++)
+		put(out, "pgturnout_flag_shadow_failure{value=\"%s\"} %d\n",
+		    config_shadow_failure_name((enum shadow_failure)v), (int)f->shadow_failure == v);
+	single(out, "pgturnout_flags_generation", "gauge",
+	       "Flags generation: grows by one on every flag change.", rt->flags->generation);
+	single(out, "pgturnout_flag_changes_total", "counter",
+	       "Flag changes applied (console, HTTP, reload).", rt->stats.flag_changes);
+	single(out, "pgturnout_flag_refusals_total", "counter",
+	       "Flag changes refused (bad value or guard rail).", rt->stats.flag_refusals);
+}
+
+static void session_metrics(struct wbuf *out)
+{
+	family(out, "pgturnout_client_connections", "gauge",
+	       "Client sessions whose session path is old or new.");
+	for (int s = 0; s < SLOT__COUNT; s++)
+		put(out, "pgturnout_client_connections{path=\"%s\"} %zu\n", roles[s],
+		    runtime_sessions_on(s));
+	family(out, "pgturnout_server_connections", "gauge",
+	       "Open backend connections per path.");
+	for (int s = 0; s < SLOT__COUNT; s++)
+		put(out, "pgturnout_server_connections{path=\"%s\"} %zu\n", roles[s],
+		    runtime_server_connections(s));
+	single(out, "pgturnout_clients", "gauge",
+	       "Client connections in any state, admin sessions included.", rt->n_clients);
+	single(out, "pgturnout_paused", "gauge", "1 while PAUSE is in force.", rt->paused ? 1 : 0);
+	single(out, "pgturnout_shutting_down", "gauge", "1 once shutdown has begun.",
+	       rt->shutting_down ? 1 : 0);
+	single(out, "pgturnout_accepted_connections_total", "counter",
+	       "Client connections accepted.", rt->stats.accepted);
+	family(out, "pgturnout_closed_connections_total", "counter",
+	       "Client connections ended, by reason.");
+	for (int r = 0; r < CLOSE__COUNT; r++)
+		put(out, "pgturnout_closed_connections_total{reason=\"%s\"} %" PRIu64 "\n",
+		    client_reason_name((enum close_reason)r), rt->stats.closed[r]);
+	single(out, "pgturnout_cancels_total", "counter", "Cancel requests received.",
+	       rt->stats.cancels);
+	single(out, "pgturnout_client_received_bytes_total", "counter",
+	       "Bytes received from clients.", rt->stats.bytes_from_clients);
+	single(out, "pgturnout_client_sent_bytes_total", "counter", "Bytes sent to clients.",
+	       rt->stats.bytes_to_clients);
+	single(out, "pgturnout_unmirrored_new_writes_total", "counter",
+	       "Writes run on the new path while dual_write was off (no copy on old).",
+	       rt->stats.unmirrored_new_writes);
+}
+
+static void query_metrics(struct wbuf *out)
+{
+	family(out, "pgturnout_queries_total", "counter",
+	       "Statements per session path and kind (read, write).");
+	for (int s = 0; s < SLOT__COUNT; s++) {
+		put(out, "pgturnout_queries_total{path=\"%s\",kind=\"read\"} %" PRIu64 "\n",
+		    roles[s], rt->stats.paths[s].reads);
+		put(out, "pgturnout_queries_total{path=\"%s\",kind=\"write\"} %" PRIu64 "\n",
+		    roles[s], rt->stats.paths[s].writes);
+	}
+	per_path(out, "pgturnout_requests_total", "counter",
+		 "Requests answered (Query, Sync, FunctionCall) per session path.",
+		 offsetof(struct path_stats, queries));
+	per_path(out, "pgturnout_rewritten_statements_total", "counter",
+		 "Statements sent rewritten to the other schema.",
+		 offsetof(struct path_stats, rewritten));
+	per_path(out, "pgturnout_refused_statements_total", "counter",
+		 "Statements refused because they cannot be rewritten safely.",
+		 offsetof(struct path_stats, refused));
+	per_path(out, "pgturnout_shadow_writes_total", "counter",
+		 "Writes mirrored to this path as the shadow.",
+		 offsetof(struct path_stats, shadow_writes));
+	per_path(out, "pgturnout_shadow_errors_total", "counter",
+		 "Shadow writes on this path that failed.",
+		 offsetof(struct path_stats, shadow_errors));
+	per_path(out, "pgturnout_mismatches_total", "counter",
+		 "Dual writes whose primary and shadow results differed.",
+		 offsetof(struct path_stats, mismatches));
+	per_path(out, "pgturnout_server_connects_total", "counter",
+		 "Backend connections opened per path.",
+		 offsetof(struct path_stats, server_connects));
+	per_path(out, "pgturnout_server_connect_failures_total", "counter",
+		 "Backend connection attempts that failed per path.",
+		 offsetof(struct path_stats, server_connect_failures));
+	per_path(out, "pgturnout_path_switches_total", "counter",
+		 "Sessions switched onto this path.", offsetof(struct path_stats, switches_in));
+	latency(out);
+}
+
+static void cache_metrics(struct wbuf *out)
+{
+	struct sql_cache_stats cs = { 0 };
+	if (rt->sql_cache)
+		sql_cache_get_stats(rt->sql_cache, &cs);
+	single(out, "pgturnout_rewrite_cache_hits_total", "counter",
+	       "Statement analyses served from the cache.", cs.hits);
+	single(out, "pgturnout_rewrite_cache_misses_total", "counter",
+	       "Statement analyses computed (not in the cache).", cs.misses);
+	single(out, "pgturnout_rewrite_cache_evictions_total", "counter",
+	       "Cache entries evicted.", cs.evictions);
+	single(out, "pgturnout_rewrite_cache_entries", "gauge", "Entries in the statement cache.",
+	       cs.entries);
+	single(out, "pgturnout_rewrite_cache_bytes", "gauge", "Bytes held by the statement cache.",
+	       cs.bytes);
+}
+
 void metrics_render(struct wbuf *out)
 {
-	char line[256];
-	int n = snprintf(line, sizeof(line),
-			 "# HELP pgturnout_accepted_connections_total Client connections accepted.\n"
-			 "# TYPE pgturnout_accepted_connections_total counter\n"
-			 "pgturnout_accepted_connections_total %llu\n",
-			 rt ? (unsigned long long)rt->stats.accepted : 0ULL);
-	if (n > 0)
-		wbuf_put(out, line, strlen(line));
+	family(out, "pgturnout_info", "gauge", "Version of the running pgturnout.");
+	put(out, "pgturnout_info{version=\"%s\"} 1\n", PGT_VERSION);
+	family(out, "pgturnout_start_time_seconds", "gauge", "Unix time the proxy started.");
+	put(out, "pgturnout_start_time_seconds %" PRIu64 "\n", rt->started_at_us / 1000000);
+	session_metrics(out);
+	query_metrics(out);
+	flag_metrics(out);
+	cache_metrics(out);
 }
