@@ -373,7 +373,7 @@ def proxy_factory(pg, tmp_path, request):
             problems.append("pgturnout died during the test (status %s)" % rc)
         if rc is not None and rc < 0 and rc not in (-signal.SIGTERM, -signal.SIGKILL, -signal.SIGINT):
             problems.append("pgturnout ended by signal %d" % -rc)
-        if "ERROR: AddressSanitizer" in p.log() or "runtime error:" in p.log():
+        if re.search(r"ERROR: \w*Sanitizer|runtime error:", p.log()):
             problems.append("sanitizer report in the log")
         if failed or problems:
             print("----- pgturnout log (%s, status %s) -----" % (p.log_path, rc))
