@@ -20,6 +20,13 @@
 struct client;
 struct scram_client;
 
+/* A named statement prepared on this backend: its name and a hash of the
+ * Parse message that made it (replay skips what is already there). */
+struct server_stmt {
+	char *name;             /* owns */
+	uint64_t hash;
+};
+
 enum server_state {
 	SV_CONNECTING,          /* TCP connect in progress */
 	SV_SSL_NEGOTIATE,       /* SSLRequest sent, waiting for 'S'/'N' */
@@ -46,6 +53,8 @@ struct server {
 	bool throttled;                 /* reading paused: client output over high watermark */
 	uint32_t requests_sent;         /* Query/Sync/FunctionCall sent (each gets one ReadyForQuery) */
 	uint32_t requests_done;         /* ReadyForQuery received */
+	struct server_stmt *stmts;      /* owns: named statements prepared here (inspect mode) */
+	size_t n_stmts;
 	uint32_t swallow_until;         /* answers to requests below this number are pgturnout's
 					   own (replay after a switch): dropped, not relayed */
 };

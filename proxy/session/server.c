@@ -113,6 +113,9 @@ void server_free(struct server *s)
 		event_free(s->timer);
 	scram_client_free(s->scram);
 	wbuf_free(&s->login_params);
+	for (size_t i = 0; i < s->n_stmts; i++)
+		free(s->stmts[i].name);
+	free(s->stmts);
 	free(s);
 }
 

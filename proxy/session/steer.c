@@ -135,6 +135,53 @@ static int state_add_stmt(struct session_state *st, const char *name, const uint
 	return 0;
 }
 
+/* FNV-1a: tells whether a backend holds the same statement the client prepared. */
+static uint64_t msg_hash(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static struct server_stmt *server_stmt_find(struct server *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_stmts; i++)
+		if (strcmp(s->stmts[i].name, name) == 0)
+			return &s->stmts[i];
+	return NULL;
+}
+
+static void server_stmt_forget(struct server *s, const char *name)
+{
+	struct server_stmt *st = server_stmt_find(s, name);
+	if (!st)
+		return;
+	free(st->name);
+	*st = s->stmts[--s->n_stmts];
+}
+
+static int server_stmt_note(struct server *s, const char *name, uint64_t hash)
+{
+	struct server_stmt *st = server_stmt_find(s, name);
+	if (st) {
+		st->hash = hash;
+		return 0;
+	}
+	struct server_stmt *p = realloc(s->stmts, (s->n_stmts + 1) * sizeof(*p));
+	if (!p)
+		return -1;
+	s->stmts = p;
+	p[s->n_stmts].name = strdup(name);
+	if (!p[s->n_stmts].name)
+		return -1;
+	p[s->n_stmts].hash = hash;
+	s->n_stmts++;
+	return 0;
+}
+
 /* ---- decisions ---------------------------------------------------------- */
 
 int steer_slot_path(const struct client *c, int slot)
@@ -476,6 +523,8 @@ static void steer_forward_parse(struct client *c, struct server *s, const uint8_
 	size_t rest_off = MSG_HEADER_LEN + r.pos;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c),
 						     c->cfg->rules);
+	if (name[0] && server_stmt_note(s, name, msg_hash(msg, len)) < 0)
+		steer_pin(c, "out of memory tracking prepared statements");
 	if (remember) {
 		if (a)
 			steer_note_effects(c, a, text);
@@ -519,9 +568,12 @@ void steer_client_message(struct client *c, struct server *s, const uint8_t *msg
 		return;
 	case PqMsg_Close:
 		/* Close of a statement: forget it for replays. */
-		if (len > MSG_HEADER_LEN + 1 && msg[MSG_HEADER_LEN] == 'S' && c->state_log &&
-		    msg[len - 1] == '\0')
-			state_forget_stmt(c->state_log, (const char *)msg + MSG_HEADER_LEN + 1);
+		if (len > MSG_HEADER_LEN + 1 && msg[MSG_HEADER_LEN] == 'S' && msg[len - 1] == '\0') {
+			const char *name = (const char *)msg + MSG_HEADER_LEN + 1;
+			if (c->state_log)
+				state_forget_stmt(c->state_log, name);
+			server_stmt_forget(s, name);
+		}
 		steer_server_write(c, s, msg, len);
 		return;
 	default:
@@ -536,8 +588,9 @@ void steer_server_ready(struct client *c, struct server *s)
 	 * the old one's, e.g. server_version on another server). */
 	if (s->login_params.len)
 		bufferevent_write(c->bev, s->login_params.data, s->login_params.len);
-	struct session_state *st = c->state_log;
-	if (!st || (st->n_sets == 0 && st->n_stmts == 0))
+	static struct session_state empty;
+	struct session_state *st = c->state_log ? c->state_log : &empty;
+	if (st->n_sets == 0 && st->n_stmts == 0 && s->n_stmts == 0)
 		return;
 	struct wbuf b;
 	wbuf_init(&b);
@@ -558,7 +611,33 @@ void steer_server_ready(struct client *c, struct server *s)
 		return;
 	}
 	wbuf_free(&b);
+	/* Statements this backend holds that the session has since closed or
+	 * re-prepared differently go first. */
+	for (size_t i = 0; i < s->n_stmts;) {
+		const char *name = s->stmts[i].name;
+		bool keep = false;
+		for (size_t j = 0; j < st->n_stmts; j++)
+			if (strcmp(st->stmts[j].name, name) == 0 &&
+			    msg_hash(st->stmts[j].msg, st->stmts[j].len) == s->stmts[i].hash)
+				keep = true;
+		if (keep) {
+			i++;
+			continue;
+		}
+		wbuf_init(&b);
+		size_t off = build_begin(&b, PqMsg_Close);
+		wbuf_put_u8(&b, 'S');
+		wbuf_put_str(&b, name);
+		build_end(&b, off);
+		build_sync(&b);
+		steer_server_write(c, s, b.data, b.len);
+		wbuf_free(&b);
+		requests++;
+		server_stmt_forget(s, name);
+	}
 	for (size_t i = 0; i < st->n_stmts; i++) {
+		if (server_stmt_find(s, st->stmts[i].name))
+			continue;
 		steer_forward_parse(c, s, st->stmts[i].msg, st->stmts[i].len, false);
 		wbuf_init(&b);
 		build_sync(&b);
