@@ -1210,13 +1210,16 @@ static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 	struct an_scope s, t, cf;
 	struct an_entry *target;
 	const struct rw_table *tr = NULL;
+	bool has_target = false;
 
 	an_scope_init(&s, outer);
 	an_with(c, ins->with_clause, &s);
 	an_scope_init(&t, &s);
 	target = ins->relation ? an_add_relation(c, ins->relation, &t, true) : NULL;
-	if (target != NULL)
+	if (target != NULL) {
 		tr = target->t;
+		has_target = true;
+	}
 	for (size_t i = 0; i < ins->n_cols; i++) {
 		const node_t *n = ins->cols[i];
 
@@ -1243,7 +1246,7 @@ static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 			an_walk_node(c, oc->infer->where_clause, &t);
 		}
 		an_scope_init(&cf, &s);
-		if (target != NULL) {
+		if (has_target) {
 			struct an_entry *te = an_scope_add(c, &cf);
 
 			if (te != NULL)
@@ -1299,14 +1302,18 @@ static void an_walk_update(struct an_ctx *c, const PgQuery__UpdateStmt *up,
 {
 	struct an_scope s, u;
 	struct an_entry *target;
+	const struct rw_table *tr = NULL;
 
 	an_scope_init(&s, outer);
 	an_with(c, up->with_clause, &s);
 	an_scope_init(&u, &s);
+	/* entries move when the scope grows: keep the rule, not the entry */
 	target = up->relation ? an_add_relation(c, up->relation, &u, true) : NULL;
+	if (target != NULL)
+		tr = target->t;
 	for (size_t i = 0; i < up->n_from_clause; i++)
 		an_from_item(c, up->from_clause[i], &u);
-	an_set_list(c, target ? target->t : NULL, up->target_list, up->n_target_list, &u);
+	an_set_list(c, tr, up->target_list, up->n_target_list, &u);
 	an_walk_node(c, up->where_clause, &u);
 	if (up->n_returning_list > 0)
 		c->st->flags |= SQL_F_RETURNING;

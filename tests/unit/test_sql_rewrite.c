@@ -217,6 +217,11 @@ static const struct rw_case cases[] = {
 	  "UPDATE users_v2 SET full_name = 'a' WHERE id = 1 RETURNING full_name AS name, mail AS email"),
 	R(RS_STD, O2N, "UPDATE app.orders SET amt = amt + 1", "UPDATE app_v2.orders SET amount = amount + 1"),
 	R(RS_STD, O2N, "UPDATE t SET name = 'x'", "UPDATE t SET name = 'x'"),
+	/* the target stays known while many FROM items are added (found by fuzzing) */
+	R(RS_STD, O2N, "UPDATE users SET name = 'x' FROM a, b, c, d, e WHERE a.id = users.id",
+	  "UPDATE users_v2 SET full_name = 'x' FROM a, b, c, d, e WHERE a.id = users_v2.id"),
+	R(RS_STD, O2N, "INSERT INTO users (name) SELECT 1 FROM a, b, c, d, e ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+	  "INSERT INTO users_v2 (full_name) SELECT 1 FROM a, b, c, d, e ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name"),
 	REF("UPDATE users SET id = 1 FROM t WHERE name = 'x'", "ambiguous column reference \"name\""),
 	/* --- DELETE --- */
 	R(RS_STD, O2N, "DELETE FROM users WHERE name = $1", "DELETE FROM users_v2 WHERE full_name = $1"),
