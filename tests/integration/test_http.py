@@ -1,0 +1,228 @@
+"""The HTTP surface (SPEC §8): /healthz, /metrics (parsed with
+prometheus_client), /flags GET and PUT (bearer token from http_token_file,
+strict JSON, guard rails), /clients, 404/405."""
+
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import free_port
+
+pytestmark = pytest.mark.proxy_only
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def start(proxy_factory, tmp_path, token=TOKEN, **settings):
+    port = free_port()
+    s = {"http_listen": "127.0.0.1:%d" % port}
+    if token is not None:
+        path = tmp_path / "http_token"
+        path.write_text(token + "\n")
+        s["http_token_file"] = str(path)
+    s.update(settings)
+    p = proxy_factory(settings=s)
+    p.http = "http://127.0.0.1:%d" % port
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise AssertionError("no HTTP listener on %d; log:\n%s" % (port, p.log()))
+            time.sleep(0.05)
+    return p
+
+
+def call(p, method, path, body=None, token=None, raw=None):
+    """Returns (status, headers, body text)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(p.http + path, data=data, method=method)
+    if token is not None:
+        req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def get_flags(p):
+    status, headers, text = call(p, "GET", "/flags")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    return json.loads(text)
+
+
+def test_http_healthz(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    status, _, text = call(p, "GET", "/healthz")
+    assert (status, text) == (200, "ok\n")
+
+
+def test_http_metrics_parse_as_prometheus_text(proxy_factory, tmp_path):
+    parser = pytest.importorskip("prometheus_client.parser")
+    p = start(proxy_factory, tmp_path)
+    conn = p.connect()
+    with conn.cursor() as cur:
+        for _ in range(10):
+            cur.execute("SELECT 1")
+    status, headers, text = call(p, "GET", "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    for name in ("pgturnout_client_connections", "pgturnout_server_connections",
+                 "pgturnout_queries", "pgturnout_request_duration_seconds",
+                 "pgturnout_flag_canary_percent", "pgturnout_flag_dual_write",
+                 "pgturnout_flag_force_path", "pgturnout_flag_shadow_failure",
+                 "pgturnout_flag_changes", "pgturnout_flag_refusals",
+                 "pgturnout_rewrite_cache_hits", "pgturnout_rewrite_cache_misses",
+                 "pgturnout_rewritten_statements", "pgturnout_refused_statements",
+                 "pgturnout_shadow_writes", "pgturnout_shadow_errors", "pgturnout_mismatches",
+                 "pgturnout_accepted_connections", "pgturnout_closed_connections",
+                 "pgturnout_cancels"):
+        assert name in families, name
+        assert families[name].documentation, name
+    hist = families["pgturnout_request_duration_seconds"]
+    assert hist.type == "histogram"
+    samples = [s for s in hist.samples if s.labels.get("path") == "old"]
+    count = [s.value for s in samples if s.name.endswith("_count")][0]
+    inf = [s.value for s in samples if s.labels.get("le") == "+Inf"][0]
+    assert count == inf >= 10
+    buckets = [s.value for s in samples if s.name.endswith("_bucket")]
+    assert buckets == sorted(buckets)
+    clients = {s.labels["path"]: s.value for s in families["pgturnout_client_connections"].samples}
+    assert clients["old"] >= 1
+    conn.close()
+    force = {s.labels["value"]: s.value for s in families["pgturnout_flag_force_path"].samples}
+    assert force == {"none": 1, "old": 0, "new": 0}
+
+
+def test_http_get_flags(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    f = get_flags(p)
+    assert f["canary_percent"] == 0
+    assert f["dual_write"] is False
+    assert f["shadow_failure"] == "journal"
+    assert f["force_path"] == "none"
+    assert f["changed_by"]["canary_percent"] == "startup"
+    assert f["changed_at"]["dual_write"].endswith("Z")
+
+
+def test_http_put_flags_needs_the_token(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    status, headers, text = call(p, "PUT", "/flags", {"canary_percent": 5})
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert "error" in json.loads(text)
+    status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 5}, token="wrong")
+    assert status == 401
+    assert get_flags(p)["canary_percent"] == 0
+    status, _, text = call(p, "PUT", "/flags", {"canary_percent": 5, "dual_write": True},
+                           token=TOKEN)
+    assert status == 200, text
+    r = json.loads(text)
+    assert r["applied"] == ["canary_percent", "dual_write"]
+    f = get_flags(p)
+    assert f["canary_percent"] == 5 and f["dual_write"] is True
+    assert f["changed_by"]["canary_percent"] == "http"
+    # the token file is read on every request: rotating it needs no reload
+    (tmp_path / "http_token").write_text("rotated\n")
+    status, _, _ = call(p, "PUT", "/flags", {"canary_percent": "7.5"}, token=TOKEN)
+    assert status == 401
+    status, _, _ = call(p, "PUT", "/flags", {"canary_percent": "7.5"}, token="rotated")
+    assert status == 200
+    assert get_flags(p)["canary_percent"] == 7.5
+
+
+def test_http_writes_refused_without_token_file(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path, token=None)
+    status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 5}, token="anything")
+    assert status == 403
+
+
+def test_http_put_bad_input_changes_nothing(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    cases = [
+        (b'{"canary_percent": 5, "force_path": "sideways"}', "none, old, new"),
+        (b'{"canary_percent": 5, "no_such_flag": 1}', "unknown flag"),
+        (b'{"canary_percent": [5]}', "strings, numbers or booleans"),
+        (b'{"canary_percent": {"x": 1}}', "strings, numbers or booleans"),
+        (b'{"canary_percent": null}', "null"),
+        (b'{"canary_percent": 5,}', "member name"),
+        (b'{"canary_percent": 5} x', "trailing"),
+        (b'{"canary_percent": 5, "canary_percent": 6}', "duplicate"),
+        (b'[1]', "object"),
+        (b'', "object"),
+        (b'{"canary_percent": 5, "force": "yes"}', "force"),
+        (b'{"canary_percent": 0x10}', ""),
+        (b'{"dual_write": "on", "canary_percent": 150}', "canary_percent"),
+    ]
+    for raw, msg in cases:
+        status, _, text = call(p, "PUT", "/flags", raw=raw, token=TOKEN)
+        assert status == 400, (raw, status, text)
+        assert msg in json.loads(text)["error"], (raw, text)
+    f = get_flags(p)
+    assert f["canary_percent"] == 0 and f["dual_write"] is False
+    assert f["generation"] == 1
+
+
+def test_http_guard_rail_conflict_and_force(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 10}, token=TOKEN)
+    assert status == 200
+    status, _, text = call(p, "PUT", "/flags", {"force_path": "old", "salt": "new-salt"},
+                           token=TOKEN)
+    assert status == 409, text
+    r = json.loads(text)
+    assert "FORCE" in r["error"]
+    assert r["applied"] == ["force_path"]
+    assert get_flags(p)["salt"] != "new-salt"
+    status, _, text = call(p, "PUT", "/flags", {"salt": "new-salt", "force": True}, token=TOKEN)
+    assert status == 200, text
+    assert get_flags(p)["salt"] == "new-salt"
+
+
+def test_http_clients_lists_sessions(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    conn = p.connect(application_name="http-test-app")
+    try:
+        status, _, text = call(p, "GET", "/clients")
+        assert status == 200
+        rows = json.loads(text)
+        mine = [r for r in rows if r["application"] == "http-test-app"]
+        assert len(mine) == 1
+        assert mine[0]["user"] == "app" and mine[0]["path"] == "old"
+        assert mine[0]["in_transaction"] is False
+        assert isinstance(mine[0]["id"], int)
+    finally:
+        conn.close()
+
+
+def test_http_unknown_path_and_wrong_method(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    assert call(p, "GET", "/nope")[0] == 404
+    status, headers, _ = call(p, "POST", "/flags", raw=b"{}")
+    assert status == 405
+    assert "PUT" in headers["Allow"]
+    assert call(p, "DELETE", "/metrics")[0] == 405
+    assert call(p, "PUT", "/healthz", raw=b"x")[0] == 405
+
+
+def test_http_flag_change_shows_in_console_history(proxy_factory, tmp_path):
+    from test_admin import as_dicts, psql
+    p = start(proxy_factory, tmp_path)
+    status, _, _ = call(p, "PUT", "/flags", {"shadow_failure": "fail"}, token=TOKEN)
+    assert status == 200
+    hist = as_dicts(psql(p, "SHOW HISTORY"))
+    assert [(h["who"], h["surface"], h["name"], h["new"]) for h in hist] == [
+        ("http", "http", "shadow_failure", "fail")]
+    assert os.path.exists(os.path.join(p.dir, "journal", "flag_history.jsonl"))
