@@ -339,13 +339,9 @@ static void client_begin_scram(struct client *c, const struct user_secret *us)
 		rc = scram_verifier_parse(us->secret, &v);
 	else if (us && us->kind == SECRET_PLAIN)
 		rc = scram_verifier_from_password(us->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS, &v);
-	if (rc != 0) {
-		/* Unknown user, or an md5 entry SCRAM cannot use: run the exchange
-		 * against a random verifier so the answer does not tell which. */
-		scram_verifier_from_password("", NULL, 0, SCRAM_DEFAULT_ITERATIONS, &v);
-		RAND_bytes(v.stored_key, sizeof(v.stored_key));
-	}
-	c->scram = scram_server_new(&v);
+	/* Unknown user, or an md5 entry SCRAM cannot use: run a mock exchange
+	 * (stable salt per user, always fails) so the answer does not tell which. */
+	c->scram = rc == 0 ? scram_server_new(&v) : scram_server_new_mock(c->user);
 	OPENSSL_cleanse(&v, sizeof(v));
 	if (!c->scram) {
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
@@ -500,11 +496,7 @@ static void client_auth_password(struct client *c, const uint8_t *body, size_t l
 		client_auth_failed(c);
 		return;
 	}
-	char expect[PG_MD5_LEN + 1];
-	pg_md5_response(c->user, us->secret, c->md5_salt, expect);
-	bool ok = len - 1 == PG_MD5_LEN && CRYPTO_memcmp(expect, body, PG_MD5_LEN) == 0;
-	OPENSSL_cleanse(expect, sizeof(expect));
-	if (!ok) {
+	if (!pg_md5_verify(c->user, us->secret, c->md5_salt, (const char *)body)) {
 		client_auth_failed(c);
 		return;
 	}
@@ -533,7 +525,10 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 		}
 		if (scram_server_client_first(c->scram, (const char *)data, dlen, &out, &out_len,
 					      err, sizeof(err)) < 0) {
-			client_close(c, CLOSE_PROTOCOL_VIOLATION, err[0] ? err : "malformed SCRAM message");
+			const char *st = scram_server_sqlstate(c->scram);
+			client_close(c, st && strcmp(st, "0A000") == 0 ? CLOSE_INVALID_AUTHORIZATION
+								      : CLOSE_PROTOCOL_VIOLATION,
+				     err[0] ? err : "malformed SCRAM message");
 			return;
 		}
 		client_send_auth(c, AUTH_REQ_SASL_CONT, out, out_len);
@@ -545,7 +540,11 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 					   err, sizeof(err));
 	if (rc < 0) {
 		free(out);
-		client_auth_failed(c);
+		const char *st = scram_server_sqlstate(c->scram);
+		if (st && strcmp(st, "08P01") == 0)
+			client_close(c, CLOSE_PROTOCOL_VIOLATION, err[0] ? err : "malformed SCRAM message");
+		else
+			client_auth_failed(c);
 		return;
 	}
 	const struct user_secret *us = client_user_secret(c);
