@@ -51,7 +51,8 @@ uint64_t rewrite_rules_id(const struct rewrite_rules *r);
 size_t rewrite_rules_table_count(const struct rewrite_rules *r);
 size_t rewrite_rules_column_count(const struct rewrite_rules *r);
 /* Whether a statement sent in DIR may need editing under R (false for
- * REWRITE_NONE, a NULL or empty R): the session's fast-path test. */
+ * REWRITE_NONE, a NULL, empty or unfinished R): the session's fast-path
+ * test. */
 bool rewrite_rules_apply(const struct rewrite_rules *r, enum rewrite_dir dir);
 
 #endif

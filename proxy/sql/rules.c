@@ -105,7 +105,7 @@ size_t rewrite_rules_column_count(const struct rewrite_rules *r)
 
 bool rewrite_rules_apply(const struct rewrite_rules *r, enum rewrite_dir dir)
 {
-	return dir != REWRITE_NONE && !rewrite_rules_empty(r);
+	return dir != REWRITE_NONE && !rewrite_rules_empty(r) && r->finished;
 }
 
 /* ---- identifiers --------------------------------------------------------- */
