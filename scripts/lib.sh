@@ -79,6 +79,7 @@ import socket, sys
 p = int(sys.argv[1])
 while True:
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is free
     try:
         s.bind(("127.0.0.1", p))
         print(p)
@@ -126,13 +127,13 @@ pgt_cleanup() {
 	PGT_TMP_DIRS=()
 }
 
-# pgt_pg_start DIR: throwaway PostgreSQL in DIR (created by the caller with
-# mktemp -d); exports PGT_PGHOST, PGT_PGPORT, PGT_PGDATA, PGT_PGSOCK,
+# pgt_pg_start DIR [INIT_SQL]: throwaway PostgreSQL in DIR (created by the
+# caller with mktemp -d), INIT_SQL run as app in database app; exports PGT_PGHOST, PGT_PGPORT, PGT_PGDATA, PGT_PGSOCK,
 # PGT_CA_DIR, PGT_PG_PID.
 pgt_pg_start() {
 	local dir=$1
 	PGT_PG_DIRS+=("$dir")
-	bash "$PGT_ROOT/scripts/pg.sh" start "$dir" || return 1
+	bash "$PGT_ROOT/scripts/pg.sh" start "$@" || return 1
 	# shellcheck disable=SC1091
 	source "$dir/env.sh"
 }

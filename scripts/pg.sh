@@ -115,7 +115,7 @@ GRANT CREATE, USAGE ON SCHEMA public TO PUBLIC;
 GRANT CREATE, USAGE ON SCHEMA app_v2 TO PUBLIC;
 EOF
 	if [[ -n $init_sql ]]; then
-		as_pg "${psql[@]}" -d app -c "SET ROLE app" -f - <"$init_sql"
+		as_pg "${psql[@]}" -d app -c "SET client_min_messages = warning" -c "SET ROLE app" -f - <"$init_sql"
 	fi
 
 	local pid
