@@ -20,6 +20,7 @@ struct flag_history;
 struct sql_cache;
 struct tls_set;
 struct listener_set;
+struct http_server;
 struct evdns_base;
 
 /* Why a session ended: one table maps each reason to a SQLSTATE, a log line
@@ -88,6 +89,7 @@ struct runtime {
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
+	struct http_server *http;       /* owns; NULL when http_listen is empty */
 	struct list_node clients;       /* every struct client, by client.node */
 	size_t n_clients;
 	struct list_node dead;          /* clients closed, waiting to be freed by the reaper */

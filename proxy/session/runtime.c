@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "ctl/config.h"
+#include "ctl/http.h"
 #include "io/listener.h"
 #include "io/tls.h"
 #include "route/flag_history.h"
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 /* Statement cache bounds: enough for any application's distinct statements. */
 #define SQL_CACHE_ENTRIES 8192
@@ -209,7 +211,24 @@ int runtime_listen(char *err, size_t errlen)
 {
 	rt->listeners = listener_set_new(rt->base, rt->cfg->listen, rt->cfg->n_listen,
 					 client_accept, NULL, err, errlen);
-	return rt->listeners ? 0 : -1;
+	if (!rt->listeners)
+		return -1;
+	if (rt->cfg->http_listen) {
+		rt->http = http_server_new(rt->base, rt->cfg->http_listen, err, errlen);
+		if (!rt->http)
+			return -1;
+		log_info(0, "HTTP surface on %s", rt->cfg->http_listen);
+	}
+	if (rt->cfg->pidfile) {
+		FILE *f = fopen(rt->cfg->pidfile, "w");
+		if (!f) {
+			snprintf(err, errlen, "cannot write pidfile %s: %s", rt->cfg->pidfile, strerror(errno));
+			return -1;
+		}
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+	return 0;
 }
 
 void runtime_free(void)
@@ -223,6 +242,9 @@ void runtime_free(void)
 	}
 	client_reap();
 	listener_set_free(rt->listeners);
+	http_server_free(rt->http);
+	if (rt->cfg && rt->cfg->pidfile)
+		unlink(rt->cfg->pidfile);
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
 	flag_history_free(rt->history);
@@ -240,15 +262,15 @@ void runtime_free(void)
 	rt = NULL;
 }
 
-static bool listen_changed(const struct config *a, const struct config *b)
+static void runtime_on_diff(void *arg, const char *section, const char *key,
+			    const char *old_value, const char *new_value, bool reloadable)
 {
-	if (a->n_listen != b->n_listen)
-		return true;
-	for (size_t i = 0; i < a->n_listen; i++)
-		if (strcmp(a->listen[i].host, b->listen[i].host) != 0 ||
-		    strcmp(a->listen[i].port, b->listen[i].port) != 0)
-			return true;
-	return false;
+	if (reloadable)
+		log_info(0, "reload: [%s] %s: %s -> %s", section, key, old_value ? old_value : "",
+			 new_value ? new_value : "");
+	else
+		log_warning(0, "reload: [%s] %s changed (%s -> %s): takes effect only after a restart",
+			    section, key, old_value ? old_value : "", new_value ? new_value : "");
 }
 
 int runtime_reload(const char *who)
@@ -270,8 +292,8 @@ int runtime_reload(const char *who)
 		config_unref(cfg);
 		return -1;
 	}
-	if (listen_changed(rt->cfg, cfg))
-		log_warning(0, "reload: a change of 'listen' takes effect only after a restart");
+	config_reload_diff(rt->cfg, cfg, runtime_on_diff, NULL);
+	config_keep_restart_keys(cfg, rt->cfg);
 	struct flags_guard g;
 	runtime_guard(&g);
 	if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
