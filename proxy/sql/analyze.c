@@ -1023,7 +1023,18 @@ static void an_from_item(struct an_ctx *c, const node_t *n, struct an_scope *s)
 	case PG_QUERY__NODE__NODE_RANGE_SUBSELECT: {
 		const PgQuery__RangeSubselect *rs = n->range_subselect;
 
-		an_walk_node(c, rs->subquery, s);
+		if (rs->lateral) {
+			an_walk_node(c, rs->subquery, s);
+		} else {
+			/* A plain subquery in FROM cannot see its siblings, only the
+			 * outer levels and the CTEs of this one. */
+			struct an_scope sib;
+
+			an_scope_init(&sib, s->outer);
+			sib.ctes = s->ctes;	/* borrowed: not freed below */
+			sib.n_ctes = s->n_ctes;
+			an_walk_node(c, rs->subquery, &sib);
+		}
 		e = an_scope_add(c, s);
 		if (e != NULL)
 			e->refname = rs->alias && !an_empty(rs->alias->aliasname) ?
