@@ -286,21 +286,42 @@ static const PgQuery__ScanToken *an_tok(const struct an_ctx *c, long i)
 	return c->scan->tokens[i];
 }
 
-/* Token index of part K of a dotted name whose first part is token FIRST. */
+static bool an_is_comment(const PgQuery__ScanToken *t)
+{
+	return t->token == PG_QUERY__TOKEN__SQL_COMMENT || t->token == PG_QUERY__TOKEN__C_COMMENT;
+}
+
+/* The next token after I that is not a comment, or n_tokens. */
+static long an_tok_next(const struct an_ctx *c, long i)
+{
+	for (i++; i < (long)c->scan->n_tokens && an_is_comment(c->scan->tokens[i]); i++)
+		;
+	return i;
+}
+
+/* Token index of part K of a dotted name whose first part is token FIRST
+ * (comments may sit between the parts and the dots). */
 static long an_tok_part(struct an_ctx *c, long first, int k)
 {
-	long i = first + 2L * k;
+	long i = first;
 
-	if (first < 0 || i >= (long)c->scan->n_tokens) {
-		an_refuse(c, -1, "cannot locate a name in the statement text");
+	if (first < 0)
 		return -1;
-	}
-	for (long j = first + 1; j < i; j += 2)
-		if (an_tok(c, j)->token != PG_QUERY__TOKEN__ASCII_46) {
+	for (int p = 0; p < k; p++) {
+		i = an_tok_next(c, i);
+		if (i >= (long)c->scan->n_tokens ||
+		    c->scan->tokens[i]->token != PG_QUERY__TOKEN__ASCII_46) {
 			an_refuse(c, an_tok(c, first)->start,
 				  "cannot locate a dotted name in the statement text");
 			return -1;
 		}
+		i = an_tok_next(c, i);
+		if (i >= (long)c->scan->n_tokens) {
+			an_refuse(c, an_tok(c, first)->start,
+				  "cannot locate a dotted name in the statement text");
+			return -1;
+		}
+	}
 	return i;
 }
 
@@ -676,8 +697,8 @@ static size_t an_paren_list(struct an_ctx *c, int loc, long *out, size_t max)
 	if (i >= c->scan->n_tokens)
 		return 0;
 	depth = 1;
-	if (max > 0 && i + 1 < c->scan->n_tokens)
-		out[n++] = (long)i + 1;
+	if (max > 0 && an_tok_next(c, (long)i) < (long)c->scan->n_tokens)
+		out[n++] = an_tok_next(c, (long)i);
 	for (i++; i < c->scan->n_tokens && depth > 0; i++) {
 		PgQuery__Token tk = c->scan->tokens[i]->token;
 
@@ -686,8 +707,8 @@ static size_t an_paren_list(struct an_ctx *c, int loc, long *out, size_t max)
 		else if (tk == PG_QUERY__TOKEN__ASCII_41)
 			depth--;
 		else if (tk == PG_QUERY__TOKEN__ASCII_44 && depth == 1 && n < max &&
-			 i + 1 < c->scan->n_tokens)
-			out[n++] = (long)i + 1;
+			 an_tok_next(c, (long)i) < (long)c->scan->n_tokens)
+			out[n++] = an_tok_next(c, (long)i);
 	}
 	return n;
 }

@@ -76,6 +76,13 @@ static const struct rw_case cases[] = {
 	/* --- schema-qualified --- */
 	R(RS_STD, O2N, "SELECT id FROM app.orders", "SELECT id FROM app_v2.orders"),
 	R(RS_STD, O2N, "SELECT id FROM app . orders", "SELECT id FROM app_v2.orders"),
+	R(RS_STD, O2N, "SELECT id FROM app./* x */orders", "SELECT id FROM app_v2.orders"),
+	R(RS_STD, O2N, "SELECT u /* a */ . /* b */ name FROM users u",
+	  "SELECT u /* a */ . /* b */ full_name AS name FROM users_v2 u"),
+	R(RS_STD, O2N, "INSERT INTO users (/* c */ name, -- d\n email) VALUES (1, 2)",
+	  "INSERT INTO users_v2 (/* c */ full_name, -- d\n mail) VALUES (1, 2)"),
+	R(RS_STD, O2N, "COPY users (/* c */ name) FROM STDIN", "COPY users_v2 (/* c */ full_name) FROM STDIN"),
+	R(RS_STD, O2N, "SELECT U&\"n\\0061me\" FROM users", "SELECT full_name AS U&\"n\\0061me\" FROM users_v2"),
 	R(RS_STD, O2N, "SELECT id FROM orders", "SELECT id FROM orders"),
 	R(RS_STD, O2N, "SELECT id FROM public.users", "SELECT id FROM public.users"),
 	R(RS_STD, O2N, "SELECT o.amt FROM app.orders o", "SELECT o.amount AS amt FROM app_v2.orders o"),
