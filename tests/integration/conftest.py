@@ -180,6 +180,16 @@ def pgt_bin():
     return os.path.join(ROOT, "build", "pgturnout")
 
 
+def sanitized_binary():
+    """True when pgturnout is an ASan build: its RSS then includes the
+    allocator's quarantine and shadow memory, so memory bounds do not apply."""
+    try:
+        with open(pgt_bin(), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def pqclient_bin():
     b = os.environ.get("PGT_PQCLIENT")
     if b and os.path.exists(b):

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 import pgwire
-from conftest import BIG, DIRECT, raise_nofile, run_pqclient, vmrss_kb
+from conftest import BIG, DIRECT, raise_nofile, run_pqclient, sanitized_binary, vmrss_kb
 
 
 @pytest.mark.proxy_only
@@ -57,7 +57,8 @@ def test_1000_idle_clients_all_served(proxy_factory, pg):
             with open(os.path.join(proxy.dir, "rss.txt"), "w") as f:
                 f.write("%d %d %d\n" % (rss_before, rss_after, n))
             # generous bound; the number itself is what we report
-            assert per_client < 256 * 1024
+            if not sanitized_binary():
+                assert per_client < 256 * 1024
     finally:
         for conn in conns:
             conn.close()
@@ -93,6 +94,9 @@ def test_slow_copy_reader_keeps_proxy_memory_bounded(proxy, pqclient):
     peak = max(samples)
     print("slow COPY reader: %d MB at %d MB/s; pgturnout VmRSS peak %.1f MB over %d samples"
           % (total_mb, rate >> 20, peak / 1024, len(samples)))
+    if sanitized_binary():
+        print("ASan build: quarantine and shadow memory count in VmRSS; bound not checked")
+        return
     assert peak < 64 * 1024, "VmRSS peaked at %.1f MB" % (peak / 1024)
 
 
