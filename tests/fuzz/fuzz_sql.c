@@ -78,6 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						     fuzz_rules);
 
 		fuzz_check(b, a->text, a->text_len);
+		/* a text that parsed must still parse after the edits */
+		if (b != NULL && a->n_stmts > 0 && a->stmts[0].cls != SQL_UNPARSED &&
+		    b->n_stmts > 0 && b->stmts[0].cls == SQL_UNPARSED)
+			abort();
 		sql_analysis_unref(b);
 	}
 	sql_analysis_unref(a);
