@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -40,7 +39,7 @@ import psycopg2
 import pytest
 
 import pgwire
-from conftest import PASSWORDS, unique
+from conftest import PASSWORDS, free_port, unique
 
 pytestmark = pytest.mark.proxy_only
 
@@ -734,6 +733,13 @@ def test_pinned_session_stays_on_its_path(proxy_factory, layout, admins, kind):
                 assert cur.fetchone() == (1,)
         if kind == "prepare":
             assert one(pinned, "EXECUTE sqlprep") == 1
+        if kind == "listen":
+            layout.sql("old", "NOTIFY routing_channel, 'still here'")
+            deadline = time.time() + 5
+            while not pinned.notifies and time.time() < deadline:
+                one(pinned, "SELECT 1")
+                time.sleep(0.05)
+            assert [n.payload for n in pinned.notifies] == ["still here"]
     finally:
         pinned.close()
         free.close()
@@ -927,7 +933,6 @@ def http_put_flags(proxy, port, body, token):
 
 
 def test_http_flag_change_moves_sessions(proxy_factory, layout, admins, tmp_path):
-    from conftest import free_port
     token_file = tmp_path / "http_token"
     token_file.write_text(TOKEN + "\n")
     port = free_port()
@@ -960,5 +965,11 @@ def test_http_flag_change_moves_sessions(proxy_factory, layout, admins, tmp_path
         one(conn, "SELECT 1")
         assert whereami(conn) == "old"
         assert admin.flags()["force_path"] == "old"
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            metrics = r.read().decode()
+        for role in ("old", "new"):
+            m = re.search(r'^pgturnout_path_switches_total\{path="%s"\} (\d+)' % role, metrics,
+                          re.M)
+            assert m and int(m.group(1)) >= 1, (role, metrics[:3000])
     finally:
         conn.close()
