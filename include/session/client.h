@@ -85,6 +85,7 @@ struct client {
 	const char *pinned;             /* borrows (static): why the session cannot switch, or NULL */
 	bool replication;               /* replication connection: pinned to old */
 	struct session_state *state_log; /* owns: SETs and prepared statements to replay after a switch */
+	struct dual *dual;              /* owns: dual-write state while the overlap window is open */
 	uint64_t request_started_us;    /* first pending request's start, for latency */
 
 	uint32_t cancel_pid;            /* what the client was given in BackendKeyData */

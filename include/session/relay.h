@@ -21,6 +21,9 @@ struct server;
 void relay_client_input(struct client *c);
 /* Processes what a READY server has sent. */
 void relay_server_input(struct server *s);
+/* Hands a ReadyForQuery that dual writes held back to the client, and runs
+ * what follows it (transaction boundary, resuming the client's input). */
+void relay_release_ready(struct client *c, char status);
 /* Output of the client drained: resume reading the server. */
 void relay_client_drained(struct client *c);
 /* Output of the server drained: resume reading the client. */

@@ -75,6 +75,8 @@ struct runtime_stats {
 	uint64_t flag_changes;
 	uint64_t flag_refusals;
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off */
+	uint64_t journaled;             /* statements appended to the dual-write journal */
+	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
 };
 
@@ -87,6 +89,7 @@ struct runtime {
 	struct flags *flags;            /* owns: runtime flags (route/flags.h) */
 	struct flag_history *history;   /* owns: durable flag history; NULL if it cannot be opened */
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
+	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */

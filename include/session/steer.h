@@ -47,6 +47,9 @@ void steer_boundary(struct client *c);
  * rewritten safely — to server S, and records what it does to the session.
  */
 void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len);
+/* The primary's side of an inspected message: rewritten for the session's
+ * path, remembered for replays, forwarded to S (the active backend). */
+void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_t len);
 /* The session could not be analysed any more: pin it with REASON. */
 void steer_pin(struct client *c, const char *reason);
 /* The server S of the active slot has just become ready after a switch:

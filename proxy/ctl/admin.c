@@ -20,6 +20,7 @@
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
+#include "session/journal.h"
 #include "session/runtime.h"
 #include "sql/analyze.h"
 #include "wire/build.h"
@@ -506,7 +507,16 @@ static void show_journal(struct wbuf *out)
 	static const char *const cols[] = { "time", "session", "path", "fingerprint", "statement",
 					     "parameters", "error" };
 	build_row_description(out, cols, 7);
-	complete_show(out, 0);
+	size_t n = journal_count(rt->journal);
+	for (size_t i = 0; i < n; i++) {
+		const struct journal_entry *e = journal_get(rt->journal, i);
+		char session[32];
+		snprintf(session, sizeof(session), "%llu", (unsigned long long)e->session);
+		const char *row[] = { e->time, session, e->path, e->fingerprint, e->statement,
+				      e->parameters, e->error };
+		build_data_row(out, row, 7);
+	}
+	complete_show(out, n);
 }
 
 /* ---- SHOW REWRITE ---- */

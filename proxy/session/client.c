@@ -19,9 +19,11 @@
 #include "core/wbuf.h"
 #include "ctl/config.h"
 #include "ctl/userlist.h"
+#include "route/flags.h"
 #include "io/tls.h"
 #include "session/cancel.h"
 #include "session/relay.h"
+#include "session/dual.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "wire/build.h"
@@ -243,6 +245,7 @@ static void client_free(struct client *c)
 		event_free(c->timer);
 	scram_server_free(c->scram);
 	session_state_free(c->state_log);
+	dual_free(c->dual);
 	free(c->startup_raw);
 	config_unref(c->cfg);
 	OPENSSL_cleanse(c->client_key, sizeof(c->client_key));
@@ -666,6 +669,10 @@ void client_server_ready(struct client *c, struct server *s)
 		relay_client_input(c);
 		return;
 	}
+	if (c->state == CL_ACTIVE && dual_is_shadow(c, s)) {
+		dual_shadow_ready(c, s);
+		return;
+	}
 	if (c->state != CL_CONNECTING || c->servers[c->active_slot] != s)
 		return;
 	struct wbuf b;
@@ -684,7 +691,10 @@ void client_server_ready(struct client *c, struct server *s)
 	bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
 	log_info(c->id, "login user=%s database=%s addr=%s path=%s backend_pid=%u", c->user,
 		 c->database, c->addr, c->cfg->paths[s->path].name, s->backend_pid);
-	relay_client_input(c);
+	if (rt->flags->values.dual_write)
+		dual_sync_flag(c);
+	if (c->state == CL_ACTIVE)
+		relay_client_input(c);
 }
 
 void client_resume(struct client *c)
@@ -701,6 +711,16 @@ void client_server_failed(struct client *c, struct server *s, enum close_reason 
 	for (int i = 0; i < SLOT__COUNT; i++)
 		if (c->servers[i] == s)
 			rt->stats.paths[i].server_connect_failures++;
+	if (c->state == CL_ACTIVE && c->servers[c->active_slot] != s) {
+		/* Not the session's own path: a shadow, or a backend kept from
+		 * before a switch. The session goes on without it. */
+		log_warning(c->id, "%s", msg ? msg : "backend refused the connection");
+		if (dual_is_shadow(c, s))
+			dual_shadow_lost(c, s, msg ? msg : "connection refused");
+		else
+			server_terminate(s);
+		return;
+	}
 	if (raw)
 		client_close_raw(c, reason, raw, raw_len);
 	else

@@ -19,6 +19,7 @@
 #include "session/client.h"
 #include "session/runtime.h"
 #include "session/console.h"
+#include "session/dual.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "wire/proto.h"
@@ -96,6 +97,24 @@ static void relay_swallow(struct server *s, struct evbuffer *in, struct evbuffer
 	evbuffer_drain(in, 1 + (size_t)len);
 }
 
+static void relay_record_latency(struct client *c)
+{
+	if (!c->request_started_us)
+		return;
+	runtime_record_latency(c->active_slot, relay_now_us() - c->request_started_us);
+	c->request_started_us = 0;
+}
+
+/* The session is between transactions with nothing outstanding. */
+static void relay_boundary(struct client *c)
+{
+	if (rt->shutting_down) {
+		client_close(c, CLOSE_SHUTDOWN, "terminating connection due to administrator command");
+		return;
+	}
+	steer_boundary(c);
+}
+
 void relay_server_input(struct server *s)
 {
 	struct client *c = s->client;
@@ -142,18 +161,45 @@ void relay_server_input(struct server *s)
 		if (hdr[0] == PqMsg_ReadyForQuery) {
 			if (avail - fwd < MSG_HEADER_LEN + 1)
 				break;
-			relay_peek(in, fwd + MSG_HEADER_LEN, &c->tx_status, 1);
+			char status;
+			relay_peek(in, fwd + MSG_HEADER_LEN, &status, 1);
 			s->requests_done++;
-			if (c->pending_syncs && --c->pending_syncs == 0) {
-				if (c->request_started_us) {
-					uint64_t now = relay_now_us();
-					runtime_record_latency(c->active_slot, now - c->request_started_us);
-					c->request_started_us = 0;
+			if (c->dual && s == c->servers[c->active_slot]) {
+				/* Dual writes decide when the client sees it. */
+				if (fwd)
+					relay_move_to_client(in, out, fwd);
+				evbuffer_drain(in, MSG_HEADER_LEN + 1);
+				fwd = 0;
+				if (dual_hold_ready(c, status)) {
+					if (c->state != CL_ACTIVE)
+						return;
+					avail = evbuffer_get_length(in);
+					continue;
 				}
+				relay_release_ready(c, status);
+				if (c->state != CL_ACTIVE)
+					return;
+				avail = evbuffer_get_length(in);
+				continue;
+			}
+			c->tx_status = status;
+			if (c->pending_syncs && --c->pending_syncs == 0) {
+				relay_record_latency(c);
 				boundary = c->tx_status == 'I';
 			}
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
+		}
+		if (c->dual && (hdr[0] == PqMsg_CommandComplete || hdr[0] == PqMsg_ErrorResponse) &&
+		    len <= RELAY_MAX_INSPECT) {
+			if (avail - fwd < 1 + (size_t)len)
+				break;
+			uint8_t stack[512];
+			uint8_t *m = 1 + (size_t)len <= sizeof(stack) ? stack : malloc(1 + (size_t)len);
+			if (m && relay_peek(in, fwd, m, 1 + (size_t)len))
+				dual_primary_message(c, m, 1 + (size_t)len);
+			if (m != stack)
+				free(m);
 		}
 		if (hdr[0] == PqMsg_ErrorResponse && len <= RELAY_MAX_INSPECT) {
 			if (avail - fwd < 1 + (size_t)len)
@@ -169,13 +215,25 @@ void relay_server_input(struct server *s)
 		s->throttled = true;
 		bufferevent_disable(s->bev, EV_READ);
 	}
-	if (!boundary || c->pending_syncs != 0)
-		return;
-	if (rt->shutting_down) {
-		client_close(c, CLOSE_SHUTDOWN, "terminating connection due to administrator command");
-		return;
+	if (boundary)
+		relay_boundary(c);
+}
+
+void relay_release_ready(struct client *c, char status)
+{
+	static const uint8_t z[5] = { PqMsg_ReadyForQuery, 0, 0, 0, 5 };
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add(out, z, sizeof(z));
+	evbuffer_add(out, &status, 1);
+	rt->stats.bytes_to_clients += sizeof(z) + 1;
+	c->tx_status = status;
+	if (c->pending_syncs && --c->pending_syncs == 0) {
+		relay_record_latency(c);
+		if (status == 'I')
+			relay_boundary(c);
 	}
-	steer_boundary(c);
+	if (c->state == CL_ACTIVE)
+		client_resume(c);
 }
 
 /* Reads the whole message at the front of IN into a buffer of its own. */
@@ -198,6 +256,8 @@ void relay_client_input(struct client *c)
 		return;
 	if (rt->paused && c->tx_status == 'I' && c->pending_syncs == 0)
 		return;  /* held at the boundary until RESUME */
+	if (c->dual && dual_gated(c))
+		return;  /* a request involving the shadow is in flight */
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	size_t avail = evbuffer_get_length(in);
@@ -246,7 +306,7 @@ void relay_client_input(struct client *c)
 		}
 		if (terminate)
 			break;
-		if (c->inspect && (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse ||
+		if (c->inspect && (c->dual || hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse ||
 				   hdr[0] == PqMsg_Close)) {
 			if (len > STEER_INSPECT_MAX) {
 				steer_pin(c, "statement too large to analyse");
@@ -255,7 +315,8 @@ void relay_client_input(struct client *c)
 				if (avail - fwd < 1 + (size_t)len) {
 					/* Not whole yet: undo the request count, it is
 					 * counted again when the message is complete. */
-					if (hdr[0] == PqMsg_Query) {
+					if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync ||
+					    hdr[0] == PqMsg_FunctionCall) {
 						c->pending_syncs--;
 						s->requests_sent--;
 					}
@@ -280,6 +341,10 @@ void relay_client_input(struct client *c)
 					free(msg);
 				if (c->state != CL_ACTIVE)
 					return;
+				if (c->dual && dual_gated(c)) {
+					c->c2s_remaining = 0;
+					return;
+				}
 				continue;
 			}
 		}

@@ -12,6 +12,7 @@
 #include "route/flag_history.h"
 #include "route/flags.h"
 #include "session/client.h"
+#include "session/journal.h"
 #include "session/server.h"
 #include "sql/cache.h"
 
@@ -116,6 +117,14 @@ int runtime_init(struct config *cfg, const char *config_file, char *err, size_t 
 		return -1;
 	}
 	runtime_open_history();
+	if (cfg->journal_dir) {
+		char jerr[256];
+		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
+		if (!rt->journal)
+			log_error(0, "dual-write journal unavailable: %s", jerr);
+		else if (journal_notice(rt->journal))
+			log_warning(0, "dual-write journal: %s", journal_notice(rt->journal));
+	}
 	return 0;
 }
 
@@ -248,6 +257,7 @@ void runtime_free(void)
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
 	flag_history_free(rt->history);
+	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)
 		event_free(rt->reaper);

@@ -18,6 +18,7 @@
 #include "ctl/userlist.h"
 #include "io/tls.h"
 #include "session/client.h"
+#include "session/dual.h"
 #include "session/relay.h"
 #include "wire/build.h"
 #include "wire/md5.h"
@@ -464,7 +465,10 @@ static void server_on_read(struct bufferevent *bev, void *arg)
 		server_read_login(s);
 		break;
 	case SV_READY:
-		relay_server_input(s);
+		if (dual_is_shadow(s->client, s))
+			dual_shadow_input(s);
+		else
+			relay_server_input(s);
 		break;
 	default:
 		break;
@@ -526,6 +530,14 @@ static void server_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	case SV_READY: {
 		struct client *c = s->client;
+		if (c->servers[c->active_slot] != s) {
+			/* A shadow, or a backend kept from before a switch. */
+			if (dual_is_shadow(c, s))
+				dual_shadow_lost(c, s, "server closed the connection");
+			else
+				server_terminate(s);
+			return;
+		}
 		/* Forward what the server said before it went away. */
 		relay_server_input(s);
 		if (c->state == CL_CLOSING)

@@ -23,6 +23,7 @@
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
+#include "session/dual.h"
 #include "session/runtime.h"
 #include "session/server.h"
 #include "sql/analyze.h"
@@ -317,6 +318,8 @@ static void steer_switch(struct client *c, int slot)
 	 * until then relay_client_input() leaves the client's bytes queued. */
 }
 
+static void steer_reroute(struct client *c);
+
 void steer_boundary(struct client *c)
 {
 	if (c->admin || c->state != CL_ACTIVE)
@@ -325,6 +328,14 @@ void steer_boundary(struct client *c)
 		bufferevent_disable(c->bev, EV_READ);
 		return;
 	}
+	steer_reroute(c);
+	if (c->state == CL_ACTIVE && (c->dual || rt->flags->values.dual_write))
+		dual_sync_flag(c);
+}
+
+/* Re-decides the session's path when the flags or its tag changed. */
+static void steer_reroute(struct client *c)
+{
 	bool tag_changed = false;
 	if (c->pending_tag_set) {
 		c->pending_tag_set = false;
@@ -558,6 +569,15 @@ static void steer_forward_parse(struct client *c, struct server *s, const uint8_
 }
 
 void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+{
+	if (c->dual) {
+		dual_client_message(c, s, msg, len);
+		return;
+	}
+	steer_forward(c, s, msg, len);
+}
+
+void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
 	switch (msg[0]) {
 	case PqMsg_Query:

@@ -1,0 +1,1035 @@
+/*
+ * session/dual.c — dual writes; see session/dual.h.
+ *
+ * State of one session's overlap window. Invariants:
+ * - d->req_open: a client request that involves the shadow is in flight;
+ *   the client's next messages wait (dual_gated) until it is released.
+ * - d->tx: the statements mirrored in the current shadow transaction, kept
+ *   until that transaction ends, so that whatever the shadow loses can be
+ *   journaled exactly when (and only if) the primary commits.
+ * - d->broken: the shadow transaction failed (or the shadow is gone): the
+ *   rest of the client's transaction is not sent, only recorded, and the
+ *   shadow transaction is rolled back at the end.
+ */
+#include "session/dual.h"
+
+#include "core/log.h"
+#include "core/wbuf.h"
+#include "ctl/config.h"
+#include "route/flags.h"
+#include "session/client.h"
+#include "session/journal.h"
+#include "session/relay.h"
+#include "session/runtime.h"
+#include "session/server.h"
+#include "session/steer.h"
+#include "sql/analyze.h"
+#include "sql/cache.h"
+#include "wire/build.h"
+#include "wire/proto.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHADOW_RETRY_US (1000 * 1000)
+
+struct dual_stmt {
+	char *text;             /* owns: as sent (or to be sent) to the shadow */
+	char *params;           /* owns: text form of the Bind parameters, or NULL */
+	uint64_t fingerprint;
+};
+
+/* A named statement or portal the shadow knows (mirrored). */
+struct dual_name {
+	char *name;             /* owns */
+	char *text;             /* owns: statement text (for the journal) */
+	bool commit;            /* the statement is COMMIT/END: handled at the end */
+};
+
+struct dual {
+	int shadow_slot;
+	bool waiting_shadow;    /* shadow backend connecting: the client waits */
+	bool down;              /* no usable shadow */
+	uint64_t down_since_us;
+
+	/* the request in flight */
+	struct wbuf pend;       /* owns: the shadow's part, sent once the primary answered */
+	uint32_t pend_requests; /* requests (ReadyForQuery answers) inside pend */
+	bool pend_began;        /* pend opens the shadow transaction */
+	size_t tx_at_request;   /* d->n_tx when the request began */
+	bool req_open;
+	bool req_mirrored;      /* something of it was sent to the shadow */
+	uint32_t shadow_mark;   /* shadow requests_sent once its part was sent */
+	bool primary_done;
+	char primary_status;
+	bool primary_error;
+	bool primary_rolled_back;  /* a ROLLBACK tag ended a transaction */
+	uint64_t primary_rows;
+	bool shadow_error;
+	char shadow_message[256];
+	char shadow_sqlstate[6];
+	uint64_t shadow_rows;
+	uint64_t req_fingerprint;
+	bool ending;            /* COMMIT/ROLLBACK sent to the shadow, waiting */
+	bool ending_commit;
+	bool committed;         /* the primary's outcome of the ended transaction */
+
+	/* fail mode: the Query waiting for the shadow's verdict */
+	uint8_t *gated_msg;     /* owns */
+	size_t gated_len;
+	bool verdict_pending;
+	bool poisoned;          /* the client was told its transaction failed */
+
+	/* the shadow transaction */
+	bool shadow_tx;         /* a transaction is open on the shadow */
+	bool broken;
+	struct dual_stmt *tx;   /* owns */
+	size_t n_tx, cap_tx;
+
+	/* extended protocol: what the shadow knows */
+	struct dual_name *stmts;  /* owns: mirrored statements, "" = unnamed */
+	size_t n_stmts;
+	struct dual_name *portals;  /* owns: mirrored portals */
+	size_t n_portals;
+	bool batch_mirrored;    /* this batch (up to Sync) sent something */
+	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
+	bool copy_open;         /* the request is a COPY FROM: its data must flow */
+	char *pending_params;   /* owns: parameters of the last mirrored Bind */
+};
+
+static struct server *dual_shadow(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	struct server *s = c->servers[d->shadow_slot];
+	return s && s->state == SV_READY && !d->down ? s : NULL;
+}
+
+bool dual_is_shadow(const struct client *c, const struct server *s)
+{
+	return c->dual && c->servers[c->dual->shadow_slot] == s;
+}
+
+static const char *dual_shadow_name(const struct client *c)
+{
+	return c->cfg->paths[steer_slot_path(c, c->dual->shadow_slot)].name;
+}
+
+static void names_clear(struct dual_name *v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++) {
+		free(v[i].name);
+		free(v[i].text);
+	}
+	*n = 0;
+}
+
+static struct dual_name *names_find(struct dual_name *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+static void names_forget(struct dual_name *v, size_t *n, const char *name)
+{
+	struct dual_name *e = names_find(v, *n, name);
+	if (!e)
+		return;
+	free(e->name);
+	free(e->text);
+	*e = v[--*n];
+}
+
+static int names_put(struct dual_name **v, size_t *n, const char *name, const char *text, bool commit)
+{
+	names_forget(*v, n, name);
+	struct dual_name *p = realloc(*v, (*n + 1) * sizeof(*p));
+	if (!p)
+		return -1;
+	*v = p;
+	p[*n].name = strdup(name);
+	p[*n].text = strdup(text ? text : "");
+	p[*n].commit = commit;
+	if (!p[*n].name || !p[*n].text) {
+		free(p[*n].name);
+		free(p[*n].text);
+		return -1;
+	}
+	(*n)++;
+	return 0;
+}
+
+static void tx_clear(struct dual *d)
+{
+	for (size_t i = 0; i < d->n_tx; i++) {
+		free(d->tx[i].text);
+		free(d->tx[i].params);
+	}
+	d->n_tx = 0;
+	d->broken = false;
+}
+
+static void tx_record(struct dual *d, const char *text, size_t len, const char *params)
+{
+	if (d->n_tx == d->cap_tx) {
+		size_t cap = d->cap_tx ? d->cap_tx * 2 : 8;
+		struct dual_stmt *p = realloc(d->tx, cap * sizeof(*p));
+		if (!p)
+			return;
+		d->tx = p;
+		d->cap_tx = cap;
+	}
+	struct dual_stmt *e = &d->tx[d->n_tx];
+	e->text = strndup(text, len);
+	e->params = params ? strdup(params) : NULL;
+	if (!e->text) {
+		free(e->params);
+		return;
+	}
+	if (sql_fingerprint(text, len, &e->fingerprint) < 0)
+		e->fingerprint = 0;
+	d->n_tx++;
+}
+
+void dual_free(struct dual *d)
+{
+	if (!d)
+		return;
+	tx_clear(d);
+	free(d->tx);
+	names_clear(d->stmts, &d->n_stmts);
+	free(d->stmts);
+	names_clear(d->portals, &d->n_portals);
+	free(d->portals);
+	free(d->gated_msg);
+	free(d->pending_params);
+	wbuf_free(&d->pend);
+	free(d);
+}
+
+/* ---- on and off ------------------------------------------------------- */
+
+static uint64_t now_us(void)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(rt->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+/* Opens (or re-opens) the shadow backend; the client waits for it. */
+static void dual_connect_shadow(struct client *c)
+{
+	struct dual *d = c->dual;
+	struct server *s = c->servers[d->shadow_slot];
+	if (s && s->state == SV_READY) {
+		d->down = false;
+		return;
+	}
+	if (s && s->state != SV_CLOSED)
+		return;  /* already connecting */
+	if (d->down && now_us() - d->down_since_us < SHADOW_RETRY_US)
+		return;
+	server_free(s);
+	c->servers[d->shadow_slot] = server_connect(c, steer_slot_path(c, d->shadow_slot));
+	if (!c->servers[d->shadow_slot]) {
+		d->down = true;
+		d->down_since_us = now_us();
+		return;
+	}
+	rt->stats.paths[d->shadow_slot].server_connects++;
+	d->waiting_shadow = true;
+}
+
+void dual_sync_flag(struct client *c)
+{
+	bool on = rt->flags->values.dual_write && c->cfg->old_path != c->cfg->new_path &&
+		  !c->admin && !c->replication;
+	if (!on) {
+		if (c->dual && !c->dual->req_open && !c->dual->shadow_tx) {
+			log_info(c->id, "dual writes off");
+			dual_free(c->dual);
+			c->dual = NULL;
+		}
+		return;
+	}
+	if (!c->dual) {
+		c->dual = calloc(1, sizeof(*c->dual));
+		if (!c->dual)
+			return;
+		log_info(c->id, "dual writes on");
+	}
+	struct dual *d = c->dual;
+	int shadow_slot = c->active_slot == SLOT_OLD ? SLOT_NEW : SLOT_OLD;
+	if (shadow_slot != d->shadow_slot) {
+		/* The session switched paths: the shadow is the other one now;
+		 * what the old shadow knew of extended-protocol names is moot. */
+		d->shadow_slot = shadow_slot;
+		names_clear(d->stmts, &d->n_stmts);
+		names_clear(d->portals, &d->n_portals);
+		d->down = false;
+	}
+	dual_connect_shadow(c);
+}
+
+bool dual_gated(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	return d->waiting_shadow || d->verdict_pending || (d->req_open && !d->copy_open);
+}
+
+void dual_shadow_ready(struct client *c, struct server *s)
+{
+	struct dual *d = c->dual;
+	d->waiting_shadow = false;
+	d->down = false;
+	log_debug(c->id, "shadow on path %s ready", dual_shadow_name(c));
+	client_resume(c);
+}
+
+/* ---- the shadow's side ------------------------------------------------ */
+
+static void dual_shadow_write(struct client *c, const void *p, size_t n)
+{
+	struct server *s = dual_shadow(c);
+	if (s && bufferevent_write(s->bev, p, n) < 0)
+		dual_shadow_lost(c, s, "out of memory");
+}
+
+static void dual_shadow_query(struct client *c, const char *sql)
+{
+	struct wbuf b;
+	wbuf_init(&b);
+	build_query(&b, sql);
+	if (wbuf_ok(&b))
+		dual_shadow_write(c, b.data, b.len);
+	wbuf_free(&b);
+	struct server *s = dual_shadow(c);
+	if (s)
+		s->requests_sent++;
+}
+
+/* Queues a Query for the shadow's part of the current request. */
+static void dual_pend_query(struct client *c, const char *sql)
+{
+	struct dual *d = c->dual;
+	build_query(&d->pend, sql);
+	d->pend_requests++;
+}
+
+/* Sends the request's queued shadow part. */
+static void dual_flush_pend(struct client *c)
+{
+	struct dual *d = c->dual;
+	struct server *s = dual_shadow(c);
+	if (d->pend.len && s && wbuf_ok(&d->pend)) {
+		dual_shadow_write(c, d->pend.data, d->pend.len);
+		s->requests_sent += d->pend_requests;
+		d->shadow_mark = s->requests_sent;
+		d->req_mirrored = true;
+	}
+	wbuf_reset(&d->pend);
+	d->pend_requests = 0;
+	d->pend_began = false;
+}
+
+/* The primary failed the request: the shadow must not run its part (the
+ * primary's state did not change), and nothing of it is journaled. */
+static void dual_drop_pend(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (d->pend_began)
+		d->shadow_tx = false;
+	while (d->n_tx > d->tx_at_request) {
+		d->n_tx--;
+		free(d->tx[d->n_tx].text);
+		free(d->tx[d->n_tx].params);
+	}
+	wbuf_reset(&d->pend);
+	d->pend_requests = 0;
+	d->pend_began = false;
+}
+
+static enum rewrite_dir dual_dir(const struct client *c)
+{
+	if (c->dialect_slot == c->dual->shadow_slot || rewrite_rules_empty(c->cfg->rules))
+		return REWRITE_NONE;
+	return c->dialect_slot == SLOT_OLD ? REWRITE_OLD_TO_NEW : REWRITE_NEW_TO_OLD;
+}
+
+static void dual_progress(struct client *c);
+
+/* Affected rows in a CommandComplete tag of a data-modifying command. */
+static bool tag_rows(const char *tag, uint64_t *rows)
+{
+	static const char *const dml[] = { "INSERT ", "UPDATE ", "DELETE ", "MERGE ", "COPY " };
+	for (size_t i = 0; i < sizeof(dml) / sizeof(dml[0]); i++) {
+		size_t n = strlen(dml[i]);
+		if (strncmp(tag, dml[i], n) != 0)
+			continue;
+		const char *num = strrchr(tag, ' ');
+		*rows = num ? strtoull(num + 1, NULL, 10) : 0;
+		return true;
+	}
+	return false;
+}
+
+void dual_shadow_lost(struct client *c, struct server *s, const char *why)
+{
+	struct dual *d = c->dual;
+	if (!d)
+		return;
+	if (!d->down)
+		log_warning(c->id, "shadow on path %s lost: %s", dual_shadow_name(c), why);
+	server_terminate(s);
+	d->down = true;
+	d->down_since_us = now_us();
+	d->waiting_shadow = false;
+	if (d->shadow_tx)
+		d->broken = true;  /* the open shadow transaction is gone */
+	d->shadow_tx = false;
+	rt->stats.paths[d->shadow_slot].shadow_errors++;
+	client_resume(c);
+	dual_progress(c);
+}
+
+void dual_shadow_input(struct server *s)
+{
+	struct client *c = s->client;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	while (c->state == CL_ACTIVE) {
+		struct dual *d = c->dual;  /* dual_progress may end dual writes */
+		size_t avail = evbuffer_get_length(in);
+		if (avail < MSG_HEADER_LEN)
+			return;
+		uint8_t hdr[MSG_HEADER_LEN];
+		evbuffer_copyout(in, hdr, sizeof(hdr));
+		uint32_t len = proto_get_u32(hdr + 1);
+		if (!proto_backend_len_ok(hdr[0], len)) {
+			dual_shadow_lost(c, s, "invalid message");
+			return;
+		}
+		if (avail < 1 + (size_t)len)
+			return;
+		bool mine = d && s->requests_done >= s->swallow_until;
+		if (hdr[0] == PqMsg_ReadyForQuery) {
+			uint8_t z[6];
+			evbuffer_remove(in, z, sizeof(z));
+			s->requests_done++;
+			if (mine) {
+				d->shadow_tx = z[5] != 'I';
+				dual_progress(c);
+			}
+			continue;
+		}
+		if (!mine || (hdr[0] != PqMsg_ErrorResponse && hdr[0] != PqMsg_CommandComplete) ||
+		    len > 65536) {
+			evbuffer_drain(in, 1 + (size_t)len);
+			continue;
+		}
+		uint8_t *m = malloc(1 + (size_t)len);
+		if (!m) {
+			dual_shadow_lost(c, s, "out of memory");
+			return;
+		}
+		evbuffer_remove(in, m, 1 + (size_t)len);
+		if (hdr[0] == PqMsg_CommandComplete) {
+			uint64_t rows;
+			if (m[len] == '\0' && tag_rows((const char *)m + MSG_HEADER_LEN, &rows))
+				d->shadow_rows += rows;
+		} else {
+			struct pg_error_fields f;
+			if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0 && !d->shadow_error) {
+				d->shadow_error = true;
+				snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "%s",
+					 f.sqlstate ? f.sqlstate : "XX000");
+				snprintf(d->shadow_message, sizeof(d->shadow_message), "%s",
+					 f.message ? f.message : "");
+			}
+		}
+		free(m);
+	}
+}
+
+/* ---- the primary's side ----------------------------------------------- */
+
+void dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (!d->req_open)
+		return;
+	if (msg[0] == PqMsg_CommandComplete) {
+		if (msg[len - 1] != '\0')
+			return;
+		const char *tag = (const char *)msg + MSG_HEADER_LEN;
+		uint64_t rows;
+		if (tag_rows(tag, &rows))
+			d->primary_rows += rows;
+		else if (strcmp(tag, "ROLLBACK") == 0)
+			d->primary_rolled_back = true;
+		else if (strcmp(tag, "COMMIT") == 0)
+			d->primary_rolled_back = false;
+		return;
+	}
+	d->primary_error = true;
+}
+
+bool dual_hold_ready(struct client *c, char status)
+{
+	struct dual *d = c->dual;
+	if (!d->req_open)
+		return false;
+	d->primary_done = true;
+	d->primary_status = status;
+	if (d->pend.len) {
+		if (d->primary_error)
+			dual_drop_pend(c);
+		else
+			dual_flush_pend(c);
+	}
+	dual_progress(c);
+	return true;
+}
+
+/* Records the shadow's failure of this request, once. */
+static void dual_note_outcome(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->req_mirrored)
+		return;
+	struct path_stats *ps = &rt->stats.paths[d->shadow_slot];
+	bool mismatch = d->primary_error != d->shadow_error ||
+			(!d->primary_error && d->primary_rows != d->shadow_rows);
+	if (d->shadow_error) {
+		ps->shadow_errors++;
+		if (!d->primary_error)
+			d->broken = true;
+	}
+	if (mismatch) {
+		ps->mismatches++;
+		log_warning(c->id,
+			    "dual-write mismatch on path %s (fingerprint %016llx): primary %s rows=%llu, shadow %s rows=%llu%s%s",
+			    dual_shadow_name(c), (unsigned long long)d->req_fingerprint,
+			    d->primary_error ? "error" : "ok", (unsigned long long)d->primary_rows,
+			    d->shadow_error ? "error" : "ok", (unsigned long long)d->shadow_rows,
+			    d->shadow_error ? ": " : "", d->shadow_error ? d->shadow_message : "");
+	}
+}
+
+/* The client's transaction ended: journal what the shadow lost. */
+static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow_committed)
+{
+	struct dual *d = c->dual;
+	if (primary_committed && !shadow_committed && d->n_tx) {
+		const char *why = d->shadow_error ? d->shadow_message
+			      : d->down ? "shadow path unavailable" : "shadow transaction failed";
+		char error[320];
+		if (d->shadow_error)
+			snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, why);
+		else
+			snprintf(error, sizeof(error), "%s", why);
+		for (size_t i = 0; i < d->n_tx; i++) {
+			if (rt->journal)
+				journal_add(rt->journal, c->id, dual_shadow_name(c), d->tx[i].fingerprint,
+					    d->tx[i].text, d->tx[i].params, error);
+		}
+		if (rt->journal)
+			journal_sync(rt->journal);
+		rt->stats.journaled += d->n_tx;
+		log_warning(c->id, "journaled %zu statement(s) the shadow path %s lost: %s", d->n_tx,
+			    dual_shadow_name(c), error);
+	}
+	tx_clear(d);
+	d->shadow_error = false;
+}
+
+static void dual_reset_request(struct dual *d)
+{
+	d->req_open = false;
+	d->req_mirrored = false;
+	d->primary_done = false;
+	d->primary_error = false;
+	d->primary_rolled_back = false;
+	d->primary_rows = 0;
+	d->shadow_rows = 0;
+	d->ending = false;
+	d->copy_open = false;
+	if (!d->broken)
+		d->shadow_error = false;
+}
+
+static void dual_progress(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d || c->state != CL_ACTIVE)
+		return;
+	struct server *sh = dual_shadow(c);
+	if (d->verdict_pending) {
+		if (sh && sh->requests_done < d->shadow_mark)
+			return;
+		/* fail mode: the shadow has answered the Query first. */
+		d->verdict_pending = false;
+		uint8_t *msg = d->gated_msg;
+		size_t len = d->gated_len;
+		d->gated_msg = NULL;
+		if (!d->shadow_error && sh) {
+			steer_forward(c, c->servers[c->active_slot], msg, len);
+			free(msg);
+			return;  /* the primary's answer drives the rest */
+		}
+		free(msg);
+		/* The shadow refused it: the client gets the shadow's error, the
+		 * primary never sees the statement. */
+		c->servers[c->active_slot]->requests_sent--;
+		rt->stats.paths[d->shadow_slot].shadow_errors++;
+		struct wbuf b;
+		wbuf_init(&b);
+		char message[320];
+		snprintf(message, sizeof(message), "pgturnout: shadow path %s refused the write: %s",
+			 dual_shadow_name(c), d->shadow_error ? d->shadow_message : "shadow unavailable");
+		build_error(&b, PqMsg_ErrorResponse, "ERROR",
+			    d->shadow_error ? d->shadow_sqlstate : "08006", message, NULL, NULL);
+		bool in_tx = c->tx_status != 'I';
+		if (wbuf_ok(&b))
+			bufferevent_write(c->bev, b.data, b.len);
+		wbuf_free(&b);
+		/* The mirrored part is not journaled: the client was told it failed. */
+		if (d->n_tx) {
+			d->n_tx--;
+			free(d->tx[d->n_tx].text);
+			free(d->tx[d->n_tx].params);
+		}
+		d->req_open = false;
+		d->shadow_error = false;
+		if (in_tx) {
+			d->poisoned = true;
+			dual_reset_request(d);
+			relay_release_ready(c, 'E');
+			return;
+		}
+		if (sh && d->shadow_tx)
+			dual_shadow_query(c, "ROLLBACK");
+		d->shadow_tx = false;
+		tx_clear(d);
+		dual_reset_request(d);
+		relay_release_ready(c, 'I');
+		return;
+	}
+	if (!d->req_open || !d->primary_done)
+		return;
+	if (sh && sh->requests_done < d->shadow_mark)
+		return;  /* the shadow has not answered yet */
+	if (!d->ending) {
+		dual_note_outcome(c);
+		if (d->primary_status == 'I') {
+			d->committed = !d->primary_error && !d->primary_rolled_back;
+			if (sh && d->shadow_tx) {
+				d->ending = true;
+				d->ending_commit = d->committed && !d->broken;
+				d->shadow_error = false;
+				dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
+				d->shadow_mark = sh->requests_sent;
+				return;
+			}
+			dual_finish_tx(c, d->committed, false);
+		}
+	} else {
+		bool shadow_committed = d->ending_commit && !d->shadow_error;
+		if (d->ending_commit && d->shadow_error) {
+			rt->stats.paths[d->shadow_slot].shadow_errors++;
+			log_warning(c->id, "shadow path %s failed to commit: %s", dual_shadow_name(c),
+				    d->shadow_message);
+		}
+		dual_finish_tx(c, d->committed, shadow_committed);
+	}
+	char status = d->primary_status;
+	dual_reset_request(d);
+	relay_release_ready(c, status);
+}
+
+/* ---- mirroring client messages ------------------------------------------ */
+
+/* Opens the shadow transaction if needed, before the first mirrored
+ * message of a request. */
+static void dual_begin(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (d->shadow_tx || !dual_shadow(c))
+		return;
+	dual_pend_query(c, "BEGIN");
+	d->shadow_tx = true;
+	d->pend_began = true;
+}
+
+/* Which statements of A the shadow gets: writes, transaction control
+ * (but COMMIT, which pgturnout issues itself after the primary's), and
+ * session settings. */
+static bool dual_mirrors(const struct sql_stmt *st)
+{
+	switch (st->cls) {
+	case SQL_WRITE:
+		return true;
+	case SQL_TXN:
+		return st->kind != SQL_TXN_COMMIT && st->kind != SQL_TXN_PREPARE &&
+		       st->kind != SQL_TXN_COMMIT_PREPARED && st->kind != SQL_TXN_ROLLBACK_PREPARED;
+	case SQL_SESSION:
+		return st->kind == SQL_SESS_SET || st->kind == SQL_SESS_RESET;
+	default:
+		return false;
+	}
+}
+
+static bool dual_has_write(const struct sql_analysis *a)
+{
+	for (size_t i = 0; i < a->n_stmts; i++)
+		if (a->stmts[i].cls == SQL_WRITE)
+			return true;
+	return false;
+}
+
+/* Poisoned transaction (fail mode): answers as PostgreSQL does in an
+ * aborted transaction. Returns true when the message was handled here. */
+static bool dual_poisoned_query(struct client *c, struct server *p, const struct sql_analysis *a)
+{
+	struct dual *d = c->dual;
+	const struct sql_stmt *st = a && a->n_stmts ? &a->stmts[0] : NULL;
+	if (st && st->cls == SQL_TXN &&
+	    (st->kind == SQL_TXN_ROLLBACK || st->kind == SQL_TXN_ROLLBACK_TO)) {
+		d->poisoned = false;
+		return false;
+	}
+	if (st && st->cls == SQL_TXN && st->kind == SQL_TXN_COMMIT) {
+		/* COMMIT of a failed transaction rolls it back. */
+		d->poisoned = false;
+		struct wbuf b;
+		wbuf_init(&b);
+		build_query(&b, "ROLLBACK");
+		steer_forward(c, p, b.data, b.len);
+		wbuf_free(&b);
+		return true;
+	}
+	p->requests_sent--;  /* answered here: the primary never sees it */
+	struct wbuf b;
+	wbuf_init(&b);
+	build_error(&b, PqMsg_ErrorResponse, "ERROR", "25P02",
+		    "current transaction is aborted, commands ignored until end of transaction block",
+		    NULL, NULL);
+	if (wbuf_ok(&b))
+		bufferevent_write(c->bev, b.data, b.len);
+	wbuf_free(&b);
+	relay_release_ready(c, 'E');
+	return true;
+}
+
+static void dual_query_analysed(struct client *c, struct server *p, const uint8_t *msg, size_t len,
+				const struct sql_analysis *a);
+
+static void dual_query(struct client *c, struct server *p, const uint8_t *msg, size_t len)
+{
+	const char *text = (const char *)msg + MSG_HEADER_LEN;
+	size_t tlen = len - MSG_HEADER_LEN;
+	if (tlen == 0 || text[tlen - 1] != '\0') {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid string in message");
+		return;
+	}
+	tlen--;
+	/* Borrowed from the cache until its next lookup: keep a reference. */
+	const struct sql_analysis *a =
+		sql_analysis_ref(sql_cache_get(rt->sql_cache, text, tlen, REWRITE_NONE, NULL));
+	dual_query_analysed(c, p, msg, len, a);
+	sql_analysis_unref(a);
+}
+
+static void dual_query_analysed(struct client *c, struct server *p, const uint8_t *msg, size_t len,
+				const struct sql_analysis *a)
+{
+	struct dual *d = c->dual;
+	const char *text = (const char *)msg + MSG_HEADER_LEN;
+	size_t tlen = len - MSG_HEADER_LEN - 1;
+	/* The statements the shadow gets, each rewritten for its schema. */
+	struct wbuf sh;
+	wbuf_init(&sh);
+	bool any = false, volatile_write = false, copy_from = false;
+	for (size_t i = 0; a && i < a->n_stmts; i++) {
+		const struct sql_stmt *st = &a->stmts[i];
+		if (!dual_mirrors(st))
+			continue;
+		const struct sql_analysis *r = sql_cache_get(rt->sql_cache, text + st->offset, st->len,
+							     dual_dir(c), c->cfg->rules);
+		if (!r || r->refused) {
+			log_warning(c->id, "statement cannot be mirrored to path %s: %s",
+				    dual_shadow_name(c), r && r->message ? r->message : "out of memory");
+			d->broken = d->broken || st->cls == SQL_WRITE;
+			continue;
+		}
+		if (any)
+			wbuf_put(&sh, ";\n", 2);
+		wbuf_put(&sh, r->text, r->text_len);
+		any = true;
+		if (st->cls == SQL_WRITE) {
+			rt->stats.paths[d->shadow_slot].shadow_writes++;
+			if (st->flags & SQL_F_VOLATILE)
+				volatile_write = true;
+			if (st->tag && strcmp(st->tag, "COPY") == 0)
+				copy_from = true;
+		}
+	}
+	wbuf_put_u8(&sh, 0);
+	bool in_tx = c->tx_status != 'I';
+	if (!any && !d->shadow_tx) {
+		wbuf_free(&sh);
+		steer_forward(c, p, msg, len);
+		return;
+	}
+	d->req_open = true;
+	d->copy_mirrored = false;
+	d->copy_open = false;
+	for (size_t i = 0; a && i < a->n_stmts; i++)
+		if (a->stmts[i].cls == SQL_WRITE && a->stmts[i].tag && strcmp(a->stmts[i].tag, "COPY") == 0)
+			d->copy_open = true;
+	if (sql_fingerprint(text, tlen, &d->req_fingerprint) < 0)
+		d->req_fingerprint = 0;
+	if (volatile_write) {
+		rt->stats.nondeterministic_writes++;
+		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
+			 (unsigned long long)d->req_fingerprint);
+	}
+	d->tx_at_request = d->n_tx;
+	bool queued = false;
+	if (any && wbuf_ok(&sh)) {
+		tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
+		if (dual_shadow(c) && !d->broken) {
+			dual_begin(c);
+			dual_pend_query(c, (const char *)sh.data);
+			queued = true;
+		}
+	}
+	wbuf_free(&sh);
+	bool fail_mode = rt->flags->values.shadow_failure == SHADOW_FAILURE_FAIL;
+	if (queued && (copy_from || (fail_mode && dual_has_write(a)))) {
+		/* COPY data streams to both sides at once; fail mode runs the
+		 * shadow first. Either way the shadow's part goes now. */
+		dual_flush_pend(c);
+		d->copy_mirrored = copy_from;
+	}
+	if (fail_mode && queued && dual_has_write(a) && !copy_from) {
+		/* Shadow first: the primary runs it only if the shadow took it. */
+		d->gated_msg = malloc(len);
+		if (!d->gated_msg) {
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		memcpy(d->gated_msg, msg, len);
+		d->gated_len = len;
+		d->verdict_pending = true;
+		(void)in_tx;
+		return;
+	}
+	steer_forward(c, p, msg, len);
+}
+
+/* Text form of a Bind message's parameters, for the journal. */
+static char *dual_bind_params(const uint8_t *body, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, body, len);
+	pkt_get_str(&r);
+	pkt_get_str(&r);
+	uint16_t nfmt = pkt_get_u16(&r);
+	uint16_t fmt0 = 0;
+	for (uint16_t i = 0; i < nfmt; i++) {
+		uint16_t f = pkt_get_u16(&r);
+		if (i == 0)
+			fmt0 = f;
+	}
+	uint16_t nparams = pkt_get_u16(&r);
+	struct wbuf b;
+	wbuf_init(&b);
+	for (uint16_t i = 0; i < nparams && !r.failed; i++) {
+		uint32_t plen = pkt_get_u32(&r);
+		if (i)
+			wbuf_put(&b, ", ", 2);
+		char head[16];
+		snprintf(head, sizeof(head), "$%u=", i + 1);
+		wbuf_put(&b, head, strlen(head));
+		if (plen == 0xffffffffu) {
+			wbuf_put(&b, "NULL", 4);
+			continue;
+		}
+		const uint8_t *v = pkt_get_bytes(&r, plen);
+		if (!v)
+			break;
+		bool text = nfmt == 0 || (nfmt == 1 ? fmt0 == 0 : true);
+		if (text) {
+			wbuf_put_u8(&b, '\'');
+			wbuf_put(&b, v, plen);
+			wbuf_put_u8(&b, '\'');
+		} else {
+			wbuf_put(&b, "\\x", 2);
+			for (uint32_t k = 0; k < plen; k++) {
+				char hx[3];
+				snprintf(hx, sizeof(hx), "%02x", v[k]);
+				wbuf_put(&b, hx, 2);
+			}
+		}
+	}
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+/* Sends MSG to the shadow as part of the current extended batch. */
+static void dual_mirror_extended(struct client *c, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->broken || !dual_shadow(c))
+		return;
+	if (!d->batch_mirrored) {
+		d->tx_at_request = d->n_tx;
+		dual_begin(c);
+		d->batch_mirrored = true;
+	}
+	wbuf_put(&d->pend, msg, len);
+}
+
+static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	const char *name = pkt_get_str(&r);
+	const char *text = pkt_get_str(&r);
+	if (!name || !text) {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid Parse message");
+		return;
+	}
+	size_t rest = MSG_HEADER_LEN + r.pos;
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), REWRITE_NONE, NULL);
+	bool mirror = a && a->n_stmts == 1 && dual_mirrors(&a->stmts[0]);
+	bool commit = a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN &&
+		      a->stmts[0].kind == SQL_TXN_COMMIT;
+	bool is_write = mirror && a->stmts[0].cls == SQL_WRITE;
+	bool is_volatile = mirror && (a->stmts[0].flags & SQL_F_VOLATILE);
+	a = NULL;  /* the next lookup may evict it */
+	names_forget(d->stmts, &d->n_stmts, name);
+	if (mirror || commit) {
+		const struct sql_analysis *rw = sql_cache_get(rt->sql_cache, text, strlen(text),
+							      dual_dir(c), c->cfg->rules);
+		if (mirror && (!rw || rw->refused)) {
+			log_warning(c->id, "statement cannot be mirrored to path %s: %s",
+				    dual_shadow_name(c), rw && rw->message ? rw->message : "out of memory");
+			if (is_write)
+				d->broken = true;
+		} else if (names_put(&d->stmts, &d->n_stmts, name, rw ? rw->text : text, commit) == 0 &&
+			   mirror) {
+			if (is_write) {
+				rt->stats.paths[d->shadow_slot].shadow_writes++;
+				if (is_volatile)
+					rt->stats.nondeterministic_writes++;
+			}
+			if (rw->changed) {
+				struct wbuf b;
+				wbuf_init(&b);
+				size_t off = build_begin(&b, PqMsg_Parse);
+				wbuf_put_str(&b, name);
+				wbuf_put(&b, rw->text, rw->text_len);
+				wbuf_put_u8(&b, 0);
+				wbuf_put(&b, msg + rest, len - rest);
+				build_end(&b, off);
+				if (wbuf_ok(&b))
+					dual_mirror_extended(c, b.data, b.len);
+				wbuf_free(&b);
+			} else {
+				dual_mirror_extended(c, msg, len);
+			}
+		}
+	}
+	steer_forward(c, p, msg, len);
+}
+
+void dual_client_message(struct client *c, struct server *p, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	struct server *sh;
+	switch (msg[0]) {
+	case PqMsg_Query:
+		dual_query(c, p, msg, len);
+		return;
+	case PqMsg_Parse:
+		dual_parse(c, p, msg, len);
+		return;
+	case PqMsg_Bind: {
+		struct pkt_reader r;
+		pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+		const char *portal = pkt_get_str(&r);
+		const char *stmt = pkt_get_str(&r);
+		if (portal && stmt) {
+			struct dual_name *st = names_find(d->stmts, d->n_stmts, stmt);
+			names_forget(d->portals, &d->n_portals, portal);
+			if (st) {
+				names_put(&d->portals, &d->n_portals, portal, st->text, st->commit);
+				if (!st->commit) {
+					free(d->pending_params);
+					d->pending_params = dual_bind_params(msg + MSG_HEADER_LEN,
+									     len - MSG_HEADER_LEN);
+					dual_mirror_extended(c, msg, len);
+				}
+			}
+		}
+		break;
+	}
+	case PqMsg_Execute: {
+		const char *portal = len > MSG_HEADER_LEN ? (const char *)msg + MSG_HEADER_LEN : NULL;
+		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
+					       ? names_find(d->portals, d->n_portals, portal) : NULL;
+		if (po && !po->commit) {
+			tx_record(d, po->text, strlen(po->text), d->pending_params);
+			dual_mirror_extended(c, msg, len);
+		}
+		break;
+	}
+	case PqMsg_Close:
+		if (len > MSG_HEADER_LEN + 1 && msg[len - 1] == '\0') {
+			const char *name = (const char *)msg + MSG_HEADER_LEN + 1;
+			bool stmt = msg[MSG_HEADER_LEN] == 'S';
+			struct dual_name *e = stmt ? names_find(d->stmts, d->n_stmts, name)
+						   : names_find(d->portals, d->n_portals, name);
+			if (e && !e->commit)
+				dual_mirror_extended(c, msg, len);
+			if (stmt)
+				names_forget(d->stmts, &d->n_stmts, name);
+			else
+				names_forget(d->portals, &d->n_portals, name);
+		}
+		break;
+	case PqMsg_Sync:
+		if (d->batch_mirrored && d->pend.len) {
+			wbuf_put(&d->pend, msg, len);
+			d->pend_requests++;
+		}
+		if (d->batch_mirrored || d->shadow_tx)
+			d->req_open = true;
+		d->batch_mirrored = false;
+		names_forget(d->portals, &d->n_portals, "");
+		break;
+	case PqMsg_CopyData:
+	case PqMsg_CopyDone:
+	case PqMsg_CopyFail:
+		if (d->copy_mirrored && (sh = dual_shadow(c)) != NULL)
+			dual_shadow_write(c, msg, len);
+		if (msg[0] != PqMsg_CopyData) {
+			d->copy_mirrored = false;
+			d->copy_open = false;
+		}
+		break;
+	default:
+		break;
+	}
+	steer_forward(c, p, msg, len);
+}
