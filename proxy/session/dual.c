@@ -749,6 +749,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	struct dual *d = c->dual;
 	const char *text = (const char *)msg + MSG_HEADER_LEN;
 	size_t tlen = len - MSG_HEADER_LEN - 1;
+	if (d->poisoned && dual_poisoned_query(c, p, a))
+		return;
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
 	wbuf_init(&sh);
