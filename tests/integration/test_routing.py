@@ -43,7 +43,7 @@ from conftest import PASSWORDS, free_port, unique
 
 pytestmark = pytest.mark.proxy_only
 
-PGBENCH_SECONDS = int(os.environ.get("PGT_ROUTING_PGBENCH_SECONDS", "4"))
+PGBENCH_SECONDS = int(os.environ.get("PGT_ROUTING_PGBENCH_SECONDS", "3"))
 CANARY_CONNECTIONS = int(os.environ.get("PGT_ROUTING_CONNECTIONS", "200"))
 TOKEN = "routing-test-token"
 
