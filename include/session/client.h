@@ -78,6 +78,7 @@ struct client {
 	int tag_slot;                   /* slot the tag maps to, -1 when untagged */
 	char pending_tag[64];           /* SET pgturnout.version seen: applies at the next boundary */
 	bool pending_tag_set;
+	bool tag_in_tx;                 /* pending_tag was SET inside the open transaction */
 	int dialect_slot;               /* schema the session's SQL is written for */
 	uint32_t bucket;                /* canary bucket */
 	int route_reason;               /* enum router_reason of the last decision */

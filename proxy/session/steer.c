@@ -48,6 +48,8 @@ struct stored_stmt {
 struct session_state {
 	char **sets;            /* owns: SET/RESET statements, in order */
 	size_t n_sets;
+	size_t n_committed_sets; /* sets[n_committed_sets..] were made inside the open
+				    transaction: dropped if it rolls back */
 	struct stored_stmt *stmts;  /* owns: named prepared statements */
 	size_t n_stmts;
 };
@@ -79,6 +81,23 @@ static void state_clear_sets(struct session_state *st)
 	for (size_t i = 0; i < st->n_sets; i++)
 		free(st->sets[i]);
 	st->n_sets = 0;
+	st->n_committed_sets = 0;
+}
+
+/* The open transaction ended: its settings stay (COMMIT) or go (ROLLBACK). */
+static void steer_tx_end(struct client *c, bool committed)
+{
+	struct session_state *st = c->state_log;
+	if (st) {
+		if (!committed) {
+			while (st->n_sets > st->n_committed_sets)
+				free(st->sets[--st->n_sets]);
+		}
+		st->n_committed_sets = st->n_sets;
+	}
+	if (c->tag_in_tx && !committed)
+		c->pending_tag_set = false;
+	c->tag_in_tx = false;
 }
 
 static void state_clear_stmts(struct session_state *st)
@@ -410,9 +429,20 @@ static void steer_error_statement(struct wbuf *b, const struct sql_analysis *a)
 static void steer_note_effects(struct client *c, const struct sql_analysis *a, const char *text)
 {
 	struct path_stats *ps = &rt->stats.paths[c->active_slot];
+	bool in_tx = c->tx_status != 'I';
 	for (size_t i = 0; i < a->n_stmts; i++) {
 		const struct sql_stmt *st = &a->stmts[i];
 		switch (st->cls) {
+		case SQL_TXN:
+			if (st->kind == SQL_TXN_BEGIN) {
+				in_tx = true;
+			} else if (st->kind == SQL_TXN_COMMIT || st->kind == SQL_TXN_ROLLBACK ||
+				   st->kind == SQL_TXN_PREPARE) {
+				/* COMMIT of a failed transaction rolls it back. */
+				steer_tx_end(c, st->kind == SQL_TXN_COMMIT && c->tx_status != 'E');
+				in_tx = false;
+			}
+			break;
 		case SQL_READ:
 			ps->reads++;
 			break;
@@ -439,11 +469,14 @@ static void steer_note_effects(struct client *c, const struct sql_analysis *a, c
 					snprintf(c->pending_tag, sizeof(c->pending_tag), "%s",
 						 rc == 0 ? value : "");
 					c->pending_tag_set = true;
+					c->tag_in_tx = in_tx;
 					break;
 				}
 				struct session_state *ss = session_state(c);
 				if (!ss || state_add_set(ss, text + st->offset, st->len) < 0)
 					steer_pin(c, "out of memory tracking session settings");
+				else if (!in_tx)
+					ss->n_committed_sets = ss->n_sets;
 				break;
 			}
 			case SQL_SESS_DISCARD:
