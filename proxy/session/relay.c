@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "ctl/config.h"
+#include "route/flags.h"
 #include "session/client.h"
 #include "session/runtime.h"
 #include "session/console.h"
@@ -250,6 +251,15 @@ void relay_client_input(struct client *c)
 	if (c->admin) {
 		console_input(c);
 		return;
+	}
+	/* A session idle since before a flag change: its next transaction
+	 * must already run where the flags now say. */
+	if (c->tx_status == 'I' && c->pending_syncs == 0 && c->state == CL_ACTIVE &&
+	    (c->flags_generation != rt->flags->generation || c->pending_tag_set) &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
+		steer_boundary(c);
+		if (c->state != CL_ACTIVE)
+			return;
 	}
 	struct server *s = c->servers[c->active_slot];
 	if (c->state != CL_ACTIVE || !s || s->state != SV_READY)

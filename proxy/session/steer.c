@@ -371,8 +371,10 @@ static void steer_reroute(struct client *c)
 	}
 	if (!tag_changed && c->flags_generation == rt->flags->generation)
 		return;
-	if (!steer_two_paths(c))
+	if (!steer_two_paths(c)) {
+		c->flags_generation = rt->flags->generation;
 		return;
+	}
 	if (c->flags_generation != rt->flags->generation)
 		steer_compute_bucket(c);
 	int slot = steer_decide(c);
