@@ -218,6 +218,9 @@ auth_file = $dir/userlist.txt
 journal_dir = $dir/journal
 max_client_conn = $((max + 10))
 log_level = ${BENCH_PGT_LOG_LEVEL:-warning}
+; thousands of clients connecting at once wait for PostgreSQL's forks
+server_connect_timeout = 120s
+client_login_timeout = 300s
 
 [path old]
 host = $PG_HOST

@@ -23,6 +23,7 @@
 #
 # Environment: BENCH_CLIENTS (default "1000 10000"; --quick: "1000"),
 # BENCH_IDLE_BIN (idle_clients binary; default: compiled here with cc),
+# BENCH_IDLE_PARALLEL (handshakes in flight, default 50),
 # BENCH_CONN_PGBOUNCER (default 1), PGT_BIN, PGT_PGHOST/PGT_PGPORT.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -31,7 +32,7 @@ QUICK=0
 for arg in "$@"; do
 	case $arg in
 	--quick) QUICK=1 ;;
-	-h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) bench_die "unknown argument $arg" ;;
 	esac
 done
@@ -107,7 +108,7 @@ for n in $CLIENTS; do
 		out=$BENCH_TMP/idle.$proxy.$n.out
 		start=$(date +%s.%N)
 		"$IDLE" "host=127.0.0.1 port=$port user=$PG_USER password=$PG_PASSWORD dbname=$PG_DB sslmode=disable application_name=idle_clients connect_timeout=120" \
-			"$n" 200 "${BENCH_IDLE_QUERY-SELECT 1}" >"$out" 2>"$out.err" &
+			"$n" "${BENCH_IDLE_PARALLEL:-50}" "${BENCH_IDLE_QUERY-SELECT 1}" >"$out" 2>"$out.err" &
 		ipid=$!
 		bench_track_pid "$ipid"
 		while ! grep -q '^ready' "$out"; do
