@@ -43,7 +43,7 @@ from conftest import PASSWORDS, free_port, unique
 
 pytestmark = pytest.mark.proxy_only
 
-PGBENCH_SECONDS = int(os.environ.get("PGT_ROUTING_PGBENCH_SECONDS", "3"))
+PGBENCH_SECONDS = int(os.environ.get("PGT_ROUTING_PGBENCH_SECONDS", "4"))
 CANARY_CONNECTIONS = int(os.environ.get("PGT_ROUTING_CONNECTIONS", "200"))
 TOKEN = "routing-test-token"
 
@@ -688,7 +688,9 @@ def test_every_transaction_runs_on_one_path(proxy_factory, layout, tmp_path, mod
           % (done, per_path, flipper.flips, len(switches(p))))
     assert not split, "transactions spread over both paths: %s" % list(split.items())[:5]
     assert all(r[0] == r[1] for r in rows)
-    assert len(by_tid) == done
+    # pgbench counts the transactions it finished; one per client may have
+    # committed as the run was ending without being counted
+    assert done <= len(by_tid) <= done + 4, (done, len(by_tid))
     assert per_path["old"] > 0 and per_path["new"] > 0, per_path
 
 
