@@ -995,3 +995,39 @@ def test_shadow_terminated_between_transactions_comes_back(proxy_factory, databa
     assert layout.rows("new")[0] == (1, "a", "e")
     replay(layout, "new", entries)
     assert layout.assert_identical() == 3
+
+
+# ---- non-deterministic writes ----------------------------------------------------
+
+def test_volatile_writes_are_logged_as_non_deterministic(proxy_factory, layout):
+    p = start(proxy_factory, layout)
+    c = p.connect()
+    try:
+        run(c, "INSERT INTO users (id, name, email) VALUES (1, 'a', now()::text)")
+        m = p.wait_log(r"c\d+: non-deterministic write mirrored \(fingerprint ([0-9a-f]{16})\)")
+        run(c, "UPDATE users SET name = 'plain' WHERE id = 1")
+    finally:
+        c.close()
+    assert len(re.findall(r"non-deterministic write mirrored", p.log())) == 1
+    assert layout.digest("old") != layout.digest("new")  # the copies differ, as logged
+    # both answered "INSERT 0 1" / "UPDATE 1": not a mismatch
+    stats = Admin(p).stats()
+    assert int(stats["new"]["mismatches"]) == 0, stats
+    assert m
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "proxy gap: an INSERT that relies on a serial/identity column default (nextval() in the "
+    "table's default, invisible in the statement) is not detected as non-deterministic: no "
+    "log line, although SPEC §7 asks for column defaults that call volatile functions"))
+def test_serial_default_is_logged_as_non_deterministic(proxy_factory, databases_layout):
+    layout = databases_layout
+    for role in ("old", "new"):
+        layout.sql(role, "SET ROLE app; CREATE TABLE notes (id serial PRIMARY KEY, body text)")
+    p = start(proxy_factory, layout)
+    c = p.connect()
+    try:
+        run(c, "INSERT INTO notes (body) VALUES ('x')")
+    finally:
+        c.close()
+    assert re.search(r"non-deterministic write mirrored", p.log()), p.log()[-3000:]
