@@ -411,8 +411,8 @@ def test_mixed_writes_pgbench(proxy_factory, layout, tmp_path, mode):
     p = start(proxy_factory, layout)
     script = tmp_path / "mixed.sql"
     script.write_text(WORKLOAD)
-    n = pgbench(p.env(), ["-c", "4", "-j", "2", "-t", "150", "-M", mode, "-f", script])
-    assert n == 600
+    n = pgbench(p.env(), ["-c", "4", "-j", "2", "-t", "80", "-M", mode, "-f", script])
+    assert n == 320
     assert layout.assert_identical() > 0
     stats = Admin(p).stats()
     assert int(stats["new"]["mismatches"]) == 0, stats
@@ -532,7 +532,7 @@ def test_pipelined_extended_writes_are_mirrored_in_order(proxy_factory, layout, 
         "UPDATE users SET name = name || 'y' WHERE id = :id;\n"
         "UPDATE users SET email = email || 'z' WHERE id = :id;\n"
         "\\endpipeline\n")
-    pgbench(p.env(), ["-c", "3", "-j", "2", "-t", "100", "-M", "extended", "-f", script])
+    pgbench(p.env(), ["-c", "3", "-j", "2", "-t", "60", "-M", "extended", "-f", script])
     assert layout.assert_identical() > 2
     stats = Admin(p).stats()
     assert int(stats["new"]["mismatches"]) == 0, stats
@@ -800,7 +800,7 @@ def test_terminated_shadow_backends_are_journaled(proxy_factory, bench_layout, m
     try:
         # a short time-out: a hung session fails the test quickly
         n = pgbench(p.env(), ["-c", "4", "-j", "2", "-T", TERMINATE_SECONDS, "-M", mode],
-                    timeout=TERMINATE_SECONDS + 12)
+                    timeout=TERMINATE_SECONDS + 6)
     finally:
         stopper.cancel()
         killer.stop()
