@@ -365,11 +365,6 @@ def test_set_version_tag_moves_session_at_next_transaction(proxy_factory, layout
         conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a SET of the version tag inside a transaction that is rolled back still "
-    "moves the session: the server undid the SET (current_setting is unset "
-    "again), pgturnout applies the tag at the boundary anyway "
-    "(steer_note_effects records pending_tag at the SET, not at COMMIT)"))
 def test_set_version_tag_in_a_rolled_back_transaction_does_not_move(proxy_factory, layout):
     p = start(proxy_factory, layout)
     conn = p.connect(autocommit=False)
@@ -548,10 +543,12 @@ def test_flip_inside_a_transaction_waits_for_its_end(proxy_factory, layout, admi
         row = admin.client("flipper-victim")
         assert (row["path"], row["reason"]) == ("new", "forced"), row
         # a rolled-back transaction is a boundary too
-        admin.set("force_path", "old")
         with conn.cursor() as cur:
             cur.execute("SELECT whereami()")
             assert cur.fetchone() == ("new",)
+            admin.set("force_path", "old")
+            cur.execute("SELECT whereami()")
+            assert cur.fetchone() == ("new",), "moved inside a transaction"
         conn.rollback()
         assert whereami(conn) == "old"
         conn.rollback()
@@ -560,11 +557,6 @@ def test_flip_inside_a_transaction_waits_for_its_end(proxy_factory, layout, admi
     assert ("old", "new") in switches(p) and ("new", "old") in switches(p)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an idle session's first transaction after a flag change still runs on the "
-    "previous path: the route is re-decided only when that transaction's "
-    "ReadyForQuery arrives (relay_server_input -> steer_boundary), not before the "
-    "next client request is forwarded"))
 def test_idle_session_next_transaction_after_a_flip_runs_on_the_new_path(
         proxy_factory, layout, admins):
     p = start(proxy_factory, layout)
@@ -603,11 +595,6 @@ def test_session_settings_follow_a_switch(proxy_factory, layout, admins):
         conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a SET made inside a transaction that was rolled back is replayed on the "
-    "other path after a switch: old has statement_timeout 0, new gets 1234ms "
-    "(steer_note_effects appends every SET to the replay log when it is sent, "
-    "whatever happens to its transaction)"))
 def test_rolled_back_set_is_not_replayed_on_a_switch(proxy_factory, layout, admins):
     p = start(proxy_factory, layout)
     admin = admins(p)
