@@ -47,6 +47,9 @@ struct dual_name {
 	char *name;             /* owns */
 	char *text;             /* owns: statement text (for the journal) */
 	bool commit;            /* the statement is COMMIT/END: handled at the end */
+	uint8_t *parse;         /* owns: statements: the Parse the shadow gets */
+	size_t parse_len;
+	bool prepared;          /* statements: prepared on the current shadow connection */
 };
 
 struct dual {
@@ -71,6 +74,7 @@ struct dual {
 	bool shadow_error;
 	char shadow_message[256];
 	char shadow_sqlstate[6];
+	char lost_reason[320];  /* why the open shadow transaction is lost (for the journal) */
 	uint64_t shadow_rows;
 	uint64_t req_fingerprint;
 	bool ending;            /* COMMIT/ROLLBACK sent to the shadow, waiting */
@@ -122,6 +126,7 @@ static void names_clear(struct dual_name *v, size_t *n)
 	for (size_t i = 0; i < *n; i++) {
 		free(v[i].name);
 		free(v[i].text);
+		free(v[i].parse);
 	}
 	*n = 0;
 }
@@ -141,6 +146,7 @@ static void names_forget(struct dual_name *v, size_t *n, const char *name)
 		return;
 	free(e->name);
 	free(e->text);
+	free(e->parse);
 	*e = v[--*n];
 }
 
@@ -154,6 +160,9 @@ static int names_put(struct dual_name **v, size_t *n, const char *name, const ch
 	p[*n].name = strdup(name);
 	p[*n].text = strdup(text ? text : "");
 	p[*n].commit = commit;
+	p[*n].parse = NULL;
+	p[*n].parse_len = 0;
+	p[*n].prepared = false;
 	if (!p[*n].name || !p[*n].text) {
 		free(p[*n].name);
 		free(p[*n].text);
@@ -388,9 +397,22 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 	d->down = true;
 	d->down_since_us = now_us();
 	d->waiting_shadow = false;
-	if (d->shadow_tx)
+	if (d->shadow_tx || d->n_tx) {
 		d->broken = true;  /* the open shadow transaction is gone */
+		if (!d->lost_reason[0])
+			snprintf(d->lost_reason, sizeof(d->lost_reason),
+				 "08006 shadow connection lost: %s", why);
+	}
+	if (d->ending && !d->shadow_error) {
+		/* The COMMIT's fate is unknown: journal rather than lose. */
+		d->shadow_error = true;
+		snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "08006");
+		snprintf(d->shadow_message, sizeof(d->shadow_message), "connection lost during COMMIT");
+	}
 	d->shadow_tx = false;
+	d->shadow_mark = 0;  /* counted on the connection that is gone */
+	for (size_t i = 0; i < d->n_stmts; i++)
+		d->stmts[i].prepared = false;  /* a new connection must be told again */
 	rt->stats.paths[d->shadow_slot].shadow_errors++;
 	client_resume(c);
 	dual_progress(c);
@@ -505,8 +527,12 @@ static void dual_note_outcome(struct client *c)
 			(!d->primary_error && d->primary_rows != d->shadow_rows);
 	if (d->shadow_error) {
 		ps->shadow_errors++;
-		if (!d->primary_error)
+		if (!d->primary_error) {
 			d->broken = true;
+			if (!d->lost_reason[0])
+				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
+					 d->shadow_sqlstate, d->shadow_message);
+		}
 	}
 	if (mismatch) {
 		ps->mismatches++;
@@ -524,13 +550,14 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 {
 	struct dual *d = c->dual;
 	if (primary_committed && !shadow_committed && d->n_tx) {
-		const char *why = d->shadow_error ? d->shadow_message
-			      : d->down ? "shadow path unavailable" : "shadow transaction failed";
 		char error[320];
-		if (d->shadow_error)
-			snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, why);
+		if (d->lost_reason[0])
+			snprintf(error, sizeof(error), "%s", d->lost_reason);
+		else if (d->shadow_error)
+			snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, d->shadow_message);
 		else
-			snprintf(error, sizeof(error), "%s", why);
+			snprintf(error, sizeof(error), "%s",
+				 d->down ? "shadow path unavailable" : "shadow transaction failed");
 		for (size_t i = 0; i < d->n_tx; i++) {
 			if (rt->journal)
 				journal_add(rt->journal, c->id, dual_shadow_name(c), d->tx[i].fingerprint,
@@ -544,6 +571,7 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	}
 	tx_clear(d);
 	d->shadow_error = false;
+	d->lost_reason[0] = '\0';
 }
 
 static void dual_reset_request(struct dual *d)
@@ -702,8 +730,12 @@ static bool dual_poisoned_query(struct client *c, struct server *p, const struct
 		return false;
 	}
 	if (st && st->cls == SQL_TXN && st->kind == SQL_TXN_COMMIT) {
-		/* COMMIT of a failed transaction rolls it back. */
+		/* COMMIT of a failed transaction rolls it back, on both sides. */
 		d->poisoned = false;
+		if (dual_shadow(c) && d->shadow_tx)
+			dual_shadow_query(c, "ROLLBACK");
+		d->shadow_tx = false;
+		tx_clear(d);
 		struct wbuf b;
 		wbuf_init(&b);
 		build_query(&b, "ROLLBACK");
@@ -751,6 +783,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	size_t tlen = len - MSG_HEADER_LEN - 1;
 	if (d->poisoned && dual_poisoned_query(c, p, a))
 		return;
+	d->tx_at_request = d->n_tx;
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
 	wbuf_init(&sh);
@@ -764,7 +797,16 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		if (!r || r->refused) {
 			log_warning(c->id, "statement cannot be mirrored to path %s: %s",
 				    dual_shadow_name(c), r && r->message ? r->message : "out of memory");
-			d->broken = d->broken || st->cls == SQL_WRITE;
+			if (st->cls == SQL_WRITE) {
+				/* The shadow transaction cannot be complete: journal
+				 * the statement as written, with the reason. */
+				if (!d->lost_reason[0])
+					snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
+						 r ? r->sqlstate : "53200",
+						 r && r->message ? r->message : "out of memory");
+				d->broken = true;
+				tx_record(d, text + st->offset, st->len, NULL);
+			}
 			continue;
 		}
 		if (any)
@@ -781,7 +823,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	}
 	wbuf_put_u8(&sh, 0);
 	bool in_tx = c->tx_status != 'I';
-	if (!any && !d->shadow_tx) {
+	if (!any && !d->shadow_tx && !d->n_tx && !d->broken) {
 		wbuf_free(&sh);
 		steer_forward(c, p, msg, len);
 		return;
@@ -799,7 +841,6 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
 			 (unsigned long long)d->req_fingerprint);
 	}
-	d->tx_at_request = d->n_tx;
 	bool queued = false;
 	if (any && wbuf_ok(&sh)) {
 		tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
@@ -935,21 +976,29 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 				if (is_volatile)
 					rt->stats.nondeterministic_writes++;
 			}
+			struct wbuf b;
+			wbuf_init(&b);
 			if (rw->changed) {
-				struct wbuf b;
-				wbuf_init(&b);
 				size_t off = build_begin(&b, PqMsg_Parse);
 				wbuf_put_str(&b, name);
 				wbuf_put(&b, rw->text, rw->text_len);
 				wbuf_put_u8(&b, 0);
 				wbuf_put(&b, msg + rest, len - rest);
 				build_end(&b, off);
-				if (wbuf_ok(&b))
-					dual_mirror_extended(c, b.data, b.len);
-				wbuf_free(&b);
 			} else {
-				dual_mirror_extended(c, msg, len);
+				wbuf_put(&b, msg, len);
 			}
+			struct dual_name *e = names_find(d->stmts, d->n_stmts, name);
+			if (wbuf_ok(&b) && e) {
+				e->parse = b.data;  /* takes the buffer */
+				e->parse_len = b.len;
+				b.data = NULL;
+				if (!d->broken && dual_shadow(c)) {
+					dual_mirror_extended(c, e->parse, e->parse_len);
+					e->prepared = true;
+				}
+			}
+			wbuf_free(&b);
 		}
 	}
 	steer_forward(c, p, msg, len);
@@ -975,6 +1024,11 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 			struct dual_name *st = names_find(d->stmts, d->n_stmts, stmt);
 			names_forget(d->portals, &d->n_portals, portal);
 			if (st) {
+				if (!st->commit && !st->prepared && st->parse && !d->broken && dual_shadow(c)) {
+					/* A shadow connection opened since the Parse. */
+					dual_mirror_extended(c, st->parse, st->parse_len);
+					st->prepared = true;
+				}
 				names_put(&d->portals, &d->n_portals, portal, st->text, st->commit);
 				if (!st->commit) {
 					free(d->pending_params);
@@ -1015,7 +1069,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 			wbuf_put(&d->pend, msg, len);
 			d->pend_requests++;
 		}
-		if (d->batch_mirrored || d->shadow_tx)
+		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
 			d->req_open = true;
 		d->batch_mirrored = false;
 		names_forget(d->portals, &d->n_portals, "");

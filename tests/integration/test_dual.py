@@ -647,10 +647,6 @@ def test_journal_when_the_shadow_table_is_gone(proxy_factory, layout):
     assert re.search(r"dual-write mismatch on path new \(fingerprint [0-9a-f]{16}\)", p.log())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: the journal's error field says 'shadow transaction failed' instead of the "
-    "shadow's SQLSTATE and message (dual_progress clears shadow_error before sending the "
-    "shadow's ROLLBACK, so dual_finish_tx no longer has it)"))
 def test_journal_error_names_the_shadow_sqlstate(proxy_factory, schemas_layout):
     layout = schemas_layout
     p = start(proxy_factory, layout)
@@ -695,12 +691,6 @@ def test_journal_when_the_shadow_is_unreachable(proxy_factory, schemas_layout):
     layout.assert_identical()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: a transaction that began while the shadow was unavailable is not journaled "
-    "when it commits (its COMMIT is neither mirrored nor tracked since no shadow transaction "
-    "is open), so the client's COMMIT is acknowledged before its entries are durable; they "
-    "are written only when a later request ends a transaction, or dropped if that one "
-    "commits on a reconnected shadow"))
 def test_unreachable_shadow_transaction_is_journaled_before_commit(proxy_factory,
                                                                    schemas_layout):
     layout = schemas_layout
@@ -781,13 +771,6 @@ def bench_digest(layout, role):
                                       ORDER BY tid, bid, aid, delta)) FROM pgbench_history)""")[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: when the shadow's connection is lost inside a transaction (d->broken), the "
-    "client's COMMIT is neither mirrored nor tracked (no shadow transaction is open), so "
-    "dual_finish_tx never runs: nothing is journaled, d->broken and d->tx are never reset "
-    "(d->tx grows for the session's lifetime) and the session never mirrors again; with the "
-    "simple protocol the next request after the shadow reconnects hangs forever, because "
-    "d->shadow_mark still holds the old connection's request count"))
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
 def test_terminated_shadow_backends_are_journaled(proxy_factory, bench_layout, mode):
     layout = bench_layout
@@ -938,12 +921,6 @@ def test_fail_mode_rollback_to_savepoint_recovers(proxy_factory, schemas_layout)
     assert [r[0] for r in layout.rows("new")] == [1, 2, 99]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: in fail mode, COMMIT of a transaction failed by the shadow is turned into "
-    "ROLLBACK on the primary only (dual_poisoned_query forwards it without ending the shadow "
-    "transaction), so the shadow's aborted transaction stays open and every later write of "
-    "the session is refused with 25P02 'shadow path new refused the write: current "
-    "transaction is aborted'"))
 def test_fail_mode_session_writes_after_a_failed_transaction(proxy_factory, schemas_layout):
     layout = schemas_layout
     p = start(proxy_factory, layout, flags={"shadow_failure": "fail"})
@@ -1033,12 +1010,6 @@ def test_serial_default_is_logged_as_non_deterministic(proxy_factory, databases_
     assert re.search(r"non-deterministic write mirrored", p.log()), p.log()[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: a write the rewriter refuses for the shadow (0A000) is neither sent nor "
-    "recorded (dual_query_analysed skips it before tx_record) and, alone in its Query "
-    "outside a shadow transaction, is forwarded untracked: it is not journaled, and "
-    "d->broken stays set, so the session's next write is not mirrored either (it is "
-    "journaled instead)"))
 def test_write_the_rewriter_refuses_is_journaled(proxy_factory, schemas_layout):
     layout = schemas_layout
     p = start(proxy_factory, layout)
