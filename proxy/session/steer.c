@@ -28,6 +28,7 @@
 #include "session/server.h"
 #include "sql/analyze.h"
 #include "sql/cache.h"
+#include "sql/quick.h"
 #include "sql/setvar.h"
 #include "wire/build.h"
 #include "wire/proto.h"
@@ -516,6 +517,30 @@ static void steer_note_effects(struct client *c, const struct sql_analysis *a, c
 		ps->refused++;
 }
 
+/*
+ * The fast path: no rewrite for this session's path. A statement the lexer
+ * vouches for as a plain read or write is counted and forwarded without
+ * parsing. Returns false when the parser must look at it.
+ */
+static bool steer_fast(struct client *c, const char *text, size_t tlen)
+{
+	if (steer_dir(c) != REWRITE_NONE)
+		return false;
+	struct path_stats *ps = &rt->stats.paths[c->active_slot];
+	switch (sql_quick_classify(text, tlen)) {
+	case SQL_QUICK_READ:
+		ps->reads++;
+		return true;
+	case SQL_QUICK_WRITE:
+		ps->writes++;
+		if (c->active_slot == SLOT_NEW && !rt->flags->values.dual_write)
+			rt->stats.unmirrored_new_writes++;
+		return true;
+	default:
+		return false;
+	}
+}
+
 static void steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
 	const char *text = (const char *)msg + MSG_HEADER_LEN;
@@ -525,6 +550,10 @@ static void steer_forward_query(struct client *c, struct server *s, const uint8_
 		return;
 	}
 	tlen--;
+	if (steer_fast(c, text, tlen)) {
+		steer_server_write(c, s, msg, len);
+		return;
+	}
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
 	if (!a) {
 		steer_pin(c, "out of memory analysing statements");
@@ -567,10 +596,19 @@ static void steer_forward_parse(struct client *c, struct server *s, const uint8_
 		return;
 	}
 	size_t rest_off = MSG_HEADER_LEN + r.pos;
-	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c),
-						     c->cfg->rules);
 	if (name[0] && server_stmt_note(s, name, msg_hash(msg, len)) < 0)
 		steer_pin(c, "out of memory tracking prepared statements");
+	if (remember && steer_fast(c, text, strlen(text))) {
+		if (name[0]) {
+			struct session_state *ss = session_state(c);
+			if (!ss || state_add_stmt(ss, name, msg, len) < 0)
+				steer_pin(c, "out of memory tracking prepared statements");
+		}
+		steer_server_write(c, s, msg, len);
+		return;
+	}
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c),
+						     c->cfg->rules);
 	if (remember) {
 		if (a)
 			steer_note_effects(c, a, text);

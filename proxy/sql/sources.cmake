@@ -4,3 +4,4 @@ list(APPEND PGT_SOURCES
   proxy/sql/analyze.c
   proxy/sql/cache.c)
 list(APPEND PGT_SOURCES proxy/sql/setvar.c)
+list(APPEND PGT_SOURCES proxy/sql/quick.c)

@@ -1,0 +1,203 @@
+/*
+ * sql/quick.c — lexer-level statement kinds for the fast path; see quick.h.
+ *
+ * The lexer follows PostgreSQL's scan.l where it matters here: -- and
+ * nested C-style comments, '...' with doubled quotes, E'...' with backslash
+ * escapes, "..." identifiers, $tag$...$tag$ bodies ($1 is a parameter, not a
+ * quote), and ';' ending a statement only outside all of these.
+ */
+#include "sql/quick.h"
+
+#include <stdbool.h>
+#include <string.h>
+#include <strings.h>
+
+enum stmt_kind { KIND_NONE, KIND_READ, KIND_WRITE, KIND_OTHER };
+
+struct lexer {
+	const char *p;
+	const char *end;
+	bool bad;               /* unterminated quote or comment */
+};
+
+static bool is_ident_start(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+	       (unsigned char)ch >= 0x80;
+}
+
+static bool is_ident_char(char ch)
+{
+	return is_ident_start(ch) || (ch >= '0' && ch <= '9') || ch == '$';
+}
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+}
+
+static bool word_starts(const char *w, size_t n, const char *prefix)
+{
+	size_t k = strlen(prefix);
+	return n >= k && strncasecmp(w, prefix, k) == 0;
+}
+
+/* Skips a quoted run starting at *p (which is the opening QUOTE). */
+static void skip_quoted(struct lexer *lx, char quote, bool backslash)
+{
+	const char *p = lx->p + 1;
+	while (p < lx->end) {
+		if (backslash && *p == '\\' && p + 1 < lx->end) {
+			p += 2;
+			continue;
+		}
+		if (*p == quote) {
+			if (p + 1 < lx->end && p[1] == quote) {
+				p += 2;
+				continue;
+			}
+			lx->p = p + 1;
+			return;
+		}
+		p++;
+	}
+	lx->bad = true;
+	lx->p = lx->end;
+}
+
+/* At '$': a dollar quote $tag$...$tag$ is skipped and true returned; a
+ * parameter ($1) or a lone '$' returns false. */
+static bool skip_dollar(struct lexer *lx)
+{
+	const char *p = lx->p + 1;
+	if (p < lx->end && *p >= '0' && *p <= '9')
+		return false;
+	while (p < lx->end && *p != '$' && is_ident_char(*p) && *p != '$')
+		p++;
+	if (p >= lx->end || *p != '$')
+		return false;
+	size_t taglen = (size_t)(p - lx->p) + 1;   /* "$tag$" */
+	const char *tag = lx->p;
+	const char *q = p + 1;
+	while (q + taglen <= lx->end) {
+		if (*q == '$' && memcmp(q, tag, taglen) == 0) {
+			lx->p = q + taglen;
+			return true;
+		}
+		q++;
+	}
+	lx->bad = true;
+	lx->p = lx->end;
+	return true;
+}
+
+static void skip_block_comment(struct lexer *lx)
+{
+	int depth = 0;
+	const char *p = lx->p;
+	while (p + 1 < lx->end) {
+		if (p[0] == '/' && p[1] == '*') {
+			depth++;
+			p += 2;
+		} else if (p[0] == '*' && p[1] == '/') {
+			p += 2;
+			if (--depth == 0) {
+				lx->p = p;
+				return;
+			}
+		} else {
+			p++;
+		}
+	}
+	lx->bad = true;
+	lx->p = lx->end;
+}
+
+/* Classifies one statement, from lx->p up to its ';' (consumed) or the end. */
+static enum stmt_kind lex_statement(struct lexer *lx)
+{
+	enum stmt_kind kind = KIND_NONE;
+	bool first = true;
+	while (lx->p < lx->end && !lx->bad) {
+		char ch = *lx->p;
+		if (ch == ';') {
+			lx->p++;
+			break;
+		}
+		if (ch == '-' && lx->p + 1 < lx->end && lx->p[1] == '-') {
+			while (lx->p < lx->end && *lx->p != '\n')
+				lx->p++;
+			continue;
+		}
+		if (ch == '/' && lx->p + 1 < lx->end && lx->p[1] == '*') {
+			skip_block_comment(lx);
+			continue;
+		}
+		if (ch == '\'') {
+			skip_quoted(lx, '\'', false);
+			continue;
+		}
+		if (ch == '"') {
+			skip_quoted(lx, '"', false);
+			continue;
+		}
+		if (ch == '$') {
+			if (!skip_dollar(lx))
+				lx->p++;
+			continue;
+		}
+		if (is_ident_start(ch)) {
+			const char *w = lx->p;
+			while (lx->p < lx->end && is_ident_char(*lx->p))
+				lx->p++;
+			size_t n = (size_t)(lx->p - w);
+			/* E'...' / e'...': a string with backslash escapes. */
+			if (n == 1 && (w[0] == 'e' || w[0] == 'E') && lx->p < lx->end && *lx->p == '\'') {
+				skip_quoted(lx, '\'', true);
+				continue;
+			}
+			if (first) {
+				first = false;
+				if (word_is(w, n, "select") || word_is(w, n, "values") ||
+				    word_is(w, n, "table") || word_is(w, n, "show"))
+					kind = KIND_READ;
+				else if (word_is(w, n, "insert") || word_is(w, n, "update") ||
+					 word_is(w, n, "delete") || word_is(w, n, "merge"))
+					kind = KIND_WRITE;
+				else
+					kind = KIND_OTHER;
+				continue;
+			}
+			if ((kind == KIND_READ && word_is(w, n, "into")) ||
+			    word_is(w, n, "set_config") || word_starts(w, n, "pg_advisory") ||
+			    word_starts(w, n, "pg_try_advisory"))
+				kind = KIND_OTHER;
+			continue;
+		}
+		if (first && ch == '(') {
+			/* (SELECT ...) UNION ...: leave it to the parser. */
+			first = false;
+			kind = KIND_OTHER;
+		}
+		lx->p++;
+	}
+	return kind;
+}
+
+enum sql_quick sql_quick_classify(const char *text, size_t len)
+{
+	struct lexer lx = { text, text + len, false };
+	bool any_write = false, any = false;
+	while (lx.p < lx.end) {
+		enum stmt_kind k = lex_statement(&lx);
+		if (lx.bad || k == KIND_OTHER)
+			return SQL_QUICK_UNKNOWN;
+		if (k == KIND_WRITE)
+			any_write = true;
+		if (k != KIND_NONE)
+			any = true;
+	}
+	if (!any)
+		return SQL_QUICK_UNKNOWN;
+	return any_write ? SQL_QUICK_WRITE : SQL_QUICK_READ;
+}
