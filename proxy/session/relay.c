@@ -28,6 +28,7 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Largest ErrorResponse whose severity is checked; longer ones (never seen in
  * practice) are forwarded without looking. */
@@ -50,6 +51,43 @@ static bool relay_peek(struct evbuffer *buf, size_t off, void *out, size_t n)
 	if (evbuffer_ptr_set(buf, &ptr, off, EVBUFFER_PTR_SET) < 0)
 		return false;
 	return evbuffer_copyout_from(buf, &ptr, out, n) == (ev_ssize_t)n;
+}
+
+/*
+ * A read cursor over an input buffer's contiguous extents, taken once per
+ * pass (evbuffer_peek) instead of walking the chain for every message
+ * header. Offsets must not go backwards; a read that straddles two extents
+ * (or lies past the extents peeked) falls back to relay_peek().
+ */
+#define SCAN_EXTENTS 16
+
+struct scan {
+	struct evbuffer_iovec vec[SCAN_EXTENTS];
+	int n;
+	int i;
+	size_t base;            /* offset of vec[i] */
+};
+
+static void scan_init(struct scan *sc, struct evbuffer *buf)
+{
+	sc->n = evbuffer_peek(buf, -1, NULL, sc->vec, SCAN_EXTENTS);
+	if (sc->n > SCAN_EXTENTS)
+		sc->n = SCAN_EXTENTS;
+	sc->i = 0;
+	sc->base = 0;
+}
+
+static bool scan_peek(struct scan *sc, struct evbuffer *buf, size_t off, void *out, size_t n)
+{
+	while (sc->i < sc->n && off >= sc->base + sc->vec[sc->i].iov_len) {
+		sc->base += sc->vec[sc->i].iov_len;
+		sc->i++;
+	}
+	if (sc->i < sc->n && off + n <= sc->base + sc->vec[sc->i].iov_len) {
+		memcpy(out, (const char *)sc->vec[sc->i].iov_base + (off - sc->base), n);
+		return true;
+	}
+	return relay_peek(buf, off, out, n);
 }
 
 static void relay_check_error(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
@@ -127,6 +165,8 @@ void relay_server_input(struct server *s)
 	size_t fwd = 0;
 	uint32_t rem = s->s2c_remaining;
 	bool boundary = false;
+	struct scan sc;
+	scan_init(&sc, in);
 
 	for (;;) {
 		if (rem) {
@@ -139,7 +179,7 @@ void relay_server_input(struct server *s)
 		if (avail - fwd < MSG_HEADER_LEN)
 			break;
 		uint8_t hdr[MSG_HEADER_LEN + 1];
-		relay_peek(in, fwd, hdr, MSG_HEADER_LEN);
+		scan_peek(&sc, in, fwd, hdr, MSG_HEADER_LEN);
 		uint32_t len = proto_get_u32(hdr + 1);
 		if (!proto_backend_len_ok(hdr[0], len)) {
 			log_warning(c->id, "invalid message from server: type %d length %u", hdr[0], len);
@@ -157,13 +197,14 @@ void relay_server_input(struct server *s)
 			}
 			relay_swallow(s, in, out, hdr[0], len);
 			avail = evbuffer_get_length(in);
+			scan_init(&sc, in);
 			continue;
 		}
 		if (hdr[0] == PqMsg_ReadyForQuery) {
 			if (avail - fwd < MSG_HEADER_LEN + 1)
 				break;
 			char status;
-			relay_peek(in, fwd + MSG_HEADER_LEN, &status, 1);
+			scan_peek(&sc, in, fwd + MSG_HEADER_LEN, &status, 1);
 			s->requests_done++;
 			if (c->dual && s == c->servers[c->active_slot]) {
 				/* Dual writes decide when the client sees it. */
@@ -175,12 +216,14 @@ void relay_server_input(struct server *s)
 					if (c->state != CL_ACTIVE)
 						return;
 					avail = evbuffer_get_length(in);
+					scan_init(&sc, in);
 					continue;
 				}
 				relay_release_ready(c, status);
 				if (c->state != CL_ACTIVE)
 					return;
 				avail = evbuffer_get_length(in);
+				scan_init(&sc, in);
 				continue;
 			}
 			c->tx_status = status;
@@ -274,6 +317,8 @@ void relay_client_input(struct client *c)
 	size_t fwd = 0;
 	uint32_t rem = c->c2s_remaining;
 	bool terminate = false;
+	struct scan sc;
+	scan_init(&sc, in);
 
 	for (;;) {
 		if (rem) {
@@ -286,7 +331,7 @@ void relay_client_input(struct client *c)
 		if (avail - fwd < MSG_HEADER_LEN)
 			break;
 		uint8_t hdr[MSG_HEADER_LEN];
-		relay_peek(in, fwd, hdr, MSG_HEADER_LEN);
+		scan_peek(&sc, in, fwd, hdr, MSG_HEADER_LEN);
 		uint32_t len = proto_get_u32(hdr + 1);
 		if (!proto_frontend_type_valid(hdr[0])) {
 			char msg[96];
@@ -355,6 +400,7 @@ void relay_client_input(struct client *c)
 					c->c2s_remaining = 0;
 					return;
 				}
+				scan_init(&sc, in);
 				continue;
 			}
 		}

@@ -10,7 +10,6 @@
 
 #include <stdbool.h>
 #include <string.h>
-#include <strings.h>
 
 enum stmt_kind { KIND_NONE, KIND_READ, KIND_WRITE, KIND_OTHER };
 
@@ -31,15 +30,40 @@ static bool is_ident_char(char ch)
 	return is_ident_start(ch) || (ch >= '0' && ch <= '9') || ch == '$';
 }
 
-static bool word_is(const char *w, size_t n, const char *kw)
+/* ASCII case folding; keywords are ASCII. */
+static inline char lower(char ch)
 {
-	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+	return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
 }
 
-static bool word_starts(const char *w, size_t n, const char *prefix)
+/* Case-insensitive: W (N bytes) starts with the lower-case ASCII KW (K bytes). */
+static inline bool word_prefix(const char *w, size_t n, const char *kw, size_t k)
 {
-	size_t k = strlen(prefix);
-	return n >= k && strncasecmp(w, prefix, k) == 0;
+	if (n < k)
+		return false;
+	for (size_t i = 0; i < k; i++)
+		if (lower(w[i]) != kw[i])
+			return false;
+	return true;
+}
+
+#define word_is(w, n, kw) ((n) == sizeof(kw) - 1 && word_prefix((w), (n), (kw), sizeof(kw) - 1))
+#define word_starts(w, n, kw) word_prefix((w), (n), (kw), sizeof(kw) - 1)
+
+/* Identifiers after the first that change the verdict: only a handful of
+ * lengths and first letters can match, so most words cost two compares. */
+static bool word_spoils(const char *w, size_t n, bool read)
+{
+	switch (lower(w[0])) {
+	case 'i':
+		return read && word_is(w, n, "into");
+	case 's':
+		return word_is(w, n, "set_config");
+	case 'p':
+		return word_starts(w, n, "pg_advisory") || word_starts(w, n, "pg_try_advisory");
+	default:
+		return false;
+	}
 }
 
 /* Skips a quoted run starting at *p (which is the opening QUOTE). */
@@ -168,9 +192,7 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 					kind = KIND_OTHER;
 				continue;
 			}
-			if ((kind == KIND_READ && word_is(w, n, "into")) ||
-			    word_is(w, n, "set_config") || word_starts(w, n, "pg_advisory") ||
-			    word_starts(w, n, "pg_try_advisory"))
+			if (word_spoils(w, n, kind == KIND_READ))
 				kind = KIND_OTHER;
 			continue;
 		}
