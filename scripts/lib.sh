@@ -26,7 +26,7 @@ PGT_DEB_PACKAGES=(
 	postgresql-15 postgresql-client-15 pgbouncer
 	clang libclang-rt-14-dev
 	python3 python3-psycopg2 python3-pytest python3-prometheus-client
-	openssl curl procps util-linux
+	openssl curl procps util-linux valgrind
 	libpostgresql-jdbc-java default-jdk-headless:javac
 	nodejs:node npm:npm
 )

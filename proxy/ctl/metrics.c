@@ -163,6 +163,12 @@ static void session_metrics(struct wbuf *out)
 	single(out, "pgturnout_unmirrored_new_writes_total", "counter",
 	       "Writes run on the new path while dual_write was off (no copy on old).",
 	       rt->stats.unmirrored_new_writes);
+	single(out, "pgturnout_journaled_statements_total", "counter",
+	       "Statements the shadow path lost, appended to the dual-write journal.",
+	       rt->stats.journaled);
+	single(out, "pgturnout_nondeterministic_writes_total", "counter",
+	       "Mirrored writes that call volatile functions (copies may differ).",
+	       rt->stats.nondeterministic_writes);
 }
 
 static void query_metrics(struct wbuf *out)

@@ -907,8 +907,13 @@ static char *dual_bind_params(const uint8_t *body, size_t len)
 			break;
 		bool text = nfmt == 0 || (nfmt == 1 ? fmt0 == 0 : true);
 		if (text) {
+			/* A SQL literal: quotes doubled, so the text reads back. */
 			wbuf_put_u8(&b, '\'');
-			wbuf_put(&b, v, plen);
+			for (uint32_t k = 0; k < plen; k++) {
+				if (v[k] == '\'')
+					wbuf_put_u8(&b, '\'');
+				wbuf_put_u8(&b, v[k]);
+			}
 			wbuf_put_u8(&b, '\'');
 		} else {
 			wbuf_put(&b, "\\x", 2);

@@ -88,7 +88,7 @@ def test_node_postgres_smoke(proxy, pg, node_pg, tmp_path):
            "database": "app", "table": t}
     env = dict(os.environ, NODE_PATH=os.path.join(node_pg, "node_modules"))
     r = subprocess.run(["node", str(script), json.dumps(cfg)], capture_output=True, text=True,
-                       env=env, timeout=60)
+                       env=env, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out == {"prepared": 42, "prepared_again": 2, "error": "22012", "note": "node"}
