@@ -780,14 +780,19 @@ def test_guard_rail_lowering_canary_after_unmirrored_writes(proxy_factory, layou
         one(conn, "SELECT 1")
         assert whereami(conn) == "new"
         admin.set("canary_percent", 50)
-        # a write on new while dual_write is off does
+        # back to 100, so the session surely runs its next transaction on new
+        # (at 50 it moves back to old at its next transaction if its bucket
+        # is in the upper half)
+        admin.set("canary_percent", 100)
+        assert whereami(conn) == "new"
+        # a write on new while dual_write is off does block it
         with conn.cursor() as cur:
             cur.execute("INSERT INTO notes (body) VALUES ('only on new')")
+        assert whereami(conn) == "new"
         e = admin.error("SET canary_percent = 10")
         assert e.pgcode == "55000", e
         assert "lowering canary_percent" in e.pgerror and "FORCE" in e.pgerror, e.pgerror
-        assert admin.flags()["canary_percent"] == "50"
-        admin.set("canary_percent", 60)  # raising is always allowed
+        assert admin.flags()["canary_percent"] == "100"
         admin.set("canary_percent", 0, force=True)
         assert admin.flags()["canary_percent"] == "0"
         one(conn, "SELECT 1")
