@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 trap pgt_cleanup EXIT
-trap 'echo; pgt_log "stopping"; exit 0' INT TERM
+trap 'echo; pgt_log "stopping"; trap "" INT TERM; exit 0' INT TERM
 
 [[ ${PGT_SKIP_DEPS:-0} == 1 ]] || pgt_install_deps
 

@@ -23,8 +23,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 trap pgt_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'trap "" INT TERM; exit 130' INT
+trap 'trap "" INT TERM; exit 143' TERM
 
 start_time=$(date +%s)
 status=0
