@@ -72,7 +72,7 @@ start() {
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-max_connections = 1200
+max_connections = 1600
 password_encryption = 'scram-sha-256'
 ssl = on
 ssl_cert_file = 'server.crt'
