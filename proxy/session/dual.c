@@ -222,13 +222,6 @@ void dual_free(struct dual *d)
 
 /* ---- on and off ------------------------------------------------------- */
 
-static uint64_t now_us(void)
-{
-	struct timeval tv;
-	event_base_gettimeofday_cached(rt->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
-
 /* Opens (or re-opens) the shadow backend; the client waits for it. */
 static void dual_connect_shadow(struct client *c)
 {
@@ -240,13 +233,13 @@ static void dual_connect_shadow(struct client *c)
 	}
 	if (s && s->state != SV_CLOSED)
 		return;  /* already connecting */
-	if (d->down && now_us() - d->down_since_us < SHADOW_RETRY_US)
+	if (d->down && runtime_now_us() - d->down_since_us < SHADOW_RETRY_US)
 		return;
 	server_free(s);
 	c->servers[d->shadow_slot] = server_connect(c, steer_slot_path(c, d->shadow_slot));
 	if (!c->servers[d->shadow_slot]) {
 		d->down = true;
-		d->down_since_us = now_us();
+		d->down_since_us = runtime_now_us();
 		return;
 	}
 	rt->stats.paths[d->shadow_slot].server_connects++;
@@ -395,7 +388,7 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 		log_warning(c->id, "shadow on path %s lost: %s", dual_shadow_name(c), why);
 	server_terminate(s);
 	d->down = true;
-	d->down_since_us = now_us();
+	d->down_since_us = runtime_now_us();
 	d->waiting_shadow = false;
 	if (d->shadow_tx || d->n_tx) {
 		d->broken = true;  /* the open shadow transaction is gone */
@@ -822,7 +815,6 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		}
 	}
 	wbuf_put_u8(&sh, 0);
-	bool in_tx = c->tx_status != 'I';
 	if (!any && !d->shadow_tx && !d->n_tx && !d->broken) {
 		wbuf_free(&sh);
 		steer_forward(c, p, msg, len);
@@ -868,7 +860,6 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		memcpy(d->gated_msg, msg, len);
 		d->gated_len = len;
 		d->verdict_pending = true;
-		(void)in_tx;
 		return;
 	}
 	steer_forward(c, p, msg, len);

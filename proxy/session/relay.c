@@ -34,14 +34,6 @@
  * practice) are forwarded without looking. */
 #define RELAY_MAX_INSPECT 8192
 
-/* The loop's cached clock, in microseconds (no system call). */
-static uint64_t relay_now_us(void)
-{
-	struct timeval tv;
-	event_base_gettimeofday_cached(rt->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
-
 /* Copies N bytes at offset OFF of BUF into OUT. */
 static bool relay_peek(struct evbuffer *buf, size_t off, void *out, size_t n)
 {
@@ -90,18 +82,45 @@ static bool scan_peek(struct scan *sc, struct evbuffer *buf, size_t off, void *o
 	return relay_peek(buf, off, out, n);
 }
 
-static void relay_check_error(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
+/* A whole ErrorResponse, or (dual writes) CommandComplete, of the server,
+ * still in IN at OFF: copied once, looked at, left to be forwarded. */
+static void relay_inspect_backend(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
 {
 	uint8_t stack[512];
-	uint8_t *body = len - 4 <= sizeof(stack) ? stack : malloc(len - 4);
-	if (!body)
-		return;
-	struct pg_error_fields f;
-	if (relay_peek(in, off + MSG_HEADER_LEN, body, len - 4) &&
-	    proto_parse_error(body, len - 4, &f) == 0)
-		s->last_error_fatal = proto_error_is_fatal(&f);
-	if (body != stack)
-		free(body);
+	size_t n = 1 + (size_t)len;
+	uint8_t *m = n <= sizeof(stack) ? stack : malloc(n);
+	if (!m || !relay_peek(in, off, m, n))
+		goto out;
+	struct client *c = s->client;
+	if (m[0] == PqMsg_ErrorResponse) {
+		struct pg_error_fields f;
+		if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0)
+			s->last_error_fatal = proto_error_is_fatal(&f);
+	}
+	if (c->dual)
+		dual_primary_message(c, m, n);
+out:
+	if (m != stack)
+		free(m);
+}
+
+/* The part of a message longer than what had arrived: counts what can go
+ * now into *FWD. True when the message is still not complete. */
+static inline bool relay_take_remaining(size_t avail, size_t *fwd, uint32_t *rem)
+{
+	if (!*rem)
+		return false;
+	size_t take = avail - *fwd < *rem ? avail - *fwd : *rem;
+	*fwd += take;
+	*rem -= (uint32_t)take;
+	return *rem != 0;
+}
+
+/* Moves the first N bytes of IN to a server's OUT (counted as received from the client). */
+static void relay_move_to_server(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+	rt->stats.bytes_from_clients += n;
+	evbuffer_remove_buffer(in, out, n);
 }
 
 /* Moves the first N bytes of IN to OUT (counted as sent to the client). */
@@ -140,7 +159,7 @@ static void relay_record_latency(struct client *c)
 {
 	if (!c->request_started_us)
 		return;
-	runtime_record_latency(c->active_slot, relay_now_us() - c->request_started_us);
+	runtime_record_latency(c->active_slot, runtime_now_us() - c->request_started_us);
 	c->request_started_us = 0;
 }
 
@@ -169,13 +188,8 @@ void relay_server_input(struct server *s)
 	scan_init(&sc, in);
 
 	for (;;) {
-		if (rem) {
-			size_t take = avail - fwd < rem ? avail - fwd : rem;
-			fwd += take;
-			rem -= (uint32_t)take;
-			if (rem)
-				break;
-		}
+		if (relay_take_remaining(avail, &fwd, &rem))
+			break;
 		if (avail - fwd < MSG_HEADER_LEN)
 			break;
 		uint8_t hdr[MSG_HEADER_LEN + 1];
@@ -212,14 +226,8 @@ void relay_server_input(struct server *s)
 					relay_move_to_client(in, out, fwd);
 				evbuffer_drain(in, MSG_HEADER_LEN + 1);
 				fwd = 0;
-				if (dual_hold_ready(c, status)) {
-					if (c->state != CL_ACTIVE)
-						return;
-					avail = evbuffer_get_length(in);
-					scan_init(&sc, in);
-					continue;
-				}
-				relay_release_ready(c, status);
+				if (!dual_hold_ready(c, status))
+					relay_release_ready(c, status);
 				if (c->state != CL_ACTIVE)
 					return;
 				avail = evbuffer_get_length(in);
@@ -234,21 +242,11 @@ void relay_server_input(struct server *s)
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
 		}
-		if (c->dual && (hdr[0] == PqMsg_CommandComplete || hdr[0] == PqMsg_ErrorResponse) &&
-		    len <= RELAY_MAX_INSPECT) {
+		if ((hdr[0] == PqMsg_ErrorResponse ||
+		     (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) {
 			if (avail - fwd < 1 + (size_t)len)
 				break;
-			uint8_t stack[512];
-			uint8_t *m = 1 + (size_t)len <= sizeof(stack) ? stack : malloc(1 + (size_t)len);
-			if (m && relay_peek(in, fwd, m, 1 + (size_t)len))
-				dual_primary_message(c, m, 1 + (size_t)len);
-			if (m != stack)
-				free(m);
-		}
-		if (hdr[0] == PqMsg_ErrorResponse && len <= RELAY_MAX_INSPECT) {
-			if (avail - fwd < 1 + (size_t)len)
-				break;
-			relay_check_error(s, in, fwd, len);
+			relay_inspect_backend(s, in, fwd, len);
 		}
 		rem = 1 + len;
 	}
@@ -321,13 +319,8 @@ void relay_client_input(struct client *c)
 	scan_init(&sc, in);
 
 	for (;;) {
-		if (rem) {
-			size_t take = avail - fwd < rem ? avail - fwd : rem;
-			fwd += take;
-			rem -= (uint32_t)take;
-			if (rem)
-				break;
-		}
+		if (relay_take_remaining(avail, &fwd, &rem))
+			break;
 		if (avail - fwd < MSG_HEADER_LEN)
 			break;
 		uint8_t hdr[MSG_HEADER_LEN];
@@ -345,72 +338,55 @@ void relay_client_input(struct client *c)
 			client_close(c, CLOSE_PROTOCOL_VIOLATION, msg);
 			return;
 		}
-		switch (hdr[0]) {
-		case PqMsg_Terminate:
+		if (hdr[0] == PqMsg_Terminate) {
 			terminate = true;
 			break;
-		case PqMsg_Query:
-		case PqMsg_Sync:
-		case PqMsg_FunctionCall:
+		}
+		/* Read whole and analysed (steer/dual), or streamed as it comes. */
+		bool inspected = c->inspect && (c->dual || hdr[0] == PqMsg_Query ||
+						hdr[0] == PqMsg_Parse || hdr[0] == PqMsg_Close);
+		if (inspected && len > STEER_INSPECT_MAX) {
+			steer_pin(c, "statement too large to analyse");
+			c->inspect = false;
+			inspected = false;
+		}
+		if (inspected && avail - fwd < 1 + (size_t)len)
+			break;  /* counted once it is whole */
+		if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync || hdr[0] == PqMsg_FunctionCall) {
 			if (c->pending_syncs++ == 0)
-				c->request_started_us = relay_now_us();
+				c->request_started_us = runtime_now_us();
 			s->requests_sent++;
-			break;
-		default:
-			break;
 		}
-		if (terminate)
-			break;
-		if (c->inspect && (c->dual || hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse ||
-				   hdr[0] == PqMsg_Close)) {
-			if (len > STEER_INSPECT_MAX) {
-				steer_pin(c, "statement too large to analyse");
-				c->inspect = false;
-			} else {
-				if (avail - fwd < 1 + (size_t)len) {
-					/* Not whole yet: undo the request count, it is
-					 * counted again when the message is complete. */
-					if (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Sync ||
-					    hdr[0] == PqMsg_FunctionCall) {
-						c->pending_syncs--;
-						s->requests_sent--;
-					}
-					break;
-				}
-				if (fwd) {
-					rt->stats.bytes_from_clients += fwd;
-					evbuffer_remove_buffer(in, out, fwd);
-					avail -= fwd;
-					fwd = 0;
-				}
-				uint8_t stack[1024];
-				uint8_t *msg = relay_take_message(in, 1 + (size_t)len, stack, sizeof(stack));
-				if (!msg) {
-					client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-					return;
-				}
-				avail -= 1 + (size_t)len;
-				rt->stats.bytes_from_clients += 1 + (size_t)len;
-				steer_client_message(c, s, msg, 1 + (size_t)len);
-				if (msg != stack)
-					free(msg);
-				if (c->state != CL_ACTIVE)
-					return;
-				if (c->dual && dual_gated(c)) {
-					c->c2s_remaining = 0;
-					return;
-				}
-				scan_init(&sc, in);
-				continue;
-			}
+		if (!inspected) {
+			rem = 1 + len;
+			continue;
 		}
-		rem = 1 + len;
+		if (fwd) {
+			relay_move_to_server(in, out, fwd);
+			fwd = 0;
+		}
+		uint8_t stack[1024];
+		uint8_t *msg = relay_take_message(in, 1 + (size_t)len, stack, sizeof(stack));
+		if (!msg) {
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		rt->stats.bytes_from_clients += 1 + (size_t)len;
+		steer_client_message(c, s, msg, 1 + (size_t)len);
+		if (msg != stack)
+			free(msg);
+		if (c->state != CL_ACTIVE)
+			return;
+		if (c->dual && dual_gated(c)) {
+			c->c2s_remaining = 0;
+			return;
+		}
+		avail = evbuffer_get_length(in);
+		scan_init(&sc, in);
 	}
 	c->c2s_remaining = rem;
-	if (fwd) {
-		rt->stats.bytes_from_clients += fwd;
-		evbuffer_remove_buffer(in, out, fwd);
-	}
+	if (fwd)
+		relay_move_to_server(in, out, fwd);
 	if (terminate) {
 		client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
 		return;

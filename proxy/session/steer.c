@@ -541,6 +541,40 @@ static bool steer_fast(struct client *c, const char *text, size_t tlen)
 	}
 }
 
+/*
+ * Sends the client's Query or Parse MSG to S: as it is when A (its analysis,
+ * may be NULL) changed nothing; else rebuilt with the rewritten text, or
+ * with a statement raising A's refusal. For Parse, NAME is the statement
+ * name and MSG[REST..] the parameter types that follow the text.
+ */
+static void steer_send(struct client *c, struct server *s, const uint8_t *msg, size_t len,
+		       const char *name, size_t rest, const struct sql_analysis *a)
+{
+	if (!a || (!a->changed && !a->refused)) {
+		steer_server_write(c, s, msg, len);
+		return;
+	}
+	struct wbuf b;
+	wbuf_init(&b);
+	size_t off = build_begin(&b, msg[0]);
+	if (name)
+		wbuf_put_str(&b, name);
+	if (a->refused) {
+		log_info(c->id, "statement refused: %s", a->message ? a->message : a->sqlstate);
+		steer_error_statement(&b, a);
+	} else {
+		wbuf_put(&b, a->text, a->text_len);
+		wbuf_put_u8(&b, 0);
+	}
+	wbuf_put(&b, msg + rest, len - rest);
+	build_end(&b, off);
+	if (!wbuf_ok(&b))
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	else
+		steer_server_write(c, s, b.data, b.len);
+	wbuf_free(&b);
+}
+
 static void steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
 	const char *text = (const char *)msg + MSG_HEADER_LEN;
@@ -555,35 +589,15 @@ static void steer_forward_query(struct client *c, struct server *s, const uint8_
 		return;
 	}
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
-	if (!a) {
-		steer_pin(c, "out of memory analysing statements");
-		steer_server_write(c, s, msg, len);
-		return;
-	}
-	steer_note_effects(c, a, text);
-	if (!a->changed && !a->refused) {
-		steer_server_write(c, s, msg, len);
-		return;
-	}
-	struct wbuf b;
-	wbuf_init(&b);
-	size_t off = build_begin(&b, PqMsg_Query);
-	if (a->refused) {
-		log_info(c->id, "statement refused: %s", a->message ? a->message : a->sqlstate);
-		steer_error_statement(&b, a);
-	} else {
-		wbuf_put(&b, a->text, a->text_len);
-		wbuf_put_u8(&b, 0);
-	}
-	build_end(&b, off);
-	if (!wbuf_ok(&b))
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	if (a)
+		steer_note_effects(c, a, text);
 	else
-		steer_server_write(c, s, b.data, b.len);
-	wbuf_free(&b);
+		steer_pin(c, "out of memory analysing statements");
+	steer_send(c, s, msg, len, NULL, len, a);
 }
 
-/* Sends a Parse message (the client's MSG) to S, rewritten for S's path. */
+/* Sends a Parse message (the client's MSG) to S, rewritten for S's path;
+ * REMEMBER: a message from the client (not a replay), whose effects count. */
 static void steer_forward_parse(struct client *c, struct server *s, const uint8_t *msg, size_t len,
 				bool remember)
 {
@@ -595,50 +609,19 @@ static void steer_forward_parse(struct client *c, struct server *s, const uint8_
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid Parse message");
 		return;
 	}
-	size_t rest_off = MSG_HEADER_LEN + r.pos;
 	if (name[0] && server_stmt_note(s, name, msg_hash(msg, len)) < 0)
 		steer_pin(c, "out of memory tracking prepared statements");
-	if (remember && steer_fast(c, text, strlen(text))) {
-		if (name[0]) {
-			struct session_state *ss = session_state(c);
-			if (!ss || state_add_stmt(ss, name, msg, len) < 0)
-				steer_pin(c, "out of memory tracking prepared statements");
-		}
-		steer_server_write(c, s, msg, len);
-		return;
+	bool fast = remember && steer_fast(c, text, strlen(text));
+	const struct sql_analysis *a =
+		fast ? NULL : sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c), c->cfg->rules);
+	if (remember && a)
+		steer_note_effects(c, a, text);
+	if (remember && name[0]) {
+		struct session_state *ss = session_state(c);
+		if (!ss || state_add_stmt(ss, name, msg, len) < 0)
+			steer_pin(c, "out of memory tracking prepared statements");
 	}
-	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c),
-						     c->cfg->rules);
-	if (remember) {
-		if (a)
-			steer_note_effects(c, a, text);
-		if (name[0]) {
-			struct session_state *ss = session_state(c);
-			if (!ss || state_add_stmt(ss, name, msg, len) < 0)
-				steer_pin(c, "out of memory tracking prepared statements");
-		}
-	}
-	if (!a || (!a->changed && !a->refused)) {
-		steer_server_write(c, s, msg, len);
-		return;
-	}
-	struct wbuf b;
-	wbuf_init(&b);
-	size_t off = build_begin(&b, PqMsg_Parse);
-	wbuf_put_str(&b, name);
-	if (a->refused)
-		steer_error_statement(&b, a);
-	else {
-		wbuf_put(&b, a->text, a->text_len);
-		wbuf_put_u8(&b, 0);
-	}
-	wbuf_put(&b, msg + rest_off, len - rest_off);
-	build_end(&b, off);
-	if (!wbuf_ok(&b))
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-	else
-		steer_server_write(c, s, b.data, b.len);
-	wbuf_free(&b);
+	steer_send(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, a);
 }
 
 void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
