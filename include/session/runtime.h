@@ -127,6 +127,9 @@ int runtime_set_flag(const char *name, const char *value, const char *who,
 		     const char *surface, bool force, char *err, size_t errlen);
 /* PAUSE: sessions stop at their next transaction boundary; RESUME lets them go on. */
 void runtime_pause(bool pause);
+/* Wall-clock time in microseconds, as the event loop cached it for this
+ * pass (no system call on the forwarding path). */
+uint64_t runtime_now_us(void);
 /* Records one answered request of LATENCY_US on path slot SLOT. */
 void runtime_record_latency(int slot, uint64_t latency_us);
 /* Number of sessions whose session path is slot SLOT, and open backend

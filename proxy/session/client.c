@@ -82,13 +82,6 @@ const char *client_reason_name(enum close_reason r)
 	return close_table[r].name;
 }
 
-static uint64_t now_us(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
-
 static void client_set_state(struct client *c, enum client_state st)
 {
 	c->state = st;
@@ -122,7 +115,7 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 	c->fd = fd;
 	c->cfg = config_ref(rt->cfg);
 	c->tx_status = 'I';
-	c->connected_at_us = now_us();
+	c->connected_at_us = runtime_now_us();
 	if (addr->sa_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
 		inet_ntop(AF_INET, &a->sin_addr, c->addr, sizeof(c->addr));

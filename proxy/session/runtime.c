@@ -181,6 +181,13 @@ void runtime_pause(bool pause)
 	}
 }
 
+uint64_t runtime_now_us(void)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(rt->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
 void runtime_record_latency(int slot, uint64_t us)
 {
 	struct path_stats *ps = &rt->stats.paths[slot];
