@@ -15,7 +15,7 @@
 #include "wire/scram.h"
 #include "wire/startup.h"
 
-#include <event2/bufferevent.h>
+#include "io/conn.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,7 +47,7 @@ struct client {
 	uint64_t id;                    /* session id on every log line */
 	enum client_state state;
 	evutil_socket_t fd;
-	struct bufferevent *bev;        /* owns */
+	struct conn *conn;              /* owns */
 	bool bev_owns_fd;
 	bool tls;                       /* the connection is encrypted */
 	struct config *cfg;             /* owns one reference: the generation it started under */

@@ -13,7 +13,7 @@
 
 #include "core/wbuf.h"
 
-#include <event2/bufferevent.h>
+#include "io/conn.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -40,9 +40,8 @@ struct server {
 	struct client *client;          /* borrows: the owner */
 	int path;                       /* index into the client's config paths */
 	enum server_state state;
-	struct bufferevent *bev;        /* owns */
+	struct conn *conn;              /* owns */
 	evutil_socket_t fd;
-	bool bev_owns_fd;               /* false while the plain bev precedes TLS */
 	uint32_t backend_pid;           /* from BackendKeyData */
 	uint32_t backend_key;
 	struct scram_client *scram;     /* owns: during SCRAM only */

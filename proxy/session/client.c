@@ -1,7 +1,7 @@
 /*
  * session/client.c — a client connection from accept to close.
  *
- * Owns the client's socket, its bufferevent and its backend connections.
+ * Owns the client's socket, its connection and its backend connections.
  * Startup: the first packet (SSLRequest, GSSENCRequest, CancelRequest or
  * StartupMessage), TLS if asked and allowed, then authentication against
  * auth_file (trust, md5, SCRAM-SHA-256), then the session path's backend is
@@ -33,7 +33,6 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -71,9 +70,9 @@ static const struct close_info {
 	[CLOSE_CANCEL_DONE] = { "cancel_request", NULL, LOG_DEBUG },
 };
 
-static void client_on_read(struct bufferevent *bev, void *arg);
-static void client_on_write(struct bufferevent *bev, void *arg);
-static void client_on_event(struct bufferevent *bev, short what, void *arg);
+static void client_on_read(struct conn *cn, void *arg);
+static void client_on_write(struct conn *cn, void *arg);
+static void client_on_event(struct conn *cn, short what, void *arg);
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
 static void client_read_startup(struct client *c);
 
@@ -90,7 +89,7 @@ static void client_set_state(struct client *c, enum client_state st)
 /* Queues bytes for the client. */
 static void client_send(struct client *c, const void *data, size_t len)
 {
-	if (bufferevent_write(c->bev, data, len) < 0)
+	if (conn_write(c->conn, data, len) < 0)
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 }
 
@@ -135,14 +134,13 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 		c->connection_id = ((uint64_t)random() << 32) | (uint64_t)random();
 	}
 
-	c->bev = bufferevent_socket_new(rt->base, fd, 0);
+	c->conn = conn_new(rt->base, fd);
 	c->timer = evtimer_new(rt->base, client_on_timer, c);
-	if (!c->bev || !c->timer) {
+	if (!c->conn || !c->timer) {
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
 	}
-	bufferevent_setcb(c->bev, client_on_read, client_on_write, client_on_event, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_setcb(c->conn, client_on_read, client_on_write, client_on_event, c);
 	log_debug(c->id, "connection from %s:%d", c->addr, c->port);
 
 	if (rt->n_clients > (size_t)c->cfg->max_client_conn) {
@@ -165,7 +163,7 @@ static void client_kill(struct client *c)
 	c->dead = true;
 	list_del(&c->node);
 	list_append(&rt->dead, &c->node);
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	conn_disable(c->conn, EV_READ | EV_WRITE);
 	event_active(rt->reaper, 0, 0);
 }
 
@@ -182,12 +180,12 @@ static void client_close_common(struct client *c, enum close_reason reason)
 		if (c->servers[i])
 			server_terminate(c->servers[i]);
 	}
-	if (!c->bev) {
+	if (!c->conn) {
 		client_kill(c);
 		return;
 	}
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	conn_disable(c->conn, EV_READ);
+	if (conn_output_length(c->conn) == 0) {
 		client_kill(c);
 		return;
 	}
@@ -196,8 +194,8 @@ static void client_close_common(struct client *c, enum close_reason reason)
 		struct timeval tv = { CLOSE_GRACE_SECONDS, 0 };
 		evtimer_add(c->timer, &tv);
 	}
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	bufferevent_enable(c->bev, EV_WRITE);
+	conn_set_lowat(c->conn, 0);
+	conn_enable(c->conn, EV_WRITE);
 }
 
 void client_close(struct client *c, enum close_reason reason, const char *msg)
@@ -205,13 +203,13 @@ void client_close(struct client *c, enum close_reason reason, const char *msg)
 	if (c->state == CL_CLOSING)
 		return;
 	const struct close_info *ci = &close_table[reason];
-	if (msg && ci->sqlstate && c->bev && c->state != CL_TLS) {
+	if (msg && ci->sqlstate && c->conn && c->state != CL_TLS) {
 		uint8_t storage[512];
 		struct wbuf b;
 		wbuf_init_fixed(&b, storage, sizeof(storage));
 		build_error(&b, PqMsg_ErrorResponse, "FATAL", ci->sqlstate, msg, NULL, NULL);
 		if (wbuf_ok(&b))
-			bufferevent_write(c->bev, b.data, b.len);
+			conn_write(c->conn, b.data, b.len);
 		log_msg(ci->level, c->id, "%s", msg);
 	}
 	client_close_common(c, reason);
@@ -221,8 +219,8 @@ void client_close_raw(struct client *c, enum close_reason reason, const uint8_t 
 {
 	if (c->state == CL_CLOSING)
 		return;
-	if (raw && c->bev)
-		bufferevent_write(c->bev, raw, len);
+	if (raw && c->conn)
+		conn_write(c->conn, raw, len);
 	client_close_common(c, reason);
 }
 
@@ -230,9 +228,9 @@ static void client_free(struct client *c)
 {
 	for (int i = 0; i < SLOT__COUNT; i++)
 		server_free(c->servers[i]);
-	if (c->bev)
-		bufferevent_free(c->bev);
-	if (!c->bev_owns_fd && c->fd >= 0)
+	bool fd_owned = c->conn && conn_owns_fd(c->conn);
+	conn_free(c->conn);
+	if (!fd_owned && c->fd >= 0)
 		evutil_closesocket(c->fd);
 	if (c->timer)
 		event_free(c->timer);
@@ -262,7 +260,7 @@ static void client_start_tls(struct client *c)
 {
 	/* The 'S' must reach the client before the handshake starts, and
 	 * nothing may be queued before it. */
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 ||
+	if (conn_output_length(c->conn) != 0 ||
 	    send(c->fd, "S", 1, MSG_NOSIGNAL) != 1) {
 		client_close(c, CLOSE_TLS_ERROR, NULL);
 		return;
@@ -272,20 +270,13 @@ static void client_start_tls(struct client *c)
 		client_close(c, CLOSE_TLS_ERROR, NULL);
 		return;
 	}
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-	bufferevent_free(c->bev);
-	c->bev = bufferevent_openssl_socket_new(rt->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (!c->bev) {
+	if (conn_start_tls(c->conn, ssl, BUFFEREVENT_SSL_ACCEPTING) < 0) {
 		SSL_free(ssl);
 		client_close(c, CLOSE_TLS_ERROR, NULL);
 		return;
 	}
-	c->bev_owns_fd = true;
 	c->tls = true;
 	client_set_state(c, CL_TLS);
-	bufferevent_setcb(c->bev, client_on_read, client_on_write, client_on_event, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void client_auth_ok(struct client *c);
@@ -407,7 +398,7 @@ static void client_handle_startup(struct client *c)
 
 static void client_read_startup(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = conn_input(c->conn);
 	for (;;) {
 		size_t avail = evbuffer_get_length(in);
 		if (avail < 4)
@@ -562,7 +553,7 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 
 static void client_read_auth(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = conn_input(c->conn);
 	if (evbuffer_get_length(in) < MSG_HEADER_LEN)
 		return;
 	uint8_t hdr[MSG_HEADER_LEN];
@@ -681,7 +672,7 @@ void client_server_ready(struct client *c, struct server *s)
 		return;
 	evtimer_del(c->timer);
 	client_set_state(c, CL_ACTIVE);
-	bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
+	conn_set_lowat(c->conn, RELAY_LOW_WATERMARK);
 	log_info(c->id, "login user=%s database=%s addr=%s path=%s backend_pid=%u", c->user,
 		 c->database, c->addr, c->cfg->paths[s->path].name, s->backend_pid);
 	if (rt->flags->values.dual_write)
@@ -694,7 +685,7 @@ void client_resume(struct client *c)
 {
 	if (c->state != CL_ACTIVE)
 		return;
-	bufferevent_enable(c->bev, EV_READ);
+	conn_enable(c->conn, EV_READ);
 	relay_client_input(c);
 }
 
@@ -722,7 +713,7 @@ void client_server_failed(struct client *c, struct server *s, enum close_reason 
 
 /* ---- callbacks -------------------------------------------------------- */
 
-static void client_on_read(struct bufferevent *bev, void *arg)
+static void client_on_read(struct conn *cn, void *arg)
 {
 	struct client *c = arg;
 	switch (c->state) {
@@ -739,16 +730,16 @@ static void client_on_read(struct bufferevent *bev, void *arg)
 	case CL_CONNECTING:
 		break;  /* kept in the input buffer until the session is ready */
 	case CL_CLOSING:
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(conn_input(cn), evbuffer_get_length(conn_input(cn)));
 		break;
 	}
 }
 
-static void client_on_write(struct bufferevent *bev, void *arg)
+static void client_on_write(struct conn *cn, void *arg)
 {
 	struct client *c = arg;
 	if (c->state == CL_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (conn_output_length(cn) == 0)
 			client_kill(c);
 		return;
 	}
@@ -756,8 +747,9 @@ static void client_on_write(struct bufferevent *bev, void *arg)
 		relay_client_drained(c);
 }
 
-static void client_on_event(struct bufferevent *bev, short what, void *arg)
+static void client_on_event(struct conn *cn, short what, void *arg)
 {
+	(void)cn;
 	struct client *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (c->state == CL_TLS) {

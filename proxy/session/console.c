@@ -14,12 +14,11 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdlib.h>
 
 void console_input(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = conn_input(c->conn);
 	while (c->state == CL_ACTIVE) {
 		size_t avail = evbuffer_get_length(in);
 		if (avail < MSG_HEADER_LEN)
@@ -79,7 +78,7 @@ void console_input(struct client *c)
 			break;
 		}
 		free(msg);
-		if (out.len && (!wbuf_ok(&out) || bufferevent_write(c->bev, out.data, out.len) < 0)) {
+		if (out.len && (!wbuf_ok(&out) || conn_write(c->conn, out.data, out.len) < 0)) {
 			wbuf_free(&out);
 			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 			return;

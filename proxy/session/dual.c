@@ -29,7 +29,6 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,7 +296,7 @@ void dual_shadow_ready(struct client *c, struct server *s)
 static void dual_shadow_write(struct client *c, const void *p, size_t n)
 {
 	struct server *s = dual_shadow(c);
-	if (s && bufferevent_write(s->bev, p, n) < 0)
+	if (s && conn_write(s->conn, p, n) < 0)
 		dual_shadow_lost(c, s, "out of memory");
 }
 
@@ -414,7 +413,7 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 void dual_shadow_input(struct server *s)
 {
 	struct client *c = s->client;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	while (c->state == CL_ACTIVE) {
 		struct dual *d = c->dual;  /* dual_progress may end dual writes */
 		size_t avail = evbuffer_get_length(in);
@@ -615,7 +614,7 @@ static void dual_progress(struct client *c)
 			    d->shadow_error ? d->shadow_sqlstate : "08006", message, NULL, NULL);
 		bool in_tx = c->tx_status != 'I';
 		if (wbuf_ok(&b))
-			bufferevent_write(c->bev, b.data, b.len);
+			conn_write(c->conn, b.data, b.len);
 		wbuf_free(&b);
 		/* The mirrored part is not journaled: the client was told it failed. */
 		if (d->n_tx) {
@@ -743,7 +742,7 @@ static bool dual_poisoned_query(struct client *c, struct server *p, const struct
 		    "current transaction is aborted, commands ignored until end of transaction block",
 		    NULL, NULL);
 	if (wbuf_ok(&b))
-		bufferevent_write(c->bev, b.data, b.len);
+		conn_write(c->conn, b.data, b.len);
 	wbuf_free(&b);
 	relay_release_ready(c, 'E');
 	return true;

@@ -116,24 +116,26 @@ static inline bool relay_take_remaining(size_t avail, size_t *fwd, uint32_t *rem
 	return *rem != 0;
 }
 
-/* Moves the first N bytes of IN to a server's OUT (counted as received from the client). */
-static void relay_move_to_server(struct evbuffer *in, struct evbuffer *out, size_t n)
+/* Sends the first N bytes of IN to a server (counted as received from the client). */
+static void relay_move_to_server(struct evbuffer *in, struct conn *out, size_t n)
 {
 	rt->stats.bytes_from_clients += n;
-	evbuffer_remove_buffer(in, out, n);
+	if (conn_move(out, in, n) < 0)
+		evbuffer_drain(in, n);  /* out of memory: the session ends below */
 }
 
-/* Moves the first N bytes of IN to OUT (counted as sent to the client). */
-static void relay_move_to_client(struct evbuffer *in, struct evbuffer *out, size_t n)
+/* Sends the first N bytes of IN to the client (counted as sent to it). */
+static void relay_move_to_client(struct evbuffer *in, struct conn *out, size_t n)
 {
 	rt->stats.bytes_to_clients += n;
-	evbuffer_remove_buffer(in, out, n);
+	if (conn_move(out, in, n) < 0)
+		evbuffer_drain(in, n);
 }
 
 /* One message of an injected request's answer (replay after a switch):
  * ParameterStatus is relayed, the rest dropped. The message is whole at the
  * front of IN. */
-static void relay_swallow(struct server *s, struct evbuffer *in, struct evbuffer *out,
+static void relay_swallow(struct server *s, struct evbuffer *in, struct conn *out,
 			  uint8_t type, uint32_t len)
 {
 	if (type == PqMsg_ParameterStatus) {
@@ -178,8 +180,8 @@ void relay_server_input(struct server *s)
 	struct client *c = s->client;
 	if (c->state != CL_ACTIVE)
 		return;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *in = conn_input(s->conn);
+	struct conn *out = c->conn;
 	size_t avail = evbuffer_get_length(in);
 	size_t fwd = 0;
 	uint32_t rem = s->s2c_remaining;
@@ -253,9 +255,9 @@ void relay_server_input(struct server *s)
 	s->s2c_remaining = rem;
 	if (fwd)
 		relay_move_to_client(in, out, fwd);
-	if (evbuffer_get_length(out) > RELAY_HIGH_WATERMARK && !s->throttled) {
+	if (conn_output_length(out) > RELAY_HIGH_WATERMARK && !s->throttled) {
 		s->throttled = true;
-		bufferevent_disable(s->bev, EV_READ);
+		conn_disable(s->conn, EV_READ);
 	}
 	if (boundary)
 		relay_boundary(c);
@@ -263,11 +265,9 @@ void relay_server_input(struct server *s)
 
 void relay_release_ready(struct client *c, char status)
 {
-	static const uint8_t z[5] = { PqMsg_ReadyForQuery, 0, 0, 0, 5 };
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evbuffer_add(out, z, sizeof(z));
-	evbuffer_add(out, &status, 1);
-	rt->stats.bytes_to_clients += sizeof(z) + 1;
+	const uint8_t z[6] = { PqMsg_ReadyForQuery, 0, 0, 0, 5, (uint8_t)status };
+	conn_write(c->conn, z, sizeof(z));
+	rt->stats.bytes_to_clients += sizeof(z);
 	c->tx_status = status;
 	if (c->pending_syncs && --c->pending_syncs == 0) {
 		relay_record_latency(c);
@@ -297,7 +297,7 @@ void relay_client_input(struct client *c)
 	 * must already run where the flags now say. */
 	if (c->tx_status == 'I' && c->pending_syncs == 0 && c->state == CL_ACTIVE &&
 	    (c->flags_generation != rt->flags->generation || c->pending_tag_set) &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
+	    evbuffer_get_length(conn_input(c->conn)) != 0) {
 		steer_boundary(c);
 		if (c->state != CL_ACTIVE)
 			return;
@@ -309,8 +309,8 @@ void relay_client_input(struct client *c)
 		return;  /* held at the boundary until RESUME */
 	if (c->dual && dual_gated(c))
 		return;  /* a request involving the shadow is in flight */
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *in = conn_input(c->conn);
+	struct conn *out = s->conn;
 	size_t avail = evbuffer_get_length(in);
 	size_t fwd = 0;
 	uint32_t rem = c->c2s_remaining;
@@ -391,9 +391,9 @@ void relay_client_input(struct client *c)
 		client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
 		return;
 	}
-	if (evbuffer_get_length(out) > RELAY_HIGH_WATERMARK && !c->throttled) {
+	if (conn_output_length(out) > RELAY_HIGH_WATERMARK && !c->throttled) {
 		c->throttled = true;
-		bufferevent_disable(c->bev, EV_READ);
+		conn_disable(c->conn, EV_READ);
 	}
 }
 
@@ -403,7 +403,7 @@ void relay_client_drained(struct client *c)
 	if (!s || !s->throttled || s->state != SV_READY)
 		return;
 	s->throttled = false;
-	bufferevent_enable(s->bev, EV_READ);
+	conn_enable(s->conn, EV_READ);
 	relay_server_input(s);
 }
 
@@ -413,6 +413,6 @@ void relay_server_drained(struct server *s)
 	if (!c->throttled || c->state != CL_ACTIVE || c->servers[c->active_slot] != s)
 		return;
 	c->throttled = false;
-	bufferevent_enable(c->bev, EV_READ);
+	conn_enable(c->conn, EV_READ);
 	relay_client_input(c);
 }

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "ctl/config.h"
 #include "ctl/http.h"
+#include "io/conn.h"
 #include "io/listener.h"
 #include "io/tls.h"
 #include "route/flag_history.h"
@@ -270,6 +271,7 @@ void runtime_free(void)
 		event_free(rt->reaper);
 	if (rt->drain_timer)
 		event_free(rt->drain_timer);
+	conn_shutdown();
 	if (rt->dns)
 		evdns_base_free(rt->dns, 0);
 	if (rt->base)

@@ -26,7 +26,6 @@
 #include "wire/scram.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -39,9 +38,9 @@
 
 #define SERVER_MAX_SINGLE_READ (128 * 1024)
 
-static void server_on_read(struct bufferevent *bev, void *arg);
-static void server_on_write(struct bufferevent *bev, void *arg);
-static void server_on_event(struct bufferevent *bev, short what, void *arg);
+static void server_on_read(struct conn *cn, void *arg);
+static void server_on_write(struct conn *cn, void *arg);
+static void server_on_event(struct conn *cn, short what, void *arg);
 static void server_on_timer(evutil_socket_t fd, short what, void *arg);
 
 static const struct path_config *server_path(const struct server *s)
@@ -82,16 +81,15 @@ struct server *server_connect(struct client *c, int path)
 	s->fd = -1;
 	s->state = SV_CONNECTING;
 	wbuf_init(&s->login_params);
-	s->bev = bufferevent_socket_new(rt->base, -1, 0);
+	s->conn = conn_new_connecting(rt->base);
 	s->timer = evtimer_new(rt->base, server_on_timer, s);
-	if (!s->bev || !s->timer)
+	if (!s->conn || !s->timer)
 		goto out_free;
-	bufferevent_setcb(s->bev, server_on_read, server_on_write, server_on_event, s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	conn_setcb(s->conn, server_on_read, server_on_write, server_on_event, s);
 	uint32_t ms = c->cfg->server_connect_timeout_ms;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	evtimer_add(s->timer, &tv);
-	if (bufferevent_socket_connect_hostname(s->bev, rt->dns, AF_UNSPEC, p->host, p->port) < 0)
+	if (conn_connect_hostname(s->conn, rt->dns, p->host, p->port) < 0)
 		goto out_free;
 	log_debug(c->id, "connecting to path %s (%s:%d)", p->name, p->host, p->port);
 	return s;
@@ -104,10 +102,11 @@ void server_free(struct server *s)
 {
 	if (!s)
 		return;
-	if (s->bev) {
-		evutil_socket_t fd = bufferevent_getfd(s->bev);
-		bufferevent_free(s->bev);
-		if (!s->bev_owns_fd && fd >= 0)
+	if (s->conn) {
+		evutil_socket_t fd = conn_fd(s->conn);
+		bool fd_owned = conn_owns_fd(s->conn);
+		conn_free(s->conn);
+		if (!fd_owned && fd >= 0)
 			evutil_closesocket(fd);
 	}
 	if (s->timer)
@@ -124,14 +123,14 @@ void server_terminate(struct server *s)
 {
 	/* The socket is closed when the owner is reaped; a READY plain
 	 * connection gets a Terminate first so the server logs a clean exit. */
-	if (s->state == SV_READY && !s->bev_owns_fd && s->bev) {
+	if (s->state == SV_READY && s->conn && !conn_owns_fd(s->conn)) {
 		static const uint8_t terminate[5] = { PqMsg_Terminate, 0, 0, 0, 4 };
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-			(void)!send(bufferevent_getfd(s->bev), terminate, sizeof(terminate),
+		if (conn_output_length(s->conn) == 0)
+			(void)!send(conn_fd(s->conn), terminate, sizeof(terminate),
 				    MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
-	if (s->bev)
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->conn)
+		conn_disable(s->conn, EV_READ | EV_WRITE);
 	if (s->timer)
 		evtimer_del(s->timer);
 	s->state = SV_CLOSED;
@@ -141,7 +140,7 @@ void server_terminate(struct server *s)
 
 static void server_send(struct server *s, struct wbuf *b)
 {
-	if (!wbuf_ok(b) || bufferevent_write(s->bev, b->data, b->len) < 0)
+	if (!wbuf_ok(b) || conn_write(s->conn, b->data, b->len) < 0)
 		server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
 }
 
@@ -191,26 +190,17 @@ static void server_start_tls(struct server *s)
 			    tls_error_string());
 		return;
 	}
-	evutil_socket_t fd = bufferevent_getfd(s->bev);
-	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	bufferevent_free(s->bev);
-	s->bev = bufferevent_openssl_socket_new(rt->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (!s->bev) {
+	if (conn_start_tls(s->conn, ssl, BUFFEREVENT_SSL_CONNECTING) < 0) {
 		SSL_free(ssl);
-		evutil_closesocket(fd);
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE, "pgturnout: out of memory");
 		return;
 	}
-	s->bev_owns_fd = true;
 	s->state = SV_TLS_HANDSHAKE;
-	bufferevent_setcb(s->bev, server_on_read, server_on_write, server_on_event, s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 static void server_read_ssl_answer(struct server *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	if (evbuffer_get_length(in) < 1)
 		return;
 	uint8_t answer;
@@ -380,7 +370,7 @@ static void server_auth_request(struct server *s, const uint8_t *body, size_t le
 
 static void server_read_login(struct server *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	while (s->state == SV_LOGIN) {
 		size_t avail = evbuffer_get_length(in);
 		if (avail < MSG_HEADER_LEN)
@@ -437,8 +427,8 @@ static void server_read_login(struct server *s)
 			}
 			s->state = SV_READY;
 			evtimer_del(s->timer);
-			bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_LOW_WATERMARK, 0);
-			bufferevent_set_max_single_read(s->bev, SERVER_MAX_SINGLE_READ);
+			conn_set_lowat(s->conn, RELAY_LOW_WATERMARK);
+			conn_set_max_read(s->conn, SERVER_MAX_SINGLE_READ);
 			client_server_ready(s->client, s);
 			return;
 		default:
@@ -454,8 +444,9 @@ static void server_read_login(struct server *s)
 
 /* ---- callbacks -------------------------------------------------------- */
 
-static void server_on_read(struct bufferevent *bev, void *arg)
+static void server_on_read(struct conn *cn, void *arg)
 {
+	(void)cn;
 	struct server *s = arg;
 	switch (s->state) {
 	case SV_SSL_NEGOTIATE:
@@ -475,21 +466,22 @@ static void server_on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void server_on_write(struct bufferevent *bev, void *arg)
+static void server_on_write(struct conn *cn, void *arg)
 {
+	(void)cn;
 	struct server *s = arg;
 	if (s->state == SV_READY)
 		relay_server_drained(s);
 }
 
-static void server_on_event(struct bufferevent *bev, short what, void *arg)
+static void server_on_event(struct conn *cn, short what, void *arg)
 {
 	struct server *s = arg;
 	const struct path_config *p = server_path(s);
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == SV_CONNECTING) {
 			int one = 1;
-			s->fd = bufferevent_getfd(bev);
+			s->fd = conn_fd(cn);
 			setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 			if (p->sslmode == SSLMODE_DISABLE) {
@@ -511,7 +503,7 @@ static void server_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	switch (s->state) {
 	case SV_CONNECTING: {
-		int dns_err = bufferevent_socket_get_dns_error(bev);
+		int dns_err = conn_dns_error(cn);
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 			    "pgturnout: cannot connect to path \"%s\" (%s:%d): %s", p->name, p->host,
 			    p->port, dns_err ? evutil_gai_strerror(dns_err)

@@ -34,7 +34,6 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,7 +344,7 @@ void steer_boundary(struct client *c)
 	if (c->admin || c->state != CL_ACTIVE)
 		return;
 	if (rt->paused) {
-		bufferevent_disable(c->bev, EV_READ);
+		conn_disable(c->conn, EV_READ);
 		return;
 	}
 	steer_reroute(c);
@@ -399,7 +398,7 @@ static enum rewrite_dir steer_dir(const struct client *c)
 
 static void steer_server_write(struct client *c, struct server *s, const void *p, size_t n)
 {
-	if (bufferevent_write(s->bev, p, n) < 0)
+	if (conn_write(s->conn, p, n) < 0)
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 }
 
@@ -663,7 +662,7 @@ void steer_server_ready(struct client *c, struct server *s)
 	/* The new backend's parameters reach the client (they may differ from
 	 * the old one's, e.g. server_version on another server). */
 	if (s->login_params.len)
-		bufferevent_write(c->bev, s->login_params.data, s->login_params.len);
+		conn_write(c->conn, s->login_params.data, s->login_params.len);
 	static struct session_state empty;
 	struct session_state *st = c->state_log ? c->state_log : &empty;
 	if (st->n_sets == 0 && st->n_stmts == 0 && s->n_stmts == 0)
@@ -681,7 +680,7 @@ void steer_server_ready(struct client *c, struct server *s)
 		build_end(&b, off);
 		requests++;
 	}
-	if (!wbuf_ok(&b) || bufferevent_write(s->bev, b.data, b.len) < 0) {
+	if (!wbuf_ok(&b) || conn_write(s->conn, b.data, b.len) < 0) {
 		wbuf_free(&b);
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;

@@ -1,0 +1,579 @@
+/*
+ * io/conn.c — session sockets; see conn.h.
+ *
+ * Plain sockets: reads land in a shared scratch area and are appended to the
+ * input buffer (one small allocation, no FIONREAD); sends use sendmsg() on
+ * the buffer's own extents. The write event is armed only after the kernel
+ * refused bytes, so a request and its answer cost one recv and one send per
+ * direction and no epoll_ctl at all.
+ *
+ * Bufferevents (connect phase, TLS): the calls map one to one, and their
+ * callbacks are wrapped so that queued plain writes are flushed when the
+ * outermost callback returns, whichever kind ran it.
+ */
+#include "io/conn.h"
+
+#include "core/list.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define CONN_DEFAULT_MAX_READ (16 * 1024)
+#define CONN_SCRATCH_SIZE (128 * 1024)
+#define CONN_MAX_IOV 16
+
+enum conn_mode {
+	CONN_PLAIN,             /* our own events on the fd */
+	CONN_BEV,               /* a bufferevent: connecting, or TLS */
+};
+
+struct conn {
+	enum conn_mode mode;
+	evutil_socket_t fd;             /* borrows (CONN_PLAIN) */
+	struct event_base *base;        /* borrows */
+	struct bufferevent *bev;        /* owns (CONN_BEV) */
+	struct evbuffer *in;            /* owns (CONN_PLAIN) */
+	struct evbuffer *out;           /* owns (CONN_PLAIN) */
+	struct event *rev;              /* owns (CONN_PLAIN) */
+	struct event *wev;              /* owns (CONN_PLAIN) */
+	conn_data_cb readcb;
+	conn_data_cb writecb;
+	conn_event_cb eventcb;
+	void *arg;                      /* borrows */
+	size_t lowat;
+	size_t max_read;
+	int error;                      /* errno of a failed send, reported from the flush */
+	bool reading;                   /* EV_READ enabled */
+	bool writing;                   /* EV_WRITE enabled */
+	bool connecting;                /* CONN_BEV until connected */
+	bool tls;                       /* CONN_BEV for good; the bufferevent owns the fd */
+	bool wev_armed;
+	bool queued;                    /* on loop.pending */
+	struct list_node pending;
+};
+
+static struct {
+	struct event *flush_ev;         /* owns */
+	int depth;                      /* callbacks running */
+	struct list_node pending;       /* connections with queued writes */
+	char scratch[CONN_SCRATCH_SIZE];
+} loop;
+
+static void conn_run_pending(void);
+
+static void conn_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	conn_run_pending();
+}
+
+static int conn_loop_init(struct event_base *base)
+{
+	if (loop.flush_ev)
+		return 0;
+	list_init(&loop.pending);
+	loop.flush_ev = event_new(base, -1, 0, conn_on_flush, NULL);
+	return loop.flush_ev ? 0 : -1;
+}
+
+void conn_shutdown(void)
+{
+	if (loop.flush_ev)
+		event_free(loop.flush_ev);
+	loop.flush_ev = NULL;
+}
+
+static inline void conn_enter(void)
+{
+	loop.depth++;
+}
+
+static inline void conn_leave(void)
+{
+	if (--loop.depth == 0 && !list_empty(&loop.pending))
+		conn_run_pending();
+}
+
+/* Writes of CN wait for the end of the outermost callback (or the next
+ * loop turn when none is running). */
+static void conn_queue(struct conn *cn)
+{
+	if (cn->queued)
+		return;
+	cn->queued = true;
+	list_append(&loop.pending, &cn->pending);
+	if (loop.depth == 0)
+		event_active(loop.flush_ev, EV_WRITE, 0);
+}
+
+static void conn_unqueue(struct conn *cn)
+{
+	if (!cn->queued)
+		return;
+	cn->queued = false;
+	list_del(&cn->pending);
+}
+
+/* Sends up to LIMIT bytes from the front of BUF. Returns the bytes sent
+ * (0 when the socket is full) or -1 with errno. */
+static ssize_t conn_send_extents(evutil_socket_t fd, struct evbuffer *buf, size_t limit)
+{
+	struct evbuffer_iovec vec[CONN_MAX_IOV];
+	int n = evbuffer_peek(buf, (ev_ssize_t)limit, NULL, vec, CONN_MAX_IOV);
+	if (n > CONN_MAX_IOV)
+		n = CONN_MAX_IOV;
+	struct iovec iov[CONN_MAX_IOV];
+	size_t total = 0;
+	int k = 0;
+	for (; k < n && total < limit; k++) {
+		size_t len = vec[k].iov_len;
+		if (len > limit - total)
+			len = limit - total;
+		iov[k].iov_base = vec[k].iov_base;
+		iov[k].iov_len = len;
+		total += len;
+	}
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
+	ssize_t w;
+	do
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (w > 0)
+		evbuffer_drain(buf, (size_t)w);
+	return w;
+}
+
+static void conn_report(struct conn *cn, short what)
+{
+	if (cn->eventcb)
+		cn->eventcb(cn, what, cn->arg);
+}
+
+static void conn_arm_write(struct conn *cn)
+{
+	if (!cn->wev_armed && event_add(cn->wev, NULL) == 0)
+		cn->wev_armed = true;
+}
+
+static void conn_disarm_write(struct conn *cn)
+{
+	if (cn->wev_armed) {
+		event_del(cn->wev);
+		cn->wev_armed = false;
+	}
+}
+
+/* Sends what is queued; runs the write callback once the output is down to
+ * the low watermark. May end in a callback that frees other connections
+ * (never CN itself: its owner schedules that). */
+static void conn_flush(struct conn *cn)
+{
+	if (cn->mode != CONN_PLAIN)
+		return;
+	if (cn->error) {
+		errno = cn->error;
+		cn->error = 0;
+		conn_disarm_write(cn);
+		conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+		return;
+	}
+	if (!cn->writing)
+		return;
+	size_t len = evbuffer_get_length(cn->out);
+	if (len == 0) {
+		conn_disarm_write(cn);
+		return;
+	}
+	ssize_t w = conn_send_extents(cn->fd, cn->out, len);
+	if (w < 0) {
+		conn_disarm_write(cn);
+		conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+		return;
+	}
+	len -= (size_t)w;
+	if (len)
+		conn_arm_write(cn);
+	else
+		conn_disarm_write(cn);
+	if (w > 0 && len <= cn->lowat && cn->writecb)
+		cn->writecb(cn, cn->arg);
+}
+
+static void conn_run_pending(void)
+{
+	loop.depth++;
+	while (!list_empty(&loop.pending)) {
+		struct conn *cn = list_entry(loop.pending.next, struct conn, pending);
+		conn_unqueue(cn);
+		conn_flush(cn);
+	}
+	loop.depth--;
+}
+
+/* ---- plain sockets ------------------------------------------------------ */
+
+static void conn_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct conn *cn = arg;
+	ssize_t n;
+	do
+		n = recv(fd, loop.scratch, cn->max_read, 0);
+	while (n < 0 && errno == EINTR);
+	conn_enter();
+	if (n > 0) {
+		if (evbuffer_add(cn->in, loop.scratch, (size_t)n) == 0) {
+			if (cn->readcb)
+				cn->readcb(cn, cn->arg);
+		} else {
+			errno = ENOMEM;
+			conn_disable(cn, EV_READ);
+			conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_READING);
+		}
+	} else if (n == 0) {
+		conn_disable(cn, EV_READ);
+		conn_report(cn, BEV_EVENT_EOF | BEV_EVENT_READING);
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		conn_disable(cn, EV_READ);
+		conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_READING);
+	}
+	conn_leave();
+}
+
+static void conn_on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *cn = arg;
+	conn_enter();
+	conn_unqueue(cn);
+	conn_flush(cn);
+	conn_leave();
+}
+
+/* Sets up the plain-socket parts on FD. */
+static int conn_plain_init(struct conn *cn, evutil_socket_t fd)
+{
+	cn->fd = fd;
+	if (!cn->in)
+		cn->in = evbuffer_new();
+	if (!cn->out)
+		cn->out = evbuffer_new();
+	cn->rev = event_new(cn->base, fd, EV_READ | EV_PERSIST, conn_on_readable, cn);
+	cn->wev = event_new(cn->base, fd, EV_WRITE | EV_PERSIST, conn_on_writable, cn);
+	if (!cn->in || !cn->out || !cn->rev || !cn->wev)
+		return -1;
+	cn->mode = CONN_PLAIN;
+	if (cn->reading && event_add(cn->rev, NULL) < 0)
+		return -1;
+	if (cn->writing && evbuffer_get_length(cn->out))
+		conn_queue(cn);
+	return 0;
+}
+
+static void conn_plain_release(struct conn *cn)
+{
+	conn_unqueue(cn);
+	if (cn->rev)
+		event_free(cn->rev);
+	if (cn->wev)
+		event_free(cn->wev);
+	cn->rev = cn->wev = NULL;
+	cn->wev_armed = false;
+}
+
+static struct conn *conn_alloc(struct event_base *base)
+{
+	if (conn_loop_init(base) < 0)
+		return NULL;
+	struct conn *cn = calloc(1, sizeof(*cn));
+	if (!cn)
+		return NULL;
+	cn->base = base;
+	cn->fd = -1;
+	cn->max_read = CONN_DEFAULT_MAX_READ;
+	cn->reading = true;
+	cn->writing = true;
+	list_init(&cn->pending);
+	return cn;
+}
+
+struct conn *conn_new(struct event_base *base, evutil_socket_t fd)
+{
+	struct conn *cn = conn_alloc(base);
+	if (!cn)
+		return NULL;
+	if (conn_plain_init(cn, fd) < 0) {
+		conn_free(cn);
+		return NULL;
+	}
+	return cn;
+}
+
+/* ---- bufferevents --------------------------------------------------------- */
+
+static void conn_bev_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct conn *cn = arg;
+	conn_enter();
+	if (cn->readcb)
+		cn->readcb(cn, cn->arg);
+	conn_leave();
+}
+
+static void conn_bev_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct conn *cn = arg;
+	conn_enter();
+	if (cn->writecb)
+		cn->writecb(cn, cn->arg);
+	conn_leave();
+}
+
+/* Connected: from now on a plain socket of our own. */
+static int conn_leave_bev(struct conn *cn)
+{
+	struct bufferevent *bev = cn->bev;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	cn->in = evbuffer_new();
+	cn->out = evbuffer_new();
+	if (!cn->in || !cn->out)
+		return -1;
+	evbuffer_add_buffer(cn->in, bufferevent_get_input(bev));
+	evbuffer_add_buffer(cn->out, bufferevent_get_output(bev));
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	bufferevent_free(bev);  /* without BEV_OPT_CLOSE_ON_FREE: the fd stays open */
+	cn->bev = NULL;
+	cn->connecting = false;
+	return conn_plain_init(cn, fd);
+}
+
+static void conn_bev_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct conn *cn = arg;
+	conn_enter();
+	if ((what & BEV_EVENT_CONNECTED) && cn->connecting && conn_leave_bev(cn) < 0) {
+		errno = ENOMEM;
+		what = BEV_EVENT_ERROR;
+	}
+	conn_report(cn, what);
+	conn_leave();
+}
+
+static void conn_bev_setup(struct conn *cn)
+{
+	bufferevent_setcb(cn->bev, conn_bev_read, conn_bev_write, conn_bev_event, cn);
+	bufferevent_setwatermark(cn->bev, EV_WRITE, cn->lowat, 0);
+	bufferevent_set_max_single_read(cn->bev, cn->max_read);
+	short on = (short)((cn->reading ? EV_READ : 0) | (cn->writing ? EV_WRITE : 0));
+	bufferevent_enable(cn->bev, on);
+	cn->mode = CONN_BEV;
+}
+
+struct conn *conn_new_connecting(struct event_base *base)
+{
+	struct conn *cn = conn_alloc(base);
+	if (!cn)
+		return NULL;
+	cn->bev = bufferevent_socket_new(base, -1, 0);
+	if (!cn->bev) {
+		free(cn);
+		return NULL;
+	}
+	cn->connecting = true;
+	conn_bev_setup(cn);
+	return cn;
+}
+
+int conn_connect_hostname(struct conn *cn, struct evdns_base *dns, const char *host, int port)
+{
+	if (!cn->connecting)
+		return -1;
+	return bufferevent_socket_connect_hostname(cn->bev, dns, AF_UNSPEC, host, port);
+}
+
+int conn_dns_error(const struct conn *cn)
+{
+	return cn->bev ? bufferevent_socket_get_dns_error(cn->bev) : 0;
+}
+
+int conn_start_tls(struct conn *cn, SSL *ssl, enum bufferevent_ssl_state state)
+{
+	if (cn->mode != CONN_PLAIN)
+		return -1;
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+		cn->base, cn->fd, ssl, state, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!bev)
+		return -1;
+	conn_plain_release(cn);
+	/* Nothing read or queued before the handshake belongs to the TLS
+	 * session (the caller checked there was nothing to keep). */
+	evbuffer_free(cn->in);
+	evbuffer_free(cn->out);
+	cn->in = cn->out = NULL;
+	cn->fd = -1;
+	cn->bev = bev;
+	cn->tls = true;
+	conn_bev_setup(cn);
+	return 0;
+}
+
+bool conn_owns_fd(const struct conn *cn)
+{
+	return cn->tls;
+}
+
+/* ---- both kinds ---------------------------------------------------------- */
+
+void conn_free(struct conn *cn)
+{
+	if (!cn)
+		return;
+	conn_plain_release(cn);
+	if (cn->bev)
+		bufferevent_free(cn->bev);
+	if (cn->in)
+		evbuffer_free(cn->in);
+	if (cn->out)
+		evbuffer_free(cn->out);
+	free(cn);
+}
+
+void conn_setcb(struct conn *cn, conn_data_cb readcb, conn_data_cb writecb,
+		conn_event_cb eventcb, void *arg)
+{
+	cn->readcb = readcb;
+	cn->writecb = writecb;
+	cn->eventcb = eventcb;
+	cn->arg = arg;
+}
+
+void conn_enable(struct conn *cn, short what)
+{
+	if (cn->mode == CONN_BEV) {
+		if (what & EV_READ)
+			cn->reading = true;
+		if (what & EV_WRITE)
+			cn->writing = true;
+		bufferevent_enable(cn->bev, what);
+		return;
+	}
+	if ((what & EV_READ) && !cn->reading) {
+		cn->reading = true;
+		event_add(cn->rev, NULL);
+	}
+	if ((what & EV_WRITE) && !cn->writing) {
+		cn->writing = true;
+		if (evbuffer_get_length(cn->out))
+			conn_queue(cn);
+	}
+}
+
+void conn_disable(struct conn *cn, short what)
+{
+	if (cn->mode == CONN_BEV) {
+		if (what & EV_READ)
+			cn->reading = false;
+		if (what & EV_WRITE)
+			cn->writing = false;
+		bufferevent_disable(cn->bev, what);
+		return;
+	}
+	if ((what & EV_READ) && cn->reading) {
+		cn->reading = false;
+		event_del(cn->rev);
+	}
+	if ((what & EV_WRITE) && cn->writing) {
+		cn->writing = false;
+		conn_disarm_write(cn);
+		conn_unqueue(cn);
+	}
+}
+
+void conn_set_lowat(struct conn *cn, size_t lowat)
+{
+	cn->lowat = lowat;
+	if (cn->mode == CONN_BEV)
+		bufferevent_setwatermark(cn->bev, EV_WRITE, lowat, 0);
+}
+
+void conn_set_max_read(struct conn *cn, size_t max)
+{
+	if (max > CONN_SCRATCH_SIZE)
+		max = CONN_SCRATCH_SIZE;
+	cn->max_read = max;
+	if (cn->mode == CONN_BEV)
+		bufferevent_set_max_single_read(cn->bev, max);
+}
+
+evutil_socket_t conn_fd(const struct conn *cn)
+{
+	return cn->mode == CONN_BEV ? bufferevent_getfd(cn->bev) : cn->fd;
+}
+
+struct evbuffer *conn_input(struct conn *cn)
+{
+	return cn->mode == CONN_BEV ? bufferevent_get_input(cn->bev) : cn->in;
+}
+
+size_t conn_output_length(const struct conn *cn)
+{
+	if (cn->mode == CONN_BEV)
+		return evbuffer_get_length(bufferevent_get_output(cn->bev));
+	return evbuffer_get_length(cn->out);
+}
+
+int conn_write(struct conn *cn, const void *data, size_t len)
+{
+	if (cn->mode == CONN_BEV)
+		return bufferevent_write(cn->bev, data, len);
+	if (evbuffer_add(cn->out, data, len) < 0)
+		return -1;
+	if (cn->writing)
+		conn_queue(cn);
+	return 0;
+}
+
+int conn_move(struct conn *cn, struct evbuffer *src, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (cn->mode == CONN_BEV)
+		return evbuffer_remove_buffer(src, bufferevent_get_output(cn->bev), n) < 0 ? -1 : 0;
+	if (cn->writing && !cn->error && evbuffer_get_length(cn->out) == 0) {
+		ssize_t w = conn_send_extents(cn->fd, src, n);
+		if (w < 0) {
+			/* Reported from the flush, outside the caller's loop. */
+			cn->error = errno ? errno : EPIPE;
+			evbuffer_drain(src, n);
+			conn_queue(cn);
+			return 0;
+		}
+		n -= (size_t)w;
+		if (n == 0)
+			return 0;
+		/* The kernel is full: the rest waits for room. */
+		if (evbuffer_remove_buffer(src, cn->out, n) < 0)
+			return -1;
+		conn_arm_write(cn);
+		return 0;
+	}
+	if (evbuffer_remove_buffer(src, cn->out, n) < 0)
+		return -1;
+	if (cn->writing)
+		conn_queue(cn);
+	return 0;
+}
