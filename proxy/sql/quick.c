@@ -19,15 +19,29 @@ struct lexer {
 	bool bad;               /* unterminated quote or comment */
 };
 
-static bool is_ident_start(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-	       (unsigned char)ch >= 0x80;
-}
+/* Character classes, one table lookup per byte. */
+#define CC_IDENT 1      /* continues an identifier: letters, digits, '_', '$', bytes >= 0x80 */
+#define CC_START 2      /* starts one: letters, '_', bytes >= 0x80 */
+#define CC_SPECIAL 4    /* the lexer must look: ; - / ' " $ ( */
 
-static bool is_ident_char(char ch)
+static const unsigned char char_class[256] = {
+	['a' ... 'z'] = CC_IDENT | CC_START,
+	['A' ... 'Z'] = CC_IDENT | CC_START,
+	['_'] = CC_IDENT | CC_START,
+	[0x80 ... 0xff] = CC_IDENT | CC_START,
+	['0' ... '9'] = CC_IDENT,
+	['$'] = CC_IDENT | CC_SPECIAL,
+	[';'] = CC_SPECIAL,
+	['-'] = CC_SPECIAL,
+	['/'] = CC_SPECIAL,
+	['\''] = CC_SPECIAL,
+	['"'] = CC_SPECIAL,
+	['('] = CC_SPECIAL,
+};
+
+static inline bool is_ident_char(char ch)
 {
-	return is_ident_start(ch) || (ch >= '0' && ch <= '9') || ch == '$';
+	return char_class[(unsigned char)ch] & CC_IDENT;
 }
 
 /* ASCII case folding; keywords are ASCII. */
@@ -144,39 +158,24 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 	bool first = true;
 	while (lx->p < lx->end && !lx->bad) {
 		char ch = *lx->p;
-		if (ch == ';') {
-			lx->p++;
-			break;
-		}
-		if (ch == '-' && lx->p + 1 < lx->end && lx->p[1] == '-') {
-			while (lx->p < lx->end && *lx->p != '\n')
-				lx->p++;
+		unsigned char cls = char_class[(unsigned char)ch];
+		if (!(cls & (CC_START | CC_SPECIAL))) {
+			/* Blanks, digits, operators: nothing to see. */
+			const char *p = lx->p + 1;
+			while (p < lx->end && !(char_class[(unsigned char)*p] & (CC_START | CC_SPECIAL)))
+				p++;
+			lx->p = p;
 			continue;
 		}
-		if (ch == '/' && lx->p + 1 < lx->end && lx->p[1] == '*') {
-			skip_block_comment(lx);
-			continue;
-		}
-		if (ch == '\'') {
-			skip_quoted(lx, '\'', false);
-			continue;
-		}
-		if (ch == '"') {
-			skip_quoted(lx, '"', false);
-			continue;
-		}
-		if (ch == '$') {
-			if (!skip_dollar(lx))
-				lx->p++;
-			continue;
-		}
-		if (is_ident_start(ch)) {
+		if (cls & CC_START) {
 			const char *w = lx->p;
-			while (lx->p < lx->end && is_ident_char(*lx->p))
-				lx->p++;
-			size_t n = (size_t)(lx->p - w);
+			const char *p = w + 1;
+			while (p < lx->end && is_ident_char(*p))
+				p++;
+			lx->p = p;
+			size_t n = (size_t)(p - w);
 			/* E'...' / e'...': a string with backslash escapes. */
-			if (n == 1 && (w[0] == 'e' || w[0] == 'E') && lx->p < lx->end && *lx->p == '\'') {
+			if (n == 1 && (w[0] == 'e' || w[0] == 'E') && p < lx->end && *p == '\'') {
 				skip_quoted(lx, '\'', true);
 				continue;
 			}
@@ -196,12 +195,44 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 				kind = KIND_OTHER;
 			continue;
 		}
-		if (first && ch == '(') {
+		switch (ch) {
+		case ';':
+			lx->p++;
+			return kind;
+		case '-':
+			if (lx->p + 1 < lx->end && lx->p[1] == '-') {
+				while (lx->p < lx->end && *lx->p != '\n')
+					lx->p++;
+			} else {
+				lx->p++;
+			}
+			break;
+		case '/':
+			if (lx->p + 1 < lx->end && lx->p[1] == '*')
+				skip_block_comment(lx);
+			else
+				lx->p++;
+			break;
+		case '\'':
+		case '"':
+			skip_quoted(lx, ch, false);
+			break;
+		case '$':
+			if (!skip_dollar(lx))
+				lx->p++;
+			break;
+		case '(':
 			/* (SELECT ...) UNION ...: leave it to the parser. */
-			first = false;
-			kind = KIND_OTHER;
+			if (first) {
+				first = false;
+				kind = KIND_OTHER;
+			}
+			lx->p++;
+			break;
+		default:
+			lx->p++;
+			break;
 		}
-		lx->p++;
 	}
 	return kind;
 }
