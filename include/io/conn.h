@@ -75,6 +75,8 @@ int conn_write(struct conn *cn, const void *data, size_t len);
 /* Sends the first N bytes of SRC (draining them from SRC): at once when
  * nothing is queued, else behind what is. */
 int conn_move(struct conn *cn, struct evbuffer *src, size_t n);
+/* The same, but queued like conn_write(): for a part that more will follow. */
+int conn_queue_move(struct conn *cn, struct evbuffer *src, size_t n);
 
 /* Frees what the connections share; call after the last conn_free(). */
 void conn_shutdown(void);

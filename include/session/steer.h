@@ -43,10 +43,14 @@ int steer_slot_path(const struct client *c, int slot);
 void steer_boundary(struct client *c);
 /*
  * An inspected client message MSG (whole, LEN bytes with its type byte):
- * forwards it — rewritten, or replaced by an in-band error when it cannot be
- * rewritten safely — to server S, and records what it does to the session.
+ * records what it does to the session, and forwards it to server S —
+ * rewritten, or replaced by an in-band error when it cannot be rewritten
+ * safely. Returns true when MSG is to go unchanged: then nothing was
+ * written, and the caller sends MSG itself (straight from its input
+ * buffer, with whatever follows).
  */
-void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len);
+bool steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+	__attribute__((warn_unused_result));
 /* The primary's side of an inspected message: rewritten for the session's
  * path, remembered for replays, forwarded to S (the active backend). */
 void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_t len);

@@ -1,9 +1,13 @@
 /*
  * io/conn.c — session sockets; see conn.h.
  *
- * Plain sockets: reads land in a shared scratch area and are appended to the
- * input buffer (one small allocation, no FIONREAD); sends use sendmsg() on
- * the buffer's own extents. The write event is armed only after the kernel
+ * Plain sockets: a read lands in a block from a free list and, when the
+ * input buffer is empty (the usual case: a whole new message), the block is
+ * added to it by reference, so neither a copy nor a large allocation is
+ * made; it returns to the free list when drained. Reads into a non-empty
+ * buffer are copied, so that many small reads held back (a session
+ * waiting, a slow peer) never pin a block each. Sends use sendmsg() on the
+ * buffer's own extents, with no FIONREAD. The write event is armed only after the kernel
  * refused bytes, so a request and its answer cost one recv and one send per
  * direction and no epoll_ctl at all.
  *
@@ -24,8 +28,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#define CONN_DEFAULT_MAX_READ (16 * 1024)
-#define CONN_SCRATCH_SIZE (128 * 1024)
+#define CONN_BLOCK_SIZE (16 * 1024)
+#define CONN_DEFAULT_MAX_READ CONN_BLOCK_SIZE
+#define CONN_MAX_READ (128 * 1024)
+#define CONN_POOL_MAX 64                /* free blocks kept */
+#define CONN_COPY_MAX 4096              /* queued moves up to this size are copied */
 #define CONN_MAX_IOV 16
 
 enum conn_mode {
@@ -62,8 +69,39 @@ static struct {
 	struct event *flush_ev;         /* owns */
 	int depth;                      /* callbacks running */
 	struct list_node pending;       /* connections with queued writes */
-	char scratch[CONN_SCRATCH_SIZE];
+	void *free_blocks;              /* owns: a list through each block's first bytes */
+	size_t n_free_blocks;
+	bool closed;                    /* after conn_shutdown(): blocks are freed at once */
 } loop;
+
+static void *conn_block_get(void)
+{
+	void *b = loop.free_blocks;
+	if (!b)
+		return malloc(CONN_BLOCK_SIZE);
+	loop.free_blocks = *(void **)b;
+	loop.n_free_blocks--;
+	return b;
+}
+
+static void conn_block_put(void *b)
+{
+	if (loop.closed || loop.n_free_blocks >= CONN_POOL_MAX) {
+		free(b);
+		return;
+	}
+	*(void **)b = loop.free_blocks;
+	loop.free_blocks = b;
+	loop.n_free_blocks++;
+}
+
+/* evbuffer cleanup of a block added by reference. */
+static void conn_block_release(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	conn_block_put((void *)data);
+}
 
 static void conn_run_pending(void);
 
@@ -89,6 +127,13 @@ void conn_shutdown(void)
 	if (loop.flush_ev)
 		event_free(loop.flush_ev);
 	loop.flush_ev = NULL;
+	while (loop.free_blocks) {
+		void *b = loop.free_blocks;
+		loop.free_blocks = *(void **)b;
+		free(b);
+	}
+	loop.n_free_blocks = 0;
+	loop.closed = true;
 }
 
 static inline void conn_enter(void)
@@ -222,24 +267,48 @@ static void conn_run_pending(void)
 
 /* ---- plain sockets ------------------------------------------------------ */
 
+/* One recv into a block, added to IN. Returns the bytes read, 0 at EOF,
+ * -1 with errno (EAGAIN when there was nothing). */
+static ssize_t conn_read_block(evutil_socket_t fd, struct evbuffer *in)
+{
+	void *block = conn_block_get();
+	if (!block) {
+		errno = ENOMEM;
+		return -1;
+	}
+	ssize_t n;
+	do
+		n = recv(fd, block, CONN_BLOCK_SIZE, 0);
+	while (n < 0 && errno == EINTR);
+	if (n > 0 && evbuffer_get_length(in) == 0) {
+		if (evbuffer_add_reference(in, block, (size_t)n, conn_block_release, NULL) == 0)
+			return n;
+	} else if (n > 0 && evbuffer_add(in, block, (size_t)n) < 0) {
+		n = -1;
+		errno = ENOMEM;
+	}
+	int saved = errno;
+	conn_block_put(block);
+	errno = saved;
+	return n;
+}
+
 static void conn_on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
 	struct conn *cn = arg;
+	size_t total = 0;
 	ssize_t n;
-	do
-		n = recv(fd, loop.scratch, cn->max_read, 0);
-	while (n < 0 && errno == EINTR);
+	/* Up to max_read per wakeup: more blocks only while each came full. */
+	do {
+		n = conn_read_block(fd, cn->in);
+		if (n > 0)
+			total += (size_t)n;
+	} while (n == CONN_BLOCK_SIZE && total < cn->max_read);
 	conn_enter();
-	if (n > 0) {
-		if (evbuffer_add(cn->in, loop.scratch, (size_t)n) == 0) {
-			if (cn->readcb)
-				cn->readcb(cn, cn->arg);
-		} else {
-			errno = ENOMEM;
-			conn_disable(cn, EV_READ);
-			conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_READING);
-		}
+	if (total > 0) {
+		if (cn->readcb)
+			cn->readcb(cn, cn->arg);
 	} else if (n == 0) {
 		conn_disable(cn, EV_READ);
 		conn_report(cn, BEV_EVENT_EOF | BEV_EVENT_READING);
@@ -512,8 +581,8 @@ void conn_set_lowat(struct conn *cn, size_t lowat)
 
 void conn_set_max_read(struct conn *cn, size_t max)
 {
-	if (max > CONN_SCRATCH_SIZE)
-		max = CONN_SCRATCH_SIZE;
+	if (max > CONN_MAX_READ)
+		max = CONN_MAX_READ;
 	cn->max_read = max;
 	if (cn->mode == CONN_BEV)
 		bufferevent_set_max_single_read(cn->bev, max);
@@ -547,6 +616,41 @@ int conn_write(struct conn *cn, const void *data, size_t len)
 	return 0;
 }
 
+/* Moves the first N bytes of SRC to the end of OUT. Small moves are copied,
+ * so that queued output packs into few chains instead of pinning one read
+ * block per move; large ones relink SRC's chains. */
+static int conn_append(struct evbuffer *out, struct evbuffer *src, size_t n)
+{
+	if (n > CONN_COPY_MAX)
+		return evbuffer_remove_buffer(src, out, n) < 0 ? -1 : 0;
+	struct evbuffer_iovec vec[4];
+	int k = evbuffer_peek(src, (ev_ssize_t)n, NULL, vec, 4);
+	if (k < 0 || k > 4)
+		return evbuffer_remove_buffer(src, out, n) < 0 ? -1 : 0;
+	size_t left = n;
+	for (int i = 0; i < k && left; i++) {
+		size_t len = vec[i].iov_len < left ? vec[i].iov_len : left;
+		if (evbuffer_add(out, vec[i].iov_base, len) < 0)
+			return -1;
+		left -= len;
+	}
+	evbuffer_drain(src, n);
+	return 0;
+}
+
+int conn_queue_move(struct conn *cn, struct evbuffer *src, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (cn->mode == CONN_BEV)
+		return evbuffer_remove_buffer(src, bufferevent_get_output(cn->bev), n) < 0 ? -1 : 0;
+	if (conn_append(cn->out, src, n) < 0)
+		return -1;
+	if (cn->writing)
+		conn_queue(cn);
+	return 0;
+}
+
 int conn_move(struct conn *cn, struct evbuffer *src, size_t n)
 {
 	if (n == 0)
@@ -566,12 +670,12 @@ int conn_move(struct conn *cn, struct evbuffer *src, size_t n)
 		if (n == 0)
 			return 0;
 		/* The kernel is full: the rest waits for room. */
-		if (evbuffer_remove_buffer(src, cn->out, n) < 0)
+		if (conn_append(cn->out, src, n) < 0)
 			return -1;
 		conn_arm_write(cn);
 		return 0;
 	}
-	if (evbuffer_remove_buffer(src, cn->out, n) < 0)
+	if (conn_append(cn->out, src, n) < 0)
 		return -1;
 	if (cn->writing)
 		conn_queue(cn);

@@ -82,6 +82,19 @@ static bool scan_peek(struct scan *sc, struct evbuffer *buf, size_t off, void *o
 	return relay_peek(buf, off, out, n);
 }
 
+/* The N bytes at OFF when they lie in one extent, else NULL. Same order
+ * rule as scan_peek(). */
+static const uint8_t *scan_ptr(struct scan *sc, size_t off, size_t n)
+{
+	while (sc->i < sc->n && off >= sc->base + sc->vec[sc->i].iov_len) {
+		sc->base += sc->vec[sc->i].iov_len;
+		sc->i++;
+	}
+	if (sc->i < sc->n && off + n <= sc->base + sc->vec[sc->i].iov_len)
+		return (const uint8_t *)sc->vec[sc->i].iov_base + (off - sc->base);
+	return NULL;
+}
+
 /* A whole ErrorResponse, or (dual writes) CommandComplete, of the server,
  * still in IN at OFF: copied once, looked at, left to be forwarded. */
 static void relay_inspect_backend(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
@@ -116,11 +129,12 @@ static inline bool relay_take_remaining(size_t avail, size_t *fwd, uint32_t *rem
 	return *rem != 0;
 }
 
-/* Sends the first N bytes of IN to a server (counted as received from the client). */
-static void relay_move_to_server(struct evbuffer *in, struct conn *out, size_t n)
+/* Sends the first N bytes of IN to a server (counted as received from the
+ * client); LAST: the end of this pass, nothing else follows. */
+static void relay_move_to_server(struct evbuffer *in, struct conn *out, size_t n, bool last)
 {
 	rt->stats.bytes_from_clients += n;
-	if (conn_move(out, in, n) < 0)
+	if ((last ? conn_move(out, in, n) : conn_queue_move(out, in, n)) < 0)
 		evbuffer_drain(in, n);  /* out of memory: the session ends below */
 }
 
@@ -361,8 +375,27 @@ void relay_client_input(struct client *c)
 			rem = 1 + len;
 			continue;
 		}
+		if (fwd == 0 && !c->dual) {
+			/* At the front: looked at where it lies, and when it goes
+			 * unchanged, sent with what follows. */
+			const uint8_t *m = scan_ptr(&sc, 0, 1 + (size_t)len);
+			if (m) {
+				bool as_is = steer_client_message(c, s, m, 1 + (size_t)len);
+				if (c->state != CL_ACTIVE)
+					return;
+				if (as_is) {
+					fwd = 1 + (size_t)len;
+					continue;
+				}
+				rt->stats.bytes_from_clients += 1 + (size_t)len;
+				evbuffer_drain(in, 1 + (size_t)len);
+				avail = evbuffer_get_length(in);
+				scan_init(&sc, in);
+				continue;
+			}
+		}
 		if (fwd) {
-			relay_move_to_server(in, out, fwd);
+			relay_move_to_server(in, out, fwd, false);
 			fwd = 0;
 		}
 		uint8_t stack[1024];
@@ -372,7 +405,9 @@ void relay_client_input(struct client *c)
 			return;
 		}
 		rt->stats.bytes_from_clients += 1 + (size_t)len;
-		steer_client_message(c, s, msg, 1 + (size_t)len);
+		bool as_is = steer_client_message(c, s, msg, 1 + (size_t)len);
+		if (as_is && c->state == CL_ACTIVE && conn_write(out, msg, 1 + (size_t)len) < 0)
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		if (msg != stack)
 			free(msg);
 		if (c->state != CL_ACTIVE)
@@ -386,7 +421,7 @@ void relay_client_input(struct client *c)
 	}
 	c->c2s_remaining = rem;
 	if (fwd)
-		relay_move_to_server(in, out, fwd);
+		relay_move_to_server(in, out, fwd, true);
 	if (terminate) {
 		client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
 		return;

@@ -541,18 +541,17 @@ static bool steer_fast(struct client *c, const char *text, size_t tlen)
 }
 
 /*
- * Sends the client's Query or Parse MSG to S: as it is when A (its analysis,
- * may be NULL) changed nothing; else rebuilt with the rewritten text, or
- * with a statement raising A's refusal. For Parse, NAME is the statement
- * name and MSG[REST..] the parameter types that follow the text.
+ * The client's Query or Parse MSG for S: true when A (its analysis, may be
+ * NULL) changed nothing and MSG goes as it is (the caller sends it); else
+ * rebuilt with the rewritten text, or with a statement raising A's
+ * refusal, and sent. For Parse, NAME is the statement name and MSG[REST..]
+ * the parameter types that follow the text.
  */
-static void steer_send(struct client *c, struct server *s, const uint8_t *msg, size_t len,
+static bool steer_send(struct client *c, struct server *s, const uint8_t *msg, size_t len,
 		       const char *name, size_t rest, const struct sql_analysis *a)
 {
-	if (!a || (!a->changed && !a->refused)) {
-		steer_server_write(c, s, msg, len);
-		return;
-	}
+	if (!a || (!a->changed && !a->refused))
+		return true;
 	struct wbuf b;
 	wbuf_init(&b);
 	size_t off = build_begin(&b, msg[0]);
@@ -572,32 +571,33 @@ static void steer_send(struct client *c, struct server *s, const uint8_t *msg, s
 	else
 		steer_server_write(c, s, b.data, b.len);
 	wbuf_free(&b);
+	return false;
 }
 
-static void steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+/* Query MSG for S: true when it goes unchanged (see steer_send). */
+static bool steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
 	const char *text = (const char *)msg + MSG_HEADER_LEN;
 	size_t tlen = len - MSG_HEADER_LEN;
 	if (tlen == 0 || text[tlen - 1] != '\0') {
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid string in message");
-		return;
+		return false;
 	}
 	tlen--;
-	if (steer_fast(c, text, tlen)) {
-		steer_server_write(c, s, msg, len);
-		return;
-	}
+	if (steer_fast(c, text, tlen))
+		return true;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
 	if (a)
 		steer_note_effects(c, a, text);
 	else
 		steer_pin(c, "out of memory analysing statements");
-	steer_send(c, s, msg, len, NULL, len, a);
+	return steer_send(c, s, msg, len, NULL, len, a);
 }
 
-/* Sends a Parse message (the client's MSG) to S, rewritten for S's path;
- * REMEMBER: a message from the client (not a replay), whose effects count. */
-static void steer_forward_parse(struct client *c, struct server *s, const uint8_t *msg, size_t len,
+/* A Parse message (the client's MSG) for S, rewritten for S's path: true
+ * when it goes unchanged (see steer_send). REMEMBER: a message from the
+ * client (not a replay), whose effects count. */
+static bool steer_forward_parse(struct client *c, struct server *s, const uint8_t *msg, size_t len,
 				bool remember)
 {
 	struct pkt_reader r;
@@ -606,7 +606,7 @@ static void steer_forward_parse(struct client *c, struct server *s, const uint8_
 	const char *text = pkt_get_str(&r);
 	if (!name || !text) {
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid Parse message");
-		return;
+		return false;
 	}
 	if (name[0] && server_stmt_note(s, name, msg_hash(msg, len)) < 0)
 		steer_pin(c, "out of memory tracking prepared statements");
@@ -620,27 +620,17 @@ static void steer_forward_parse(struct client *c, struct server *s, const uint8_
 		if (!ss || state_add_stmt(ss, name, msg, len) < 0)
 			steer_pin(c, "out of memory tracking prepared statements");
 	}
-	steer_send(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, a);
+	return steer_send(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, a);
 }
 
-void steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
-{
-	if (c->dual) {
-		dual_client_message(c, s, msg, len);
-		return;
-	}
-	steer_forward(c, s, msg, len);
-}
-
-void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+/* The primary's side of MSG: true when it goes unchanged (see steer_send). */
+static bool steer_prepare(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
 	switch (msg[0]) {
 	case PqMsg_Query:
-		steer_forward_query(c, s, msg, len);
-		return;
+		return steer_forward_query(c, s, msg, len);
 	case PqMsg_Parse:
-		steer_forward_parse(c, s, msg, len, true);
-		return;
+		return steer_forward_parse(c, s, msg, len, true);
 	case PqMsg_Close:
 		/* Close of a statement: forget it for replays. */
 		if (len > MSG_HEADER_LEN + 1 && msg[MSG_HEADER_LEN] == 'S' && msg[len - 1] == '\0') {
@@ -649,12 +639,25 @@ void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_
 				state_forget_stmt(c->state_log, name);
 			server_stmt_forget(s, name);
 		}
-		steer_server_write(c, s, msg, len);
-		return;
+		return true;
 	default:
-		steer_server_write(c, s, msg, len);
-		return;
+		return true;
 	}
+}
+
+bool steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+{
+	if (c->dual) {
+		dual_client_message(c, s, msg, len);
+		return false;
+	}
+	return steer_prepare(c, s, msg, len);
+}
+
+void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+{
+	if (steer_prepare(c, s, msg, len))
+		steer_server_write(c, s, msg, len);
 }
 
 void steer_server_ready(struct client *c, struct server *s)
@@ -713,7 +716,8 @@ void steer_server_ready(struct client *c, struct server *s)
 	for (size_t i = 0; i < st->n_stmts; i++) {
 		if (server_stmt_find(s, st->stmts[i].name))
 			continue;
-		steer_forward_parse(c, s, st->stmts[i].msg, st->stmts[i].len, false);
+		if (steer_forward_parse(c, s, st->stmts[i].msg, st->stmts[i].len, false))
+			steer_server_write(c, s, st->stmts[i].msg, st->stmts[i].len);
 		wbuf_init(&b);
 		build_sync(&b);
 		steer_server_write(c, s, b.data, b.len);
