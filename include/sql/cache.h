@@ -6,7 +6,10 @@
  * per-thread anyway). It is bounded by entries and by bytes and evicts the
  * least recently used entry. It remembers the rules object it was filled
  * under (by rewrite_rules_id, which a reloaded rule set never reuses) and
- * drops everything when called with another one.
+ * drops everything when asked for a rewrite under another one (lookups
+ * without a rewrite do not depend on the rules and never drop anything).
+ * Plain reads and writes asked for without a rewrite are analysed by the
+ * lexer (sql/quick.h) and not kept.
  *
  * Session use per message: if !rewrite_rules_apply(rules, dir) and dual
  * writes are off, do nothing at all (no parse). Otherwise:

@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include "sql/analyze.h"
+
 enum sql_quick {
 	SQL_QUICK_UNKNOWN,      /* ask the parser */
 	SQL_QUICK_READ,         /* only SELECT/VALUES/TABLE/SHOW with no session effect */
@@ -29,5 +31,21 @@ enum sql_quick {
  * anything else, including text the lexer finds unterminated.
  */
 enum sql_quick sql_quick_classify(const char *text, size_t len);
+
+/* Statements per text that sql_quick_analysis() takes; more go to the parser. */
+#define QUICK_MAX_STMTS 16
+
+/*
+ * The analysis the parser would give TEXT (LEN bytes) when no rewrite is
+ * asked for, built by the lexer alone: for texts whose every statement is a
+ * plain SELECT/VALUES/TABLE or INSERT/UPDATE/DELETE/MERGE in the sense of
+ * sql_quick_classify() (SHOW goes to the parser). Per statement: class,
+ * tag, offset and length, and the flags VOLATILE (a name from the parser's
+ * volatile list, or CURRENT_TIMESTAMP and its kin, anywhere in it — a
+ * column of that name counts too), RETURNING and LOCKING. Tables read and
+ * written are not listed. NULL when the lexer cannot vouch, or on out of
+ * memory: ask the parser. Free with sql_analysis_unref().
+ */
+struct sql_analysis *sql_quick_analysis(const char *text, size_t len);
 
 #endif

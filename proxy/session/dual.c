@@ -38,7 +38,6 @@
 struct dual_stmt {
 	char *text;             /* owns: as sent (or to be sent) to the shadow */
 	char *params;           /* owns: text form of the Bind parameters, or NULL */
-	uint64_t fingerprint;
 };
 
 /* A named statement or portal the shadow knows (mirrored). */
@@ -75,7 +74,7 @@ struct dual {
 	char shadow_sqlstate[6];
 	char lost_reason[320];  /* why the open shadow transaction is lost (for the journal) */
 	uint64_t shadow_rows;
-	uint64_t req_fingerprint;
+	char *req_text;         /* owns: the mirrored Query's text, fingerprinted for a mismatch log */
 	bool ending;            /* COMMIT/ROLLBACK sent to the shadow, waiting */
 	bool ending_commit;
 	bool committed;         /* the primary's outcome of the ended transaction */
@@ -181,6 +180,16 @@ static void tx_clear(struct dual *d)
 	d->broken = false;
 }
 
+/* The statement fingerprint of TEXT for logs and the journal (0 when it
+ * does not parse). */
+static uint64_t dual_fingerprint(const char *text)
+{
+	uint64_t fp = 0;
+	if (!text || sql_fingerprint(text, strlen(text), &fp) < 0)
+		return 0;
+	return fp;
+}
+
 static void tx_record(struct dual *d, const char *text, size_t len, const char *params)
 {
 	if (d->n_tx == d->cap_tx) {
@@ -198,8 +207,6 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 		free(e->params);
 		return;
 	}
-	if (sql_fingerprint(text, len, &e->fingerprint) < 0)
-		e->fingerprint = 0;
 	d->n_tx++;
 }
 
@@ -209,6 +216,7 @@ void dual_free(struct dual *d)
 		return;
 	tx_clear(d);
 	free(d->tx);
+	free(d->req_text);
 	names_clear(d->stmts, &d->n_stmts);
 	free(d->stmts);
 	names_clear(d->portals, &d->n_portals);
@@ -530,7 +538,7 @@ static void dual_note_outcome(struct client *c)
 		ps->mismatches++;
 		log_warning(c->id,
 			    "dual-write mismatch on path %s (fingerprint %016llx): primary %s rows=%llu, shadow %s rows=%llu%s%s",
-			    dual_shadow_name(c), (unsigned long long)d->req_fingerprint,
+			    dual_shadow_name(c), (unsigned long long)dual_fingerprint(d->req_text),
 			    d->primary_error ? "error" : "ok", (unsigned long long)d->primary_rows,
 			    d->shadow_error ? "error" : "ok", (unsigned long long)d->shadow_rows,
 			    d->shadow_error ? ": " : "", d->shadow_error ? d->shadow_message : "");
@@ -552,7 +560,7 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 				 d->down ? "shadow path unavailable" : "shadow transaction failed");
 		for (size_t i = 0; i < d->n_tx; i++) {
 			if (rt->journal)
-				journal_add(rt->journal, c->id, dual_shadow_name(c), d->tx[i].fingerprint,
+				journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
 					    d->tx[i].text, d->tx[i].params, error);
 		}
 		if (rt->journal)
@@ -825,12 +833,14 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	for (size_t i = 0; a && i < a->n_stmts; i++)
 		if (a->stmts[i].cls == SQL_WRITE && a->stmts[i].tag && strcmp(a->stmts[i].tag, "COPY") == 0)
 			d->copy_open = true;
-	if (sql_fingerprint(text, tlen, &d->req_fingerprint) < 0)
-		d->req_fingerprint = 0;
+	/* Kept for a mismatch log; fingerprints (a parse each) are taken
+	 * only when a line is written. */
+	free(d->req_text);
+	d->req_text = strndup(text, tlen);
 	if (volatile_write) {
 		rt->stats.nondeterministic_writes++;
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
-			 (unsigned long long)d->req_fingerprint);
+			 (unsigned long long)dual_fingerprint(text));
 	}
 	bool queued = false;
 	if (any && wbuf_ok(&sh)) {

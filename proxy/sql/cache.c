@@ -15,6 +15,8 @@
 
 #include "sql/cache.h"
 
+#include "sql/quick.h"
+
 struct cache_entry {
 	struct cache_entry *chain;	/* borrows; next in bucket */
 	struct cache_entry *prev, *next;	/* borrows; LRU list */
@@ -160,7 +162,10 @@ const struct sql_analysis *sql_cache_get(struct sql_cache *c, const char *text, 
 		return NULL;
 	if (text == NULL)
 		len = 0;
-	if (rid != c->rules_id) {
+	/* Analyses without a rewrite do not depend on the rules: callers that
+	 * pass none (dual writes classify with NULL) must not empty the cache
+	 * of those that do. */
+	if (dir != REWRITE_NONE && rid != c->rules_id) {
 		sql_cache_reset(c);
 		c->rules_id = rid;
 	}
@@ -177,6 +182,17 @@ const struct sql_analysis *sql_cache_get(struct sql_cache *c, const char *text, 
 		}
 	}
 	c->st.misses++;
+	if (dir == REWRITE_NONE || rewrite_rules_empty(rules)) {
+		/* Plain reads and writes need no parse: the lexer's analysis is
+		 * cheaper to make again than to keep (texts with literals would
+		 * only fill the cache). Valid until the next call, like below. */
+		a = sql_quick_analysis(text, len);
+		if (a != NULL) {
+			cache_return(c, a);
+			sql_analysis_unref(a);
+			return a;
+		}
+	}
 	a = sql_analyze(text, len, dir, rules);
 	if (a == NULL)
 		return NULL;

@@ -9,6 +9,7 @@
 #include "sql/quick.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum stmt_kind { KIND_NONE, KIND_READ, KIND_WRITE, KIND_OTHER };
@@ -64,20 +65,81 @@ static inline bool word_prefix(const char *w, size_t n, const char *kw, size_t k
 #define word_is(w, n, kw) ((n) == sizeof(kw) - 1 && word_prefix((w), (n), (kw), sizeof(kw) - 1))
 #define word_starts(w, n, kw) word_prefix((w), (n), (kw), sizeof(kw) - 1)
 
-/* Identifiers after the first that change the verdict: only a handful of
- * lengths and first letters can match, so most words cost two compares. */
-static bool word_spoils(const char *w, size_t n, bool read)
+/* What an identifier after the first says about its statement. */
+#define QW_SPOIL     0x01u      /* session effects: the parser must look */
+#define QW_INTO      0x02u      /* SELECT ... INTO creates a table */
+#define QW_VOLATILE  0x04u      /* a volatile function or SQL value function */
+#define QW_RETURNING 0x08u
+#define QW_FOR       0x10u      /* FOR (of FOR UPDATE/SHARE) */
+#define QW_LOCK      0x20u      /* UPDATE/SHARE/NO/KEY: locking when after FOR */
+
+struct quick_word {
+	const char *word;
+	unsigned what;
+	bool prefix;            /* matches any identifier starting with it */
+};
+
+/* Per first letter; the same volatile names as the parser's (analyze.c). */
+static const struct quick_word words_c[] = {
+	{ "clock_timestamp", QW_VOLATILE, false }, { "currval", QW_VOLATILE, false },
+	{ "current_date", QW_VOLATILE, false }, { "current_time", QW_VOLATILE, false },
+	{ "current_timestamp", QW_VOLATILE, false }, { NULL, 0, false } };
+static const struct quick_word words_f[] = { { "for", QW_FOR, false }, { NULL, 0, false } };
+static const struct quick_word words_g[] = { { "gen_random_uuid", QW_VOLATILE, false }, { NULL, 0, false } };
+static const struct quick_word words_i[] = {
+	{ "into", QW_INTO, false }, { "inet_client_addr", QW_VOLATILE, false },
+	{ "inet_client_port", QW_VOLATILE, false }, { NULL, 0, false } };
+static const struct quick_word words_k[] = { { "key", QW_LOCK, false }, { NULL, 0, false } };
+static const struct quick_word words_l[] = {
+	{ "lastval", QW_VOLATILE, false }, { "localtime", QW_VOLATILE, false },
+	{ "localtimestamp", QW_VOLATILE, false }, { NULL, 0, false } };
+static const struct quick_word words_n[] = {
+	{ "now", QW_VOLATILE, false }, { "nextval", QW_VOLATILE, false }, { "no", QW_LOCK, false },
+	{ NULL, 0, false } };
+static const struct quick_word words_p[] = {
+	{ "pg_advisory", QW_SPOIL, true }, { "pg_try_advisory", QW_SPOIL, true },
+	{ "pg_current_xact_id", QW_VOLATILE, true }, { "pg_backend_pid", QW_VOLATILE, false },
+	{ "pg_postmaster_start_time", QW_VOLATILE, false }, { NULL, 0, false } };
+static const struct quick_word words_r[] = {
+	{ "random", QW_VOLATILE, false }, { "returning", QW_RETURNING, false }, { NULL, 0, false } };
+static const struct quick_word words_s[] = {
+	{ "set_config", QW_SPOIL, false }, { "statement_timestamp", QW_VOLATILE, false },
+	{ "setseed", QW_VOLATILE, false }, { "setval", QW_VOLATILE, false },
+	{ "share", QW_LOCK, false }, { NULL, 0, false } };
+static const struct quick_word words_t[] = {
+	{ "transaction_timestamp", QW_VOLATILE, false }, { "timeofday", QW_VOLATILE, false },
+	{ "txid_current", QW_VOLATILE, true }, { NULL, 0, false } };
+static const struct quick_word words_u[] = {
+	{ "uuid_generate_v", QW_VOLATILE, true }, { "update", QW_LOCK, false }, { NULL, 0, false } };
+
+/* The facts of identifier W (N bytes), and in *NAME the matched volatile
+ * name. Most words cost a switch and a length test. */
+static unsigned word_facts(const char *w, size_t n, const char **name)
 {
+	const struct quick_word *list;
 	switch (lower(w[0])) {
-	case 'i':
-		return read && word_is(w, n, "into");
-	case 's':
-		return word_is(w, n, "set_config");
-	case 'p':
-		return word_starts(w, n, "pg_advisory") || word_starts(w, n, "pg_try_advisory");
-	default:
-		return false;
+	case 'c': list = words_c; break;
+	case 'f': list = words_f; break;
+	case 'g': list = words_g; break;
+	case 'i': list = words_i; break;
+	case 'k': list = words_k; break;
+	case 'l': list = words_l; break;
+	case 'n': list = words_n; break;
+	case 'p': list = words_p; break;
+	case 'r': list = words_r; break;
+	case 's': list = words_s; break;
+	case 't': list = words_t; break;
+	case 'u': list = words_u; break;
+	default: return 0;
 	}
+	for (; list->word; list++) {
+		size_t k = strlen(list->word);
+		if ((list->prefix ? n >= k : n == k) && word_prefix(w, n, list->word, k)) {
+			*name = list->word;
+			return list->what;
+		}
+	}
+	return 0;
 }
 
 /* Skips a quoted run starting at *p (which is the opening QUOTE). */
@@ -151,11 +213,22 @@ static void skip_block_comment(struct lexer *lx)
 	lx->p = lx->end;
 }
 
-/* Classifies one statement, from lx->p up to its ';' (consumed) or the end. */
-static enum stmt_kind lex_statement(struct lexer *lx)
+/* One statement as the lexer sees it. */
+struct quick_stmt {
+	enum stmt_kind kind;
+	const char *tag;        /* "SELECT", "INSERT", ... (static) */
+	const char *start;      /* its first word */
+	const char *end;        /* before its ';' */
+	unsigned flags;         /* SQL_F_* */
+	const char *volatile_fn;
+};
+
+/* Reads one statement, from lx->p up to its ';' (consumed) or the end. */
+static void lex_statement(struct lexer *lx, struct quick_stmt *st)
 {
-	enum stmt_kind kind = KIND_NONE;
-	bool first = true;
+	memset(st, 0, sizeof(*st));
+	st->kind = KIND_NONE;
+	bool first = true, after_for = false;
 	while (lx->p < lx->end && !lx->bad) {
 		char ch = *lx->p;
 		unsigned char cls = char_class[(unsigned char)ch];
@@ -181,24 +254,54 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 			}
 			if (first) {
 				first = false;
-				if (word_is(w, n, "select") || word_is(w, n, "values") ||
-				    word_is(w, n, "table") || word_is(w, n, "show"))
-					kind = KIND_READ;
-				else if (word_is(w, n, "insert") || word_is(w, n, "update") ||
-					 word_is(w, n, "delete") || word_is(w, n, "merge"))
-					kind = KIND_WRITE;
-				else
-					kind = KIND_OTHER;
+				st->start = w;
+				if (word_is(w, n, "select") || word_is(w, n, "table")) {
+					st->kind = KIND_READ;
+					st->tag = "SELECT";
+				} else if (word_is(w, n, "values")) {
+					st->kind = KIND_READ;
+					st->tag = "VALUES";
+				} else if (word_is(w, n, "show")) {
+					st->kind = KIND_READ;
+					st->tag = "SHOW";
+				} else if (word_is(w, n, "insert")) {
+					st->kind = KIND_WRITE;
+					st->tag = "INSERT";
+				} else if (word_is(w, n, "update")) {
+					st->kind = KIND_WRITE;
+					st->tag = "UPDATE";
+				} else if (word_is(w, n, "delete")) {
+					st->kind = KIND_WRITE;
+					st->tag = "DELETE";
+				} else if (word_is(w, n, "merge")) {
+					st->kind = KIND_WRITE;
+					st->tag = "MERGE";
+				} else {
+					st->kind = KIND_OTHER;
+				}
 				continue;
 			}
-			if (word_spoils(w, n, kind == KIND_READ))
-				kind = KIND_OTHER;
+			const char *name = NULL;
+			unsigned what = word_facts(w, n, &name);
+			if ((what & QW_SPOIL) || ((what & QW_INTO) && st->kind == KIND_READ))
+				st->kind = KIND_OTHER;
+			if ((what & QW_VOLATILE) && !st->volatile_fn) {
+				st->flags |= SQL_F_VOLATILE;
+				st->volatile_fn = name;
+			}
+			if ((what & QW_RETURNING) && st->kind == KIND_WRITE)
+				st->flags |= SQL_F_RETURNING;
+			if ((what & QW_LOCK) && after_for && st->kind == KIND_READ)
+				st->flags |= SQL_F_LOCKING;
+			after_for = (what & QW_FOR) != 0;
 			continue;
 		}
+		after_for = false;
 		switch (ch) {
 		case ';':
+			st->end = lx->p;
 			lx->p++;
-			return kind;
+			return;
 		case '-':
 			if (lx->p + 1 < lx->end && lx->p[1] == '-') {
 				while (lx->p < lx->end && *lx->p != '\n')
@@ -213,8 +316,13 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 			else
 				lx->p++;
 			break;
-		case '\'':
 		case '"':
+			skip_quoted(lx, ch, false);
+			/* "now"(): a call the word list cannot see. */
+			if (lx->p < lx->end && *lx->p == '(')
+				st->kind = KIND_OTHER;
+			break;
+		case '\'':
 			skip_quoted(lx, ch, false);
 			break;
 		case '$':
@@ -225,7 +333,7 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 			/* (SELECT ...) UNION ...: leave it to the parser. */
 			if (first) {
 				first = false;
-				kind = KIND_OTHER;
+				st->kind = KIND_OTHER;
 			}
 			lx->p++;
 			break;
@@ -234,7 +342,7 @@ static enum stmt_kind lex_statement(struct lexer *lx)
 			break;
 		}
 	}
-	return kind;
+	st->end = lx->p;
 }
 
 enum sql_quick sql_quick_classify(const char *text, size_t len)
@@ -242,15 +350,62 @@ enum sql_quick sql_quick_classify(const char *text, size_t len)
 	struct lexer lx = { text, text + len, false };
 	bool any_write = false, any = false;
 	while (lx.p < lx.end) {
-		enum stmt_kind k = lex_statement(&lx);
-		if (lx.bad || k == KIND_OTHER)
+		struct quick_stmt st;
+		lex_statement(&lx, &st);
+		if (lx.bad || st.kind == KIND_OTHER)
 			return SQL_QUICK_UNKNOWN;
-		if (k == KIND_WRITE)
+		if (st.kind == KIND_WRITE)
 			any_write = true;
-		if (k != KIND_NONE)
+		if (st.kind != KIND_NONE)
 			any = true;
 	}
 	if (!any)
 		return SQL_QUICK_UNKNOWN;
 	return any_write ? SQL_QUICK_WRITE : SQL_QUICK_READ;
+}
+
+struct sql_analysis *sql_quick_analysis(const char *text, size_t len)
+{
+	struct quick_stmt sts[QUICK_MAX_STMTS];
+	size_t n = 0;
+	struct lexer lx = { text, text + len, false };
+	while (lx.p < lx.end) {
+		struct quick_stmt st;
+		lex_statement(&lx, &st);
+		if (lx.bad || st.kind == KIND_OTHER || (st.tag && strcmp(st.tag, "SHOW") == 0))
+			return NULL;
+		if (st.kind == KIND_NONE)
+			continue;
+		if (n == QUICK_MAX_STMTS)
+			return NULL;
+		sts[n++] = st;
+	}
+	if (n == 0)
+		return NULL;
+	struct sql_analysis *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->refs = 1;
+	a->dir = REWRITE_NONE;
+	a->stmts = calloc(n, sizeof(*a->stmts));
+	a->text = malloc(len + 1);
+	if (!a->stmts || !a->text) {
+		sql_analysis_unref(a);
+		return NULL;
+	}
+	a->n_stmts = n;
+	for (size_t i = 0; i < n; i++) {
+		struct sql_stmt *o = &a->stmts[i];
+		o->cls = sts[i].kind == KIND_WRITE ? SQL_WRITE : SQL_READ;
+		o->tag = sts[i].tag;
+		o->flags = sts[i].flags;
+		o->volatile_fn = sts[i].volatile_fn;
+		o->offset = (size_t)(sts[i].start - text);
+		o->len = (size_t)(sts[i].end - sts[i].start);
+	}
+	memcpy(a->text, text, len);
+	a->text[len] = '\0';
+	a->text_len = len;
+	a->mem = sizeof(*a) + n * sizeof(*a->stmts) + len + 1;
+	return a;
 }

@@ -345,12 +345,33 @@ static void test_sql_cache_hits_by_text_and_direction(void **state)
 	assert_string_equal(b->text, t);
 	b = sql_cache_get(c, t, strlen(t), REWRITE_NONE, r);
 	assert_string_equal(b->text, t);
+	/* No rewrite asked for: a plain read is the lexer's, not kept. */
+	assert_int_equal(b->stmts[0].cls, SQL_READ);
 	sql_cache_get_stats(c, &st);
 	assert_int_equal(st.hits, 1);
 	assert_int_equal(st.misses, 3);
-	assert_int_equal(st.entries, 3);
+	assert_int_equal(st.entries, 2);
 	sql_cache_free(c);
 	sql_cache_free(NULL);
+	rewrite_rules_free(r);
+}
+
+static void test_sql_cache_no_rewrite_ignores_rules(void **state)
+{
+	struct rewrite_rules *r = make_rules();
+	struct sql_cache *c = sql_cache_new(8, 0);
+	const char *t = "BEGIN ISOLATION LEVEL SERIALIZABLE";
+	struct sql_cache_stats st;
+
+	(void)state;
+	/* Callers with and without rules alternate (dual writes classify
+	 * with NULL): no-rewrite entries survive. */
+	for (int i = 0; i < 4; i++)
+		assert_non_null(sql_cache_get(c, t, strlen(t), REWRITE_NONE, i % 2 ? r : NULL));
+	sql_cache_get_stats(c, &st);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.hits, 3);
+	sql_cache_free(c);
 	rewrite_rules_free(r);
 }
 
@@ -461,6 +482,7 @@ int main(void)
 		cmocka_unit_test(test_sql_rules_parse_and_validate),
 		cmocka_unit_test(test_sql_rules_ids_and_apply),
 		cmocka_unit_test(test_sql_cache_hits_by_text_and_direction),
+		cmocka_unit_test(test_sql_cache_no_rewrite_ignores_rules),
 		cmocka_unit_test(test_sql_cache_is_bounded_lru),
 		cmocka_unit_test(test_sql_cache_drops_entries_of_old_rules),
 		cmocka_unit_test(test_sql_fingerprint_ignores_constants),

@@ -84,11 +84,92 @@ static void test_quick_respects_length(void **state)
 	assert_int_equal(sql_quick_classify(sql, strlen(sql)), SQL_QUICK_UNKNOWN);
 }
 
+/* The lexer's analysis must agree with the parser's wherever it answers:
+ * statement count, class, tag, and the VOLATILE/RETURNING/LOCKING flags. */
+static const char *const same_as_parser[] = {
+	"SELECT abalance FROM pgbench_accounts WHERE aid = 86613;",
+	"UPDATE pgbench_accounts SET abalance = abalance + -4250 WHERE aid = 61519;",
+	"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (5, 1, 61519, -4250, CURRENT_TIMESTAMP);",
+	"insert into t (id, at) values (1, now()) returning id",
+	"INSERT INTO t VALUES (gen_random_uuid(), 'now()')",
+	"DELETE FROM t WHERE id = 1 RETURNING *",
+	"SELECT * FROM t FOR UPDATE",
+	"SELECT * FROM t FOR NO KEY UPDATE SKIP LOCKED",
+	"SELECT 1; UPDATE t SET v = random(); DELETE FROM u",
+	"  /* lead */ SELECT 'a;b' FROM t -- tail",
+	"VALUES (1), (2)",
+	"TABLE t",
+	"UPDATE t SET at = localtimestamp, d = current_date WHERE k = E'x\\'y'",
+	"SELECT nextval('s')",
+	"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v",
+};
+
+static const unsigned checked_flags = SQL_F_VOLATILE | SQL_F_RETURNING | SQL_F_LOCKING;
+
+static void test_quick_analysis_matches_parser(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(same_as_parser) / sizeof(same_as_parser[0]); i++) {
+		const char *sql = same_as_parser[i];
+		struct sql_analysis *q = sql_quick_analysis(sql, strlen(sql));
+		struct sql_analysis *p = sql_analyze(sql, strlen(sql), REWRITE_NONE, NULL);
+		if (!q)
+			fail_msg("case %zu \"%s\": the lexer gave up", i, sql);
+		assert_non_null(p);
+		assert_string_equal(q->text, sql);
+		assert_false(q->changed);
+		if (q->n_stmts != p->n_stmts)
+			fail_msg("case %zu: %zu statements, parser %zu", i, q->n_stmts, p->n_stmts);
+		for (size_t k = 0; k < q->n_stmts; k++) {
+			const struct sql_stmt *a = &q->stmts[k], *b = &p->stmts[k];
+			if (a->cls != b->cls || strcmp(a->tag, b->tag) != 0 ||
+			    (a->flags & checked_flags) != (b->flags & checked_flags))
+				fail_msg("case %zu stmt %zu: %s %s %#x, parser %s %s %#x", i, k,
+					 sql_class_name(a->cls), a->tag, a->flags & checked_flags,
+					 sql_class_name(b->cls), b->tag, b->flags & checked_flags);
+			/* The statement's own text, without the ';'. */
+			if (a->len == 0 || sql[a->offset + a->len] == ';' ? false : a->offset + a->len != strlen(sql))
+				fail_msg("case %zu stmt %zu: bad extent", i, k);
+		}
+		sql_analysis_unref(q);
+		sql_analysis_unref(p);
+	}
+}
+
+static void test_quick_analysis_leaves_the_rest_to_the_parser(void **state)
+{
+	(void)state;
+	static const char *const parser_only[] = {
+		"SHOW search_path",
+		"SELECT \"now\"()",
+		"WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+		"SELECT 1 INTO t2",
+		"BEGIN",
+		"SELECT pg_advisory_lock(1)",
+		"SELECT 'unterminated",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(parser_only) / sizeof(parser_only[0]); i++) {
+		struct sql_analysis *q = sql_quick_analysis(parser_only[i], strlen(parser_only[i]));
+		if (q)
+			fail_msg("\"%s\": the lexer answered", parser_only[i]);
+	}
+	/* A column named like a volatile function counts as volatile: only
+	 * conservative errors are allowed. */
+	const char *sql = "UPDATE t SET now = 1";
+	struct sql_analysis *q = sql_quick_analysis(sql, strlen(sql));
+	assert_non_null(q);
+	assert_true(q->stmts[0].flags & SQL_F_VOLATILE);
+	sql_analysis_unref(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_quick_classify_table),
 		cmocka_unit_test(test_quick_respects_length),
+		cmocka_unit_test(test_quick_analysis_matches_parser),
+		cmocka_unit_test(test_quick_analysis_leaves_the_rest_to_the_parser),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
