@@ -167,9 +167,11 @@ bench_wait_ready() {
 
 # bench_pgbouncer_start [MAX_CLIENTS] [WRAPPER...]
 # Sets BOUNCER_PORT BOUNCER_PID. WRAPPER (e.g. valgrind ...) runs pgbouncer.
+# BOUNCER_NAME (default pgbouncer) names its directory, BOUNCER_POOL_MODE
+# (default session) its pool_mode.
 bench_pgbouncer_start() {
 	local max=${1:-200}; shift || true
-	local dir=$BENCH_TMP/pgbouncer
+	local dir=$BENCH_TMP/${BOUNCER_NAME:-pgbouncer}
 	mkdir -p "$dir"
 	BOUNCER_PORT=$(bench_free_port)
 	bench_userlist "$dir/userlist.txt"
@@ -183,7 +185,7 @@ listen_port = $BOUNCER_PORT
 unix_socket_dir =
 auth_type = trust
 auth_file = $dir/userlist.txt
-pool_mode = session
+pool_mode = ${BOUNCER_POOL_MODE:-session}
 max_client_conn = $((max + 10))
 default_pool_size = $((max + 10))
 max_db_connections = 0

@@ -16,12 +16,20 @@
 # session path's backend during startup: with the query, both hold one
 # backend per client. The last line is machine-readable: CONNECTIONS_SUMMARY {json}.
 #
-# Needs: ulimit -n of about 3 × N + slack (raised here to 65536 when
-# allowed), a PostgreSQL with max_connections ≥ N + 100 (set on the throwaway
-# cluster; a reused server must already allow it), and memory for N idle
-# PostgreSQL backends (about 1 to 2 MB each: 10,000 need 10 to 20 GB).
+# Needs: ulimit -n of about 2 × N + slack for the proxy (raised here to
+# 65536 when allowed; where the hard limit cannot be raised, counts that do
+# not fit are lowered to what does, and the report says so).
+#
+# Backends: with BENCH_CONN_BACKEND=postgres the proxies log in to
+# PostgreSQL itself, which then runs N idle backends (1 to 2 MB each, and
+# forks slow down past a few thousand). With BENCH_CONN_BACKEND=pgbouncer
+# (the default above 2,000 clients) a second PgBouncer in transaction mode
+# stands in for the server: the measured proxy still holds one server
+# connection per client (its own state is what is measured), while
+# PostgreSQL needs only a few backends.
 #
 # Environment: BENCH_CLIENTS (default "1000 10000"; --quick: "1000"),
+# BENCH_CONN_BACKEND (postgres | pgbouncer; default by the largest count),
 # BENCH_IDLE_BIN (idle_clients binary; default: compiled here with cc),
 # BENCH_IDLE_PARALLEL (handshakes in flight, default 50),
 # BENCH_CONN_PGBOUNCER (default 1), PGT_BIN, PGT_PGHOST/PGT_PGPORT.
@@ -72,7 +80,16 @@ if [[ -z $IDLE ]]; then
 	cc -std=gnu11 -O2 -o "$IDLE" "$(dirname "$0")/idle_clients.c" \
 		$(pkg-config --cflags --libs libpq) || bench_die "cannot build idle_clients"
 fi
-bench_pg_start $((MAX + 100))
+BACKEND=${BENCH_CONN_BACKEND:-}
+[[ -n $BACKEND ]] || { ((MAX > 2000)) && BACKEND=pgbouncer || BACKEND=postgres; }
+if [[ $BACKEND == pgbouncer ]]; then bench_pg_start 200; else bench_pg_start $((MAX + 100)); fi
+REAL_PG_HOST=$PG_HOST REAL_PG_PORT=$PG_PORT
+if [[ $BACKEND == pgbouncer ]]; then
+	BOUNCER_NAME=backend BOUNCER_POOL_MODE=transaction bench_pgbouncer_start "$MAX"
+	bench_log "server side: PgBouncer (transaction mode) on 127.0.0.1:$BOUNCER_PORT in front of PostgreSQL"
+	# the measured proxies log in there
+	PG_HOST=127.0.0.1 PG_PORT=$BOUNCER_PORT
+fi
 
 PROXIES=()
 bench_have_pgturnout && PROXIES+=(pgturnout) \
@@ -85,7 +102,7 @@ bench_have_pgturnout && PROXIES+=(pgturnout) \
 wait_backends_gone() {
 	local n
 	for _ in $(seq 600); do
-		n=$(PGPASSWORD=$PG_PASSWORD "$BENCH_PSQL" -X -At -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" \
+		n=$(PGPASSWORD=$PG_PASSWORD "$BENCH_PSQL" -X -At -h "$REAL_PG_HOST" -p "$REAL_PG_PORT" -U "$PG_USER" \
 			-d "$PG_DB" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'" \
 			2>/dev/null || echo 999999)
 		((n <= 5)) && return 0
@@ -98,7 +115,7 @@ RESULTS=$BENCH_TMP/connections.tsv
 : >"$RESULTS"
 for n in $CLIENTS; do
 	for proxy in "${PROXIES[@]}"; do
-		wait_backends_gone
+		[[ $BACKEND == postgres ]] && wait_backends_gone
 		case $proxy in
 		pgbouncer) bench_pgbouncer_start "$n"; pid=$BOUNCER_PID port=$BOUNCER_PORT ;;
 		pgturnout) bench_pgturnout_start "$n"; pid=$PGT_PID port=$PGT_PORT ;;
@@ -128,7 +145,7 @@ for n in $CLIENTS; do
 	done
 done
 
-"$BENCH_PYTHON" - "$RESULTS" <<'EOPY'
+"$BENCH_PYTHON" - "$RESULTS" "$BACKEND" <<'EOPY'
 import json, sys
 summary = {}
 print()
@@ -140,5 +157,6 @@ for line in open(sys.argv[1]):
     summary.setdefault(proxy, {})[str(n)] = {"rss0_kb": rss0, "rss_kb": rss,
                                               "bytes_per_client": round(per), "connect_s": float(secs)}
     print("%-10s %8d %10d %10d %14.0f %10s" % (proxy, n, rss0, rss, per, secs))
+summary["backend"] = sys.argv[2]
 print("CONNECTIONS_SUMMARY " + json.dumps(summary, sort_keys=True))
 EOPY
