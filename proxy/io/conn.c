@@ -189,7 +189,8 @@ static ssize_t conn_send_extents(evutil_socket_t fd, struct evbuffer *buf, size_
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
 	ssize_t w;
 	do
-		w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		w = k == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+			   : sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (w < 0 && errno == EINTR);
 	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
