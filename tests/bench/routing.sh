@@ -10,6 +10,9 @@
 # The PostgreSQL given must accept PGT_PGUSER without a password over TCP
 # (trust). Environment: PGT_BIN (default build/pgturnout), BENCH_T (seconds
 # per run, default 10), BENCH_ROUNDS (default 3), BENCH_SCALE (default 10).
+# When that PostgreSQL runs on this machine (its postmaster.pid readable),
+# the tpcb part also reports the CPU time per transaction of PostgreSQL
+# (the postmaster and its exited backends) and of pgturnout, from /proc.
 # The last line is machine-readable: ROUTING_SUMMARY {json}.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -90,9 +93,31 @@ for mode in simple prepared; do
 		res[routing-$mode]+="$(run "$pr" -S -M "$mode" -c 8 -j 2) "
 	done
 done
+# CPU per tpcb transaction of PostgreSQL and of the pgturnout instance, when
+# PostgreSQL runs on this machine: the postmaster's own and its reaped
+# children's ticks (backends exit at the end of each pgbench run), from
+# /proc. Tells whether a lower TPS is the proxy or the database's work.
+pm=$(P -d postgres -At -c "SHOW data_directory" 2>/dev/null | xargs -I{} head -1 {}/postmaster.pid 2>/dev/null || true)
+[[ -n $pm && -r /proc/$pm/stat ]] || pm=""
+hz=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+declare -A cpu_pg cpu_px ntx
+tpcb() { # name port proxy-pid
+	local out a b pa pb
+	a=$(ticks "$3"); [[ -n $pm ]] && pa=$(ticks "$pm")
+	out=$(pgbench -n -c 8 -j 2 -T "$T" -h 127.0.0.1 -p "$2" -U "$PGUSER" pgt_route_a 2>&1)
+	sleep 0.5
+	b=$(ticks "$3"); [[ -n $pm ]] && pb=$(ticks "$pm")
+	grep -q 'failed transactions: 0 ' <<<"$out" || echo "FAILED transactions in $1" >&2
+	res[$1]+="$(awk '/^tps/ {print $3}' <<<"$out") "
+	ntx[$1]=$(( ${ntx[$1]:-0} + $(awk '/actually processed/ {print $NF}' <<<"$out") ))
+	cpu_px[$1]=$(( ${cpu_px[$1]:-0} + b - a ))
+	[[ -n $pm ]] && cpu_pg[$1]=$(( ${cpu_pg[$1]:-0} + pb - pa ))
+	return 0
+}
 for r in $(seq 1 "$ROUNDS"); do
-	res[plain-tpcb]+="$(run "$pa" -c 8 -j 2) "
-	res[dual-tpcb]+="$(run "$pd" -c 8 -j 2) "
+	tpcb plain-tpcb "$pa" "${pids[0]}"
+	tpcb dual-tpcb "$pd" "${pids[2]}"
 done
 
 json="{"
@@ -110,4 +135,12 @@ rd=$(ratio "$m_dual_tpcb" "$m_plain_tpcb")
 echo "routing/plain select-only simple:   $rs"
 echo "routing/plain select-only prepared: $rp"
 echo "dual-write/single-path tpcb:        $rd"
+us() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { printf "%.0f", n ? t * 1e6 / hz / n : 0 }'; }
+printf '%-34s %12s %12s\n' "CPU per tpcb transaction (us)" PostgreSQL pgturnout
+for k in plain-tpcb dual-tpcb; do
+	printf '%-34s %12s %12s\n' "$k" "$([[ -n $pm ]] && us "${cpu_pg[$k]}" "${ntx[$k]}" || echo n/a)" \
+		"$(us "${cpu_px[$k]}" "${ntx[$k]}")"
+	json+="\"${k}_pg_cpu_us\": $([[ -n $pm ]] && us "${cpu_pg[$k]}" "${ntx[$k]}" || echo null), "
+	json+="\"${k}_proxy_cpu_us\": $(us "${cpu_px[$k]}" "${ntx[$k]}"), "
+done
 echo "ROUTING_SUMMARY ${json}\"routing_simple_ratio\": $rs, \"routing_prepared_ratio\": $rp, \"dual_tpcb_ratio\": $rd}"
