@@ -846,8 +846,26 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	if (any && wbuf_ok(&sh)) {
 		tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
 		if (dual_shadow(c) && !d->broken) {
-			dual_begin(c);
-			dual_pend_query(c, (const char *)sh.data);
+			if (!copy_from && !d->shadow_tx && d->pend.len == 0) {
+				/* One round trip opens the shadow transaction and
+				 * runs the statements. */
+				struct wbuf q;
+				wbuf_init(&q);
+				wbuf_put(&q, "BEGIN;\n", 7);
+				wbuf_put(&q, sh.data, sh.len);
+				if (wbuf_ok(&q)) {
+					d->shadow_tx = true;
+					d->pend_began = true;
+					dual_pend_query(c, (const char *)q.data);
+				} else {
+					dual_begin(c);
+					dual_pend_query(c, (const char *)sh.data);
+				}
+				wbuf_free(&q);
+			} else {
+				dual_begin(c);
+				dual_pend_query(c, (const char *)sh.data);
+			}
 			queued = true;
 		}
 	}
