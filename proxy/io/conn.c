@@ -117,6 +117,7 @@ static int conn_loop_init(struct event_base *base)
 {
 	if (loop.flush_ev)
 		return 0;
+	loop.closed = false;
 	list_init(&loop.pending);
 	loop.flush_ev = event_new(base, -1, 0, conn_on_flush, NULL);
 	return loop.flush_ev ? 0 : -1;
