@@ -44,6 +44,7 @@ import pytest
 
 import pgwire
 from conftest import BIG, PASSWORDS, free_port, unique
+from twopaths import Admin as BaseAdmin, TwoPathLayout, wait_for
 
 pytestmark = pytest.mark.proxy_only
 
@@ -59,19 +60,13 @@ CREATE FUNCTION log_call() RETURNS void LANGUAGE sql VOLATILE
 
 # ---- layouts ----------------------------------------------------------------
 
-class Layout:
-    """Where each path's objects live: role -> (database, schema), and the
-    name of each side's users table and name column."""
+class Layout(TwoPathLayout):
+    """Each side's users table and name column: users_v2.full_name on the
+    new path of the schemas layout, users.name everywhere else."""
 
     def __init__(self, pg, kind, objects=True):
-        self.pg = pg
-        self.kind = kind
-        self.objects = objects
-        tag = unique("dw")
-        if kind == "schemas":
-            self.where = {"old": ("app", "p_old_" + tag), "new": ("app", "p_new_" + tag)}
-        else:
-            self.where = {"old": ("db_old_" + tag, "public"), "new": ("db_new_" + tag, "public")}
+        super().__init__(pg, kind, unique("dw"))
+        self.with_objects = objects
 
     def table(self, role):
         return "users_v2" if self.kind == "schemas" and role == "new" else "users"
@@ -79,46 +74,11 @@ class Layout:
     def name_col(self, role):
         return "full_name" if self.kind == "schemas" and role == "new" else "name"
 
-    def create(self):
-        for role in ("old", "new"):
-            db, schema = self.where[role]
-            if self.kind == "databases":
-                self.pg.sql("CREATE DATABASE %s OWNER app" % db, dbname="postgres")
-                prefix = "SET ROLE app;"
-            else:
-                prefix = "SET ROLE app; CREATE SCHEMA %s; SET search_path = %s;" % (schema, schema)
-            objects = ""
-            if self.objects:
-                objects = ("CREATE TABLE %s (id int PRIMARY KEY, %s text, email text);"
-                           % (self.table(role), self.name_col(role))) + COMMON_OBJECTS
-            self.pg.sql(prefix + objects + "SELECT 1", dbname=db)
-
-    def drop(self):
-        for role in ("old", "new"):
-            db, schema = self.where[role]
-            try:
-                if self.kind == "databases":
-                    self.pg.sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
-                else:
-                    self.pg.sql("DROP SCHEMA IF EXISTS %s CASCADE" % schema, dbname=db)
-            except psycopg2.Error as e:  # teardown must not hide the test's result
-                print("layout cleanup: %s" % e)
-
-    @property
-    def paths(self):
-        out = {}
-        for role in ("old", "new"):
-            db, schema = self.where[role]
-            p = {"dbname": db}
-            if self.kind == "schemas":
-                p["search_path"] = schema
-            out[role] = p
-        return out
-
-    def sql(self, role, query):
-        """QUERY as superuser in ROLE's database and schema; rows or None."""
-        db, schema = self.where[role]
-        return self.pg.sql("SET search_path = %s; %s" % (schema, query), dbname=db)
+    def objects(self, role):
+        if not self.with_objects:
+            return "SELECT 1"
+        return ("CREATE TABLE %s (id int PRIMARY KEY, %s text, email text);"
+                % (self.table(role), self.name_col(role))) + COMMON_OBJECTS + "SELECT 1"
 
     def rows(self, role):
         return self.sql(role, "SELECT id, %s, email FROM %s ORDER BY id"
@@ -208,26 +168,9 @@ def start(proxy_factory, layout, flags=None, settings=None, paths=None):
 
 # ---- helpers ------------------------------------------------------------------
 
-class Admin:
-    def __init__(self, proxy):
-        self.conn = proxy.connect(user="admin", dbname="pgturnout")
-
-    def run(self, command):
-        with self.conn.cursor() as cur:
-            cur.execute(command)
-            if cur.description is None:
-                return None
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
-
-    def stats(self):
-        return {r["path"]: r for r in self.run("SHOW STATS")}
-
+class Admin(BaseAdmin):
     def journal(self):
         return self.run("SHOW JOURNAL")
-
-    def close(self):
-        self.conn.close()
 
 
 def admin_run(proxy, command):
@@ -264,17 +207,6 @@ def run(conn, *statements):
     with conn.cursor() as cur:
         for s in statements:
             cur.execute(s)
-
-
-def wait_for(predicate, what, timeout=10):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
 
 
 def pgbench(env, args, timeout=150):

@@ -40,6 +40,7 @@ import pytest
 
 import pgwire
 from conftest import PASSWORDS, free_port, unique
+from twopaths import Admin as BaseAdmin, TwoPathLayout, wait_for
 
 pytestmark = pytest.mark.proxy_only
 
@@ -66,55 +67,12 @@ CREATE TABLE notes (id serial PRIMARY KEY, body text);
 
 # ---- layouts ----------------------------------------------------------------
 
-class Layout:
-    """Where each path's objects live: role -> (database, schema)."""
-
+class Layout(TwoPathLayout):
     def __init__(self, pg, kind):
-        self.pg = pg
-        self.kind = kind
-        tag = unique("rt")
-        if kind == "schemas":
-            self.where = {"old": ("app", "p_old_" + tag), "new": ("app", "p_new_" + tag)}
-        else:
-            self.where = {"old": ("db_old_" + tag, "public"), "new": ("db_new_" + tag, "public")}
+        super().__init__(pg, kind, unique("rt"))
 
-    def create(self):
-        for role, objects in (("old", OLD_OBJECTS), ("new", NEW_OBJECTS)):
-            db, schema = self.where[role]
-            if self.kind == "databases":
-                self.pg.sql("CREATE DATABASE %s OWNER app" % db, dbname="postgres")
-                prefix = "SET ROLE app;"
-            else:
-                prefix = "SET ROLE app; CREATE SCHEMA %s; SET search_path = %s;" % (schema, schema)
-            self.pg.sql(prefix + objects, dbname=db)
-
-    def drop(self):
-        for role in ("old", "new"):
-            db, schema = self.where[role]
-            try:
-                if self.kind == "databases":
-                    self.pg.sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
-                else:
-                    self.pg.sql("DROP SCHEMA IF EXISTS %s CASCADE" % schema, dbname=db)
-            except psycopg2.Error as e:  # teardown must not hide the test's result
-                print("layout cleanup: %s" % e)
-
-    @property
-    def paths(self):
-        """[path] sections for render_config."""
-        out = {}
-        for role in ("old", "new"):
-            db, schema = self.where[role]
-            p = {"dbname": db}
-            if self.kind == "schemas":
-                p["search_path"] = schema
-            out[role] = p
-        return out
-
-    def sql(self, role, query):
-        """QUERY as superuser in ROLE's database and schema; rows or None."""
-        db, schema = self.where[role]
-        return self.pg.sql("SET search_path = %s; %s" % (schema, query), dbname=db)
+    def objects(self, role):
+        return OLD_OBJECTS if role == "old" else NEW_OBJECTS
 
 
 @pytest.fixture(params=["schemas", "databases"])
@@ -142,20 +100,7 @@ def start(proxy_factory, layout, flags=None, settings=None, **kw):
 
 # ---- helpers ------------------------------------------------------------------
 
-class Admin:
-    """A console session (psycopg2, simple query protocol)."""
-
-    def __init__(self, proxy):
-        self.conn = proxy.connect(user="admin", dbname="pgturnout")
-
-    def run(self, command):
-        with self.conn.cursor() as cur:
-            cur.execute(command)
-            if cur.description is None:
-                return None
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
-
+class Admin(BaseAdmin):
     def set(self, flag, value, force=False):
         self.run("SET %s = '%s'%s" % (flag, value, " FORCE" if force else ""))
 
@@ -174,12 +119,6 @@ class Admin:
         rows = [c for c in self.clients() if c["application"] == application]
         assert len(rows) == 1, (application, self.clients())
         return rows[0]
-
-    def stats(self):
-        return {r["path"]: r for r in self.run("SHOW STATS")}
-
-    def close(self):
-        self.conn.close()
 
 
 @pytest.fixture
@@ -207,17 +146,6 @@ def one(conn, query, args=None):
 
 def whereami(conn):
     return one(conn, "SELECT whereami()")
-
-
-def wait_for(predicate, what, timeout=10):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
 
 
 def switches(proxy):
