@@ -77,6 +77,7 @@ struct runtime_stats {
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off */
 	uint64_t journaled;             /* statements appended to the dual-write journal */
 	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
+	uint64_t server_reuses;         /* server connections taken from the pool */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
 };
 
@@ -96,6 +97,9 @@ struct runtime {
 	struct list_node clients;       /* every struct client, by client.node */
 	size_t n_clients;
 	struct list_node dead;          /* clients closed, waiting to be freed by the reaper */
+	struct list_node pool;          /* kept server connections (session/pool.h), oldest first */
+	size_t n_pooled;
+	struct list_node dead_servers;  /* kept ones dropped, waiting for the reaper */
 	struct event *reaper;           /* owns: frees dead clients at a safe point */
 	struct event *drain_timer;      /* owns: SIGTERM's shutdown_timeout */
 	bool shutting_down;

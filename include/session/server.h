@@ -1,8 +1,10 @@
 /*
  * session/server.h — one backend connection of a client, to one path.
  *
- * A server connection is owned by its client (session mode: never shared).
- * Its life: connect (non-blocking, DNS through evdns), optional SSLRequest
+ * A server connection is owned by its client (session mode: never shared
+ * between clients at once). When its client leaves it idle, it may go to
+ * the pool (session/pool.h) and later to another client with the same
+ * startup packet. Its life: connect (non-blocking, DNS through evdns), optional SSLRequest
  * and TLS handshake, StartupMessage, authentication answered by pgturnout
  * (trust, cleartext, md5, SCRAM-SHA-256), ParameterStatus/BackendKeyData
  * collected until the first ReadyForQuery; then it is READY and the relay
@@ -11,6 +13,7 @@
 #ifndef PGT_SESSION_SERVER_H
 #define PGT_SESSION_SERVER_H
 
+#include "core/list.h"
 #include "core/wbuf.h"
 
 #include "io/conn.h"
@@ -18,6 +21,7 @@
 #include <stdint.h>
 
 struct client;
+struct config;
 struct scram_client;
 
 /* A named statement prepared on this backend: its name and a hash of the
@@ -33,12 +37,15 @@ enum server_state {
 	SV_TLS_HANDSHAKE,       /* TLS handshake in progress */
 	SV_LOGIN,               /* StartupMessage sent: authentication and parameters */
 	SV_READY,               /* first ReadyForQuery seen: relaying */
+	SV_RESETTING,           /* in the pool, server_reset_query running */
+	SV_IDLE,                /* in the pool, ready for another client */
 	SV_CLOSED,
 };
 
 struct server {
-	struct client *client;          /* borrows: the owner */
-	int path;                       /* index into the client's config paths */
+	struct client *client;          /* borrows: the owner; NULL while pooled */
+	struct config *cfg;             /* owns a reference: the generation it was made under */
+	int path;                       /* index into cfg->paths */
 	enum server_state state;
 	struct conn *conn;              /* owns */
 	evutil_socket_t fd;
@@ -56,14 +63,28 @@ struct server {
 	size_t n_stmts;
 	uint32_t swallow_until;         /* answers to requests below this number are pgturnout's
 					   own (replay after a switch): dropped, not relayed */
+	char tx_status;                 /* of the last ReadyForQuery: 'I', 'T' or 'E' */
+	bool adopted;                   /* taken from the pool: tell the client on the next turn */
+	uint8_t *startup;               /* owns: the StartupMessage it logged in with (pool key) */
+	size_t startup_len;
+	struct list_node pool_node;     /* on rt->pool while pooled */
+	uint64_t pooled_at_us;
 };
 
-/* Starts a connection of CLIENT to PATH. Returns NULL when it cannot even
- * start (out of memory); otherwise progress is reported through
- * client_server_ready() / client_server_failed(). */
+/* Starts a connection of CLIENT to PATH, or takes a pooled one logged in
+ * with the same startup packet. Returns NULL when it cannot even start
+ * (out of memory); otherwise progress is reported through
+ * client_server_ready() / client_server_failed() (on a later loop turn,
+ * for a pooled one too). */
 struct server *server_connect(struct client *client, int path);
 void server_free(struct server *s);     /* NULL does nothing; closes the socket */
 /* Sends Terminate and closes gracefully (after output drains). */
 void server_terminate(struct server *s);
+/* Builds the StartupMessage CLIENT's connection to PATH sends, into B. */
+void server_build_startup(const struct client *client, int path, struct wbuf *b);
+/* Forgets the named statements tracked for S (after DISCARD ALL). */
+void server_forget_statements(struct server *s);
+/* The path's settings S was made with. */
+const struct path_config *server_path(const struct server *s);
 
 #endif

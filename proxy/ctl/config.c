@@ -600,6 +600,12 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "server_connect_timeout", KT_DURATION, CFG(server_connect_timeout_ms), 0, "15s", true, false, -1, NULL, 0, 0,
 	  "connecting and logging in to a path's server must finish within this time; 0 disables "
 	  "(no unit: seconds)" },
+	{ SEC_MAIN, "server_idle_timeout", KT_DURATION, CFG(server_idle_timeout_ms), 0, "60s", true, false, -1, NULL, 0, 0,
+	  "a server connection whose client left (idle, outside a transaction) is kept this long "
+	  "for the next client with the same user, database and startup parameters; 0: close it "
+	  "with its client (no unit: seconds)" },
+	{ SEC_MAIN, "server_reset_query", KT_TEXT, CFG(server_reset_query), 0, "DISCARD ALL", true, false, -1, NULL, 0, 0,
+	  "run on a kept server connection before another client gets it" },
 	{ SEC_MAIN, "max_query_size", KT_SIZE, CFG(max_query_size), 0, "1MB", true, false, -1, NULL, 0, 0,
 	  "largest Query/Parse message buffered for classification and rewriting (B, kB, MB, GB; "
 	  "no unit: bytes); larger statements are refused with 54000" },

@@ -169,6 +169,12 @@ static void session_metrics(struct wbuf *out)
 	single(out, "pgturnout_nondeterministic_writes_total", "counter",
 	       "Mirrored writes that call volatile functions (copies may differ).",
 	       rt->stats.nondeterministic_writes);
+	single(out, "pgturnout_server_reuses_total", "counter",
+	       "Server connections taken from the pool by a new client (no connect, no login).",
+	       rt->stats.server_reuses);
+	single(out, "pgturnout_idle_server_connections", "gauge",
+	       "Server connections kept for the next client (server_idle_timeout).",
+	       (uint64_t)rt->n_pooled);
 }
 
 static void query_metrics(struct wbuf *out)

@@ -24,6 +24,7 @@
 #include "session/cancel.h"
 #include "session/relay.h"
 #include "session/dual.h"
+#include "session/pool.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "wire/build.h"
@@ -176,9 +177,17 @@ static void client_close_common(struct client *c, enum close_reason reason)
 	log_msg(ci->level, c->id, "closing: %s (user=%s database=%s addr=%s)", ci->name,
 		c->user ? c->user : "-", c->database ? c->database : "-", c->addr);
 	client_set_state(c, CL_CLOSING);
+	/* A clean goodbye leaves idle backends to the next client. */
+	bool keep = reason == CLOSE_CLIENT_TERMINATE || reason == CLOSE_CLIENT_EOF;
 	for (int i = 0; i < SLOT__COUNT; i++) {
-		if (c->servers[i])
-			server_terminate(c->servers[i]);
+		struct server *s = c->servers[i];
+		if (!s)
+			continue;
+		if (keep && pool_release(s)) {
+			c->servers[i] = NULL;
+			continue;
+		}
+		server_terminate(s);
 	}
 	if (!c->conn) {
 		client_kill(c);

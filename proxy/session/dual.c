@@ -441,6 +441,7 @@ void dual_shadow_input(struct server *s)
 			uint8_t z[6];
 			evbuffer_remove(in, z, sizeof(z));
 			s->requests_done++;
+			s->tx_status = (char)z[5];
 			if (mine) {
 				d->shadow_tx = z[5] != 'I';
 				dual_progress(c);

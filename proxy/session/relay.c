@@ -156,8 +156,12 @@ static void relay_swallow(struct server *s, struct evbuffer *in, struct conn *ou
 		relay_move_to_client(in, out, 1 + (size_t)len);
 		return;
 	}
-	if (type == PqMsg_ReadyForQuery)
+	if (type == PqMsg_ReadyForQuery) {
 		s->requests_done++;
+		uint8_t z[MSG_HEADER_LEN + 1];
+		if (len == 5 && relay_peek(in, 0, z, sizeof(z)))
+			s->tx_status = (char)z[MSG_HEADER_LEN];
+	}
 	else if (type == PqMsg_ErrorResponse && len <= RELAY_MAX_INSPECT) {
 		uint8_t *body = malloc(len - 4);
 		struct pg_error_fields f;
@@ -236,6 +240,7 @@ void relay_server_input(struct server *s)
 			char status;
 			scan_peek(&sc, in, fwd + MSG_HEADER_LEN, &status, 1);
 			s->requests_done++;
+			s->tx_status = status;
 			if (c->dual && s == c->servers[c->active_slot]) {
 				/* Dual writes decide when the client sees it. */
 				if (fwd)

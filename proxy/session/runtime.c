@@ -14,6 +14,7 @@
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/journal.h"
+#include "session/pool.h"
 #include "session/server.h"
 #include "sql/cache.h"
 
@@ -65,6 +66,7 @@ static void runtime_open_history(void)
 static void runtime_on_reap(evutil_socket_t fd, short what, void *arg)
 {
 	client_reap();
+	pool_reap();
 }
 
 static void runtime_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
@@ -90,6 +92,8 @@ int runtime_init(struct config *cfg, const char *config_file, char *err, size_t 
 	rt->config_file = config_file;
 	list_init(&rt->clients);
 	list_init(&rt->dead);
+	list_init(&rt->pool);
+	list_init(&rt->dead_servers);
 	rt->base = event_base_new();
 	if (!rt->base) {
 		snprintf(err, errlen, "cannot create the event loop");
@@ -258,6 +262,8 @@ void runtime_free(void)
 		client_close(c, CLOSE_SHUTDOWN, NULL);
 	}
 	client_reap();
+	pool_clear();
+	pool_reap();
 	listener_set_free(rt->listeners);
 	http_server_free(rt->http);
 	if (rt->cfg && rt->cfg->pidfile)
@@ -328,6 +334,7 @@ int runtime_reload(const char *who)
 	rt->tls = tls;
 	config_unref(rt->cfg);
 	rt->cfg = cfg;
+	pool_clear();  /* kept server connections belong to the old generation */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);

@@ -19,7 +19,9 @@
 #include "io/tls.h"
 #include "session/client.h"
 #include "session/dual.h"
+#include "session/pool.h"
 #include "session/relay.h"
+#include "session/runtime.h"
 #include "wire/build.h"
 #include "wire/md5.h"
 #include "wire/proto.h"
@@ -43,11 +45,12 @@ static void server_on_write(struct conn *cn, void *arg);
 static void server_on_event(struct conn *cn, short what, void *arg);
 static void server_on_timer(evutil_socket_t fd, short what, void *arg);
 
-static const struct path_config *server_path(const struct server *s)
+const struct path_config *server_path(const struct server *s)
 {
-	return &s->client->cfg->paths[s->path];
+	return &s->cfg->paths[s->path];
 }
 
+/* The user it logs in as (during login, while the client is there). */
 static const char *server_user(const struct server *s)
 {
 	const struct path_config *p = server_path(s);
@@ -73,13 +76,29 @@ static void server_fail(struct server *s, enum close_reason reason, const char *
 struct server *server_connect(struct client *c, int path)
 {
 	const struct path_config *p = &c->cfg->paths[path];
-	struct server *s = calloc(1, sizeof(*s));
-	if (!s)
+	struct wbuf startup;
+	wbuf_init(&startup);
+	server_build_startup(c, path, &startup);
+	if (!wbuf_ok(&startup))
 		return NULL;
+	struct server *s = pool_take(c, path, startup.data, startup.len);
+	if (s) {
+		wbuf_free(&startup);
+		return s;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		wbuf_free(&startup);
+		return NULL;
+	}
 	s->client = c;
+	s->cfg = config_ref(c->cfg);
 	s->path = path;
 	s->fd = -1;
 	s->state = SV_CONNECTING;
+	s->startup = startup.data;  /* takes the buffer */
+	s->startup_len = startup.len;
+	list_init(&s->pool_node);
 	wbuf_init(&s->login_params);
 	s->conn = conn_new_connecting(rt->base);
 	s->timer = evtimer_new(rt->base, server_on_timer, s);
@@ -113,17 +132,27 @@ void server_free(struct server *s)
 		event_free(s->timer);
 	scram_client_free(s->scram);
 	wbuf_free(&s->login_params);
+	server_forget_statements(s);
+	free(s->startup);
+	config_unref(s->cfg);
+	free(s);
+}
+
+void server_forget_statements(struct server *s)
+{
 	for (size_t i = 0; i < s->n_stmts; i++)
 		free(s->stmts[i].name);
 	free(s->stmts);
-	free(s);
+	s->stmts = NULL;
+	s->n_stmts = 0;
 }
 
 void server_terminate(struct server *s)
 {
 	/* The socket is closed when the owner is reaped; a READY plain
 	 * connection gets a Terminate first so the server logs a clean exit. */
-	if (s->state == SV_READY && s->conn && !conn_owns_fd(s->conn)) {
+	if ((s->state == SV_READY || s->state == SV_IDLE || s->state == SV_RESETTING) && s->conn &&
+	    !conn_owns_fd(s->conn)) {
 		static const uint8_t terminate[5] = { PqMsg_Terminate, 0, 0, 0, 4 };
 		if (conn_output_length(s->conn) == 0)
 			(void)!send(conn_fd(s->conn), terminate, sizeof(terminate),
@@ -149,15 +178,14 @@ static bool is_pq_option(const char *name)
 	return strncmp(name, "_pq_.", 5) == 0;
 }
 
-static void server_send_startup(struct server *s)
+void server_build_startup(const struct client *c, int path, struct wbuf *b)
 {
-	const struct client *c = s->client;
-	const struct path_config *p = server_path(s);
+	const struct path_config *p = &c->cfg->paths[path];
 	const char *names[STARTUP_MAX_PARAMS + 3];
 	const char *values[STARTUP_MAX_PARAMS + 3];
 	size_t n = 0;
 	names[n] = "user";
-	values[n++] = server_user(s);
+	values[n++] = p->user ? p->user : c->user;
 	names[n] = "database";
 	values[n++] = p->dbname ? p->dbname : c->database;
 	for (size_t i = 0; i < c->sp.n_params; i++) {
@@ -173,17 +201,21 @@ static void server_send_startup(struct server *s)
 		names[n] = "search_path";
 		values[n++] = p->search_path;
 	}
-	struct wbuf b;
-	wbuf_init(&b);
-	build_startup(&b, names, values, n);
-	server_send(s, &b);
-	wbuf_free(&b);
+	build_startup(b, names, values, n);
+}
+
+static void server_send_startup(struct server *s)
+{
+	if (conn_write(s->conn, s->startup, s->startup_len) < 0) {
+		server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
+		return;
+	}
 	s->state = SV_LOGIN;
 }
 
 static void server_start_tls(struct server *s)
 {
-	SSL *ssl = tls_server_ssl(rt->tls, s->client->cfg, s->path);
+	SSL *ssl = tls_server_ssl(rt->tls, s->cfg, s->path);
 	if (!ssl) {
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 			    "pgturnout: cannot set up TLS to path \"%s\": %s", server_path(s)->name,
@@ -236,7 +268,7 @@ static const struct user_secret *server_secret(const struct server *s, struct us
 		tmp->kind = pg_md5_is_stored(p->password) ? SECRET_MD5 : SECRET_PLAIN;
 		return tmp;
 	}
-	const struct config *cfg = s->client->cfg;
+	const struct config *cfg = s->cfg;
 	return cfg->users ? userlist_find(cfg->users, server_user(s)) : NULL;
 }
 
@@ -426,6 +458,7 @@ static void server_read_login(struct server *s)
 				return;
 			}
 			s->state = SV_READY;
+			s->tx_status = 'I';
 			evtimer_del(s->timer);
 			conn_set_lowat(s->conn, RELAY_LOW_WATERMARK);
 			conn_set_max_read(s->conn, SERVER_MAX_SINGLE_READ);
@@ -460,6 +493,10 @@ static void server_on_read(struct conn *cn, void *arg)
 			dual_shadow_input(s);
 		else
 			relay_server_input(s);
+		break;
+	case SV_RESETTING:
+	case SV_IDLE:
+		pool_server_input(s);
 		break;
 	default:
 		break;
@@ -547,6 +584,10 @@ static void server_on_event(struct conn *cn, short what, void *arg)
 		}
 		return;
 	}
+	case SV_RESETTING:
+	case SV_IDLE:
+		pool_drop(s, "server closed the connection");
+		return;
 	case SV_CLOSED:
 		return;
 	}
@@ -555,6 +596,18 @@ static void server_on_event(struct conn *cn, short what, void *arg)
 static void server_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
+	if (s->adopted) {
+		/* Taken from the pool: the client learns it on this turn, after
+		 * server_connect() returned to its caller. */
+		s->adopted = false;
+		if (s->client && s->state == SV_READY)
+			client_server_ready(s->client, s);
+		return;
+	}
+	if (s->state == SV_RESETTING || s->state == SV_IDLE) {
+		pool_drop(s, "server_idle_timeout");
+		return;
+	}
 	if (s->state == SV_READY || s->state == SV_CLOSED)
 		return;
 	const struct path_config *p = server_path(s);

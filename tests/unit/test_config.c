@@ -632,6 +632,10 @@ static void seen_cb(void *arg, const char *section, const char *key, const char 
 		assert_string_equal(value, "30s");
 	if (strcmp(key, "max_query_size") == 0)
 		assert_string_equal(value, "1MB");
+	if (strcmp(key, "server_idle_timeout") == 0)
+		assert_string_equal(value, "60s");
+	if (strcmp(key, "server_reset_query") == 0)
+		assert_string_equal(value, "DISCARD ALL");
 }
 
 static void test_foreach_shows_every_key_and_masks_secrets(void **state)
@@ -641,8 +645,8 @@ static void test_foreach_shows_every_key_and_masks_secrets(void **state)
 
 	(void)state;
 	config_foreach(cfg, seen_cb, &s);
-	/* 18 [pgturnout] + 2 × 8 path + 5 migration + 2 versions + 2 rewrite + 4 flags */
-	assert_int_equal(s.n, 18 + 16 + 5 + 2 + 2 + 4);
+	/* 20 [pgturnout] + 2 × 8 path + 5 migration + 2 versions + 2 rewrite + 4 flags */
+	assert_int_equal(s.n, 20 + 16 + 5 + 2 + 2 + 4);
 	assert_int_equal(s.listen, 1);
 	assert_false(s.listen_reloadable);
 	assert_int_equal(s.password_new, 1);
