@@ -15,7 +15,8 @@
 #
 # Environment: BENCH_T (seconds per run, default 10; --quick: 3),
 # BENCH_ROUNDS (default 3), BENCH_SCALE (default 10), BENCH_WORKLOADS
-# (space-separated subset of the names above), PGT_BIN (pgturnout binary;
+# (space-separated subset of the names above, plus connect-c8: select-only
+# with a new connection per transaction, pgbench -C), PGT_BIN (pgturnout binary;
 # without one only direct and PgBouncer run), PGT_PGHOST/PGT_PGPORT to reuse
 # a server (see common.sh).
 set -euo pipefail
@@ -47,6 +48,7 @@ workload_args() {
 	case $name in
 	select-*) kind=-S; mode=${name#select-}; mode=${mode%-c*} ;;
 	tpcb-*) kind=""; mode=simple ;;
+	connect-*) kind="-S -C"; mode=simple ;;
 	*) bench_die "unknown workload $name" ;;
 	esac
 	local j=$((c < 2 ? 1 : 2))
