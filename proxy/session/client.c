@@ -177,8 +177,10 @@ static void client_close_common(struct client *c, enum close_reason reason)
 	log_msg(ci->level, c->id, "closing: %s (user=%s database=%s addr=%s)", ci->name,
 		c->user ? c->user : "-", c->database ? c->database : "-", c->addr);
 	client_set_state(c, CL_CLOSING);
-	/* A clean goodbye leaves idle backends to the next client. */
-	bool keep = reason == CLOSE_CLIENT_TERMINATE || reason == CLOSE_CLIENT_EOF;
+	/* A clean goodbye leaves idle backends to the next client (never a
+	 * walsender: replication connections end with their client). */
+	bool keep = (reason == CLOSE_CLIENT_TERMINATE || reason == CLOSE_CLIENT_EOF) &&
+		    !c->replication;
 	for (int i = 0; i < SLOT__COUNT; i++) {
 		struct server *s = c->servers[i];
 		if (!s)
