@@ -94,20 +94,27 @@ for mode in simple prepared; do
 	done
 done
 # CPU per tpcb transaction of PostgreSQL and of the pgturnout instance, when
-# PostgreSQL runs on this machine: the postmaster's own and its reaped
-# children's ticks (backends exit at the end of each pgbench run), from
-# /proc. Tells whether a lower TPS is the proxy or the database's work.
+# PostgreSQL runs on this machine: the postmaster's own ticks, its exited
+# children's and its live children's (backends kept by pgturnout between
+# clients live on), from /proc. Tells whether a lower TPS is the proxy or
+# the database's work.
 pm=$(P -d postgres -At -c "SHOW data_directory" 2>/dev/null | xargs -I{} head -1 {}/postmaster.pid 2>/dev/null || true)
 [[ -n $pm && -r /proc/$pm/stat ]] || pm=""
 hz=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+	local t c
+	t=$(ticks "$pm")
+	for c in $(pgrep -P "$pm"); do t=$((t + $(ticks "$c"))); done
+	echo "$t"
+}
 declare -A cpu_pg cpu_px ntx
 tpcb() { # name port proxy-pid
 	local out a b pa pb
-	a=$(ticks "$3"); [[ -n $pm ]] && pa=$(ticks "$pm")
+	a=$(ticks "$3"); [[ -n $pm ]] && pa=$(pg_ticks)
 	out=$(pgbench -n -c 8 -j 2 -T "$T" -h 127.0.0.1 -p "$2" -U "$PGUSER" pgt_route_a 2>&1)
 	sleep 0.5
-	b=$(ticks "$3"); [[ -n $pm ]] && pb=$(ticks "$pm")
+	b=$(ticks "$3"); [[ -n $pm ]] && pb=$(pg_ticks)
 	grep -q 'failed transactions: 0 ' <<<"$out" || echo "FAILED transactions in $1" >&2
 	res[$1]+="$(awk '/^tps/ {print $3}' <<<"$out") "
 	ntx[$1]=$(( ${ntx[$1]:-0} + $(awk '/actually processed/ {print $NF}' <<<"$out") ))
