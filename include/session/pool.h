@@ -40,6 +40,8 @@ void pool_server_input(struct server *s);
 void pool_drop(struct server *s, const char *why);
 /* Closes every kept connection (reload, shutdown). */
 void pool_clear(void);
+/* Kept connections to path index PATH of the current generation. */
+size_t pool_idle_count(int path);
 /* Frees the dropped ones; the reaper calls it. */
 void pool_reap(void);
 

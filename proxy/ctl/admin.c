@@ -21,6 +21,7 @@
 #include "route/router.h"
 #include "session/client.h"
 #include "session/journal.h"
+#include "session/pool.h"
 #include "session/runtime.h"
 #include "sql/analyze.h"
 #include "wire/build.h"
@@ -206,7 +207,7 @@ static const char *const help_rows[][2] = {
 	{ "SHOW FLAGS", "runtime flags: value, changed_at, changed_by" },
 	{ "SHOW HISTORY", "every flag change ever made (durable)" },
 	{ "SHOW CLIENTS", "client sessions: tag, dialect, path, bucket, state, pinned" },
-	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections, health" },
+	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections (open, kept idle), health" },
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
 	{ "SHOW JOURNAL", "dual-write dead letters" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
@@ -401,30 +402,32 @@ static void show_paths(struct wbuf *out)
 {
 	static const char *const cols[] = {
 		"role", "name", "host", "port", "database", "search_path", "sessions",
-		"server_connections", "connects", "connect_failures", "healthy",
+		"server_connections", "idle_server_connections", "connects", "connect_failures",
+		"healthy",
 	};
 	const struct config *cfg = rt->cfg;
-	build_row_description(out, cols, 11);
+	build_row_description(out, cols, 12);
 	for (int slot = 0; slot < SLOT__COUNT; slot++) {
 		int i = slot_path_index(cfg, slot);
 		if (i < 0 || (size_t)i >= cfg->n_paths)
 			continue;
 		const struct path_config *p = &cfg->paths[i];
 		const struct path_stats *ps = &rt->stats.paths[slot];
-		char port[12], sess[24], conns[24], connects[24], fails[24];
+		char port[12], sess[24], conns[24], idle[24], connects[24], fails[24];
 		snprintf(port, sizeof(port), "%d", p->port);
 		snprintf(sess, sizeof(sess), "%zu", runtime_sessions_on(slot));
 		snprintf(conns, sizeof(conns), "%zu", runtime_server_connections(slot));
+		snprintf(idle, sizeof(idle), "%zu", pool_idle_count(i));
 		snprintf(connects, sizeof(connects), "%" PRIu64, ps->server_connects);
 		snprintf(fails, sizeof(fails), "%" PRIu64, ps->server_connect_failures);
 		const char *row[] = {
 			slot_role(slot), p->name, p->host, port,
 			p->dbname ? p->dbname : "(client's database)",
 			p->search_path ? p->search_path : "(server default)",
-			sess, conns, connects, fails,
+			sess, conns, idle, connects, fails,
 			admin_slot_healthy(slot) ? "true" : "false",
 		};
-		build_data_row(out, row, 11);
+		build_data_row(out, row, 12);
 	}
 	complete_show(out, SLOT__COUNT);
 }

@@ -140,6 +140,17 @@ void pool_server_input(struct server *s)
 	}
 }
 
+size_t pool_idle_count(int path)
+{
+	size_t n = 0;
+	for (struct list_node *pos = rt->pool.next; pos != &rt->pool; pos = pos->next) {
+		const struct server *s = list_entry(pos, struct server, pool_node);
+		if (s->state == SV_IDLE && s->cfg == rt->cfg && s->path == path)
+			n++;
+	}
+	return n;
+}
+
 void pool_clear(void)
 {
 	struct list_node *pos, *tmp;

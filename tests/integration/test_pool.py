@@ -13,7 +13,7 @@ import time
 import psycopg2
 import pytest
 
-from twopaths import wait_for
+from twopaths import Admin, wait_for
 
 pytestmark = pytest.mark.proxy_only
 
@@ -56,9 +56,14 @@ def test_backend_goes_to_the_next_client_with_session_state_reset(proxy):
         cur.execute("PREPARE left_stmt AS SELECT 1")
         cur.execute("SELECT pg_advisory_lock(4242)")
     first.close()
+    admin = Admin(proxy)
+    idle = lambda: int({r["role"]: r for r in admin.run("SHOW PATHS")}["old"]["idle_server_connections"])
+    wait_for(lambda: idle() == 1, "SHOW PATHS to count the kept backend")
 
     second, got = reused_pid(proxy, pid)
     assert got == pid
+    assert idle() == 0
+    admin.close()
     assert one(second, "SHOW work_mem") == "4MB"
     assert one(second, "SELECT count(*) FROM pg_class WHERE relname = 'left_behind' "
                        "AND relpersistence = 't'") == 0
