@@ -24,6 +24,7 @@
 
 struct client;
 struct server;
+struct wbuf;
 
 /* Messages larger than this are forwarded without analysis, and the session
  * is pinned (its state can no longer be tracked). */
@@ -54,6 +55,11 @@ bool steer_client_message(struct client *c, struct server *s, const uint8_t *msg
 /* The primary's side of an inspected message: rewritten for the session's
  * path, remembered for replays, forwarded to S (the active backend). */
 void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_t len);
+/* Appends to B the text (NUL included) of a statement that makes the server
+ * raise SQLSTATE with MESSAGE (prefixed "pgturnout: " if it is not): how a
+ * refusal reaches the client in order, aborting its transaction like any
+ * server error. */
+void steer_raise_statement(struct wbuf *b, const char *sqlstate, const char *message);
 /* The session could not be analysed any more: pin it with REASON. */
 void steer_pin(struct client *c, const char *reason);
 /* The server S of the active slot has just become ready after a switch:

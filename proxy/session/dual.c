@@ -776,6 +776,44 @@ static void dual_query(struct client *c, struct server *p, const uint8_t *msg, s
 	sql_analysis_unref(a);
 }
 
+/* PREPARE TRANSACTION in A: two-phase commit cannot be mirrored (the shadow
+ * would have to be prepared with the primary, and committed only with
+ * COMMIT PREPARED), so it is refused while dual writes are on. */
+static bool dual_has_prepare(const struct sql_analysis *a)
+{
+	for (size_t i = 0; a && i < a->n_stmts; i++)
+		if (a->stmts[i].cls == SQL_TXN && a->stmts[i].kind == SQL_TXN_PREPARE)
+			return true;
+	return false;
+}
+
+#define DUAL_PREPARE_REFUSED \
+	"PREPARE TRANSACTION is not supported while dual writes are on: the shadow path's " \
+	"transaction cannot be prepared with it"
+
+/* Sends the primary, in place of the client's message of type TYPE (Query
+ * or Parse named NAME), a statement raising the two-phase commit refusal:
+ * the client gets the error in order and its transaction aborts, on both
+ * sides once it rolls back. */
+static void dual_refuse_prepare(struct client *c, struct server *p, uint8_t type, const char *name)
+{
+	log_info(c->id, "refused PREPARE TRANSACTION while dual writes are on");
+	struct wbuf b;
+	wbuf_init(&b);
+	size_t off = build_begin(&b, type);
+	if (type == PqMsg_Parse)
+		wbuf_put_str(&b, name);
+	steer_raise_statement(&b, "0A000", DUAL_PREPARE_REFUSED);
+	if (type == PqMsg_Parse)
+		wbuf_put_u16(&b, 0);  /* no parameter types */
+	build_end(&b, off);
+	if (wbuf_ok(&b))
+		steer_forward(c, p, b.data, b.len);
+	else
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	wbuf_free(&b);
+}
+
 static void dual_query_analysed(struct client *c, struct server *p, const uint8_t *msg, size_t len,
 				const struct sql_analysis *a)
 {
@@ -784,6 +822,10 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	size_t tlen = len - MSG_HEADER_LEN - 1;
 	if (d->poisoned && dual_poisoned_query(c, p, a))
 		return;
+	if (dual_has_prepare(a)) {
+		dual_refuse_prepare(c, p, PqMsg_Query, NULL);
+		return;
+	}
 	d->tx_at_request = d->n_tx;
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
@@ -978,6 +1020,11 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	}
 	size_t rest = MSG_HEADER_LEN + r.pos;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), REWRITE_NONE, NULL);
+	if (dual_has_prepare(a)) {
+		names_forget(d->stmts, &d->n_stmts, name);
+		dual_refuse_prepare(c, p, PqMsg_Parse, name);
+		return;
+	}
 	bool mirror = a && a->n_stmts == 1 && dual_mirrors(&a->stmts[0]);
 	bool commit = a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN &&
 		      a->stmts[0].kind == SQL_TXN_COMMIT;

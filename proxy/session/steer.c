@@ -405,14 +405,20 @@ static void steer_server_write(struct client *c, struct server *s, const void *p
 /* A statement that raises the refusal on the server, in order. */
 static void steer_error_statement(struct wbuf *b, const struct sql_analysis *a)
 {
+	steer_raise_statement(b, a->sqlstate,
+			      a->message ? a->message : "pgturnout: statement cannot be rewritten");
+}
+
+void steer_raise_statement(struct wbuf *b, const char *sqlstate, const char *message)
+{
 	const char *head = "DO $pgturnout$ BEGIN RAISE EXCEPTION USING ERRCODE = '";
 	wbuf_put(b, head, strlen(head));
-	wbuf_put(b, a->sqlstate, strlen(a->sqlstate));
+	wbuf_put(b, sqlstate, strlen(sqlstate));
 	const char *mid = "', MESSAGE = ";
 	wbuf_put(b, mid, strlen(mid));
 	/* E'...' literal: escape backslashes and quotes. */
 	wbuf_put(b, "E'", 2);
-	const char *m = a->message ? a->message : "pgturnout: statement cannot be rewritten";
+	const char *m = message;
 	static const char prefix[] = "pgturnout: ";
 	if (strncmp(m, prefix, sizeof(prefix) - 1) != 0)
 		wbuf_put(b, prefix, sizeof(prefix) - 1);

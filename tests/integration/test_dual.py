@@ -427,6 +427,41 @@ def test_rolled_back_transaction_and_savepoints(proxy_factory, layout):
     assert read_journal(journal_file(p)) == []
 
 
+def test_prepare_transaction_is_refused_and_changes_neither_side(proxy_factory, schemas_layout):
+    """Two-phase commit cannot be mirrored: PREPARE TRANSACTION fails with
+    0A000 (simple and extended protocol), the transaction aborts, and after
+    the rollback neither side has its writes."""
+    layout = schemas_layout
+    p = start(proxy_factory, layout)
+    c = p.connect()
+    try:
+        run(c, "INSERT INTO users (id, name) VALUES (1, 'kept')")
+        c.autocommit = False
+        run(c, "INSERT INTO users (id, name) VALUES (2, 'two')")
+        with pytest.raises(psycopg2.errors.FeatureNotSupported) as ei:
+            run(c, "PREPARE TRANSACTION 'pgt_2pc'")
+        assert "PREPARE TRANSACTION is not supported while dual writes are on" in str(ei.value)
+        c.rollback()
+    finally:
+        c.close()
+    # The same through the extended protocol (Parse/Bind/Execute/Sync).
+    w = p.wire_login()
+    try:
+        assert simple(w, "BEGIN")[1] is None
+        assert simple(w, "INSERT INTO users (id, name) VALUES (3, 'three')")[1] is None
+        w.send(msg_parse("", "PREPARE TRANSACTION 'pgt_2pc_ext'") + msg_bind("", []) +
+               msg_execute() + msg_sync())
+        tags, err, status = read_results(w, 1)[0]
+        assert err is not None and err.get("C") == "0A000", (tags, err)
+        assert status == "E"
+        assert simple(w, "ROLLBACK")[2] == "I"
+    finally:
+        w.close()
+    assert layout.pg.sql("SELECT count(*) FROM pg_prepared_xacts")[0][0] == 0
+    assert layout.digest("old")[0] == 1
+    layout.assert_identical()
+
+
 def test_pipelined_extended_writes_are_mirrored_in_order(proxy_factory, layout, tmp_path):
     p = start(proxy_factory, layout)
     w = p.wire_login()
