@@ -655,31 +655,24 @@ int conn_queue_move(struct conn *cn, struct evbuffer *src, size_t n)
 
 int conn_move(struct conn *cn, struct evbuffer *src, size_t n)
 {
-	if (n == 0)
-		return 0;
-	if (cn->mode == CONN_BEV)
-		return evbuffer_remove_buffer(src, bufferevent_get_output(cn->bev), n) < 0 ? -1 : 0;
-	if (cn->writing && !cn->error && evbuffer_get_length(cn->out) == 0) {
-		ssize_t w = conn_send_extents(cn->fd, src, n);
-		if (w < 0) {
-			/* Reported from the flush, outside the caller's loop. */
-			cn->error = errno ? errno : EPIPE;
-			evbuffer_drain(src, n);
-			conn_queue(cn);
-			return 0;
-		}
-		n -= (size_t)w;
-		if (n == 0)
-			return 0;
-		/* The kernel is full: the rest waits for room. */
-		if (conn_append(cn->out, src, n) < 0)
-			return -1;
-		conn_arm_write(cn);
+	/* Behind queued bytes (or on a bufferevent) it waits its turn. */
+	if (n == 0 || cn->mode != CONN_PLAIN || !cn->writing || cn->error ||
+	    evbuffer_get_length(cn->out) != 0)
+		return conn_queue_move(cn, src, n);
+	ssize_t w = conn_send_extents(cn->fd, src, n);
+	if (w < 0) {
+		/* Reported from the flush, outside the caller's loop. */
+		cn->error = errno ? errno : EPIPE;
+		evbuffer_drain(src, n);
+		conn_queue(cn);
 		return 0;
 	}
+	n -= (size_t)w;
+	if (n == 0)
+		return 0;
+	/* The kernel is full: the rest waits for room. */
 	if (conn_append(cn->out, src, n) < 0)
 		return -1;
-	if (cn->writing)
-		conn_queue(cn);
+	conn_arm_write(cn);
 	return 0;
 }

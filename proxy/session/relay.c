@@ -69,21 +69,7 @@ static void scan_init(struct scan *sc, struct evbuffer *buf)
 	sc->base = 0;
 }
 
-static bool scan_peek(struct scan *sc, struct evbuffer *buf, size_t off, void *out, size_t n)
-{
-	while (sc->i < sc->n && off >= sc->base + sc->vec[sc->i].iov_len) {
-		sc->base += sc->vec[sc->i].iov_len;
-		sc->i++;
-	}
-	if (sc->i < sc->n && off + n <= sc->base + sc->vec[sc->i].iov_len) {
-		memcpy(out, (const char *)sc->vec[sc->i].iov_base + (off - sc->base), n);
-		return true;
-	}
-	return relay_peek(buf, off, out, n);
-}
-
-/* The N bytes at OFF when they lie in one extent, else NULL. Same order
- * rule as scan_peek(). */
+/* The N bytes at OFF when they lie in one extent, else NULL. */
 static const uint8_t *scan_ptr(struct scan *sc, size_t off, size_t n)
 {
 	while (sc->i < sc->n && off >= sc->base + sc->vec[sc->i].iov_len) {
@@ -93,6 +79,15 @@ static const uint8_t *scan_ptr(struct scan *sc, size_t off, size_t n)
 	if (sc->i < sc->n && off + n <= sc->base + sc->vec[sc->i].iov_len)
 		return (const uint8_t *)sc->vec[sc->i].iov_base + (off - sc->base);
 	return NULL;
+}
+
+static bool scan_peek(struct scan *sc, struct evbuffer *buf, size_t off, void *out, size_t n)
+{
+	const uint8_t *p = scan_ptr(sc, off, n);
+	if (!p)
+		return relay_peek(buf, off, out, n);
+	memcpy(out, p, n);
+	return true;
 }
 
 /* A whole ErrorResponse, or (dual writes) CommandComplete, of the server,
