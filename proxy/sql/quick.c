@@ -75,42 +75,46 @@ static inline bool word_prefix(const char *w, size_t n, const char *kw, size_t k
 
 struct quick_word {
 	const char *word;
+	size_t len;
 	unsigned what;
 	bool prefix;            /* matches any identifier starting with it */
 };
 
+#define QWORD(w, what, prefix) { w, sizeof(w) - 1, what, prefix }
+#define QWORD_END { NULL, 0, 0, false }
+
 /* Per first letter; the same volatile names as the parser's (analyze.c). */
 static const struct quick_word words_c[] = {
-	{ "clock_timestamp", QW_VOLATILE, false }, { "currval", QW_VOLATILE, false },
-	{ "current_date", QW_VOLATILE, false }, { "current_time", QW_VOLATILE, false },
-	{ "current_timestamp", QW_VOLATILE, false }, { NULL, 0, false } };
-static const struct quick_word words_f[] = { { "for", QW_FOR, false }, { NULL, 0, false } };
-static const struct quick_word words_g[] = { { "gen_random_uuid", QW_VOLATILE, false }, { NULL, 0, false } };
+	QWORD("clock_timestamp", QW_VOLATILE, false), QWORD("currval", QW_VOLATILE, false),
+	QWORD("current_date", QW_VOLATILE, false), QWORD("current_time", QW_VOLATILE, false),
+	QWORD("current_timestamp", QW_VOLATILE, false), QWORD_END };
+static const struct quick_word words_f[] = { QWORD("for", QW_FOR, false), QWORD_END };
+static const struct quick_word words_g[] = { QWORD("gen_random_uuid", QW_VOLATILE, false), QWORD_END };
 static const struct quick_word words_i[] = {
-	{ "into", QW_INTO, false }, { "inet_client_addr", QW_VOLATILE, false },
-	{ "inet_client_port", QW_VOLATILE, false }, { NULL, 0, false } };
-static const struct quick_word words_k[] = { { "key", QW_LOCK, false }, { NULL, 0, false } };
+	QWORD("into", QW_INTO, false), QWORD("inet_client_addr", QW_VOLATILE, false),
+	QWORD("inet_client_port", QW_VOLATILE, false), QWORD_END };
+static const struct quick_word words_k[] = { QWORD("key", QW_LOCK, false), QWORD_END };
 static const struct quick_word words_l[] = {
-	{ "lastval", QW_VOLATILE, false }, { "localtime", QW_VOLATILE, false },
-	{ "localtimestamp", QW_VOLATILE, false }, { NULL, 0, false } };
+	QWORD("lastval", QW_VOLATILE, false), QWORD("localtime", QW_VOLATILE, false),
+	QWORD("localtimestamp", QW_VOLATILE, false), QWORD_END };
 static const struct quick_word words_n[] = {
-	{ "now", QW_VOLATILE, false }, { "nextval", QW_VOLATILE, false }, { "no", QW_LOCK, false },
-	{ NULL, 0, false } };
+	QWORD("now", QW_VOLATILE, false), QWORD("nextval", QW_VOLATILE, false), QWORD("no", QW_LOCK, false),
+	QWORD_END };
 static const struct quick_word words_p[] = {
-	{ "pg_advisory", QW_SPOIL, true }, { "pg_try_advisory", QW_SPOIL, true },
-	{ "pg_current_xact_id", QW_VOLATILE, true }, { "pg_backend_pid", QW_VOLATILE, false },
-	{ "pg_postmaster_start_time", QW_VOLATILE, false }, { NULL, 0, false } };
+	QWORD("pg_advisory", QW_SPOIL, true), QWORD("pg_try_advisory", QW_SPOIL, true),
+	QWORD("pg_current_xact_id", QW_VOLATILE, true), QWORD("pg_backend_pid", QW_VOLATILE, false),
+	QWORD("pg_postmaster_start_time", QW_VOLATILE, false), QWORD_END };
 static const struct quick_word words_r[] = {
-	{ "random", QW_VOLATILE, false }, { "returning", QW_RETURNING, false }, { NULL, 0, false } };
+	QWORD("random", QW_VOLATILE, false), QWORD("returning", QW_RETURNING, false), QWORD_END };
 static const struct quick_word words_s[] = {
-	{ "set_config", QW_SPOIL, false }, { "statement_timestamp", QW_VOLATILE, false },
-	{ "setseed", QW_VOLATILE, false }, { "setval", QW_VOLATILE, false },
-	{ "share", QW_LOCK, false }, { NULL, 0, false } };
+	QWORD("set_config", QW_SPOIL, false), QWORD("statement_timestamp", QW_VOLATILE, false),
+	QWORD("setseed", QW_VOLATILE, false), QWORD("setval", QW_VOLATILE, false),
+	QWORD("share", QW_LOCK, false), QWORD_END };
 static const struct quick_word words_t[] = {
-	{ "transaction_timestamp", QW_VOLATILE, false }, { "timeofday", QW_VOLATILE, false },
-	{ "txid_current", QW_VOLATILE, true }, { NULL, 0, false } };
+	QWORD("transaction_timestamp", QW_VOLATILE, false), QWORD("timeofday", QW_VOLATILE, false),
+	QWORD("txid_current", QW_VOLATILE, true), QWORD_END };
 static const struct quick_word words_u[] = {
-	{ "uuid_generate_v", QW_VOLATILE, true }, { "update", QW_LOCK, false }, { NULL, 0, false } };
+	QWORD("uuid_generate_v", QW_VOLATILE, true), QWORD("update", QW_LOCK, false), QWORD_END };
 
 /* The facts of identifier W (N bytes), and in *NAME the matched volatile
  * name. Most words cost a switch and a length test. */
@@ -133,7 +137,7 @@ static unsigned word_facts(const char *w, size_t n, const char **name)
 	default: return 0;
 	}
 	for (; list->word; list++) {
-		size_t k = strlen(list->word);
+		size_t k = list->len;
 		if ((list->prefix ? n >= k : n == k) && word_prefix(w, n, list->word, k)) {
 			*name = list->word;
 			return list->what;
