@@ -74,7 +74,6 @@ struct dual {
 	char shadow_sqlstate[6];
 	char lost_reason[320];  /* why the open shadow transaction is lost (for the journal) */
 	uint64_t shadow_rows;
-	char *req_text;         /* owns: the mirrored Query's text, fingerprinted for a mismatch log */
 	bool ending;            /* COMMIT/ROLLBACK sent to the shadow, waiting */
 	bool ending_commit;
 	bool committed;         /* the primary's outcome of the ended transaction */
@@ -216,7 +215,6 @@ void dual_free(struct dual *d)
 		return;
 	tx_clear(d);
 	free(d->tx);
-	free(d->req_text);
 	names_clear(d->stmts, &d->n_stmts);
 	free(d->stmts);
 	names_clear(d->portals, &d->n_portals);
@@ -321,11 +319,14 @@ static void dual_shadow_query(struct client *c, const char *sql)
 		s->requests_sent++;
 }
 
-/* Queues a Query for the shadow's part of the current request. */
-static void dual_pend_query(struct client *c, const char *sql)
+/* Queues a Query (PREFIX then SQL) for the shadow's part of the current request. */
+static void dual_pend_query(struct client *c, const char *prefix, const char *sql)
 {
 	struct dual *d = c->dual;
-	build_query(&d->pend, sql);
+	size_t off = build_begin(&d->pend, PqMsg_Query);
+	wbuf_put(&d->pend, prefix, strlen(prefix));
+	wbuf_put_str(&d->pend, sql);
+	build_end(&d->pend, off);
 	d->pend_requests++;
 }
 
@@ -539,7 +540,9 @@ static void dual_note_outcome(struct client *c)
 		ps->mismatches++;
 		log_warning(c->id,
 			    "dual-write mismatch on path %s (fingerprint %016llx): primary %s rows=%llu, shadow %s rows=%llu%s%s",
-			    dual_shadow_name(c), (unsigned long long)dual_fingerprint(d->req_text),
+			    dual_shadow_name(c),
+			    (unsigned long long)dual_fingerprint(d->n_tx > d->tx_at_request
+								 ? d->tx[d->tx_at_request].text : NULL),
 			    d->primary_error ? "error" : "ok", (unsigned long long)d->primary_rows,
 			    d->shadow_error ? "error" : "ok", (unsigned long long)d->shadow_rows,
 			    d->shadow_error ? ": " : "", d->shadow_error ? d->shadow_message : "");
@@ -688,7 +691,7 @@ static void dual_begin(struct client *c)
 	struct dual *d = c->dual;
 	if (d->shadow_tx || !dual_shadow(c))
 		return;
-	dual_pend_query(c, "BEGIN");
+	dual_pend_query(c, "", "BEGIN");
 	d->shadow_tx = true;
 	d->pend_began = true;
 }
@@ -819,7 +822,6 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 {
 	struct dual *d = c->dual;
 	const char *text = (const char *)msg + MSG_HEADER_LEN;
-	size_t tlen = len - MSG_HEADER_LEN - 1;
 	if (d->poisoned && dual_poisoned_query(c, p, a))
 		return;
 	if (dual_has_prepare(a)) {
@@ -876,10 +878,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	for (size_t i = 0; a && i < a->n_stmts; i++)
 		if (a->stmts[i].cls == SQL_WRITE && a->stmts[i].tag && strcmp(a->stmts[i].tag, "COPY") == 0)
 			d->copy_open = true;
-	/* Kept for a mismatch log; fingerprints (a parse each) are taken
-	 * only when a line is written. */
-	free(d->req_text);
-	d->req_text = strndup(text, tlen);
+	/* Fingerprints (a parse each) are taken only when a line is written. */
 	if (volatile_write) {
 		rt->stats.nondeterministic_writes++;
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
@@ -892,22 +891,12 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 			if (!copy_from && !d->shadow_tx && d->pend.len == 0) {
 				/* One round trip opens the shadow transaction and
 				 * runs the statements. */
-				struct wbuf q;
-				wbuf_init(&q);
-				wbuf_put(&q, "BEGIN;\n", 7);
-				wbuf_put(&q, sh.data, sh.len);
-				if (wbuf_ok(&q)) {
-					d->shadow_tx = true;
-					d->pend_began = true;
-					dual_pend_query(c, (const char *)q.data);
-				} else {
-					dual_begin(c);
-					dual_pend_query(c, (const char *)sh.data);
-				}
-				wbuf_free(&q);
+				d->shadow_tx = true;
+				d->pend_began = true;
+				dual_pend_query(c, "BEGIN;\n", (const char *)sh.data);
 			} else {
 				dual_begin(c);
-				dual_pend_query(c, (const char *)sh.data);
+				dual_pend_query(c, "", (const char *)sh.data);
 			}
 			queued = true;
 		}
