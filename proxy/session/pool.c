@@ -46,7 +46,7 @@ bool pool_release(struct server *s)
 		return false;
 	s->client = NULL;
 	s->state = SV_RESETTING;
-	s->adopted = false;
+	s->adopted = false;  /* a client gone before its adoption turn */
 	s->throttled = false;
 	s->requests_sent = s->requests_done = 0;
 	s->swallow_until = 0;
@@ -75,7 +75,6 @@ struct server *pool_take(struct client *c, int path, const uint8_t *startup, siz
 		s->client = c;
 		s->state = SV_READY;
 		s->adopted = true;
-		s->last_error_fatal = false;
 		/* client_server_ready() on the next turn, when the caller has
 		 * stored the server where the client expects it. */
 		struct timeval now = { 0, 0 };

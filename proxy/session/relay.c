@@ -375,9 +375,16 @@ void relay_client_input(struct client *c)
 			rem = 1 + len;
 			continue;
 		}
-		if (fwd == 0 && !c->dual) {
-			/* At the front: looked at where it lies, and when it goes
-			 * unchanged, sent with what follows. */
+		if (fwd) {
+			/* What precedes it goes first (queued: one send per pass). */
+			relay_move_to_server(in, out, fwd, false);
+			fwd = 0;
+			avail = evbuffer_get_length(in);
+			scan_init(&sc, in);
+		}
+		if (!c->dual) {
+			/* Looked at where it lies and, when it goes unchanged, sent
+			 * with what follows. */
 			const uint8_t *m = scan_ptr(&sc, 0, 1 + (size_t)len);
 			if (m) {
 				bool as_is = steer_client_message(c, s, m, 1 + (size_t)len);
@@ -393,10 +400,6 @@ void relay_client_input(struct client *c)
 				scan_init(&sc, in);
 				continue;
 			}
-		}
-		if (fwd) {
-			relay_move_to_server(in, out, fwd, false);
-			fwd = 0;
 		}
 		uint8_t stack[1024];
 		uint8_t *msg = relay_take_message(in, 1 + (size_t)len, stack, sizeof(stack));
