@@ -69,8 +69,10 @@ static void scan_init(struct scan *sc, struct evbuffer *buf)
 	sc->base = 0;
 }
 
-/* The N bytes at OFF when they lie in one extent, else NULL. */
-static const uint8_t *scan_ptr(struct scan *sc, size_t off, size_t n)
+/* The N bytes at OFF when they lie in one extent, else NULL. Inlined: it
+ * runs for every message header. */
+static inline __attribute__((always_inline)) const uint8_t *scan_ptr(struct scan *sc, size_t off,
+								     size_t n)
 {
 	while (sc->i < sc->n && off >= sc->base + sc->vec[sc->i].iov_len) {
 		sc->base += sc->vec[sc->i].iov_len;
@@ -81,7 +83,8 @@ static const uint8_t *scan_ptr(struct scan *sc, size_t off, size_t n)
 	return NULL;
 }
 
-static bool scan_peek(struct scan *sc, struct evbuffer *buf, size_t off, void *out, size_t n)
+static inline __attribute__((always_inline)) bool scan_peek(struct scan *sc, struct evbuffer *buf,
+							    size_t off, void *out, size_t n)
 {
 	const uint8_t *p = scan_ptr(sc, off, n);
 	if (!p)

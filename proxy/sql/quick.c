@@ -118,7 +118,8 @@ static const struct quick_word words_u[] = {
 
 /* The facts of identifier W (N bytes), and in *NAME the matched volatile
  * name. Most words cost a switch and a length test. */
-static unsigned word_facts(const char *w, size_t n, const char **name)
+static inline __attribute__((always_inline)) unsigned word_facts(const char *w, size_t n,
+								 const char **name)
 {
 	const struct quick_word *list;
 	switch (lower(w[0])) {
@@ -136,8 +137,13 @@ static unsigned word_facts(const char *w, size_t n, const char **name)
 	case 'u': list = words_u; break;
 	default: return 0;
 	}
+	/* Every word has two letters or more: letters two and three rule out
+	 * most candidates before a full compare ("pgbench_..." vs "pg_..."). */
+	char c1 = n > 1 ? lower(w[1]) : '\0', c2 = n > 2 ? lower(w[2]) : '\0';
 	for (; list->word; list++) {
 		size_t k = list->len;
+		if (list->word[1] != c1 || (list->word[2] != c2 && list->word[2] != '\0'))
+			continue;
 		if ((list->prefix ? n >= k : n == k) && word_prefix(w, n, list->word, k)) {
 			*name = list->word;
 			return list->what;
@@ -227,8 +233,13 @@ struct quick_stmt {
 	const char *volatile_fn;
 };
 
-/* Reads one statement, from lx->p up to its ';' (consumed) or the end. */
-static void lex_statement(struct lexer *lx, struct quick_stmt *st)
+/* Reads one statement, from lx->p up to its ';' (consumed) or the end.
+ * DETAIL: also the flags (volatile, RETURNING, locking); without it only
+ * the words that can spoil the kind are looked up (they start with i, s or
+ * p), which keeps the fast path's classification cheap. Always inlined, so
+ * each caller gets its own copy with DETAIL constant. */
+static inline __attribute__((always_inline)) void lex_statement(struct lexer *lx,
+								struct quick_stmt *st, bool detail)
 {
 	memset(st, 0, sizeof(*st));
 	st->kind = KIND_NONE;
@@ -286,9 +297,13 @@ static void lex_statement(struct lexer *lx, struct quick_stmt *st)
 				continue;
 			}
 			const char *name = NULL;
-			unsigned what = word_facts(w, n, &name);
+			char f = lower(w[0]);
+			unsigned what = detail || f == 'i' || f == 's' || f == 'p'
+						? word_facts(w, n, &name) : 0;
 			if ((what & QW_SPOIL) || ((what & QW_INTO) && st->kind == KIND_READ))
 				st->kind = KIND_OTHER;
+			if (!detail)
+				continue;
 			if ((what & QW_VOLATILE) && !st->volatile_fn) {
 				st->flags |= SQL_F_VOLATILE;
 				st->volatile_fn = name;
@@ -355,7 +370,7 @@ enum sql_quick sql_quick_classify(const char *text, size_t len)
 	bool any_write = false, any = false;
 	while (lx.p < lx.end) {
 		struct quick_stmt st;
-		lex_statement(&lx, &st);
+		lex_statement(&lx, &st, false);
 		if (lx.bad || st.kind == KIND_OTHER)
 			return SQL_QUICK_UNKNOWN;
 		if (st.kind == KIND_WRITE)
@@ -375,7 +390,7 @@ struct sql_analysis *sql_quick_analysis(const char *text, size_t len)
 	struct lexer lx = { text, text + len, false };
 	while (lx.p < lx.end) {
 		struct quick_stmt st;
-		lex_statement(&lx, &st);
+		lex_statement(&lx, &st, true);
 		if (lx.bad || st.kind == KIND_OTHER || (st.tag && strcmp(st.tag, "SHOW") == 0))
 			return NULL;
 		if (st.kind == KIND_NONE)
