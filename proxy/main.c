@@ -8,7 +8,8 @@
  * handlers run in the loop like every other callback.
  */
 #include "core/log.h"
-#include "ctl/config.h"
+#include "conf/config.h"
+#include "app/process.h"
 #include "session/runtime.h"
 
 #include <event2/event.h>
@@ -39,12 +40,12 @@ static void usage(FILE *f)
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
-	(void)runtime_reload("SIGHUP");
+	(void)process_reload("SIGHUP");
 }
 
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
-	runtime_begin_shutdown();
+	process_begin_shutdown();
 }
 
 static void on_sigint(evutil_socket_t sig, short what, void *arg)
@@ -120,14 +121,14 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 
 	char err[512];
-	if (runtime_init(cfg, file, err, sizeof(err)) < 0) {
+	if (process_init(cfg, file, err, sizeof(err)) < 0) {
 		log_error(0, "cannot start: %s", err);
-		runtime_free();
+		process_free();
 		return 2;
 	}
-	if (runtime_listen(err, sizeof(err)) < 0) {
+	if (process_listen(err, sizeof(err)) < 0) {
 		log_error(0, "%s", err);
-		runtime_free();
+		process_free();
 		return 2;
 	}
 	struct event *sighup = evsignal_new(rt->base, SIGHUP, on_sighup, NULL);
@@ -136,7 +137,7 @@ int main(int argc, char **argv)
 	if (!sighup || !sigterm || !sigint || evsignal_add(sighup, NULL) < 0 ||
 	    evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
 		log_error(0, "cannot install signal handlers");
-		runtime_free();
+		process_free();
 		return 2;
 	}
 	for (size_t i = 0; i < rt->cfg->n_listen; i++)
@@ -150,6 +151,6 @@ int main(int argc, char **argv)
 	event_free(sighup);
 	event_free(sigterm);
 	event_free(sigint);
-	runtime_free();
+	process_free();
 	return code;
 }

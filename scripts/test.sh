@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the project's test command (CI runs it through .ci/run).
 #
-# 1. installs missing Debian 12 packages (apt-get, only when something is missing)
+# 1. installs missing Debian 12 packages (apt-get, only when something is missing),
+#    checks that no file includes a header of a layer above it (check-layers.sh)
 # 2. builds with -Werror into build/ (build-asan/ with ASAN=1: ASan+UBSan)
 # 3. starts one throwaway PostgreSQL 15 (scripts/pg.sh) for the whole run
 # 4. runs ctest: unit tests and the integration tests (tests/integration)
@@ -30,6 +31,9 @@ start_time=$(date +%s)
 status=0
 
 [[ ${PGT_SKIP_DEPS:-0} == 1 ]] || pgt_install_deps
+
+pgt_log "layering check"
+scripts/check-layers.sh || status=1
 
 if [[ ${ASAN:-0} == 1 ]]; then
 	build_dir=$PGT_ROOT/build-asan

@@ -24,9 +24,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctl/config.h"
+#include "conf/config.h"
 
-/* Flag ids: those of ctl/config.h, plus the salt (set by reload or SET salt). */
+/* Flag ids: those of conf/config.h, plus the salt (set by reload or SET salt). */
 enum {
 	FLAGS_SALT = FLAG__COUNT,
 	FLAGS__COUNT

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "wire/startup.h"
 
 /* struct startup_param (name/value of one startup parameter) is wire/startup.h's. */

@@ -125,7 +125,5 @@ void client_server_failed(struct client *c, struct server *s, enum close_reason 
 void client_resume(struct client *c);
 /* Frees closed clients; run by the reaper event. */
 void client_reap(void);
-/* Session id for logs of a server's owner. */
-const char *client_reason_name(enum close_reason r);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * session/console.h — an admin console session: simple queries answered by
- * ctl/admin.c, each followed by ReadyForQuery.
+ * rt->hooks.console_execute (ctl/admin.c), each followed by ReadyForQuery.
  */
 #ifndef PGT_SESSION_CONSOLE_H
 #define PGT_SESSION_CONSOLE_H

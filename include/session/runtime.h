@@ -1,5 +1,6 @@
 /*
- * session/runtime.h — process-wide state of the running proxy.
+ * session/runtime.h — process-wide state of the running proxy, as sessions
+ * see it (started, reloaded and stopped by app/process.c).
  *
  * One event loop, one current configuration generation, the list of every
  * client, the TLS contexts and the counters. Single-threaded: everything here
@@ -9,9 +10,11 @@
 #define PGT_SESSION_RUNTIME_H
 
 #include "core/list.h"
+#include "session/close_reason.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct config;
@@ -22,28 +25,8 @@ struct tls_set;
 struct listener_set;
 struct http_server;
 struct evdns_base;
+struct wbuf;
 
-/* Why a session ended: one table maps each reason to a SQLSTATE, a log line
- * and a counter (session/client.c). */
-enum close_reason {
-	CLOSE_CLIENT_EOF,
-	CLOSE_CLIENT_TERMINATE,
-	CLOSE_PROTOCOL_VIOLATION,
-	CLOSE_AUTH_FAILED,
-	CLOSE_LOGIN_TIMEOUT,
-	CLOSE_TOO_MANY_CLIENTS,
-	CLOSE_TLS_REQUIRED,
-	CLOSE_TLS_ERROR,
-	CLOSE_SERVER_UNAVAILABLE,
-	CLOSE_SERVER_REJECTED,
-	CLOSE_SERVER_GONE,
-	CLOSE_INVALID_AUTHORIZATION,
-	CLOSE_INVALID_PARAMETER,
-	CLOSE_SHUTDOWN,
-	CLOSE_OUT_OF_MEMORY,
-	CLOSE_CANCEL_DONE,
-	CLOSE__COUNT
-};
 
 /* Latency histogram buckets: bucket i counts requests that took
  * [2^(i-1), 2^i) microseconds (bucket 0: under 1 µs). */
@@ -81,6 +64,14 @@ struct runtime_stats {
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
 };
 
+/* Operations of the layers above that sessions may trigger, set once at
+ * start by app/process.c (so that session/ includes nothing above it). */
+struct runtime_hooks {
+	/* The admin console: runs one simple Query's text for admin user WHO,
+	 * appending the whole response (without ReadyForQuery) to OUT. */
+	void (*console_execute)(const char *sql, size_t len, const char *who, struct wbuf *out);
+};
+
 struct runtime {
 	struct event_base *base;        /* owns */
 	struct evdns_base *dns;         /* owns */
@@ -107,28 +98,11 @@ struct runtime {
 	int exit_code;
 	uint64_t next_session_id;
 	struct runtime_stats stats;
+	struct runtime_hooks hooks;
 };
 
 extern struct runtime *rt;
 
-/* Creates the runtime around the first configuration (takes its reference). */
-int runtime_init(struct config *cfg, const char *config_file, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-void runtime_free(void);
-/* Starts listening on cfg->listen. */
-int runtime_listen(char *err, size_t errlen) __attribute__((warn_unused_result));
-/* SIGHUP / RELOAD: parse, validate, swap. Returns 0 when the new file is in
- * force; -1 when it was refused (errors logged with file:line). */
-int runtime_reload(const char *who);
-/*
- * The one way a flag changes at runtime (admin console SET, HTTP PUT):
- * parses VALUE, applies the guard rails (FORCE overrides them), bumps the
- * flags generation, appends the change to the durable history and logs it.
- * Returns 0 when changed, 1 when the flag already had that value, -1 with a
- * message in err (nothing changed).
- */
-int runtime_set_flag(const char *name, const char *value, const char *who,
-		     const char *surface, bool force, char *err, size_t errlen);
 /* PAUSE: sessions stop at their next transaction boundary; RESUME lets them go on. */
 void runtime_pause(bool pause);
 /* Wall-clock time in microseconds, as the event loop cached it for this
@@ -140,8 +114,6 @@ void runtime_record_latency(int slot, uint64_t latency_us);
  * connections of slot SLOT. */
 size_t runtime_sessions_on(int slot);
 size_t runtime_server_connections(int slot);
-/* SIGTERM: stop accepting, let transactions finish up to shutdown_timeout. */
-void runtime_begin_shutdown(void);
 /* Called when a client is gone; exits the loop when draining is complete. */
 void runtime_check_drained(void);
 

@@ -10,12 +10,13 @@
  * ErrorResponse, as PostgreSQL does with a multi-statement Query.
  *
  * Nothing here owns runtime state: it reads rt (session/runtime.h) and
- * changes flags only through runtime_set_flag(). The row builders for SHOW
+ * changes flags only through control_set_flag(). The row builders for SHOW
  * CLIENTS are shared with the HTTP surface (admin_foreach_client).
  */
 #include "ctl/admin.h"
 
-#include "ctl/config.h"
+#include "conf/config.h"
+#include "ctl/control.h"
 #include "route/flag_history.h"
 #include "route/flags.h"
 #include "route/router.h"
@@ -573,7 +574,7 @@ static void set_flag(const struct cmd *c, const char *who, struct wbuf *out)
 	}
 	const char *name = c->t[1].text, *value = c->t[3].text;
 	char err[512];
-	int rc = runtime_set_flag(name, value, who, "console", force, err, sizeof(err));
+	int rc = control_set_flag(name, value, who, "console", force, err, sizeof(err));
 	if (rc < 0) {
 		const char *state = flags_lookup(name) < 0 ? "42704"
 				    : strstr(err, "FORCE") ? "55000" : "22023";
@@ -627,7 +628,7 @@ static void run_command(const struct cmd *c, const char *who, struct wbuf *out)
 		set_flag(c, who, out);
 		return;
 	} else if (c->n == 1 && is_kw(c, 0, "RELOAD")) {
-		if (runtime_reload(who) < 0) {
+		if (control_reload(who) < 0) {
 			error_out(out, "55000", "configuration reload refused: the old configuration stays in force",
 				  "the errors are in the log, with file:line");
 			return;
@@ -643,7 +644,7 @@ static void run_command(const struct cmd *c, const char *who, struct wbuf *out)
 		build_command_complete(out, "RESUME");
 		return;
 	} else if (c->n == 1 && is_kw(c, 0, "SHUTDOWN")) {
-		runtime_begin_shutdown();
+		control_begin_shutdown();
 		build_command_complete(out, "SHUTDOWN");
 		return;
 	}

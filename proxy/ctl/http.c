@@ -12,20 +12,21 @@
  * request (so rotating the file needs no reload); without that key every
  * write is refused (403). A PUT body is a flat JSON object of scalars,
  * parsed strictly here; every key and value is checked before anything is
- * applied, then the changes go through runtime_set_flag() one at a time in
+ * applied, then the changes go through control_set_flag() one at a time in
  * body order. A guard rail can only be judged when its turn comes, so a
  * refusal there stops the rest and the answer lists what was applied.
  *
  * Owns the evhttp object and its bound socket; borrows the event base.
  * Handlers run in the loop and never block longer than the token file read
- * and the flag history fsync that runtime_set_flag() does.
+ * and the flag history fsync that control_set_flag() does.
  */
 #include "ctl/http.h"
 
 #include "core/log.h"
 #include "core/wbuf.h"
 #include "ctl/admin.h"
-#include "ctl/config.h"
+#include "conf/config.h"
+#include "ctl/control.h"
 #include "ctl/metrics.h"
 #include "route/flags.h"
 #include "session/runtime.h"
@@ -705,7 +706,7 @@ static void put_flags(struct evhttp_request *req)
 		const struct http_json_member *m = &obj.m[i];
 		if (strcmp(m->key, "force") == 0)
 			continue;
-		int rc = runtime_set_flag(m->key, m->value, "http", "http", force, err, sizeof(err));
+		int rc = control_set_flag(m->key, m->value, "http", "http", force, err, sizeof(err));
 		if (rc < 0) {
 			bool guard = strstr(err, "FORCE") != NULL;
 			reply_error(req, guard ? 409 : 400, guard ? "Conflict" : "Bad Request", err,

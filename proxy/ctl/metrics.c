@@ -13,7 +13,7 @@
 #include "ctl/metrics.h"
 
 #include "core/wbuf.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/runtime.h"
@@ -153,7 +153,7 @@ static void session_metrics(struct wbuf *out)
 	       "Client connections ended, by reason.");
 	for (int r = 0; r < CLOSE__COUNT; r++)
 		put(out, "pgturnout_closed_connections_total{reason=\"%s\"} %" PRIu64 "\n",
-		    client_reason_name((enum close_reason)r), rt->stats.closed[r]);
+		    close_reason_name((enum close_reason)r), rt->stats.closed[r]);
 	single(out, "pgturnout_cancels_total", "counter", "Cancel requests received.",
 	       rt->stats.cancels);
 	single(out, "pgturnout_client_received_bytes_total", "counter",

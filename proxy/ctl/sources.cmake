@@ -1,4 +1,3 @@
-# Sources of proxy/ctl/ (explicit list; appended to PGT_SOURCES).
-list(APPEND PGT_SOURCES proxy/ctl/config.c)
-list(APPEND PGT_SOURCES proxy/ctl/userlist.c)
-list(APPEND PGT_SOURCES proxy/ctl/admin.c proxy/ctl/http.c proxy/ctl/metrics.c)
+# Sources of proxy/ctl/ (explicit list; appended to PGT_SOURCES): the control
+# plane (admin console, HTTP, metrics), above session/.
+list(APPEND PGT_SOURCES proxy/ctl/control.c proxy/ctl/admin.c proxy/ctl/http.c proxy/ctl/metrics.c)

@@ -4,7 +4,7 @@
 #include "io/listener.h"
 
 #include "core/log.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 
 #include <event2/listener.h>
 #include <netinet/in.h>

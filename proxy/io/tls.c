@@ -7,7 +7,7 @@
  */
 #include "io/tls.h"
 
-#include "ctl/config.h"
+#include "conf/config.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>

@@ -4,7 +4,7 @@
  * Invariants: values always hold allowed values (every change is parsed
  * first and applied only when valid and allowed by the guard rails);
  * generation grows by exactly one per applied change; salt is never NULL.
- * Value parsing is shared with the config file (ctl/config.h parsers), so a
+ * Value parsing is shared with the config file (conf/config.h parsers), so a
  * value accepted in [flags] is accepted by SET and PUT /flags, and the other
  * way round.
  */

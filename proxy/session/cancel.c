@@ -8,7 +8,7 @@
 #include "session/cancel.h"
 
 #include "core/log.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "session/client.h"
 #include "session/runtime.h"
 #include "session/server.h"

@@ -17,8 +17,8 @@
 
 #include "core/log.h"
 #include "core/wbuf.h"
-#include "ctl/config.h"
-#include "ctl/userlist.h"
+#include "conf/config.h"
+#include "conf/userlist.h"
 #include "route/flags.h"
 #include "io/tls.h"
 #include "session/cancel.h"
@@ -46,41 +46,12 @@
 #define CLOSE_GRACE_SECONDS 5
 #define ADMIN_DATABASE "pgturnout"
 
-/* One row per close reason: its SQLSTATE (NULL: nothing is sent), the name
- * used in logs and metrics, and the level of the log line. */
-static const struct close_info {
-	const char *name;
-	const char *sqlstate;
-	enum log_level level;
-} close_table[CLOSE__COUNT] = {
-	[CLOSE_CLIENT_EOF] = { "client_eof", NULL, LOG_DEBUG },
-	[CLOSE_CLIENT_TERMINATE] = { "client_terminate", NULL, LOG_DEBUG },
-	[CLOSE_PROTOCOL_VIOLATION] = { "protocol_violation", "08P01", LOG_WARNING },
-	[CLOSE_AUTH_FAILED] = { "auth_failed", "28P01", LOG_WARNING },
-	[CLOSE_LOGIN_TIMEOUT] = { "login_timeout", "08006", LOG_WARNING },
-	[CLOSE_TOO_MANY_CLIENTS] = { "too_many_clients", "53300", LOG_WARNING },
-	[CLOSE_TLS_REQUIRED] = { "tls_required", "28000", LOG_INFO },
-	[CLOSE_TLS_ERROR] = { "tls_error", NULL, LOG_INFO },
-	[CLOSE_SERVER_UNAVAILABLE] = { "server_unavailable", "08006", LOG_WARNING },
-	[CLOSE_SERVER_REJECTED] = { "server_rejected", "08006", LOG_INFO },
-	[CLOSE_SERVER_GONE] = { "server_gone", "08006", LOG_INFO },
-	[CLOSE_INVALID_AUTHORIZATION] = { "invalid_authorization", "28000", LOG_INFO },
-	[CLOSE_INVALID_PARAMETER] = { "invalid_parameter", "22023", LOG_INFO },
-	[CLOSE_SHUTDOWN] = { "shutdown", "57P01", LOG_INFO },
-	[CLOSE_OUT_OF_MEMORY] = { "out_of_memory", "53200", LOG_ERROR },
-	[CLOSE_CANCEL_DONE] = { "cancel_request", NULL, LOG_DEBUG },
-};
 
 static void client_on_read(struct conn *cn, void *arg);
 static void client_on_write(struct conn *cn, void *arg);
 static void client_on_event(struct conn *cn, short what, void *arg);
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
 static void client_read_startup(struct client *c);
-
-const char *client_reason_name(enum close_reason r)
-{
-	return close_table[r].name;
-}
 
 static void client_set_state(struct client *c, enum client_state st)
 {

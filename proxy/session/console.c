@@ -1,5 +1,6 @@
 /*
- * session/console.c — the admin console's side of the wire.
+ * session/console.c — the admin console's side of the wire. The commands are
+ * run by the hook app/process.c sets at start (ctl/admin.c's admin_execute).
  *
  * Only the simple query protocol is served (psql uses it). An extended
  * protocol message gets one error, and the messages up to the next Sync are
@@ -8,8 +9,8 @@
 #include "session/console.h"
 
 #include "core/wbuf.h"
-#include "ctl/admin.h"
 #include "session/client.h"
+#include "session/runtime.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -50,7 +51,7 @@ void console_input(struct client *c)
 				client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid string in message");
 				return;
 			}
-			admin_execute((const char *)msg + MSG_HEADER_LEN, tlen - 1, c->user, &out);
+			rt->hooks.console_execute((const char *)msg + MSG_HEADER_LEN, tlen - 1, c->user, &out);
 			build_ready(&out, 'I');
 			break;
 		}

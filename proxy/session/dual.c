@@ -15,7 +15,7 @@
 
 #include "core/log.h"
 #include "core/wbuf.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/journal.h"

@@ -10,7 +10,7 @@
 #include "session/pool.h"
 
 #include "core/log.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "session/client.h"
 #include "session/runtime.h"
 #include "session/server.h"

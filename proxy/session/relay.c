@@ -15,7 +15,7 @@
 #include "session/relay.h"
 
 #include "core/log.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/runtime.h"

@@ -14,8 +14,8 @@
 #include "session/server.h"
 
 #include "core/log.h"
-#include "ctl/config.h"
-#include "ctl/userlist.h"
+#include "conf/config.h"
+#include "conf/userlist.h"
 #include "io/tls.h"
 #include "session/client.h"
 #include "session/dual.h"

@@ -18,7 +18,7 @@
 
 #include "core/log.h"
 #include "core/wbuf.h"
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "route/bucket.h"
 #include "route/flags.h"
 #include "route/router.h"

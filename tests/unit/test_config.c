@@ -15,10 +15,10 @@
 
 #include <cmocka.h>
 
-#include "ctl/config.h"
+#include "conf/config.h"
 #include "core/log.h"
 #include "sql/rules.h"
-#include "ctl/userlist.h"
+#include "conf/userlist.h"
 
 static char fixture_buf[4096];
 

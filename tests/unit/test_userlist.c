@@ -1,5 +1,5 @@
 /*
- * test_userlist.c — the auth_file parser (ctl/userlist.c): the fixtures in
+ * test_userlist.c — the auth_file parser (conf/userlist.c): the fixtures in
  * tests/unit/fixtures/userlist_*.txt, edge cases written to temporary files,
  * and lookup over 100k users.
  */
@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "ctl/config.h"
-#include "ctl/userlist.h"
+#include "conf/config.h"
+#include "conf/userlist.h"
 #include "wire/scram.h"
 
 /* Owned here rather than by config.c, so this test links on its own. */

@@ -1,5 +1,5 @@
 /*
- * ctl/userlist.h — PgBouncer's userlist.txt format: one `"user" "secret"`
+ * conf/userlist.h — PgBouncer's userlist.txt format: one `"user" "secret"`
  * per line, where secret is a plain password, an "md5" + 32 hex digest of
  * password||user, or a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier.
  * Double quotes inside a field are written twice. Lines starting with ';' or

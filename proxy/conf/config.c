@@ -1,5 +1,5 @@
 /*
- * ctl/config.c — the configuration file: one key table, the inih-driven
+ * conf/config.c — the configuration file: one key table, the inih-driven
  * loader, validation, SHOW CONFIG and reload support.
  *
  * The key table (config_keys[] below) is the single source of truth: for each
@@ -25,7 +25,7 @@
  * pidfile, sslrootcert) are resolved against the directory of the config
  * file, made absolute at load time.
  */
-#include "ctl/config.h"
+#include "conf/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -40,7 +40,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "ctl/userlist.h"
+#include "conf/userlist.h"
 #include "sql/rules.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -1,2 +1,2 @@
-# Unit tests of proxy/ctl/ (configuration).
+# Unit tests of proxy/conf/ (configuration).
 pgt_unit_test(test_config ${CMAKE_SOURCE_DIR}/tests/unit/test_config.c)

@@ -1,8 +1,8 @@
 /*
- * ctl/config.h — one configuration generation.
+ * conf/config.h — one configuration generation.
  *
  * A generation is parsed from one INI file (inih) against a single key table
- * (proxy/ctl/config.c) that gives each key its type, default, reload
+ * (proxy/conf/config.c) that gives each key its type, default, reload
  * behaviour and doc line; parsing, SHOW CONFIG and --check all read that
  * table. A generation is immutable once loaded and refcounted: sessions pin
  * the generation they started under, reload parses a new one and swaps the
@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 struct rewrite_rules;   /* sql/rules.h */
-struct userlist;        /* ctl/userlist.h */
+struct userlist;        /* conf/userlist.h */
 
 enum auth_type { AUTH_TRUST, AUTH_MD5, AUTH_SCRAM };
 enum tls_mode { TLS_MODE_DISABLE, TLS_MODE_ALLOW, TLS_MODE_REQUIRE };

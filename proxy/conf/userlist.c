@@ -1,5 +1,5 @@
 /*
- * ctl/userlist.c — the auth_file: PgBouncer's userlist.txt format.
+ * conf/userlist.c — the auth_file: PgBouncer's userlist.txt format.
  *
  *   "user" "secret"        one entry per line; "" inside a field is one "
  *   ; comment / # comment  whole-line comments; blank lines are ignored
@@ -19,8 +19,8 @@
  * loaded it. The index is built from the file only, so client-chosen lookup
  * keys cannot lengthen its probe chains.
  */
-#include "ctl/userlist.h"
-#include "ctl/config.h"
+#include "conf/userlist.h"
+#include "conf/config.h"
 #include "wire/md5.h"
 #include "wire/scram.h"
 

@@ -1,0 +1,323 @@
+/*
+ * app/process.c — process wiring: the runtime's start (event loop, DNS, TLS
+ * contexts, flags, flag history, journal), its listeners and HTTP surface,
+ * reload, flag changes, shutdown and the final free.
+ *
+ * The top floor: it calls down into every layer and hands the control plane
+ * (ctl/) and the admin console (session/console.c) the operations they need
+ * through hooks set here, so that nothing below includes this file.
+ */
+#include "app/process.h"
+
+#include "conf/config.h"
+#include "core/log.h"
+#include "ctl/admin.h"
+#include "ctl/control.h"
+#include "ctl/http.h"
+#include "io/conn.h"
+#include "io/listener.h"
+#include "io/tls.h"
+#include "route/flag_history.h"
+#include "route/flags.h"
+#include "session/client.h"
+#include "session/console.h"
+#include "session/journal.h"
+#include "session/pool.h"
+#include "session/runtime.h"
+#include "session/server.h"
+#include "sql/cache.h"
+
+#include <errno.h>
+#include <event2/dns.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* Statement cache bounds: enough for any application's distinct statements. */
+#define SQL_CACHE_ENTRIES 8192
+#define SQL_CACHE_BYTES (32u * 1024 * 1024)
+#define HISTORY_FILE "flag_history.jsonl"
+
+static const struct control_ops process_control_ops = {
+	.reload = process_reload,
+	.set_flag = process_set_flag,
+	.begin_shutdown = process_begin_shutdown,
+};
+
+static int64_t now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Opens the flag history in journal_dir (created if missing). A history
+ * that cannot be opened is logged, not fatal: flags still work. */
+static void process_open_history(void)
+{
+	const char *dir = rt->cfg->journal_dir;
+	if (!dir)
+		return;
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		log_error(0, "cannot create journal_dir %s: %s; flag history is off", dir, strerror(errno));
+		return;
+	}
+	char path[4096], err[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, HISTORY_FILE);
+	rt->history = flag_history_open(path, err, sizeof(err));
+	if (!rt->history) {
+		log_error(0, "cannot open flag history %s: %s", path, err);
+		return;
+	}
+	if (flag_history_notice(rt->history))
+		log_warning(0, "flag history %s: %s", path, flag_history_notice(rt->history));
+}
+
+static void process_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	client_reap();
+	pool_reap();
+}
+
+static void process_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	log_warning(0, "shutdown_timeout expired: closing %zu remaining sessions", rt->n_clients);
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		client_close(c, CLOSE_SHUTDOWN, "terminating connection due to administrator command");
+	}
+	runtime_check_drained();
+}
+
+int process_init(struct config *cfg, const char *config_file, char *err, size_t errlen)
+{
+	rt = calloc(1, sizeof(*rt));
+	if (!rt) {
+		snprintf(err, errlen, "out of memory");
+		config_unref(cfg);
+		return -1;
+	}
+	rt->cfg = cfg;
+	rt->config_file = config_file;
+	rt->hooks.console_execute = admin_execute;
+	control_set_ops(&process_control_ops);
+	list_init(&rt->clients);
+	list_init(&rt->dead);
+	list_init(&rt->pool);
+	list_init(&rt->dead_servers);
+	rt->base = event_base_new();
+	if (!rt->base) {
+		snprintf(err, errlen, "cannot create the event loop");
+		return -1;
+	}
+	rt->dns = evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+					   EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!rt->dns)
+		rt->dns = evdns_base_new(rt->base, 0);  /* no resolv.conf: /etc/hosts and literals */
+	rt->reaper = event_new(rt->base, -1, 0, process_on_reap, NULL);
+	rt->drain_timer = evtimer_new(rt->base, process_on_drain_timeout, NULL);
+	if (!rt->dns || !rt->reaper || !rt->drain_timer) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* The reaper runs after the callbacks of the current loop pass. */
+	event_priority_set(rt->reaper, 0);
+	rt->tls = tls_set_new(cfg, err, errlen);
+	if (!rt->tls)
+		return -1;
+	rt->started_at_us = (uint64_t)now_ms() * 1000;
+	rt->flags = flags_new(&cfg->flags, cfg->salt ? cfg->salt : "", now_ms());
+	rt->sql_cache = sql_cache_new(SQL_CACHE_ENTRIES, SQL_CACHE_BYTES);
+	if (!rt->flags || !rt->sql_cache) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	process_open_history();
+	if (cfg->journal_dir) {
+		char jerr[256];
+		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
+		if (!rt->journal)
+			log_error(0, "dual-write journal unavailable: %s", jerr);
+		else if (journal_notice(rt->journal))
+			log_warning(0, "dual-write journal: %s", journal_notice(rt->journal));
+	}
+	return 0;
+}
+
+/* What the guard rails need to know about sessions right now. */
+static void process_guard(struct flags_guard *g)
+{
+	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
+	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+}
+
+static void process_record_change(void *arg, const struct flag_change *ch)
+{
+	rt->stats.flag_changes++;
+	log_info(0, "flag %s: %s -> %s (by %s via %s)", ch->name, ch->old_value, ch->new_value,
+		 ch->who, ch->surface);
+	if (!rt->history)
+		return;
+	char err[256];
+	if (flag_history_append(rt->history, ch, err, sizeof(err)) < 0)
+		log_error(0, "cannot append to flag history: %s", err);
+}
+
+int process_set_flag(const char *name, const char *value, const char *who,
+		     const char *surface, bool force, char *err, size_t errlen)
+{
+	struct flags_guard g;
+	process_guard(&g);
+	int rc = flags_set(rt->flags, name, value, who, surface, force, &g, err, errlen);
+	if (rc < 0) {
+		rt->stats.flag_refusals++;
+		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
+		return -1;
+	}
+	if (rc == 0) {
+		/* A salt change re-buckets sessions: it is only allowed while
+		 * canary_percent is 0 (guard rail), so nothing moves now. */
+		process_record_change(NULL, &rt->flags->last_change);
+	}
+	return rc;
+}
+
+int process_listen(char *err, size_t errlen)
+{
+	rt->listeners = listener_set_new(rt->base, rt->cfg->listen, rt->cfg->n_listen,
+					 client_accept, NULL, err, errlen);
+	if (!rt->listeners)
+		return -1;
+	if (rt->cfg->http_listen) {
+		rt->http = http_server_new(rt->base, rt->cfg->http_listen, err, errlen);
+		if (!rt->http)
+			return -1;
+		log_info(0, "HTTP surface on %s", rt->cfg->http_listen);
+	}
+	if (rt->cfg->pidfile) {
+		FILE *f = fopen(rt->cfg->pidfile, "w");
+		if (!f) {
+			snprintf(err, errlen, "cannot write pidfile %s: %s", rt->cfg->pidfile, strerror(errno));
+			return -1;
+		}
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+	return 0;
+}
+
+void process_free(void)
+{
+	if (!rt)
+		return;
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		client_close(c, CLOSE_SHUTDOWN, NULL);
+	}
+	client_reap();
+	pool_clear();
+	pool_reap();
+	listener_set_free(rt->listeners);
+	http_server_free(rt->http);
+	if (rt->cfg && rt->cfg->pidfile)
+		unlink(rt->cfg->pidfile);
+	tls_set_free(rt->tls);
+	flags_free(rt->flags);
+	flag_history_free(rt->history);
+	journal_free(rt->journal);
+	sql_cache_free(rt->sql_cache);
+	if (rt->reaper)
+		event_free(rt->reaper);
+	if (rt->drain_timer)
+		event_free(rt->drain_timer);
+	conn_shutdown();
+	if (rt->dns)
+		evdns_base_free(rt->dns, 0);
+	if (rt->base)
+		event_base_free(rt->base);
+	config_unref(rt->cfg);
+	free(rt);
+	rt = NULL;
+}
+
+static void process_on_diff(void *arg, const char *section, const char *key,
+			    const char *old_value, const char *new_value, bool reloadable)
+{
+	if (reloadable)
+		log_info(0, "reload: [%s] %s: %s -> %s", section, key, old_value ? old_value : "",
+			 new_value ? new_value : "");
+	else
+		log_warning(0, "reload: [%s] %s changed (%s -> %s): takes effect only after a restart",
+			    section, key, old_value ? old_value : "", new_value ? new_value : "");
+}
+
+int process_reload(const char *who)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load(rt->config_file, &errs);
+	if (!cfg) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_error(0, "reload refused: %s", errs.items[i]);
+		log_error(0, "reload (%s) refused: keeping the configuration in force", who);
+		config_errors_free(&errs);
+		return -1;
+	}
+	config_errors_free(&errs);
+	char err[512];
+	struct tls_set *tls = tls_set_new(cfg, err, sizeof(err));
+	if (!tls) {
+		log_error(0, "reload (%s) refused: %s; keeping the configuration in force", who, err);
+		config_unref(cfg);
+		return -1;
+	}
+	config_reload_diff(rt->cfg, cfg, process_on_diff, NULL);
+	config_keep_restart_keys(cfg, rt->cfg);
+	struct flags_guard g;
+	process_guard(&g);
+	if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
+			       &cfg->flags, cfg->salt ? cfg->salt : "", &g,
+			       process_record_change, NULL, err, sizeof(err)) < 0) {
+		log_error(0, "reload (%s) refused: [flags]: %s; keeping the configuration in force",
+			  who, err);
+		tls_set_free(tls);
+		config_unref(cfg);
+		return -1;
+	}
+	tls_set_free(rt->tls);
+	rt->tls = tls;
+	config_unref(rt->cfg);
+	rt->cfg = cfg;
+	pool_clear();  /* kept server connections belong to the old generation */
+	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
+	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
+	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);
+	return 0;
+}
+
+void process_begin_shutdown(void)
+{
+	if (rt->shutting_down)
+		return;
+	rt->shutting_down = true;
+	if (rt->listeners)
+		listener_set_enable(rt->listeners, 0);
+	log_info(0, "shutting down: %zu sessions open, waiting up to %u ms for their transactions",
+		 rt->n_clients, rt->cfg->shutdown_timeout_ms);
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->state != CL_ACTIVE || (c->tx_status == 'I' && c->pending_syncs == 0))
+			client_close(c, CLOSE_SHUTDOWN,
+				     "terminating connection due to administrator command");
+	}
+	uint32_t ms = rt->cfg->shutdown_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(rt->drain_timer, &tv);
+	runtime_check_drained();
+}
+

@@ -1,0 +1,3 @@
+# Sources of proxy/app/ (explicit list; appended to PGT_SOURCES): process
+# wiring (start, listen, reload, flag changes, shutdown), the top floor.
+list(APPEND PGT_SOURCES proxy/app/process.c)
