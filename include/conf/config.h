@@ -94,6 +94,7 @@ struct config {
 	uint32_t shutdown_timeout_ms;   /* default 30s */
 	uint32_t client_login_timeout_ms;  /* default 60s: startup+auth must finish in it */
 	uint32_t server_connect_timeout_ms; /* default 15s */
+	uint32_t shadow_lock_timeout_ms; /* [migration]; default 5s */
 	uint32_t server_idle_timeout_ms; /* default 60s: a left server connection waits this long
 					    for the next client; 0 closes it with its client */
 	char *server_reset_query;       /* owns; default DISCARD ALL */

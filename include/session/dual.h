@@ -9,6 +9,13 @@
  * back until the primary's commit succeeded (primary first). Reads are never
  * mirrored.
  *
+ * One global lock order: a mirrored request runs on old first, then on new,
+ * whichever is the session's primary (when the shadow is old, the client's
+ * request is held until the shadow answered it), and an autocommit write
+ * that runs on the primary first is wrapped in a transaction of pgturnout's
+ * until the shadow has it. Shadow transactions bound their lock waits with
+ * shadow_lock_timeout.
+ *
  * A request (Query, or an extended batch up to Sync) that involved the shadow
  * keeps the client waiting until both sides answered: the primary's
  * ReadyForQuery is held, the results compared (error on one side only, or a
@@ -44,9 +51,10 @@ bool dual_gated(const struct client *c);
 /* A whole client message, in dual mode: forwards it to the primary P and,
  * when it must be mirrored, to the shadow. */
 void dual_client_message(struct client *c, struct server *p, const uint8_t *msg, size_t len);
-/* A whole CommandComplete or ErrorResponse from the primary (still to be
- * relayed by the caller). */
-void dual_primary_message(struct client *c, const uint8_t *msg, size_t len);
+/* A whole CommandComplete or ErrorResponse from the primary. True when it
+ * answers a statement of pgturnout's own (the BEGIN/COMMIT wrapping an
+ * autocommit write): the caller drops it; false: the caller relays it. */
+bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len);
 /* The primary's ReadyForQuery with STATUS: true when dual holds it (the
  * caller consumes it without relaying; dual releases it later). */
 bool dual_hold_ready(struct client *c, char status);

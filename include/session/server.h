@@ -71,6 +71,52 @@ struct server {
 	uint64_t pooled_at_us;
 };
 
+/*
+ * Request bookkeeping. Every Query, Sync and FunctionCall sent to a backend
+ * gets exactly one ReadyForQuery back; the two counters say how many were
+ * sent and answered. A request the relay counted but pgturnout answered
+ * itself is taken back with server_unsend(). Answers to requests sent
+ * before server_swallow_sent() are pgturnout's own (replays): the relay
+ * drops them.
+ */
+static inline void server_sent(struct server *s, uint32_t n)
+{
+	s->requests_sent += n;
+}
+
+static inline void server_unsend(struct server *s)
+{
+	s->requests_sent--;
+}
+
+/* The number of requests sent so far: answered once server_answered(s, mark). */
+static inline uint32_t server_mark(const struct server *s)
+{
+	return s->requests_sent;
+}
+
+static inline bool server_answered(const struct server *s, uint32_t mark)
+{
+	return s->requests_done >= mark;
+}
+
+static inline void server_swallow_sent(struct server *s)
+{
+	s->swallow_until = s->requests_sent;
+}
+
+static inline bool server_swallowing(const struct server *s)
+{
+	return s->requests_done < s->swallow_until;
+}
+
+/* One ReadyForQuery with transaction status STATUS arrived. */
+static inline void server_got_ready(struct server *s, char status)
+{
+	s->requests_done++;
+	s->tx_status = status;
+}
+
 /* Starts a connection of CLIENT to PATH, or takes a pooled one logged in
  * with the same startup packet. Returns NULL when it cannot even start
  * (out of memory); otherwise progress is reported through

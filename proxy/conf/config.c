@@ -644,6 +644,11 @@ static const struct key_def config_keys[] = {
 	  "what the canary bucket is computed from: connection | user | database | application_name | "
 	  "client_addr | param:NAME" },
 
+	{ SEC_MIGRATION, "shadow_lock_timeout", KT_DURATION, CFG(shadow_lock_timeout_ms), 0, "5s", true, false, -1, NULL, 0, 0,
+	  "dual writes: the longest a mirrored write waits for a row lock on the second path "
+	  "(lock_timeout of each shadow transaction); a longer wait is a journaled shadow failure, "
+	  "never a hang; 0: no bound (no unit: seconds)" },
+
 	/* [flags] */
 	{ SEC_FLAGS, "canary_percent", KT_PERCENT, CFG(flags.canary_milli), 0, "0", true, false, FLAG_CANARY_PERCENT,
 	  NULL, 0, 0, "share of untagged sessions sent to new: 0..100, up to 3 decimals" },

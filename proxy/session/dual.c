@@ -1,9 +1,20 @@
 /*
  * session/dual.c — dual writes; see session/dual.h.
  *
- * State of one session's overlap window. Invariants:
- * - d->req_open: a client request that involves the shadow is in flight;
- *   the client's next messages wait (dual_gated) until it is released.
+ * State of one session's overlap window. The request in flight is in one
+ * phase (enum dual_phase), changed only by dual_set_phase(); dual_progress()
+ * moves it on whenever an answer arrives. Invariants:
+ * - One global lock order: a mirrored request runs on old first, then on
+ *   new, whichever of them is the session's primary, so that no wait cycle
+ *   can form across the two paths (SPEC §7). When the shadow is old, the
+ *   client's messages are held (d->held) until the shadow has answered.
+ * - An autocommit write whose primary runs first (the primary is old) is
+ *   wrapped in a transaction of pgturnout's on the primary (BEGIN before,
+ *   COMMIT after the shadow applied it), so that the primary's row locks
+ *   are kept until the shadow has the write: conflicting autocommit writes
+ *   reach both sides in the same order. The client sees neither.
+ * - phase != DUAL_IDLE: a client request that involves the shadow is in
+ *   flight; the client's next messages wait (dual_gated) until it is released.
  * - d->tx: the statements mirrored in the current shadow transaction, kept
  *   until that transaction ends, so that whatever the shadow loses can be
  *   journaled exactly when (and only if) the primary commits.
@@ -50,9 +61,27 @@ struct dual_name {
 	bool prepared;          /* statements: prepared on the current shadow connection */
 };
 
+/* Where the request in flight stands. */
+enum dual_phase {
+	DUAL_IDLE,              /* no request of the client's in flight */
+	DUAL_CONNECTING,        /* the shadow backend is connecting: the client waits */
+	DUAL_FIRST,             /* the shadow (old) runs the request first; the client's
+				   messages for the primary are held in d->held */
+	DUAL_PRIMARY,           /* the primary runs it; its ReadyForQuery will be held */
+	DUAL_SECOND,            /* the primary answered: the shadow runs its part */
+	DUAL_PRIMARY_END,       /* wrapped autocommit: the primary's COMMIT/ROLLBACK runs */
+	DUAL_ENDING,            /* the shadow's COMMIT/ROLLBACK runs */
+};
+
+static const char *const dual_phase_names[] = {
+	[DUAL_IDLE] = "idle", [DUAL_CONNECTING] = "connecting", [DUAL_FIRST] = "first",
+	[DUAL_PRIMARY] = "primary", [DUAL_SECOND] = "second", [DUAL_PRIMARY_END] = "primary_end",
+	[DUAL_ENDING] = "ending",
+};
+
 struct dual {
 	int shadow_slot;
-	bool waiting_shadow;    /* shadow backend connecting: the client waits */
+	enum dual_phase phase;  /* changed only by dual_set_phase() */
 	bool down;              /* no usable shadow */
 	uint64_t down_since_us;
 
@@ -61,10 +90,15 @@ struct dual {
 	uint32_t pend_requests; /* requests (ReadyForQuery answers) inside pend */
 	bool pend_began;        /* pend opens the shadow transaction */
 	size_t tx_at_request;   /* d->n_tx when the request began */
-	bool req_open;
 	bool req_mirrored;      /* something of it was sent to the shadow */
 	uint32_t shadow_mark;   /* shadow requests_sent once its part was sent */
-	bool primary_done;
+	struct wbuf held;       /* owns: the client's messages for the primary, held
+				   while the shadow (old) runs the request first */
+	bool holding;           /* this batch's messages go to held */
+	bool fail_verdict;      /* fail mode: the shadow's error fails the request */
+	bool wrapped;           /* the primary runs the request in a transaction of ours */
+	uint32_t own_ready;     /* ReadyForQuery answers of the primary that are ours */
+	uint32_t own_tags;      /* CommandComplete answers of the primary that are ours */
 	char primary_status;
 	bool primary_error;
 	bool primary_rolled_back;  /* a ROLLBACK tag ended a transaction */
@@ -74,14 +108,9 @@ struct dual {
 	char shadow_sqlstate[6];
 	char lost_reason[320];  /* why the open shadow transaction is lost (for the journal) */
 	uint64_t shadow_rows;
-	bool ending;            /* COMMIT/ROLLBACK sent to the shadow, waiting */
 	bool ending_commit;
 	bool committed;         /* the primary's outcome of the ended transaction */
 
-	/* fail mode: the Query waiting for the shadow's verdict */
-	uint8_t *gated_msg;     /* owns */
-	size_t gated_len;
-	bool verdict_pending;
 	bool poisoned;          /* the client was told its transaction failed */
 
 	/* the shadow transaction */
@@ -100,6 +129,15 @@ struct dual {
 	bool copy_open;         /* the request is a COPY FROM: its data must flow */
 	char *pending_params;   /* owns: parameters of the last mirrored Bind */
 };
+
+static void dual_set_phase(struct client *c, enum dual_phase phase)
+{
+	struct dual *d = c->dual;
+	if (d->phase == phase)
+		return;
+	log_debug(c->id, "dual writes: %s -> %s", dual_phase_names[d->phase], dual_phase_names[phase]);
+	d->phase = phase;
+}
 
 static struct server *dual_shadow(const struct client *c)
 {
@@ -219,9 +257,9 @@ void dual_free(struct dual *d)
 	free(d->stmts);
 	names_clear(d->portals, &d->n_portals);
 	free(d->portals);
-	free(d->gated_msg);
 	free(d->pending_params);
 	wbuf_free(&d->pend);
+	wbuf_free(&d->held);
 	free(d);
 }
 
@@ -248,7 +286,7 @@ static void dual_connect_shadow(struct client *c)
 		return;
 	}
 	rt->stats.paths[d->shadow_slot].server_connects++;
-	d->waiting_shadow = true;
+	dual_set_phase(c, DUAL_CONNECTING);
 }
 
 void dual_sync_flag(struct client *c)
@@ -256,7 +294,7 @@ void dual_sync_flag(struct client *c)
 	bool on = rt->flags->values.dual_write && c->cfg->old_path != c->cfg->new_path &&
 		  !c->admin && !c->replication;
 	if (!on) {
-		if (c->dual && !c->dual->req_open && !c->dual->shadow_tx) {
+		if (c->dual && c->dual->phase == DUAL_IDLE && !c->dual->shadow_tx) {
 			log_info(c->id, "dual writes off");
 			dual_free(c->dual);
 			c->dual = NULL;
@@ -285,13 +323,14 @@ void dual_sync_flag(struct client *c)
 bool dual_gated(const struct client *c)
 {
 	const struct dual *d = c->dual;
-	return d->waiting_shadow || d->verdict_pending || (d->req_open && !d->copy_open);
+	return d->phase != DUAL_IDLE && !(d->phase == DUAL_PRIMARY && d->copy_open);
 }
 
 void dual_shadow_ready(struct client *c, struct server *s)
 {
 	struct dual *d = c->dual;
-	d->waiting_shadow = false;
+	if (d->phase == DUAL_CONNECTING)
+		dual_set_phase(c, DUAL_IDLE);
 	d->down = false;
 	log_debug(c->id, "shadow on path %s ready", dual_shadow_name(c));
 	client_resume(c);
@@ -316,7 +355,7 @@ static void dual_shadow_query(struct client *c, const char *sql)
 	wbuf_free(&b);
 	struct server *s = dual_shadow(c);
 	if (s)
-		s->requests_sent++;
+		server_sent(s, 1);
 }
 
 /* Queues a Query (PREFIX then SQL) for the shadow's part of the current request. */
@@ -337,13 +376,23 @@ static void dual_flush_pend(struct client *c)
 	struct server *s = dual_shadow(c);
 	if (d->pend.len && s && wbuf_ok(&d->pend)) {
 		dual_shadow_write(c, d->pend.data, d->pend.len);
-		s->requests_sent += d->pend_requests;
-		d->shadow_mark = s->requests_sent;
+		server_sent(s, d->pend_requests);
+		d->shadow_mark = server_mark(s);
 		d->req_mirrored = true;
 	}
 	wbuf_reset(&d->pend);
 	d->pend_requests = 0;
 	d->pend_began = false;
+}
+
+/* Forgets the statements this request recorded for the journal. */
+static void dual_forget_request(struct dual *d)
+{
+	while (d->n_tx > d->tx_at_request) {
+		d->n_tx--;
+		free(d->tx[d->n_tx].text);
+		free(d->tx[d->n_tx].params);
+	}
 }
 
 /* The primary failed the request: the shadow must not run its part (the
@@ -353,11 +402,7 @@ static void dual_drop_pend(struct client *c)
 	struct dual *d = c->dual;
 	if (d->pend_began)
 		d->shadow_tx = false;
-	while (d->n_tx > d->tx_at_request) {
-		d->n_tx--;
-		free(d->tx[d->n_tx].text);
-		free(d->tx[d->n_tx].params);
-	}
+	dual_forget_request(d);
 	wbuf_reset(&d->pend);
 	d->pend_requests = 0;
 	d->pend_began = false;
@@ -397,14 +442,15 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 	server_terminate(s);
 	d->down = true;
 	d->down_since_us = runtime_now_us();
-	d->waiting_shadow = false;
+	if (d->phase == DUAL_CONNECTING)
+		dual_set_phase(c, DUAL_IDLE);
 	if (d->shadow_tx || d->n_tx) {
 		d->broken = true;  /* the open shadow transaction is gone */
 		if (!d->lost_reason[0])
 			snprintf(d->lost_reason, sizeof(d->lost_reason),
 				 "08006 shadow connection lost: %s", why);
 	}
-	if (d->ending && !d->shadow_error) {
+	if (d->phase == DUAL_ENDING && !d->shadow_error) {
 		/* The COMMIT's fate is unknown: journal rather than lose. */
 		d->shadow_error = true;
 		snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "08006");
@@ -437,12 +483,11 @@ void dual_shadow_input(struct server *s)
 		}
 		if (avail < 1 + (size_t)len)
 			return;
-		bool mine = d && s->requests_done >= s->swallow_until;
+		bool mine = d && !server_swallowing(s);
 		if (hdr[0] == PqMsg_ReadyForQuery) {
 			uint8_t z[6];
 			evbuffer_remove(in, z, sizeof(z));
-			s->requests_done++;
-			s->tx_status = (char)z[5];
+			server_got_ready(s, (char)z[5]);
 			if (mine) {
 				d->shadow_tx = z[5] != 'I';
 				dual_progress(c);
@@ -480,14 +525,74 @@ void dual_shadow_input(struct server *s)
 
 /* ---- the primary's side ----------------------------------------------- */
 
-void dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
+/* Sends the primary a Query of pgturnout's own: its CommandComplete and its
+ * ReadyForQuery are consumed here, never relayed. */
+static void dual_primary_own(struct client *c, const char *sql)
 {
 	struct dual *d = c->dual;
-	if (!d->req_open)
+	struct server *p = c->servers[c->active_slot];
+	struct wbuf b;
+	wbuf_init(&b);
+	build_query(&b, sql);
+	if (!wbuf_ok(&b) || conn_write(p->conn, b.data, b.len) < 0) {
+		wbuf_free(&b);
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
+	}
+	wbuf_free(&b);
+	server_sent(p, 1);
+	d->own_ready++;
+	d->own_tags++;
+}
+
+/* Sends the client's held messages (the request the shadow ran first) to
+ * the primary, one by one as the relay would have. */
+static void dual_release_held(struct client *c)
+{
+	struct dual *d = c->dual;
+	struct server *p = c->servers[c->active_slot];
+	struct wbuf held = d->held;
+	wbuf_init(&d->held);
+	d->holding = false;
+	size_t off = 0;
+	while (off + MSG_HEADER_LEN <= held.len && c->state == CL_ACTIVE) {
+		size_t len = 1 + (size_t)proto_get_u32(held.data + off + 1);
+		steer_forward(c, p, held.data + off, len);
+		off += len;
+	}
+	wbuf_free(&held);
+}
+
+/* The client's message MSG for the primary P: held while the shadow runs
+ * the request first, else forwarded. */
+static void dual_to_primary(struct client *c, struct server *p, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->holding) {
+		wbuf_put(&d->held, msg, len);
+		if (!wbuf_ok(&d->held))
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	steer_forward(c, p, msg, len);
+}
+
+bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
+		return false;
 	if (msg[0] == PqMsg_CommandComplete) {
+		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END)) {
+			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction. */
+			d->own_tags--;
+			if (d->phase == DUAL_PRIMARY_END && msg[len - 1] == '\0' &&
+			    strcmp((const char *)msg + MSG_HEADER_LEN, "ROLLBACK") == 0)
+				d->primary_rolled_back = true;
+			return true;
+		}
 		if (msg[len - 1] != '\0')
-			return;
+			return false;
 		const char *tag = (const char *)msg + MSG_HEADER_LEN;
 		uint64_t rows;
 		if (tag_rows(tag, &rows))
@@ -496,23 +601,43 @@ void dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 			d->primary_rolled_back = true;
 		else if (strcmp(tag, "COMMIT") == 0)
 			d->primary_rolled_back = false;
-		return;
+		return false;
 	}
 	d->primary_error = true;
+	if (d->own_tags && d->own_ready > 0)
+		d->own_tags--;  /* our BEGIN failed: its error is the client's to see */
+	return false;
 }
 
 bool dual_hold_ready(struct client *c, char status)
 {
 	struct dual *d = c->dual;
-	if (!d->req_open)
+	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
-	d->primary_done = true;
+	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
+		d->own_ready--;  /* the wrapping BEGIN's answer */
+		return true;
+	}
+	if (d->phase == DUAL_PRIMARY_END) {
+		if (d->own_ready > 0)
+			d->own_ready--;
+		d->own_tags = 0;
+		d->primary_status = status;
+		dual_progress(c);
+		return true;
+	}
 	d->primary_status = status;
+	dual_set_phase(c, DUAL_SECOND);
 	if (d->pend.len) {
 		if (d->primary_error)
 			dual_drop_pend(c);
 		else
 			dual_flush_pend(c);
+	} else if (d->primary_error && d->req_mirrored) {
+		/* The shadow ran it first; the primary refused it. The shadow's
+		 * part is undone with the client's transaction (or, in
+		 * autocommit, with the shadow's): nothing of it is journaled. */
+		dual_forget_request(d);
 	}
 	dual_progress(c);
 	return true;
@@ -525,8 +650,11 @@ static void dual_note_outcome(struct client *c)
 	if (!d->req_mirrored)
 		return;
 	struct path_stats *ps = &rt->stats.paths[d->shadow_slot];
-	bool mismatch = d->primary_error != d->shadow_error ||
-			(!d->primary_error && d->primary_rows != d->shadow_rows);
+	/* An error of the primary only, after the shadow ran first, is undone
+	 * with the transaction: not a difference. */
+	bool first = d->primary_error && !d->shadow_error && d->tx_at_request == d->n_tx;
+	bool mismatch = !first && (d->primary_error != d->shadow_error ||
+				   (!d->primary_error && d->primary_rows != d->shadow_rows));
 	if (d->shadow_error) {
 		ps->shadow_errors++;
 		if (!d->primary_error) {
@@ -578,19 +706,91 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	d->lost_reason[0] = '\0';
 }
 
-static void dual_reset_request(struct dual *d)
+static void dual_reset_request(struct client *c)
 {
-	d->req_open = false;
+	struct dual *d = c->dual;
+	dual_set_phase(c, DUAL_IDLE);
 	d->req_mirrored = false;
-	d->primary_done = false;
 	d->primary_error = false;
 	d->primary_rolled_back = false;
 	d->primary_rows = 0;
 	d->shadow_rows = 0;
-	d->ending = false;
 	d->copy_open = false;
+	d->fail_verdict = false;
+	d->wrapped = false;
+	d->own_ready = 0;
+	d->own_tags = 0;
 	if (!d->broken)
 		d->shadow_error = false;
+}
+
+/* Fail mode: the shadow refused the request it ran first. The client gets
+ * the shadow's error; the primary never sees the request. */
+static void dual_fail_request(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	wbuf_reset(&d->held);
+	d->holding = false;
+	server_unsend(c->servers[c->active_slot]);
+	rt->stats.paths[d->shadow_slot].shadow_errors++;
+	struct wbuf b;
+	wbuf_init(&b);
+	char message[320];
+	snprintf(message, sizeof(message), "pgturnout: shadow path %s refused the write: %s",
+		 dual_shadow_name(c), d->shadow_error ? d->shadow_message : "shadow unavailable");
+	build_error(&b, PqMsg_ErrorResponse, "ERROR",
+		    d->shadow_error ? d->shadow_sqlstate : "08006", message, NULL, NULL);
+	bool in_tx = c->tx_status != 'I';
+	if (wbuf_ok(&b))
+		conn_write(c->conn, b.data, b.len);
+	wbuf_free(&b);
+	/* The mirrored part is not journaled: the client was told it failed. */
+	dual_forget_request(d);
+	d->shadow_error = false;
+	if (in_tx) {
+		d->poisoned = true;
+		dual_reset_request(c);
+		relay_release_ready(c, 'E');
+		return;
+	}
+	if (sh && d->shadow_tx)
+		dual_shadow_query(c, "ROLLBACK");
+	d->shadow_tx = false;
+	tx_clear(d);
+	dual_reset_request(c);
+	relay_release_ready(c, 'I');
+}
+
+/* Both sides ran the request: compare, and end the shadow's transaction
+ * when the client's ended (or our wrapping one is to end). */
+static void dual_request_done(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	dual_note_outcome(c);
+	if (d->wrapped) {
+		/* Our own transaction on the primary: commit it now that the
+		 * shadow has the write (or roll it back after an error). */
+		bool commit = !d->primary_error && d->primary_status == 'T';
+		dual_set_phase(c, DUAL_PRIMARY_END);
+		d->wrapped = false;
+		dual_primary_own(c, commit ? "COMMIT" : "ROLLBACK");
+		return;
+	}
+	if (d->primary_status == 'I') {
+		d->committed = !d->primary_error && !d->primary_rolled_back;
+		if (sh && d->shadow_tx) {
+			dual_set_phase(c, DUAL_ENDING);
+			d->ending_commit = d->committed && !d->broken;
+			d->shadow_error = false;
+			dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
+			d->shadow_mark = server_mark(sh);
+			return;
+		}
+		dual_finish_tx(c, d->committed, false);
+	}
+	char status = d->primary_status;
+	dual_reset_request(c);
+	relay_release_ready(c, status);
 }
 
 static void dual_progress(struct client *c)
@@ -599,76 +799,53 @@ static void dual_progress(struct client *c)
 	if (!d || c->state != CL_ACTIVE)
 		return;
 	struct server *sh = dual_shadow(c);
-	if (d->verdict_pending) {
-		if (sh && sh->requests_done < d->shadow_mark)
+	bool shadow_done = !sh || server_answered(sh, d->shadow_mark);
+	switch (d->phase) {
+	case DUAL_IDLE:
+	case DUAL_CONNECTING:
+	case DUAL_PRIMARY:
+		return;
+	case DUAL_FIRST:
+		if (!shadow_done)
 			return;
-		/* fail mode: the shadow has answered the Query first. */
-		d->verdict_pending = false;
-		uint8_t *msg = d->gated_msg;
-		size_t len = d->gated_len;
-		d->gated_msg = NULL;
-		if (!d->shadow_error && sh) {
-			steer_forward(c, c->servers[c->active_slot], msg, len);
-			free(msg);
-			return;  /* the primary's answer drives the rest */
-		}
-		free(msg);
-		/* The shadow refused it: the client gets the shadow's error, the
-		 * primary never sees the statement. */
-		c->servers[c->active_slot]->requests_sent--;
-		rt->stats.paths[d->shadow_slot].shadow_errors++;
-		struct wbuf b;
-		wbuf_init(&b);
-		char message[320];
-		snprintf(message, sizeof(message), "pgturnout: shadow path %s refused the write: %s",
-			 dual_shadow_name(c), d->shadow_error ? d->shadow_message : "shadow unavailable");
-		build_error(&b, PqMsg_ErrorResponse, "ERROR",
-			    d->shadow_error ? d->shadow_sqlstate : "08006", message, NULL, NULL);
-		bool in_tx = c->tx_status != 'I';
-		if (wbuf_ok(&b))
-			conn_write(c->conn, b.data, b.len);
-		wbuf_free(&b);
-		/* The mirrored part is not journaled: the client was told it failed. */
-		if (d->n_tx) {
-			d->n_tx--;
-			free(d->tx[d->n_tx].text);
-			free(d->tx[d->n_tx].params);
-		}
-		d->req_open = false;
-		d->shadow_error = false;
-		if (in_tx) {
-			d->poisoned = true;
-			dual_reset_request(d);
-			relay_release_ready(c, 'E');
+		if (d->fail_verdict && (d->shadow_error || !sh)) {
+			dual_fail_request(c, sh);
 			return;
 		}
-		if (sh && d->shadow_tx)
-			dual_shadow_query(c, "ROLLBACK");
-		d->shadow_tx = false;
-		tx_clear(d);
-		dual_reset_request(d);
+		/* The shadow (old) has run it: now the primary. */
+		dual_set_phase(c, DUAL_PRIMARY);
+		dual_release_held(c);
+		return;
+	case DUAL_SECOND:
+		if (!shadow_done)
+			return;
+		dual_request_done(c, sh);
+		return;
+	case DUAL_PRIMARY_END: {
+		/* Our COMMIT/ROLLBACK on the primary answered: the client's
+		 * autocommit write ended there. */
+		d->primary_status = 'I';
+		if (d->primary_error || d->primary_rolled_back) {
+			d->primary_error = true;
+			d->primary_rolled_back = true;
+		}
+		d->committed = !d->primary_error && !d->primary_rolled_back;
+		if (sh && d->shadow_tx) {
+			dual_set_phase(c, DUAL_ENDING);
+			d->ending_commit = d->committed && !d->broken;
+			d->shadow_error = false;
+			dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
+			d->shadow_mark = server_mark(sh);
+			return;
+		}
+		dual_finish_tx(c, d->committed, false);
+		dual_reset_request(c);
 		relay_release_ready(c, 'I');
 		return;
 	}
-	if (!d->req_open || !d->primary_done)
-		return;
-	if (sh && sh->requests_done < d->shadow_mark)
-		return;  /* the shadow has not answered yet */
-	if (!d->ending) {
-		dual_note_outcome(c);
-		if (d->primary_status == 'I') {
-			d->committed = !d->primary_error && !d->primary_rolled_back;
-			if (sh && d->shadow_tx) {
-				d->ending = true;
-				d->ending_commit = d->committed && !d->broken;
-				d->shadow_error = false;
-				dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
-				d->shadow_mark = sh->requests_sent;
-				return;
-			}
-			dual_finish_tx(c, d->committed, false);
-		}
-	} else {
+	case DUAL_ENDING: {
+		if (!shadow_done)
+			return;
 		bool shadow_committed = d->ending_commit && !d->shadow_error;
 		if (d->ending_commit && d->shadow_error) {
 			rt->stats.paths[d->shadow_slot].shadow_errors++;
@@ -676,13 +853,27 @@ static void dual_progress(struct client *c)
 				    d->shadow_message);
 		}
 		dual_finish_tx(c, d->committed, shadow_committed);
+		char status = d->primary_status;
+		dual_reset_request(c);
+		relay_release_ready(c, status);
+		return;
 	}
-	char status = d->primary_status;
-	dual_reset_request(d);
-	relay_release_ready(c, status);
+	}
 }
 
 /* ---- mirroring client messages ------------------------------------------ */
+
+/* What opens a shadow transaction: BEGIN, and a bound on its lock waits
+ * (shadow_lock_timeout), so that an unforeseen wait becomes a journaled
+ * shadow failure, never a hang. */
+static const char *dual_begin_sql(const struct client *c, char *buf, size_t cap)
+{
+	uint32_t ms = c->cfg->shadow_lock_timeout_ms;
+	if (!ms)
+		return "BEGIN";
+	snprintf(buf, cap, "BEGIN; SET LOCAL lock_timeout = %u", ms);
+	return buf;
+}
 
 /* Opens the shadow transaction if needed, before the first mirrored
  * message of a request. */
@@ -691,7 +882,8 @@ static void dual_begin(struct client *c)
 	struct dual *d = c->dual;
 	if (d->shadow_tx || !dual_shadow(c))
 		return;
-	dual_pend_query(c, "", "BEGIN");
+	char buf[64];
+	dual_pend_query(c, "", dual_begin_sql(c, buf, sizeof(buf)));
 	d->shadow_tx = true;
 	d->pend_began = true;
 }
@@ -709,9 +901,22 @@ static bool dual_mirrors(const struct sql_stmt *st)
 		       st->kind != SQL_TXN_COMMIT_PREPARED && st->kind != SQL_TXN_ROLLBACK_PREPARED;
 	case SQL_SESSION:
 		return st->kind == SQL_SESS_SET || st->kind == SQL_SESS_RESET;
+	case SQL_READ:
+		/* SELECT ... FOR UPDATE/SHARE takes row locks: the shadow takes
+		 * them too, in the same order as writes (its rows are dropped). */
+		return (st->flags & SQL_F_LOCKING) != 0;
 	default:
 		return false;
 	}
+}
+
+/* A transaction control statement in A (BEGIN, COMMIT, SAVEPOINT, ...). */
+static bool dual_has_txn(const struct sql_analysis *a)
+{
+	for (size_t i = 0; a && i < a->n_stmts; i++)
+		if (a->stmts[i].cls == SQL_TXN)
+			return true;
+	return false;
 }
 
 static bool dual_has_write(const struct sql_analysis *a)
@@ -747,7 +952,7 @@ static bool dual_poisoned_query(struct client *c, struct server *p, const struct
 		wbuf_free(&b);
 		return true;
 	}
-	p->requests_sent--;  /* answered here: the primary never sees it */
+	server_unsend(p);  /* answered here: the primary never sees it */
 	struct wbuf b;
 	wbuf_init(&b);
 	build_error(&b, PqMsg_ErrorResponse, "ERROR", "25P02",
@@ -832,7 +1037,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
 	wbuf_init(&sh);
-	bool any = false, volatile_write = false, copy_from = false;
+	bool any = false, volatile_write = false, copy_from = false, lock_only = true;
 	for (size_t i = 0; a && i < a->n_stmts; i++) {
 		const struct sql_stmt *st = &a->stmts[i];
 		if (!dual_mirrors(st))
@@ -858,6 +1063,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 			wbuf_put(&sh, ";\n", 2);
 		wbuf_put(&sh, r->text, r->text_len);
 		any = true;
+		if (st->cls != SQL_READ)
+			lock_only = false;
 		if (st->cls == SQL_WRITE) {
 			rt->stats.paths[d->shadow_slot].shadow_writes++;
 			if (st->flags & SQL_F_VOLATILE)
@@ -872,7 +1079,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		steer_forward(c, p, msg, len);
 		return;
 	}
-	d->req_open = true;
+	dual_set_phase(c, DUAL_PRIMARY);
 	d->copy_mirrored = false;
 	d->copy_open = false;
 	for (size_t i = 0; a && i < a->n_stmts; i++)
@@ -884,16 +1091,20 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
 			 (unsigned long long)dual_fingerprint(text));
 	}
+	bool writes = dual_has_write(a);
 	bool queued = false;
 	if (any && wbuf_ok(&sh)) {
-		tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
+		if (!lock_only)
+			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
 		if (dual_shadow(c) && !d->broken) {
 			if (!copy_from && !d->shadow_tx && d->pend.len == 0) {
 				/* One round trip opens the shadow transaction and
 				 * runs the statements. */
 				d->shadow_tx = true;
 				d->pend_began = true;
-				dual_pend_query(c, "BEGIN;\n", (const char *)sh.data);
+				char buf[64], prefix[80];
+				snprintf(prefix, sizeof(prefix), "%s;\n", dual_begin_sql(c, buf, sizeof(buf)));
+				dual_pend_query(c, prefix, (const char *)sh.data);
 			} else {
 				dual_begin(c);
 				dual_pend_query(c, "", (const char *)sh.data);
@@ -902,24 +1113,30 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		}
 	}
 	wbuf_free(&sh);
-	bool fail_mode = rt->flags->values.shadow_failure == SHADOW_FAILURE_FAIL;
-	if (queued && (copy_from || (fail_mode && dual_has_write(a)))) {
-		/* COPY data streams to both sides at once; fail mode runs the
-		 * shadow first. Either way the shadow's part goes now. */
+	if (queued && copy_from) {
+		/* COPY data streams to both sides at once. */
 		dual_flush_pend(c);
-		d->copy_mirrored = copy_from;
-	}
-	if (fail_mode && queued && dual_has_write(a) && !copy_from) {
-		/* Shadow first: the primary runs it only if the shadow took it. */
-		d->gated_msg = malloc(len);
-		if (!d->gated_msg) {
-			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-			return;
-		}
-		memcpy(d->gated_msg, msg, len);
-		d->gated_len = len;
-		d->verdict_pending = true;
+		d->copy_mirrored = true;
+		steer_forward(c, p, msg, len);
 		return;
+	}
+	bool fail_mode = rt->flags->values.shadow_failure == SHADOW_FAILURE_FAIL;
+	if (queued && (d->shadow_slot == SLOT_OLD || (fail_mode && writes))) {
+		/* Old runs first (the shadow is old), or fail mode: the primary
+		 * gets the Query once the shadow has answered it. */
+		d->fail_verdict = fail_mode && writes;
+		dual_flush_pend(c);
+		d->holding = true;
+		dual_to_primary(c, p, msg, len);
+		dual_set_phase(c, DUAL_FIRST);
+		return;
+	}
+	if (queued && writes && c->tx_status == 'I' && !dual_has_txn(a)) {
+		/* An autocommit write, primary (old) first: run it in a
+		 * transaction of ours, committed once the shadow has it, so that
+		 * its row locks are kept until then. */
+		d->wrapped = true;
+		dual_primary_own(c, "BEGIN");
 	}
 	steer_forward(c, p, msg, len);
 }
@@ -992,6 +1209,9 @@ static void dual_mirror_extended(struct client *c, const uint8_t *msg, size_t le
 		d->tx_at_request = d->n_tx;
 		dual_begin(c);
 		d->batch_mirrored = true;
+		/* Old runs first: from here the batch waits for the shadow. */
+		if (d->shadow_slot == SLOT_OLD)
+			d->holding = true;
 	}
 	wbuf_put(&d->pend, msg, len);
 }
@@ -1061,7 +1281,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 			wbuf_free(&b);
 		}
 	}
-	steer_forward(c, p, msg, len);
+	dual_to_primary(c, p, msg, len);
 }
 
 void dual_client_message(struct client *c, struct server *p, const uint8_t *msg, size_t len)
@@ -1124,15 +1344,35 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 				names_forget(d->portals, &d->n_portals, name);
 		}
 		break;
-	case PqMsg_Sync:
-		if (d->batch_mirrored && d->pend.len) {
+	case PqMsg_Sync: {
+		bool mirrored = d->batch_mirrored && d->pend.len;
+		if (mirrored) {
 			wbuf_put(&d->pend, msg, len);
 			d->pend_requests++;
 		}
 		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
-			d->req_open = true;
+			dual_set_phase(c, DUAL_PRIMARY);
 		d->batch_mirrored = false;
 		names_forget(d->portals, &d->n_portals, "");
+		if (d->holding) {
+			if (mirrored && dual_shadow(c)) {
+				/* The shadow (old) runs the batch first. */
+				dual_flush_pend(c);
+				dual_to_primary(c, p, msg, len);
+				dual_set_phase(c, DUAL_FIRST);
+				return;
+			}
+			dual_release_held(c);
+		}
+		break;
+	}
+	case PqMsg_Flush:
+		if (d->holding) {
+			/* The client waits for answers before its Sync: the batch
+			 * cannot wait for the shadow; it runs primary first. */
+			log_debug(c->id, "Flush in a held batch: primary first for this batch");
+			dual_release_held(c);
+		}
 		break;
 	case PqMsg_CopyData:
 	case PqMsg_CopyDone:
@@ -1147,5 +1387,5 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 	default:
 		break;
 	}
-	steer_forward(c, p, msg, len);
+	dual_to_primary(c, p, msg, len);
 }

@@ -94,9 +94,11 @@ static inline __attribute__((always_inline)) bool scan_peek(struct scan *sc, str
 }
 
 /* A whole ErrorResponse, or (dual writes) CommandComplete, of the server,
- * still in IN at OFF: copied once, looked at, left to be forwarded. */
-static void relay_inspect_backend(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
+ * still in IN at OFF: copied once, looked at, left to be forwarded. True
+ * when dual writes say it is pgturnout's own: it is dropped instead. */
+static bool relay_inspect_backend(struct server *s, struct evbuffer *in, size_t off, uint32_t len)
 {
+	bool own = false;
 	uint8_t stack[512];
 	size_t n = 1 + (size_t)len;
 	uint8_t *m = n <= sizeof(stack) ? stack : malloc(n);
@@ -109,10 +111,11 @@ static void relay_inspect_backend(struct server *s, struct evbuffer *in, size_t 
 			s->last_error_fatal = proto_error_is_fatal(&f);
 	}
 	if (c->dual)
-		dual_primary_message(c, m, n);
+		own = dual_primary_message(c, m, n);
 out:
 	if (m != stack)
 		free(m);
+	return own;
 }
 
 /* The part of a message longer than what had arrived: counts what can go
@@ -265,7 +268,15 @@ void relay_server_input(struct server *s)
 		     (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) {
 			if (avail - fwd < 1 + (size_t)len)
 				break;
-			relay_inspect_backend(s, in, fwd, len);
+			if (relay_inspect_backend(s, in, fwd, len)) {
+				if (fwd)
+					relay_move_to_client(in, out, fwd);
+				evbuffer_drain(in, 1 + (size_t)len);
+				fwd = 0;
+				avail = evbuffer_get_length(in);
+				scan_init(&sc, in);
+				continue;
+			}
 		}
 		rem = 1 + len;
 	}
