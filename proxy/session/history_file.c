@@ -31,8 +31,9 @@ struct history_file {
 	char notice[512];                       /* what was skipped; "" when nothing */
 };
 
+/* Room for one more entry. 0 or -1 (out of memory). */
 static int
-hf_push(struct history_file *h, const struct flag_history_entry *e)
+hf_reserve(struct history_file *h)
 {
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 16;
@@ -43,6 +44,14 @@ hf_push(struct history_file *h, const struct flag_history_entry *e)
 		h->entries = d;
 		h->cap = cap;
 	}
+	return 0;
+}
+
+static int
+hf_push(struct history_file *h, const struct flag_history_entry *e)
+{
+	if (hf_reserve(h) != 0)
+		return -1;
 	h->entries[h->n++] = *e;
 	return 0;
 }
@@ -196,17 +205,10 @@ history_file_append(struct history_file *h, const struct flag_change *c,
 		return -1;
 	}
 	/* make room first, so that a line on disk is always in memory too */
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 16;
-		struct flag_history_entry *d = realloc(h->entries, cap * sizeof(*d));
-
-		if (d == NULL) {
-			wbuf_free(&b);
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		h->entries = d;
-		h->cap = cap;
+	if (hf_reserve(h) != 0) {
+		wbuf_free(&b);
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
 	while (off < b.len) {
 		ssize_t w = write(h->fd, b.data + off, b.len - off);
