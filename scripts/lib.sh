@@ -21,7 +21,7 @@ PGT_JOBS=${PGT_JOBS:-2}
 # default-jdk metapackage).
 PGT_DEB_PACKAGES=(
 	build-essential cmake pkg-config
-	libevent-dev libssl-dev libpq-dev libinih-dev libcmocka-dev
+	libevent-dev libssl-dev libpq-dev libinih-dev libjansson-dev libcmocka-dev
 	libpg-query-dev libprotobuf-c-dev
 	postgresql-15 postgresql-client-15 pgbouncer
 	clang libclang-rt-14-dev

@@ -11,7 +11,6 @@
 
 struct event_base;
 struct http_server;
-struct wbuf;
 
 /* Binds LISTEN ("host:port"). NULL with a message in err on failure. */
 struct http_server *http_server_new(struct event_base *base, const char *listen,
@@ -19,11 +18,12 @@ struct http_server *http_server_new(struct event_base *base, const char *listen,
 void http_server_free(struct http_server *h);   /* NULL does nothing */
 
 /*
- * The strict JSON reader of PUT /flags: one object whose members are
- * strings, numbers or booleans (no null, arrays or nested objects, no
- * duplicate names, nothing after the object). Values come back as text:
- * strings unescaped (UTF-8; \u0000 refused), numbers as written, true/false
- * as "on"/"off"; kind says which ('s', 'n', 'b').
+ * The strict JSON reader of PUT /flags (jansson underneath): one object
+ * whose members are strings, numbers or booleans (no null, arrays or nested
+ * objects, no duplicate names, nothing after the object). Values come back
+ * as text, in body order: strings unescaped (UTF-8; \u0000 refused),
+ * numbers as their shortest decimal text (at most 15 significant digits),
+ * true/false as "on"/"off"; kind says which ('s', 'n', 'b').
  */
 #define HTTP_JSON_MAX_MEMBERS 16
 struct http_json_member {
@@ -39,7 +39,5 @@ struct http_json_object {
 int http_json_parse_object(const char *text, size_t len, struct http_json_object *out,
 			   char *err, size_t errlen);
 void http_json_object_clear(struct http_json_object *o);
-/* Appends S (NUL-terminated UTF-8) to OUT as a JSON string, quotes included. */
-void http_json_escape(struct wbuf *out, const char *s);
 
 #endif

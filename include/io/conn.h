@@ -27,6 +27,7 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct conn;
 struct evbuffer;
@@ -77,6 +78,30 @@ int conn_write(struct conn *cn, const void *data, size_t len);
 int conn_move(struct conn *cn, struct evbuffer *src, size_t n);
 /* The same, but queued like conn_write(): for a part that more will follow. */
 int conn_queue_move(struct conn *cn, struct evbuffer *src, size_t n);
+
+/*
+ * Reading one protocol message (type byte, then a length that counts itself
+ * but not the type) from an input buffer, for the few places that must hold
+ * a whole message: login, the admin console, the shadow's answers.
+ *
+ * conn_peek_msg() fills TYPE and LEN from the header at the front of IN,
+ * consuming nothing; false while fewer than 5 bytes are there.
+ *
+ * conn_read_msg() checks the header with LEN_OK (NULL: any length from 4)
+ * and against MAX_LEN, waits until the whole message is there, then removes
+ * it from IN into *MSG, a new buffer of 1 + *LEN bytes (header included)
+ * that the caller frees. On anything but CONN_MSG_OK, IN is left as it was.
+ */
+enum conn_msg {
+	CONN_MSG_WAIT,          /* header or body not all there yet */
+	CONN_MSG_OK,            /* *msg and *len set */
+	CONN_MSG_BAD,           /* the header failed the check: the stream is out of sync */
+	CONN_MSG_NOMEM,         /* no memory for the copy */
+};
+bool conn_peek_msg(struct evbuffer *in, uint8_t *type, uint32_t *len);
+enum conn_msg conn_read_msg(struct evbuffer *in, bool (*len_ok)(uint8_t type, uint32_t len),
+			    uint32_t max_len, uint8_t **msg, uint32_t *len)
+	__attribute__((warn_unused_result));
 
 /* Frees what the connections share; call after the last conn_free(). */
 void conn_shutdown(void);

@@ -11,7 +11,7 @@
  * Changes go through flags_set(), which parses the value by flag name,
  * applies the guard rails of SPEC §8 and records the change in
  * flags->last_change for the caller to append to the flag history
- * (route/flag_history.h). No I/O here. Not thread-safe: the event loop that
+ * (session/history_file.h). No I/O here. Not thread-safe: the event loop that
  * owns the flags is the only writer and reader.
  *
  * On restart the flags come from the config file's [flags] section; the

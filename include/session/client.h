@@ -48,7 +48,6 @@ struct client {
 	enum client_state state;
 	evutil_socket_t fd;
 	struct conn *conn;              /* owns */
-	bool bev_owns_fd;
 	bool tls;                       /* the connection is encrypted */
 	struct config *cfg;             /* owns one reference: the generation it started under */
 	char addr[64];                  /* client address as text, without port */

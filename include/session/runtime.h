@@ -19,7 +19,7 @@
 
 struct config;
 struct flags;
-struct flag_history;
+struct history_file;
 struct sql_cache;
 struct tls_set;
 struct listener_set;
@@ -79,7 +79,7 @@ struct runtime {
 	const char *config_file;        /* borrows: argv */
 	struct tls_set *tls;            /* owns: contexts of the current generation */
 	struct flags *flags;            /* owns: runtime flags (route/flags.h) */
-	struct flag_history *history;   /* owns: durable flag history; NULL if it cannot be opened */
+	struct history_file *history;   /* owns: durable flag history; NULL if it cannot be opened */
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
 	uint64_t started_at_us;

@@ -17,10 +17,10 @@
 #include "io/conn.h"
 #include "io/listener.h"
 #include "io/tls.h"
-#include "route/flag_history.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/console.h"
+#include "session/history_file.h"
 #include "session/journal.h"
 #include "session/pool.h"
 #include "session/runtime.h"
@@ -67,13 +67,13 @@ static void process_open_history(void)
 	}
 	char path[4096], err[256];
 	snprintf(path, sizeof(path), "%s/%s", dir, HISTORY_FILE);
-	rt->history = flag_history_open(path, err, sizeof(err));
+	rt->history = history_file_open(path, err, sizeof(err));
 	if (!rt->history) {
 		log_error(0, "cannot open flag history %s: %s", path, err);
 		return;
 	}
-	if (flag_history_notice(rt->history))
-		log_warning(0, "flag history %s: %s", path, flag_history_notice(rt->history));
+	if (history_file_notice(rt->history))
+		log_warning(0, "flag history %s: %s", path, history_file_notice(rt->history));
 }
 
 static void process_on_reap(evutil_socket_t fd, short what, void *arg)
@@ -163,7 +163,7 @@ static void process_record_change(void *arg, const struct flag_change *ch)
 	if (!rt->history)
 		return;
 	char err[256];
-	if (flag_history_append(rt->history, ch, err, sizeof(err)) < 0)
+	if (history_file_append(rt->history, ch, err, sizeof(err)) < 0)
 		log_error(0, "cannot append to flag history: %s", err);
 }
 
@@ -228,7 +228,7 @@ void process_free(void)
 		unlink(rt->cfg->pidfile);
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
-	flag_history_free(rt->history);
+	history_file_free(rt->history);
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)

@@ -27,6 +27,8 @@
  */
 #include "conf/config.h"
 
+#include "core/err.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,20 +150,6 @@ static const struct enum_value canary_key_values[] = {
 	{ "client_addr", CANARY_KEY_CLIENT_ADDR }, { "param:NAME", CANARY_KEY_PARAM }, { NULL, 0 }
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* "allowed values are a, b, c" into err. */
 static void enum_err(const struct enum_value *vals, char *err, size_t errlen)
 {
@@ -236,11 +224,23 @@ static int parse_digits(const char *s, uint64_t *out, const char **end)
 	return 0;
 }
 
-int config_parse_duration_ms(const char *s, uint32_t *out, char *err, size_t errlen)
+/* A whole number with an optional unit from a table: what a duration and a
+ * size have in common. */
+struct unit_scale {
+	const char *unit;       /* "" is the value without a unit */
+	uint64_t mult;
+};
+struct unit_kind {
+	const struct unit_scale *units;
+	size_t n_units;
+	uint64_t max;           /* largest value after scaling */
+	const char *too_big;    /* message past max; NULL: the expected message */
+	const char *expected;   /* message for anything else */
+};
+
+static int parse_with_unit(const char *s, const struct unit_kind *k, uint64_t *out,
+			   char *err, size_t errlen)
 {
-	static const struct { const char *unit; uint64_t ms; } units[] = {
-		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "min", 60000 }, { "h", 3600000 },
-	};
 	char buf[64];
 	const char *p;
 	uint64_t v;
@@ -249,48 +249,54 @@ int config_parse_duration_ms(const char *s, uint32_t *out, char *err, size_t err
 		goto bad;
 	while (*p == ' ' || *p == '\t')
 		p++;
-	for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-		if (strcasecmp(p, units[i].unit) != 0)
+	for (size_t i = 0; i < k->n_units; i++) {
+		if (strcasecmp(p, k->units[i].unit) != 0)
 			continue;
-		if (v > UINT32_MAX / units[i].ms) {
-			set_err(err, errlen, "duration too long (at most 49 days)");
+		if (v > k->max / k->units[i].mult) {
+			if (k->too_big == NULL)
+				goto bad;
+			set_err(err, errlen, "%s", k->too_big);
 			return -1;
 		}
-		*out = (uint32_t)(v * units[i].ms);
+		*out = v * k->units[i].mult;
 		return 0;
 	}
 bad:
-	set_err(err, errlen, "expected a whole number with unit ms, s, min or h "
-		"(no unit: seconds), e.g. 500ms, 30s, 5min");
+	set_err(err, errlen, "%s", k->expected);
 	return -1;
+}
+
+int config_parse_duration_ms(const char *s, uint32_t *out, char *err, size_t errlen)
+{
+	static const struct unit_scale units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "min", 60000 }, { "h", 3600000 },
+	};
+	static const struct unit_kind duration = {
+		units, ARRAY_LEN(units), UINT32_MAX, "duration too long (at most 49 days)",
+		"expected a whole number with unit ms, s, min or h "
+		"(no unit: seconds), e.g. 500ms, 30s, 5min",
+	};
+	uint64_t v;
+
+	if (parse_with_unit(s, &duration, &v, err, errlen) < 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
 }
 
 int config_parse_size(const char *s, uint64_t *out, char *err, size_t errlen)
 {
-	static const struct { const char *unit; uint64_t mult; } units[] = {
+	static const struct unit_scale units[] = {
 		{ "", 1 }, { "B", 1 }, { "kB", 1024 }, { "MB", 1024 * 1024 },
 		{ "GB", 1024 * 1024 * 1024 },
 	};
-	char buf[64];
-	const char *p;
-	uint64_t v;
+	static const struct unit_kind size = {
+		units, ARRAY_LEN(units), UINT64_MAX, NULL,
+		"expected a whole number of bytes with optional unit "
+		"B, kB, MB or GB (1kB = 1024 bytes), e.g. 1MB",
+	};
 
-	if (trim_copy(s, buf, sizeof(buf)) < 0 || parse_digits(buf, &v, &p) < 0)
-		goto bad;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-		if (strcasecmp(p, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].mult)
-			goto bad;
-		*out = v * units[i].mult;
-		return 0;
-	}
-bad:
-	set_err(err, errlen, "expected a whole number of bytes with optional unit "
-		"B, kB, MB or GB (1kB = 1024 bytes), e.g. 1MB");
-	return -1;
+	return parse_with_unit(s, &size, out, err, errlen);
 }
 
 int config_parse_bool(const char *s, bool *out, char *err, size_t errlen)

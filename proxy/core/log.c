@@ -4,9 +4,12 @@
  * Text:  2026-11-21 16:40:00.123 UTC [1234] INFO c42: message
  * JSON:  {"ts":"2026-11-21T16:40:00.123Z","pid":1234,"level":"info","session":42,"msg":"message"}
  * A line is formatted in one buffer and written with one write(2), so lines
- * from one process never interleave.
+ * from one process never interleave. The JSON message is escaped by jansson
+ * (bytes that are not UTF-8 become U+FFFD).
  */
 #include "core/log.h"
+
+#include "core/json.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,23 +50,6 @@ const char *log_level_name(enum log_level level)
 	return level_names[level];
 }
 
-/* Appends S to buf as a JSON string body (without quotes). */
-static size_t json_escape(char *buf, size_t pos, size_t cap, const char *s)
-{
-	for (; *s && pos + 7 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			buf[pos++] = '\\';
-			buf[pos++] = (char)ch;
-		} else if (ch < 0x20) {
-			pos += (size_t)snprintf(buf + pos, cap - pos, "\\u%04x", ch);
-		} else {
-			buf[pos++] = (char)ch;
-		}
-	}
-	return pos;
-}
-
 void log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
 {
 	if (level > log_threshold)
@@ -80,17 +66,25 @@ void log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
 	gmtime_r(&tv.tv_sec, &tm);
 	int ms = (int)(tv.tv_usec / 1000);
 
-	char line[4608];
+	/* JSON: the message escaped is at most 6 bytes per byte of msg. */
+	char line[256 + 6 * sizeof(msg)];
 	size_t n;
 	if (log_json) {
 		n = (size_t)snprintf(line, sizeof(line),
 				     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"pid\":%d,"
-				     "\"level\":\"%s\",\"session\":%llu,\"msg\":\"",
+				     "\"level\":\"%s\",\"session\":%llu,\"msg\":",
 				     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 				     tm.tm_min, tm.tm_sec, ms, (int)getpid(), level_names[level],
 				     (unsigned long long)session);
-		n = json_escape(line, n, sizeof(line) - 4, msg);
-		line[n++] = '"';
+		json_t *text = json_from_text(msg);
+		size_t room = sizeof(line) - n - 2;
+		size_t w = text ? json_dumpb(text, line + n, room, JSON_ENCODE_ANY) : 0;
+		json_decref(text);
+		if (w == 0 || w > room) {
+			memcpy(line + n, "\"\"", 2);     /* out of memory: the line without its text */
+			w = 2;
+		}
+		n += w;
 		line[n++] = '}';
 		line[n++] = '\n';
 	} else {

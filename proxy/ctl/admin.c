@@ -17,10 +17,10 @@
 
 #include "conf/config.h"
 #include "ctl/control.h"
-#include "route/flag_history.h"
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
+#include "session/history_file.h"
 #include "session/journal.h"
 #include "session/pool.h"
 #include "session/runtime.h"
@@ -284,12 +284,12 @@ static void show_flags(struct wbuf *out)
 static void show_history(struct wbuf *out)
 {
 	static const char *const cols[] = { "time", "who", "surface", "name", "old", "new" };
-	size_t n = rt->history ? flag_history_count(rt->history) : 0;
+	size_t n = rt->history ? history_file_count(rt->history) : 0;
 	if (rt->history == NULL)
 		notice_out(out, "the flag history file could not be opened: see the log");
 	build_row_description(out, cols, 6);
 	for (size_t i = 0; i < n; i++) {
-		const struct flag_history_entry *e = flag_history_get(rt->history, i);
+		const struct flag_history_entry *e = history_file_get(rt->history, i);
 		const char *row[] = { e->time, e->who, e->surface, e->name, e->old_value,
 				      e->new_value };
 		build_data_row(out, row, 6);

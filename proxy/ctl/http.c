@@ -22,6 +22,8 @@
  */
 #include "ctl/http.h"
 
+#include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/wbuf.h"
 #include "ctl/admin.h"
@@ -50,32 +52,41 @@ struct http_server {
 
 /* ---- JSON ---- */
 
-void http_json_escape(struct wbuf *out, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	wbuf_put_u8(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"': wbuf_put(out, "\\\"", 2); break;
-		case '\\': wbuf_put(out, "\\\\", 2); break;
-		case '\n': wbuf_put(out, "\\n", 2); break;
-		case '\r': wbuf_put(out, "\\r", 2); break;
-		case '\t': wbuf_put(out, "\\t", 2); break;
-		default:
-			if (*p < 0x20 || *p == 0x7f) {
-				char u[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
-				wbuf_put(out, u, 6);
-			} else {
-				wbuf_put_u8(out, *p);
-			}
-		}
-	}
-	wbuf_put_u8(out, '"');
-}
+/* Answers: ", " and ": " between items, reals as their shortest text. */
+#define HTTP_JSON_FLAGS JSON_REAL_PRECISION(15)
 
 static void put_str(struct wbuf *out, const char *s)
 {
 	wbuf_put(out, s, strlen(s));
+}
+
+/* Appends V (taken over; NULL means it could not be built) to OUT; a
+ * failure breaks OUT, so the answer becomes a 500. */
+static void put_json(struct wbuf *out, json_t *v)
+{
+	if (v == NULL || json_append(out, v, HTTP_JSON_FLAGS) < 0)
+		out->failed = true;
+	json_decref(v);
+}
+
+/* Sets OBJ[KEY] = V (taken over); clears *OK when that fails. */
+static void set_member(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+	if (v == NULL || json_object_set_new(obj, key, v) < 0)
+		*ok = false;
+}
+
+/* A JSON array of the strings NAMES[0..N). */
+static json_t *name_array(const char *const *names, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a != NULL && i < n; i++) {
+		if (json_array_append_new(a, json_from_text(names[i])) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
 }
 
 void http_json_object_clear(struct http_json_object *o)
@@ -89,307 +100,115 @@ void http_json_object_clear(struct http_json_object *o)
 	o->n = 0;
 }
 
-struct json_reader {
-	const char *p;          /* borrows */
-	const char *end;        /* borrows */
-	char *err;              /* borrows */
-	size_t errlen;
-};
-
-static int jr_fail(struct json_reader *r, const char *msg)
+/*
+ * The text of a member's value, as control_set_flag() takes it: strings as
+ * they are, numbers as their shortest decimal text, booleans as on/off; KIND
+ * says which. NULL with the reason in *why for any other value.
+ */
+static char *scalar_text(const json_t *v, char *kind, const char **why)
 {
-	snprintf(r->err, r->errlen, "invalid JSON at byte %zu: %s",
-		 (size_t)(r->end - r->p), msg);
-	return -1;
-}
+	char num[64];
+	char *text;
 
-static void jr_ws(struct json_reader *r)
-{
-	while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-		r->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-	for (int i = 0; i < 4; i++) {
-		char ch = p[i];
-		v <<= 4;
-		if (ch >= '0' && ch <= '9')
-			v |= (unsigned)(ch - '0');
-		else if (ch >= 'a' && ch <= 'f')
-			v |= (unsigned)(ch - 'a' + 10);
-		else if (ch >= 'A' && ch <= 'F')
-			v |= (unsigned)(ch - 'A' + 10);
-		else
-			return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static size_t utf8_put(char *o, unsigned cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* A JSON string at r->p (on its opening quote): malloc'd UTF-8, or NULL. */
-static char *jr_string(struct json_reader *r)
-{
-	size_t cap = (size_t)(r->end - r->p) + 1, n = 0;
-	char *s = malloc(cap);
-	if (s == NULL) {
-		jr_fail(r, "out of memory");
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		*kind = 's';
+		text = strdup(json_string_value(v));
+		break;
+	case JSON_INTEGER:
+		*kind = 'n';
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		text = strdup(num);
+		break;
+	case JSON_REAL:
+		*kind = 'n';
+		snprintf(num, sizeof(num), "%.15g", json_real_value(v));
+		text = strdup(num);
+		break;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		*kind = 'b';
+		text = strdup(json_is_true(v) ? "on" : "off");
+		break;
+	case JSON_NULL:
+		*why = "null is not a value here";
+		return NULL;
+	default:
+		*why = "values must be strings, numbers or booleans";
 		return NULL;
 	}
-	r->p++;
-	while (r->p < r->end) {
-		unsigned char ch = (unsigned char)*r->p;
-		if (ch == '"') {
-			r->p++;
-			s[n] = '\0';
-			return s;
-		}
-		if (ch < 0x20) {
-			jr_fail(r, "control character in string");
-			goto fail;
-		}
-		if (ch != '\\') {
-			s[n++] = (char)ch;
-			r->p++;
-			continue;
-		}
-		if (r->end - r->p < 2) {
-			jr_fail(r, "unterminated escape");
-			goto fail;
-		}
-		char e = r->p[1];
-		r->p += 2;
-		switch (e) {
-		case '"': s[n++] = '"'; break;
-		case '\\': s[n++] = '\\'; break;
-		case '/': s[n++] = '/'; break;
-		case 'b': s[n++] = '\b'; break;
-		case 'f': s[n++] = '\f'; break;
-		case 'n': s[n++] = '\n'; break;
-		case 'r': s[n++] = '\r'; break;
-		case 't': s[n++] = '\t'; break;
-		case 'u': {
-			unsigned cp, lo;
-			if (r->end - r->p < 4 || hex4(r->p, &cp) < 0) {
-				jr_fail(r, "bad \\u escape");
-				goto fail;
-			}
-			r->p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00) {
-				if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' ||
-				    hex4(r->p + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff) {
-					jr_fail(r, "unpaired surrogate");
-					goto fail;
-				}
-				r->p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			} else if (cp >= 0xdc00 && cp <= 0xdfff) {
-				jr_fail(r, "unpaired surrogate");
-				goto fail;
-			}
-			if (cp == 0) {
-				jr_fail(r, "NUL in string");
-				goto fail;
-			}
-			/* An escape is at least 6 bytes of input and at most 4 of output. */
-			n += utf8_put(s + n, cp);
-			break;
-		}
-		default:
-			jr_fail(r, "bad escape");
-			goto fail;
-		}
-	}
-	jr_fail(r, "unterminated string");
-fail:
-	free(s);
-	return NULL;
-}
-
-static bool is_digit(char ch)
-{
-	return ch >= '0' && ch <= '9';
-}
-
-/* A JSON number, kept as its text. */
-static char *jr_number(struct json_reader *r)
-{
-	const char *s = r->p;
-	if (r->p < r->end && *r->p == '-')
-		r->p++;
-	if (r->p < r->end && *r->p == '0') {
-		r->p++;
-	} else if (r->p < r->end && is_digit(*r->p)) {
-		while (r->p < r->end && is_digit(*r->p))
-			r->p++;
-	} else {
-		jr_fail(r, "bad number");
-		return NULL;
-	}
-	if (r->p < r->end && *r->p == '.') {
-		r->p++;
-		if (r->p >= r->end || !is_digit(*r->p)) {
-			jr_fail(r, "bad number");
-			return NULL;
-		}
-		while (r->p < r->end && is_digit(*r->p))
-			r->p++;
-	}
-	if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
-		r->p++;
-		if (r->p < r->end && (*r->p == '+' || *r->p == '-'))
-			r->p++;
-		if (r->p >= r->end || !is_digit(*r->p)) {
-			jr_fail(r, "bad number");
-			return NULL;
-		}
-		while (r->p < r->end && is_digit(*r->p))
-			r->p++;
-	}
-	char *v = strndup(s, (size_t)(r->p - s));
-	if (v == NULL)
-		jr_fail(r, "out of memory");
-	return v;
-}
-
-static bool jr_literal(struct json_reader *r, const char *lit)
-{
-	size_t n = strlen(lit);
-	if ((size_t)(r->end - r->p) >= n && memcmp(r->p, lit, n) == 0) {
-		r->p += n;
-		return true;
-	}
-	return false;
+	if (text == NULL)
+		*why = "out of memory";
+	return text;
 }
 
 int http_json_parse_object(const char *text, size_t len, struct http_json_object *out,
 			   char *err, size_t errlen)
 {
-	struct json_reader r = { text, text + len, err, errlen };
+	json_error_t je;
+	json_t *root;
+	const char *key, *why = NULL;
+	json_t *value;
+	size_t skip = 0;
+
 	out->m = NULL;
 	out->n = 0;
-	jr_ws(&r);
-	if (r.p >= r.end || *r.p != '{')
-		return jr_fail(&r, "expected an object");
-	r.p++;
-	jr_ws(&r);
-	if (r.p < r.end && *r.p == '}') {
-		r.p++;
-		goto done;
+	while (skip < len && strchr(" \t\r\n", text[skip]) != NULL)
+		skip++;
+	if (skip == len || text[skip] != '{') {
+		set_err(err, errlen, "invalid JSON: expected an object");
+		return -1;
 	}
-	for (;;) {
-		jr_ws(&r);
-		if (r.p >= r.end || *r.p != '"') {
-			jr_fail(&r, "expected a member name");
-			goto fail;
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (root == NULL) {
+		switch (json_error_code(&je)) {
+		case json_error_end_of_input_expected:
+			why = "trailing data after the object";
+			break;
+		case json_error_duplicate_key:
+			why = "duplicate member";
+			break;
+		case json_error_null_character:
+		case json_error_null_byte_in_key:
+			why = "NUL in string";
+			break;
+		case json_error_out_of_memory:
+			why = "out of memory";
+			break;
+		default:
+			set_err(err, errlen, "invalid JSON at byte %d: %s; the body is one object: "
+				"{\"member name\": value, ...}", je.position, je.text);
+			return -1;
 		}
-		if (out->n >= HTTP_JSON_MAX_MEMBERS) {
-			jr_fail(&r, "too many members");
-			goto fail;
-		}
-		struct http_json_member *m = realloc(out->m, (out->n + 1) * sizeof(*m));
-		if (m == NULL) {
-			jr_fail(&r, "out of memory");
-			goto fail;
-		}
-		out->m = m;
-		m = &out->m[out->n];
-		m->key = jr_string(&r);
-		m->value = NULL;
-		if (m->key == NULL)
-			goto fail;
-		out->n++;
-		for (size_t i = 0; i + 1 < out->n; i++) {
-			if (strcmp(out->m[i].key, m->key) == 0) {
-				jr_fail(&r, "duplicate member");
-				goto fail;
+		set_err(err, errlen, "invalid JSON at byte %d: %s", je.position, why);
+		return -1;
+	}
+	if (json_object_size(root) > HTTP_JSON_MAX_MEMBERS) {
+		why = "too many members";
+	} else if ((out->m = calloc(json_object_size(root) + 1, sizeof(*out->m))) == NULL) {
+		why = "out of memory";
+	} else {
+		json_object_foreach(root, key, value) {
+			struct http_json_member *m = &out->m[out->n];
+
+			m->value = scalar_text(value, &m->kind, &why);
+			if (m->value == NULL)
+				break;
+			m->key = strdup(key);
+			out->n++;
+			if (m->key == NULL) {
+				why = "out of memory";
+				break;
 			}
 		}
-		jr_ws(&r);
-		if (r.p >= r.end || *r.p != ':') {
-			jr_fail(&r, "expected ':'");
-			goto fail;
-		}
-		r.p++;
-		jr_ws(&r);
-		if (r.p >= r.end) {
-			jr_fail(&r, "expected a value");
-			goto fail;
-		}
-		if (*r.p == '"') {
-			m->kind = 's';
-			m->value = jr_string(&r);
-		} else if (*r.p == '-' || is_digit(*r.p)) {
-			m->kind = 'n';
-			m->value = jr_number(&r);
-		} else if (jr_literal(&r, "true")) {
-			m->kind = 'b';
-			m->value = strdup("on");
-		} else if (jr_literal(&r, "false")) {
-			m->kind = 'b';
-			m->value = strdup("off");
-		} else if (jr_literal(&r, "null")) {
-			jr_fail(&r, "null is not a value here");
-			goto fail;
-		} else if (*r.p == '{' || *r.p == '[') {
-			jr_fail(&r, "values must be strings, numbers or booleans");
-			goto fail;
-		} else {
-			jr_fail(&r, "expected a value");
-			goto fail;
-		}
-		if (m->value == NULL) {
-			if (m->kind == 'b')
-				jr_fail(&r, "out of memory");
-			goto fail;
-		}
-		jr_ws(&r);
-		if (r.p < r.end && *r.p == ',') {
-			r.p++;
-			continue;
-		}
-		if (r.p < r.end && *r.p == '}') {
-			r.p++;
-			break;
-		}
-		jr_fail(&r, "expected ',' or '}'");
-		goto fail;
 	}
-done:
-	jr_ws(&r);
-	if (r.p != r.end) {
-		jr_fail(&r, "trailing data after the object");
-		goto fail;
+	json_decref(root);
+	if (why != NULL) {
+		set_err(err, errlen, "invalid JSON: %s", why);
+		http_json_object_clear(out);
+		return -1;
 	}
 	return 0;
-fail:
-	http_json_object_clear(out);
-	return -1;
 }
 
 /* ---- responses ---- */
@@ -426,70 +245,83 @@ static void reply_error(struct evhttp_request *req, int code, const char *reason
 			const char *msg, const char *const *applied, size_t n_applied)
 {
 	struct wbuf w;
+	json_t *o = json_object();
+	bool ok = o != NULL;
 	wbuf_init(&w);
-	put_str(&w, "{\"error\": ");
-	http_json_escape(&w, msg);
-	if (applied) {
-		put_str(&w, ", \"applied\": [");
-		for (size_t i = 0; i < n_applied; i++) {
-			if (i)
-				put_str(&w, ", ");
-			http_json_escape(&w, applied[i]);
-		}
-		put_str(&w, "]");
-	}
-	put_str(&w, "}\n");
+	if (ok)
+		set_member(o, "error", json_from_text(msg), &ok);
+	if (ok && applied)
+		set_member(o, "applied", name_array(applied, n_applied), &ok);
+	put_json(&w, ok ? o : NULL);
+	if (!ok)
+		json_decref(o);
+	put_str(&w, "\n");
 	reply(req, code, reason, "application/json", &w);
 	wbuf_free(&w);
 }
 
-/* The GET /flags object. */
-static void flags_json(struct wbuf *w)
+/* One JSON object of every flag ID's TEXT(id). */
+static json_t *per_flag(json_t *(*text)(int id))
 {
-	char value[FLAGS_VALUE_MAX], at[40];
-	put_str(w, "{");
-	for (int id = 0; id < FLAGS__COUNT; id++) {
-		if (flags_format(rt->flags, id, value, sizeof(value)) < 0)
-			value[0] = '\0';
-		http_json_escape(w, flags_name(id));
-		put_str(w, ": ");
-		if (id == FLAG_CANARY_PERCENT)
-			put_str(w, value);
-		else if (id == FLAG_DUAL_WRITE)
-			put_str(w, rt->flags->values.dual_write ? "true" : "false");
-		else
-			http_json_escape(w, value);
-		put_str(w, ", ");
+	json_t *o = json_object();
+	bool ok = o != NULL;
+	for (int id = 0; ok && id < FLAGS__COUNT; id++)
+		set_member(o, flags_name(id), text(id), &ok);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
 	}
-	put_str(w, "\"changed_at\": {");
-	for (int id = 0; id < FLAGS__COUNT; id++) {
-		flags_format_time(rt->flags->changed_at_ms[id], at, sizeof(at));
-		if (id)
-			put_str(w, ", ");
-		http_json_escape(w, flags_name(id));
-		put_str(w, ": ");
-		http_json_escape(w, at);
+	return o;
+}
+
+static json_t *flag_value(int id)
+{
+	char value[FLAGS_VALUE_MAX];
+	int32_t milli = rt->flags->values.canary_milli;
+	if (id == FLAG_CANARY_PERCENT)
+		return milli % 1000 == 0 ? json_integer(milli / 1000) : json_real(milli / 1000.0);
+	if (id == FLAG_DUAL_WRITE)
+		return json_boolean(rt->flags->values.dual_write);
+	if (flags_format(rt->flags, id, value, sizeof(value)) < 0)
+		value[0] = '\0';
+	return json_from_text(value);
+}
+
+static json_t *flag_changed_at(int id)
+{
+	char at[40];
+	flags_format_time(rt->flags->changed_at_ms[id], at, sizeof(at));
+	return json_from_text(at);
+}
+
+static json_t *flag_changed_by(int id)
+{
+	return json_from_text(rt->flags->changed_by[id]);
+}
+
+/* The GET /flags object: every flag's value, then changed_at, changed_by
+ * and generation. NULL when out of memory. */
+static json_t *flags_json(void)
+{
+	json_t *o = per_flag(flag_value);
+	bool ok = o != NULL;
+	if (ok) {
+		set_member(o, "changed_at", per_flag(flag_changed_at), &ok);
+		set_member(o, "changed_by", per_flag(flag_changed_by), &ok);
+		set_member(o, "generation", json_integer((json_int_t)rt->flags->generation), &ok);
 	}
-	put_str(w, "}, \"changed_by\": {");
-	for (int id = 0; id < FLAGS__COUNT; id++) {
-		if (id)
-			put_str(w, ", ");
-		http_json_escape(w, flags_name(id));
-		put_str(w, ": ");
-		http_json_escape(w, rt->flags->changed_by[id]);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
 	}
-	char gen[32];
-	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)rt->flags->generation);
-	put_str(w, "}, \"generation\": ");
-	put_str(w, gen);
-	put_str(w, "}");
+	return o;
 }
 
 static void get_flags(struct evhttp_request *req)
 {
 	struct wbuf w;
 	wbuf_init(&w);
-	flags_json(&w);
+	put_json(&w, flags_json());
 	put_str(&w, "\n");
 	reply(req, 200, "OK", "application/json", &w);
 	wbuf_free(&w);
@@ -500,25 +332,29 @@ struct clients_json {
 	size_t rows;
 };
 
+/* One SHOW CLIENTS row as an object on a line of its own. Numbers and
+ * booleans come as their JSON text from admin_foreach_client(). */
 static void client_json_row(void *arg, const char *const *values, size_t n)
 {
 	struct clients_json *cj = arg;
 	const char *const *names = admin_client_columns();
 	const char *kinds = admin_client_column_kinds();
-	put_str(cj->w, cj->rows++ ? ",\n {" : "\n {");
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			put_str(cj->w, ", ");
-		http_json_escape(cj->w, names[i]);
-		put_str(cj->w, ": ");
+	json_t *row = json_object();
+	bool ok = row != NULL;
+	put_str(cj->w, cj->rows++ ? ",\n " : "\n ");
+	for (size_t i = 0; ok && i < n; i++) {
+		json_t *v = NULL;
 		if (values[i] == NULL)
-			put_str(cj->w, "null");
+			v = json_null();
 		else if (kinds[i] == 'n' || kinds[i] == 'b')
-			put_str(cj->w, values[i]);
-		else
-			http_json_escape(cj->w, values[i]);
+			v = json_loads(values[i], JSON_DECODE_ANY, NULL);
+		if (v == NULL)
+			v = json_from_text(values[i] ? values[i] : "");
+		set_member(row, names[i], v, &ok);
 	}
-	put_str(cj->w, "}");
+	put_json(cj->w, ok ? row : NULL);
+	if (!ok)
+		json_decref(row);
 }
 
 static void get_clients(struct evhttp_request *req)
@@ -719,22 +555,18 @@ static void put_flags(struct evhttp_request *req)
 			unchanged[n_unchanged++] = flags_name(flags_lookup(m->key));
 	}
 	struct wbuf w;
+	json_t *o = json_object();
+	bool ok = o != NULL;
 	wbuf_init(&w);
-	put_str(&w, "{\"applied\": [");
-	for (size_t i = 0; i < n_applied; i++) {
-		if (i)
-			put_str(&w, ", ");
-		http_json_escape(&w, applied[i]);
+	if (ok) {
+		set_member(o, "applied", name_array(applied, n_applied), &ok);
+		set_member(o, "unchanged", name_array(unchanged, n_unchanged), &ok);
+		set_member(o, "flags", flags_json(), &ok);
 	}
-	put_str(&w, "], \"unchanged\": [");
-	for (size_t i = 0; i < n_unchanged; i++) {
-		if (i)
-			put_str(&w, ", ");
-		http_json_escape(&w, unchanged[i]);
-	}
-	put_str(&w, "], \"flags\": ");
-	flags_json(&w);
-	put_str(&w, "}\n");
+	put_json(&w, ok ? o : NULL);
+	if (!ok)
+		json_decref(o);
+	put_str(&w, "\n");
 	reply(req, 200, "OK", "application/json", &w);
 	wbuf_free(&w);
 out:

@@ -18,6 +18,7 @@
 #include "io/conn.h"
 
 #include "core/list.h"
+#include "wire/proto.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -675,4 +676,36 @@ int conn_move(struct conn *cn, struct evbuffer *src, size_t n)
 		return -1;
 	conn_arm_write(cn);
 	return 0;
+}
+
+bool conn_peek_msg(struct evbuffer *in, uint8_t *type, uint32_t *len)
+{
+	uint8_t hdr[MSG_HEADER_LEN];
+
+	if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
+		return false;
+	*type = hdr[0];
+	*len = proto_get_u32(hdr + 1);
+	return true;
+}
+
+enum conn_msg conn_read_msg(struct evbuffer *in, bool (*len_ok)(uint8_t type, uint32_t len),
+			    uint32_t max_len, uint8_t **msg, uint32_t *len)
+{
+	uint8_t type;
+	uint32_t n;
+
+	if (!conn_peek_msg(in, &type, &n))
+		return CONN_MSG_WAIT;
+	if (n < 4 || n > max_len || (len_ok != NULL && !len_ok(type, n)))
+		return CONN_MSG_BAD;
+	if (evbuffer_get_length(in) < 1 + (size_t)n)
+		return CONN_MSG_WAIT;
+	uint8_t *m = malloc(1 + (size_t)n);
+	if (m == NULL)
+		return CONN_MSG_NOMEM;
+	evbuffer_remove(in, m, 1 + (size_t)n);
+	*msg = m;
+	*len = n;
+	return CONN_MSG_OK;
 }

@@ -1,5 +1,5 @@
-# Sources of proxy/route/: flags, bucket, router, flag history. Pure
-# decisions over plain values; only flag_history.c touches a file.
+# Sources of proxy/route/: flags, bucket, router, flag history records. Pure
+# decisions over plain values; no file or socket is touched here.
 list(APPEND PGT_SOURCES
   proxy/route/bucket.c
   proxy/route/flags.c

@@ -536,33 +536,33 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 static void client_read_auth(struct client *c)
 {
 	struct evbuffer *in = conn_input(c->conn);
-	if (evbuffer_get_length(in) < MSG_HEADER_LEN)
+	uint8_t type;
+	uint32_t len;
+	if (!conn_peek_msg(in, &type, &len))
 		return;
-	uint8_t hdr[MSG_HEADER_LEN];
-	evbuffer_copyout(in, hdr, sizeof(hdr));
-	uint32_t len = proto_get_u32(hdr + 1);
-	if (hdr[0] != PqMsg_PasswordMessage) {
-		if (hdr[0] == PqMsg_Terminate) {
+	if (type != PqMsg_PasswordMessage) {
+		if (type == PqMsg_Terminate) {
 			client_close(c, CLOSE_CLIENT_TERMINATE, NULL);
 			return;
 		}
 		char msg[128];
-		snprintf(msg, sizeof(msg), "expected password response, got message type %d", hdr[0]);
+		snprintf(msg, sizeof(msg), "expected password response, got message type %d", type);
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, msg);
 		return;
 	}
-	if (len < 4 || len > SMALL_MESSAGE_LIMIT) {
+	uint8_t *msg;
+	switch (conn_read_msg(in, NULL, SMALL_MESSAGE_LIMIT, &msg, &len)) {
+	case CONN_MSG_WAIT:
+		return;
+	case CONN_MSG_BAD:
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid message length");
 		return;
-	}
-	if (evbuffer_get_length(in) < 1 + (size_t)len)
-		return;
-	uint8_t *msg = malloc(1 + (size_t)len);
-	if (!msg) {
+	case CONN_MSG_NOMEM:
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
+	case CONN_MSG_OK:
+		break;
 	}
-	evbuffer_remove(in, msg, 1 + (size_t)len);
 	if (c->auth_step == AUTH_STEP_PASSWORD)
 		client_auth_password(c, msg + 5, len - 4);
 	else

@@ -17,29 +17,29 @@
 #include <event2/buffer.h>
 #include <stdlib.h>
 
+static bool console_msg_ok(uint8_t type, uint32_t len)
+{
+	return proto_frontend_type_valid(type) && proto_frontend_len_ok(type, len);
+}
+
 void console_input(struct client *c)
 {
 	struct evbuffer *in = conn_input(c->conn);
 	while (c->state == CL_ACTIVE) {
-		size_t avail = evbuffer_get_length(in);
-		if (avail < MSG_HEADER_LEN)
+		uint8_t *msg;
+		uint32_t len;
+		switch (conn_read_msg(in, console_msg_ok, SMALL_MESSAGE_LIMIT * 100, &msg, &len)) {
+		case CONN_MSG_WAIT:
 			return;
-		uint8_t hdr[MSG_HEADER_LEN];
-		evbuffer_copyout(in, hdr, sizeof(hdr));
-		uint32_t len = proto_get_u32(hdr + 1);
-		if (!proto_frontend_type_valid(hdr[0]) || !proto_frontend_len_ok(hdr[0], len) ||
-		    len > SMALL_MESSAGE_LIMIT * 100) {
+		case CONN_MSG_BAD:
 			client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid message on the admin console");
 			return;
-		}
-		if (avail < 1 + (size_t)len)
-			return;
-		uint8_t *msg = malloc(1 + (size_t)len);
-		if (!msg) {
+		case CONN_MSG_NOMEM:
 			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 			return;
+		case CONN_MSG_OK:
+			break;
 		}
-		evbuffer_remove(in, msg, 1 + (size_t)len);
 		struct wbuf out;
 		wbuf_init(&out);
 		switch (msg[0]) {

@@ -471,20 +471,18 @@ void dual_shadow_input(struct server *s)
 	struct evbuffer *in = conn_input(s->conn);
 	while (c->state == CL_ACTIVE) {
 		struct dual *d = c->dual;  /* dual_progress may end dual writes */
-		size_t avail = evbuffer_get_length(in);
-		if (avail < MSG_HEADER_LEN)
+		uint8_t type;
+		uint32_t len;
+		if (!conn_peek_msg(in, &type, &len))
 			return;
-		uint8_t hdr[MSG_HEADER_LEN];
-		evbuffer_copyout(in, hdr, sizeof(hdr));
-		uint32_t len = proto_get_u32(hdr + 1);
-		if (!proto_backend_len_ok(hdr[0], len)) {
+		if (!proto_backend_len_ok(type, len)) {
 			dual_shadow_lost(c, s, "invalid message");
 			return;
 		}
-		if (avail < 1 + (size_t)len)
+		if (evbuffer_get_length(in) < 1 + (size_t)len)
 			return;
 		bool mine = d && !server_swallowing(s);
-		if (hdr[0] == PqMsg_ReadyForQuery) {
+		if (type == PqMsg_ReadyForQuery) {
 			uint8_t z[6];
 			evbuffer_remove(in, z, sizeof(z));
 			server_got_ready(s, (char)z[5]);
@@ -494,18 +492,17 @@ void dual_shadow_input(struct server *s)
 			}
 			continue;
 		}
-		if (!mine || (hdr[0] != PqMsg_ErrorResponse && hdr[0] != PqMsg_CommandComplete) ||
+		if (!mine || (type != PqMsg_ErrorResponse && type != PqMsg_CommandComplete) ||
 		    len > 65536) {
 			evbuffer_drain(in, 1 + (size_t)len);
 			continue;
 		}
-		uint8_t *m = malloc(1 + (size_t)len);
-		if (!m) {
+		uint8_t *m;
+		if (conn_read_msg(in, NULL, 65536, &m, &len) != CONN_MSG_OK) {
 			dual_shadow_lost(c, s, "out of memory");
 			return;
 		}
-		evbuffer_remove(in, m, 1 + (size_t)len);
-		if (hdr[0] == PqMsg_CommandComplete) {
+		if (type == PqMsg_CommandComplete) {
 			uint64_t rows;
 			if (m[len] == '\0' && tag_rows((const char *)m + MSG_HEADER_LEN, &rows))
 				d->shadow_rows += rows;

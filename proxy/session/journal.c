@@ -8,6 +8,7 @@
  */
 #include "session/journal.h"
 
+#include "core/json.h"
 #include "core/log.h"
 #include "core/wbuf.h"
 
@@ -74,85 +75,6 @@ void journal_free(struct journal *j)
 	free(j);
 }
 
-static void json_put_string(struct wbuf *b, const char *s)
-{
-	wbuf_put_u8(b, '"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			wbuf_put_u8(b, '\\');
-			wbuf_put_u8(b, ch);
-		} else if (ch == '\n') {
-			wbuf_put(b, "\\n", 2);
-		} else if (ch < 0x20) {
-			char esc[8];
-			snprintf(esc, sizeof(esc), "\\u%04x", ch);
-			wbuf_put(b, esc, 6);
-		} else {
-			wbuf_put_u8(b, ch);
-		}
-	}
-	wbuf_put_u8(b, '"');
-}
-
-/* Reads the JSON string starting at *p (after the opening quote) into a
- * malloc'd string; advances *p past the closing quote. NULL if malformed. */
-static char *json_get_string(const char **p)
-{
-	const char *s = *p;
-	struct wbuf b;
-	wbuf_init(&b);
-	for (; *s && *s != '"'; s++) {
-		if (*s != '\\') {
-			wbuf_put_u8(&b, (uint8_t)*s);
-			continue;
-		}
-		s++;
-		switch (*s) {
-		case '"': case '\\': case '/': wbuf_put_u8(&b, (uint8_t)*s); break;
-		case 'n': wbuf_put_u8(&b, '\n'); break;
-		case 't': wbuf_put_u8(&b, '\t'); break;
-		case 'r': wbuf_put_u8(&b, '\r'); break;
-		case 'u': {
-			unsigned v;
-			if (sscanf(s + 1, "%4x", &v) != 1) {
-				wbuf_free(&b);
-				return NULL;
-			}
-			wbuf_put_u8(&b, (uint8_t)(v < 0x80 ? v : '?'));
-			s += 4;
-			break;
-		}
-		default:
-			wbuf_free(&b);
-			return NULL;
-		}
-	}
-	if (*s != '"') {
-		wbuf_free(&b);
-		return NULL;
-	}
-	*p = s + 1;
-	wbuf_put_u8(&b, 0);
-	if (!wbuf_ok(&b)) {
-		wbuf_free(&b);
-		return NULL;
-	}
-	return (char *)b.data;
-}
-
-/* Finds "key": in the object text and returns its string value, or NULL. */
-static char *json_field(const char *obj, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-	const char *p = strstr(obj, pat);
-	if (!p)
-		return NULL;
-	p += strlen(pat);
-	return json_get_string(&p);
-}
-
 static int journal_push(struct journal *j, struct journal_entry *e)
 {
 	if (j->n == j->cap) {
@@ -167,6 +89,13 @@ static int journal_push(struct journal *j, struct journal_entry *e)
 	return 0;
 }
 
+/* A copy of the string member KEY of OBJ; NULL when missing or out of memory. */
+static char *text_dup(const json_t *obj, const char *key)
+{
+	const char *v = json_get_text(obj, key);
+	return v ? strdup(v) : NULL;
+}
+
 static int journal_parse_line(struct journal *j, const char *line, size_t len)
 {
 	if (len < 10 || line[8] != ' ')
@@ -174,19 +103,20 @@ static int journal_parse_line(struct journal *j, const char *line, size_t len)
 	unsigned crc;
 	if (sscanf(line, "%8x", &crc) != 1 || journal_crc32(line + 9, len - 9) != crc)
 		return -1;
-	char *obj = strndup(line + 9, len - 9);
-	if (!obj)
+	json_t *obj = json_loadb(line + 9, len - 9, 0, NULL);
+	if (!json_is_object(obj)) {
+		json_decref(obj);
 		return -1;
+	}
 	struct journal_entry e = { 0 };
-	e.time = json_field(obj, "time");
-	e.path = json_field(obj, "path");
-	e.fingerprint = json_field(obj, "fingerprint");
-	e.statement = json_field(obj, "statement");
-	e.parameters = json_field(obj, "parameters");
-	e.error = json_field(obj, "error");
-	const char *sp = strstr(obj, "\"session\":");
-	e.session = sp ? strtoull(sp + 10, NULL, 10) : 0;
-	free(obj);
+	e.time = text_dup(obj, "time");
+	e.path = text_dup(obj, "path");
+	e.fingerprint = text_dup(obj, "fingerprint");
+	e.statement = text_dup(obj, "statement");
+	e.parameters = text_dup(obj, "parameters");
+	e.error = text_dup(obj, "error");
+	e.session = (uint64_t)json_integer_value(json_object_get(obj, "session"));
+	json_decref(obj);
 	if (!e.time || !e.path || !e.fingerprint || !e.statement || !e.parameters || !e.error ||
 	    journal_push(j, &e) < 0) {
 		entry_clear(&e);
@@ -286,28 +216,22 @@ int journal_add(struct journal *j, uint64_t session, const char *path, uint64_t 
 	char now[64], fp[24];
 	format_now(now, sizeof(now));
 	snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)fingerprint);
+	/* The fields in the order the format documents. */
+	json_t *o = json_object();
 	struct wbuf obj;
 	wbuf_init(&obj);
-	wbuf_put(&obj, "{\"time\":", 8);
-	json_put_string(&obj, now);
-	char sess[48];
-	int n = snprintf(sess, sizeof(sess), ",\"session\":%llu", (unsigned long long)session);
-	wbuf_put(&obj, sess, (size_t)n);
-	wbuf_put(&obj, ",\"path\":", 8);
-	json_put_string(&obj, path);
-	wbuf_put(&obj, ",\"fingerprint\":", 15);
-	json_put_string(&obj, fp);
-	wbuf_put(&obj, ",\"statement\":", 13);
-	json_put_string(&obj, statement);
-	wbuf_put(&obj, ",\"parameters\":", 14);
-	json_put_string(&obj, parameters ? parameters : "");
-	wbuf_put(&obj, ",\"error\":", 9);
-	json_put_string(&obj, error);
-	wbuf_put_u8(&obj, '}');
-	if (!wbuf_ok(&obj)) {
+	if (!o || json_set_text(o, "time", now) < 0 ||
+	    json_object_set_new(o, "session", json_integer((json_int_t)session)) < 0 ||
+	    json_set_text(o, "path", path) < 0 || json_set_text(o, "fingerprint", fp) < 0 ||
+	    json_set_text(o, "statement", statement) < 0 ||
+	    json_set_text(o, "parameters", parameters ? parameters : "") < 0 ||
+	    json_set_text(o, "error", error) < 0 || json_append(&obj, o, JSON_COMPACT) < 0 ||
+	    !wbuf_ok(&obj)) {
+		json_decref(o);
 		wbuf_free(&obj);
 		return -1;
 	}
+	json_decref(o);
 	char crc[16];
 	snprintf(crc, sizeof(crc), "%08x ", journal_crc32(obj.data, obj.len));
 	struct wbuf line;

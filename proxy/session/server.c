@@ -404,26 +404,22 @@ static void server_read_login(struct server *s)
 {
 	struct evbuffer *in = conn_input(s->conn);
 	while (s->state == SV_LOGIN) {
-		size_t avail = evbuffer_get_length(in);
-		if (avail < MSG_HEADER_LEN)
+		uint8_t *msg;
+		uint32_t len;
+		switch (conn_read_msg(in, proto_backend_len_ok, BACKEND_SMALL_MESSAGE_LIMIT, &msg, &len)) {
+		case CONN_MSG_WAIT:
 			return;
-		uint8_t hdr[MSG_HEADER_LEN];
-		evbuffer_copyout(in, hdr, sizeof(hdr));
-		uint32_t len = proto_get_u32(hdr + 1);
-		if (!proto_backend_len_ok(hdr[0], len) || len > BACKEND_SMALL_MESSAGE_LIMIT) {
+		case CONN_MSG_BAD:
 			server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 				    "pgturnout: invalid message from path \"%s\" during login",
 				    server_path(s)->name);
 			return;
-		}
-		if (avail < 1 + (size_t)len)
-			return;
-		uint8_t *msg = malloc(1 + (size_t)len);
-		if (!msg) {
+		case CONN_MSG_NOMEM:
 			server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
 			return;
+		case CONN_MSG_OK:
+			break;
 		}
-		evbuffer_remove(in, msg, 1 + (size_t)len);
 		const uint8_t *body = msg + MSG_HEADER_LEN;
 		size_t blen = len - 4;
 		switch (msg[0]) {

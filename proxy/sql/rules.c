@@ -23,21 +23,9 @@
 
 #include "rules_impl.h"
 
+#include "core/err.h"
+
 static atomic_uint_fast64_t rules_next_id = 1;
-
-static void rules_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void rules_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 struct rewrite_rules *rewrite_rules_new(void)
 {
@@ -130,7 +118,7 @@ static int rules_split(const char *s, char parts[][RULES_MAX_IDENT + 1], int max
 		char *out;
 
 		if (n == maxp) {
-			rules_err(err, errlen, "%s '%s': too many dotted parts", what, s);
+			set_err(err, errlen, "%s '%s': too many dotted parts", what, s);
 			return -1;
 		}
 		out = parts[n];
@@ -138,7 +126,7 @@ static int rules_split(const char *s, char parts[][RULES_MAX_IDENT + 1], int max
 			p++;
 			for (;;) {
 				if (*p == '\0') {
-					rules_err(err, errlen, "%s '%s': unterminated quoted identifier",
+					set_err(err, errlen, "%s '%s': unterminated quoted identifier",
 						  what, s);
 					return -1;
 				}
@@ -153,13 +141,13 @@ static int rules_split(const char *s, char parts[][RULES_MAX_IDENT + 1], int max
 			}
 			p++;
 			if (len == 0) {
-				rules_err(err, errlen, "%s '%s': empty quoted identifier", what, s);
+				set_err(err, errlen, "%s '%s': empty quoted identifier", what, s);
 				return -1;
 			}
 		} else {
 			if (!(isalpha((unsigned char)*p) || *p == '_' ||
 			      (unsigned char)*p >= 0x80)) {
-				rules_err(err, errlen, "%s '%s': expected an identifier at '%s'",
+				set_err(err, errlen, "%s '%s': expected an identifier at '%s'",
 					  what, s, p);
 				return -1;
 			}
@@ -178,7 +166,7 @@ static int rules_split(const char *s, char parts[][RULES_MAX_IDENT + 1], int max
 		if (*p == '\0')
 			return n;
 		if (*p != '.') {
-			rules_err(err, errlen, "%s '%s': unexpected '%c'", what, s, *p);
+			set_err(err, errlen, "%s '%s': unexpected '%c'", what, s, *p);
 			return -1;
 		}
 		p++;
@@ -186,7 +174,7 @@ static int rules_split(const char *s, char parts[][RULES_MAX_IDENT + 1], int max
 			p++;
 	}
 too_long:
-	rules_err(err, errlen, "%s '%s': identifier longer than %d bytes", what, s,
+	set_err(err, errlen, "%s '%s': identifier longer than %d bytes", what, s,
 		  RULES_MAX_IDENT);
 	return -1;
 }
@@ -323,20 +311,20 @@ static int rules_add_table(struct rewrite_rules *r, const char *key, const char 
 	ns = nn == 2 ? n[0] : NULL;
 	nnm = n[nn - 1];
 	if (rules_streq(os, ns) && strcmp(on, nnm) == 0) {
-		rules_err(err, errlen, "rewrite: table.%s maps a table to itself", key);
+		set_err(err, errlen, "rewrite: table.%s maps a table to itself", key);
 		return -1;
 	}
 	for (size_t i = 0; i < r->n_tables; i++) {
 		t = &r->tables[i];
 		if (strcmp(t->name[RW_OLD], on) == 0 && rules_streq(t->schema[RW_OLD], os)) {
-			rules_err(err, errlen, "rewrite: duplicate mapping for table %s", key);
+			set_err(err, errlen, "rewrite: duplicate mapping for table %s", key);
 			return -1;
 		}
 		if (strcmp(t->name[RW_NEW], nnm) == 0 && rules_streq(t->schema[RW_NEW], ns)) {
 			char a[2 * RULES_MAX_IDENT + 2];
 
 			rules_fmt_name(a, sizeof(a), t->schema[RW_OLD], t->name[RW_OLD]);
-			rules_err(err, errlen,
+			set_err(err, errlen,
 				  "rewrite: conflicting mappings: tables %s and %s both map to %s",
 				  a, key, value);
 			return -1;
@@ -365,7 +353,7 @@ static int rules_add_table(struct rewrite_rules *r, const char *key, const char 
 		goto oom;
 	return 0;
 oom:
-	rules_err(err, errlen, "rewrite: out of memory");
+	set_err(err, errlen, "rewrite: out of memory");
 	return -1;
 }
 
@@ -381,7 +369,7 @@ static int rules_add_column(struct rewrite_rules *r, const char *key, const char
 	if (no < 0)
 		return -1;
 	if (no < 2) {
-		rules_err(err, errlen,
+		set_err(err, errlen,
 			  "rewrite key column.%s: expected column.<table>.<column>", key);
 		return -1;
 	}
@@ -392,7 +380,7 @@ static int rules_add_column(struct rewrite_rules *r, const char *key, const char
 	tn = o[no - 2];
 	oc = o[no - 1];
 	if (strcmp(oc, n[0]) == 0) {
-		rules_err(err, errlen, "rewrite: column.%s maps a column to itself", key);
+		set_err(err, errlen, "rewrite: column.%s maps a column to itself", key);
 		return -1;
 	}
 	for (size_t i = 0; i < r->n_cols; i++) {
@@ -400,11 +388,11 @@ static int rules_add_column(struct rewrite_rules *r, const char *key, const char
 		if (strcmp(c->tname, tn) != 0 || !rules_streq(c->tschema, ts))
 			continue;
 		if (strcmp(c->name[RW_OLD], oc) == 0) {
-			rules_err(err, errlen, "rewrite: duplicate mapping for column %s", key);
+			set_err(err, errlen, "rewrite: duplicate mapping for column %s", key);
 			return -1;
 		}
 		if (strcmp(c->name[RW_NEW], n[0]) == 0) {
-			rules_err(err, errlen,
+			set_err(err, errlen,
 				  "rewrite: conflicting mappings: columns %s and %s of table %s "
 				  "both map to %s", c->name[RW_OLD], oc, tn, n[0]);
 			return -1;
@@ -430,7 +418,7 @@ static int rules_add_column(struct rewrite_rules *r, const char *key, const char
 		goto oom;
 	return 0;
 oom:
-	rules_err(err, errlen, "rewrite: out of memory");
+	set_err(err, errlen, "rewrite: out of memory");
 	return -1;
 }
 
@@ -438,18 +426,18 @@ int rewrite_rules_add(struct rewrite_rules *r, const char *key, const char *valu
 		      char *err, size_t errlen)
 {
 	if (r == NULL || key == NULL || value == NULL) {
-		rules_err(err, errlen, "rewrite: missing key or value");
+		set_err(err, errlen, "rewrite: missing key or value");
 		return -1;
 	}
 	if (r->finished) {
-		rules_err(err, errlen, "rewrite: rules already finished");
+		set_err(err, errlen, "rewrite: rules already finished");
 		return -1;
 	}
 	if (strncmp(key, "table.", 6) == 0)
 		return rules_add_table(r, key + 6, value, err, errlen);
 	if (strncmp(key, "column.", 7) == 0)
 		return rules_add_column(r, key + 7, value, err, errlen);
-	rules_err(err, errlen,
+	set_err(err, errlen,
 		  "rewrite: unknown key '%s' (expected table.<name> or column.<table>.<column>)",
 		  key);
 	return -1;
@@ -465,7 +453,7 @@ static int rules_col_cmp(const void *a, const void *b)
 int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 {
 	if (r == NULL) {
-		rules_err(err, errlen, "rewrite: no rules");
+		set_err(err, errlen, "rewrite: no rules");
 		return -1;
 	}
 	if (r->finished)
@@ -483,7 +471,7 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 				char a[2 * RULES_MAX_IDENT + 2];
 
 				rules_fmt_name(a, sizeof(a), clash->schema[RW_OLD], clash->name[RW_OLD]);
-				rules_err(err, errlen,
+				set_err(err, errlen,
 					  "rewrite: column rule on %s: that is the new name of table "
 					  "%s; key column rules by the old table name", c->tname, a);
 				return -1;
@@ -520,14 +508,14 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 				continue;
 			if (strcmp(t->name[RW_OLD], u->name[RW_NEW]) == 0 &&
 			    rules_streq(t->schema[RW_OLD], u->schema[RW_NEW])) {
-				rules_err(err, errlen,
+				set_err(err, errlen,
 					  "rewrite: table %s is both kept and the new name of %s",
 					  t->name[RW_OLD], u->name[RW_OLD]);
 				return -1;
 			}
 			if (strcmp(t->name[RW_OLD], u->name[RW_OLD]) == 0 &&
 			    rules_streq(t->schema[RW_OLD], u->schema[RW_OLD])) {
-				rules_err(err, errlen, "rewrite: table %s mapped twice",
+				set_err(err, errlen, "rewrite: table %s mapped twice",
 					  t->name[RW_OLD]);
 				return -1;
 			}
@@ -566,6 +554,6 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 	r->finished = true;
 	return 0;
 oom:
-	rules_err(err, errlen, "rewrite: out of memory");
+	set_err(err, errlen, "rewrite: out of memory");
 	return -1;
 }

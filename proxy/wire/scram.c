@@ -16,6 +16,8 @@
  */
 #include "wire/scram.h"
 
+#include "core/err.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -162,20 +164,6 @@ static int salted_password(const char *password, const uint8_t *salt, size_t sal
 		return -1;
 	return PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)salt_len,
 				 iterations, EVP_sha256(), SCRAM_KEY_LEN, out) == 1 ? 0 : -1;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* A printable character for an error message (PostgreSQL's sanitize_char). */

@@ -2,7 +2,8 @@
  * Unit tests of io/conn.c on a socketpair (no network): reads land in the
  * input buffer, sends go out at once or after the callback, backpressure
  * arms the write event and the write callback fires at the low watermark,
- * EOF and send errors are reported through the event callback.
+ * EOF and send errors are reported through the event callback; one whole
+ * message is read from an input buffer with a size cap.
  */
 #include "io/conn.h"
 
@@ -244,6 +245,73 @@ static void test_send_error_is_reported_from_the_loop(void **state)
 	evbuffer_free(src);
 }
 
+/* Only 'Q' messages of at most 9 bytes pass this check. */
+static bool only_small_queries(uint8_t type, uint32_t len)
+{
+	return type == 'Q' && len <= 9;
+}
+
+static void test_read_msg_waits_for_the_whole_message(void **state)
+{
+	(void)state;
+	static const uint8_t q[] = { 'Q', 0, 0, 0, 7, 'a', 'b', 0 };
+	struct evbuffer *in = evbuffer_new();
+	uint8_t *msg = NULL, type = 0;
+	uint32_t len = 0;
+
+	assert_false(conn_peek_msg(in, &type, &len));
+	assert_int_equal(conn_read_msg(in, NULL, 100, &msg, &len), CONN_MSG_WAIT);
+	/* header only, then all but the last byte: nothing is taken */
+	for (size_t have = 1; have < sizeof(q); have++) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		evbuffer_add(in, q, have);
+		assert_int_equal(conn_read_msg(in, only_small_queries, 100, &msg, &len),
+				 CONN_MSG_WAIT);
+		assert_int_equal(evbuffer_get_length(in), have);
+	}
+	assert_true(conn_peek_msg(in, &type, &len));
+	assert_int_equal(type, 'Q');
+	assert_int_equal(len, 7);
+	/* the whole message and the start of the next one */
+	evbuffer_add(in, q + sizeof(q) - 1, 1);
+	evbuffer_add(in, "S", 1);
+	assert_int_equal(conn_read_msg(in, only_small_queries, 100, &msg, &len), CONN_MSG_OK);
+	assert_int_equal(len, 7);
+	assert_memory_equal(msg, q, sizeof(q));
+	assert_int_equal(evbuffer_get_length(in), 1);
+	free(msg);
+	evbuffer_free(in);
+}
+
+static void test_read_msg_refuses_bad_headers(void **state)
+{
+	(void)state;
+	static const struct {
+		uint8_t hdr[5];
+		uint32_t max_len;
+		bool checked;
+	} cases[] = {
+		{ { 'Q', 0, 0, 0, 3 }, 100, false },            /* shorter than its own length field */
+		{ { 'Q', 0, 0, 0, 101 }, 100, false },          /* over the cap */
+		{ { 'Q', 0xff, 0xff, 0xff, 0xff }, 100, false },
+		{ { 'P', 0, 0, 0, 7 }, 100, true },             /* type the check refuses */
+		{ { 'Q', 0, 0, 0, 10 }, 100, true },            /* length the check refuses */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct evbuffer *in = evbuffer_new();
+		uint8_t *msg = NULL;
+		uint32_t len = 0;
+
+		evbuffer_add(in, cases[i].hdr, 5);
+		assert_int_equal(conn_read_msg(in, cases[i].checked ? only_small_queries : NULL,
+					       cases[i].max_len, &msg, &len),
+				 CONN_MSG_BAD);
+		assert_int_equal(evbuffer_get_length(in), 5);
+		assert_null(msg);
+		evbuffer_free(in);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +322,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_large_read_spans_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof_is_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_error_is_reported_from_the_loop, setup, teardown),
+		cmocka_unit_test(test_read_msg_waits_for_the_whole_message),
+		cmocka_unit_test(test_read_msg_refuses_bad_headers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

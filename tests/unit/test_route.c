@@ -1,7 +1,7 @@
 /*
  * test_route.c — unit tests of proxy/route/: bucket, router, startup tag and
- * canary key, runtime flags and their guard rails, flag history file.
- * No network; the history tests use files under $TMPDIR.
+ * canary key, runtime flags and their guard rails, flag history records.
+ * No network, no files.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "core/wbuf.h"
 #include "route/bucket.h"
 #include "route/flag_history.h"
 #include "route/flags.h"
@@ -632,166 +633,73 @@ test_flags_reload_keeps_runtime_values_the_file_did_not_change(void **state)
 	flags_free(f);
 }
 
-/* ---- flag history ---------------------------------------------------- */
+/* ---- flag history records ------------------------------------------- */
 
 static void
-tmp_path(char *buf, size_t len, const char *name)
+test_flag_history_record_is_one_compact_json_line(void **state)
 {
-	const char *dir = getenv("TMPDIR");
-
-	snprintf(buf, len, "%s/pgt_route_%ld_%s", dir ? dir : "/tmp", (long)getpid(), name);
-	unlink(buf);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-	FILE *fp = fopen(path, "w");
-
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-}
-
-static long
-file_size(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 ? (long)st.st_size : -1;
-}
-
-static void
-test_flag_history_round_trip(void **state)
-{
-	char path[512], err[256];
-	struct flag_history *h;
 	struct flag_change c = { .at_ms = 1763743091123, .name = "canary_percent" };
-	const struct flag_history_entry *e;
+	struct flag_history_entry e, back;
+	struct wbuf w;
 
 	(void)state;
-	tmp_path(path, sizeof(path), "hist_rt");
-	h = flag_history_open(path, err, sizeof(err));
-	assert_non_null(h);
-	assert_int_equal(flag_history_count(h), 0);
-	assert_null(flag_history_notice(h));
-
 	snprintf(c.who, sizeof(c.who), "admin");
 	snprintf(c.surface, sizeof(c.surface), "console");
 	snprintf(c.old_value, sizeof(c.old_value), "0");
 	snprintf(c.new_value, sizeof(c.new_value), "5");
-	assert_int_equal(flag_history_append(h, &c, err, sizeof(err)), 0);
-	/* awkward characters survive the JSON round trip */
-	c.name = "salt";
-	snprintf(c.who, sizeof(c.who), "o\"brien\\x");
-	snprintf(c.surface, sizeof(c.surface), "http");
-	snprintf(c.old_value, sizeof(c.old_value), "tab\there\nnl\x01");
-	snprintf(c.new_value, sizeof(c.new_value), "caf\xc3\xa9");
-	assert_int_equal(flag_history_append(h, &c, err, sizeof(err)), 0);
-	assert_int_equal(flag_history_count(h), 2);
-	flag_history_free(h);
-
-	h = flag_history_open(path, err, sizeof(err));
-	assert_non_null(h);
-	assert_int_equal(flag_history_count(h), 2);
-	assert_int_equal(flag_history_skipped(h), 0);
-	e = flag_history_get(h, 0);
-	assert_string_equal(e->time, "2025-11-21T16:38:11.123Z");
-	assert_string_equal(e->who, "admin");
-	assert_string_equal(e->surface, "console");
-	assert_string_equal(e->name, "canary_percent");
-	assert_string_equal(e->old_value, "0");
-	assert_string_equal(e->new_value, "5");
-	e = flag_history_get(h, 1);
-	assert_string_equal(e->who, "o\"brien\\x");
-	assert_string_equal(e->old_value, "tab\there\nnl\x01");
-	assert_string_equal(e->new_value, "caf\xc3\xa9");
-	assert_null(flag_history_get(h, 2));
-	flag_history_free(h);
-	flag_history_free(NULL);
-	unlink(path);
+	flag_history_entry_set(&e, &c);
+	wbuf_init(&w);
+	assert_int_equal(flag_history_format(&e, &w), 0);
+	wbuf_put_u8(&w, '\0');
+	assert_string_equal((const char *)w.data,
+			    "{\"time\":\"2025-11-21T16:38:11.123Z\",\"who\":\"admin\","
+			    "\"surface\":\"console\",\"name\":\"canary_percent\",\"old\":\"0\","
+			    "\"new\":\"5\"}\n");
+	assert_int_equal(flag_history_parse((const char *)w.data, w.len - 2, &back), 0);
+	assert_memory_equal(&back, &e, sizeof(e));
+	wbuf_free(&w);
 }
 
 static void
-test_flag_history_torn_tail_is_cut_and_skipped(void **state)
+test_flag_history_record_escapes_and_replaces_bad_utf8(void **state)
 {
-	static const char good[] =
-		"{\"time\":\"2025-11-21T16:38:11.123Z\",\"who\":\"admin\",\"surface\":\"console\","
-		"\"name\":\"dual_write\",\"old\":\"off\",\"new\":\"on\"}\n";
-	char path[512], text[1024], err[256];
-	struct flag_history *h;
-	struct flag_change c = { .at_ms = 0, .name = "force_path" };
+	struct flag_change c = { .at_ms = 0, .name = "salt" };
+	struct flag_history_entry e, back;
+	struct wbuf w;
 
 	(void)state;
-	tmp_path(path, sizeof(path), "hist_torn");
-	snprintf(text, sizeof(text), "%s%s", good, "{\"time\":\"2025-11-21T16:4");
-	write_file(path, text);
-	h = flag_history_open(path, err, sizeof(err));
-	assert_non_null(h);
-	assert_int_equal(flag_history_count(h), 1);
-	assert_int_equal(flag_history_skipped(h), 1);
-	assert_non_null(flag_history_notice(h));
-	assert_non_null(strstr(flag_history_notice(h), "torn"));
-	assert_int_equal(file_size(path), (long)strlen(good));
-	/* the next append starts on a line of its own */
-	snprintf(c.new_value, sizeof(c.new_value), "old");
-	assert_int_equal(flag_history_append(h, &c, err, sizeof(err)), 0);
-	flag_history_free(h);
-	h = flag_history_open(path, err, sizeof(err));
-	assert_non_null(h);
-	assert_int_equal(flag_history_count(h), 2);
-	assert_int_equal(flag_history_skipped(h), 0);
-	assert_string_equal(flag_history_get(h, 1)->new_value, "old");
-	flag_history_free(h);
-	unlink(path);
+	snprintf(c.who, sizeof(c.who), "q\"b\\");
+	snprintf(c.new_value, sizeof(c.new_value), "a\tb\x01\xff\xc3\xa9");
+	flag_history_entry_set(&e, &c);
+	wbuf_init(&w);
+	assert_int_equal(flag_history_format(&e, &w), 0);
+	wbuf_put_u8(&w, '\0');
+	assert_non_null(strstr((const char *)w.data, "\"who\":\"q\\\"b\\\\\""));
+	assert_non_null(strstr((const char *)w.data, "\"new\":\"a\\tb\\u0001\xef\xbf\xbd\xc3\xa9\""));
+	assert_int_equal(flag_history_parse((const char *)w.data, w.len - 2, &back), 0);
+	assert_string_equal(back.who, "q\"b\\");
+	assert_string_equal(back.new_value, "a\tb\x01\xef\xbf\xbd\xc3\xa9");
+	wbuf_free(&w);
 }
 
 static void
-test_flag_history_malformed_lines_are_skipped(void **state)
+test_flag_history_record_members_must_be_strings(void **state)
 {
-	static const char *const bad_lines[] = {
-		"not json",
-		"{}",
-		"{\"time\":\"t\",\"name\":\"x\"}",                  /* no "new" */
-		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"y\"",     /* no closing brace */
-		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"y\"} trailing",
-		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"\\q\"}",  /* bad escape */
-		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"\\u12\"}",
-		"{\"time\" \"t\"}",
-		"[1,2]",
+	static const char *const bad[] = {
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":5}",
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"y\",\"who\":null}",
+		"{\"time\":\"t\",\"name\":\"x\",\"new\":\"a\\u0000b\"}",
+		"\"just a string\"",
 	};
-	char path[512], text[4096], err[256];
-	struct flag_history *h;
-	size_t off = 0;
+	struct flag_history_entry e;
 
 	(void)state;
-	tmp_path(path, sizeof(path), "hist_bad");
-	for (size_t i = 0; i < N_ELEMS(bad_lines); i++)
-		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s\n", bad_lines[i]);
-	/* good line with extra keys, spaces, \u escapes and an empty line before it */
-	snprintf(text + off, sizeof(text) - off,
-		 "\n{ \"time\" : \"T\", \"extra\":\"1\", \"name\":\"salt\", "
-		 "\"new\":\"a\\u00e9\\/\" }\n");
-	write_file(path, text);
-	h = flag_history_open(path, err, sizeof(err));
-	assert_non_null(h);
-	assert_int_equal(flag_history_skipped(h), N_ELEMS(bad_lines));
-	assert_int_equal(flag_history_count(h), 1);
-	assert_string_equal(flag_history_get(h, 0)->new_value, "a\xc3\xa9/");
-	assert_string_equal(flag_history_get(h, 0)->who, "");
-	assert_non_null(strstr(flag_history_notice(h), ":1: malformed"));
-	flag_history_free(h);
-	unlink(path);
-}
-
-static void
-test_flag_history_unopenable_path_is_an_error(void **state)
-{
-	char err[256] = "";
-
-	(void)state;
-	assert_null(flag_history_open("/nonexistent-dir/x/history.jsonl", err, sizeof(err)));
-	assert_non_null(strstr(err, "cannot open"));
+	for (size_t i = 0; i < N_ELEMS(bad); i++)
+		assert_int_equal(flag_history_parse(bad[i], strlen(bad[i]), &e), -1);
+	/* unknown members of any type are fine */
+	static const char ok[] = "{\"time\":\"t\",\"name\":\"x\",\"new\":\"y\",\"v\":[1]}";
+	assert_int_equal(flag_history_parse(ok, strlen(ok), &e), 0);
+	assert_string_equal(e.new_value, "y");
 }
 
 int
@@ -815,10 +723,9 @@ main(void)
 		cmocka_unit_test(test_flags_guard_lowering_canary),
 		cmocka_unit_test(test_flags_guard_dual_write_off),
 		cmocka_unit_test(test_flags_reload_keeps_runtime_values_the_file_did_not_change),
-		cmocka_unit_test(test_flag_history_round_trip),
-		cmocka_unit_test(test_flag_history_torn_tail_is_cut_and_skipped),
-		cmocka_unit_test(test_flag_history_malformed_lines_are_skipped),
-		cmocka_unit_test(test_flag_history_unopenable_path_is_an_error),
+		cmocka_unit_test(test_flag_history_record_is_one_compact_json_line),
+		cmocka_unit_test(test_flag_history_record_escapes_and_replaces_bad_utf8),
+		cmocka_unit_test(test_flag_history_record_members_must_be_strings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

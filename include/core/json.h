@@ -1,0 +1,33 @@
+/*
+ * core/json.h — the project's few additions to jansson, the JSON library
+ * every JSON writer and reader here goes through (logs, the flag history,
+ * the dual-write journal, the HTTP API).
+ *
+ * jansson takes only valid UTF-8. Text that reaches a JSON document from a
+ * client (user names, SQL, application names) may not be: json_from_text()
+ * turns such bytes into U+FFFD, so a document is always written, and always
+ * readable by any JSON reader.
+ */
+#ifndef PGT_CORE_JSON_H
+#define PGT_CORE_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct wbuf;
+
+/* A new JSON string holding S (NUL-terminated), with every byte that does
+ * not begin a valid UTF-8 sequence replaced by U+FFFD. NULL when out of
+ * memory. */
+json_t *json_from_text(const char *s);
+/* Sets member KEY of OBJ to json_from_text(S). 0, or -1 when out of memory. */
+int json_set_text(json_t *obj, const char *key, const char *s)
+	__attribute__((warn_unused_result));
+/* The string value of member KEY of OBJ; NULL when missing or not a string. */
+const char *json_get_text(const json_t *obj, const char *key);
+/* Appends V to OUT as JSON text, jansson dump FLAGS (JSON_ENCODE_ANY is
+ * added). 0, or -1 (OUT may hold part of it; wbuf_ok() may say false). */
+int json_append(struct wbuf *out, const json_t *v, size_t flags)
+	__attribute__((warn_unused_result));
+
+#endif

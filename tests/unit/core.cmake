@@ -1,0 +1,2 @@
+# Unit tests of proxy/core/ (error buffers, JSON helpers).
+pgt_unit_test(test_core ${CMAKE_SOURCE_DIR}/tests/unit/test_core.c)

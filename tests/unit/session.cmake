@@ -1,0 +1,2 @@
+# Unit tests of proxy/session/ that need no network (the flag history file).
+pgt_unit_test(test_history_file ${CMAKE_SOURCE_DIR}/tests/unit/test_history_file.c)
