@@ -27,6 +27,7 @@
 #include "session/pool.h"
 #include "session/server.h"
 #include "session/steer.h"
+#include "wire/authmsg.h"
 #include "wire/build.h"
 #include "wire/md5.h"
 #include "wire/proto.h"
@@ -457,7 +458,8 @@ static void client_auth_failed(struct client *c)
 static void client_auth_password(struct client *c, const uint8_t *body, size_t len)
 {
 	const struct user_secret *us = client_user_secret(c);
-	if (len == 0 || body[len - 1] != '\0') {
+	const char *password;
+	if (authmsg_parse_password(body, len, &password) < 0) {
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid password packet size");
 		return;
 	}
@@ -465,7 +467,7 @@ static void client_auth_password(struct client *c, const uint8_t *body, size_t l
 		client_auth_failed(c);
 		return;
 	}
-	if (!pg_md5_verify(c->user, us->secret, c->md5_salt, (const char *)body)) {
+	if (!pg_md5_verify(c->user, us->secret, c->md5_salt, password)) {
 		client_auth_failed(c);
 		return;
 	}
@@ -478,21 +480,29 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 	char *out = NULL;
 	size_t out_len = 0;
 	if (c->auth_step == AUTH_STEP_SASL_INITIAL) {
-		struct pkt_reader r;
-		pkt_reader_init(&r, body, len);
-		const char *mech = pkt_get_str(&r);
-		uint32_t dlen = pkt_get_u32(&r);
-		const uint8_t *data = r.failed ? NULL : pkt_get_bytes(&r, dlen == 0xffffffffu ? 0 : dlen);
-		if (!mech || !data || pkt_remaining(&r) != 0) {
+		struct sasl_initial si;
+		if (authmsg_parse_sasl_initial(body, len, &si) < 0) {
 			client_close(c, CLOSE_PROTOCOL_VIOLATION, "malformed SASLInitialResponse message");
 			return;
 		}
-		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+		if (strcmp(si.mechanism, "SCRAM-SHA-256") != 0) {
 			client_close(c, CLOSE_INVALID_AUTHORIZATION,
 				     "client selected an invalid SASL authentication mechanism");
 			return;
 		}
-		if (scram_server_client_first(c->scram, (const char *)data, dlen, &out, &out_len,
+		if (!si.data) {
+			/* No initial response: an empty challenge asks for it, and
+			 * the client-first-message comes as a SASLResponse. */
+			client_send_auth(c, AUTH_REQ_SASL_CONT, "", 0);
+			c->auth_step = AUTH_STEP_SASL_FIRST;
+			return;
+		}
+		body = si.data;
+		len = si.data_len;
+		c->auth_step = AUTH_STEP_SASL_FIRST;
+	}
+	if (c->auth_step == AUTH_STEP_SASL_FIRST) {
+		if (scram_server_client_first(c->scram, (const char *)body, len, &out, &out_len,
 					      err, sizeof(err)) < 0) {
 			const char *st = scram_server_sqlstate(c->scram);
 			client_close(c, st && strcmp(st, "0A000") == 0 ? CLOSE_INVALID_AUTHORIZATION

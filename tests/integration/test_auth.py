@@ -2,6 +2,8 @@
 userlist entries written as plain passwords, md5 hashes and SCRAM
 verifiers) and to the servers (trust, cleartext, md5, SCRAM-SHA-256)."""
 
+import struct
+
 import psycopg2
 import pytest
 
@@ -135,3 +137,51 @@ def test_backend_wrong_password_fails_cleanly(proxy_factory):
             c.startup("app", "app", "app")
         assert exc.value.sqlstate in ("28P01", "08006")
     assert proxy.alive()
+
+
+# -- framing of the client's SASL messages ------------------------------------
+
+def sasl_initial(mech, length, data):
+    """A SASLInitialResponse whose length word is LENGTH (-1 for none),
+    whatever DATA really holds."""
+    return pgwire.message(b"p", mech + b"\0" + struct.pack("!i", length) + data)
+
+
+def start_sasl(proxy, user="app"):
+    c = proxy.wire()
+    c.send(pgwire.startup_packet({"user": user, "database": "app"}))
+    kind, body = c.recv_message()
+    assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 10, (kind, body)
+    return c
+
+
+@pytest.mark.proxy_only
+def test_sasl_initial_response_without_data_gets_empty_continue(proxy):
+    """Length -1 means no initial response: an empty SASLContinue asks for
+    the client-first-message, which then comes as a SASLResponse (as
+    PostgreSQL does)."""
+    for user in ("x", "app"):    # unknown user: the mock exchange; known: a real one
+        c = start_sasl(proxy, user)
+        c.send(sasl_initial(b"SCRAM-SHA-256", -1, b""))
+        assert c.recv_message() == (b"R", struct.pack("!I", 11))
+        c.close()
+    c = proxy.wire()
+    c.sasl_empty_initial = True
+    c.startup("app", "app", "app")
+    assert c.query("SELECT 1") == [("1",)]
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("length,data", [(-2, b"n,,n=,r=abc"), (100, b"n,,n=,r=abc"),
+                                         (3, b"n,,n=,r=abc"), (-1, b"n,,n=,r=abc"),
+                                         (0x7fffffff, b"")])
+def test_sasl_initial_response_with_inconsistent_length_is_08P01(proxy, length, data):
+    c = start_sasl(proxy)
+    c.send(sasl_initial(b"SCRAM-SHA-256", length, data))
+    fields = pgwire.first_error(c.read_until_closed())
+    c.close()
+    assert fields is not None and fields.get("C") == "08P01", fields
+    c = proxy.wire()
+    c.startup("app", "app", "app")
+    c.terminate()
