@@ -123,7 +123,8 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 	}
 	struct timeval tv = { c->cfg->client_login_timeout_ms / 1000,
 			      (c->cfg->client_login_timeout_ms % 1000) * 1000 };
-	evtimer_add(c->timer, &tv);
+	if (c->cfg->client_login_timeout_ms)    /* 0 disables */
+		evtimer_add(c->timer, &tv);
 }
 
 /* ---- closing ---------------------------------------------------------- */

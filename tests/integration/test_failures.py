@@ -208,6 +208,24 @@ def test_half_startup_closed_after_login_timeout(proxy_factory):
     assert_serves(proxy)
 
 
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("key", ["client_login_timeout", "server_connect_timeout"])
+def test_timeout_zero_disables_it(proxy_factory, key):
+    """0 disables the timeout (docs/configuration.md); it must not fire at once."""
+    proxy = proxy_factory(settings={key: "0"})
+    c = proxy.wire_login()
+    assert c.query("SELECT 'logged in'") == [("logged in",)]
+    c.terminate()
+    assert_serves(proxy)
+    if key == "client_login_timeout":
+        # a client slow to log in is not closed
+        c = proxy.wire()
+        c.sock.settimeout(1.5)
+        with pytest.raises(socket.timeout):
+            c.sock.recv(1)
+        c.close()
+
+
 def test_unknown_message_type_after_login_is_08P01(proxy):
     c = proxy.wire_login()
     c.send(b"\x01" + struct.pack("!I", 4))
