@@ -297,9 +297,12 @@ static void client_send_auth(struct client *c, uint32_t code, const void *extra,
 	wbuf_free(&b);
 }
 
+/* The client's entry in auth_file; NULL for an unknown user and for an empty
+ * secret, which no password may match (as in PgBouncer). */
 static const struct user_secret *client_user_secret(const struct client *c)
 {
-	return c->cfg->users ? userlist_find(c->cfg->users, c->user) : NULL;
+	const struct user_secret *us = c->cfg->users ? userlist_find(c->cfg->users, c->user) : NULL;
+	return us && us->secret[0] ? us : NULL;
 }
 
 static void client_begin_scram(struct client *c, const struct user_secret *us)
@@ -330,6 +333,10 @@ static void client_begin_scram(struct client *c, const struct user_secret *us)
 static void client_begin_auth(struct client *c)
 {
 	const struct user_secret *us = client_user_secret(c);
+	if (!us && c->cfg->auth_type != AUTH_TRUST && c->cfg->users &&
+	    userlist_find(c->cfg->users, c->user))
+		log_warning(c->id, "user \"%s\" has an empty password in auth_file: login refused",
+			    c->user);
 	switch (c->cfg->auth_type) {
 	case AUTH_TRUST:
 		client_auth_ok(c);

@@ -185,3 +185,22 @@ def test_sasl_initial_response_with_inconsistent_length_is_08P01(proxy, length, 
     c = proxy.wire()
     c.startup("app", "app", "app")
     c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("auth_type", ["md5", "scram-sha-256"])
+def test_client_with_empty_password_in_userlist_is_refused(proxy_factory, auth_type):
+    """An empty secret in auth_file refuses the login (as PgBouncer), even
+    to a client that sends an empty password; the log says why."""
+    users = client_userlist()
+    users["cl_empty"] = ""
+    proxy = proxy_factory(settings={"auth_type": auth_type}, users=users,
+                          paths={"old": {"user": "trustuser"}})
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("cl_empty", "app", "")
+        assert exc.value.sqlstate == "28P01"
+    proxy.wait_log(r'user "cl_empty" has an empty password')
+    c = proxy.wire()
+    c.startup("cl_plain", "app", CLIENT_USERS["cl_plain"])
+    c.terminate()
