@@ -253,3 +253,19 @@ def test_client_vanishing_mid_query_leaves_proxy_serving(proxy):
     c.sock.close()
     time.sleep(1)
     assert_serves(proxy)
+
+
+@pytest.mark.proxy_only
+def test_client_names_cannot_forge_text_log_lines(proxy):
+    """Control characters and backslashes a client sends (here in its user
+    name, before it logged in) are escaped in the text log: one line, no
+    terminal escape, no forged line."""
+    user = "a\nFAKE LINE \x1b[31mred\\"
+    with proxy.wire() as c:
+        c.send(pgwire.startup_packet({"user": user, "database": "app"}))
+        c.recv_message()    # the authentication request: the user was logged
+    proxy.wait_log(r"startup user=a")
+    log = proxy.log()
+    assert "\x1b" not in log
+    assert not any(line.startswith("FAKE LINE") for line in log.splitlines())
+    assert r"startup user=a\nFAKE LINE \x1b[31mred\\ database=app" in log
