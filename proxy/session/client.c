@@ -398,7 +398,8 @@ static void client_read_startup(struct client *c)
 		evbuffer_copyout(in, lenb, 4);
 		uint32_t len = proto_get_u32(lenb);
 		if (len < 8 || len > MAX_STARTUP_PACKET_LENGTH) {
-			client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid length of startup packet");
+			log_info(c->id, "invalid length of startup packet");
+			client_close(c, CLOSE_BAD_STARTUP_LENGTH, NULL);
 			return;
 		}
 		if (avail < len)

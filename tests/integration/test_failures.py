@@ -158,6 +158,19 @@ def test_bad_startup_packet_gets_08P01_and_close(proxy, name):
 
 
 @pytest.mark.proxy_only
+@pytest.mark.parametrize("name", ["terminate_first", "length_below_8", "length_zero",
+                                  "length_over_10000", "huge_length", "http_request"])
+def test_startup_with_impossible_length_is_closed_without_reply(proxy, name):
+    """SPEC §10: closed without a reply and logged, as PostgreSQL does
+    (node-postgres's connect(); end() sends a Terminate before any startup
+    packet and must not see an error)."""
+    payload = b"X\0\0\0\4" if name == "terminate_first" else BAD_STARTUPS[name]
+    assert raw_exchange(proxy, payload) == b""
+    proxy.wait_log(r"invalid length of startup packet")
+    assert_serves(proxy)
+
+
+@pytest.mark.proxy_only
 def test_ssl_request_with_trailing_plaintext_is_refused(proxy_factory, pg):
     import os
     proxy = proxy_factory(settings={
