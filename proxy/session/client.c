@@ -379,8 +379,6 @@ static void client_handle_startup(struct client *c)
 	log_debug(c->id, "startup user=%s database=%s application_name=%s tls=%s", c->user,
 		  c->database, c->application_name, c->tls ? "on" : "off");
 	c->admin = strcmp(c->database, ADMIN_DATABASE) == 0;
-	if (!c->admin && steer_startup(c) < 0)
-		return;
 	client_negotiate_protocol(c);
 	if (c->state == CL_CLOSING)
 		return;
@@ -631,6 +629,10 @@ static void client_auth_ok(struct client *c)
 		client_admin_login(c);
 		return;
 	}
+	/* The version tag is checked only now, so that an unknown one tells
+	 * nothing to a client that has not proved who it is. */
+	if (steer_startup(c) < 0)
+		return;
 	client_set_state(c, CL_CONNECTING);
 	c->inspect = c->cfg->old_path != c->cfg->new_path;
 	int path = steer_slot_path(c, c->active_slot);
