@@ -29,6 +29,7 @@ enum close_reason {
 	CLOSE_OUT_OF_MEMORY,
 	CLOSE_CANCEL_DONE,
 	CLOSE_BAD_STARTUP_LENGTH,
+	CLOSE_FEATURE_NOT_SUPPORTED,
 	CLOSE__COUNT
 };
 
@@ -58,6 +59,7 @@ static const struct close_info close_table[CLOSE__COUNT] = {
 	/* no reply, as PostgreSQL: some drivers send a Terminate before
 	 * their startup packet */
 	[CLOSE_BAD_STARTUP_LENGTH] = { "bad_startup_length", NULL, LOG_INFO },
+	[CLOSE_FEATURE_NOT_SUPPORTED] = { "feature_not_supported", "0A000", LOG_INFO },
 };
 
 /* The name of reason R in logs and metrics ("client_eof", ...). */

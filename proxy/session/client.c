@@ -493,7 +493,7 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 			return;
 		}
 		if (strcmp(si.mechanism, "SCRAM-SHA-256") != 0) {
-			client_close(c, CLOSE_INVALID_AUTHORIZATION,
+			client_close(c, CLOSE_PROTOCOL_VIOLATION,
 				     "client selected an invalid SASL authentication mechanism");
 			return;
 		}
@@ -512,7 +512,7 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 		if (scram_server_client_first(c->scram, (const char *)body, len, &out, &out_len,
 					      err, sizeof(err)) < 0) {
 			const char *st = scram_server_sqlstate(c->scram);
-			client_close(c, st && strcmp(st, "0A000") == 0 ? CLOSE_INVALID_AUTHORIZATION
+			client_close(c, st && strcmp(st, "0A000") == 0 ? CLOSE_FEATURE_NOT_SUPPORTED
 								      : CLOSE_PROTOCOL_VIOLATION,
 				     err[0] ? err : "malformed SCRAM message");
 			return;

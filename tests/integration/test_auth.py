@@ -204,3 +204,18 @@ def test_client_with_empty_password_in_userlist_is_refused(proxy_factory, auth_t
     c = proxy.wire()
     c.startup("cl_plain", "app", CLIENT_USERS["cl_plain"])
     c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("mech,first,sqlstate", [
+    (b"SCRAM-SHA-1", b"n,,n=,r=abc", "08P01"),          # invalid mechanism
+    (b"SCRAM-SHA-256", b"n,,m=ext,n=,r=abc", "0A000"),  # mandatory extension
+    (b"SCRAM-SHA-256", b"n,a=other,n=,r=abc", "0A000"),  # authorization identity
+])
+def test_sasl_refusals_have_postgresql_sqlstates(proxy, mech, first, sqlstate):
+    c = start_sasl(proxy)
+    c.send(sasl_initial(mech, len(first), first))
+    fields = pgwire.first_error(c.read_until_closed())
+    c.close()
+    assert fields is not None and fields.get("C") == sqlstate, fields
+    assert fields.get("S") == "FATAL", fields
