@@ -15,9 +15,11 @@
 #   ASAN=1               sanitizer build (build-asan/)
 #   PGT_CTEST_LABEL=RE   only ctest tests whose label matches (ctest -L RE)
 #   PGT_CTEST_ARGS=...   extra ctest arguments
-#   PGT_FUZZ_SECONDS=N   seconds per fuzz target (0 skips fuzzing)
+#   PGT_FUZZ_SECONDS=N   seconds per fuzz target (0 skips fuzzing; at least
+#                        300 with PGT_BIG=1)
 #   PGT_SKIP_DEPS=1      do not look at Debian packages
-#   PGT_BIG=1            acceptance-size variants of the heavy tests
+#   PGT_BIG=1            acceptance-size variants of the heavy tests, and
+#                        fuzzing of at least 300 s per target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -63,6 +65,8 @@ pgt_log "ctest ${ctest_args[*]}"
 (cd "$build_dir" && ctest "${ctest_args[@]}") || status=1
 
 fuzz_seconds=${PGT_FUZZ_SECONDS:-60}
+# acceptance size: every target runs for at least 300 s (0 still skips)
+[[ ${PGT_BIG:-0} == 1 && $fuzz_seconds -gt 0 && $fuzz_seconds -lt 300 ]] && fuzz_seconds=300
 if [[ $fuzz_seconds -gt 0 ]] && command -v clang >/dev/null 2>&1; then
 	fuzz_dir=$PGT_ROOT/build-fuzz
 	pgt_log "fuzz build in $fuzz_dir"

@@ -2,7 +2,8 @@
  * io/listener.h — the TCP listeners of `listen` (one per address).
  *
  * Accepted sockets are handed to a callback, non-blocking, with TCP_NODELAY
- * set. Listeners can be paused (SIGTERM drain, PAUSE) and resumed.
+ * set. Listeners can be paused and resumed; the SIGTERM drain frees them,
+ * which closes the listening sockets.
  */
 #ifndef PGT_IO_LISTENER_H
 #define PGT_IO_LISTENER_H

@@ -36,6 +36,7 @@ enum client_auth_step {
 	AUTH_STEP_NONE,
 	AUTH_STEP_PASSWORD,     /* waiting for the md5 answer */
 	AUTH_STEP_SASL_INITIAL, /* waiting for SASLInitialResponse */
+	AUTH_STEP_SASL_FIRST,   /* waiting for the client-first-message */
 	AUTH_STEP_SASL_FINAL,   /* waiting for the client-final-message */
 };
 

@@ -28,6 +28,8 @@ enum close_reason {
 	CLOSE_SHUTDOWN,
 	CLOSE_OUT_OF_MEMORY,
 	CLOSE_CANCEL_DONE,
+	CLOSE_BAD_STARTUP_LENGTH,
+	CLOSE_FEATURE_NOT_SUPPORTED,
 	CLOSE__COUNT
 };
 
@@ -54,6 +56,10 @@ static const struct close_info close_table[CLOSE__COUNT] = {
 	[CLOSE_SHUTDOWN] = { "shutdown", "57P01", LOG_INFO },
 	[CLOSE_OUT_OF_MEMORY] = { "out_of_memory", "53200", LOG_ERROR },
 	[CLOSE_CANCEL_DONE] = { "cancel_request", NULL, LOG_DEBUG },
+	/* no reply, as PostgreSQL: some drivers send a Terminate before
+	 * their startup packet */
+	[CLOSE_BAD_STARTUP_LENGTH] = { "bad_startup_length", NULL, LOG_INFO },
+	[CLOSE_FEATURE_NOT_SUPPORTED] = { "feature_not_supported", "0A000", LOG_INFO },
 };
 
 /* The name of reason R in logs and metrics ("client_eof", ...). */

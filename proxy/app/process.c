@@ -304,8 +304,10 @@ void process_begin_shutdown(void)
 	if (rt->shutting_down)
 		return;
 	rt->shutting_down = true;
-	if (rt->listeners)
-		listener_set_enable(rt->listeners, 0);
+	/* Closed, not paused: a new client is refused at once instead of
+	 * waiting in the backlog until exit. */
+	listener_set_free(rt->listeners);
+	rt->listeners = NULL;
 	log_info(0, "shutting down: %zu sessions open, waiting up to %u ms for their transactions",
 		 rt->n_clients, rt->cfg->shutdown_timeout_ms);
 	struct list_node *pos, *tmp;

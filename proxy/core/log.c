@@ -35,6 +35,34 @@ bool log_enabled(enum log_level level)
 	return level <= log_threshold;
 }
 
+/*
+ * Writes S to OUT (CAP bytes, NUL-terminated) with backslash and control
+ * characters as C escapes (\\, \n, \r, \t, \xNN): a text line then stays
+ * one line and drives no terminal, whatever a client put in the values it
+ * carries (user names, statements). JSON lines escape in their own way.
+ */
+static void text_escape(char *out, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t pos = 0;
+	for (; *s && pos + 5 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char e = ch == '\\' ? '\\' : ch == '\n' ? 'n' : ch == '\r' ? 'r' : ch == '\t' ? 't' : 0;
+		if (e) {
+			out[pos++] = '\\';
+			out[pos++] = e;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			out[pos++] = '\\';
+			out[pos++] = 'x';
+			out[pos++] = hex[ch >> 4];
+			out[pos++] = hex[ch & 0xf];
+		} else {
+			out[pos++] = (char)ch;
+		}
+	}
+	out[pos] = '\0';
+}
+
 int log_level_parse(const char *s)
 {
 	for (int i = 0; i <= LOG_DEBUG; i++)
@@ -91,11 +119,13 @@ void log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
 		char sid[32] = "-";
 		if (session)
 			snprintf(sid, sizeof(sid), "c%llu", (unsigned long long)session);
+		char esc[4096];
+		text_escape(esc, sizeof(esc), msg);
 		n = (size_t)snprintf(line, sizeof(line),
 				     "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC [%d] %s %s: %s\n",
 				     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 				     tm.tm_min, tm.tm_sec, ms, (int)getpid(), level_upper[level],
-				     sid, msg);
+				     sid, esc);
 		if (n >= sizeof(line)) {
 			n = sizeof(line) - 1;
 			line[n - 1] = '\n';

@@ -27,6 +27,7 @@
 #include "session/pool.h"
 #include "session/server.h"
 #include "session/steer.h"
+#include "wire/authmsg.h"
 #include "wire/build.h"
 #include "wire/md5.h"
 #include "wire/proto.h"
@@ -122,7 +123,8 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 	}
 	struct timeval tv = { c->cfg->client_login_timeout_ms / 1000,
 			      (c->cfg->client_login_timeout_ms % 1000) * 1000 };
-	evtimer_add(c->timer, &tv);
+	if (c->cfg->client_login_timeout_ms)    /* 0 disables */
+		evtimer_add(c->timer, &tv);
 }
 
 /* ---- closing ---------------------------------------------------------- */
@@ -295,9 +297,12 @@ static void client_send_auth(struct client *c, uint32_t code, const void *extra,
 	wbuf_free(&b);
 }
 
+/* The client's entry in auth_file; NULL for an unknown user and for an empty
+ * secret, which no password may match (as in PgBouncer). */
 static const struct user_secret *client_user_secret(const struct client *c)
 {
-	return c->cfg->users ? userlist_find(c->cfg->users, c->user) : NULL;
+	const struct user_secret *us = c->cfg->users ? userlist_find(c->cfg->users, c->user) : NULL;
+	return us && us->secret[0] ? us : NULL;
 }
 
 static void client_begin_scram(struct client *c, const struct user_secret *us)
@@ -328,6 +333,10 @@ static void client_begin_scram(struct client *c, const struct user_secret *us)
 static void client_begin_auth(struct client *c)
 {
 	const struct user_secret *us = client_user_secret(c);
+	if (!us && c->cfg->auth_type != AUTH_TRUST && c->cfg->users &&
+	    userlist_find(c->cfg->users, c->user))
+		log_warning(c->id, "user \"%s\" has an empty password in auth_file: login refused",
+			    c->user);
 	switch (c->cfg->auth_type) {
 	case AUTH_TRUST:
 		client_auth_ok(c);
@@ -370,8 +379,6 @@ static void client_handle_startup(struct client *c)
 	log_debug(c->id, "startup user=%s database=%s application_name=%s tls=%s", c->user,
 		  c->database, c->application_name, c->tls ? "on" : "off");
 	c->admin = strcmp(c->database, ADMIN_DATABASE) == 0;
-	if (!c->admin && steer_startup(c) < 0)
-		return;
 	client_negotiate_protocol(c);
 	if (c->state == CL_CLOSING)
 		return;
@@ -389,7 +396,8 @@ static void client_read_startup(struct client *c)
 		evbuffer_copyout(in, lenb, 4);
 		uint32_t len = proto_get_u32(lenb);
 		if (len < 8 || len > MAX_STARTUP_PACKET_LENGTH) {
-			client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid length of startup packet");
+			log_info(c->id, "invalid length of startup packet");
+			client_close(c, CLOSE_BAD_STARTUP_LENGTH, NULL);
 			return;
 		}
 		if (avail < len)
@@ -457,7 +465,8 @@ static void client_auth_failed(struct client *c)
 static void client_auth_password(struct client *c, const uint8_t *body, size_t len)
 {
 	const struct user_secret *us = client_user_secret(c);
-	if (len == 0 || body[len - 1] != '\0') {
+	const char *password;
+	if (authmsg_parse_password(body, len, &password) < 0) {
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid password packet size");
 		return;
 	}
@@ -465,7 +474,7 @@ static void client_auth_password(struct client *c, const uint8_t *body, size_t l
 		client_auth_failed(c);
 		return;
 	}
-	if (!pg_md5_verify(c->user, us->secret, c->md5_salt, (const char *)body)) {
+	if (!pg_md5_verify(c->user, us->secret, c->md5_salt, password)) {
 		client_auth_failed(c);
 		return;
 	}
@@ -478,24 +487,32 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 	char *out = NULL;
 	size_t out_len = 0;
 	if (c->auth_step == AUTH_STEP_SASL_INITIAL) {
-		struct pkt_reader r;
-		pkt_reader_init(&r, body, len);
-		const char *mech = pkt_get_str(&r);
-		uint32_t dlen = pkt_get_u32(&r);
-		const uint8_t *data = r.failed ? NULL : pkt_get_bytes(&r, dlen == 0xffffffffu ? 0 : dlen);
-		if (!mech || !data || pkt_remaining(&r) != 0) {
+		struct sasl_initial si;
+		if (authmsg_parse_sasl_initial(body, len, &si) < 0) {
 			client_close(c, CLOSE_PROTOCOL_VIOLATION, "malformed SASLInitialResponse message");
 			return;
 		}
-		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
-			client_close(c, CLOSE_INVALID_AUTHORIZATION,
+		if (strcmp(si.mechanism, "SCRAM-SHA-256") != 0) {
+			client_close(c, CLOSE_PROTOCOL_VIOLATION,
 				     "client selected an invalid SASL authentication mechanism");
 			return;
 		}
-		if (scram_server_client_first(c->scram, (const char *)data, dlen, &out, &out_len,
+		if (!si.data) {
+			/* No initial response: an empty challenge asks for it, and
+			 * the client-first-message comes as a SASLResponse. */
+			client_send_auth(c, AUTH_REQ_SASL_CONT, "", 0);
+			c->auth_step = AUTH_STEP_SASL_FIRST;
+			return;
+		}
+		body = si.data;
+		len = si.data_len;
+		c->auth_step = AUTH_STEP_SASL_FIRST;
+	}
+	if (c->auth_step == AUTH_STEP_SASL_FIRST) {
+		if (scram_server_client_first(c->scram, (const char *)body, len, &out, &out_len,
 					      err, sizeof(err)) < 0) {
 			const char *st = scram_server_sqlstate(c->scram);
-			client_close(c, st && strcmp(st, "0A000") == 0 ? CLOSE_INVALID_AUTHORIZATION
+			client_close(c, st && strcmp(st, "0A000") == 0 ? CLOSE_FEATURE_NOT_SUPPORTED
 								      : CLOSE_PROTOCOL_VIOLATION,
 				     err[0] ? err : "malformed SCRAM message");
 			return;
@@ -612,6 +629,10 @@ static void client_auth_ok(struct client *c)
 		client_admin_login(c);
 		return;
 	}
+	/* The version tag is checked only now, so that an unknown one tells
+	 * nothing to a client that has not proved who it is. */
+	if (steer_startup(c) < 0)
+		return;
 	client_set_state(c, CL_CONNECTING);
 	c->inspect = c->cfg->old_path != c->cfg->new_path;
 	int path = steer_slot_path(c, c->active_slot);

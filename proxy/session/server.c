@@ -107,7 +107,8 @@ struct server *server_connect(struct client *c, int path)
 	conn_setcb(s->conn, server_on_read, server_on_write, server_on_event, s);
 	uint32_t ms = c->cfg->server_connect_timeout_ms;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	evtimer_add(s->timer, &tv);
+	if (ms)     /* 0 disables */
+		evtimer_add(s->timer, &tv);
 	if (conn_connect_hostname(s->conn, rt->dns, p->host, p->port) < 0)
 		goto out_free;
 	log_debug(c->id, "connecting to path %s (%s:%d)", p->name, p->host, p->port);

@@ -432,6 +432,27 @@ void steer_raise_statement(struct wbuf *b, const char *sqlstate, const char *mes
 	wbuf_put_u8(b, 0);
 }
 
+/* -1 when a statement of A sets the version tag to one that is not
+ * configured: the whole message is refused with 22023, as at startup, and
+ * MSG (CAP bytes) says why. */
+static int steer_check_tag_sets(struct client *c, const struct sql_analysis *a,
+				const char *text, char *msg, size_t cap)
+{
+	for (size_t i = 0; i < a->n_stmts; i++) {
+		const struct sql_stmt *st = &a->stmts[i];
+		if (st->cls != SQL_SESSION || st->kind != SQL_SESS_SET || (st->flags & SQL_F_SET_LOCAL))
+			continue;
+		char name[128], value[64];
+		if (sql_set_target(text + st->offset, st->len, name, sizeof(name), value, sizeof(value)) == 0 &&
+		    strcmp(name, c->cfg->tag_param) == 0 && value[0] &&
+		    config_version_path(c->cfg, value) < 0) {
+			steer_unknown_tag(c, value, msg, cap);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Records what the statements of A do to the session. TEXT is the
  * client's original text (statement offsets refer to it). */
 static void steer_note_effects(struct client *c, const struct sql_analysis *a, const char *text)
@@ -580,6 +601,15 @@ static bool steer_send(struct client *c, struct server *s, const uint8_t *msg, s
 	return false;
 }
 
+/* MSG with a statement raising 22023 MESSAGE instead of its text (see
+ * steer_send): a SET to an unknown version tag. */
+static bool steer_refuse_tag(struct client *c, struct server *s, const uint8_t *msg, size_t len,
+			     const char *name, size_t rest, char *message)
+{
+	struct sql_analysis r = { .refused = true, .sqlstate = "22023", .message = message };
+	return steer_send(c, s, msg, len, name, rest, &r);
+}
+
 /* Query MSG for S: true when it goes unchanged (see steer_send). */
 static bool steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
@@ -593,6 +623,9 @@ static bool steer_forward_query(struct client *c, struct server *s, const uint8_
 	if (steer_fast(c, text, tlen))
 		return true;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
+	char refusal[512];
+	if (a && steer_check_tag_sets(c, a, text, refusal, sizeof(refusal)) < 0)
+		return steer_refuse_tag(c, s, msg, len, NULL, len, refusal);
 	if (a)
 		steer_note_effects(c, a, text);
 	else
@@ -619,13 +652,17 @@ static bool steer_forward_parse(struct client *c, struct server *s, const uint8_
 	bool fast = remember && steer_fast(c, text, strlen(text));
 	const struct sql_analysis *a =
 		fast ? NULL : sql_cache_get(rt->sql_cache, text, strlen(text), steer_dir(c), c->cfg->rules);
-	if (remember && a)
+	char refusal[512];
+	bool bad_tag = a && steer_check_tag_sets(c, a, text, refusal, sizeof(refusal)) < 0;
+	if (remember && a && !bad_tag)
 		steer_note_effects(c, a, text);
 	if (remember && name[0]) {
 		struct session_state *ss = session_state(c);
 		if (!ss || state_add_stmt(ss, name, msg, len) < 0)
 			steer_pin(c, "out of memory tracking prepared statements");
 	}
+	if (bad_tag)
+		return steer_refuse_tag(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, refusal);
 	return steer_send(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, a);
 }
 

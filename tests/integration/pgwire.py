@@ -71,6 +71,7 @@ class Conn:
         self.backend_pid = None
         self.secret = None
         self.params = {}
+        self.sasl_empty_initial = False  # SASLInitialResponse without data
 
     def close(self):
         try:
@@ -170,7 +171,18 @@ class Conn:
         nonce = base64.b64encode(os.urandom(18)).decode()
         first_bare = "n=,r=" + nonce
         first = ("n,," + first_bare).encode()
-        self.send(message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
+        if self.sasl_empty_initial:
+            # no initial response (length -1): the server asks for it with an
+            # empty SASLContinue, and the client-first comes as a SASLResponse
+            self.send(message(b"p", b"SCRAM-SHA-256\0\xff\xff\xff\xff"))
+            kind, body = self.recv_message()
+            if kind == b"E":
+                raise WireError(parse_error_fields(body))
+            if (kind, body) != (b"R", struct.pack("!I", 11)):
+                raise ValueError("expected an empty SASLContinue, got %r %r" % (kind, body))
+            self.send(message(b"p", first))
+        else:
+            self.send(message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
         kind, body = self.recv_message()
         if kind == b"E":
             raise WireError(parse_error_fields(body))

@@ -2,6 +2,8 @@
 userlist entries written as plain passwords, md5 hashes and SCRAM
 verifiers) and to the servers (trust, cleartext, md5, SCRAM-SHA-256)."""
 
+import struct
+
 import psycopg2
 import pytest
 
@@ -135,3 +137,85 @@ def test_backend_wrong_password_fails_cleanly(proxy_factory):
             c.startup("app", "app", "app")
         assert exc.value.sqlstate in ("28P01", "08006")
     assert proxy.alive()
+
+
+# -- framing of the client's SASL messages ------------------------------------
+
+def sasl_initial(mech, length, data):
+    """A SASLInitialResponse whose length word is LENGTH (-1 for none),
+    whatever DATA really holds."""
+    return pgwire.message(b"p", mech + b"\0" + struct.pack("!i", length) + data)
+
+
+def start_sasl(proxy, user="app"):
+    c = proxy.wire()
+    c.send(pgwire.startup_packet({"user": user, "database": "app"}))
+    kind, body = c.recv_message()
+    assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 10, (kind, body)
+    return c
+
+
+@pytest.mark.proxy_only
+def test_sasl_initial_response_without_data_gets_empty_continue(proxy):
+    """Length -1 means no initial response: an empty SASLContinue asks for
+    the client-first-message, which then comes as a SASLResponse (as
+    PostgreSQL does)."""
+    for user in ("x", "app"):    # unknown user: the mock exchange; known: a real one
+        c = start_sasl(proxy, user)
+        c.send(sasl_initial(b"SCRAM-SHA-256", -1, b""))
+        assert c.recv_message() == (b"R", struct.pack("!I", 11))
+        c.close()
+    c = proxy.wire()
+    c.sasl_empty_initial = True
+    c.startup("app", "app", "app")
+    assert c.query("SELECT 1") == [("1",)]
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("length,data", [(-2, b"n,,n=,r=abc"), (100, b"n,,n=,r=abc"),
+                                         (3, b"n,,n=,r=abc"), (-1, b"n,,n=,r=abc"),
+                                         (0x7fffffff, b"")])
+def test_sasl_initial_response_with_inconsistent_length_is_08P01(proxy, length, data):
+    c = start_sasl(proxy)
+    c.send(sasl_initial(b"SCRAM-SHA-256", length, data))
+    fields = pgwire.first_error(c.read_until_closed())
+    c.close()
+    assert fields is not None and fields.get("C") == "08P01", fields
+    c = proxy.wire()
+    c.startup("app", "app", "app")
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("auth_type", ["md5", "scram-sha-256"])
+def test_client_with_empty_password_in_userlist_is_refused(proxy_factory, auth_type):
+    """An empty secret in auth_file refuses the login (as PgBouncer), even
+    to a client that sends an empty password; the log says why."""
+    users = client_userlist()
+    users["cl_empty"] = ""
+    proxy = proxy_factory(settings={"auth_type": auth_type}, users=users,
+                          paths={"old": {"user": "trustuser"}})
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("cl_empty", "app", "")
+        assert exc.value.sqlstate == "28P01"
+    proxy.wait_log(r'user "cl_empty" has an empty password')
+    c = proxy.wire()
+    c.startup("cl_plain", "app", CLIENT_USERS["cl_plain"])
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("mech,first,sqlstate", [
+    (b"SCRAM-SHA-1", b"n,,n=,r=abc", "08P01"),          # invalid mechanism
+    (b"SCRAM-SHA-256", b"n,,m=ext,n=,r=abc", "0A000"),  # mandatory extension
+    (b"SCRAM-SHA-256", b"n,a=other,n=,r=abc", "0A000"),  # authorization identity
+])
+def test_sasl_refusals_have_postgresql_sqlstates(proxy, mech, first, sqlstate):
+    c = start_sasl(proxy)
+    c.send(sasl_initial(mech, len(first), first))
+    fields = pgwire.first_error(c.read_until_closed())
+    c.close()
+    assert fields is not None and fields.get("C") == sqlstate, fields
+    assert fields.get("S") == "FATAL", fields

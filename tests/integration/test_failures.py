@@ -158,6 +158,19 @@ def test_bad_startup_packet_gets_08P01_and_close(proxy, name):
 
 
 @pytest.mark.proxy_only
+@pytest.mark.parametrize("name", ["terminate_first", "length_below_8", "length_zero",
+                                  "length_over_10000", "huge_length", "http_request"])
+def test_startup_with_impossible_length_is_closed_without_reply(proxy, name):
+    """SPEC §10: closed without a reply and logged, as PostgreSQL does
+    (node-postgres's connect(); end() sends a Terminate before any startup
+    packet and must not see an error)."""
+    payload = b"X\0\0\0\4" if name == "terminate_first" else BAD_STARTUPS[name]
+    assert raw_exchange(proxy, payload) == b""
+    proxy.wait_log(r"invalid length of startup packet")
+    assert_serves(proxy)
+
+
+@pytest.mark.proxy_only
 def test_ssl_request_with_trailing_plaintext_is_refused(proxy_factory, pg):
     import os
     proxy = proxy_factory(settings={
@@ -208,6 +221,24 @@ def test_half_startup_closed_after_login_timeout(proxy_factory):
     assert_serves(proxy)
 
 
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("key", ["client_login_timeout", "server_connect_timeout"])
+def test_timeout_zero_disables_it(proxy_factory, key):
+    """0 disables the timeout (docs/configuration.md); it must not fire at once."""
+    proxy = proxy_factory(settings={key: "0"})
+    c = proxy.wire_login()
+    assert c.query("SELECT 'logged in'") == [("logged in",)]
+    c.terminate()
+    assert_serves(proxy)
+    if key == "client_login_timeout":
+        # a client slow to log in is not closed
+        c = proxy.wire()
+        c.sock.settimeout(1.5)
+        with pytest.raises(socket.timeout):
+            c.sock.recv(1)
+        c.close()
+
+
 def test_unknown_message_type_after_login_is_08P01(proxy):
     c = proxy.wire_login()
     c.send(b"\x01" + struct.pack("!I", 4))
@@ -235,3 +266,19 @@ def test_client_vanishing_mid_query_leaves_proxy_serving(proxy):
     c.sock.close()
     time.sleep(1)
     assert_serves(proxy)
+
+
+@pytest.mark.proxy_only
+def test_client_names_cannot_forge_text_log_lines(proxy):
+    """Control characters and backslashes a client sends (here in its user
+    name, before it logged in) are escaped in the text log: one line, no
+    terminal escape, no forged line."""
+    user = "a\nFAKE LINE \x1b[31mred\\"
+    with proxy.wire() as c:
+        c.send(pgwire.startup_packet({"user": user, "database": "app"}))
+        c.recv_message()    # the authentication request: the user was logged
+    proxy.wait_log(r"startup user=a")
+    log = proxy.log()
+    assert "\x1b" not in log
+    assert not any(line.startswith("FAKE LINE") for line in log.splitlines())
+    assert r"startup user=a\nFAKE LINE \x1b[31mred\\ database=app" in log

@@ -307,19 +307,41 @@ def test_set_version_tag_in_a_rolled_back_transaction_does_not_move(proxy_factor
         conn.close()
 
 
-def test_set_unknown_tag_in_session_keeps_the_path(proxy_factory, layout):
+def test_set_unknown_tag_in_session_is_22023_and_keeps_the_path(proxy_factory, layout):
+    """As at startup: 22023 naming the tag and the known ones; the whole
+    query is refused (the other SET of it does not happen either)."""
     p = start(proxy_factory, layout)
     conn = p.connect(options="-c pgturnout.version=v2")
     try:
-        with conn.cursor() as cur:
-            try:
-                cur.execute("SET pgturnout.version = 'v9'")
-            except psycopg2.Error as e:  # refusing it is fine too
-                assert e.pgcode == "22023", e
+        for sql in ("SET pgturnout.version = 'v9'",
+                    "SET application_name = 'moved'; SET pgturnout.version = 'v9'"):
+            with conn.cursor() as cur:
+                with pytest.raises(psycopg2.Error) as ei:
+                    cur.execute(sql)
+            e = ei.value
+            assert e.pgcode == "22023", e
+            assert "v9" in e.pgerror and "v1" in e.pgerror and "v2" in e.pgerror, e.pgerror
+        assert one(conn, "SHOW application_name") != "moved"
         assert whereami(conn) == "new"
         assert whereami(conn) == "new"
     finally:
         conn.close()
+
+
+def test_unknown_tag_at_startup_is_reported_after_authentication(proxy_factory, layout):
+    """An unauthenticated client learns nothing of the tags: a wrong password
+    gets 28P01, the right one completes SCRAM before the 22023."""
+    p = start(proxy_factory, layout)
+    with p.wire() as c:
+        with pytest.raises(pgwire.WireError) as ei:
+            c.startup("app", "app", "wrong", **{"pgturnout.version": "v9"})
+        assert ei.value.sqlstate == "28P01", ei.value.fields
+        assert "v1" not in ei.value.message
+    with p.wire() as c:
+        with pytest.raises(pgwire.WireError) as ei:
+            c.startup("app", "app", PASSWORDS["app"], **{"pgturnout.version": "v9"})
+        assert ei.value.sqlstate == "22023", ei.value.fields
+        assert c.auth_codes == [10]     # SASL exchange finished (SASLFinal checked)
 
 
 # ---- rewriting ------------------------------------------------------------------

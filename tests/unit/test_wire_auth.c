@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <openssl/sha.h>
 
+#include "wire/authmsg.h"
 #include "wire/md5.h"
 #include "wire/scram.h"
 
@@ -620,6 +621,53 @@ static void test_scram_steps_out_of_order_fail(void **state)
 	scram_client_free(NULL);
 }
 
+/* SASLInitialResponse: mechanism, length word, exactly that many bytes;
+ * -1 means no data. */
+static void test_authmsg_sasl_initial_framing(void **state)
+{
+	static const uint8_t with_data[] = "M\0\0\0\0\3abc";
+	static const uint8_t no_data[] = "M\0\xff\xff\xff\xff";
+	static const uint8_t empty[] = "M\0\0\0\0\0";
+	static const uint8_t short_data[] = "M\0\0\0\0\4abc";
+	static const uint8_t long_data[] = "M\0\0\0\0\2abc";
+	static const uint8_t minus_two[] = "M\0\xff\xff\xff\xfe";
+	static const uint8_t minus_one_data[] = "M\0\xff\xff\xff\xff" "abc";
+	static const uint8_t unterminated[] = "MECH";
+	struct sasl_initial si;
+
+	(void)state;
+	assert_int_equal(authmsg_parse_sasl_initial(with_data, sizeof(with_data) - 1, &si), 0);
+	assert_string_equal(si.mechanism, "M");
+	assert_ptr_equal(si.data, with_data + 6);
+	assert_int_equal(si.data_len, 3);
+	assert_int_equal(authmsg_parse_sasl_initial(no_data, sizeof(no_data) - 1, &si), 0);
+	assert_null(si.data);
+	assert_int_equal(si.data_len, 0);
+	assert_int_equal(authmsg_parse_sasl_initial(empty, sizeof(empty) - 1, &si), 0);
+	assert_non_null(si.data);
+	assert_int_equal(si.data_len, 0);
+	assert_int_equal(authmsg_parse_sasl_initial(short_data, sizeof(short_data) - 1, &si), -1);
+	assert_int_equal(authmsg_parse_sasl_initial(long_data, sizeof(long_data) - 1, &si), -1);
+	assert_int_equal(authmsg_parse_sasl_initial(minus_two, sizeof(minus_two) - 1, &si), -1);
+	assert_int_equal(authmsg_parse_sasl_initial(minus_one_data, sizeof(minus_one_data) - 1, &si),
+			 -1);
+	assert_int_equal(authmsg_parse_sasl_initial(unterminated, sizeof(unterminated) - 1, &si), -1);
+	assert_int_equal(authmsg_parse_sasl_initial(no_data, 4, &si), -1);
+}
+
+/* PasswordMessage: one string that ends the body. */
+static void test_authmsg_password_framing(void **state)
+{
+	const char *pw;
+
+	(void)state;
+	assert_int_equal(authmsg_parse_password((const uint8_t *)"pw", 3, &pw), 0);
+	assert_string_equal(pw, "pw");
+	assert_int_equal(authmsg_parse_password((const uint8_t *)"pw", 2, &pw), -1);
+	assert_int_equal(authmsg_parse_password((const uint8_t *)"p\0w", 4, &pw), -1);
+	assert_int_equal(authmsg_parse_password((const uint8_t *)"", 0, &pw), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -642,6 +690,8 @@ int main(void)
 		cmocka_unit_test(test_scram_client_refuses_malformed_server_first),
 		cmocka_unit_test(test_scram_keys_client_ignores_iteration_limit),
 		cmocka_unit_test(test_scram_steps_out_of_order_fail),
+		cmocka_unit_test(test_authmsg_sasl_initial_framing),
+		cmocka_unit_test(test_authmsg_password_framing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
