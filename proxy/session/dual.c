@@ -36,6 +36,7 @@
 #include "session/steer.h"
 #include "sql/analyze.h"
 #include "sql/cache.h"
+#include "sql/capture.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -45,6 +46,8 @@
 #include <string.h>
 
 #define SHADOW_RETRY_US (1000 * 1000)
+/* Largest row whose values are captured. */
+#define DUAL_CAPTURE_MAX (64u * 1024 * 1024)
 
 struct dual_stmt {
 	char *text;             /* owns: as sent (or to be sent) to the shadow */
@@ -128,6 +131,19 @@ struct dual {
 	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
 	bool copy_open;         /* the request is a COPY FROM: its data must flow */
 	char *pending_params;   /* owns: parameters of the last mirrored Bind */
+
+	/* values, not statements: the request's INSERT run on old with a
+	 * capture of the rows it wrote, applied to new as literals */
+	struct capture_plan cap; /* owns */
+	bool cap_on;
+	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
+	bool cap_failed;
+	int cap_mark;           /* index of CAPTURE_MARK in the rows, -1 before RowDescription */
+	char **cap_cols;        /* owns: the captured columns' names (old's) */
+	size_t n_cap_cols;
+	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
+	size_t cap_nrows;
+	char *cap_fallback;     /* owns: the shadow's statement, if values cannot be applied */
 };
 
 static void dual_set_phase(struct client *c, enum dual_phase phase)
@@ -247,6 +263,23 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	d->n_tx++;
 }
 
+static void dual_capture_free(struct dual *d)
+{
+	capture_plan_clear(&d->cap);
+	for (size_t i = 0; i < d->n_cap_cols; i++)
+		free(d->cap_cols[i]);
+	free(d->cap_cols);
+	d->cap_cols = NULL;
+	d->n_cap_cols = 0;
+	wbuf_free(&d->cap_rows);
+	d->cap_nrows = 0;
+	d->cap_mark = -1;
+	d->cap_failed = false;
+	d->cap_on = false;
+	free(d->cap_fallback);
+	d->cap_fallback = NULL;
+}
+
 void dual_free(struct dual *d)
 {
 	if (!d)
@@ -260,6 +293,7 @@ void dual_free(struct dual *d)
 	free(d->pending_params);
 	wbuf_free(&d->pend);
 	wbuf_free(&d->held);
+	dual_capture_free(d);
 	free(d);
 }
 
@@ -416,6 +450,9 @@ static enum rewrite_dir dual_dir(const struct client *c)
 }
 
 static void dual_progress(struct client *c);
+static void dual_begin(struct client *c);
+static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
+				 struct wbuf *client_part);
 
 /* Affected rows in a CommandComplete tag of a data-modifying command. */
 static bool tag_rows(const char *tag, uint64_t *rows)
@@ -492,6 +529,17 @@ void dual_shadow_input(struct server *s)
 			}
 			continue;
 		}
+		if (mine && d->cap_on && !d->cap_from_primary &&
+		    (type == PqMsg_RowDescription || type == PqMsg_DataRow)) {
+			uint8_t *row;
+			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &row, &len) != CONN_MSG_OK) {
+				dual_shadow_lost(c, s, "out of memory");
+				return;
+			}
+			dual_capture_message(c, row, 1 + (size_t)len, NULL);
+			free(row);
+			continue;
+		}
 		if (!mine || (type != PqMsg_ErrorResponse && type != PqMsg_CommandComplete) ||
 		    len > 65536) {
 			evbuffer_drain(in, 1 + (size_t)len);
@@ -518,6 +566,152 @@ void dual_shadow_input(struct server *s)
 		}
 		free(m);
 	}
+}
+
+/* ---- values, not statements ----------------------------------------------- */
+
+/* Ends the current request's capture. */
+static void dual_capture_reset(struct client *c)
+{
+	dual_capture_free(c->dual);
+	c->dual_capture = false;
+}
+
+/* Starts capturing the values of the request's INSERT, planned on
+ * OLD_TEXT (the statement as old gets it). FROM_PRIMARY: the rows come in
+ * the primary's stream (else the shadow's). False when it cannot be. */
+static bool dual_capture_start(struct client *c, const char *old_text, size_t len, bool from_primary)
+{
+	struct dual *d = c->dual;
+	dual_capture_reset(c);
+	if (capture_plan(old_text, len, &d->cap) != 0)
+		return false;
+	d->cap_on = true;
+	d->cap_from_primary = from_primary;
+	c->dual_capture = from_primary;
+	wbuf_init(&d->cap_rows);
+	return true;
+}
+
+/* A RowDescription or DataRow of the capturing side (MSG, LEN bytes,
+ * whole). Records the captured names or values; into CLIENT_PART (when
+ * not NULL) goes the message the client gets instead: its own columns
+ * only (left empty when it gets nothing). */
+static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
+				 struct wbuf *client_part)
+{
+	struct dual *d = c->dual;
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	uint16_t n = pkt_get_u16(&r);
+	if (msg[0] == PqMsg_RowDescription) {
+		/* Field names: the marker, then the captured columns. */
+		size_t mark_at = 0;
+		int mark = -1;
+		size_t starts[n ? n : 1];
+		for (uint16_t i = 0; i < n && !r.failed; i++) {
+			starts[i] = r.pos;
+			const char *name = pkt_get_str(&r);
+			pkt_get_bytes(&r, 18);
+			if (name && strcmp(name, CAPTURE_MARK) == 0) {
+				mark = i;
+				mark_at = r.pos;
+			}
+		}
+		if (r.failed || mark < 0) {
+			d->cap_failed = true;
+			return;
+		}
+		d->cap_mark = mark;
+		pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+		r.pos = mark_at;
+		d->cap_cols = calloc(n - mark, sizeof(char *));
+		if (!d->cap_cols) {
+			d->cap_failed = true;
+			return;
+		}
+		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
+			const char *name = pkt_get_str(&r);
+			pkt_get_bytes(&r, 18);
+			d->cap_cols[d->n_cap_cols] = name ? strdup(name) : NULL;
+			if (!d->cap_cols[d->n_cap_cols++])
+				d->cap_failed = true;
+		}
+		if (client_part && mark > 0) {
+			size_t off = build_begin(client_part, PqMsg_RowDescription);
+			wbuf_put_u16(client_part, (uint16_t)mark);
+			wbuf_put(client_part, msg + MSG_HEADER_LEN + 2,
+				 starts[mark] - 2);
+			build_end(client_part, off);
+		}
+		return;
+	}
+	/* DataRow: the client's columns, the marker, the captured values. */
+	if (d->cap_mark < 0 || n != d->cap_mark + 1 + d->n_cap_cols) {
+		d->cap_failed = true;
+		return;
+	}
+	size_t client_end = 0;
+	if (d->cap_nrows++)
+		wbuf_put(&d->cap_rows, ", ", 2);
+	wbuf_put_u8(&d->cap_rows, '(');
+	for (uint16_t i = 0; i < n && !r.failed; i++) {
+		uint32_t vlen = pkt_get_u32(&r);
+		const uint8_t *v = vlen == 0xffffffffu ? NULL : pkt_get_bytes(&r, vlen);
+		if (i == d->cap_mark)
+			client_end = r.pos;
+		if (i <= d->cap_mark)
+			continue;
+		if (i > d->cap_mark + 1)
+			wbuf_put(&d->cap_rows, ", ", 2);
+		capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+	}
+	wbuf_put_u8(&d->cap_rows, ')');
+	if (r.failed || !wbuf_ok(&d->cap_rows)) {
+		d->cap_failed = true;
+		return;
+	}
+	if (client_part && d->cap_mark > 0) {
+		/* the client's columns end where the marker's 4-byte length starts */
+		size_t mark_len_at = client_end - 4;
+		size_t off = build_begin(client_part, PqMsg_DataRow);
+		wbuf_put_u16(client_part, (uint16_t)d->cap_mark);
+		wbuf_put(client_part, msg + MSG_HEADER_LEN + 2, mark_len_at - 2);
+		build_end(client_part, off);
+	}
+}
+
+/* The statement that applies the captured rows, for a session whose SQL is
+ * written in DIALECT_NEW or not: written for old and, for a new-dialect
+ * consumer, rewritten to new. NULL when nothing was captured, or it cannot
+ * be built (then the caller falls back to the statement itself). */
+static char *dual_capture_apply(struct client *c, bool with_returning, bool to_new)
+{
+	struct dual *d = c->dual;
+	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->n_cap_cols)
+		return NULL;
+	struct wbuf b;
+	wbuf_init(&b);
+	capture_apply_sql(&b, &d->cap, (const char *const *)d->cap_cols, d->n_cap_cols,
+			  (const char *)d->cap_rows.data, d->cap_rows.len, with_returning);
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	if (!to_new || rewrite_rules_empty(c->cfg->rules))
+		return (char *)b.data;
+	/* Unique text: analysed once, not cached. */
+	struct sql_analysis *a = sql_analyze((const char *)b.data, b.len - 1, REWRITE_OLD_TO_NEW,
+					     c->cfg->rules);
+	wbuf_free(&b);
+	if (!a || a->refused) {
+		sql_analysis_unref(a);
+		return NULL;
+	}
+	char *out = strndup(a->text, a->text_len);
+	sql_analysis_unref(a);
+	return out;
 }
 
 /* ---- the primary's side ----------------------------------------------- */
@@ -574,11 +768,48 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 	steer_forward(c, p, msg, len);
 }
 
+/* Old (the primary) ran the INSERT: new gets the values it wrote. */
+static void dual_queue_captured(struct client *c)
+{
+	struct dual *d = c->dual;
+	char *apply = dual_capture_apply(c, false, true);
+	const char *sql = apply;
+	if (!apply) {
+		if (!d->cap_failed && d->cap_nrows == 0)
+			return;  /* nothing inserted: nothing to apply */
+		/* The values could not be taken: the statement itself, as before. */
+		rt->stats.nondeterministic_writes++;
+		log_warning(c->id, "values of an INSERT could not be captured: the statement is mirrored");
+		sql = d->cap_fallback;
+		if (!sql)
+			return;
+	}
+	tx_record(d, sql, strlen(sql), NULL);
+	if (dual_shadow(c) && !d->broken) {
+		dual_begin(c);
+		dual_pend_query(c, "", sql);
+	}
+	free(apply);
+}
+
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
+	if (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) {
+		if (!d->cap_on || !d->cap_from_primary)
+			return false;
+		/* The client gets its own columns only, never the capture. */
+		struct wbuf part;
+		wbuf_init(&part);
+		dual_capture_message(c, msg, len, &part);
+		if (part.len && (!wbuf_ok(&part) || conn_write(c->conn, part.data, part.len) < 0))
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		rt->stats.bytes_to_clients += part.len;
+		wbuf_free(&part);
+		return true;
+	}
 	if (msg[0] == PqMsg_CommandComplete) {
 		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END)) {
 			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction. */
@@ -625,6 +856,12 @@ bool dual_hold_ready(struct client *c, char status)
 	}
 	d->primary_status = status;
 	dual_set_phase(c, DUAL_SECOND);
+	if (d->cap_on && d->cap_from_primary) {
+		c->dual_capture = false;
+		if (!d->primary_error)
+			dual_queue_captured(c);
+		dual_capture_reset(c);
+	}
 	if (d->pend.len) {
 		if (d->primary_error)
 			dual_drop_pend(c);
@@ -717,6 +954,7 @@ static void dual_reset_request(struct client *c)
 	d->wrapped = false;
 	d->own_ready = 0;
 	d->own_tags = 0;
+	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;
 }
@@ -809,8 +1047,23 @@ static void dual_progress(struct client *c)
 			dual_fail_request(c, sh);
 			return;
 		}
-		/* The shadow (old) has run it: now the primary. */
+		/* The shadow (old) has run it: now the primary, with the values
+		 * old wrote when they were captured. */
 		dual_set_phase(c, DUAL_PRIMARY);
+		if (d->cap_on) {
+			char *apply = !d->shadow_error
+					      ? dual_capture_apply(c, true, c->dialect_slot == SLOT_NEW)
+					      : NULL;
+			if (apply) {
+				wbuf_reset(&d->held);
+				build_query(&d->held, apply);
+				free(apply);
+			} else if (d->cap_failed) {
+				rt->stats.nondeterministic_writes++;
+				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
+			}
+			dual_capture_reset(c);
+		}
 		dual_release_held(c);
 		return;
 	case DUAL_SECOND:
@@ -1071,6 +1324,25 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		}
 	}
 	wbuf_put_u8(&sh, 0);
+	/* Values, not statements: a lone INSERT runs on old with a capture of
+	 * the rows it wrote; new gets those values. */
+	bool capture = false, capture_primary = false;
+	if (any && wbuf_ok(&sh) && a->n_stmts == 1 && a->stmts[0].cls == SQL_WRITE &&
+	    a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 && dual_shadow(c) && !d->broken) {
+		if (d->shadow_slot == SLOT_OLD) {
+			capture = dual_capture_start(c, (const char *)sh.data, sh.len - 1, false);
+		} else if (c->dialect_slot == SLOT_OLD) {
+			capture = capture_primary =
+				dual_capture_start(c, text + a->stmts[0].offset, a->stmts[0].len, true);
+		}
+		if (capture && capture_primary) {
+			d->cap_fallback = strdup((const char *)sh.data);
+		} else if (capture) {
+			/* the shadow (old) runs the statement with its capture */
+			wbuf_reset(&sh);
+			wbuf_put(&sh, d->cap.text, d->cap.text_len + 1);
+		}
+	}
 	if (!any && !d->shadow_tx && !d->n_tx && !d->broken) {
 		wbuf_free(&sh);
 		steer_forward(c, p, msg, len);
@@ -1090,6 +1362,14 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	}
 	bool writes = dual_has_write(a);
 	bool queued = false;
+	if (capture_primary) {
+		/* Old, the primary, runs it with the capture; new gets the values
+		 * once old answered (dual_hold_ready). */
+		rt->stats.paths[d->shadow_slot].shadow_writes++;
+		queued = true;
+		d->req_mirrored = true;
+		any = false;
+	}
 	if (any && wbuf_ok(&sh)) {
 		if (!lock_only)
 			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
@@ -1134,6 +1414,26 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		 * its row locks are kept until then. */
 		d->wrapped = true;
 		dual_primary_own(c, "BEGIN");
+	}
+	if (capture_primary) {
+		/* the client's text with the capture added at the statement's end */
+		struct wbuf q;
+		wbuf_init(&q);
+		size_t off = build_begin(&q, PqMsg_Query);
+		wbuf_put(&q, text, a->stmts[0].offset);
+		wbuf_put(&q, d->cap.text, d->cap.text_len);
+		size_t rest = a->stmts[0].offset + a->stmts[0].len;
+		wbuf_put(&q, text + rest, strlen(text + rest));
+		wbuf_put_u8(&q, 0);
+		build_end(&q, off);
+		if (!wbuf_ok(&q)) {
+			wbuf_free(&q);
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		steer_forward(c, p, q.data, q.len);
+		wbuf_free(&q);
+		return;
 	}
 	steer_forward(c, p, msg, len);
 }

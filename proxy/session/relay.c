@@ -102,9 +102,12 @@ static bool relay_inspect_backend(struct server *s, struct evbuffer *in, size_t 
 	uint8_t stack[512];
 	size_t n = 1 + (size_t)len;
 	uint8_t *m = n <= sizeof(stack) ? stack : malloc(n);
-	if (!m || !relay_peek(in, off, m, n))
-		goto out;
 	struct client *c = s->client;
+	if (!m || !relay_peek(in, off, m, n)) {
+		if (c->dual_capture)
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		goto out;
+	}
 	if (m[0] == PqMsg_ErrorResponse) {
 		struct pg_error_fields f;
 		if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0)
@@ -264,10 +267,20 @@ void relay_server_input(struct server *s)
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
 		}
-		if ((hdr[0] == PqMsg_ErrorResponse ||
-		     (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) {
+		bool captured = c->dual_capture &&
+				(hdr[0] == PqMsg_RowDescription || hdr[0] == PqMsg_DataRow);
+		if (((hdr[0] == PqMsg_ErrorResponse ||
+		      (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) ||
+		    captured) {
 			if (avail - fwd < 1 + (size_t)len)
 				break;
+			if (c->dual && fwd) {
+				/* dual may answer the client in its place: what precedes goes first */
+				relay_move_to_client(in, out, fwd);
+				fwd = 0;
+				avail = evbuffer_get_length(in);
+				scan_init(&sc, in);
+			}
 			if (relay_inspect_backend(s, in, fwd, len)) {
 				if (fwd)
 					relay_move_to_client(in, out, fwd);
