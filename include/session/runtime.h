@@ -59,6 +59,7 @@ struct runtime_stats {
 	uint64_t flag_refusals;
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off */
 	uint64_t journaled;             /* statements appended to the dual-write journal */
+	uint64_t journal_failures;      /* transactions rolled back: the journal could not be written */
 	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
 	uint64_t server_reuses;         /* server connections taken from the pool */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */

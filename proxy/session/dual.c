@@ -100,6 +100,7 @@ struct dual {
 	bool holding;           /* this batch's messages go to held */
 	bool fail_verdict;      /* fail mode: the shadow's error fails the request */
 	bool wrapped;           /* the primary runs the request in a transaction of ours */
+	bool autocommit;        /* the request is a write outside a transaction block */
 	uint32_t own_ready;     /* ReadyForQuery answers of the primary that are ours */
 	uint32_t own_tags;      /* CommandComplete answers of the primary that are ours */
 	char primary_status;
@@ -911,30 +912,55 @@ static void dual_note_outcome(struct client *c)
 	}
 }
 
+/*
+ * Journals the statements of the open transaction the shadow lost, durably
+ * (fsync'd), and forgets them. 0 when they are on disk; -1 when they could
+ * not be made durable (no journal, a full disk): then the primary must not
+ * commit either.
+ */
+static int dual_journal_lost(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->n_tx)
+		return 0;
+	char error[320];
+	if (d->lost_reason[0])
+		snprintf(error, sizeof(error), "%s", d->lost_reason);
+	else if (d->shadow_error)
+		snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, d->shadow_message);
+	else
+		snprintf(error, sizeof(error), "%s",
+			 d->down ? "shadow path unavailable" : "shadow transaction failed");
+	int rc = rt->journal ? 0 : -1;
+	for (size_t i = 0; i < d->n_tx && rc == 0; i++)
+		rc = journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
+				 d->tx[i].text, d->tx[i].params, error);
+	if (rc == 0)
+		rc = journal_sync(rt->journal);
+	if (rc < 0) {
+		rt->stats.journal_failures++;
+		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",
+			  d->n_tx, dual_shadow_name(c), error,
+			  rt->journal ? "the journal cannot be written" : "no journal");
+		return -1;
+	}
+	rt->stats.journaled += d->n_tx;
+	log_warning(c->id, "journaled %zu statement(s) the shadow path %s lost: %s", d->n_tx,
+		    dual_shadow_name(c), error);
+	tx_clear(d);
+	return 0;
+}
+
+#define DUAL_JOURNAL_FAILED \
+	"the dual-write journal cannot be written: the shadow path lost this transaction's " \
+	"writes and they cannot be recorded, so the transaction is rolled back"
+
 /* The client's transaction ended: journal what the shadow lost. */
 static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow_committed)
 {
 	struct dual *d = c->dual;
-	if (primary_committed && !shadow_committed && d->n_tx) {
-		char error[320];
-		if (d->lost_reason[0])
-			snprintf(error, sizeof(error), "%s", d->lost_reason);
-		else if (d->shadow_error)
-			snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, d->shadow_message);
-		else
-			snprintf(error, sizeof(error), "%s",
-				 d->down ? "shadow path unavailable" : "shadow transaction failed");
-		for (size_t i = 0; i < d->n_tx; i++) {
-			if (rt->journal)
-				journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
-					    d->tx[i].text, d->tx[i].params, error);
-		}
-		if (rt->journal)
-			journal_sync(rt->journal);
-		rt->stats.journaled += d->n_tx;
-		log_warning(c->id, "journaled %zu statement(s) the shadow path %s lost: %s", d->n_tx,
-			    dual_shadow_name(c), error);
-	}
+	if (primary_committed && !shadow_committed && d->n_tx)
+		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
 	tx_clear(d);
 	d->shadow_error = false;
 	d->lost_reason[0] = '\0';
@@ -952,11 +978,25 @@ static void dual_reset_request(struct client *c)
 	d->copy_open = false;
 	d->fail_verdict = false;
 	d->wrapped = false;
+	d->autocommit = false;
 	d->own_ready = 0;
 	d->own_tags = 0;
 	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;
+}
+
+/* An ErrorResponse of pgturnout's to the client, in order. */
+static void dual_client_error(struct client *c, const char *sqlstate, const char *message)
+{
+	struct wbuf b;
+	wbuf_init(&b);
+	char m[400];
+	snprintf(m, sizeof(m), "pgturnout: %s", message);
+	build_error(&b, PqMsg_ErrorResponse, "ERROR", sqlstate, m, NULL, NULL);
+	if (wbuf_ok(&b))
+		conn_write(c->conn, b.data, b.len);
+	wbuf_free(&b);
 }
 
 /* Fail mode: the shadow refused the request it ran first. The client gets
@@ -1004,8 +1044,14 @@ static void dual_request_done(struct client *c, struct server *sh)
 	dual_note_outcome(c);
 	if (d->wrapped) {
 		/* Our own transaction on the primary: commit it now that the
-		 * shadow has the write (or roll it back after an error). */
+		 * shadow has the write (or roll it back after an error). What the
+		 * shadow lost is journaled first; if it cannot be, the write is
+		 * rolled back and the client told so. */
 		bool commit = !d->primary_error && d->primary_status == 'T';
+		if (commit && d->broken && dual_journal_lost(c) < 0) {
+			commit = false;
+			dual_client_error(c, "53100", DUAL_JOURNAL_FAILED);
+		}
 		dual_set_phase(c, DUAL_PRIMARY_END);
 		d->wrapped = false;
 		dual_primary_own(c, commit ? "COMMIT" : "ROLLBACK");
@@ -1046,6 +1092,23 @@ static void dual_progress(struct client *c)
 		if (d->fail_verdict && (d->shadow_error || !sh)) {
 			dual_fail_request(c, sh);
 			return;
+		}
+		if (d->autocommit && (d->shadow_error || !sh) && d->n_tx) {
+			/* The primary commits this write as soon as it runs it:
+			 * what the shadow lost must be on disk first. */
+			d->broken = true;
+			if (!d->lost_reason[0])
+				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
+					 d->shadow_error ? d->shadow_sqlstate : "08006",
+					 d->shadow_error ? d->shadow_message : "shadow path unavailable");
+			if (dual_journal_lost(c) < 0) {
+				d->shadow_error = true;
+				snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
+				snprintf(d->shadow_message, sizeof(d->shadow_message), "%s",
+					 DUAL_JOURNAL_FAILED);
+				dual_fail_request(c, sh);
+				return;
+			}
 		}
 		/* The shadow (old) has run it: now the primary, with the values
 		 * old wrote when they were captured. */
@@ -1283,6 +1346,24 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		dual_refuse_prepare(c, p, PqMsg_Query, NULL);
 		return;
 	}
+	if (a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN && a->stmts[0].kind == SQL_TXN_COMMIT &&
+	    c->tx_status == 'T' && d->broken && d->n_tx && dual_journal_lost(c) < 0) {
+		/* What the shadow lost cannot be recorded: the primary must not
+		 * commit. It rolls back, and the client's COMMIT fails. */
+		dual_set_phase(c, DUAL_PRIMARY);
+		dual_primary_own(c, "ROLLBACK");
+		struct wbuf b;
+		wbuf_init(&b);
+		size_t off = build_begin(&b, PqMsg_Query);
+		steer_raise_statement(&b, "53100", DUAL_JOURNAL_FAILED);
+		build_end(&b, off);
+		if (wbuf_ok(&b))
+			steer_forward(c, p, b.data, b.len);
+		else
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		wbuf_free(&b);
+		return;
+	}
 	d->tx_at_request = d->n_tx;
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
@@ -1398,6 +1479,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		return;
 	}
 	bool fail_mode = rt->flags->values.shadow_failure == SHADOW_FAILURE_FAIL;
+	d->autocommit = writes && c->tx_status == 'I' && !dual_has_txn(a);
 	if (queued && (d->shadow_slot == SLOT_OLD || (fail_mode && writes))) {
 		/* Old runs first (the shadow is old), or fail mode: the primary
 		 * gets the Query once the shadow has answered it. */
@@ -1408,7 +1490,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		dual_set_phase(c, DUAL_FIRST);
 		return;
 	}
-	if (queued && writes && c->tx_status == 'I' && !dual_has_txn(a)) {
+	if (queued && d->autocommit) {
 		/* An autocommit write, primary (old) first: run it in a
 		 * transaction of ours, committed once the shadow has it, so that
 		 * its row locks are kept until then. */
