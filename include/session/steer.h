@@ -39,9 +39,10 @@ void session_state_free(struct session_state *st);   /* NULL does nothing */
 int steer_startup(struct client *c) __attribute__((warn_unused_result));
 /* Slot <-> config path index. */
 int steer_slot_path(const struct client *c, int slot);
-/* The transaction boundary: applies PAUSE, and re-decides the path when the
- * flags or the tag changed. */
-void steer_boundary(struct client *c);
+/* At the transaction boundary (session/boundary.h): re-decides the path
+ * when the flags or the session's tag changed, and switches the session
+ * unless it is pinned. */
+void steer_reroute(struct client *c);
 /*
  * An inspected client message MSG (whole, LEN bytes with its type byte):
  * records what it does to the session, and forwards it to server S —

@@ -19,8 +19,8 @@
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "conf/userlist.h"
-#include "route/flags.h"
 #include "io/tls.h"
+#include "session/boundary.h"
 #include "session/cancel.h"
 #include "session/relay.h"
 #include "session/dual.h"
@@ -657,9 +657,8 @@ void client_server_ready(struct client *c, struct server *s)
 	conn_set_lowat(c->conn, RELAY_LOW_WATERMARK);
 	log_info(c->id, "login user=%s database=%s addr=%s path=%s backend_pid=%u", c->user,
 		 c->database, c->addr, c->cfg->paths[s->path].name, s->backend_pid);
-	if (rt->flags->values.dual_write)
-		dual_sync_flag(c);
-	if (c->state == CL_ACTIVE)
+	/* Logged in: the session's first transaction boundary. */
+	if (boundary_reached(c))
 		relay_client_input(c);
 }
 

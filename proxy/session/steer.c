@@ -337,23 +337,7 @@ static void steer_switch(struct client *c, int slot)
 	 * until then relay_client_input() leaves the client's bytes queued. */
 }
 
-static void steer_reroute(struct client *c);
-
-void steer_boundary(struct client *c)
-{
-	if (c->admin || c->state != CL_ACTIVE)
-		return;
-	if (rt->paused) {
-		conn_disable(c->conn, EV_READ);
-		return;
-	}
-	steer_reroute(c);
-	if (c->state == CL_ACTIVE && (c->dual || rt->flags->values.dual_write))
-		dual_sync_flag(c);
-}
-
-/* Re-decides the session's path when the flags or its tag changed. */
-static void steer_reroute(struct client *c)
+void steer_reroute(struct client *c)
 {
 	bool tag_changed = false;
 	if (c->pending_tag_set) {
