@@ -25,6 +25,7 @@
 #include "session/relay.h"
 #include "session/dual.h"
 #include "session/pool.h"
+#include "session/replay.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "wire/build.h"
@@ -217,7 +218,7 @@ static void client_free(struct client *c)
 	if (c->timer)
 		event_free(c->timer);
 	scram_server_free(c->scram);
-	session_state_free(c->state_log);
+	replay_free(c->replay);
 	dual_free(c->dual);
 	free(c->startup_raw);
 	config_unref(c->cfg);
