@@ -1,0 +1,8 @@
+# Unit tests of proxy/session/: sessions driven on socketpairs through
+# tests/unit/session_harness.c (a minimal runtime; no network, no PostgreSQL).
+# A new test of session/ is pgt_session_test(name source).
+function(pgt_session_test name source)
+  pgt_unit_test(${name} ${source} ${CMAKE_SOURCE_DIR}/tests/unit/session_harness.c)
+endfunction()
+
+pgt_session_test(test_session_relay ${CMAKE_SOURCE_DIR}/tests/unit/test_session_relay.c)
