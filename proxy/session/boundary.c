@@ -26,7 +26,10 @@ bool boundary_reached(struct client *c)
 		conn_disable(c->conn, EV_READ);
 		return false;
 	}
-	steer_reroute(c);
+	/* Asked here first: the call is rare, the question is not (every
+	 * transaction's end). */
+	if (c->flags_generation != rt->flags->generation || c->pending_tag_set)
+		steer_reroute(c);
 	if (c->state == CL_ACTIVE && (c->dual || rt->flags->values.dual_write))
 		dual_sync_flag(c);
 	return c->state == CL_ACTIVE;
