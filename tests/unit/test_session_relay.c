@@ -3,7 +3,8 @@
  * (tests/unit/session_harness.h): messages are forwarded byte for byte in
  * both directions, pipelined and split at any offset; a slow application
  * throttles its backend; PAUSE, shutdown and a path switch wait for the
- * transaction boundary (ReadyForQuery 'I', nothing pending) and act there.
+ * transaction boundary (ReadyForQuery 'I', nothing pending) and act there;
+ * so does dual_write.
  */
 #include "session_harness.h"
 
@@ -378,6 +379,31 @@ static void test_boundary_idle_session_switches_with_replay(void **state)
 	hsession_close(&hs);
 }
 
+/* dual_write turned on inside a transaction opens the shadow (the other
+ * path's backend) only at the transaction's end. */
+static void test_boundary_dual_write_opens_shadow_after_commit(void **state)
+{
+	(void)state;
+	struct hsession hs;
+	hsession_open(&hs, NULL);
+	begin_on(&hs, SLOT_OLD);
+	harness_set_flag("dual_write", "on");
+	query_reaches(&hs, SLOT_OLD, "SELECT 1");
+	answer_reaches(&hs, SLOT_OLD, "SELECT 1", 'T');
+	assert_null(hs.client->servers[SLOT_NEW]);
+	query_reaches(&hs, SLOT_OLD, "COMMIT");
+	answer_reaches(&hs, SLOT_OLD, "COMMIT", 'I');
+	assert_non_null(hs.client->dual);
+	assert_non_null(hs.client->servers[SLOT_NEW]);
+	hsession_backend_login(&hs, SLOT_NEW);
+	assert_int_equal(hs.client->servers[SLOT_NEW]->state, SV_READY);
+	/* A read is not mirrored. */
+	query_reaches(&hs, SLOT_OLD, "SELECT 2");
+	answer_reaches(&hs, SLOT_OLD, "SELECT 1", 'I');
+	peer_expect_nothing(&hs.backend[SLOT_NEW]);
+	hsession_close(&hs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +426,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_boundary_switch_waits_for_commit,
 						setup_two_paths, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_idle_session_switches_with_replay,
+						setup_two_paths, teardown),
+		cmocka_unit_test_setup_teardown(test_boundary_dual_write_opens_shadow_after_commit,
 						setup_two_paths, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
