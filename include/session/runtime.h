@@ -104,7 +104,8 @@ struct runtime {
 
 extern struct runtime *rt;
 
-/* PAUSE: sessions stop at their next transaction boundary; RESUME lets them go on. */
+/* PAUSE: sessions stop at their next transaction boundary, where
+ * boundary_reached() (session/boundary.h) holds them; RESUME lets them go on. */
 void runtime_pause(bool pause);
 /* Wall-clock time in microseconds, as the event loop cached it for this
  * pass (no system call on the forwarding path). */
