@@ -1412,7 +1412,9 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	    a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 && dual_shadow(c) && !d->broken) {
 		if (d->shadow_slot == SLOT_OLD) {
 			capture = dual_capture_start(c, (const char *)sh.data, sh.len - 1, false);
-		} else if (c->dialect_slot == SLOT_OLD) {
+		} else if (c->dialect_slot == SLOT_OLD &&
+			   rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL) {
+			/* (fail mode runs the shadow, new, first: no values to take) */
 			capture = capture_primary =
 				dual_capture_start(c, text + a->stmts[0].offset, a->stmts[0].len, true);
 		}
@@ -1435,8 +1437,9 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	for (size_t i = 0; a && i < a->n_stmts; i++)
 		if (a->stmts[i].cls == SQL_WRITE && a->stmts[i].tag && strcmp(a->stmts[i].tag, "COPY") == 0)
 			d->copy_open = true;
-	/* Fingerprints (a parse each) are taken only when a line is written. */
-	if (volatile_write) {
+	/* Fingerprints (a parse each) are taken only when a line is written.
+	 * Captured values are the same on both sides: nothing to say. */
+	if (volatile_write && !capture) {
 		rt->stats.nondeterministic_writes++;
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
 			 (unsigned long long)dual_fingerprint(text));
@@ -1446,7 +1449,6 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	if (capture_primary) {
 		/* Old, the primary, runs it with the capture; new gets the values
 		 * once old answered (dual_hold_ready). */
-		rt->stats.paths[d->shadow_slot].shadow_writes++;
 		queued = true;
 		d->req_mirrored = true;
 		any = false;
