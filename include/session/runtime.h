@@ -39,7 +39,9 @@ struct path_stats {
 	uint64_t writes;                /* statements classified write */
 	uint64_t rewritten;             /* statements sent rewritten */
 	uint64_t refused;               /* statements refused (cannot rewrite safely) */
-	uint64_t shadow_writes;         /* writes mirrored to this path as shadow */
+	uint64_t shadow_writes;         /* writes executed on this path as shadow (not Parses) */
+	uint64_t nondeterministic;      /* of them: copied as statements whose copies may differ */
+	uint64_t journaled;             /* statements this path lost, journaled */
 	uint64_t shadow_errors;
 	uint64_t mismatches;
 	uint64_t server_connects;       /* backend connections opened */

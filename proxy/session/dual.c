@@ -59,6 +59,7 @@ struct dual_name {
 	char *name;             /* owns */
 	char *text;             /* owns: statement text (for the journal) */
 	bool commit;            /* the statement is COMMIT/END: handled at the end */
+	bool write;             /* the statement writes: its executions count as shadow writes */
 	uint8_t *parse;         /* owns: statements: the Parse the shadow gets */
 	size_t parse_len;
 	bool prepared;          /* statements: prepared on the current shadow connection */
@@ -173,6 +174,13 @@ static const char *dual_shadow_name(const struct client *c)
 	return c->cfg->paths[steer_slot_path(c, c->dual->shadow_slot)].name;
 }
 
+/* A write mirrored as a statement whose copy may differ (volatile). */
+static void dual_count_nondeterministic(struct client *c)
+{
+	rt->stats.nondeterministic_writes++;
+	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
+}
+
 static void names_clear(struct dual_name *v, size_t *n)
 {
 	for (size_t i = 0; i < *n; i++) {
@@ -212,6 +220,7 @@ static int names_put(struct dual_name **v, size_t *n, const char *name, const ch
 	p[*n].name = strdup(name);
 	p[*n].text = strdup(text ? text : "");
 	p[*n].commit = commit;
+	p[*n].write = false;
 	p[*n].parse = NULL;
 	p[*n].parse_len = 0;
 	p[*n].prepared = false;
@@ -779,7 +788,7 @@ static void dual_queue_captured(struct client *c)
 		if (!d->cap_failed && d->cap_nrows == 0)
 			return;  /* nothing inserted: nothing to apply */
 		/* The values could not be taken: the statement itself, as before. */
-		rt->stats.nondeterministic_writes++;
+		dual_count_nondeterministic(c);
 		log_warning(c->id, "values of an INSERT could not be captured: the statement is mirrored");
 		sql = d->cap_fallback;
 		if (!sql)
@@ -945,6 +954,7 @@ static int dual_journal_lost(struct client *c)
 		return -1;
 	}
 	rt->stats.journaled += d->n_tx;
+	rt->stats.paths[d->shadow_slot].journaled += d->n_tx;
 	log_warning(c->id, "journaled %zu statement(s) the shadow path %s lost: %s", d->n_tx,
 		    dual_shadow_name(c), error);
 	tx_clear(d);
@@ -1122,7 +1132,7 @@ static void dual_progress(struct client *c)
 				build_query(&d->held, apply);
 				free(apply);
 			} else if (d->cap_failed) {
-				rt->stats.nondeterministic_writes++;
+				dual_count_nondeterministic(c);
 				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
 			}
 			dual_capture_reset(c);
@@ -1393,6 +1403,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		if (any)
 			wbuf_put(&sh, ";\n", 2);
 		wbuf_put(&sh, r->text, r->text_len);
+		if (r->changed)
+			rt->stats.paths[d->shadow_slot].rewritten++;
 		any = true;
 		if (st->cls != SQL_READ)
 			lock_only = false;
@@ -1440,7 +1452,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	/* Fingerprints (a parse each) are taken only when a line is written.
 	 * Captured values are the same on both sides: nothing to say. */
 	if (volatile_write && !capture) {
-		rt->stats.nondeterministic_writes++;
+		dual_count_nondeterministic(c);
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
 			 (unsigned long long)dual_fingerprint(text));
 	}
@@ -1632,11 +1644,13 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 				d->broken = true;
 		} else if (names_put(&d->stmts, &d->n_stmts, name, rw ? rw->text : text, commit) == 0 &&
 			   mirror) {
-			if (is_write) {
-				rt->stats.paths[d->shadow_slot].shadow_writes++;
-				if (is_volatile)
-					rt->stats.nondeterministic_writes++;
-			}
+			struct dual_name *named = names_find(d->stmts, d->n_stmts, name);
+			if (named)
+				named->write = is_write;
+			if (is_write && is_volatile)
+				dual_count_nondeterministic(c);
+			if (rw->changed)
+				rt->stats.paths[d->shadow_slot].rewritten++;
 			struct wbuf b;
 			wbuf_init(&b);
 			if (rw->changed) {
@@ -1690,7 +1704,9 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 					dual_mirror_extended(c, st->parse, st->parse_len);
 					st->prepared = true;
 				}
-				names_put(&d->portals, &d->n_portals, portal, st->text, st->commit);
+				bool write = st->write;
+				if (names_put(&d->portals, &d->n_portals, portal, st->text, st->commit) == 0)
+					names_find(d->portals, d->n_portals, portal)->write = write;
 				if (!st->commit) {
 					free(d->pending_params);
 					d->pending_params = dual_bind_params(msg + MSG_HEADER_LEN,
@@ -1706,6 +1722,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
 					       ? names_find(d->portals, d->n_portals, portal) : NULL;
 		if (po && !po->commit) {
+			if (po->write)
+				rt->stats.paths[d->shadow_slot].shadow_writes++;
 			tx_record(d, po->text, strlen(po->text), d->pending_params);
 			dual_mirror_extended(c, msg, len);
 		}
