@@ -85,6 +85,7 @@ struct runtime {
 	struct history_file *history;   /* owns: durable flag history; NULL if it cannot be opened */
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
+	struct intent_log *intents;     /* owns: dual-write commit intents (session/intent.h); NULL: none */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */

@@ -29,6 +29,7 @@
 #include "conf/config.h"
 #include "route/flags.h"
 #include "session/client.h"
+#include "session/intent.h"
 #include "session/journal.h"
 #include "session/relay.h"
 #include "session/runtime.h"
@@ -117,6 +118,7 @@ struct dual {
 	bool committed;         /* the primary's outcome of the ended transaction */
 
 	bool poisoned;          /* the client was told its transaction failed */
+	uint64_t intent;        /* the open commit intent of this transaction (session/intent.h), 0: none */
 
 	/* the shadow transaction */
 	bool shadow_tx;         /* a transaction is open on the shadow */
@@ -965,10 +967,37 @@ static int dual_journal_lost(struct client *c)
 	"the dual-write journal cannot be written: the shadow path lost this transaction's " \
 	"writes and they cannot be recorded, so the transaction is rolled back"
 
+/*
+ * Before the primary's COMMIT: the transaction's mirrored statements made
+ * durable as a commit intent, so that a kill of pgturnout before the
+ * shadow's COMMIT leaves them known (session/intent.h). 0 when done or not
+ * needed; -1 when it could not be made durable.
+ */
+static int dual_intent(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!rt->intents || d->intent || d->broken || !d->n_tx)
+		return 0;
+	struct intent_stmt stmts[d->n_tx];
+	for (size_t i = 0; i < d->n_tx; i++) {
+		stmts[i].text = d->tx[i].text;
+		stmts[i].params = d->tx[i].params;
+	}
+	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx);
+	if (d->intent)
+		return 0;
+	rt->stats.journal_failures++;
+	return -1;
+}
+
 /* The client's transaction ended: journal what the shadow lost. */
 static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow_committed)
 {
 	struct dual *d = c->dual;
+	if (d->intent) {
+		intent_end(rt->intents, d->intent);
+		d->intent = 0;
+	}
 	if (primary_committed && !shadow_committed && d->n_tx)
 		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
 	tx_clear(d);
@@ -1058,7 +1087,7 @@ static void dual_request_done(struct client *c, struct server *sh)
 		 * shadow lost is journaled first; if it cannot be, the write is
 		 * rolled back and the client told so. */
 		bool commit = !d->primary_error && d->primary_status == 'T';
-		if (commit && d->broken && dual_journal_lost(c) < 0) {
+		if (commit && ((d->broken && dual_journal_lost(c) < 0) || dual_intent(c) < 0)) {
 			commit = false;
 			dual_client_error(c, "53100", DUAL_JOURNAL_FAILED);
 		}
@@ -1119,6 +1148,12 @@ static void dual_progress(struct client *c)
 				dual_fail_request(c, sh);
 				return;
 			}
+		} else if (d->autocommit && sh && dual_intent(c) < 0) {
+			d->shadow_error = true;
+			snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
+			snprintf(d->shadow_message, sizeof(d->shadow_message), "%s", DUAL_JOURNAL_FAILED);
+			dual_fail_request(c, sh);
+			return;
 		}
 		/* The shadow (old) has run it: now the primary, with the values
 		 * old wrote when they were captured. */
@@ -1357,7 +1392,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		return;
 	}
 	if (a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN && a->stmts[0].kind == SQL_TXN_COMMIT &&
-	    c->tx_status == 'T' && d->broken && d->n_tx && dual_journal_lost(c) < 0) {
+	    c->tx_status == 'T' && d->n_tx &&
+	    ((d->broken && dual_journal_lost(c) < 0) || dual_intent(c) < 0)) {
 		/* What the shadow lost cannot be recorded: the primary must not
 		 * commit. It rolls back, and the client's COMMIT fails. */
 		dual_set_phase(c, DUAL_PRIMARY);
@@ -1721,6 +1757,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		const char *portal = len > MSG_HEADER_LEN ? (const char *)msg + MSG_HEADER_LEN : NULL;
 		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
 					       ? names_find(d->portals, d->n_portals, portal) : NULL;
+		if (po && po->commit && dual_intent(c) < 0)
+			log_error(c->id, "COMMIT goes to the primary without a durable intent");
 		if (po && !po->commit) {
 			if (po->write)
 				rt->stats.paths[d->shadow_slot].shadow_writes++;
@@ -1748,6 +1786,10 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (mirrored) {
 			wbuf_put(&d->pend, msg, len);
 			d->pend_requests++;
+			/* outside a transaction block the primary commits at this Sync */
+			d->autocommit = c->tx_status == 'I';
+			if (d->autocommit && !d->holding && dual_intent(c) < 0)
+				log_error(c->id, "the batch commits without a durable intent");
 		}
 		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
 			dual_set_phase(c, DUAL_PRIMARY);
