@@ -61,6 +61,14 @@ struct dual_name {
 	char *text;             /* owns: statement text (for the journal) */
 	bool commit;            /* the statement is COMMIT/END: handled at the end */
 	bool write;             /* the statement writes: its executions count as shadow writes */
+	/* an INSERT whose values are captured when executed (extended protocol) */
+	char *old_text;         /* owns: the statement for old; NULL: not captured */
+	uint8_t *ptypes;        /* owns: the Parse's parameter types (count + OIDs) */
+	size_t ptypes_len;
+	uint8_t *params;        /* owns (portals): the Bind's parameter formats and values */
+	size_t params_len;
+	uint8_t *rfmt;          /* owns (portals): the Bind's result format codes (count + codes) */
+	size_t rfmt_len;
 	uint8_t *parse;         /* owns: statements: the Parse the shadow gets */
 	size_t parse_len;
 	bool prepared;          /* statements: prepared on the current shadow connection */
@@ -97,6 +105,7 @@ struct dual {
 	size_t tx_at_request;   /* d->n_tx when the request began */
 	bool req_mirrored;      /* something of it was sent to the shadow */
 	uint32_t shadow_mark;   /* shadow requests_sent once its part was sent */
+	struct wbuf inj;        /* owns: what replaces the held Execute (held_exec) */
 	struct wbuf held;       /* owns: the client's messages for the primary, held
 				   while the shadow (old) runs the request first */
 	bool holding;           /* this batch's messages go to held */
@@ -142,6 +151,17 @@ struct dual {
 	bool cap_on;
 	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
 	bool cap_failed;
+	bool cap_extended;      /* the capture runs as a statement of ours in an extended batch */
+	/* extended batches: answers of the primary that are ours (ParseComplete,
+	 * BindComplete, CloseComplete of the statement injected in place of an
+	 * Execute), found by position among the batch's answers of each kind */
+	uint32_t sent_parse, sent_bind, sent_close, sent_describe; /* sent to the primary in this batch */
+	uint32_t seen_parse, seen_bind, seen_close, seen_describe; /* their answers seen */
+	uint32_t own_parse, own_bind, own_close, own_describe;    /* position of ours; 0: none */
+	bool held_exec;         /* held: the client's Execute at held_exec_off is to be replaced */
+	size_t held_exec_off;
+	uint8_t *inj_rfmt;      /* owns: its result format codes, for the statement replacing it */
+	size_t inj_rfmt_len;
 	int cap_mark;           /* index of CAPTURE_MARK in the rows, -1 before RowDescription */
 	char **cap_cols;        /* owns: the captured columns' names (old's) */
 	size_t n_cap_cols;
@@ -183,13 +203,21 @@ static void dual_count_nondeterministic(struct client *c)
 	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
 }
 
+static void name_free(struct dual_name *e)
+{
+	free(e->name);
+	free(e->text);
+	free(e->parse);
+	free(e->old_text);
+	free(e->ptypes);
+	free(e->params);
+	free(e->rfmt);
+}
+
 static void names_clear(struct dual_name *v, size_t *n)
 {
-	for (size_t i = 0; i < *n; i++) {
-		free(v[i].name);
-		free(v[i].text);
-		free(v[i].parse);
-	}
+	for (size_t i = 0; i < *n; i++)
+		name_free(&v[i]);
 	*n = 0;
 }
 
@@ -206,9 +234,7 @@ static void names_forget(struct dual_name *v, size_t *n, const char *name)
 	struct dual_name *e = names_find(v, *n, name);
 	if (!e)
 		return;
-	free(e->name);
-	free(e->text);
-	free(e->parse);
+	name_free(e);
 	*e = v[--*n];
 }
 
@@ -223,6 +249,9 @@ static int names_put(struct dual_name **v, size_t *n, const char *name, const ch
 	p[*n].text = strdup(text ? text : "");
 	p[*n].commit = commit;
 	p[*n].write = false;
+	p[*n].old_text = NULL;
+	p[*n].ptypes = p[*n].params = p[*n].rfmt = NULL;
+	p[*n].ptypes_len = p[*n].params_len = p[*n].rfmt_len = 0;
 	p[*n].parse = NULL;
 	p[*n].parse_len = 0;
 	p[*n].prepared = false;
@@ -290,6 +319,11 @@ static void dual_capture_free(struct dual *d)
 	d->cap_on = false;
 	free(d->cap_fallback);
 	d->cap_fallback = NULL;
+	d->cap_extended = false;
+	d->held_exec = false;
+	free(d->inj_rfmt);
+	d->inj_rfmt = NULL;
+	d->inj_rfmt_len = 0;
 }
 
 void dual_free(struct dual *d)
@@ -305,6 +339,7 @@ void dual_free(struct dual *d)
 	free(d->pending_params);
 	wbuf_free(&d->pend);
 	wbuf_free(&d->held);
+	wbuf_free(&d->inj);
 	dual_capture_free(d);
 	free(d);
 }
@@ -465,6 +500,10 @@ static void dual_progress(struct client *c);
 static void dual_begin(struct client *c);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
+static void dual_expect_injected(struct dual *d, bool describe);
+static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
+				size_t ptypes_len, const uint8_t *params, size_t params_len,
+				const uint8_t *rfmt, size_t rfmt_len, bool describe);
 
 /* Affected rows in a CommandComplete tag of a data-modifying command. */
 static bool tag_rows(const char *tag, uint64_t *rows)
@@ -748,6 +787,20 @@ static void dual_primary_own(struct client *c, const char *sql)
 	d->own_tags++;
 }
 
+/* A client message of type TYPE goes to the primary: count what answers
+ * by kind (see dual_expect_injected). */
+static void dual_count_sent(struct dual *d, uint8_t type)
+{
+	if (type == PqMsg_Parse)
+		d->sent_parse++;
+	else if (type == PqMsg_Bind)
+		d->sent_bind++;
+	else if (type == PqMsg_Close)
+		d->sent_close++;
+	else if (type == PqMsg_Describe)
+		d->sent_describe++;
+}
+
 /* Sends the client's held messages (the request the shadow ran first) to
  * the primary, one by one as the relay would have. */
 static void dual_release_held(struct client *c)
@@ -760,10 +813,20 @@ static void dual_release_held(struct client *c)
 	size_t off = 0;
 	while (off + MSG_HEADER_LEN <= held.len && c->state == CL_ACTIVE) {
 		size_t len = 1 + (size_t)proto_get_u32(held.data + off + 1);
-		steer_forward(c, p, held.data + off, len);
+		if (d->held_exec && off == d->held_exec_off && d->inj.len) {
+			/* the client's Execute: the statement applying old's values */
+			dual_expect_injected(d, false);
+			if (conn_write(p->conn, d->inj.data, d->inj.len) < 0)
+				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		} else {
+			dual_count_sent(d, held.data[off]);
+			steer_forward(c, p, held.data + off, len);
+		}
 		off += len;
 	}
 	wbuf_free(&held);
+	wbuf_reset(&d->inj);
+	d->held_exec = false;
 }
 
 /* The client's message MSG for the primary P: held while the shadow runs
@@ -777,6 +840,7 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
 	}
+	dual_count_sent(d, msg[0]);
 	steer_forward(c, p, msg, len);
 }
 
@@ -795,6 +859,15 @@ static void dual_queue_captured(struct client *c)
 		sql = d->cap_fallback;
 		if (!sql)
 			return;
+		if (d->cap_extended) {
+			/* A prepared INSERT: it cannot be re-run as text; journaled. */
+			d->broken = true;
+			if (!d->lost_reason[0])
+				snprintf(d->lost_reason, sizeof(d->lost_reason),
+					 "0A000 the values of a prepared INSERT could not be captured");
+			tx_record(d, sql, strlen(sql), d->pending_params);
+			return;
+		}
 	}
 	tx_record(d, sql, strlen(sql), NULL);
 	if (dual_shadow(c) && !d->broken) {
@@ -809,6 +882,27 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 	struct dual *d = c->dual;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
+	if (msg[0] == PqMsg_ParseComplete || msg[0] == PqMsg_BindComplete ||
+	    msg[0] == PqMsg_CloseComplete) {
+		uint32_t *seen = msg[0] == PqMsg_ParseComplete ? &d->seen_parse
+				 : msg[0] == PqMsg_BindComplete ? &d->seen_bind : &d->seen_close;
+		uint32_t *own = msg[0] == PqMsg_ParseComplete ? &d->own_parse
+				: msg[0] == PqMsg_BindComplete ? &d->own_bind : &d->own_close;
+		if (++*seen != *own)
+			return false;
+		*own = 0;
+		return true;  /* the answer to our injected statement */
+	}
+	if (msg[0] == PqMsg_NoData || (msg[0] == PqMsg_RowDescription && d->sent_describe)) {
+		/* the answer to a Describe of this extended batch */
+		if (++d->seen_describe != d->own_describe)
+			return false;
+		d->own_describe = 0;
+		/* our own Describe: the columns are learnt, nothing is shown */
+		if (msg[0] == PqMsg_RowDescription && d->cap_on)
+			dual_capture_message(c, msg, len, NULL);
+		return true;
+	}
 	if (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) {
 		if (!d->cap_on || !d->cap_from_primary)
 			return false;
@@ -852,6 +946,10 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 bool dual_hold_ready(struct client *c, char status)
 {
 	struct dual *d = c->dual;
+	/* a batch ended: its answers are all in */
+	d->sent_parse = d->sent_bind = d->sent_close = d->sent_describe = 0;
+	d->seen_parse = d->seen_bind = d->seen_close = d->seen_describe = 0;
+	d->own_parse = d->own_bind = d->own_close = d->own_describe = 0;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
 	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
@@ -1158,7 +1256,27 @@ static void dual_progress(struct client *c)
 		/* The shadow (old) has run it: now the primary, with the values
 		 * old wrote when they were captured. */
 		dual_set_phase(c, DUAL_PRIMARY);
-		if (d->cap_on) {
+		if (d->cap_on && d->cap_extended) {
+			/* the held Execute becomes the statement with old's values */
+			char *apply = !d->shadow_error && d->held_exec ? dual_capture_apply(c, true, true)
+								       : NULL;
+			wbuf_reset(&d->inj);
+			if (apply) {
+				dual_build_injected(&d->inj, apply, NULL, 0, NULL, 0, d->inj_rfmt,
+						    d->inj_rfmt_len, false);
+				free(apply);
+			} else if (d->cap_failed) {
+				dual_count_nondeterministic(c);
+				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
+			}
+			if (!wbuf_ok(&d->inj))
+				wbuf_reset(&d->inj);
+			bool exec = d->held_exec;
+			size_t exec_off = d->held_exec_off;
+			dual_capture_reset(c);
+			d->held_exec = exec;
+			d->held_exec_off = exec_off;
+		} else if (d->cap_on) {
 			char *apply = !d->shadow_error
 					      ? dual_capture_apply(c, true, c->dialect_slot == SLOT_NEW)
 					      : NULL;
@@ -1668,6 +1786,8 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 		      a->stmts[0].kind == SQL_TXN_COMMIT;
 	bool is_write = mirror && a->stmts[0].cls == SQL_WRITE;
 	bool is_volatile = mirror && (a->stmts[0].flags & SQL_F_VOLATILE);
+	bool is_insert = is_write && a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 &&
+			 rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL;
 	a = NULL;  /* the next lookup may evict it */
 	names_forget(d->stmts, &d->n_stmts, name);
 	if (mirror || commit) {
@@ -1683,8 +1803,26 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 			struct dual_name *named = names_find(d->stmts, d->n_stmts, name);
 			if (named)
 				named->write = is_write;
-			if (is_write && is_volatile)
+			/* Values, not statements: an INSERT whose text old can run
+			 * with a capture is executed that way (dual_execute_captured). */
+			const char *old_text = !is_insert ? NULL
+					       : d->shadow_slot == SLOT_OLD ? rw->text
+					       : c->dialect_slot == SLOT_OLD ? text : NULL;
+			struct capture_plan probe;
+			if (named && old_text && capture_plan(old_text, strlen(old_text), &probe) == 0) {
+				capture_plan_clear(&probe);
+				named->old_text = strdup(old_text);
+				named->ptypes = malloc(len - rest);
+				if (named->ptypes)
+					memcpy(named->ptypes, msg + rest, len - rest);
+				named->ptypes_len = len - rest;
+				if (!named->old_text || !named->ptypes) {
+					free(named->old_text);
+					named->old_text = NULL;
+				}
+			} else if (is_write && is_volatile) {
 				dual_count_nondeterministic(c);
+			}
 			if (rw->changed)
 				rt->stats.paths[d->shadow_slot].rewritten++;
 			struct wbuf b;
@@ -1715,6 +1853,170 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	dual_to_primary(c, p, msg, len);
 }
 
+/* The Bind (BODY, LEN bytes; R just past its two names) of portal PO,
+ * bound to captured statement ST: what injecting its execution needs. */
+static void dual_portal_capture(struct dual_name *po, const struct dual_name *st,
+				struct pkt_reader *r, const uint8_t *body, size_t len)
+{
+	size_t params_at = r->pos;
+	uint16_t nfmt = pkt_get_u16(r);
+	for (uint16_t i = 0; i < nfmt; i++)
+		pkt_get_u16(r);
+	uint16_t nparams = pkt_get_u16(r);
+	for (uint16_t i = 0; i < nparams && !r->failed; i++) {
+		uint32_t plen = pkt_get_u32(r);
+		if (plen != 0xffffffffu)
+			pkt_get_bytes(r, plen);
+	}
+	size_t rfmt_at = r->pos;
+	uint16_t nrfmt = pkt_get_u16(r);
+	bool text = true;
+	for (uint16_t i = 0; i < nrfmt; i++)
+		if (pkt_get_u16(r) != 0)
+			text = false;
+	/* Captured rows must come as text: only when the client's result
+	 * formats ask for no binary column (else the statement is copied). */
+	if (r->failed || !text)
+		return;
+	po->old_text = strdup(st->old_text);
+	po->ptypes = malloc(st->ptypes_len);
+	po->params = malloc(rfmt_at - params_at);
+	po->rfmt = malloc(len - rfmt_at);
+	if (!po->old_text || !po->ptypes || !po->params || !po->rfmt) {
+		free(po->old_text);
+		po->old_text = NULL;
+		return;
+	}
+	memcpy(po->ptypes, st->ptypes, st->ptypes_len);
+	po->ptypes_len = st->ptypes_len;
+	memcpy(po->params, body + params_at, rfmt_at - params_at);
+	po->params_len = rfmt_at - params_at;
+	memcpy(po->rfmt, body + rfmt_at, len - rfmt_at);
+	po->rfmt_len = len - rfmt_at;
+}
+
+#define DUAL_INJECTED "pgturnout_capture"
+
+/* Appends to B the execution of SQL as a statement and portal of ours:
+ * Parse (parameter types PTYPES), Bind (parameters PARAMS, result formats
+ * RFMT; NULL: none, all text), Describe of the portal when DESCRIBE,
+ * Execute, Close of the statement. */
+static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
+				size_t ptypes_len, const uint8_t *params, size_t params_len,
+				const uint8_t *rfmt, size_t rfmt_len, bool describe)
+{
+	size_t off = build_begin(b, PqMsg_Parse);
+	wbuf_put_str(b, DUAL_INJECTED);
+	wbuf_put_str(b, sql);
+	if (ptypes)
+		wbuf_put(b, ptypes, ptypes_len);
+	else
+		wbuf_put_u16(b, 0);
+	build_end(b, off);
+	off = build_begin(b, PqMsg_Bind);
+	wbuf_put_str(b, DUAL_INJECTED);
+	wbuf_put_str(b, DUAL_INJECTED);
+	if (params) {
+		wbuf_put(b, params, params_len);
+	} else {
+		wbuf_put_u16(b, 0);
+		wbuf_put_u16(b, 0);
+	}
+	if (rfmt)
+		wbuf_put(b, rfmt, rfmt_len);
+	else
+		wbuf_put_u16(b, 0);
+	build_end(b, off);
+	if (describe) {
+		off = build_begin(b, PqMsg_Describe);
+		wbuf_put_u8(b, 'P');
+		wbuf_put_str(b, DUAL_INJECTED);
+		build_end(b, off);
+	}
+	off = build_begin(b, PqMsg_Execute);
+	wbuf_put_str(b, DUAL_INJECTED);
+	wbuf_put_u32(b, 0);
+	build_end(b, off);
+	off = build_begin(b, PqMsg_Close);
+	wbuf_put_u8(b, 'S');
+	wbuf_put_str(b, DUAL_INJECTED);
+	build_end(b, off);
+}
+
+/* Our injected statement goes to the primary now: its ParseComplete,
+ * BindComplete and CloseComplete are the next of their kinds after the
+ * batch's answers so far. */
+static void dual_expect_injected(struct dual *d, bool describe)
+{
+	d->own_parse = ++d->sent_parse;
+	d->own_bind = ++d->sent_bind;
+	d->own_close = ++d->sent_close;
+	if (describe)
+		d->own_describe = ++d->sent_describe;
+}
+
+/*
+ * Execute MSG of portal PO, an INSERT whose values are captured: old runs
+ * it as a statement of ours with the capture (the client's parameters), so
+ * that new gets the values old wrote. Primary old: injected into the
+ * primary's stream in place of the Execute (the client sees its own
+ * columns only). Primary new: old runs it first as the shadow; the held
+ * Execute is replaced by the apply once old answered. True when MSG was
+ * handled here; false: mirror it as a statement.
+ */
+static bool dual_execute_captured(struct client *c, struct server *p, struct dual_name *po,
+				  const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->cap_on || d->broken || !dual_shadow(c))
+		return false;  /* one capture per batch */
+	bool primary_first = d->shadow_slot == SLOT_NEW;
+	if (primary_first && c->dialect_slot != SLOT_OLD)
+		return false;
+	if (!dual_capture_start(c, po->old_text, strlen(po->old_text), primary_first))
+		return false;
+	d->cap_extended = true;
+	struct wbuf b;
+	wbuf_init(&b);
+	dual_build_injected(&b, d->cap.text, po->ptypes, po->ptypes_len, po->params,
+			    po->params_len, NULL, 0, true);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		dual_capture_reset(c);
+		return false;
+	}
+	rt->stats.paths[d->shadow_slot].shadow_writes++;
+	if (primary_first) {
+		d->cap_fallback = strdup(po->text);
+		if (!d->batch_mirrored) {
+			d->tx_at_request = d->n_tx;
+			d->batch_mirrored = true;
+		}
+		d->req_mirrored = true;
+		dual_expect_injected(d, true);
+		if (conn_write(p->conn, b.data, b.len) < 0)
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		wbuf_free(&b);
+		return true;
+	}
+	/* Old, the shadow, runs it first; the client's Execute waits in held
+	 * for the values. */
+	tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
+	dual_mirror_extended(c, b.data, b.len);
+	wbuf_free(&b);
+	if (!d->holding)
+		return false;
+	d->held_exec = true;
+	d->held_exec_off = d->held.len;
+	d->inj_rfmt = malloc(po->rfmt_len);
+	if (d->inj_rfmt) {
+		memcpy(d->inj_rfmt, po->rfmt, po->rfmt_len);
+		d->inj_rfmt_len = po->rfmt_len;
+	}
+	dual_to_primary(c, p, msg, len);
+	return true;
+}
+
 void dual_client_message(struct client *c, struct server *p, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
@@ -1741,8 +2043,13 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 					st->prepared = true;
 				}
 				bool write = st->write;
-				if (names_put(&d->portals, &d->n_portals, portal, st->text, st->commit) == 0)
-					names_find(d->portals, d->n_portals, portal)->write = write;
+				if (names_put(&d->portals, &d->n_portals, portal, st->text, st->commit) == 0) {
+					struct dual_name *po = names_find(d->portals, d->n_portals, portal);
+					po->write = write;
+					if (st->old_text)
+						dual_portal_capture(po, st, &r, msg + MSG_HEADER_LEN,
+								    len - MSG_HEADER_LEN);
+				}
 				if (!st->commit) {
 					free(d->pending_params);
 					d->pending_params = dual_bind_params(msg + MSG_HEADER_LEN,
@@ -1759,6 +2066,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 					       ? names_find(d->portals, d->n_portals, portal) : NULL;
 		if (po && po->commit && dual_intent(c) < 0)
 			log_error(c->id, "COMMIT goes to the primary without a durable intent");
+		if (po && po->old_text && dual_execute_captured(c, p, po, msg, len))
+			return;
 		if (po && !po->commit) {
 			if (po->write)
 				rt->stats.paths[d->shadow_slot].shadow_writes++;

@@ -267,8 +267,13 @@ void relay_server_input(struct server *s)
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
 		}
-		bool captured = c->dual_capture &&
-				(hdr[0] == PqMsg_RowDescription || hdr[0] == PqMsg_DataRow);
+		/* dual writes: answers by kind (to tell its own from the
+		 * client's), and rows while values are captured */
+		bool captured = c->dual &&
+				((c->dual_capture && hdr[0] == PqMsg_DataRow) ||
+				 hdr[0] == PqMsg_RowDescription || hdr[0] == PqMsg_NoData ||
+				 hdr[0] == PqMsg_ParseComplete || hdr[0] == PqMsg_BindComplete ||
+				 hdr[0] == PqMsg_CloseComplete);
 		if (((hdr[0] == PqMsg_ErrorResponse ||
 		      (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) ||
 		    captured) {

@@ -128,14 +128,15 @@ def test_generated_values_reach_old_from_a_v2_client(proxy_factory, layout):
     assert read_journal(journal_file(p)) == []
 
 
+@pytest.mark.parametrize("mode", ["simple", "prepared", "extended"])
 @pytest.mark.parametrize("canary", ["0", "50", "100"])
 def test_concurrent_inserts_with_generated_values_stay_identical(proxy_factory, layout, tmp_path,
-                                                                 canary):
+                                                                 canary, mode):
     p = proxy_factory(paths=layout.paths, extra=config(layout, {"canary_percent": canary}))
     script = tmp_path / "ins.sql"
     script.write_text("\\set n random(1, 1000)\n"
                       "INSERT INTO items (name, n) VALUES ('p' || :n, :n) RETURNING id;\n")
-    n = pgbench(p.env(), ["-c", "8", "-j", "2", "-T", SECONDS, "-f", script],
+    n = pgbench(p.env(), ["-c", "8", "-j", "2", "-T", SECONDS, "-M", mode, "-f", script],
                 timeout=SECONDS + 60)
     assert layout.assert_identical() == n
     assert read_journal(journal_file(p)) == []
