@@ -8,3 +8,4 @@ function(pgt_session_test name source)
 endfunction()
 
 pgt_session_test(test_session_relay ${CMAKE_SOURCE_DIR}/tests/unit/test_session_relay.c)
+pgt_session_test(test_session_dual ${CMAKE_SOURCE_DIR}/tests/unit/test_session_dual.c)
