@@ -1173,6 +1173,25 @@ static void dual_fail_request(struct client *c, struct server *sh)
 	relay_release_ready(c, 'I');
 }
 
+/* The client's transaction ended on the primary (d->committed says how):
+ * the shadow's ends the same way, unless it failed (then ROLLBACK). True
+ * when the shadow's COMMIT/ROLLBACK is on its way (phase ENDING); false when
+ * there was no shadow transaction and it is all over. */
+static bool dual_end_shadow(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	if (sh && d->shadow_tx) {
+		dual_set_phase(c, DUAL_ENDING);
+		d->ending_commit = d->committed && !d->broken;
+		d->shadow_error = false;
+		dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
+		d->shadow_mark = server_mark(sh);
+		return true;
+	}
+	dual_finish_tx(c, d->committed, false);
+	return false;
+}
+
 /* Both sides ran the request: compare, and end the shadow's transaction
  * when the client's ended (or our wrapping one is to end). */
 static void dual_request_done(struct client *c, struct server *sh)
@@ -1196,15 +1215,8 @@ static void dual_request_done(struct client *c, struct server *sh)
 	}
 	if (d->primary_status == 'I') {
 		d->committed = !d->primary_error && !d->primary_rolled_back;
-		if (sh && d->shadow_tx) {
-			dual_set_phase(c, DUAL_ENDING);
-			d->ending_commit = d->committed && !d->broken;
-			d->shadow_error = false;
-			dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
-			d->shadow_mark = server_mark(sh);
+		if (dual_end_shadow(c, sh))
 			return;
-		}
-		dual_finish_tx(c, d->committed, false);
 	}
 	char status = d->primary_status;
 	dual_reset_request(c);
@@ -1306,15 +1318,8 @@ static void dual_progress(struct client *c)
 			d->primary_rolled_back = true;
 		}
 		d->committed = !d->primary_error && !d->primary_rolled_back;
-		if (sh && d->shadow_tx) {
-			dual_set_phase(c, DUAL_ENDING);
-			d->ending_commit = d->committed && !d->broken;
-			d->shadow_error = false;
-			dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
-			d->shadow_mark = server_mark(sh);
+		if (dual_end_shadow(c, sh))
 			return;
-		}
-		dual_finish_tx(c, d->committed, false);
 		dual_reset_request(c);
 		relay_release_ready(c, 'I');
 		return;

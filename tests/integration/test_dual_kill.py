@@ -22,20 +22,12 @@ import psycopg2
 import pytest
 
 from conftest import BIG
-from test_dual import Layout, dual_config, journal_file, read_journal
+from test_dual import databases_layout, dual_config, journal_file, read_journal  # noqa: F401
 
 pytestmark = pytest.mark.proxy_only
 
 KILLS = 20 if BIG else 4
 WORKERS = 6
-
-
-@pytest.fixture
-def layout(pg):
-    lay = Layout(pg, "databases")
-    lay.create()
-    yield lay
-    lay.drop()
 
 
 class Worker(threading.Thread):
@@ -91,7 +83,8 @@ def wait_listening(port, timeout=15):
     raise AssertionError("the restarted proxy does not accept on %d" % port)
 
 
-def test_acknowledged_transactions_survive_sigkill(proxy_factory, layout):
+def test_acknowledged_transactions_survive_sigkill(proxy_factory, databases_layout):
+    layout = databases_layout
     p = proxy_factory(paths=layout.paths, extra=dual_config(layout, {"canary_percent": "50"}))
     config = open(p.config_path).read()
     stop = threading.Event()

@@ -22,21 +22,13 @@ import time
 
 import pytest
 
-from conftest import BIG, unique
-from test_dual import (Admin, Layout, bench_digest, direct_env, dual_config, journal_file,
-                       pgbench, read_journal, run, start)
+from conftest import BIG
+from test_dual import (Admin, Layout, databases_layout, direct_env, dual_config,  # noqa: F401
+                       journal_file, layout, pgbench, read_journal, run, start)
 
 pytestmark = pytest.mark.proxy_only
 
 BENCH_SECONDS = 30 if BIG else 8
-
-
-@pytest.fixture(params=["schemas", "databases"])
-def layout(request, pg):
-    lay = Layout(pg, request.param)
-    lay.create()
-    yield lay
-    lay.drop()
 
 
 @pytest.fixture(params=["schemas", "databases"])
@@ -200,8 +192,8 @@ def test_autocommit_hot_rows_reach_both_sides_in_one_order(proxy_factory, layout
     assert read_journal(journal_file(p)) == []
 
 
-def test_shadow_lock_wait_is_bounded_and_journaled(proxy_factory, databases_layout_lt):
-    layout = databases_layout_lt
+def test_shadow_lock_wait_is_bounded_and_journaled(proxy_factory, databases_layout):
+    layout = databases_layout
     text = dual_config(layout).replace("[migration]\n", "[migration]\nshadow_lock_timeout = 500ms\n")
     p = proxy_factory(paths=layout.paths, extra=text)
     c = p.connect()
@@ -222,12 +214,6 @@ def test_shadow_lock_wait_is_bounded_and_journaled(proxy_factory, databases_layo
     assert layout.rows("old") == [(1, "one", "y")]
 
 
-@pytest.fixture
-def databases_layout_lt(pg):
-    lay = Layout(pg, "databases")
-    lay.create()
-    yield lay
-    lay.drop()
 
 
 @pytest.fixture
@@ -257,8 +243,8 @@ def fill(path):
     return filler
 
 
-def test_journal_on_a_full_disk_fails_the_commit(proxy_factory, databases_layout_lt, tiny_fs):
-    layout = databases_layout_lt
+def test_journal_on_a_full_disk_fails_the_commit(proxy_factory, databases_layout, tiny_fs):
+    layout = databases_layout
     jdir = tiny_fs / "journal"
     p = proxy_factory(paths=layout.paths, extra=dual_config(layout),
                       settings={"journal_dir": str(jdir)})
