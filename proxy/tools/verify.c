@@ -75,6 +75,7 @@ struct verify_counts {
 	uint64_t rows;			/* distinct keys compared */
 	uint64_t missing_old, missing_new, different;
 	uint64_t sequences_behind;
+	uint64_t settled;		/* differed at first, equal when re-read */
 };
 
 /* One column present on both sides: its index into each side's table. */
@@ -712,7 +713,11 @@ static int recheck_key(struct verify_run *run, struct verify_pair *p,
 		if (differs) {
 			p->c.different++;
 			report_line(run, p, key, "different", r[OLD], r[NEW]);
+		} else {
+			p->c.settled++;
 		}
+	} else {
+		p->c.settled++;
 	}
 	PQclear(r[OLD]);
 	PQclear(r[NEW]);
@@ -905,11 +910,11 @@ static int checkpoint_write(struct verify_run *run, size_t cur, const struct ver
 	for (size_t i = 0; i < run->n_pairs; i++) {
 		const struct verify_pair *p = &run->pairs[i];
 		const struct verify_counts *c = &p->c;
-		put_f(&b, "pair %zu %d %llu %llu %llu %llu %llu %llu %llu %zu", i, p->done,
+		put_f(&b, "pair %zu %d %llu %llu %llu %llu %llu %llu %llu %llu %zu", i, p->done,
 		      (unsigned long long)c->rows_old, (unsigned long long)c->rows_new,
 		      (unsigned long long)c->rows, (unsigned long long)c->missing_old,
 		      (unsigned long long)c->missing_new, (unsigned long long)c->different,
-		      (unsigned long long)c->sequences_behind, p->n_cols);
+		      (unsigned long long)c->sequences_behind, (unsigned long long)c->settled, p->n_cols);
 		for (size_t j = 0; j < p->n_cols; j++)
 			put_f(&b, " %llu", (unsigned long long)p->col_diff[j]);
 		put_s(&b, "\n");
@@ -967,9 +972,9 @@ static int checkpoint_read(struct verify_run *run, long long *report_offset)
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *s = line, *end;
 		if (strncmp(s, "pair ", 5) == 0) {
-			unsigned long long v[10];
+			unsigned long long v[11];
 			s += 5;
-			for (int k = 0; k < 10; k++, s = end) {
+			for (int k = 0; k < 11; k++, s = end) {
 				v[k] = strtoull(s, &end, 10);
 				if (end == s)
 					goto out;
@@ -978,8 +983,8 @@ static int checkpoint_read(struct verify_run *run, long long *report_offset)
 				goto out;
 			struct verify_pair *p = &run->pairs[v[0]];
 			p->done = v[1] != 0;
-			p->c = (struct verify_counts){ v[2], v[3], v[4], v[5], v[6], v[7], v[8] };
-			if (v[9] != p->n_cols)
+			p->c = (struct verify_counts){ v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9] };
+			if (v[10] != p->n_cols)
 				goto out;
 			for (size_t j = 0; j < p->n_cols; j++, s = end) {
 				p->col_diff[j] = strtoull(s, &end, 10);
@@ -1209,6 +1214,7 @@ static void print_json(const struct verify_run *run, int code)
 		json_counts(&b, "missing_on_new", p->c.missing_new);
 		json_counts(&b, "different", p->c.different);
 		json_counts(&b, "sequences_behind", p->c.sequences_behind);
+		json_counts(&b, "settled_on_recheck", p->c.settled);
 		put_s(&b, ",\"columns\":{");
 		bool first = true;
 		for (size_t j = 0; j < p->n_cols; j++) {
