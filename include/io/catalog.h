@@ -42,6 +42,7 @@ struct catalog_column {
 	char *type;			/* owns: format_type(), e.g. "character varying(20)" */
 	bool not_null;
 	bool collatable;		/* the type has a collation (text-like) */
+	char *collation;		/* owns; the column's collation (e.g. "C", "default") or NULL */
 	char *default_expr;		/* owns; NULL: no default (or a generation expression, see generated) */
 	enum catalog_volatility default_volatility;
 	char identity;			/* 0, 'a' (ALWAYS) or 'd' (BY DEFAULT) */

@@ -166,7 +166,8 @@ static const char sql_columns[] =
 	"         WHERE dep.classid = 'pg_catalog.pg_class'::regclass"
 	"           AND dep.refclassid = 'pg_catalog.pg_class'::regclass"
 	"           AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum"
-	"           AND dep.deptype IN ('a', 'i') ORDER BY s.oid LIMIT 1)"
+	"           AND dep.deptype IN ('a', 'i') ORDER BY s.oid LIMIT 1),"
+	"       CASE WHEN a.attcollation <> 0 THEN a.attcollation::regcollation::text END"
 	"  FROM pg_catalog.pg_attribute a"
 	"  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
 	" WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped"
@@ -225,7 +226,9 @@ static int catalog_read_columns(PGconn *conn, struct catalog_table *t, const cha
 		c->identity = PQgetvalue(r, i, 7)[0];
 		c->generated = PQgetvalue(r, i, 8)[0];
 		c->sequence = catalog_dup_value(r, i, 9);
+		c->collation = catalog_dup_value(r, i, 10);
 		if (c->name == NULL || c->type == NULL ||
+		    (c->collation == NULL && !PQgetisnull(r, i, 10)) ||
 		    (c->default_expr == NULL && !PQgetisnull(r, i, 5)) ||
 		    (c->sequence == NULL && !PQgetisnull(r, i, 9)))
 			goto oom;
@@ -353,6 +356,7 @@ void catalog_table_free(struct catalog_table *t)
 		free(t->cols[i].type);
 		free(t->cols[i].default_expr);
 		free(t->cols[i].sequence);
+		free(t->cols[i].collation);
 	}
 	for (size_t i = 0; i < t->n_triggers; i++) {
 		free(t->triggers[i].name);

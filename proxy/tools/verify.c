@@ -95,7 +95,8 @@ struct verify_pair {
 	char *problem;			/* owns: why the pair cannot be compared, or NULL */
 	char *skipped;			/* owns: why it need not be compared, or NULL */
 	char *sel_cols[2];		/* owns: "c1, c2": the compared columns, quoted */
-	char *sel_key[2];		/* owns: "k1, k2" */
+	char *sel_key[2];		/* owns: "k1, k2" (with COLLATE "C" when collate_c) */
+	bool collate_c;			/* order text keys bytewise: the sides may sort them differently */
 	char *sel_key_args[2][2];	/* owns: "$1::T1, $2::T2" numbered from 1 / from n_key+1 */
 	bool done;
 	struct verify_counts c;
@@ -338,8 +339,12 @@ static char *key_args(const struct verify_pair *p, int side, int first)
 {
 	struct wbuf b;
 	wbuf_init(&b);
-	for (size_t k = 0; k < p->n_key; k++)
-		put_f(&b, "%s$%d::%s", k ? ", " : "", first + (int)k, pair_col(p, side, p->key[k])->type);
+	for (size_t k = 0; k < p->n_key; k++) {
+		const struct catalog_column *c = pair_col(p, side, p->key[k]);
+		put_f(&b, "%s$%d::%s", k ? ", " : "", first + (int)k, c->type);
+		if (p->collate_c && c->collation != NULL)
+			put_s(&b, " COLLATE \"C\"");
+	}
 	return wbuf_take(&b);
 }
 
@@ -360,8 +365,9 @@ static int pair_prepare(struct verify_run *run, struct verify_pair *p)
 		}
 	}
 	const struct path_config *a = run->path[OLD], *b = run->path[NEW];
-	if (p->t[OLD]->oid == p->t[NEW]->oid && strcmp(a->host, b->host) == 0 && a->port == b->port &&
-	    a->dbname != NULL && b->dbname != NULL && strcmp(a->dbname, b->dbname) == 0) {
+	bool same_db = strcmp(a->host, b->host) == 0 && a->port == b->port &&
+		       a->dbname != NULL && b->dbname != NULL && strcmp(a->dbname, b->dbname) == 0;
+	if (same_db && p->t[OLD]->oid == p->t[NEW]->oid) {
 		p->skipped = strdup("the same table on both paths");
 		return p->skipped != NULL ? 0 : -1;
 	}
@@ -419,6 +425,12 @@ static int pair_prepare(struct verify_run *run, struct verify_pair *p)
 		if (!in_new)
 			goto key_differs;
 		p->key[p->n_key++] = j;
+		/* Chunks must hold the same keys on both sides: text keys sorted
+		 * by a collation that may differ between the sides are sorted
+		 * bytewise instead (slower: the key's index is not used). */
+		const char *co = pair_col(p, OLD, j)->collation, *cn = pair_col(p, NEW, j)->collation;
+		if (co != NULL && (!same_db || cn == NULL || strcmp(co, cn) != 0))
+			p->collate_c = true;
 	}
 	for (int s = OLD; s <= NEW; s++) {
 		struct wbuf c, k;
@@ -433,6 +445,8 @@ static int pair_prepare(struct verify_run *run, struct verify_pair *p)
 			if (j)
 				put_s(&k, ", ");
 			put_ident(&k, pair_col(p, s, p->key[j])->name);
+			if (p->collate_c && pair_col(p, s, p->key[j])->collation != NULL)
+				put_s(&k, " COLLATE \"C\"");
 		}
 		p->sel_cols[s] = wbuf_take(&c);
 		p->sel_key[s] = wbuf_take(&k);
@@ -491,10 +505,10 @@ static void put_range(struct wbuf *b, const struct verify_pair *p, int side,
 		      p->sel_key_args[side][lo != NULL && lo->set ? 1 : 0]);
 }
 
-/* Runs SQL on SIDE with the values of LO and HI (those set) as parameters. */
-static PGresult *run_query(struct verify_run *run, const struct verify_pair *p, int side,
-			   struct wbuf *sql, const struct verify_bound *lo,
-			   const struct verify_bound *hi, ExecStatusType want)
+/* Sends SQL to SIDE with the values of LO and HI (those set) as parameters;
+ * resets SQL. 0, or -1 with the error on stderr. */
+static int query_send(struct verify_run *run, const struct verify_pair *p, int side,
+		      struct wbuf *sql, const struct verify_bound *lo, const struct verify_bound *hi)
 {
 	const char *params[2 * VERIFY_MAX_KEY];
 	int n = 0;
@@ -506,36 +520,81 @@ static PGresult *run_query(struct verify_run *run, const struct verify_pair *p, 
 			params[n++] = hi->v[i];
 	wbuf_put_u8(sql, 0);
 	if (!wbuf_ok(sql)) {
+		wbuf_reset(sql);
 		verr("out of memory");
-		return NULL;
+		return -1;
 	}
-	PGresult *r = PQexecParams(run->conn[side], (const char *)sql->data, n, NULL, params,
+	int ok = PQsendQueryParams(run->conn[side], (const char *)sql->data, n, NULL, params,
 				   NULL, NULL, 0);
 	wbuf_reset(sql);
-	if (PQresultStatus(r) == want)
-		return r;
+	if (ok)
+		return 0;
 	verr("%s on path %s: %s", pair_label(p), run->path[side]->name,
 	     PQerrorMessage(run->conn[side]));
+	return -1;
+}
+
+/* The result of the query sent to SIDE: rows, or NULL with the error on stderr. */
+static PGresult *query_wait(struct verify_run *run, const struct verify_pair *p, int side)
+{
+	PGresult *r = NULL, *next;
+	while ((next = PQgetResult(run->conn[side])) != NULL) {
+		PQclear(r);
+		r = next;
+	}
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		return r;
+	verr("%s on path %s: %s", pair_label(p), run->path[side]->name,
+	     r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(run->conn[side]));
 	PQclear(r);
 	return NULL;
 }
 
-/* The key CHUNK rows past LO on SIDE into *out (unset when fewer remain). */
-static int chunk_boundary(struct verify_run *run, const struct verify_pair *p, int side,
-			  const struct verify_bound *lo, struct verify_bound *out, struct wbuf *sql)
+static PGresult *run_query(struct verify_run *run, const struct verify_pair *p, int side,
+			   struct wbuf *sql, const struct verify_bound *lo,
+			   const struct verify_bound *hi)
 {
-	put_f(sql, "SELECT %s FROM %s", p->sel_key[side], p->t[side]->sql);
-	put_range(sql, p, side, lo, NULL);
-	put_f(sql, " ORDER BY %s OFFSET %ld LIMIT 1", p->sel_key[side], run->opt.chunk_rows);
-	PGresult *r = run_query(run, p, side, sql, lo, NULL, PGRES_TUPLES_OK);
-	if (r == NULL)
+	return query_send(run, p, side, sql, lo, hi) < 0 ? NULL : query_wait(run, p, side);
+}
+
+/* Runs SQL[OLD] and SQL[NEW] at the same time, each on its side, so the two
+ * servers work in parallel. 0 with both results in R (caller owns), or -1. */
+static int query_both(struct verify_run *run, const struct verify_pair *p, struct wbuf sql[2],
+		      const struct verify_bound *lo, const struct verify_bound *hi, PGresult *r[2])
+{
+	bool sent[2];
+	for (int s = OLD; s <= NEW; s++)
+		sent[s] = query_send(run, p, s, &sql[s], lo, hi) == 0;
+	for (int s = OLD; s <= NEW; s++)
+		r[s] = sent[s] ? query_wait(run, p, s) : NULL;
+	if (r[OLD] != NULL && r[NEW] != NULL)
+		return 0;
+	PQclear(r[OLD]);
+	PQclear(r[NEW]);
+	r[OLD] = r[NEW] = NULL;
+	return -1;
+}
+
+/* The key CHUNK rows past LO on each side into out[side] (unset when fewer remain). */
+static int chunk_boundary(struct verify_run *run, const struct verify_pair *p,
+			  const struct verify_bound *lo, struct verify_bound out[2], struct wbuf sql[2])
+{
+	PGresult *r[2];
+	for (int s = OLD; s <= NEW; s++) {
+		put_f(&sql[s], "SELECT %s FROM %s", p->sel_key[s], p->t[s]->sql);
+		put_range(&sql[s], p, s, lo, NULL);
+		put_f(&sql[s], " ORDER BY %s OFFSET %ld LIMIT 1", p->sel_key[s], run->opt.chunk_rows);
+	}
+	if (query_both(run, p, sql, lo, NULL, r) < 0)
 		return -1;
 	int rc = 0;
-	if (PQntuples(r) == 1)
-		rc = bound_from_row(out, r, 0, p->n_key);
-	else
-		bound_clear(out);
-	PQclear(r);
+	for (int s = OLD; s <= NEW; s++) {
+		if (PQntuples(r[s]) == 1)
+			rc |= bound_from_row(&out[s], r[s], 0, p->n_key);
+		else
+			bound_clear(&out[s]);
+		PQclear(r[s]);
+	}
 	return rc;
 }
 
@@ -545,7 +604,7 @@ static int bound_less(struct verify_run *run, const struct verify_pair *p,
 		      bool *less, struct wbuf *sql)
 {
 	put_f(sql, "SELECT ROW(%s) < ROW(%s)", p->sel_key_args[OLD][0], p->sel_key_args[OLD][1]);
-	PGresult *r = run_query(run, p, OLD, sql, a, b, PGRES_TUPLES_OK);
+	PGresult *r = run_query(run, p, OLD, sql, a, b);
 	if (r == NULL)
 		return -1;
 	*less = PQgetvalue(r, 0, 0)[0] == 't';
@@ -553,20 +612,24 @@ static int bound_less(struct verify_run *run, const struct verify_pair *p,
 	return 0;
 }
 
-/* count(*) and the digest of [lo, hi) on SIDE. */
-static int chunk_hash(struct verify_run *run, const struct verify_pair *p, int side,
+/* count(*) and the digest of [lo, hi) on each side. */
+static int chunk_hash(struct verify_run *run, const struct verify_pair *p,
 		      const struct verify_bound *lo, const struct verify_bound *hi,
-		      uint64_t *count, char digest[33], struct wbuf *sql)
+		      uint64_t count[2], char digest[2][33], struct wbuf sql[2])
 {
-	put_f(sql, "SELECT count(*), md5(string_agg(md5(ROW(%s)::text), '' ORDER BY %s)) FROM %s",
-	      p->sel_cols[side], p->sel_key[side], p->t[side]->sql);
-	put_range(sql, p, side, lo, hi);
-	PGresult *r = run_query(run, p, side, sql, lo, hi, PGRES_TUPLES_OK);
-	if (r == NULL)
+	PGresult *r[2];
+	for (int s = OLD; s <= NEW; s++) {
+		put_f(&sql[s], "SELECT count(*), md5(string_agg(md5(ROW(%s)::text), '' ORDER BY %s)) FROM %s",
+		      p->sel_cols[s], p->sel_key[s], p->t[s]->sql);
+		put_range(&sql[s], p, s, lo, hi);
+	}
+	if (query_both(run, p, sql, lo, hi, r) < 0)
 		return -1;
-	*count = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	snprintf(digest, 33, "%s", PQgetvalue(r, 0, 1));
-	PQclear(r);
+	for (int s = OLD; s <= NEW; s++) {
+		count[s] = strtoull(PQgetvalue(r[s], 0, 0), NULL, 10);
+		snprintf(digest[s], 33, "%s", PQgetvalue(r[s], 0, 1));
+		PQclear(r[s]);
+	}
 	return 0;
 }
 
@@ -623,13 +686,15 @@ static void rows_free(struct verify_row *rows, int n)
 	free(rows);
 }
 
-/* Reads the row with key KEY on SIDE: a result of 0 or 1 rows of the compared columns. */
-static PGresult *read_row(struct verify_run *run, const struct verify_pair *p, int side,
-			  const struct verify_bound *key, struct wbuf *sql)
+/* Reads the row with key KEY on both sides: results of 0 or 1 rows of the
+ * compared columns. */
+static int read_row(struct verify_run *run, const struct verify_pair *p,
+		    const struct verify_bound *key, struct wbuf sql[2], PGresult *r[2])
 {
-	put_f(sql, "SELECT %s FROM %s WHERE (%s) = (%s)", p->sel_cols[side], p->t[side]->sql,
-	      p->sel_key[side], p->sel_key_args[side][0]);
-	return run_query(run, p, side, sql, key, NULL, PGRES_TUPLES_OK);
+	for (int s = OLD; s <= NEW; s++)
+		put_f(&sql[s], "SELECT %s FROM %s WHERE (%s) = (%s)", p->sel_cols[s], p->t[s]->sql,
+		      p->sel_key[s], p->sel_key_args[s][0]);
+	return query_both(run, p, sql, key, NULL, r);
 }
 
 /* Starts a report line in B (initialised here): {"table":..,"new_table":.. */
@@ -682,17 +747,11 @@ static void report_line(struct verify_run *run, const struct verify_pair *p,
  * differs. Returns 0 or -1 on a query error.
  */
 static int recheck_key(struct verify_run *run, struct verify_pair *p,
-		       const struct verify_bound *key, struct wbuf *sql)
+		       const struct verify_bound *key, struct wbuf sql[2])
 {
 	PGresult *r[2];
-	r[OLD] = read_row(run, p, OLD, key, sql);
-	if (r[OLD] == NULL)
+	if (read_row(run, p, key, sql, r) < 0)
 		return -1;
-	r[NEW] = read_row(run, p, NEW, key, sql);
-	if (r[NEW] == NULL) {
-		PQclear(r[OLD]);
-		return -1;
-	}
 	bool has_old = PQntuples(r[OLD]) > 0, has_new = PQntuples(r[NEW]) > 0;
 	if (has_old && !has_new) {
 		p->c.missing_new++;
@@ -730,7 +789,7 @@ static int recheck_key(struct verify_run *run, struct verify_pair *p,
  * each candidate. Adds the distinct keys seen to p->c.rows.
  */
 static int chunk_rows(struct verify_run *run, struct verify_pair *p,
-		      const struct verify_bound *lo, const struct verify_bound *hi, struct wbuf *sql)
+		      const struct verify_bound *lo, const struct verify_bound *hi, struct wbuf sql[2])
 {
 	PGresult *r[2] = { NULL, NULL };
 	struct verify_row *rows[2] = { NULL, NULL };
@@ -740,12 +799,13 @@ static int chunk_rows(struct verify_run *run, struct verify_pair *p,
 	int rc = -1;
 
 	for (int s = OLD; s <= NEW; s++) {
-		put_f(sql, "SELECT %s, md5(ROW(%s)::text) FROM %s", p->sel_key[s], p->sel_cols[s],
+		put_f(&sql[s], "SELECT %s, md5(ROW(%s)::text) FROM %s", p->sel_key[s], p->sel_cols[s],
 		      p->t[s]->sql);
-		put_range(sql, p, s, lo, hi);
-		r[s] = run_query(run, p, s, sql, lo, hi, PGRES_TUPLES_OK);
-		if (r[s] == NULL)
-			goto out;
+		put_range(&sql[s], p, s, lo, hi);
+	}
+	if (query_both(run, p, sql, lo, hi, r) < 0)
+		goto out;
+	for (int s = OLD; s <= NEW; s++) {
 		n[s] = PQntuples(r[s]);
 		rows[s] = rows_index(r[s], p->n_key);
 		if (rows[s] == NULL)
@@ -823,7 +883,7 @@ static int check_sequences(struct verify_run *run, struct verify_pair *p, int si
 		put_s(sql, "SELECT max(");
 		put_ident(sql, c->name);
 		put_f(sql, ")::text FROM %s", t->sql);
-		PGresult *r = run_query(run, p, side, sql, NULL, NULL, PGRES_TUPLES_OK);
+		PGresult *r = run_query(run, p, side, sql, NULL, NULL);
 		if (r == NULL)
 			return -1;
 		if (!PQgetisnull(r, 0, 0) && strtoll(PQgetvalue(r, 0, 0), NULL, 10) >= next) {
@@ -1060,9 +1120,10 @@ static int verify_pair_rows(struct verify_run *run, size_t pi)
 {
 	struct verify_pair *p = &run->pairs[pi];
 	struct verify_bound lo = { 0 }, hi = { 0 }, b[2] = { { 0 }, { 0 } };
-	struct wbuf sql;
+	struct wbuf sql[2];
 	int rc = -1;
-	wbuf_init(&sql);
+	wbuf_init(&sql[OLD]);
+	wbuf_init(&sql[NEW]);
 	if (pi == run->resume_pair && run->n_resume_lo == p->n_key && p->n_key > 0) {
 		for (size_t k = 0; k < p->n_key; k++) {
 			lo.v[k] = run->resume_lo[k];
@@ -1072,15 +1133,25 @@ static int verify_pair_rows(struct verify_run *run, size_t pi)
 		run->n_resume_lo = 0;
 	}
 	for (;;) {
-		for (int s = OLD; s <= NEW; s++)
-			if (chunk_boundary(run, p, s, &lo, &b[s], &sql) < 0)
-				goto out;
+		if (chunk_boundary(run, p, &lo, b, sql) < 0)
+			goto out;
 		int pick = b[OLD].set ? OLD : NEW;
 		if (b[OLD].set && b[NEW].set) {
 			bool less;
-			if (bound_less(run, p, &b[NEW], &b[OLD], &less, &sql) < 0)
+			if (bound_less(run, p, &b[NEW], &b[OLD], &less, &sql[OLD]) < 0)
 				goto out;
 			pick = less ? NEW : OLD;
+		}
+		/* Old's boundary follows lo in old's order; new's must too, or
+		 * the sides order keys differently and the walk would not end. */
+		if (pick == NEW && b[NEW].set && lo.set) {
+			bool ahead;
+			if (bound_less(run, p, &lo, &b[NEW], &ahead, &sql[OLD]) < 0)
+				goto out;
+			if (!ahead) {
+				verr("%s: the paths order the key differently; not compared", pair_label(p));
+				goto out;
+			}
 		}
 		bound_clear(&hi);
 		hi = b[pick];
@@ -1088,15 +1159,14 @@ static int verify_pair_rows(struct verify_run *run, size_t pi)
 
 		uint64_t count[2];
 		char digest[2][33];
-		for (int s = OLD; s <= NEW; s++)
-			if (chunk_hash(run, p, s, &lo, &hi, &count[s], digest[s], &sql) < 0)
-				goto out;
+		if (chunk_hash(run, p, &lo, &hi, count, digest, sql) < 0)
+			goto out;
 		p->c.rows_old += count[OLD];
 		p->c.rows_new += count[NEW];
 		run->rows_this_run += count[OLD] > count[NEW] ? count[OLD] : count[NEW];
 		if (count[OLD] == count[NEW] && strcmp(digest[OLD], digest[NEW]) == 0)
 			p->c.rows += count[OLD];
-		else if (chunk_rows(run, p, &lo, &hi, &sql) < 0)
+		else if (chunk_rows(run, p, &lo, &hi, sql) < 0)
 			goto out;
 		if (!hi.set)
 			break;
@@ -1114,7 +1184,8 @@ out:
 	bound_clear(&hi);
 	bound_clear(&b[OLD]);
 	bound_clear(&b[NEW]);
-	wbuf_free(&sql);
+	wbuf_free(&sql[OLD]);
+	wbuf_free(&sql[NEW]);
 	return rc;
 }
 

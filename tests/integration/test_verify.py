@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import pgt_bin, unique
+from conftest import pgt_bin, started_server, unique
 from twopaths import TwoPathLayout, wait_for
 
 pytestmark = pytest.mark.proxy_only
@@ -336,3 +336,76 @@ def test_verify_resume_after_kill(pg, tmp_path):
         assert json.loads(r2.stdout)["tables"] == s["tables"]
     finally:
         lay.drop()
+
+
+def test_verify_text_keys_sorted_differently_on_each_side(pg, tmp_path):
+    """Old sorts its key bytewise ("C": 'B' < 'a'), new with ICU ('a' < 'B'):
+    chunks must still hold the same keys on both sides."""
+    lay = Layout(pg, extra_old="CREATE TABLE codes (code text COLLATE \"C\" PRIMARY KEY, v int);",
+                 extra_new="CREATE TABLE codes (code text COLLATE \"und-x-icu\" PRIMARY KEY, v int);")
+    lay.create()
+    try:
+        # mixed case: 'a...' and 'B...' sort one way bytewise, the other way in ICU
+        fill = ("INSERT INTO codes SELECT chr(65 + g % 26 + g % 2 * 32) || chr(97 + g / 26 % 26) || g, g"
+                " FROM generate_series(1, 2000) g")
+        for role in ("old", "new"):
+            lay.sql(role, fill)
+        lay.sql("new", "UPDATE codes SET v = -v WHERE v IN (27, 1354)")
+        lay.sql("old", "DELETE FROM codes WHERE v = 777")
+        o, n = lay.schema("old"), lay.schema("new")
+        expected = {r[0] for r in pg.sql(
+            "SELECT coalesce(o.code, n.code COLLATE \"C\") FROM %s.codes o FULL JOIN %s.codes n"
+            " ON o.code = n.code COLLATE \"C\" WHERE o.v IS DISTINCT FROM n.v" % (o, n))}
+        assert len(expected) == 3
+        config = write_config(pg, lay, tmp_path)
+        code, s = run_json(config, "--table", "codes", "--chunk-rows", "37")
+        assert code == 1
+        t = tables_by_name(s)["codes"]
+        assert (t["rows"], t["different"], t["missing_on_old"], t["settled_on_recheck"]) == (2000, 2, 1, 0)
+        assert {r["key"]["code"] for r in report_rows(s["report"])} == expected
+    finally:
+        lay.drop()
+
+
+@pytest.fixture(scope="module")
+def second_pg():
+    """A second PostgreSQL server (scripts/pg.sh), for paths on two servers."""
+    with started_server() as server:
+        yield server
+
+
+def test_verify_two_servers_composite_key(pg, second_pg, tmp_path):
+    table = unique("orders")
+    ddl = ("CREATE TABLE %s (tenant int, code text, amount numeric, at timestamptz, note text,"
+           " PRIMARY KEY (tenant, code))" % table)
+    fill = ("INSERT INTO %s SELECT g %% 7, 'c' || g, g * 1.5, timestamptz '2026-01-01 00:00+00'"
+            " + g * interval '1 hour', CASE WHEN g %% 5 = 0 THEN NULL ELSE 'n' || g END"
+            " FROM generate_series(1, 5000) g" % table)
+    servers = {"old": pg, "new": second_pg}
+    for role, server in servers.items():
+        server.sql("SET ROLE app; " + ddl + "; " + fill)
+    try:
+        second_pg.sql("UPDATE %s SET note = '' WHERE tenant = 0 AND code = 'c35'" % table)  # was NULL
+        # 1.5 and 1.50 are equal numbers but print differently: a difference
+        second_pg.sql("UPDATE %s SET amount = 1.50 WHERE tenant = 1 AND code = 'c1'" % table)
+        second_pg.sql("SET TimeZone = 'America/New_York'; UPDATE %s SET at = at WHERE tenant = 2" % table)
+        pg.sql("DELETE FROM %s WHERE tenant = 1 AND code = 'c4999'" % table)
+        lines = ["[pgturnout]", "listen = 127.0.0.1:1", "auth_type = trust",
+                 "journal_dir = %s" % (tmp_path / "journal")]
+        for role, server in servers.items():
+            lines += ["[path %s]" % role, "host = %s" % server.host, "port = %d" % server.port,
+                      "dbname = app", "user = app", "password = app", "sslmode = disable"]
+        lines += ["[migration]", "old = old", "new = new"]
+        config = tmp_path / "two.ini"
+        config.write_text("\n".join(lines) + "\n")
+        code, s = run_json(str(config), "--table", table, "--chunk-rows", "400")
+        assert code == 1
+        t = tables_by_name(s)[table]
+        assert (t["rows"], t["missing_on_old"], t["different"]) == (5000, 1, 2)
+        assert t["columns"] == {"note": 1, "amount": 1}, t
+        keys = {(r["key"]["tenant"], r["key"]["code"], r["kind"]) for r in report_rows(s["report"])}
+        assert keys == {("0", "c35", "different"), ("1", "c1", "different"),
+                        ("1", "c4999", "missing_on_old")}
+    finally:
+        for server in servers.values():
+            server.sql("DROP TABLE IF EXISTS %s" % table)
