@@ -12,18 +12,23 @@
  * Equal chunks are done. A differing chunk is split down to rows: both
  * sides list (key, row md5), the lists are sorted and merged on the
  * client, and every key missing on one side or with another digest is a
- * candidate. After --recheck-delay each candidate is read again from both
- * sides, column by column, and reported only if it still differs (a write
- * may have been in flight). Memory is bounded by the chunk size.
+ * candidate. Candidates are re-read in batches (up to VERIFY_PENDING_MAX
+ * keys or VERIFY_PENDING_SECONDS old), at least --recheck-delay after the
+ * oldest was found, from both sides and column by column; a key is
+ * reported only if it still differs (a write may have been in flight).
+ * Memory is bounded by the chunk size and the batch. The two sides run
+ * each chunk's queries at the same time (libpq's asynchronous calls on two
+ * connections).
  *
  * Both connections are read-only and print values with the same settings
  * (catalog_pin_text_output), so equal values print equally on both.
  *
  * Files: the report (JSON lines, one per differing key or sequence) and,
  * next to it, REPORT.checkpoint, rewritten after every chunk with the
- * counters so far, the report's length and the next chunk's lower key;
- * --resume truncates the report to that length and continues there. A
- * finished run removes its checkpoint.
+ * counters so far, the report's length and the next chunk's lower key
+ * (only when no candidate is waiting, so nothing behind a checkpoint is
+ * left unchecked); --resume truncates the report to that length and
+ * continues there. A finished run removes its checkpoint.
  */
 #include "tools/verify.h"
 
@@ -50,6 +55,8 @@
 #define VERIFY_CHUNK_ROWS 10000
 #define VERIFY_RECHECK_MS 500
 #define VERIFY_MAX_KEY 32
+#define VERIFY_PENDING_MAX 1000		/* candidates held before they are re-read */
+#define VERIFY_PENDING_SECONDS 5.0	/* ... or once the oldest has waited this long */
 #define CHECKPOINT_MAGIC "pgturnout verify checkpoint 1"
 
 enum { OLD = REWRITE_SIDE_OLD, NEW = REWRITE_SIDE_NEW };
@@ -76,6 +83,12 @@ struct verify_counts {
 	uint64_t missing_old, missing_new, different;
 	uint64_t sequences_behind;
 	uint64_t settled;		/* differed at first, equal when re-read */
+};
+
+/* A key bound: n_key text values, or unset (open end). */
+struct verify_bound {
+	bool set;
+	char *v[VERIFY_MAX_KEY];	/* owns */
 };
 
 /* One column present on both sides: its index into each side's table. */
@@ -117,6 +130,10 @@ struct verify_run {
 	size_t resume_pair;
 	char *resume_lo[VERIFY_MAX_KEY];	/* owns, n_resume_lo hex-decoded values */
 	size_t n_resume_lo;
+	/* keys that differed in a chunk, waiting to be re-read (recheck_pending) */
+	struct verify_bound *pending;	/* owns, n_pending of cap_pending */
+	size_t n_pending, cap_pending;
+	double pending_since;		/* when the oldest was found */
 	/* progress */
 	double started, last_progress;
 	uint64_t rows_this_run;
@@ -465,12 +482,6 @@ key_differs:
 
 /* ---- SQL of a chunk ---------------------------------------------------------- */
 
-/* A key bound: n_key text values, or unset (open end). */
-struct verify_bound {
-	bool set;
-	char *v[VERIFY_MAX_KEY];	/* owns */
-};
-
 static void bound_clear(struct verify_bound *b)
 {
 	for (size_t i = 0; i < VERIFY_MAX_KEY; i++) {
@@ -619,9 +630,13 @@ static int chunk_hash(struct verify_run *run, const struct verify_pair *p,
 {
 	PGresult *r[2];
 	for (int s = OLD; s <= NEW; s++) {
-		put_f(&sql[s], "SELECT count(*), md5(string_agg(md5(ROW(%s)::text), '' ORDER BY %s)) FROM %s",
-		      p->sel_cols[s], p->sel_key[s], p->t[s]->sql);
+		/* The rows come in key order from the subquery (an index scan, no
+		 * sort). Were the order lost, the digests would differ and the
+		 * chunk be compared row by row: slower, never wrong. */
+		put_f(&sql[s], "SELECT count(*), md5(string_agg(h, '')) FROM (SELECT md5(ROW(%s)::text) h FROM %s",
+		      p->sel_cols[s], p->t[s]->sql);
 		put_range(&sql[s], p, s, lo, hi);
+		put_f(&sql[s], " ORDER BY %s) s", p->sel_key[s]);
 	}
 	if (query_both(run, p, sql, lo, hi, r) < 0)
 		return -1;
@@ -783,10 +798,47 @@ static int recheck_key(struct verify_run *run, struct verify_pair *p,
 	return 0;
 }
 
+/* Holds a copy of key (RES, ROW) for recheck_pending(). */
+static int pending_add(struct verify_run *run, const PGresult *res, int row, size_t n_key)
+{
+	if (run->n_pending == run->cap_pending) {
+		size_t cap = run->cap_pending ? 2 * run->cap_pending : 64;
+		struct verify_bound *v = realloc(run->pending, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		memset(v + run->cap_pending, 0, (cap - run->cap_pending) * sizeof(*v));
+		run->pending = v;
+		run->cap_pending = cap;
+	}
+	if (run->n_pending == 0)
+		run->pending_since = now_seconds();
+	return bound_from_row(&run->pending[run->n_pending++], res, row, n_key);
+}
+
+/*
+ * Re-reads every pending key of pair P, once --recheck-delay has passed since
+ * the oldest was found, and counts and reports what still differs. Waiting
+ * for a batch rather than for each chunk keeps scattered differences cheap.
+ */
+static int recheck_pending(struct verify_run *run, struct verify_pair *p, struct wbuf sql[2])
+{
+	if (run->n_pending == 0)
+		return 0;
+	sleep_seconds((double)run->opt.recheck_ms / 1000.0 - (now_seconds() - run->pending_since));
+	int rc = 0;
+	for (size_t k = 0; k < run->n_pending; k++) {
+		if (rc == 0)
+			rc = recheck_key(run, p, &run->pending[k], sql);
+		bound_clear(&run->pending[k]);
+	}
+	run->n_pending = 0;
+	return rc;
+}
+
 /*
  * Splits a differing chunk down to rows: lists (key, md5) on both sides,
- * merges them, waits --recheck-delay once if anything differs, and rechecks
- * each candidate. Adds the distinct keys seen to p->c.rows.
+ * merges them, and holds every key missing on a side or with another digest
+ * for recheck_pending(). Adds the distinct keys seen to p->c.rows.
  */
 static int chunk_rows(struct verify_run *run, struct verify_pair *p,
 		      const struct verify_bound *lo, const struct verify_bound *hi, struct wbuf sql[2])
@@ -794,8 +846,6 @@ static int chunk_rows(struct verify_run *run, struct verify_pair *p,
 	PGresult *r[2] = { NULL, NULL };
 	struct verify_row *rows[2] = { NULL, NULL };
 	int n[2] = { 0, 0 };
-	struct verify_row **cand = NULL;
-	size_t n_cand = 0;
 	int rc = -1;
 
 	for (int s = OLD; s <= NEW; s++) {
@@ -811,44 +861,29 @@ static int chunk_rows(struct verify_run *run, struct verify_pair *p,
 		if (rows[s] == NULL)
 			goto oom;
 	}
-	cand = calloc((size_t)n[OLD] + (size_t)n[NEW] + 1, sizeof(*cand));
-	if (cand == NULL)
-		goto oom;
 	int i = 0, j = 0;
 	while (i < n[OLD] || j < n[NEW]) {
 		int c = i == n[OLD] ? 1 : j == n[NEW] ? -1 : strcmp(rows[OLD][i].key, rows[NEW][j].key);
+		const struct verify_row *cand = NULL;
 		p->c.rows++;
 		if (c < 0) {
-			cand[n_cand++] = &rows[OLD][i++];
+			cand = &rows[OLD][i++];
 		} else if (c > 0) {
-			cand[n_cand++] = &rows[NEW][j++];
+			cand = &rows[NEW][j++];
 		} else {
 			if (strcmp(rows[OLD][i].md5, rows[NEW][j].md5) != 0)
-				cand[n_cand++] = &rows[OLD][i];
+				cand = &rows[OLD][i];
 			i++;
 			j++;
 		}
-	}
-	if (n_cand > 0)
-		sleep_seconds((double)run->opt.recheck_ms / 1000.0);
-	struct verify_bound key = { 0 };
-	for (size_t k = 0; k < n_cand; k++) {
-		if (bound_from_row(&key, cand[k]->res, cand[k]->row, p->n_key) < 0) {
-			bound_clear(&key);
+		if (cand != NULL && pending_add(run, cand->res, cand->row, p->n_key) < 0)
 			goto oom;
-		}
-		if (recheck_key(run, p, &key, sql) < 0) {
-			bound_clear(&key);
-			goto out;
-		}
 	}
-	bound_clear(&key);
 	rc = 0;
 	goto out;
 oom:
 	verr("out of memory");
 out:
-	free(cand);
 	for (int s = OLD; s <= NEW; s++) {
 		rows_free(rows[s], n[s]);
 		PQclear(r[s]);
@@ -1173,12 +1208,17 @@ static int verify_pair_rows(struct verify_run *run, size_t pi)
 		bound_clear(&lo);
 		lo = hi;
 		memset(&hi, 0, sizeof(hi));
-		if (checkpoint_write(run, pi, &lo) < 0)
+		if ((run->n_pending >= VERIFY_PENDING_MAX ||
+		     (run->n_pending > 0 && now_seconds() - run->pending_since >= VERIFY_PENDING_SECONDS)) &&
+		    recheck_pending(run, p, sql) < 0)
+			goto out;
+		/* A checkpoint never leaves keys unchecked behind it. */
+		if (run->n_pending == 0 && checkpoint_write(run, pi, &lo) < 0)
 			goto out;
 		progress(run, p, false);
 		throttle(run);
 	}
-	rc = 0;
+	rc = recheck_pending(run, p, sql);
 out:
 	bound_clear(&lo);
 	bound_clear(&hi);
@@ -1496,6 +1536,9 @@ static void run_free(struct verify_run *run)
 	free(run->pairs);
 	for (size_t k = 0; k < VERIFY_MAX_KEY; k++)
 		free(run->resume_lo[k]);
+	for (size_t k = 0; k < run->n_pending; k++)
+		bound_clear(&run->pending[k]);
+	free(run->pending);
 	for (int s = OLD; s <= NEW; s++)
 		if (run->conn[s] != NULL)
 			PQfinish(run->conn[s]);

@@ -302,7 +302,7 @@ def test_verify_resume_after_kill(pg, tmp_path):
         config = write_config(pg, lay, tmp_path)
         report = tmp_path / "report.jsonl"
         checkpoint = tmp_path / "report.jsonl.checkpoint"
-        args = ["--json", "--chunk-rows", "2000", "--max-rate", "40000", "--report", report,
+        args = ["--json", "--chunk-rows", "2000", "--max-rate", "20000", "--report", report,
                 "--table", "users"]
         proc = subprocess.Popen(verify_cmd(config, *args), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
@@ -313,6 +313,8 @@ def test_verify_resume_after_kill(pg, tmp_path):
             except OSError:
                 return False
             return "\nlo 0 1 " in text and report.stat().st_size > 0
+        # checkpoints wait for the pending candidates to be re-read (a batch
+        # after 5 s): a checkpoint with a report behind it is past the first
         wait_for(midway, "a checkpoint past the first difference", timeout=60)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
