@@ -41,31 +41,15 @@ P -d "$DB" -c "CREATE TABLE v_new.pgbench_accounts (LIKE v_old.pgbench_accounts 
 	-c "VACUUM ANALYZE v_old.pgbench_accounts" -c "VACUUM ANALYZE v_new.pgbench_accounts"
 rows=$(P -d "$DB" -At -c "SELECT count(*) FROM v_old.pgbench_accounts")
 
-cat >"$dir/verify.ini" <<EOF
-[pgturnout]
-listen = 127.0.0.1:1
-auth_type = trust
-journal_dir = $dir/journal
-[path old]
-host = $PGT_PGHOST
-port = $PGT_PGPORT
-dbname = $DB
-user = $PGUSER
-password = ${PGT_PGPASSWORD:-}
-sslmode = disable
-search_path = v_old
-[path new]
-host = $PGT_PGHOST
-port = $PGT_PGPORT
-dbname = $DB
-user = $PGUSER
-password = ${PGT_PGPASSWORD:-}
-sslmode = disable
-search_path = v_new
-[migration]
-old = old
-new = new
-EOF
+{
+	printf '[pgturnout]\nlisten = 127.0.0.1:1\nauth_type = trust\njournal_dir = %s/journal\n' "$dir"
+	for role in old new; do
+		printf '[path %s]\nhost = %s\nport = %s\ndbname = %s\nuser = %s\n' \
+			"$role" "$PGT_PGHOST" "$PGT_PGPORT" "$DB" "$PGUSER"
+		printf 'password = %s\nsslmode = disable\nsearch_path = v_%s\n' "${PGT_PGPASSWORD:-}" "$role"
+	done
+	printf '[migration]\nold = old\nnew = new\n'
+} >"$dir/verify.ini"
 
 now() { date +%s.%N; }
 best() { tr ' ' '\n' | sort -g | head -1; }
