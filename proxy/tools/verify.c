@@ -21,7 +21,9 @@
  * connections).
  *
  * Both connections are read-only and print values with the same settings
- * (catalog_pin_text_output), so equal values print equally on both.
+ * (catalog_pin_text_output), so equal values print equally on both. When
+ * both paths are one database, each chunk (and each recheck batch) is read
+ * by both sides in one exported snapshot.
  *
  * Files: the report (JSON lines, one per differing key or sequence) and,
  * next to it, REPORT.checkpoint, rewritten after every chunk with the
@@ -121,6 +123,7 @@ struct verify_run {
 	struct config *cfg;		/* owns a reference */
 	const struct path_config *path[2];	/* borrows from cfg */
 	PGconn *conn[2];		/* owns */
+	bool same_database;		/* both paths are one database: read each chunk in one snapshot */
 	struct verify_pair *pairs;	/* owns, n_pairs */
 	size_t n_pairs;
 	char *report_path;		/* owns */
@@ -381,9 +384,7 @@ static int pair_prepare(struct verify_run *run, struct verify_pair *p)
 			return p->problem != NULL ? 0 : -1;
 		}
 	}
-	const struct path_config *a = run->path[OLD], *b = run->path[NEW];
-	bool same_db = strcmp(a->host, b->host) == 0 && a->port == b->port &&
-		       a->dbname != NULL && b->dbname != NULL && strcmp(a->dbname, b->dbname) == 0;
+	bool same_db = run->same_database;
 	if (same_db && p->t[OLD]->oid == p->t[NEW]->oid) {
 		p->skipped = strdup("the same table on both paths");
 		return p->skipped != NULL ? 0 : -1;
@@ -798,6 +799,51 @@ static int recheck_key(struct verify_run *run, struct verify_pair *p,
 	return 0;
 }
 
+/* With both paths in one database, opens a REPEATABLE READ transaction on
+ * each connection, new's importing old's snapshot: both sides of a chunk
+ * are then read as of one instant, and a write that dual writes commit to
+ * both sides at once can never show as a difference. Does nothing for
+ * paths in two databases (a snapshot cannot cross databases). */
+static int snapshot_begin(struct verify_run *run)
+{
+	if (!run->same_database)
+		return 0;
+	PGresult *r = PQexec(run->conn[OLD], "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+					     " SELECT pg_catalog.pg_export_snapshot()");
+	int rc = -1;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		char sql[192];
+		snprintf(sql, sizeof(sql), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+			 " SET TRANSACTION SNAPSHOT '%.64s'", PQgetvalue(r, 0, 0));
+		PQclear(r);
+		r = PQexec(run->conn[NEW], sql);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK)
+			rc = 0;
+		else
+			verr("path %s: %s", run->path[NEW]->name, PQerrorMessage(run->conn[NEW]));
+	} else {
+		verr("path %s: %s", run->path[OLD]->name, PQerrorMessage(run->conn[OLD]));
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int snapshot_end(struct verify_run *run)
+{
+	if (!run->same_database)
+		return 0;
+	int rc = 0;
+	for (int s = OLD; s <= NEW; s++) {
+		PGresult *r = PQexec(run->conn[s], "COMMIT");
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			verr("path %s: %s", run->path[s]->name, PQerrorMessage(run->conn[s]));
+			rc = -1;
+		}
+		PQclear(r);
+	}
+	return rc;
+}
+
 /* Holds a copy of key (RES, ROW) for recheck_pending(). */
 static int pending_add(struct verify_run *run, const PGresult *res, int row, size_t n_key)
 {
@@ -825,13 +871,15 @@ static int recheck_pending(struct verify_run *run, struct verify_pair *p, struct
 	if (run->n_pending == 0)
 		return 0;
 	sleep_seconds((double)run->opt.recheck_ms / 1000.0 - (now_seconds() - run->pending_since));
-	int rc = 0;
+	int rc = snapshot_begin(run);
 	for (size_t k = 0; k < run->n_pending; k++) {
 		if (rc == 0)
 			rc = recheck_key(run, p, &run->pending[k], sql);
 		bound_clear(&run->pending[k]);
 	}
 	run->n_pending = 0;
+	if (rc == 0)
+		rc = snapshot_end(run);
 	return rc;
 }
 
@@ -1168,7 +1216,7 @@ static int verify_pair_rows(struct verify_run *run, size_t pi)
 		run->n_resume_lo = 0;
 	}
 	for (;;) {
-		if (chunk_boundary(run, p, &lo, b, sql) < 0)
+		if (snapshot_begin(run) < 0 || chunk_boundary(run, p, &lo, b, sql) < 0)
 			goto out;
 		int pick = b[OLD].set ? OLD : NEW;
 		if (b[OLD].set && b[NEW].set) {
@@ -1202,6 +1250,8 @@ static int verify_pair_rows(struct verify_run *run, size_t pi)
 		if (count[OLD] == count[NEW] && strcmp(digest[OLD], digest[NEW]) == 0)
 			p->c.rows += count[OLD];
 		else if (chunk_rows(run, p, &lo, &hi, sql) < 0)
+			goto out;
+		if (snapshot_end(run) < 0)
 			goto out;
 		if (!hi.set)
 			break;
@@ -1575,6 +1625,10 @@ int verify_main(int argc, char **argv)
 	}
 	run.path[OLD] = &run.cfg->paths[run.cfg->old_path];
 	run.path[NEW] = &run.cfg->paths[run.cfg->new_path];
+	run.same_database = strcmp(run.path[OLD]->host, run.path[NEW]->host) == 0 &&
+			      run.path[OLD]->port == run.path[NEW]->port &&
+			      run.path[OLD]->dbname != NULL && run.path[NEW]->dbname != NULL &&
+			      strcmp(run.path[OLD]->dbname, run.path[NEW]->dbname) == 0;
 	run.tty = isatty(STDERR_FILENO);
 	if (connect_paths(&run) < 0)
 		goto out;

@@ -411,3 +411,49 @@ def test_verify_two_servers_composite_key(pg, second_pg, tmp_path):
     finally:
         for server in servers.values():
             server.sql("DROP TABLE IF EXISTS %s" % table)
+
+
+def test_verify_during_dual_writes_through_the_proxy(pg, proxy_factory, tmp_path):
+    """pgbench writes through pgturnout with dual writes on (one database:
+    both sides commit in one transaction) while verify runs again and again:
+    every run must find the sides equal, and so must one after the load."""
+    lay = Layout(pg)
+    lay.create()
+    try:
+        lay.fill(2000)
+        paths = {role: dict(p, user="app") for role, p in lay.paths.items()}
+        proxy = proxy_factory(paths=paths, extra=(
+            "\n[migration]\nold = old\nnew = new\nsalt = %s\nversion.v1 = old\nversion.v2 = new\n"
+            "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
+            "\n[flags]\ndual_write = on\n" % unique("salt")))
+        script = tmp_path / "writes.sql"
+        script.write_text(
+            "\\set id random(1, 2000)\n\\set v random(1, 1000000)\n"
+            "BEGIN;\n"
+            "UPDATE users SET email = 'e' || :v WHERE id = :id;\n"
+            "UPDATE users SET name = 'n' || :v, created = timestamptz '2026-01-01 00:00+00'"
+            " + :v * interval '1 second' WHERE id = 2001 - :id;\n"
+            "COMMIT;\n"
+            "DELETE FROM users WHERE id = :v + 100000;\n"
+            "INSERT INTO users (id, name, email) VALUES (:v + 100000, 'ins', NULL);\n")
+        load = subprocess.Popen(["pgbench", "-n", "-c", "4", "-j", "2", "-T", "12", "-f", str(script)],
+                                env=proxy.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        config = proxy.config_path
+        runs = 0
+        try:
+            while load.poll() is None:
+                code, s = run_json(config, "--table", "users", "--chunk-rows", "300",
+                                   "--report", tmp_path / "during.jsonl")
+                assert code == 0, report_rows(tmp_path / "during.jsonl")
+                runs += 1
+        finally:
+            out, _ = load.communicate(timeout=60)
+        print(out)
+        assert load.returncode == 0, out
+        assert runs >= 2
+        code, s = run_json(config, "--report", tmp_path / "after.jsonl")
+        assert code == 0, report_rows(tmp_path / "after.jsonl")
+        assert tables_by_name(s)["users"]["rows"] >= 2000
+    finally:
+        lay.drop()
