@@ -86,6 +86,8 @@ struct runtime {
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
 	struct intent_log *intents;     /* owns: dual-write commit intents (session/intent.h); NULL: none */
+	struct catalog_shapes *new_shapes; /* owns: the new path's tables and columns (io/catalog.h),
+					      read at start and reload; NULL: not read */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */

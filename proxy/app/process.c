@@ -14,6 +14,7 @@
 #include "ctl/admin.h"
 #include "ctl/control.h"
 #include "ctl/http.h"
+#include "io/catalog.h"
 #include "io/conn.h"
 #include "io/listener.h"
 #include "io/tls.h"
@@ -41,6 +42,43 @@
 #define SQL_CACHE_ENTRIES 8192
 #define SQL_CACHE_BYTES (32u * 1024 * 1024)
 #define HISTORY_FILE "flag_history.jsonl"
+
+/*
+ * Reads the new path's tables and columns (dual writes apply captured values
+ * only through the columns new has). Needs `user` set on the new [path]
+ * (with its password, or a plain-text auth_file secret): pgturnout has no
+ * client of its own to log in as otherwise. Blocking: at start and reload
+ * only. A catalog that cannot be read is logged; captured INSERTs then send
+ * every column of old.
+ */
+static void process_read_shapes(const struct config *cfg)
+{
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
+	rt->new_shapes = NULL;
+	if (cfg->old_path == cfg->new_path)
+		return;
+	const struct path_config *p = &cfg->paths[cfg->new_path];
+	if (!p->user) {
+		log_info(0, "catalog of path %s not read (no user in its [path]): captured INSERTs "
+			 "send every column of old", p->name);
+		return;
+	}
+	char err[512];
+	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", err, sizeof(err));
+	struct catalog_shapes *s = calloc(1, sizeof(*s));
+	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
+		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "
+			    "of old", p->name, s && conn ? err : conn ? "out of memory" : err);
+		free(s);
+		if (conn)
+			PQfinish(conn);
+		return;
+	}
+	PQfinish(conn);
+	rt->new_shapes = s;
+	log_info(0, "catalog of path %s: %zu tables", p->name, s->n);
+}
 
 static const struct control_ops process_control_ops = {
 	.reload = process_reload,
@@ -138,6 +176,7 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 		return -1;
 	}
 	process_open_history();
+	process_read_shapes(cfg);
 	if (cfg->journal_dir) {
 		char jerr[256];
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
@@ -236,6 +275,8 @@ void process_free(void)
 	flags_free(rt->flags);
 	history_file_free(rt->history);
 	intent_log_free(rt->intents);
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)
@@ -301,6 +342,7 @@ int process_reload(const char *who)
 	rt->cfg = cfg;
 	pool_clear();  /* kept server connections belong to the old generation */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
+	process_read_shapes(cfg);
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);
 	return 0;
