@@ -168,6 +168,7 @@ struct dual {
 	char **cap_cols;        /* owns: the captured columns' names (old's), those new has */
 	bool *cap_keep;         /* owns: per column after the marker: applied to new */
 	size_t n_cap_all;       /* columns after the marker (kept or not) */
+	size_t cap_pend_off;    /* extended, old primary: where in pend new's part goes */
 	size_t n_cap_cols;
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
 	size_t cap_nrows;
@@ -651,6 +652,20 @@ static bool dual_capture_start(struct client *c, const char *old_text, size_t le
 	return true;
 }
 
+/* Makes room for N more bytes in B (its length unchanged). */
+static bool wbuf_reserve_for(struct wbuf *b, size_t n)
+{
+	static const uint8_t zeros[256];
+	size_t len = b->len;
+	while (n) {
+		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+		wbuf_put(b, zeros, k);
+		n -= k;
+	}
+	b->len = len;
+	return wbuf_ok(b);
+}
+
 /* The last byte of B (0 when empty). */
 static uint8_t wbuf_last(const struct wbuf *b)
 {
@@ -928,8 +943,25 @@ static void dual_queue_captured(struct client *c)
 	}
 	tx_record(d, sql, strlen(sql), NULL);
 	if (dual_shadow(c) && !d->broken) {
-		dual_begin(c);
-		dual_pend_query(c, "", sql);
+		if (d->cap_extended) {
+			/* In the batch where the Execute stood, so that what the
+			 * batch does after it on new comes after it too. */
+			struct wbuf b;
+			wbuf_init(&b);
+			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, false);
+			size_t at = d->cap_pend_off <= d->pend.len ? d->cap_pend_off : d->pend.len;
+			if (wbuf_ok(&b) && wbuf_reserve_for(&d->pend, b.len)) {
+				memmove(d->pend.data + at + b.len, d->pend.data + at, d->pend.len - at);
+				memcpy(d->pend.data + at, b.data, b.len);
+				d->pend.len += b.len;
+			} else {
+				d->broken = true;
+			}
+			wbuf_free(&b);
+		} else {
+			dual_begin(c);
+			dual_pend_query(c, "", sql);
+		}
 	}
 	free(apply);
 }
@@ -2052,8 +2084,10 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 		d->cap_fallback = strdup(po->text);
 		if (!d->batch_mirrored) {
 			d->tx_at_request = d->n_tx;
+			dual_begin(c);
 			d->batch_mirrored = true;
 		}
+		d->cap_pend_off = d->pend.len;  /* where new's part of it will go */
 		d->req_mirrored = true;
 		dual_expect_injected(d, true);
 		if (conn_write(p->conn, b.data, b.len) < 0)
