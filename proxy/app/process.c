@@ -9,6 +9,8 @@
  */
 #include "app/process.h"
 
+#include "app/flag_restore.h"
+
 #include "conf/config.h"
 #include "core/log.h"
 #include "ctl/admin.h"
@@ -76,6 +78,8 @@ static void process_open_history(void)
 		log_warning(0, "flag history %s: %s", path, history_file_notice(rt->history));
 }
 
+static void process_record_change(void *arg, const struct flag_change *ch);
+
 static void process_on_reap(evutil_socket_t fd, short what, void *arg)
 {
 	client_reap();
@@ -93,7 +97,8 @@ static void process_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	runtime_check_drained();
 }
 
-int process_init(struct config *cfg, const char *config_file, char *err, size_t errlen)
+int process_init(struct config *cfg, const char *config_file, bool reset_flags, char *err,
+		 size_t errlen)
 {
 	rt = calloc(1, sizeof(*rt));
 	if (!rt) {
@@ -137,6 +142,8 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 		return -1;
 	}
 	process_open_history();
+	flag_restore_start(rt->flags, rt->history, cfg, cfg->journal_dir, reset_flags,
+			   process_record_change, NULL);
 	if (cfg->journal_dir) {
 		char jerr[256];
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
@@ -292,6 +299,7 @@ int process_reload(const char *who)
 	rt->tls = tls;
 	config_unref(rt->cfg);
 	rt->cfg = cfg;
+	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
