@@ -8,14 +8,17 @@
  *   pgturnout.flag_changes  epoch (1, 2, ...), at, who, surface, instance,
  *                           name, old_value, new_value: every change
  *   pgturnout.instances     name, address, version, started, last_seen,
- *                           applied_epoch, applied_at: one row per instance
+ *                           applied_epoch, applied_at, sessions_on_new,
+ *                           unmirrored_new_writes: one row per instance
  * A change is written in one transaction (advisory lock, insert epoch
  * max + 1 if max is still the epoch this instance applied, NOTIFY
  * pgturnout_flags), then applied. Every instance LISTENs on pgturnout_flags
  * and also polls every poll_interval (the heartbeat); on either it reads the
  * latest value of each flag and applies those that differ, through the
  * apply hook. An empty store is seeded with the flags in force of the first
- * instance that reaches it.
+ * instance that reaches it. The heartbeat also publishes the instance's
+ * guard counters (sessions on new, unmirrored writes on new), so that guard
+ * rails are judged across the fleet (fleet_add_others_guard).
  *
  * libpq's asynchronous API only, with libevent events on PQsocket(): nothing
  * here blocks the loop. One statement batch is in flight at a time; the
@@ -56,6 +59,7 @@ struct fleet_instance {
 	char applied_at[40];    /* "" when it never applied one */
 	int64_t applied_epoch;
 	bool live;              /* seen within 3 poll intervals (at least 3 s) */
+	struct flags_guard guard; /* its sessions, as the guard rails see them */
 };
 
 struct fleet_hooks {
@@ -63,6 +67,9 @@ struct fleet_hooks {
 	void (*apply)(void *arg, const struct fleet_change *c);
 	/* Every change up to EPOCH is applied. */
 	void (*applied)(void *arg, int64_t epoch);
+	/* This instance's sessions as the guard rails see them, published with
+	 * every heartbeat so that the others judge guard rails fleet-wide. */
+	void (*local_guard)(void *arg, struct flags_guard *g);
 };
 
 /*
@@ -107,5 +114,9 @@ int64_t fleet_applied_at_ms(const struct fleet *f);
 size_t fleet_instance_count(const struct fleet *f);
 const struct fleet_instance *fleet_instance(const struct fleet *f, size_t i);
 size_t fleet_live_instances(const struct fleet *f);
+/* Adds the guard counters of the other live instances (as of the last
+ * heartbeat) to G: guard rails that depend on sessions are judged across
+ * the fleet. */
+void fleet_add_others_guard(const struct fleet *f, struct flags_guard *g);
 
 #endif

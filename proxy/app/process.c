@@ -178,11 +178,19 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	return 0;
 }
 
-/* What the guard rails need to know about sessions right now. */
-static void process_guard(struct flags_guard *g)
+/* What the guard rails need to know about this instance's sessions now. */
+static void process_local_guard(void *arg, struct flags_guard *g)
 {
 	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
 	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+}
+
+/* ... and about the fleet's: the other instances' as of their last heartbeat. */
+static void process_guard(struct flags_guard *g)
+{
+	process_local_guard(NULL, g);
+	if (rt->fleet != NULL)
+		fleet_add_others_guard(rt->fleet, g);
 }
 
 static void process_record_change(void *arg, const struct flag_change *ch)
@@ -245,6 +253,7 @@ static void process_fleet_applied(void *arg, int64_t epoch)
 static const struct fleet_hooks process_fleet_hooks = {
 	.apply = process_fleet_apply,
 	.applied = process_fleet_applied,
+	.local_guard = process_local_guard,
 };
 
 /* A flag change waiting for the flag store. */

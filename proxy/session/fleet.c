@@ -330,7 +330,9 @@ static void sql_init(struct fleet *f, struct wbuf *b)
 	    "IF to_regclass('pgturnout.instances') IS NULL THEN "
 	    "CREATE TABLE pgturnout.instances (name text PRIMARY KEY, address text NOT NULL, "
 	    "version text NOT NULL, started timestamptz NOT NULL, last_seen timestamptz NOT NULL, "
-	    "applied_epoch bigint NOT NULL, applied_at timestamptz); END IF; END $$;"
+	    "applied_epoch bigint NOT NULL, applied_at timestamptz, "
+	    "sessions_on_new bigint NOT NULL DEFAULT 0, "
+	    "unmirrored_new_writes bigint NOT NULL DEFAULT 0); END IF; END $$;"
 	    "INSERT INTO pgturnout.flag_changes (epoch, who, surface, instance, name, old_value, "
 	    "new_value) SELECT v.e, ");
 	put_lit(f, b, f->name);
@@ -354,8 +356,11 @@ static void sql_init(struct fleet *f, struct wbuf *b)
 static void sql_tick(struct fleet *f, struct wbuf *b)
 {
 	uint32_t live_ms = f->poll_ms * 3 > 3000 ? f->poll_ms * 3 : 3000;
+	struct flags_guard g = { 0 };
+	if (f->hooks.local_guard != NULL)
+		f->hooks.local_guard(f->hooks_arg, &g);
 	put(b, "INSERT INTO pgturnout.instances (name, address, version, started, last_seen, "
-	    "applied_epoch, applied_at) VALUES (");
+	    "applied_epoch, applied_at, sessions_on_new, unmirrored_new_writes) VALUES (");
 	put_lit(f, b, f->name);
 	put(b, ", ");
 	put_lit(f, b, f->address);
@@ -367,12 +372,17 @@ static void sql_tick(struct fleet *f, struct wbuf *b)
 		putf(b, "to_timestamp(%lld / 1000.0)", f->applied_at_ms);
 	else
 		put(b, "NULL");
+	putf(b, ", %lld", (long long)g.sessions_on_new);
+	putf(b, ", %lld", (long long)g.unmirrored_new_writes);
 	put(b, ") ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
 	    "version = EXCLUDED.version, started = EXCLUDED.started, last_seen = now(), "
-	    "applied_epoch = EXCLUDED.applied_epoch, applied_at = EXCLUDED.applied_at;"
+	    "applied_epoch = EXCLUDED.applied_epoch, applied_at = EXCLUDED.applied_at, "
+	    "sessions_on_new = EXCLUDED.sessions_on_new, "
+	    "unmirrored_new_writes = EXCLUDED.unmirrored_new_writes;"
 	    "SELECT name, address, version, " TS("started") ", " TS("last_seen") ", "
 	    "applied_epoch, coalesce(" TS("applied_at") ", ''), ");
-	putf(b, "last_seen > now() - interval '%lld milliseconds' ", live_ms);
+	putf(b, "last_seen > now() - interval '%lld milliseconds', ", live_ms);
+	put(b, "sessions_on_new, unmirrored_new_writes ");
 	put(b, "FROM pgturnout.instances ORDER BY name;"
 	    "SELECT coalesce(max(epoch), 0) FROM pgturnout.flag_changes");
 }
@@ -548,6 +558,9 @@ static void on_tick(struct fleet *f)
 				in[i].applied_epoch = strtoll(PQgetvalue(r, row, 5), NULL, 10);
 				copy_value(in[i].applied_at, sizeof(in[i].applied_at), r, row, 6);
 				in[i].live = PQgetvalue(r, row, 7)[0] == 't';
+				in[i].guard.sessions_on_new = strtoull(PQgetvalue(r, row, 8), NULL, 10);
+				in[i].guard.unmirrored_new_writes =
+					strtoull(PQgetvalue(r, row, 9), NULL, 10);
 			}
 			free(f->instances);
 			f->instances = in;
@@ -883,4 +896,15 @@ size_t fleet_live_instances(const struct fleet *f)
 	for (size_t i = 0; i < f->n_instances; i++)
 		n += f->instances[i].live;
 	return n;
+}
+
+void fleet_add_others_guard(const struct fleet *f, struct flags_guard *g)
+{
+	for (size_t i = 0; i < f->n_instances; i++) {
+		const struct fleet_instance *in = &f->instances[i];
+		if (!in->live || strcmp(in->name, f->name) == 0)
+			continue;
+		g->sessions_on_new += in->guard.sessions_on_new;
+		g->unmirrored_new_writes += in->guard.unmirrored_new_writes;
+	}
 }

@@ -321,3 +321,34 @@ def test_store_down_keeps_flags_refuses_changes_and_converges_after(proxy_factor
                  {str(newest)} and len([r for r in fleet_rows(p) if r["live"] == "true"]) == 3,
                  5, "every instance at epoch %d on %s" % (newest, p.port))
         assert metrics(p)["pgturnout_fleet_epoch"] == newest
+
+
+def test_guard_rails_are_judged_across_the_fleet(proxy_factory, tmp_path, pg, store_db):
+    """A session on new through one instance makes another instance refuse
+    to turn dual_write off (SPEC §8 guard rail, §13 across the fleet)."""
+    ps = start_fleet(proxy_factory, tmp_path, fleet_dsn(pg.host, pg.port, store_db), n=2,
+                     paths={"old": {}, "new": {"search_path": "public"}},
+                     extra=MIGRATION + "version.v1 = old\nversion.v2 = new\n")
+    assert admin_set(ps[1], "SET dual_write = on") is None
+    on_new = ps[0].connect(options="-c pgturnout.version=v2")
+    try:
+        with on_new.cursor() as cur:
+            cur.execute("SELECT 1")
+        # ps[1] learns of ps[0]'s session on new with ps[0]'s next heartbeat
+        deadline = time.time() + 5
+        while True:
+            e = admin_set(ps[1], "SET dual_write = off")
+            if e is not None or time.time() > deadline:
+                break
+            assert admin_set(ps[1], "SET dual_write = on") is None
+            time.sleep(0.2)
+        assert e is not None and e.pgcode == "55000", e
+        assert "1 sessions on new" in str(e), str(e)
+        assert flag(ps[0], "dual_write") == "on"
+    finally:
+        on_new.close()
+    # the session is gone: once the heartbeat says so, the change goes through
+    wait_for(lambda: admin_set(ps[1], "SET dual_write = off") is None, 5,
+             "dual_write off once no session is on new")
+    for p in ps:
+        wait_for(lambda: flag(p, "dual_write") == "off", 1.0, "dual_write off everywhere")
