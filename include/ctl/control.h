@@ -17,6 +17,9 @@
  * so; nothing changed here).
  */
 enum { CONTROL_UNAVAILABLE = -2 };
+/* With WAIT: the change is in force, but not every live instance of the
+ * fleet reported it in time (ERR names them). */
+enum { CONTROL_NOT_ACKNOWLEDGED = -3 };
 typedef void (*control_done_cb)(void *arg, int rc, const char *err);
 
 struct control_ops {
@@ -24,9 +27,11 @@ struct control_ops {
 	int (*set_flag)(const char *name, const char *value, const char *who,
 			const char *surface, bool force, char *err, size_t errlen);
 	/* The same, answering through DONE: at once without a fleet, when the
-	 * flag store answered with one. */
+	 * flag store answered with one; with WAIT, when every live instance of
+	 * the fleet reported the change too. */
 	void (*set_flag_async)(const char *name, const char *value, const char *who,
-			       const char *surface, bool force, control_done_cb done, void *arg);
+			       const char *surface, bool force, bool wait, control_done_cb done,
+			       void *arg);
 	void (*begin_shutdown)(void);
 };
 
@@ -42,7 +47,8 @@ int control_set_flag(const char *name, const char *value, const char *who,
  * once, before this returns or later (the fleet's store answers); without a
  * set_flag_async op, set_flag's answer is given at once. */
 void control_set_flag_async(const char *name, const char *value, const char *who,
-			    const char *surface, bool force, control_done_cb done, void *arg);
+			    const char *surface, bool force, bool wait, control_done_cb done,
+			    void *arg);
 void control_begin_shutdown(void);
 
 /*

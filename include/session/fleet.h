@@ -114,6 +114,14 @@ int64_t fleet_applied_at_ms(const struct fleet *f);
 size_t fleet_instance_count(const struct fleet *f);
 const struct fleet_instance *fleet_instance(const struct fleet *f, size_t i);
 size_t fleet_live_instances(const struct fleet *f);
+/*
+ * SET ... WAIT: CB(ARG, 0, NULL) once every other live instance reported
+ * (in its heartbeat) that it applied EPOCH, or CB(ARG, -1, message naming
+ * the instances that did not) after timeout. Called once, never before
+ * fleet_wait_acks() returns.
+ */
+typedef void (*fleet_ack_cb)(void *arg, int rc, const char *err);
+void fleet_wait_acks(struct fleet *f, int64_t epoch, fleet_ack_cb cb, void *arg);
 /* Adds the guard counters of the other live instances (as of the last
  * heartbeat) to G: guard rails that depend on sessions are judged across
  * the fleet. */

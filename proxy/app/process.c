@@ -45,7 +45,8 @@
 #define HISTORY_FILE "flag_history.jsonl"
 
 static void process_set_flag_async(const char *name, const char *value, const char *who,
-				   const char *surface, bool force, control_done_cb done, void *arg);
+				   const char *surface, bool force, bool wait, control_done_cb done,
+				   void *arg);
 
 static const struct control_ops process_control_ops = {
 	.reload = process_reload,
@@ -256,21 +257,36 @@ static const struct fleet_hooks process_fleet_hooks = {
 	.local_guard = process_local_guard,
 };
 
-/* A flag change waiting for the flag store. */
+/* A flag change waiting for the flag store (and, with WAIT, the fleet). */
 struct pending_set {
 	control_done_cb done;
 	void *arg;
+	bool wait;
 };
 
-static void process_on_written(void *arg, int rc, int64_t epoch, const char *err)
+static void process_on_acked(void *arg, int rc, const char *err)
 {
 	struct pending_set p = *(struct pending_set *)arg;
 	free(arg);
+	if (rc < 0)
+		log_warning(0, "flag change: %s", err);
+	p.done(p.arg, rc < 0 ? CONTROL_NOT_ACKNOWLEDGED : 0, err);
+}
+
+static void process_on_written(void *arg, int rc, int64_t epoch, const char *err)
+{
+	struct pending_set *p = arg;
+	if (rc == 0 && p->wait) {
+		fleet_wait_acks(rt->fleet, epoch, process_on_acked, p);
+		return;
+	}
+	struct pending_set copy = *p;
+	free(p);
 	if (rc < 0) {
 		rt->stats.flag_refusals++;
 		log_warning(0, "flag change refused: %s", err);
 	}
-	p.done(p.arg, rc == 0 ? 0 : rc == FLEET_UNAVAILABLE ? CONTROL_UNAVAILABLE : -1, err);
+	copy.done(copy.arg, rc == 0 ? 0 : rc == FLEET_UNAVAILABLE ? CONTROL_UNAVAILABLE : -1, err);
 }
 
 /*
@@ -280,7 +296,8 @@ static void process_on_written(void *arg, int rc, int64_t epoch, const char *err
  * accepted it (fleet_write).
  */
 static void process_set_flag_async(const char *name, const char *value, const char *who,
-				   const char *surface, bool force, control_done_cb done, void *arg)
+				   const char *surface, bool force, bool wait, control_done_cb done,
+				   void *arg)
 {
 	char err[512] = "";
 	if (rt->fleet == NULL) {
@@ -314,6 +331,7 @@ static void process_set_flag_async(const char *name, const char *value, const ch
 	}
 	p->done = done;
 	p->arg = arg;
+	p->wait = wait;
 	fleet_write(rt->fleet, &change, process_on_written, p);
 }
 

@@ -216,7 +216,7 @@ static const char *const help_rows[][2] = {
 	{ "SHOW JOURNAL", "dual-write dead letters" },
 	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
-	{ "SET <flag> = <value> [FORCE]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt)" },
+	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt); WAIT: answer once every live instance of the fleet applied it" },
 	{ "RELOAD", "re-read the configuration file" },
 	{ "PAUSE", "stop sessions at their next transaction boundary" },
 	{ "RESUME", "let paused sessions go on" },
@@ -620,6 +620,7 @@ static void set_answer(struct admin_job *j)
 	const char *name = j->name, *err = j->ans.err;
 	if (j->ans.rc < 0) {
 		const char *state = j->ans.rc == CONTROL_UNAVAILABLE ? "57P03"
+				    : j->ans.rc == CONTROL_NOT_ACKNOWLEDGED ? "55000"
 				    : flags_lookup(name) < 0 ? "42704"
 				    : strstr(err, "FORCE") ? "55000"
 				    : strncmp(err, "refused", 7) == 0 ? "55000" : "22023";
@@ -648,12 +649,16 @@ static void admin_on_set(void *arg, int rc, const char *err)
 	admin_job_run(j);
 }
 
-/* Accepts SET name (=|TO) value [FORCE]. */
+/* Accepts SET name (=|TO) value [FORCE] [WAIT]. */
 static void set_flag(const struct cmd *c, struct admin_job *j)
 {
 	struct wbuf *out = &j->out;
-	bool force = false;
+	bool force = false, wait = false;
 	size_t n = c->n;
+	if (n >= 5 && is_kw(c, n - 1, "WAIT")) {
+		wait = true;
+		n--;
+	}
 	if (n == 5 && is_kw(c, 4, "FORCE")) {
 		force = true;
 		n = 4;
@@ -661,7 +666,7 @@ static void set_flag(const struct cmd *c, struct admin_job *j)
 	if (n != 4 || (c->t[1].kind != TOK_WORD && c->t[1].kind != TOK_IDENT) ||
 	    !(c->t[2].kind == TOK_EQ || is_kw(c, 2, "TO")) ||
 	    (c->t[3].kind != TOK_WORD && c->t[3].kind != TOK_STRING)) {
-		error_out(out, "42601", "syntax: SET <flag> = <value> [FORCE]",
+		error_out(out, "42601", "syntax: SET <flag> = <value> [FORCE] [WAIT]",
 			  "e.g. SET canary_percent = 12.5; SHOW HELP lists the commands");
 		return;
 	}
@@ -669,7 +674,8 @@ static void set_flag(const struct cmd *c, struct admin_job *j)
 	snprintf(j->value, sizeof(j->value), "%s", c->t[3].text);
 	j->ans.in_call = true;
 	j->ans.answered = false;
-	control_set_flag_async(c->t[1].text, c->t[3].text, j->who, "console", force, admin_on_set, j);
+	control_set_flag_async(c->t[1].text, c->t[3].text, j->who, "console", force, wait,
+			       admin_on_set, j);
 	j->ans.in_call = false;
 	if (j->ans.answered)
 		set_answer(j);

@@ -28,11 +28,12 @@ int control_set_flag(const char *name, const char *value, const char *who,
 }
 
 void control_set_flag_async(const char *name, const char *value, const char *who,
-			    const char *surface, bool force, control_done_cb done, void *arg)
+			    const char *surface, bool force, bool wait, control_done_cb done,
+			    void *arg)
 {
 	char err[512] = "";
 	if (control_ops && control_ops->set_flag_async) {
-		control_ops->set_flag_async(name, value, who, surface, force, done, arg);
+		control_ops->set_flag_async(name, value, who, surface, force, wait, done, arg);
 		return;
 	}
 	int rc = control_set_flag(name, value, who, surface, force, err, sizeof(err));

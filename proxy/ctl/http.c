@@ -575,7 +575,8 @@ static void put_job_run(struct put_job *j)
 		}
 		j->ans.in_call = true;
 		j->ans.answered = false;
-		control_set_flag_async(m->key, m->value, "http", "http", j->force, put_job_on_done, j);
+		control_set_flag_async(m->key, m->value, "http", "http", j->force, false,
+				       put_job_on_done, j);
 		j->ans.in_call = false;
 		if (!j->ans.answered)
 			return;         /* put_job_on_done() goes on */

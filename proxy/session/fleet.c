@@ -47,6 +47,16 @@ struct fleet_op {
 	void *arg;
 };
 
+/* A SET ... WAIT waiting for the other instances to apply its epoch. */
+struct fleet_waiter {
+	struct list_node node;
+	struct fleet *f;                /* borrows */
+	int64_t epoch;
+	struct event *timer;            /* owns: the timeout */
+	fleet_ack_cb cb;
+	void *arg;
+};
+
 struct fleet {
 	struct event_base *base;        /* borrows */
 	const struct flags *flags;      /* borrows */
@@ -75,6 +85,7 @@ struct fleet {
 	bool ever_up;
 	struct fleet_instance *instances; /* owns, n_instances */
 	size_t n_instances;
+	struct list_node waiters;       /* struct fleet_waiter */
 };
 
 static int64_t now_ms(void)
@@ -92,6 +103,7 @@ static struct timeval ms_tv(uint32_t ms)
 
 static void fleet_on_socket(evutil_socket_t fd, short what, void *arg);
 static void fleet_send_next(struct fleet *f);
+static void check_waiters(struct fleet *f);
 
 /* ---- connection parameters ---- */
 
@@ -569,6 +581,77 @@ static void on_tick(struct fleet *f)
 	}
 	if (max >= 0 && max != f->applied)
 		queue_once(f, OP_FETCH);
+	check_waiters(f);
+}
+
+/* The other live instances that did not report EPOCH, comma-separated in
+ * BUF ("" when none). */
+static void missing_acks(const struct fleet *f, int64_t epoch, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < f->n_instances && used < len; i++) {
+		const struct fleet_instance *in = &f->instances[i];
+		if (!in->live || in->applied_epoch >= epoch || strcmp(in->name, f->name) == 0)
+			continue;
+		int n = snprintf(buf + used, len - used, "%s%s (epoch %lld)", used ? ", " : "",
+				 in->name, (long long)in->applied_epoch);
+		used += n > 0 ? (size_t)n : 0;
+	}
+}
+
+static void waiter_finish(struct fleet_waiter *w, int rc, const char *err)
+{
+	fleet_ack_cb cb = w->cb;
+	void *arg = w->arg;
+	list_del(&w->node);
+	event_free(w->timer);
+	free(w);
+	cb(arg, rc, err);
+}
+
+/* After a heartbeat: the waiters whose epoch every live instance reported. */
+static void check_waiters(struct fleet *f)
+{
+	char missing[512];
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &f->waiters) {
+		struct fleet_waiter *w = list_entry(pos, struct fleet_waiter, node);
+		missing_acks(f, w->epoch, missing, sizeof(missing));
+		if (missing[0] == '\0')
+			waiter_finish(w, 0, NULL);
+	}
+}
+
+static void waiter_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet_waiter *w = arg;
+	char missing[512], msg[768];
+	(void)fd;
+	(void)what;
+	missing_acks(w->f, w->epoch, missing, sizeof(missing));
+	snprintf(msg, sizeof(msg), "not acknowledged: the change is in force as epoch %lld, but "
+		 "within %u ms these instances did not report it: %s%s", (long long)w->epoch,
+		 w->f->timeout_ms, missing[0] ? missing : "(unknown: no heartbeat read)",
+		 fleet_store_up(w->f) ? "" : "; the flag store is unreachable");
+	waiter_finish(w, -1, msg);
+}
+
+void fleet_wait_acks(struct fleet *f, int64_t epoch, fleet_ack_cb cb, void *arg)
+{
+	struct fleet_waiter *w = calloc(1, sizeof(*w));
+	struct timeval tv = ms_tv(f->timeout_ms);
+	if (w == NULL || (w->timer = evtimer_new(f->base, waiter_on_timeout, w)) == NULL) {
+		free(w);
+		cb(arg, -1, "out of memory");
+		return;
+	}
+	w->f = f;
+	w->epoch = epoch;
+	w->cb = cb;
+	w->arg = arg;
+	list_append(&f->waiters, &w->node);
+	evtimer_add(w->timer, &tv);
 }
 
 static void on_write(struct fleet *f, struct fleet_op *op)
@@ -776,6 +859,7 @@ struct fleet *fleet_new(struct event_base *base, const struct config *cfg,
 	f->poll_ms = cfg->fleet_poll_ms;
 	f->timeout_ms = cfg->fleet_timeout_ms;
 	list_init(&f->ops);
+	list_init(&f->waiters);
 	const char *port = cfg->n_listen > 0 ? cfg->listen[0].port : "";
 	snprintf(f->address, sizeof(f->address), "%s:%s", cfg->n_listen > 0 ? cfg->listen[0].host : "",
 		 port);
@@ -814,6 +898,8 @@ void fleet_free(struct fleet *f)
 		struct fleet_op *op = list_entry(pos, struct fleet_op, node);
 		op_finish(f, op, FLEET_UNAVAILABLE, 0, "shutting down");
 	}
+	list_for_each_safe(pos, tmp, &f->waiters)
+		waiter_finish(list_entry(pos, struct fleet_waiter, node), -1, "shutting down");
 	if (f->timer != NULL)
 		event_free(f->timer);
 	if (f->deadline != NULL)

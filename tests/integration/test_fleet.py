@@ -352,3 +352,23 @@ def test_guard_rails_are_judged_across_the_fleet(proxy_factory, tmp_path, pg, st
              "dual_write off once no session is on new")
     for p in ps:
         wait_for(lambda: flag(p, "dual_write") == "off", 1.0, "dual_write off everywhere")
+
+
+def test_set_wait_answers_once_every_live_instance_applied_it(proxy_factory, tmp_path, pg,
+                                                              store_db):
+    ps = start_fleet(proxy_factory, tmp_path, fleet_dsn(pg.host, pg.port, store_db))
+    assert admin_set(ps[0], "SET canary_percent = 3 WAIT") is None
+    # acknowledged: every instance has it when SET returns
+    assert [flag(p, "canary_percent") for p in ps] == ["3", "3", "3"]
+    # an instance that cannot apply it (stopped, still counted live for 3 s)
+    # is named in the answer; the change itself is in force
+    os.kill(ps[2].pid, signal.SIGSTOP)
+    try:
+        e = admin_set(ps[1], "SET canary_percent = 4 WAIT")
+        assert e is not None and e.pgcode == "55000", e
+        assert "not acknowledged" in str(e) and "i2" in str(e), str(e)
+        assert "i0" not in str(e)
+        assert flag(ps[0], "canary_percent") == "4"
+    finally:
+        os.kill(ps[2].pid, signal.SIGCONT)
+    wait_for(lambda: flag(ps[2], "canary_percent") == "4", 2, "i2 catches up")
