@@ -8,6 +8,7 @@ changes with a clear error, say "degraded" in /healthz and /metrics, and
 converge on the newest epoch once it is back; an instance restarted while
 the store is down comes back with the flags it last applied."""
 
+import datetime
 import os
 import re
 import shutil
@@ -71,6 +72,14 @@ def wait_for(cond, timeout, what):
     raise AssertionError("timed out waiting for: " + what)
 
 
+def applied_at(p, epoch):
+    """When P's log says it applied EPOCH (seconds, from the log line's time)."""
+    m = re.search(r"^(\d+-\d+-\d+ \d+:\d+:\d+\.\d+) UTC \[\d+\] INFO -: fleet: epoch %d from "
+                  r"instance \w+ applied$" % epoch, p.log(), re.M)
+    assert m, "no 'epoch %d applied' in the log of %s" % (epoch, p.port)
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+
 def fleet_rows(p):
     return as_dicts(psql(p, "SHOW FLEET"))
 
@@ -116,19 +125,22 @@ def test_a_change_on_any_instance_is_applied_by_all_within_a_second(proxy_factor
                     "ORDER BY 1", dbname=store_db)
     assert tables == [("flag_changes",), ("instances",)]
     for i, (where, value) in enumerate([(0, "5"), (1, "12.5"), (2, "0")]):
-        t0 = time.time()
         assert admin_set(ps[where], "SET canary_percent = %s" % value) is None
         # the instance that took the change has it when SET returns
         assert flag(ps[where], "canary_percent") == value
         for p in ps:
-            wait_for(lambda: flag(p, "canary_percent") == value, 1.0,
+            wait_for(lambda: flag(p, "canary_percent") == value, 5,
                      "canary_percent = %s on %s" % (value, p.port))
-        assert time.time() - t0 < 1.5
+        # every instance applied it within a second of the one that took it
+        # (their logs' timestamps: psql's own start-up time is not counted)
+        epoch = pg.sql("SELECT max(epoch) FROM pgturnout.flag_changes", dbname=store_db)[0][0]
+        at = [applied_at(p, epoch) for p in ps]
+        assert max(at) - at[where] < 1.0, at
     # HTTP writes go through the store too
     status, _, text = call(ps[1], "PUT", "/flags", {"shadow_failure": "fail"}, token=TOKEN)
     assert status == 200, text
     for p in ps:
-        wait_for(lambda: flag(p, "shadow_failure") == "fail", 1.0, "shadow_failure on all")
+        wait_for(lambda: flag(p, "shadow_failure") == "fail", 5, "shadow_failure on all")
     # every change is in the store's history, with its epoch
     changes = pg.sql("SELECT epoch, instance, surface, name, new_value FROM "
                      "pgturnout.flag_changes WHERE surface <> 'seed' ORDER BY epoch",
@@ -213,7 +225,7 @@ def test_pgbench_through_three_instances_while_the_canary_flips(proxy_factory, t
             # writes on new have no copy on old as far as the guard rail knows)
             assert admin_set(ps[where], "SET canary_percent = %s FORCE" % value) is None
             for p in ps:
-                wait_for(lambda: flag(p, "canary_percent") == value, 1.0,
+                wait_for(lambda: flag(p, "canary_percent") == value, 5,
                          "canary_percent = %s everywhere" % value)
             time.sleep(1)
     finally:
@@ -273,7 +285,7 @@ def test_store_down_keeps_flags_refuses_changes_and_converges_after(proxy_factor
     assert admin_set(ps[0], "SET shadow_failure = fail") is None
     assert admin_set(ps[1], "SET canary_percent = 5") is None
     for p in ps:
-        wait_for(lambda: flag(p, "canary_percent") == "5" and flag(p, "shadow_failure") == "fail", 1.0,
+        wait_for(lambda: flag(p, "canary_percent") == "5" and flag(p, "shadow_failure") == "fail", 5,
                  "the flags on every instance")
     benches = [Bench(p, bench_db, 10) for p in ps]
     try:
@@ -351,7 +363,7 @@ def test_guard_rails_are_judged_across_the_fleet(proxy_factory, tmp_path, pg, st
     wait_for(lambda: admin_set(ps[1], "SET dual_write = off") is None, 5,
              "dual_write off once no session is on new")
     for p in ps:
-        wait_for(lambda: flag(p, "dual_write") == "off", 1.0, "dual_write off everywhere")
+        wait_for(lambda: flag(p, "dual_write") == "off", 5, "dual_write off everywhere")
 
 
 def test_set_wait_answers_once_every_live_instance_applied_it(proxy_factory, tmp_path, pg,
