@@ -5,8 +5,9 @@
  * history (journal_dir/flag_history.jsonl), unless the config file's value
  * for it changed since the last start or reload (as recorded in
  * journal_dir/flag_state.json, session/flag_state.h): then the file wins, as
- * a reload would have made it win. --reset-flags makes the file win for
- * every flag. Where the value in force differs from the history's last one,
+ * a reload would have made it win — except with [fleet], where the flags are
+ * the fleet's and the history always wins. --reset-flags makes the file win
+ * for every flag. Where the value in force differs from the history's last one,
  * the change is appended to the history (surface "startup"), so the history
  * always ends with the values in force. Each flag's source is logged.
  *

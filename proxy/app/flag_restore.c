@@ -123,6 +123,7 @@ void flag_restore_start(struct flags *f, const struct history_file *h,
 			log_warning(0, "%s; flags set at runtime win over the file's", err);
 	}
 	file_values(cfg, file);
+	bool fleet = config_fleet_on(cfg);
 	for (int id = 0; id < FLAGS__COUNT; id++) {
 		const char *name = flags_name(id);
 		const struct flag_history_entry *e = last_entry(h, name);
@@ -137,6 +138,11 @@ void flag_restore_start(struct flags *f, const struct history_file *h,
 				 "says %s)", name, file[id], e->new_value);
 			if (!same)
 				record_file_wins(f, id, e->new_value, "--reset-flags", record, arg);
+		} else if (fleet && state.file_known[id] && strcmp(state.file[id], file[id]) != 0) {
+			log_info(0, "flag %s = %s (restored from the flag history: with [fleet] the "
+				 "config file's value, changed to %s, only seeds an empty flag store)",
+				 name, e->new_value, file[id]);
+			restore_one(f, id, e);
 		} else if (state.file_known[id] && strcmp(state.file[id], file[id]) != 0) {
 			log_info(0, "flag %s = %s (from the config file: changed there from %s since "
 				 "the last start; the history says %s)", name, file[id], state.file[id],

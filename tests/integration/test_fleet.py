@@ -307,7 +307,10 @@ def test_store_down_keeps_flags_refuses_changes_and_converges_after(proxy_factor
         status, _, text = call(ps[0], "PUT", "/flags", {"canary_percent": 50}, token=TOKEN)
         assert status == 503 and "flag store is unreachable" in text, text
         # an instance killed and restarted while the store is down comes back
-        # with the flags it last applied
+        # with the flags it last applied (with [fleet], even when its file's
+        # [flags] changed meanwhile: the flags are the fleet's)
+        with open(ps[2].config_path, "a") as f:
+            f.write("\n[flags]\ncanary_percent = 30\n")
         restart(ps[2], signal.SIGKILL)
         assert flag(ps[2], "canary_percent") == "5"
         assert flag(ps[2], "shadow_failure") == "fail"
