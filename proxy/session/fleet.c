@@ -82,7 +82,7 @@ struct fleet {
 	int64_t applied_at_ms;
 	char down_reason[256];
 	int64_t down_since_ms;
-	bool ever_up;
+	bool down_logged;               /* this outage was logged: only a new reason is */
 	struct fleet_instance *instances; /* owns, n_instances */
 	size_t n_instances;
 	struct list_node waiters;       /* struct fleet_waiter */
@@ -225,11 +225,11 @@ static void fleet_down(struct fleet *f, const char *why)
 	f->state = FS_DOWN;
 	if (f->down_since_ms == 0)
 		f->down_since_ms = now_ms();
-	if (was_up || !f->ever_up || strcmp(reason, f->down_reason) != 0)
+	if (was_up || !f->down_logged || strcmp(reason, f->down_reason) != 0)
 		log_warning(0, "fleet: flag store unreachable: %s; the flags in force stay (epoch %lld), "
 			    "flag changes are refused until it is back", reason, (long long)f->applied);
 	snprintf(f->down_reason, sizeof(f->down_reason), "%s", reason);
-	f->ever_up = true;      /* from now on, log only changes of the reason */
+	f->down_logged = true;
 	struct list_node *pos, *tmp;
 	list_for_each_safe(pos, tmp, &f->ops) {
 		struct fleet_op *op = list_entry(pos, struct fleet_op, node);
@@ -709,12 +709,11 @@ static void batch_done(struct fleet *f)
 		return;
 	} else {
 		if (op->kind == OP_INIT) {
-			if (f->down_since_ms != 0 || !f->ever_up)
-				log_info(0, "fleet: flag store reached; instance %s, epoch applied here %lld",
-					 f->name, (long long)f->applied);
+			log_info(0, "fleet: flag store reached; instance %s, epoch applied here %lld",
+				 f->name, (long long)f->applied);
 			f->down_since_ms = 0;
 			f->down_reason[0] = '\0';
-			f->ever_up = true;
+			f->down_logged = false;
 			op_finish(f, op, 0, 0, NULL);
 			queue_once(f, OP_FETCH);
 			queue_once(f, OP_TICK);
