@@ -2,7 +2,8 @@
  * ctl/http.c — the HTTP surface on http_listen (SPEC §8), on libevent's
  * evhttp in the proxy's own event loop:
  *
- *   GET /healthz   200 "ok" (503 "shutting down" once shutdown began)
+ *   GET /healthz   200 "ok" (503 "shutting down" once shutdown began; 200
+ *                  "degraded: ..." while the fleet's flag store is unreachable)
  *   GET /metrics   Prometheus text format 0.0.4 (ctl/metrics.c)
  *   GET /flags     JSON: every flag's value, plus changed_at/changed_by maps
  *   PUT /flags     JSON object of changes; Authorization: Bearer <token>
@@ -14,7 +15,9 @@
  * parsed strictly here; every key and value is checked before anything is
  * applied, then the changes go through control_set_flag() one at a time in
  * body order. A guard rail can only be judged when its turn comes, so a
- * refusal there stops the rest and the answer lists what was applied.
+ * refusal there stops the rest and the answer lists what was applied. With
+ * a fleet each change waits for the flag store (503 when it cannot be
+ * reached): the request is answered later, from a put_job.
  *
  * Owns the evhttp object and its bound socket; borrows the event base.
  * Handlers run in the loop and never block longer than the token file read
@@ -31,6 +34,7 @@
 #include "ctl/control.h"
 #include "ctl/metrics.h"
 #include "route/flags.h"
+#include "session/fleet.h"
 #include "session/runtime.h"
 
 #include <event2/buffer.h>
@@ -489,6 +493,119 @@ static int prevalidate(int id, const struct http_json_member *m, char *err, size
 	return rc;
 }
 
+/*
+ * A PUT /flags whose changes are being applied, one at a time: each may
+ * wait for the fleet's flag store (control_set_flag_async), so the job goes
+ * on from put_job_on_done(). The request is answered when the last change
+ * is in, or at the first refusal. A client that hangs up meanwhile only
+ * loses its answer (put_job_on_close).
+ */
+struct put_job {
+	struct evhttp_request *req;     /* borrows; NULL once its connection closed */
+	struct http_json_object obj;    /* owns */
+	bool force;
+	size_t next;                    /* member to apply next */
+	struct control_answer ans;
+	const char *applied[HTTP_JSON_MAX_MEMBERS], *unchanged[HTTP_JSON_MAX_MEMBERS];
+	size_t n_applied, n_unchanged;
+};
+
+static void put_job_run(struct put_job *j);
+
+static void put_job_on_close(struct evhttp_connection *conn, void *arg)
+{
+	struct put_job *j = arg;
+	(void)conn;
+	j->req = NULL;
+}
+
+/* Before the answer is sent: the request is libevent's again after it. */
+static void put_job_detach(struct put_job *j)
+{
+	if (j->req != NULL)
+		evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+}
+
+static void put_job_free(struct put_job *j)
+{
+	http_json_object_clear(&j->obj);
+	free(j);
+}
+
+/* The answer of member NEXT came: 0 when the job goes on, -1 when it ended. */
+static int put_job_answer(struct put_job *j)
+{
+	const struct http_json_member *m = &j->obj.m[j->next];
+	const char *err = j->ans.err;
+	if (j->ans.rc < 0) {
+		bool guard = strstr(err, "FORCE") != NULL;
+		put_job_detach(j);
+		if (j->req != NULL && j->ans.rc == CONTROL_UNAVAILABLE)
+			reply_error(j->req, 503, "Service Unavailable", err, j->applied, j->n_applied);
+		else if (j->req != NULL)
+			reply_error(j->req, guard ? 409 : 400, guard ? "Conflict" : "Bad Request", err,
+				    j->applied, j->n_applied);
+		put_job_free(j);
+		return -1;
+	}
+	if (j->ans.rc == 0)
+		j->applied[j->n_applied++] = flags_name(flags_lookup(m->key));
+	else
+		j->unchanged[j->n_unchanged++] = flags_name(flags_lookup(m->key));
+	j->next++;
+	return 0;
+}
+
+static void put_job_on_done(void *arg, int rc, const char *err)
+{
+	struct put_job *j = arg;
+	if (control_answer_note(&j->ans, rc, err))
+		return;
+	if (put_job_answer(j) == 0)
+		put_job_run(j);
+}
+
+static void put_job_run(struct put_job *j)
+{
+	while (j->next < j->obj.n) {
+		const struct http_json_member *m = &j->obj.m[j->next];
+		if (strcmp(m->key, "force") == 0) {
+			j->next++;
+			continue;
+		}
+		j->ans.in_call = true;
+		j->ans.answered = false;
+		control_set_flag_async(m->key, m->value, "http", "http", j->force, false,
+				       put_job_on_done, j);
+		j->ans.in_call = false;
+		if (!j->ans.answered)
+			return;         /* put_job_on_done() goes on */
+		if (put_job_answer(j) < 0)
+			return;
+	}
+	if (j->req == NULL) {
+		put_job_free(j);
+		return;
+	}
+	struct wbuf w;
+	json_t *o = json_object();
+	bool ok = o != NULL;
+	wbuf_init(&w);
+	if (ok) {
+		set_member(o, "applied", name_array(j->applied, j->n_applied), &ok);
+		set_member(o, "unchanged", name_array(j->unchanged, j->n_unchanged), &ok);
+		set_member(o, "flags", flags_json(), &ok);
+	}
+	put_json(&w, ok ? o : NULL);
+	if (!ok)
+		json_decref(o);
+	put_str(&w, "\n");
+	put_job_detach(j);
+	reply(j->req, 200, "OK", "application/json", &w);
+	wbuf_free(&w);
+	put_job_free(j);
+}
+
 static void put_flags(struct evhttp_request *req)
 {
 	if (check_token(req) < 0)
@@ -498,8 +615,6 @@ static void put_flags(struct evhttp_request *req)
 	char *body = malloc(len + 1);
 	struct http_json_object obj = { NULL, 0 };
 	char err[512];
-	const char *applied[HTTP_JSON_MAX_MEMBERS], *unchanged[HTTP_JSON_MAX_MEMBERS];
-	size_t n_applied = 0, n_unchanged = 0;
 	bool force = false;
 
 	if (body == NULL) {
@@ -538,40 +653,32 @@ static void put_flags(struct evhttp_request *req)
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < obj.n; i++) {
-		const struct http_json_member *m = &obj.m[i];
-		if (strcmp(m->key, "force") == 0)
-			continue;
-		int rc = control_set_flag(m->key, m->value, "http", "http", force, err, sizeof(err));
-		if (rc < 0) {
-			bool guard = strstr(err, "FORCE") != NULL;
-			reply_error(req, guard ? 409 : 400, guard ? "Conflict" : "Bad Request", err,
-				    applied, n_applied);
-			goto out;
-		}
-		if (rc == 0)
-			applied[n_applied++] = flags_name(flags_lookup(m->key));
-		else
-			unchanged[n_unchanged++] = flags_name(flags_lookup(m->key));
+	struct put_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		evhttp_send_error(req, 500, "Internal Server Error");
+		goto out;
 	}
-	struct wbuf w;
-	json_t *o = json_object();
-	bool ok = o != NULL;
-	wbuf_init(&w);
-	if (ok) {
-		set_member(o, "applied", name_array(applied, n_applied), &ok);
-		set_member(o, "unchanged", name_array(unchanged, n_unchanged), &ok);
-		set_member(o, "flags", flags_json(), &ok);
-	}
-	put_json(&w, ok ? o : NULL);
-	if (!ok)
-		json_decref(o);
-	put_str(&w, "\n");
-	reply(req, 200, "OK", "application/json", &w);
-	wbuf_free(&w);
+	j->req = req;
+	j->obj = obj;                   /* taken over */
+	obj.m = NULL;
+	obj.n = 0;
+	j->force = force;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), put_job_on_close, j);
+	put_job_run(j);
 out:
 	http_json_object_clear(&obj);
 	free(body);
+}
+
+/* /healthz while the flag store is unreachable: still 200 (the instance
+ * serves its clients with the flags in force), body "degraded: ...". */
+static void reply_fleet_degraded(struct evhttp_request *req)
+{
+	char text[512];
+	snprintf(text, sizeof(text), "degraded: the fleet's flag store is unreachable (%s); the "
+		 "flags in force stay (epoch %lld), flag changes are refused\n",
+		 fleet_down_reason(rt->fleet), (long long)fleet_epoch(rt->fleet));
+	reply_text(req, 200, "OK", text);
 }
 
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
@@ -595,6 +702,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 			method_not_allowed(req, "GET, HEAD");
 		else if (rt->shutting_down)
 			reply_text(req, 503, "Service Unavailable", "shutting down\n");
+		else if (rt->fleet != NULL && !fleet_store_up(rt->fleet))
+			reply_fleet_degraded(req);
 		else
 			reply_text(req, 200, "OK", "ok\n");
 	} else if (strcmp(path, "/metrics") == 0) {
