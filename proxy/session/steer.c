@@ -436,6 +436,24 @@ static bool steer_refuse_tag(struct client *c, struct server *s, const uint8_t *
 	return steer_send(c, s, msg, len, name, rest, &r);
 }
 
+/* Query MSG (TEXT, TLEN bytes) for S that the fast path did not take: out of
+ * line, so that the fast path's frame stays small (no refusal buffer, no
+ * stack guard on every query). */
+static __attribute__((noinline)) bool steer_forward_analysed(struct client *c, struct server *s,
+							     const uint8_t *msg, size_t len,
+							     const char *text, size_t tlen)
+{
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
+	char refusal[512];
+	if (a && steer_check_tag_sets(c, a, text, refusal, sizeof(refusal)) < 0)
+		return steer_refuse_tag(c, s, msg, len, NULL, len, refusal);
+	if (a)
+		steer_note_effects(c, a, text);
+	else
+		steer_pin(c, "out of memory analysing statements");
+	return steer_send(c, s, msg, len, NULL, len, a);
+}
+
 /* Query MSG for S: true when it goes unchanged (see steer_send). */
 static bool steer_forward_query(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
@@ -448,15 +466,7 @@ static bool steer_forward_query(struct client *c, struct server *s, const uint8_
 	tlen--;
 	if (steer_fast(c, text, tlen))
 		return true;
-	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
-	char refusal[512];
-	if (a && steer_check_tag_sets(c, a, text, refusal, sizeof(refusal)) < 0)
-		return steer_refuse_tag(c, s, msg, len, NULL, len, refusal);
-	if (a)
-		steer_note_effects(c, a, text);
-	else
-		steer_pin(c, "out of memory analysing statements");
-	return steer_send(c, s, msg, len, NULL, len, a);
+	return steer_forward_analysed(c, s, msg, len, text, tlen);
 }
 
 /* A Parse message (the client's MSG) for S, rewritten for S's path: true
