@@ -100,6 +100,20 @@ struct config {
 	char *server_reset_query;       /* owns; default DISCARD ALL */
 	char *pidfile;                  /* owns; NULL: no pid file */
 	uint64_t max_query_size;        /* default 1MB: largest Query/Parse buffered for rewriting */
+	uint32_t query_timeout_ms;      /* default 0 (off): a request running longer is cancelled */
+	uint32_t query_wait_timeout_ms; /* default 120s: longest wait at PAUSE or for a server slot */
+	uint32_t idle_transaction_timeout_ms; /* default 0 (off): idle inside a transaction */
+	uint32_t client_idle_timeout_ms; /* default 0 (off): idle outside a transaction */
+	uint32_t server_lifetime_ms;    /* default 3600s: older server connections are not reused */
+	char *server_check_query;       /* owns; default "select 1"; NULL: no health check */
+	uint32_t server_check_delay_ms; /* default 30s: kept connections idle longer are checked */
+	bool tcp_keepalive;             /* default on: SO_KEEPALIVE on client and server sockets */
+	uint32_t tcp_keepidle_ms;       /* default 0: the system's; whole seconds are used */
+	uint32_t tcp_keepintvl_ms;      /* default 0: the system's; whole seconds are used */
+	int tcp_keepcnt;                /* default 0: the system's */
+	uint32_t tcp_user_timeout_ms;   /* default 0: the system's */
+	int max_db_connections;         /* default 0 (no limit): server connections per database */
+	int max_user_connections;       /* default 0 (no limit): server connections per user */
 
 	/* [path NAME] sections, in file order */
 	struct path_config *paths;      /* owns, n_paths entries */

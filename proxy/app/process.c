@@ -21,6 +21,7 @@
 #include "session/client.h"
 #include "session/console.h"
 #include "session/history_file.h"
+#include "session/janitor.h"
 #include "session/journal.h"
 #include "session/pool.h"
 #include "session/runtime.h"
@@ -109,6 +110,7 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 	list_init(&rt->dead);
 	list_init(&rt->pool);
 	list_init(&rt->dead_servers);
+	list_init(&rt->waiting_servers);
 	rt->base = event_base_new();
 	if (!rt->base) {
 		snprintf(err, errlen, "cannot create the event loop");
@@ -126,6 +128,10 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 	}
 	/* The reaper runs after the callbacks of the current loop pass. */
 	event_priority_set(rt->reaper, 0);
+	if (janitor_start() < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	rt->tls = tls_set_new(cfg, err, errlen);
 	if (!rt->tls)
 		return -1;
@@ -235,6 +241,7 @@ void process_free(void)
 		event_free(rt->reaper);
 	if (rt->drain_timer)
 		event_free(rt->drain_timer);
+	janitor_stop();
 	conn_shutdown();
 	if (rt->dns)
 		evdns_base_free(rt->dns, 0);

@@ -4,3 +4,4 @@ list(APPEND PGT_SOURCES proxy/session/steer.c proxy/session/console.c proxy/sess
 list(APPEND PGT_SOURCES proxy/session/journal.c proxy/session/history_file.c)
 list(APPEND PGT_SOURCES proxy/session/dual.c)
 list(APPEND PGT_SOURCES proxy/session/boundary.c proxy/session/replay.c proxy/session/server_stmt.c)
+list(APPEND PGT_SOURCES proxy/session/janitor.c)
