@@ -81,6 +81,9 @@ struct config {
 	struct userlist *users;         /* owns: auth_file, loaded with the generation */
 	char **admin_users;             /* owns, n_admin_users strings */
 	size_t n_admin_users;
+	char **stats_users;             /* owns, n_stats_users strings: read-only console */
+	size_t n_stats_users;
+	char *unix_socket_dir;          /* owns; NULL: no unix-domain socket */
 	enum tls_mode tls_mode;
 	char *tls_cert_file;            /* owns; NULL unless set */
 	char *tls_key_file;             /* owns; NULL unless set */
@@ -182,6 +185,8 @@ int config_path_index(const struct config *cfg, const char *name);
 /* Path index for a version tag, or -1 when the tag is not mapped. */
 int config_version_path(const struct config *cfg, const char *tag);
 bool config_is_admin(const struct config *cfg, const char *user);
+/* USER is in stats_users (the read-only console: SHOW only). */
+bool config_is_stats_user(const struct config *cfg, const char *user);
 
 /*
  * Walks every key of the table with its value in CFG (as the user would write

@@ -198,6 +198,13 @@ int process_listen(char *err, size_t errlen)
 					 client_accept, NULL, err, errlen);
 	if (!rt->listeners)
 		return -1;
+	if (rt->cfg->unix_socket_dir) {
+		if (listener_set_add_unix(rt->listeners, rt->base, rt->cfg->unix_socket_dir,
+					  rt->cfg->listen[0].port, err, errlen) < 0)
+			return -1;
+		log_info(0, "listening on %s/.s.PGSQL.%s", rt->cfg->unix_socket_dir,
+			 rt->cfg->listen[0].port);
+	}
 	if (rt->cfg->http_listen) {
 		rt->http = http_server_new(rt->base, rt->cfg->http_listen, err, errlen);
 		if (!rt->http)

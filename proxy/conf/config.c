@@ -579,6 +579,12 @@ static const struct key_def config_keys[] = {
 	  "users and secrets in PgBouncer userlist.txt format; relative to the config file's directory" },
 	{ SEC_MAIN, "admin_users", KT_USERS, CFG(admin_users), CFG(n_admin_users), "", true, false, -1, NULL, 0, 0,
 	  "comma-separated users allowed on the admin console and HTTP writes; empty: nobody" },
+	{ SEC_MAIN, "stats_users", KT_USERS, CFG(stats_users), CFG(n_stats_users), "", true, false, -1, NULL, 0, 0,
+	  "comma-separated users allowed on the admin console for SHOW commands only (others refused "
+	  "with 42501); empty: nobody" },
+	{ SEC_MAIN, "unix_socket_dir", KT_FILE, CFG(unix_socket_dir), 0, "", false, false, -1, NULL, 0, 0,
+	  "also accept clients on the unix-domain socket DIR/.s.PGSQL.PORT, PORT being the first "
+	  "listen address's; empty: none; relative to the config file's directory" },
 	{ SEC_MAIN, "tls_mode", KT_ENUM, CFG(tls_mode), 0, "disable", true, false, -1, tls_mode_values, 0, 0,
 	  "client-side TLS: disable | allow | require; allow and require need tls_cert_file and tls_key_file" },
 	{ SEC_MAIN, "tls_cert_file", KT_FILE, CFG(tls_cert_file), 0, "", true, false, -1, NULL, 0, 0,
@@ -1897,12 +1903,22 @@ int config_version_path(const struct config *cfg, const char *tag)
 	return -1;
 }
 
-bool config_is_admin(const struct config *cfg, const char *user)
+static bool config_user_in(char *const *users, size_t n, const char *user)
 {
-	for (size_t i = 0; i < cfg->n_admin_users; i++)
-		if (strcmp(cfg->admin_users[i], user) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(users[i], user) == 0)
 			return true;
 	return false;
+}
+
+bool config_is_admin(const struct config *cfg, const char *user)
+{
+	return config_user_in(cfg->admin_users, cfg->n_admin_users, user);
+}
+
+bool config_is_stats_user(const struct config *cfg, const char *user)
+{
+	return config_user_in(cfg->stats_users, cfg->n_stats_users, user);
 }
 
 /* ------------------------------------------------------------------------ */

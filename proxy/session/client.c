@@ -112,6 +112,8 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
 		inet_ntop(AF_INET6, &a->sin6_addr, c->addr, sizeof(c->addr));
 		c->port = ntohs(a->sin6_port);
+	} else if (addr->sa_family == AF_UNIX) {
+		snprintf(c->addr, sizeof(c->addr), "unix");
 	} else {
 		snprintf(c->addr, sizeof(c->addr), "unknown");
 	}
@@ -609,10 +611,10 @@ static void client_read_auth(struct client *c)
 /* The admin console needs no backend: the session starts at once. */
 static void client_admin_login(struct client *c)
 {
-	if (!config_is_admin(c->cfg, c->user)) {
+	if (!config_is_admin(c->cfg, c->user) && !config_is_stats_user(c->cfg, c->user)) {
 		char msg[256];
 		snprintf(msg, sizeof(msg),
-			 "pgturnout: user \"%s\" is not allowed to use the admin console (admin_users)",
+			 "pgturnout: user \"%s\" is not allowed to use the admin console (admin_users, stats_users)",
 			 c->user);
 		client_close(c, CLOSE_INVALID_AUTHORIZATION, msg);
 		return;

@@ -363,3 +363,57 @@ def test_admin_console_still_connects_when_max_client_conn_is_reached(proxy_fact
     admin.close()
     for conn in conns:
         conn.close()
+
+
+# ---- read-only console, unix socket ------------------------------------------------------------
+
+def test_stats_users_may_run_show_commands_only(proxy_factory):
+    proxy = proxy_factory(settings={"stats_users": "scramuser"})
+    viewer = proxy.connect(user="scramuser", dbname="pgturnout")
+    with viewer.cursor() as cur:
+        for show in ("SHOW CLIENTS", "SHOW STATS", "SHOW FLAGS", "SHOW CONFIG", "SHOW PATHS"):
+            cur.execute(show)
+            cur.fetchall()
+        for command in ("SET canary_percent = 10", "RELOAD", "PAUSE", "RESUME", "SHUTDOWN"):
+            with pytest.raises(psycopg2.Error) as exc:
+                cur.execute(command)
+            assert exc.value.pgcode == "42501", (command, exc.value)
+        cur.execute("SHOW FLAGS")
+        flags = {r[0]: r[1] for r in cur.fetchall()}
+    assert flags["canary_percent"] == "0"
+    viewer.close()
+    assert proxy.alive()
+    admin = Admin(proxy)                          # admin_users keep every command
+    admin.run("PAUSE")
+    admin.run("RESUME")
+    admin.close()
+    conn = proxy.connect()
+    assert one(conn, "SELECT 1") == 1
+    conn.close()
+
+
+def test_users_in_neither_list_are_refused_the_console(proxy_factory):
+    proxy = proxy_factory(settings={"stats_users": "scramuser"})
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("app", "pgturnout", "app")
+        assert exc.value.sqlstate == "28000", exc.value.fields
+
+
+def test_unix_socket_dir_accepts_clients(proxy_factory, tmp_path):
+    sockdir = str(tmp_path / "sock")
+    os.makedirs(sockdir)
+    proxy = proxy_factory(settings={"unix_socket_dir": sockdir})
+    path = os.path.join(sockdir, ".s.PGSQL.%d" % proxy.port)
+    wait_for(lambda: os.path.exists(path), "the unix socket")
+    conn = psycopg2.connect(host=sockdir, port=proxy.port, user="app", dbname="app",
+                            password="app", connect_timeout=10)
+    conn.autocommit = True
+    assert one(conn, "SELECT 1") == 1
+    admin = Admin(proxy)
+    addrs = [r["address"] for r in admin.run("SHOW CLIENTS")]
+    assert "unix" in addrs, addrs
+    admin.close()
+    conn.close()
+    assert proxy.stop() == 0
+    assert not os.path.exists(path)               # removed at exit
