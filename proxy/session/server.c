@@ -184,11 +184,10 @@ void server_forget_statements(struct server *s)
 	s->n_stmts = 0;
 }
 
-void server_terminate(struct server *s)
+/* A logged-in plain connection gets a Terminate, when nothing is queued
+ * before it, so the server logs a clean exit. */
+static void server_send_terminate(struct server *s)
 {
-	/* The socket is closed when the owner is reaped; a READY plain
-	 * connection gets a Terminate first so the server logs a clean exit. */
-	server_stop_waiting(s);
 	if ((s->state == SV_READY || s->state == SV_IDLE || s->state == SV_RESETTING ||
 	     s->state == SV_CHECKING) && s->conn && !conn_owns_fd(s->conn)) {
 		static const uint8_t terminate[5] = { PqMsg_Terminate, 0, 0, 0, 4 };
@@ -196,6 +195,14 @@ void server_terminate(struct server *s)
 			(void)!send(conn_fd(s->conn), terminate, sizeof(terminate),
 				    MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
+}
+
+void server_terminate(struct server *s)
+{
+	/* The socket is closed when the owner is reaped; a READY plain
+	 * connection gets a Terminate first so the server logs a clean exit. */
+	server_stop_waiting(s);
+	server_send_terminate(s);
 	if (s->conn)
 		conn_disable(s->conn, EV_READ | EV_WRITE);
 	if (s->timer)
@@ -637,6 +644,7 @@ void server_check_failed(struct server *s, const char *why)
 {
 	log_info(s->client->id, "kept server connection to path %s (backend_pid=%u) failed its "
 		 "check: %s; connecting anew", server_path(s)->name, s->backend_pid, why);
+	server_send_terminate(s);
 	conn_disable(s->conn, EV_READ | EV_WRITE);
 	s->state = SV_CONNECTING;
 	s->reconnect = true;
