@@ -85,6 +85,9 @@ struct config {
 	struct userlist *users;         /* owns: auth_file, loaded with the generation */
 	char **admin_users;             /* owns, n_admin_users strings */
 	size_t n_admin_users;
+	char **stats_users;             /* owns, n_stats_users strings: read-only console */
+	size_t n_stats_users;
+	char *unix_socket_dir;          /* owns; NULL: no unix-domain socket */
 	enum tls_mode tls_mode;
 	char *tls_cert_file;            /* owns; NULL unless set */
 	char *tls_key_file;             /* owns; NULL unless set */
@@ -105,6 +108,20 @@ struct config {
 	char *server_reset_query;       /* owns; default DISCARD ALL */
 	char *pidfile;                  /* owns; NULL: no pid file */
 	uint64_t max_query_size;        /* default 1MB: largest Query/Parse buffered for rewriting */
+	uint32_t query_timeout_ms;      /* default 0 (off): a request running longer is cancelled */
+	uint32_t query_wait_timeout_ms; /* default 120s: longest wait at PAUSE or for a server slot */
+	uint32_t idle_transaction_timeout_ms; /* default 0 (off): idle inside a transaction */
+	uint32_t client_idle_timeout_ms; /* default 0 (off): idle outside a transaction */
+	uint32_t server_lifetime_ms;    /* default 3600s: older server connections are not reused */
+	char *server_check_query;       /* owns; default "select 1"; NULL: no health check */
+	uint32_t server_check_delay_ms; /* default 30s: kept connections idle longer are checked */
+	bool tcp_keepalive;             /* default on: SO_KEEPALIVE on client and server sockets */
+	uint32_t tcp_keepidle_ms;       /* default 0: the system's; whole seconds are used */
+	uint32_t tcp_keepintvl_ms;      /* default 0: the system's; whole seconds are used */
+	int tcp_keepcnt;                /* default 0: the system's */
+	uint32_t tcp_user_timeout_ms;   /* default 0: the system's */
+	int max_db_connections;         /* default 0 (no limit): server connections per database */
+	int max_user_connections;       /* default 0 (no limit): server connections per user */
 
 	/* [path NAME] sections, in file order */
 	struct path_config *paths;      /* owns, n_paths entries */
@@ -187,6 +204,8 @@ int config_path_index(const struct config *cfg, const char *name);
 /* Path index for a version tag, or -1 when the tag is not mapped. */
 int config_version_path(const struct config *cfg, const char *tag);
 bool config_is_admin(const struct config *cfg, const char *user);
+/* USER is in stats_users (the read-only console: SHOW only). */
+bool config_is_stats_user(const struct config *cfg, const char *user);
 
 /*
  * Walks every key of the table with its value in CFG (as the user would write

@@ -1,8 +1,9 @@
 /*
- * io/listener.h — the TCP listeners of `listen` (one per address).
+ * io/listener.h — the TCP listeners of `listen` (one per address), and the
+ * unix-domain socket of `unix_socket_dir`.
  *
  * Accepted sockets are handed to a callback, non-blocking, with TCP_NODELAY
- * set. Listeners can be paused and resumed; the SIGTERM drain frees them,
+ * set (TCP). Listeners can be paused and resumed; the SIGTERM drain frees them,
  * which closes the listening sockets.
  */
 #ifndef PGT_IO_LISTENER_H
@@ -23,7 +24,13 @@ typedef void (*listener_accept_cb)(evutil_socket_t fd, const struct sockaddr *ad
 struct listener_set *listener_set_new(struct event_base *base, const struct listen_addr *addrs,
 				      size_t n, listener_accept_cb cb, void *arg,
 				      char *err, size_t errlen);
-void listener_set_free(struct listener_set *ls);   /* NULL does nothing */
+/* Adds a listener on the unix-domain socket DIR/.s.PGSQL.PORT (a stale
+ * file there is replaced; the file is removed by listener_set_free()).
+ * Returns 0, or -1 with a message in err. */
+int listener_set_add_unix(struct listener_set *ls, struct event_base *base, const char *dir,
+			  const char *port, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void listener_set_free(struct listener_set *ls);   /* NULL does nothing; removes the unix socket file */
 void listener_set_enable(struct listener_set *ls, int enable);
 
 #endif

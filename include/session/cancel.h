@@ -11,6 +11,10 @@
 
 #include <stdint.h>
 
+struct client;
+
+/* Sends a CancelRequest to every ready backend of C (query_timeout). */
+void cancel_session(const struct client *c);
 /* FROM is the session id of the connection that carried the request. */
 void cancel_request(uint32_t pid, uint32_t key, uint64_t from);
 

@@ -70,6 +70,7 @@ struct client {
 	struct server *servers[SLOT__COUNT];  /* owns */
 	int active_slot;                /* slot whose backend runs this session's statements */
 	bool admin;                     /* connected to the admin console (database pgturnout) */
+	bool admin_counted;             /* logged in to the console: in rt->n_admin_clients */
 	bool console_failed;            /* admin: an extended-protocol message was refused; skip to Sync */
 	bool console_waiting;           /* admin: a Query's answer is not there yet (fleet SET) */
 	bool inspect;                   /* two paths: Query/Parse/Close are read whole and analysed */
@@ -105,6 +106,11 @@ struct client {
 	bool dead;                      /* on rt->dead, waiting for the reaper */
 	enum close_reason close_reason;
 	uint64_t connected_at_us;
+	/* timeouts (session/janitor.c) */
+	uint64_t active_us;             /* last time the client sent bytes or had work in flight */
+	uint64_t wait_since_us;         /* held at PAUSE with a request to send since; 0: not held */
+	uint64_t cancelled_request_us;  /* request_started_us of the request query_timeout cancelled */
+	uint64_t cancelled_at_us;       /* when that cancel was sent */
 };
 
 /* Accept callback: takes ownership of FD. */

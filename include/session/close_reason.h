@@ -30,6 +30,11 @@ enum close_reason {
 	CLOSE_CANCEL_DONE,
 	CLOSE_BAD_STARTUP_LENGTH,
 	CLOSE_FEATURE_NOT_SUPPORTED,
+	CLOSE_QUERY_TIMEOUT,
+	CLOSE_QUERY_WAIT_TIMEOUT,
+	CLOSE_IDLE_TRANSACTION_TIMEOUT,
+	CLOSE_CLIENT_IDLE_TIMEOUT,
+	CLOSE_SERVER_LIMIT,
 	CLOSE__COUNT
 };
 
@@ -60,6 +65,14 @@ static const struct close_info close_table[CLOSE__COUNT] = {
 	 * their startup packet */
 	[CLOSE_BAD_STARTUP_LENGTH] = { "bad_startup_length", NULL, LOG_INFO },
 	[CLOSE_FEATURE_NOT_SUPPORTED] = { "feature_not_supported", "0A000", LOG_INFO },
+	/* the server ignored the cancel of a request past query_timeout */
+	[CLOSE_QUERY_TIMEOUT] = { "query_timeout", "57014", LOG_WARNING },
+	[CLOSE_QUERY_WAIT_TIMEOUT] = { "query_wait_timeout", "57014", LOG_WARNING },
+	/* PostgreSQL's own codes for its idle_in_transaction_session_timeout
+	 * and idle_session_timeout */
+	[CLOSE_IDLE_TRANSACTION_TIMEOUT] = { "idle_transaction_timeout", "25P03", LOG_INFO },
+	[CLOSE_CLIENT_IDLE_TIMEOUT] = { "client_idle_timeout", "57P05", LOG_INFO },
+	[CLOSE_SERVER_LIMIT] = { "server_limit", "53300", LOG_WARNING },
 };
 
 /* The name of reason R in logs and metrics ("client_eof", ...). */

@@ -42,6 +42,12 @@ void pool_drop(struct server *s, const char *why);
 void pool_clear(void);
 /* Kept connections to path index PATH of the current generation. */
 size_t pool_idle_count(int path);
+/* S is older than server_lifetime: not to be reused. */
+bool pool_expired(const struct server *s);
+/* Drops one kept connection logged in as USER, or to DATABASE (either may
+ * be NULL), to make room under the connection limits; false when there is
+ * none. */
+bool pool_drop_like(const char *user, const char *database);
 /* Frees the dropped ones; the reaper calls it. */
 void pool_reap(void);
 

@@ -98,10 +98,14 @@ struct runtime {
 	struct http_server *http;       /* owns; NULL when http_listen is empty */
 	struct list_node clients;       /* every struct client, by client.node */
 	size_t n_clients;
+	size_t n_admin_clients;         /* of them, logged in to the admin console (not counted
+					   against max_client_conn) */
 	struct list_node dead;          /* clients closed, waiting to be freed by the reaper */
 	struct list_node pool;          /* kept server connections (session/pool.h), oldest first */
 	size_t n_pooled;
 	struct list_node dead_servers;  /* kept ones dropped, waiting for the reaper */
+	struct list_node waiting_servers; /* servers waiting for a slot (max_db/user_connections) */
+	struct event *janitor;          /* owns: the periodic timeout checks (session/janitor.h) */
 	struct event *reaper;           /* owns: frees dead clients at a safe point */
 	struct event *drain_timer;      /* owns: SIGTERM's shutdown_timeout */
 	bool shutting_down;
@@ -126,6 +130,9 @@ void runtime_record_latency(int slot, uint64_t latency_us);
  * connections of slot SLOT. */
 size_t runtime_sessions_on(int slot);
 size_t runtime_server_connections(int slot);
+/* Applies CFG's tcp_keepalive settings to socket FD (logged for SESSION
+ * when the system refuses one). */
+void runtime_keepalive(evutil_socket_t fd, const struct config *cfg, uint64_t session);
 /* Called when a client is gone; exits the loop when draining is complete. */
 void runtime_check_drained(void);
 

@@ -39,6 +39,7 @@ enum server_state {
 	SV_READY,               /* first ReadyForQuery seen: relaying */
 	SV_RESETTING,           /* in the pool, server_reset_query running */
 	SV_IDLE,                /* in the pool, ready for another client */
+	SV_CHECKING,            /* taken from the pool: server_check_query running for its client */
 	SV_CLOSED,
 };
 
@@ -69,6 +70,11 @@ struct server {
 	size_t startup_len;
 	struct list_node pool_node;     /* on rt->pool while pooled */
 	uint64_t pooled_at_us;
+	uint64_t created_at_us;         /* connect started: server_lifetime counts from here */
+	bool waiting;                   /* over max_db/user_connections: on rt->waiting_servers
+					   (by pool_node), not connecting yet */
+	uint64_t wait_since_us;
+	bool reconnect;                 /* failed its check: a new connection starts on the timer */
 };
 
 /*
@@ -141,6 +147,18 @@ int server_stmt_note(struct server *s, const char *name, const uint8_t *parse, s
 void server_stmt_forget(struct server *s, const char *name);
 struct server_stmt *server_stmt_find(const struct server *s, const char *name);
 bool server_stmt_holds(const struct server *s, const char *name, const uint8_t *parse, size_t len);
+/* A kept connection taken by its client failed server_check_query (WHY
+ * is logged): it is closed and the same server object connects anew for
+ * that client, from a timer (not inside the failing connection's own
+ * callback). */
+void server_check_failed(struct server *s, const char *why);
+/* Waiting servers (max_db_connections, max_user_connections) whose slot
+ * is free start connecting; those waiting longer than query_wait_timeout
+ * fail their client with 53300. Run periodically (session/janitor.c). */
+void server_admit_waiting(uint64_t now_us);
+/* The server user and database S logs in with (from its startup packet). */
+const char *server_login_user(const struct server *s);
+const char *server_login_database(const struct server *s);
 /* The path's settings S was made with. */
 const struct path_config *server_path(const struct server *s);
 

@@ -26,6 +26,7 @@
 #include "session/fleet.h"
 #include "session/history_file.h"
 #include "session/intent.h"
+#include "session/janitor.h"
 #include "session/journal.h"
 #include "session/pool.h"
 #include "session/runtime.h"
@@ -174,6 +175,7 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	list_init(&rt->dead);
 	list_init(&rt->pool);
 	list_init(&rt->dead_servers);
+	list_init(&rt->waiting_servers);
 	rt->base = event_base_new();
 	if (!rt->base) {
 		snprintf(err, errlen, "cannot create the event loop");
@@ -191,6 +193,10 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	}
 	/* The reaper runs after the callbacks of the current loop pass. */
 	event_priority_set(rt->reaper, 0);
+	if (janitor_start() < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	rt->tls = tls_set_new(cfg, err, errlen);
 	if (!rt->tls)
 		return -1;
@@ -385,6 +391,13 @@ int process_listen(char *err, size_t errlen)
 					 client_accept, NULL, err, errlen);
 	if (!rt->listeners)
 		return -1;
+	if (rt->cfg->unix_socket_dir) {
+		if (listener_set_add_unix(rt->listeners, rt->base, rt->cfg->unix_socket_dir,
+					  rt->cfg->listen[0].port, err, errlen) < 0)
+			return -1;
+		log_info(0, "listening on %s/.s.PGSQL.%s", rt->cfg->unix_socket_dir,
+			 rt->cfg->listen[0].port);
+	}
 	if (rt->cfg->http_listen) {
 		rt->http = http_server_new(rt->base, rt->cfg->http_listen, err, errlen);
 		if (!rt->http)
@@ -432,6 +445,7 @@ void process_free(void)
 		event_free(rt->reaper);
 	if (rt->drain_timer)
 		event_free(rt->drain_timer);
+	janitor_stop();
 	conn_shutdown();
 	if (rt->dns)
 		evdns_base_free(rt->dns, 0);

@@ -585,6 +585,12 @@ static const struct key_def config_keys[] = {
 	  "users and secrets in PgBouncer userlist.txt format; relative to the config file's directory" },
 	{ SEC_MAIN, "admin_users", KT_USERS, CFG(admin_users), CFG(n_admin_users), "", true, false, -1, NULL, 0, 0,
 	  "comma-separated users allowed on the admin console and HTTP writes; empty: nobody" },
+	{ SEC_MAIN, "stats_users", KT_USERS, CFG(stats_users), CFG(n_stats_users), "", true, false, -1, NULL, 0, 0,
+	  "comma-separated users allowed on the admin console for SHOW commands only (others refused "
+	  "with 42501); empty: nobody" },
+	{ SEC_MAIN, "unix_socket_dir", KT_FILE, CFG(unix_socket_dir), 0, "", false, false, -1, NULL, 0, 0,
+	  "also accept clients on the unix-domain socket DIR/.s.PGSQL.PORT, PORT being the first "
+	  "listen address's; empty: none; relative to the config file's directory" },
 	{ SEC_MAIN, "tls_mode", KT_ENUM, CFG(tls_mode), 0, "disable", true, false, -1, tls_mode_values, 0, 0,
 	  "client-side TLS: disable | allow | require; allow and require need tls_cert_file and tls_key_file" },
 	{ SEC_MAIN, "tls_cert_file", KT_FILE, CFG(tls_cert_file), 0, "", true, false, -1, NULL, 0, 0,
@@ -621,6 +627,50 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "max_query_size", KT_SIZE, CFG(max_query_size), 0, "1MB", true, false, -1, NULL, 0, 0,
 	  "largest Query/Parse message buffered for classification and rewriting (B, kB, MB, GB; "
 	  "no unit: bytes); larger statements are refused with 54000" },
+	{ SEC_MAIN, "query_timeout", KT_DURATION, CFG(query_timeout_ms), 0, "0", true, false, -1, NULL, 0, 0,
+	  "a request the server has not answered within this time is cancelled on the server "
+	  "(CancelRequest; the client gets 57014 and its session goes on, as with statement_timeout); "
+	  "a server that ignores the cancel for as long again ends the session with 57014; "
+	  "0 disables (no unit: seconds)" },
+	{ SEC_MAIN, "query_wait_timeout", KT_DURATION, CFG(query_wait_timeout_ms), 0, "120s", true, false, -1, NULL, 0, 0,
+	  "a client held at PAUSE with a request to send, or waiting for a server connection slot "
+	  "(max_db_connections, max_user_connections), longer than this is closed (57014 at PAUSE, "
+	  "53300 for a slot); 0 disables (no unit: seconds)" },
+	{ SEC_MAIN, "idle_transaction_timeout", KT_DURATION, CFG(idle_transaction_timeout_ms), 0, "0", true, false, -1, NULL, 0, 0,
+	  "a client idle inside a transaction longer than this is closed with 25P03 and its server "
+	  "connection closed (the transaction rolls back); 0 disables (no unit: seconds)" },
+	{ SEC_MAIN, "client_idle_timeout", KT_DURATION, CFG(client_idle_timeout_ms), 0, "0", true, false, -1, NULL, 0, 0,
+	  "a client idle outside a transaction longer than this is closed with 57P05; 0 disables "
+	  "(no unit: seconds)" },
+	{ SEC_MAIN, "server_lifetime", KT_DURATION, CFG(server_lifetime_ms), 0, "3600s", true, false, -1, NULL, 0, 0,
+	  "a server connection older than this is closed when its client leaves instead of being "
+	  "kept for the next one; 0: no limit (no unit: seconds)" },
+	{ SEC_MAIN, "server_check_query", KT_STRING, CFG(server_check_query), 0, "select 1", true, false, -1, NULL, 0, 0,
+	  "run on a kept server connection idle longer than server_check_delay before a client gets "
+	  "it; a failure (error, closed, no answer within server_connect_timeout) closes it and the "
+	  "client gets a new connection; empty: no check" },
+	{ SEC_MAIN, "server_check_delay", KT_DURATION, CFG(server_check_delay_ms), 0, "30s", true, false, -1, NULL, 0, 0,
+	  "how long a kept server connection may sit idle before server_check_query is run on it; "
+	  "0: check every time (no unit: seconds)" },
+	{ SEC_MAIN, "tcp_keepalive", KT_BOOL, CFG(tcp_keepalive), 0, "on", true, false, -1, NULL, 0, 0,
+	  "TCP keepalive on client and server sockets: on | off" },
+	{ SEC_MAIN, "tcp_keepidle", KT_DURATION, CFG(tcp_keepidle_ms), 0, "0", true, false, -1, NULL, 0, 0,
+	  "idle time before the first keepalive probe (TCP_KEEPIDLE, whole seconds); 0: the system's "
+	  "(no unit: seconds)" },
+	{ SEC_MAIN, "tcp_keepintvl", KT_DURATION, CFG(tcp_keepintvl_ms), 0, "0", true, false, -1, NULL, 0, 0,
+	  "time between keepalive probes (TCP_KEEPINTVL, whole seconds); 0: the system's (no unit: seconds)" },
+	{ SEC_MAIN, "tcp_keepcnt", KT_INT, CFG(tcp_keepcnt), 0, "0", true, false, -1, NULL, 0, 1000,
+	  "unanswered keepalive probes before the connection is dropped (TCP_KEEPCNT, 0..1000); "
+	  "0: the system's" },
+	{ SEC_MAIN, "tcp_user_timeout", KT_DURATION, CFG(tcp_user_timeout_ms), 0, "0", true, false, -1, NULL, 0, 0,
+	  "how long sent data may stay unacknowledged before the connection is dropped "
+	  "(TCP_USER_TIMEOUT); 0: the system's (no unit: seconds)" },
+	{ SEC_MAIN, "max_db_connections", KT_INT, CFG(max_db_connections), 0, "0", true, false, -1, NULL, 0, 1000000,
+	  "most server connections to one database (as logged in to the server), kept ones included; "
+	  "a client over it waits up to query_wait_timeout for a slot, then gets 53300; 0: no limit" },
+	{ SEC_MAIN, "max_user_connections", KT_INT, CFG(max_user_connections), 0, "0", true, false, -1, NULL, 0, 1000000,
+	  "most server connections of one server user, kept ones included; a client over it waits "
+	  "up to query_wait_timeout for a slot, then gets 53300; 0: no limit" },
 	{ SEC_MAIN, "pidfile", KT_FILE, CFG(pidfile), 0, "", false, false, -1, NULL, 0, 0,
 	  "file the process id is written to at start; empty: none; relative to the config file's directory" },
 
@@ -1917,12 +1967,22 @@ int config_version_path(const struct config *cfg, const char *tag)
 	return -1;
 }
 
-bool config_is_admin(const struct config *cfg, const char *user)
+static bool config_user_in(char *const *users, size_t n, const char *user)
 {
-	for (size_t i = 0; i < cfg->n_admin_users; i++)
-		if (strcmp(cfg->admin_users[i], user) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(users[i], user) == 0)
 			return true;
 	return false;
+}
+
+bool config_is_admin(const struct config *cfg, const char *user)
+{
+	return config_user_in(cfg->admin_users, cfg->n_admin_users, user);
+}
+
+bool config_is_stats_user(const struct config *cfg, const char *user)
+{
+	return config_user_in(cfg->stats_users, cfg->n_stats_users, user);
 }
 
 /* ------------------------------------------------------------------------ */

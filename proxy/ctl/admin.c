@@ -695,6 +695,12 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 		error_out(out, "42601", "admin command too long", "SHOW HELP lists the commands");
 		return;
 	}
+	if (!is_kw(c, 0, "SHOW") && !config_is_admin(rt->cfg, who)) {
+		/* stats_users: the console is read-only for them */
+		error_out(out, "42501", "permission denied: only SHOW commands are allowed for stats_users",
+			  "admin_users may change flags, reload, pause and shut down");
+		return;
+	}
 	if (is_kw(c, 0, "SHOW") && c->n >= 2) {
 		if (c->n == 2) {
 			static const struct {

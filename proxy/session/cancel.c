@@ -89,6 +89,15 @@ static void cancel_send(const struct client *c, const struct server *s)
 	evtimer_add(cc->timer, &tv);
 }
 
+void cancel_session(const struct client *c)
+{
+	for (int i = 0; i < SLOT__COUNT; i++) {
+		const struct server *s = c->servers[i];
+		if (s && s->state == SV_READY)
+			cancel_send(c, s);
+	}
+}
+
 void cancel_request(uint32_t pid, uint32_t key, uint64_t from)
 {
 	struct list_node *pos, *tmp;
@@ -99,11 +108,7 @@ void cancel_request(uint32_t pid, uint32_t key, uint64_t from)
 			continue;
 		rt->stats.cancels++;
 		log_info(c->id, "cancel request (from connection c%llu)", (unsigned long long)from);
-		for (int i = 0; i < SLOT__COUNT; i++) {
-			struct server *s = c->servers[i];
-			if (s && s->state == SV_READY)
-				cancel_send(c, s);
-		}
+		cancel_session(c);
 		return;
 	}
 	log_debug(from, "cancel request for an unknown session ignored");

@@ -47,6 +47,9 @@
 
 #define CLOSE_GRACE_SECONDS 5
 #define ADMIN_DATABASE "pgturnout"
+/* Connections accepted over max_client_conn, for admin console logins
+ * only: an operator can still connect when the proxy is full. */
+#define ADMIN_RESERVED_SLOTS 1
 
 
 static void client_on_read(struct conn *cn, void *arg);
@@ -76,6 +79,17 @@ static void client_send_wbuf(struct client *c, struct wbuf *b)
 	client_send(c, b->data, b->len);
 }
 
+/* Refuses C when more than max_client_conn + RESERVE clients are open;
+ * logged-in admin console sessions do not count. */
+static bool client_over_max(struct client *c, size_t reserve)
+{
+	if (rt->n_clients - rt->n_admin_clients <= (size_t)c->cfg->max_client_conn + reserve)
+		return false;
+	client_close(c, CLOSE_TOO_MANY_CLIENTS,
+		     "pgturnout: sorry, too many clients already (max_client_conn)");
+	return true;
+}
+
 void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t len, void *arg)
 {
 	struct client *c = calloc(1, sizeof(*c));
@@ -89,6 +103,7 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 	c->cfg = config_ref(rt->cfg);
 	c->tx_status = 'I';
 	c->connected_at_us = runtime_now_us();
+	c->active_us = c->connected_at_us;
 	if (addr->sa_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
 		inet_ntop(AF_INET, &a->sin_addr, c->addr, sizeof(c->addr));
@@ -97,6 +112,8 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
 		inet_ntop(AF_INET6, &a->sin6_addr, c->addr, sizeof(c->addr));
 		c->port = ntohs(a->sin6_port);
+	} else if (addr->sa_family == AF_UNIX) {
+		snprintf(c->addr, sizeof(c->addr), "unix");
 	} else {
 		snprintf(c->addr, sizeof(c->addr), "unknown");
 	}
@@ -116,12 +133,10 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
 	}
 	conn_setcb(c->conn, client_on_read, client_on_write, client_on_event, c);
 	log_debug(c->id, "connection from %s:%d", c->addr, c->port);
+	runtime_keepalive(fd, c->cfg, c->id);
 
-	if (rt->n_clients > (size_t)c->cfg->max_client_conn) {
-		client_close(c, CLOSE_TOO_MANY_CLIENTS,
-			     "pgturnout: sorry, too many clients already (max_client_conn)");
+	if (client_over_max(c, ADMIN_RESERVED_SLOTS))
 		return;
-	}
 	struct timeval tv = { c->cfg->client_login_timeout_ms / 1000,
 			      (c->cfg->client_login_timeout_ms % 1000) * 1000 };
 	if (c->cfg->client_login_timeout_ms)    /* 0 disables */
@@ -151,10 +166,12 @@ static void client_close_common(struct client *c, enum close_reason reason)
 	log_msg(ci->level, c->id, "closing: %s (user=%s database=%s addr=%s)", ci->name,
 		c->user ? c->user : "-", c->database ? c->database : "-", c->addr);
 	client_set_state(c, CL_CLOSING);
+	if (c->admin_counted)
+		rt->n_admin_clients--;
 	/* A clean goodbye leaves idle backends to the next client (never a
 	 * walsender: replication connections end with their client). */
-	bool keep = (reason == CLOSE_CLIENT_TERMINATE || reason == CLOSE_CLIENT_EOF) &&
-		    !c->replication;
+	bool keep = (reason == CLOSE_CLIENT_TERMINATE || reason == CLOSE_CLIENT_EOF ||
+		     reason == CLOSE_CLIENT_IDLE_TIMEOUT) && !c->replication;
 	for (int i = 0; i < SLOT__COUNT; i++) {
 		struct server *s = c->servers[i];
 		if (!s)
@@ -380,6 +397,8 @@ static void client_handle_startup(struct client *c)
 	log_debug(c->id, "startup user=%s database=%s application_name=%s tls=%s", c->user,
 		  c->database, c->application_name, c->tls ? "on" : "off");
 	c->admin = strcmp(c->database, ADMIN_DATABASE) == 0;
+	if (!c->admin && client_over_max(c, 0))
+		return;
 	client_negotiate_protocol(c);
 	if (c->state == CL_CLOSING)
 		return;
@@ -592,10 +611,10 @@ static void client_read_auth(struct client *c)
 /* The admin console needs no backend: the session starts at once. */
 static void client_admin_login(struct client *c)
 {
-	if (!config_is_admin(c->cfg, c->user)) {
+	if (!config_is_admin(c->cfg, c->user) && !config_is_stats_user(c->cfg, c->user)) {
 		char msg[256];
 		snprintf(msg, sizeof(msg),
-			 "pgturnout: user \"%s\" is not allowed to use the admin console (admin_users)",
+			 "pgturnout: user \"%s\" is not allowed to use the admin console (admin_users, stats_users)",
 			 c->user);
 		client_close(c, CLOSE_INVALID_AUTHORIZATION, msg);
 		return;
@@ -619,6 +638,8 @@ static void client_admin_login(struct client *c)
 		return;
 	evtimer_del(c->timer);
 	client_set_state(c, CL_ACTIVE);
+	c->admin_counted = true;
+	rt->n_admin_clients++;
 	log_info(c->id, "admin console login user=%s addr=%s", c->user, c->addr);
 }
 
@@ -647,6 +668,8 @@ static void client_auth_ok(struct client *c)
 	}
 	rt->stats.paths[c->active_slot].server_connects++;
 	c->servers[c->active_slot] = s;
+	if (s->waiting)
+		evtimer_del(c->timer);  /* the wait has its own bound: query_wait_timeout */
 }
 
 void client_server_ready(struct client *c, struct server *s)
@@ -719,6 +742,7 @@ void client_server_failed(struct client *c, struct server *s, enum close_reason 
 static void client_on_read(struct conn *cn, void *arg)
 {
 	struct client *c = arg;
+	c->active_us = runtime_now_us();
 	switch (c->state) {
 	case CL_STARTUP:
 		client_read_startup(c);

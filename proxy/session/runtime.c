@@ -6,6 +6,8 @@
 #include "session/runtime.h"
 
 #include "core/log.h"
+#include "conf/config.h"
+#include "io/sockopt.h"
 #include "session/client.h"
 #include "session/server.h"
 
@@ -69,6 +71,21 @@ size_t runtime_server_connections(int slot)
 			n++;
 	}
 	return n;
+}
+
+void runtime_keepalive(evutil_socket_t fd, const struct config *cfg, uint64_t session)
+{
+	/* whole seconds, at least one when set */
+	const struct keepalive_opts o = {
+		.on = cfg->tcp_keepalive,
+		.idle_s = (int)((cfg->tcp_keepidle_ms + 999) / 1000),
+		.intvl_s = (int)((cfg->tcp_keepintvl_ms + 999) / 1000),
+		.cnt = cfg->tcp_keepcnt,
+		.user_timeout_ms = cfg->tcp_user_timeout_ms,
+	};
+	if (sockopt_keepalive(fd, &o) < 0)
+		log_warning(session, "cannot set TCP keepalive options: %s",
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
 void runtime_check_drained(void)

@@ -44,6 +44,9 @@ static void server_on_read(struct conn *cn, void *arg);
 static void server_on_write(struct conn *cn, void *arg);
 static void server_on_event(struct conn *cn, short what, void *arg);
 static void server_on_timer(evutil_socket_t fd, short what, void *arg);
+static void server_reconnect(struct server *s);
+static bool server_over_limit(const struct server *s);
+static void server_wait(struct server *s);
 
 const struct path_config *server_path(const struct server *s)
 {
@@ -73,9 +76,10 @@ static void server_fail(struct server *s, enum close_reason reason, const char *
 	client_server_failed(s->client, s, reason, msg, NULL, 0);
 }
 
+static int server_start(struct server *s) __attribute__((warn_unused_result));
+
 struct server *server_connect(struct client *c, int path)
 {
-	const struct path_config *p = &c->cfg->paths[path];
 	struct wbuf startup;
 	wbuf_init(&startup);
 	server_build_startup(c, path, &startup);
@@ -105,23 +109,36 @@ struct server *server_connect(struct client *c, int path)
 	if (!s->conn || !s->timer)
 		goto out_free;
 	conn_setcb(s->conn, server_on_read, server_on_write, server_on_event, s);
-	uint32_t ms = c->cfg->server_connect_timeout_ms;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	if (ms)     /* 0 disables */
-		evtimer_add(s->timer, &tv);
-	if (conn_connect_hostname(s->conn, rt->dns, p->host, p->port) < 0)
+	if (server_over_limit(s)) {
+		server_wait(s);
+		return s;
+	}
+	if (server_start(s) < 0)
 		goto out_free;
-	log_debug(c->id, "connecting to path %s (%s:%d)", p->name, p->host, p->port);
 	return s;
 out_free:
 	server_free(s);
 	return NULL;
 }
 
-void server_free(struct server *s)
+/* Starts connecting S (its conn made, not connected yet). */
+static int server_start(struct server *s)
 {
-	if (!s)
-		return;
+	const struct path_config *p = server_path(s);
+	s->created_at_us = runtime_now_us();
+	uint32_t ms = s->cfg->server_connect_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	if (ms)     /* 0 disables */
+		evtimer_add(s->timer, &tv);
+	if (conn_connect_hostname(s->conn, rt->dns, p->host, p->port) < 0)
+		return -1;
+	log_debug(s->client->id, "connecting to path %s (%s:%d)", p->name, p->host, p->port);
+	return 0;
+}
+
+/* Frees S's connection and closes its socket. */
+static void server_close_conn(struct server *s)
+{
 	if (s->conn) {
 		evutil_socket_t fd = conn_fd(s->conn);
 		bool fd_owned = conn_owns_fd(s->conn);
@@ -129,6 +146,25 @@ void server_free(struct server *s)
 		if (!fd_owned && fd >= 0)
 			evutil_closesocket(fd);
 	}
+	s->conn = NULL;
+	s->fd = -1;
+}
+
+/* Takes S off rt->waiting_servers. */
+static void server_stop_waiting(struct server *s)
+{
+	if (!s->waiting)
+		return;
+	list_del(&s->pool_node);
+	s->waiting = false;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	server_stop_waiting(s);
+	server_close_conn(s);
 	if (s->timer)
 		event_free(s->timer);
 	scram_client_free(s->scram);
@@ -148,17 +184,25 @@ void server_forget_statements(struct server *s)
 	s->n_stmts = 0;
 }
 
-void server_terminate(struct server *s)
+/* A logged-in plain connection gets a Terminate, when nothing is queued
+ * before it, so the server logs a clean exit. */
+static void server_send_terminate(struct server *s)
 {
-	/* The socket is closed when the owner is reaped; a READY plain
-	 * connection gets a Terminate first so the server logs a clean exit. */
-	if ((s->state == SV_READY || s->state == SV_IDLE || s->state == SV_RESETTING) && s->conn &&
-	    !conn_owns_fd(s->conn)) {
+	if ((s->state == SV_READY || s->state == SV_IDLE || s->state == SV_RESETTING ||
+	     s->state == SV_CHECKING) && s->conn && !conn_owns_fd(s->conn)) {
 		static const uint8_t terminate[5] = { PqMsg_Terminate, 0, 0, 0, 4 };
 		if (conn_output_length(s->conn) == 0)
 			(void)!send(conn_fd(s->conn), terminate, sizeof(terminate),
 				    MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
+}
+
+void server_terminate(struct server *s)
+{
+	/* The socket is closed when the owner is reaped; a READY plain
+	 * connection gets a Terminate first so the server logs a clean exit. */
+	server_stop_waiting(s);
+	server_send_terminate(s);
 	if (s->conn)
 		conn_disable(s->conn, EV_READ | EV_WRITE);
 	if (s->timer)
@@ -493,6 +537,7 @@ static void server_on_read(struct conn *cn, void *arg)
 		break;
 	case SV_RESETTING:
 	case SV_IDLE:
+	case SV_CHECKING:
 		pool_server_input(s);
 		break;
 	default:
@@ -517,7 +562,7 @@ static void server_on_event(struct conn *cn, short what, void *arg)
 			int one = 1;
 			s->fd = conn_fd(cn);
 			setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			runtime_keepalive(s->fd, s->cfg, s->client->id);
 			if (p->sslmode == SSLMODE_DISABLE) {
 				server_send_startup(s);
 			} else {
@@ -585,8 +630,143 @@ static void server_on_event(struct conn *cn, short what, void *arg)
 	case SV_IDLE:
 		pool_drop(s, "server closed the connection");
 		return;
+	case SV_CHECKING:
+		server_check_failed(s, "server closed the connection");
+		return;
 	case SV_CLOSED:
 		return;
+	}
+}
+
+/* ---- health check and limits -------------------------------------------- */
+
+void server_check_failed(struct server *s, const char *why)
+{
+	log_info(s->client->id, "kept server connection to path %s (backend_pid=%u) failed its "
+		 "check: %s; connecting anew", server_path(s)->name, s->backend_pid, why);
+	server_send_terminate(s);
+	conn_disable(s->conn, EV_READ | EV_WRITE);
+	s->state = SV_CONNECTING;
+	s->reconnect = true;
+	struct timeval now = { 0, 0 };
+	evtimer_add(s->timer, &now);
+}
+
+/* The timer after server_check_failed(): a new connection in place of the
+ * old one, for the same client. */
+static void server_reconnect(struct server *s)
+{
+	s->reconnect = false;
+	server_close_conn(s);
+	s->backend_pid = s->backend_key = 0;
+	wbuf_free(&s->login_params);
+	wbuf_init(&s->login_params);
+	s->s2c_remaining = 0;
+	s->last_error_fatal = false;
+	s->throttled = false;
+	s->requests_sent = s->requests_done = s->swallow_until = 0;
+	s->tx_status = 'I';
+	s->conn = conn_new_connecting(rt->base);
+	if (!s->conn) {
+		server_fail(s, CLOSE_OUT_OF_MEMORY, "pgturnout: out of memory");
+		return;
+	}
+	conn_setcb(s->conn, server_on_read, server_on_write, server_on_event, s);
+	if (server_start(s) < 0)
+		server_fail(s, CLOSE_SERVER_UNAVAILABLE, "pgturnout: cannot connect to path \"%s\"",
+			    server_path(s)->name);
+}
+
+/* server_build_startup() puts user, then database, first. */
+const char *server_login_user(const struct server *s)
+{
+	return (const char *)s->startup + 8 + sizeof("user");
+}
+
+const char *server_login_database(const struct server *s)
+{
+	const char *user = server_login_user(s);
+	return user + strlen(user) + 1 + sizeof("database");
+}
+
+/* Server connections other than S logged in as S's user (*USERS) and to
+ * its database (*DBS): the clients' and the kept ones. */
+static void server_count_like(const struct server *s, size_t *users, size_t *dbs)
+{
+	*users = *dbs = 0;
+	const char *user = server_login_user(s), *db = server_login_database(s);
+	struct list_node *pos;
+	for (pos = rt->clients.next; pos != &rt->clients; pos = pos->next) {
+		const struct client *c = list_entry(pos, struct client, node);
+		for (int i = 0; i < SLOT__COUNT; i++) {
+			const struct server *t = c->servers[i];
+			if (!t || t == s || t->state == SV_CLOSED || t->waiting)
+				continue;
+			*users += strcmp(server_login_user(t), user) == 0;
+			*dbs += strcmp(server_login_database(t), db) == 0;
+		}
+	}
+	for (pos = rt->pool.next; pos != &rt->pool; pos = pos->next) {
+		const struct server *t = list_entry(pos, struct server, pool_node);
+		*users += strcmp(server_login_user(t), user) == 0;
+		*dbs += strcmp(server_login_database(t), db) == 0;
+	}
+}
+
+/* S may not connect now: max_db_connections or max_user_connections
+ * would be exceeded. A kept connection of the same user or database is
+ * closed to make room when that is enough. */
+static bool server_over_limit(const struct server *s)
+{
+	const struct config *cfg = s->cfg;
+	if (!cfg->max_db_connections && !cfg->max_user_connections)
+		return false;
+	for (;;) {
+		size_t users, dbs;
+		server_count_like(s, &users, &dbs);
+		bool user_full = cfg->max_user_connections && users >= (size_t)cfg->max_user_connections;
+		bool db_full = cfg->max_db_connections && dbs >= (size_t)cfg->max_db_connections;
+		if (!user_full && !db_full)
+			return false;
+		if (!pool_drop_like(user_full ? server_login_user(s) : NULL,
+				    db_full ? server_login_database(s) : NULL))
+			return true;
+	}
+}
+
+static void server_wait(struct server *s)
+{
+	s->waiting = true;
+	s->wait_since_us = runtime_now_us();
+	list_append(&rt->waiting_servers, &s->pool_node);
+	log_info(s->client->id, "server connection for user=%s database=%s waits for a slot "
+		 "(max_db_connections=%d max_user_connections=%d)", server_login_user(s),
+		 server_login_database(s), s->cfg->max_db_connections, s->cfg->max_user_connections);
+}
+
+void server_admit_waiting(uint64_t now_us)
+{
+	struct list_node *pos;
+again:
+	for (pos = rt->waiting_servers.next; pos != &rt->waiting_servers; pos = pos->next) {
+		struct server *s = list_entry(pos, struct server, pool_node);
+		uint64_t wait_us = (uint64_t)rt->cfg->query_wait_timeout_ms * 1000;
+		if (!server_over_limit(s)) {
+			server_stop_waiting(s);
+			if (server_start(s) < 0)
+				server_fail(s, CLOSE_SERVER_UNAVAILABLE,
+					    "pgturnout: cannot connect to path \"%s\"", server_path(s)->name);
+			goto again;
+		}
+		if (wait_us && now_us - s->wait_since_us >= wait_us) {
+			server_stop_waiting(s);
+			server_fail(s, CLOSE_SERVER_LIMIT,
+				    "pgturnout: no server connection slot for user \"%s\" database \"%s\" "
+				    "within query_wait_timeout (max_db_connections=%d, max_user_connections=%d)",
+				    server_login_user(s), server_login_database(s),
+				    s->cfg->max_db_connections, s->cfg->max_user_connections);
+			goto again;
+		}
 	}
 }
 
@@ -601,8 +781,16 @@ static void server_on_timer(evutil_socket_t fd, short what, void *arg)
 			client_server_ready(s->client, s);
 		return;
 	}
+	if (s->reconnect) {
+		server_reconnect(s);
+		return;
+	}
+	if (s->state == SV_CHECKING) {
+		server_check_failed(s, "no answer to server_check_query within server_connect_timeout");
+		return;
+	}
 	if (s->state == SV_RESETTING || s->state == SV_IDLE) {
-		pool_drop(s, "server_idle_timeout");
+		pool_drop(s, pool_expired(s) ? "server_lifetime" : "server_idle_timeout");
 		return;
 	}
 	if (s->state == SV_READY || s->state == SV_CLOSED)

@@ -91,6 +91,7 @@ void harness_start(const char *config_text)
 	list_init(&rt->dead);
 	list_init(&rt->pool);
 	list_init(&rt->dead_servers);
+	list_init(&rt->waiting_servers);
 	struct config_errors errs = { 0 };
 	rt->cfg = config_load_string(config_text, "harness.ini", &errs);
 	for (size_t i = 0; i < errs.n; i++)
