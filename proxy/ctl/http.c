@@ -48,6 +48,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -61,7 +62,6 @@
 
 #define HTTP_MAX_BODY 65536
 #define HTTP_MAX_HEAD 16384
-#define HTTP_TOKEN_MAX 4096
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 struct http_conn;
@@ -468,61 +468,85 @@ static void get_metrics(struct http_request *req)
 }
 
 /*
- * The token: first line of FILE without its line end and surrounding
- * blanks. 0, or -1 with a message in err.
+ * The token: first line of FILE, whole, without its line end and
+ * surrounding blanks. A malloc'd string (the caller cleanses and frees it),
+ * or NULL with a message in err.
  */
-static int read_token(const char *file, char *tok, size_t len, char *err, size_t errlen)
+static char *read_token(const char *file, char *err, size_t errlen)
 {
 	FILE *f = fopen(file, "r");
+	char *tok = NULL;
+	size_t cap = 0;
+	ssize_t got;
+
 	if (f == NULL) {
 		snprintf(err, errlen, "cannot open http_token_file %s: %s", file, strerror(errno));
-		return -1;
+		return NULL;
 	}
-	if (fgets(tok, (int)len, f) == NULL)
-		tok[0] = '\0';
+	got = getline(&tok, &cap, f);
 	fclose(f);
-	size_t n = strlen(tok);
+	if (got < 0) {
+		free(tok);
+		snprintf(err, errlen, "http_token_file %s holds no token", file);
+		return NULL;
+	}
+	size_t n = (size_t)got;
 	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' ' ||
 			 tok[n - 1] == '\t'))
 		tok[--n] = '\0';
 	size_t s = strspn(tok, " \t");
 	memmove(tok, tok + s, n - s + 1);
 	if (tok[0] == '\0') {
+		free(tok);
 		snprintf(err, errlen, "http_token_file %s holds no token", file);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	return tok;
+}
+
+/* Whether the whole of GIVEN is the whole of TOKEN, in time that depends
+ * on neither: both are hashed and the digests compared. */
+static bool token_matches(const char *given, const char *token)
+{
+	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+	unsigned int la = 0, lb = 0;
+	bool ok = EVP_Digest(given, strlen(given), a, &la, EVP_sha256(), NULL) == 1 &&
+		  EVP_Digest(token, strlen(token), b, &lb, EVP_sha256(), NULL) == 1 &&
+		  la == lb && CRYPTO_memcmp(a, b, la) == 0;
+
+	OPENSSL_cleanse(b, sizeof(b));
+	return ok;
 }
 
 /* 0 when the request carries the right bearer token; otherwise the reply
  * was sent and -1 is returned. */
 static int check_token(struct http_request *req)
 {
-	char tok[HTTP_TOKEN_MAX], err[512];
+	char err[512];
 	const char *file = rt->cfg->http_token_file;
 	if (file == NULL) {
 		reply_error(req, 403, "Forbidden",
 			    "HTTP writes are disabled: http_token_file is not set", NULL, 0);
 		return -1;
 	}
-	if (read_token(file, tok, sizeof(tok), err, sizeof(err)) < 0) {
+	char *tok = read_token(file, err, sizeof(err));
+	if (tok == NULL) {
 		log_error(0, "http: %s", err);
 		reply_error(req, 403, "Forbidden",
 			    "HTTP writes are disabled: the token file cannot be read (see the log)",
 			    NULL, 0);
 		return -1;
 	}
-	const char *auth = evhttp_find_header(&req->in_headers,
-					      "Authorization");
+	const char *auth = evhttp_find_header(&req->in_headers, "Authorization");
 	const char *given = NULL;
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
 		given = auth + 7;
 		while (*given == ' ')
 			given++;
 	}
-	size_t tl = strlen(tok);
-	bool ok = given && strlen(given) == tl && CRYPTO_memcmp(given, tok, tl) == 0;
-	OPENSSL_cleanse(tok, sizeof(tok));
+	bool ok = given && token_matches(given, tok);
+	OPENSSL_cleanse(tok, strlen(tok));
+	free(tok);
 	if (!ok) {
 		evhttp_add_header(&req->out_headers, "WWW-Authenticate",
 				  "Bearer realm=\"pgturnout\"");

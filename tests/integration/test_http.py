@@ -143,6 +143,17 @@ def test_http_put_flags_needs_the_token(proxy_factory, tmp_path):
     assert get_flags(p)["canary_percent"] == 7.5
 
 
+def test_http_long_token_is_compared_whole(proxy_factory, tmp_path):
+    token = "".join("abcdefghij"[i % 10] for i in range(5000))
+    p = start(proxy_factory, tmp_path, token=token)
+    for given in (token[:4095], token[:4096], token + "x", token[1:]):
+        status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 5}, token=given)
+        assert status == 401, len(given)
+    assert get_flags(p)["canary_percent"] == 0
+    status, _, text = call(p, "PUT", "/flags", {"canary_percent": 5}, token=token)
+    assert status == 200, text
+
+
 def test_http_writes_refused_without_token_file(proxy_factory, tmp_path):
     p = start(proxy_factory, tmp_path, token=None)
     status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 5}, token="anything")
