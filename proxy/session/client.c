@@ -717,6 +717,11 @@ static void client_on_read(struct conn *cn, void *arg)
 	switch (c->state) {
 	case CL_STARTUP:
 		client_read_startup(c);
+		/* A client may send its first authentication message (a
+		 * SASLInitialResponse needs nothing from us) in the same
+		 * write as the startup packet. */
+		if (c->state == CL_AUTH && evbuffer_get_length(conn_input(cn)) > 0)
+			client_read_auth(c);
 		break;
 	case CL_AUTH:
 		client_read_auth(c);

@@ -254,3 +254,21 @@ def test_scram_salts_do_not_tell_listed_users_from_unknown_ones(proxy_factory):
     c = proxy.wire()
     c.startup("cl_plain", "app", CLIENT_USERS["cl_plain"])
     c.terminate()
+
+
+@pytest.mark.proxy_only
+def test_sasl_initial_response_in_the_startup_write_is_answered(proxy):
+    """The client-first-message needs nothing from the server, so a client
+    may send it in the same write as the startup packet: it is answered at
+    once, as PostgreSQL does."""
+    for user in ("app", "nobody"):
+        c = proxy.wire()
+        first = b"n,,n=,r=clientnonce"
+        c.send(pgwire.startup_packet({"user": user, "database": "app"}) +
+               sasl_initial(b"SCRAM-SHA-256", len(first), first))
+        kind, body = c.recv_message()
+        assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 10, (kind, body)
+        kind, body = c.recv_message()
+        assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 11, (kind, body)
+        assert body[4:].startswith(b"r=clientnonce"), body
+        c.close()
