@@ -221,6 +221,7 @@ static void client_free(struct client *c)
 	scram_server_free(c->scram);
 	session_state_free(c->state_log);
 	dual_free(c->dual);
+	startup_packet_clear(&c->sp);
 	free(c->startup_raw);
 	config_unref(c->cfg);
 	OPENSSL_cleanse(c->client_key, sizeof(c->client_key));
@@ -274,16 +275,24 @@ static bool is_pq_option(const char *name)
  * does: NegotiateProtocolVersion naming what 3.0 does not know. */
 static void client_negotiate_protocol(struct client *c)
 {
-	const char *unknown[STARTUP_MAX_PARAMS];
 	size_t n = 0;
+	for (size_t i = 0; i < c->sp.n_params; i++)
+		n += is_pq_option(c->sp.params[i].name);
+	if ((c->sp.protocol & 0xffff) == 0 && n == 0)
+		return;
+	const char **unknown = malloc((n ? n : 1) * sizeof(*unknown));
+	if (unknown == NULL) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	n = 0;
 	for (size_t i = 0; i < c->sp.n_params; i++)
 		if (is_pq_option(c->sp.params[i].name))
 			unknown[n++] = c->sp.params[i].name;
-	if ((c->sp.protocol & 0xffff) == 0 && n == 0)
-		return;
 	struct wbuf b;
 	wbuf_init(&b);
 	build_negotiate_protocol(&b, 0, unknown, n);
+	free(unknown);
 	client_send_wbuf(c, &b);
 	wbuf_free(&b);
 }

@@ -182,9 +182,13 @@ static bool is_pq_option(const char *name)
 void server_build_startup(const struct client *c, int path, struct wbuf *b)
 {
 	const struct path_config *p = &c->cfg->paths[path];
-	const char *names[STARTUP_MAX_PARAMS + 3];
-	const char *values[STARTUP_MAX_PARAMS + 3];
+	const char **names = malloc((c->sp.n_params + 3) * sizeof(*names));
+	const char **values = malloc((c->sp.n_params + 3) * sizeof(*values));
 	size_t n = 0;
+	if (names == NULL || values == NULL) {
+		b->failed = true;
+		goto out;
+	}
 	names[n] = "user";
 	values[n++] = p->user ? p->user : c->user;
 	names[n] = "database";
@@ -203,6 +207,9 @@ void server_build_startup(const struct client *c, int path, struct wbuf *b)
 		values[n++] = p->search_path;
 	}
 	build_startup(b, names, values, n);
+out:
+	free(names);
+	free(values);
 }
 
 static void server_send_startup(struct server *s)
