@@ -552,11 +552,13 @@ static void server_on_event(struct conn *cn, short what, void *arg)
 		return;
 	}
 	case SV_SSL_NEGOTIATE:
-	case SV_TLS_HANDSHAKE:
+	case SV_TLS_HANDSHAKE: {
+		char why[256];
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 			    "pgturnout: TLS connection to path \"%s\" (%s:%d) failed: %s", p->name,
-			    p->host, p->port, tls_error_string());
+			    p->host, p->port, conn_tls_error(cn, why, sizeof(why)));
 		return;
+	}
 	case SV_LOGIN:
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 			    "pgturnout: path \"%s\" closed the connection during login", p->name);
