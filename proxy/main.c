@@ -2,6 +2,7 @@
  * main.c — command line, first configuration load, event loop, signals.
  *
  *   pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]
+ *   pgturnout verify ...          (tools/verify.h)
  *
  * Exit codes: 0 clean exit, 1 bad configuration or arguments, 2 runtime
  * failure (e.g. cannot listen). Signals are libevent events, so their
@@ -11,6 +12,7 @@
 #include "conf/config.h"
 #include "app/process.h"
 #include "session/runtime.h"
+#include "tools/verify.h"
 
 #include <event2/event.h>
 #include <getopt.h>
@@ -26,7 +28,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"pgturnout %s — PostgreSQL proxy for zero-downtime schema migrations\n\n"
-		"Usage: pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]\n\n"
+		"Usage: pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]\n"
+		"       pgturnout verify [-c FILE] [--table T]... [--json] [--resume]  (see verify --help)\n\n"
 		"  -c, --config FILE  configuration file (default %s)\n"
 		"      --check        validate the configuration, print every error, exit 0/1\n"
 		"  -v, --verbose      log at debug level\n"
@@ -78,6 +81,8 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ NULL, 0, NULL, 0 },
 	};
+	if (argc > 1 && strcmp(argv[1], "verify") == 0)
+		return verify_main(argc - 1, argv + 1);
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:Vhvq", opts, NULL)) != -1) {
 		switch (ch) {

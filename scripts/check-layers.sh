@@ -2,15 +2,16 @@
 # scripts/check-layers.sh — fails when a file includes a header of a layer
 # above its own, so the house stays as drawn in the README:
 #
-#   core < wire, sql < conf < route < io < session < ctl < app < main.c
+#   core < wire, sql < conf < route < io < session < ctl < app, tools < main.c
 #
 # A file in proxy/<layer>/ or include/<layer>/ may include headers of its own
 # layer and of the layers below it. wire/ and sql/ share a floor and do not
-# include each other. Prints every offending line; exit 1 when there is one.
+# include each other; nor do app/ and tools/. Prints every offending line;
+# exit 1 when there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-declare -A rank=([core]=0 [wire]=1 [sql]=1 [conf]=2 [route]=3 [io]=4 [session]=5 [ctl]=6 [app]=7)
+declare -A rank=([core]=0 [wire]=1 [sql]=1 [conf]=2 [route]=3 [io]=4 [session]=5 [ctl]=6 [app]=7 [tools]=7)
 bad=0
 while IFS= read -r file; do
 	layer=${file#proxy/}

@@ -28,6 +28,10 @@ enum canary_key {
 };
 enum force_path { FORCE_PATH_NONE, FORCE_PATH_OLD, FORCE_PATH_NEW };
 enum shadow_failure { SHADOW_FAILURE_JOURNAL, SHADOW_FAILURE_FAIL };
+/* How the two sides of a dual write commit (SPEC §7). This version commits
+ * primary first with a durable intent (ordered) in every layout; auto picks
+ * that. Two-phase commit is not available yet. */
+enum dual_commit { DUAL_COMMIT_AUTO, DUAL_COMMIT_ORDERED };
 
 struct listen_addr {
 	char host[256];
@@ -98,6 +102,7 @@ struct config {
 	uint32_t client_login_timeout_ms;  /* default 60s: startup+auth must finish in it */
 	uint32_t server_connect_timeout_ms; /* default 15s */
 	uint32_t shadow_lock_timeout_ms; /* [migration]; default 5s */
+	enum dual_commit dual_commit;   /* [migration]; default auto */
 	uint32_t server_idle_timeout_ms; /* default 60s: a left server connection waits this long
 					    for the next client; 0 closes it with its client */
 	char *server_reset_query;       /* owns; default DISCARD ALL */

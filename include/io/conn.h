@@ -51,6 +51,18 @@ int conn_connect_hostname(struct conn *cn, struct evdns_base *dns, const char *h
 /* The resolver's error of a failed connect (0 when it was not DNS). */
 int conn_dns_error(const struct conn *cn);
 
+/*
+ * Test seam. While a connector is set, conn_connect_hostname() neither
+ * resolves nor connects: it asks CONNECTOR for a socket already connected
+ * to HOST:PORT (ARG passed along), which becomes the connection's socket as
+ * a connected one would, and reports BEV_EVENT_CONNECTED on a later loop
+ * turn, as a real connect does; -1 from CONNECTOR is a refused connection
+ * (BEV_EVENT_ERROR). NULL, the default, restores real connects. This is how
+ * tests/unit/session_harness.c gives sessions backends on socketpairs.
+ */
+typedef evutil_socket_t (*conn_connector)(const char *host, int port, void *arg);
+void conn_set_connector(conn_connector connector, void *arg);
+
 /* Hands the socket to a TLS bufferevent (which owns the SSL and, from now
  * on, the fd: conn_free() closes it). STATE is BUFFEREVENT_SSL_ACCEPTING
  * or BUFFEREVENT_SSL_CONNECTING; the event callback gets

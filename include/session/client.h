@@ -85,8 +85,10 @@ struct client {
 	uint64_t flags_generation;      /* flags generation the path was decided under */
 	const char *pinned;             /* borrows (static): why the session cannot switch, or NULL */
 	bool replication;               /* replication connection: pinned to old */
-	struct session_state *state_log; /* owns: SETs and prepared statements to replay after a switch */
+	struct replay_log *replay;      /* owns: SETs and prepared statements to replay after a switch */
 	struct dual *dual;              /* owns: dual-write state while the overlap window is open */
+	bool dual_capture;              /* the primary's rows carry captured values (session/dual.c):
+					   the relay hands its RowDescription and DataRow to dual */
 	uint64_t request_started_us;    /* first pending request's start, for latency */
 
 	uint32_t cancel_pid;            /* what the client was given in BackendKeyData */

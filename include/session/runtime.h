@@ -39,7 +39,9 @@ struct path_stats {
 	uint64_t writes;                /* statements classified write */
 	uint64_t rewritten;             /* statements sent rewritten */
 	uint64_t refused;               /* statements refused (cannot rewrite safely) */
-	uint64_t shadow_writes;         /* writes mirrored to this path as shadow */
+	uint64_t shadow_writes;         /* writes executed on this path as shadow (not Parses) */
+	uint64_t nondeterministic;      /* of them: copied as statements whose copies may differ */
+	uint64_t journaled;             /* statements this path lost, journaled */
 	uint64_t shadow_errors;
 	uint64_t mismatches;
 	uint64_t server_connects;       /* backend connections opened */
@@ -59,6 +61,7 @@ struct runtime_stats {
 	uint64_t flag_refusals;
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off */
 	uint64_t journaled;             /* statements appended to the dual-write journal */
+	uint64_t journal_failures;      /* transactions rolled back: the journal could not be written */
 	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
 	uint64_t server_reuses;         /* server connections taken from the pool */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
@@ -82,6 +85,7 @@ struct runtime {
 	struct history_file *history;   /* owns: durable flag history; NULL if it cannot be opened */
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
+	struct intent_log *intents;     /* owns: dual-write commit intents (session/intent.h); NULL: none */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */
@@ -103,7 +107,8 @@ struct runtime {
 
 extern struct runtime *rt;
 
-/* PAUSE: sessions stop at their next transaction boundary; RESUME lets them go on. */
+/* PAUSE: sessions stop at their next transaction boundary, where
+ * boundary_reached() (session/boundary.h) holds them; RESUME lets them go on. */
 void runtime_pause(bool pause);
 /* Wall-clock time in microseconds, as the event loop cached it for this
  * pass (no system call on the forwarding path). */

@@ -130,6 +130,17 @@ void server_terminate(struct server *s);
 void server_build_startup(const struct client *client, int path, struct wbuf *b);
 /* Forgets the named statements tracked for S (after DISCARD ALL). */
 void server_forget_statements(struct server *s);
+/* Named statements prepared on S (session/server_stmt.c), each with the
+ * Parse message PARSE (LEN bytes, type byte included) that made it:
+ * server_stmt_note() records one (replacing one of the same name; -1 when
+ * out of memory), server_stmt_forget() drops it (Close), server_stmt_find()
+ * returns it or NULL, server_stmt_holds() says whether S has NAME made by
+ * exactly PARSE. */
+int server_stmt_note(struct server *s, const char *name, const uint8_t *parse, size_t len)
+	__attribute__((warn_unused_result));
+void server_stmt_forget(struct server *s, const char *name);
+struct server_stmt *server_stmt_find(const struct server *s, const char *name);
+bool server_stmt_holds(const struct server *s, const char *name, const uint8_t *parse, size_t len);
 /* The path's settings S was made with. */
 const struct path_config *server_path(const struct server *s);
 

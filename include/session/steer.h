@@ -30,18 +30,15 @@ struct wbuf;
  * is pinned (its state can no longer be tracked). */
 #define STEER_INSPECT_MAX (1024 * 1024)
 
-/* Replay log of one session: what a new backend must be told. */
-struct session_state;
-void session_state_free(struct session_state *st);   /* NULL does nothing */
-
 /* Connect-time decision. 0, or -1 when the session must be refused (unknown
  * version tag: the client has been sent FATAL 22023). */
 int steer_startup(struct client *c) __attribute__((warn_unused_result));
 /* Slot <-> config path index. */
 int steer_slot_path(const struct client *c, int slot);
-/* The transaction boundary: applies PAUSE, and re-decides the path when the
- * flags or the tag changed. */
-void steer_boundary(struct client *c);
+/* At the transaction boundary (session/boundary.h): re-decides the path
+ * when the flags or the session's tag changed, and switches the session
+ * unless it is pinned. */
+void steer_reroute(struct client *c);
 /*
  * An inspected client message MSG (whole, LEN bytes with its type byte):
  * records what it does to the session, and forwards it to server S —
@@ -63,7 +60,12 @@ void steer_raise_statement(struct wbuf *b, const char *sqlstate, const char *mes
 /* The session could not be analysed any more: pin it with REASON. */
 void steer_pin(struct client *c, const char *reason);
 /* The server S of the active slot has just become ready after a switch:
- * inject the replay (SETs, prepared statements). */
+ * its parameters reach the client, and the replay (session/replay.h) goes
+ * to S. */
 void steer_server_ready(struct client *c, struct server *s);
+/* A Parse message MSG the session sent before a switch, replayed to S:
+ * rewritten for S's path like any Parse, and sent; its effects are not
+ * recorded again. */
+void steer_replay_parse(struct client *c, struct server *s, const uint8_t *msg, size_t len);
 
 #endif

@@ -21,6 +21,7 @@
 #include "session/client.h"
 #include "session/console.h"
 #include "session/history_file.h"
+#include "session/intent.h"
 #include "session/journal.h"
 #include "session/pool.h"
 #include "session/runtime.h"
@@ -144,6 +145,11 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 			log_error(0, "dual-write journal unavailable: %s", jerr);
 		else if (journal_notice(rt->journal))
 			log_warning(0, "dual-write journal: %s", journal_notice(rt->journal));
+		if (rt->journal) {
+			rt->intents = intent_log_open(cfg->journal_dir, rt->journal, jerr, sizeof(jerr));
+			if (!rt->intents)
+				log_error(0, "dual-write commit intents unavailable: %s", jerr);
+		}
 	}
 	return 0;
 }
@@ -229,6 +235,7 @@ void process_free(void)
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
 	history_file_free(rt->history);
+	intent_log_free(rt->intents);
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)

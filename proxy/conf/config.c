@@ -127,6 +127,10 @@ static const struct enum_value tls_mode_values[] = {
 	{ "disable", TLS_MODE_DISABLE }, { "allow", TLS_MODE_ALLOW },
 	{ "require", TLS_MODE_REQUIRE }, { NULL, 0 }
 };
+static const struct enum_value dual_commit_values[] = {
+	{ "auto", DUAL_COMMIT_AUTO }, { "ordered", DUAL_COMMIT_ORDERED }, { NULL, 0 }
+};
+
 static const struct enum_value sslmode_values[] = {
 	{ "disable", SSLMODE_DISABLE }, { "prefer", SSLMODE_PREFER },
 	{ "require", SSLMODE_REQUIRE }, { "verify-full", SSLMODE_VERIFY_FULL }, { NULL, 0 }
@@ -659,6 +663,10 @@ static const struct key_def config_keys[] = {
 	  "what the canary bucket is computed from: connection | user | database | application_name | "
 	  "client_addr | param:NAME" },
 
+	{ SEC_MIGRATION, "dual_commit", KT_ENUM, CFG(dual_commit), 0, "auto", true, false, -1, dual_commit_values, 0, 0,
+	  "how the two sides of a dual write commit: ordered (the primary first, its statements made "
+	  "durable as an intent before, so that a crash between the two commits leaves them "
+	  "journaled); auto picks ordered in this version (2pc is not available yet)" },
 	{ SEC_MIGRATION, "shadow_lock_timeout", KT_DURATION, CFG(shadow_lock_timeout_ms), 0, "5s", true, false, -1, NULL, 0, 0,
 	  "dual writes: the longest a mirrored write waits for a row lock on the second path "
 	  "(lock_timeout of each shadow transaction); a longer wait is a journaled shadow failure, "

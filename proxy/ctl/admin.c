@@ -472,12 +472,12 @@ static void show_stats(struct wbuf *out)
 	static const char *const cols[] = {
 		"path", "name", "sessions", "queries", "reads", "writes", "rewritten", "refused",
 		"shadow_writes", "shadow_errors", "mismatches", "latency_p50_ms", "latency_p99_ms",
-		"latency_avg_ms",
+		"latency_avg_ms", "nondeterministic", "journaled",
 	};
-	build_row_description(out, cols, 14);
+	build_row_description(out, cols, 16);
 	for (int slot = 0; slot < SLOT__COUNT; slot++) {
 		const struct path_stats *ps = &rt->stats.paths[slot];
-		char v[9][24], p50[24], p99[24], avg[24];
+		char v[11][24], p50[24], p99[24], avg[24];
 		snprintf(v[0], sizeof(v[0]), "%zu", runtime_sessions_on(slot));
 		snprintf(v[1], sizeof(v[1]), "%" PRIu64, ps->queries);
 		snprintf(v[2], sizeof(v[2]), "%" PRIu64, ps->reads);
@@ -487,6 +487,8 @@ static void show_stats(struct wbuf *out)
 		snprintf(v[6], sizeof(v[6]), "%" PRIu64, ps->shadow_writes);
 		snprintf(v[7], sizeof(v[7]), "%" PRIu64, ps->shadow_errors);
 		snprintf(v[8], sizeof(v[8]), "%" PRIu64, ps->mismatches);
+		snprintf(v[9], sizeof(v[9]), "%" PRIu64, ps->nondeterministic);
+		snprintf(v[10], sizeof(v[10]), "%" PRIu64, ps->journaled);
 		format_ms(admin_latency_quantile_ms(ps, 0.50), p50, sizeof(p50));
 		format_ms(admin_latency_quantile_ms(ps, 0.99), p99, sizeof(p99));
 		uint64_t count = 0;
@@ -497,9 +499,9 @@ static void show_stats(struct wbuf *out)
 		const char *row[] = {
 			slot_role(slot), slot_path_name(rt->cfg, slot), v[0], v[1], v[2], v[3],
 			v[4], v[5], v[6], v[7], v[8], p50[0] ? p50 : NULL, p99[0] ? p99 : NULL,
-			avg[0] ? avg : NULL,
+			avg[0] ? avg : NULL, v[9], v[10],
 		};
-		build_data_row(out, row, 14);
+		build_data_row(out, row, 16);
 	}
 	complete_show(out, SLOT__COUNT);
 }

@@ -167,8 +167,11 @@ static void session_metrics(struct wbuf *out)
 	       "Statements the shadow path lost, appended to the dual-write journal.",
 	       rt->stats.journaled);
 	single(out, "pgturnout_nondeterministic_writes_total", "counter",
-	       "Mirrored writes that call volatile functions (copies may differ).",
+	       "Writes mirrored as statements whose copies may differ (volatile functions).",
 	       rt->stats.nondeterministic_writes);
+	single(out, "pgturnout_journal_failures_total", "counter",
+	       "Transactions rolled back because what the shadow lost could not be journaled.",
+	       rt->stats.journal_failures);
 	single(out, "pgturnout_server_reuses_total", "counter",
 	       "Server connections taken from the pool by a new client (no connect, no login).",
 	       rt->stats.server_reuses);

@@ -474,10 +474,31 @@ struct conn *conn_new_connecting(struct event_base *base)
 	return cn;
 }
 
+static struct {
+	conn_connector fn;
+	void *arg;
+} connector;
+
+void conn_set_connector(conn_connector fn, void *arg)
+{
+	connector.fn = fn;
+	connector.arg = arg;
+}
+
 int conn_connect_hostname(struct conn *cn, struct evdns_base *dns, const char *host, int port)
 {
 	if (!cn->connecting)
 		return -1;
+	if (connector.fn) {
+		evutil_socket_t fd = connector.fn(host, port, connector.arg);
+		if (fd >= 0 && bufferevent_setfd(cn->bev, fd) < 0) {
+			evutil_closesocket(fd);
+			return -1;
+		}
+		bufferevent_trigger_event(cn->bev, fd >= 0 ? BEV_EVENT_CONNECTED : BEV_EVENT_ERROR,
+					  BEV_TRIG_DEFER_CALLBACKS);
+		return 0;
+	}
 	return bufferevent_socket_connect_hostname(cn->bev, dns, AF_UNSPEC, host, port);
 }
 

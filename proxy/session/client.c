@@ -19,12 +19,13 @@
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "conf/userlist.h"
-#include "route/flags.h"
 #include "io/tls.h"
+#include "session/boundary.h"
 #include "session/cancel.h"
 #include "session/relay.h"
 #include "session/dual.h"
 #include "session/pool.h"
+#include "session/replay.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "wire/authmsg.h"
@@ -219,7 +220,7 @@ static void client_free(struct client *c)
 	if (c->timer)
 		event_free(c->timer);
 	scram_server_free(c->scram);
-	session_state_free(c->state_log);
+	replay_free(c->replay);
 	dual_free(c->dual);
 	startup_packet_clear(&c->sp);
 	free(c->startup_raw);
@@ -682,9 +683,8 @@ void client_server_ready(struct client *c, struct server *s)
 	conn_set_lowat(c->conn, RELAY_LOW_WATERMARK);
 	log_info(c->id, "login user=%s database=%s addr=%s path=%s backend_pid=%u", c->user,
 		 c->database, c->addr, c->cfg->paths[s->path].name, s->backend_pid);
-	if (rt->flags->values.dual_write)
-		dual_sync_flag(c);
-	if (c->state == CL_ACTIVE)
+	/* Logged in: the session's first transaction boundary. */
+	if (boundary_reached(c))
 		relay_client_input(c);
 }
 

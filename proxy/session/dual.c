@@ -29,6 +29,7 @@
 #include "conf/config.h"
 #include "route/flags.h"
 #include "session/client.h"
+#include "session/intent.h"
 #include "session/journal.h"
 #include "session/relay.h"
 #include "session/runtime.h"
@@ -36,6 +37,7 @@
 #include "session/steer.h"
 #include "sql/analyze.h"
 #include "sql/cache.h"
+#include "sql/capture.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -45,6 +47,8 @@
 #include <string.h>
 
 #define SHADOW_RETRY_US (1000 * 1000)
+/* Largest row whose values are captured. */
+#define DUAL_CAPTURE_MAX (64u * 1024 * 1024)
 
 struct dual_stmt {
 	char *text;             /* owns: as sent (or to be sent) to the shadow */
@@ -56,6 +60,15 @@ struct dual_name {
 	char *name;             /* owns */
 	char *text;             /* owns: statement text (for the journal) */
 	bool commit;            /* the statement is COMMIT/END: handled at the end */
+	bool write;             /* the statement writes: its executions count as shadow writes */
+	/* an INSERT whose values are captured when executed (extended protocol) */
+	char *old_text;         /* owns: the statement for old; NULL: not captured */
+	uint8_t *ptypes;        /* owns: the Parse's parameter types (count + OIDs) */
+	size_t ptypes_len;
+	uint8_t *params;        /* owns (portals): the Bind's parameter formats and values */
+	size_t params_len;
+	uint8_t *rfmt;          /* owns (portals): the Bind's result format codes (count + codes) */
+	size_t rfmt_len;
 	uint8_t *parse;         /* owns: statements: the Parse the shadow gets */
 	size_t parse_len;
 	bool prepared;          /* statements: prepared on the current shadow connection */
@@ -92,11 +105,13 @@ struct dual {
 	size_t tx_at_request;   /* d->n_tx when the request began */
 	bool req_mirrored;      /* something of it was sent to the shadow */
 	uint32_t shadow_mark;   /* shadow requests_sent once its part was sent */
+	struct wbuf inj;        /* owns: what replaces the held Execute (held_exec) */
 	struct wbuf held;       /* owns: the client's messages for the primary, held
 				   while the shadow (old) runs the request first */
 	bool holding;           /* this batch's messages go to held */
 	bool fail_verdict;      /* fail mode: the shadow's error fails the request */
 	bool wrapped;           /* the primary runs the request in a transaction of ours */
+	bool autocommit;        /* the request is a write outside a transaction block */
 	uint32_t own_ready;     /* ReadyForQuery answers of the primary that are ours */
 	uint32_t own_tags;      /* CommandComplete answers of the primary that are ours */
 	char primary_status;
@@ -112,6 +127,7 @@ struct dual {
 	bool committed;         /* the primary's outcome of the ended transaction */
 
 	bool poisoned;          /* the client was told its transaction failed */
+	uint64_t intent;        /* the open commit intent of this transaction (session/intent.h), 0: none */
 
 	/* the shadow transaction */
 	bool shadow_tx;         /* a transaction is open on the shadow */
@@ -128,6 +144,30 @@ struct dual {
 	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
 	bool copy_open;         /* the request is a COPY FROM: its data must flow */
 	char *pending_params;   /* owns: parameters of the last mirrored Bind */
+
+	/* values, not statements: the request's INSERT run on old with a
+	 * capture of the rows it wrote, applied to new as literals */
+	struct capture_plan cap; /* owns */
+	bool cap_on;
+	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
+	bool cap_failed;
+	bool cap_extended;      /* the capture runs as a statement of ours in an extended batch */
+	/* extended batches: answers of the primary that are ours (ParseComplete,
+	 * BindComplete, CloseComplete of the statement injected in place of an
+	 * Execute), found by position among the batch's answers of each kind */
+	uint32_t sent_parse, sent_bind, sent_close, sent_describe; /* sent to the primary in this batch */
+	uint32_t seen_parse, seen_bind, seen_close, seen_describe; /* their answers seen */
+	uint32_t own_parse, own_bind, own_close, own_describe;    /* position of ours; 0: none */
+	bool held_exec;         /* held: the client's Execute at held_exec_off is to be replaced */
+	size_t held_exec_off;
+	uint8_t *inj_rfmt;      /* owns: its result format codes, for the statement replacing it */
+	size_t inj_rfmt_len;
+	int cap_mark;           /* index of CAPTURE_MARK in the rows, -1 before RowDescription */
+	char **cap_cols;        /* owns: the captured columns' names (old's) */
+	size_t n_cap_cols;
+	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
+	size_t cap_nrows;
+	char *cap_fallback;     /* owns: the shadow's statement, if values cannot be applied */
 };
 
 static void dual_set_phase(struct client *c, enum dual_phase phase)
@@ -156,13 +196,28 @@ static const char *dual_shadow_name(const struct client *c)
 	return c->cfg->paths[steer_slot_path(c, c->dual->shadow_slot)].name;
 }
 
+/* A write mirrored as a statement whose copy may differ (volatile). */
+static void dual_count_nondeterministic(struct client *c)
+{
+	rt->stats.nondeterministic_writes++;
+	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
+}
+
+static void name_free(struct dual_name *e)
+{
+	free(e->name);
+	free(e->text);
+	free(e->parse);
+	free(e->old_text);
+	free(e->ptypes);
+	free(e->params);
+	free(e->rfmt);
+}
+
 static void names_clear(struct dual_name *v, size_t *n)
 {
-	for (size_t i = 0; i < *n; i++) {
-		free(v[i].name);
-		free(v[i].text);
-		free(v[i].parse);
-	}
+	for (size_t i = 0; i < *n; i++)
+		name_free(&v[i]);
 	*n = 0;
 }
 
@@ -179,9 +234,7 @@ static void names_forget(struct dual_name *v, size_t *n, const char *name)
 	struct dual_name *e = names_find(v, *n, name);
 	if (!e)
 		return;
-	free(e->name);
-	free(e->text);
-	free(e->parse);
+	name_free(e);
 	*e = v[--*n];
 }
 
@@ -195,6 +248,10 @@ static int names_put(struct dual_name **v, size_t *n, const char *name, const ch
 	p[*n].name = strdup(name);
 	p[*n].text = strdup(text ? text : "");
 	p[*n].commit = commit;
+	p[*n].write = false;
+	p[*n].old_text = NULL;
+	p[*n].ptypes = p[*n].params = p[*n].rfmt = NULL;
+	p[*n].ptypes_len = p[*n].params_len = p[*n].rfmt_len = 0;
 	p[*n].parse = NULL;
 	p[*n].parse_len = 0;
 	p[*n].prepared = false;
@@ -247,6 +304,28 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	d->n_tx++;
 }
 
+static void dual_capture_free(struct dual *d)
+{
+	capture_plan_clear(&d->cap);
+	for (size_t i = 0; i < d->n_cap_cols; i++)
+		free(d->cap_cols[i]);
+	free(d->cap_cols);
+	d->cap_cols = NULL;
+	d->n_cap_cols = 0;
+	wbuf_free(&d->cap_rows);
+	d->cap_nrows = 0;
+	d->cap_mark = -1;
+	d->cap_failed = false;
+	d->cap_on = false;
+	free(d->cap_fallback);
+	d->cap_fallback = NULL;
+	d->cap_extended = false;
+	d->held_exec = false;
+	free(d->inj_rfmt);
+	d->inj_rfmt = NULL;
+	d->inj_rfmt_len = 0;
+}
+
 void dual_free(struct dual *d)
 {
 	if (!d)
@@ -260,6 +339,8 @@ void dual_free(struct dual *d)
 	free(d->pending_params);
 	wbuf_free(&d->pend);
 	wbuf_free(&d->held);
+	wbuf_free(&d->inj);
+	dual_capture_free(d);
 	free(d);
 }
 
@@ -416,6 +497,13 @@ static enum rewrite_dir dual_dir(const struct client *c)
 }
 
 static void dual_progress(struct client *c);
+static void dual_begin(struct client *c);
+static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
+				 struct wbuf *client_part);
+static void dual_expect_injected(struct dual *d, bool describe);
+static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
+				size_t ptypes_len, const uint8_t *params, size_t params_len,
+				const uint8_t *rfmt, size_t rfmt_len, bool describe);
 
 /* Affected rows in a CommandComplete tag of a data-modifying command. */
 static bool tag_rows(const char *tag, uint64_t *rows)
@@ -492,6 +580,17 @@ void dual_shadow_input(struct server *s)
 			}
 			continue;
 		}
+		if (mine && d->cap_on && !d->cap_from_primary &&
+		    (type == PqMsg_RowDescription || type == PqMsg_DataRow)) {
+			uint8_t *row;
+			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &row, &len) != CONN_MSG_OK) {
+				dual_shadow_lost(c, s, "out of memory");
+				return;
+			}
+			dual_capture_message(c, row, 1 + (size_t)len, NULL);
+			free(row);
+			continue;
+		}
 		if (!mine || (type != PqMsg_ErrorResponse && type != PqMsg_CommandComplete) ||
 		    len > 65536) {
 			evbuffer_drain(in, 1 + (size_t)len);
@@ -520,6 +619,152 @@ void dual_shadow_input(struct server *s)
 	}
 }
 
+/* ---- values, not statements ----------------------------------------------- */
+
+/* Ends the current request's capture. */
+static void dual_capture_reset(struct client *c)
+{
+	dual_capture_free(c->dual);
+	c->dual_capture = false;
+}
+
+/* Starts capturing the values of the request's INSERT, planned on
+ * OLD_TEXT (the statement as old gets it). FROM_PRIMARY: the rows come in
+ * the primary's stream (else the shadow's). False when it cannot be. */
+static bool dual_capture_start(struct client *c, const char *old_text, size_t len, bool from_primary)
+{
+	struct dual *d = c->dual;
+	dual_capture_reset(c);
+	if (capture_plan(old_text, len, &d->cap) != 0)
+		return false;
+	d->cap_on = true;
+	d->cap_from_primary = from_primary;
+	c->dual_capture = from_primary;
+	wbuf_init(&d->cap_rows);
+	return true;
+}
+
+/* A RowDescription or DataRow of the capturing side (MSG, LEN bytes,
+ * whole). Records the captured names or values; into CLIENT_PART (when
+ * not NULL) goes the message the client gets instead: its own columns
+ * only (left empty when it gets nothing). */
+static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
+				 struct wbuf *client_part)
+{
+	struct dual *d = c->dual;
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	uint16_t n = pkt_get_u16(&r);
+	if (msg[0] == PqMsg_RowDescription) {
+		/* Field names: the marker, then the captured columns. */
+		size_t mark_at = 0;
+		int mark = -1;
+		size_t starts[n ? n : 1];
+		for (uint16_t i = 0; i < n && !r.failed; i++) {
+			starts[i] = r.pos;
+			const char *name = pkt_get_str(&r);
+			pkt_get_bytes(&r, 18);
+			if (name && strcmp(name, CAPTURE_MARK) == 0) {
+				mark = i;
+				mark_at = r.pos;
+			}
+		}
+		if (r.failed || mark < 0) {
+			d->cap_failed = true;
+			return;
+		}
+		d->cap_mark = mark;
+		pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+		r.pos = mark_at;
+		d->cap_cols = calloc(n - mark, sizeof(char *));
+		if (!d->cap_cols) {
+			d->cap_failed = true;
+			return;
+		}
+		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
+			const char *name = pkt_get_str(&r);
+			pkt_get_bytes(&r, 18);
+			d->cap_cols[d->n_cap_cols] = name ? strdup(name) : NULL;
+			if (!d->cap_cols[d->n_cap_cols++])
+				d->cap_failed = true;
+		}
+		if (client_part && mark > 0) {
+			size_t off = build_begin(client_part, PqMsg_RowDescription);
+			wbuf_put_u16(client_part, (uint16_t)mark);
+			wbuf_put(client_part, msg + MSG_HEADER_LEN + 2,
+				 starts[mark] - 2);
+			build_end(client_part, off);
+		}
+		return;
+	}
+	/* DataRow: the client's columns, the marker, the captured values. */
+	if (d->cap_mark < 0 || n != d->cap_mark + 1 + d->n_cap_cols) {
+		d->cap_failed = true;
+		return;
+	}
+	size_t client_end = 0;
+	if (d->cap_nrows++)
+		wbuf_put(&d->cap_rows, ", ", 2);
+	wbuf_put_u8(&d->cap_rows, '(');
+	for (uint16_t i = 0; i < n && !r.failed; i++) {
+		uint32_t vlen = pkt_get_u32(&r);
+		const uint8_t *v = vlen == 0xffffffffu ? NULL : pkt_get_bytes(&r, vlen);
+		if (i == d->cap_mark)
+			client_end = r.pos;
+		if (i <= d->cap_mark)
+			continue;
+		if (i > d->cap_mark + 1)
+			wbuf_put(&d->cap_rows, ", ", 2);
+		capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+	}
+	wbuf_put_u8(&d->cap_rows, ')');
+	if (r.failed || !wbuf_ok(&d->cap_rows)) {
+		d->cap_failed = true;
+		return;
+	}
+	if (client_part && d->cap_mark > 0) {
+		/* the client's columns end where the marker's 4-byte length starts */
+		size_t mark_len_at = client_end - 4;
+		size_t off = build_begin(client_part, PqMsg_DataRow);
+		wbuf_put_u16(client_part, (uint16_t)d->cap_mark);
+		wbuf_put(client_part, msg + MSG_HEADER_LEN + 2, mark_len_at - 2);
+		build_end(client_part, off);
+	}
+}
+
+/* The statement that applies the captured rows, for a session whose SQL is
+ * written in DIALECT_NEW or not: written for old and, for a new-dialect
+ * consumer, rewritten to new. NULL when nothing was captured, or it cannot
+ * be built (then the caller falls back to the statement itself). */
+static char *dual_capture_apply(struct client *c, bool with_returning, bool to_new)
+{
+	struct dual *d = c->dual;
+	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->n_cap_cols)
+		return NULL;
+	struct wbuf b;
+	wbuf_init(&b);
+	capture_apply_sql(&b, &d->cap, (const char *const *)d->cap_cols, d->n_cap_cols,
+			  (const char *)d->cap_rows.data, d->cap_rows.len, with_returning);
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	if (!to_new || rewrite_rules_empty(c->cfg->rules))
+		return (char *)b.data;
+	/* Unique text: analysed once, not cached. */
+	struct sql_analysis *a = sql_analyze((const char *)b.data, b.len - 1, REWRITE_OLD_TO_NEW,
+					     c->cfg->rules);
+	wbuf_free(&b);
+	if (!a || a->refused) {
+		sql_analysis_unref(a);
+		return NULL;
+	}
+	char *out = strndup(a->text, a->text_len);
+	sql_analysis_unref(a);
+	return out;
+}
+
 /* ---- the primary's side ----------------------------------------------- */
 
 /* Sends the primary a Query of pgturnout's own: its CommandComplete and its
@@ -542,6 +787,20 @@ static void dual_primary_own(struct client *c, const char *sql)
 	d->own_tags++;
 }
 
+/* A client message of type TYPE goes to the primary: count what answers
+ * by kind (see dual_expect_injected). */
+static void dual_count_sent(struct dual *d, uint8_t type)
+{
+	if (type == PqMsg_Parse)
+		d->sent_parse++;
+	else if (type == PqMsg_Bind)
+		d->sent_bind++;
+	else if (type == PqMsg_Close)
+		d->sent_close++;
+	else if (type == PqMsg_Describe)
+		d->sent_describe++;
+}
+
 /* Sends the client's held messages (the request the shadow ran first) to
  * the primary, one by one as the relay would have. */
 static void dual_release_held(struct client *c)
@@ -554,10 +813,20 @@ static void dual_release_held(struct client *c)
 	size_t off = 0;
 	while (off + MSG_HEADER_LEN <= held.len && c->state == CL_ACTIVE) {
 		size_t len = 1 + (size_t)proto_get_u32(held.data + off + 1);
-		steer_forward(c, p, held.data + off, len);
+		if (d->held_exec && off == d->held_exec_off && d->inj.len) {
+			/* the client's Execute: the statement applying old's values */
+			dual_expect_injected(d, false);
+			if (conn_write(p->conn, d->inj.data, d->inj.len) < 0)
+				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		} else {
+			dual_count_sent(d, held.data[off]);
+			steer_forward(c, p, held.data + off, len);
+		}
 		off += len;
 	}
 	wbuf_free(&held);
+	wbuf_reset(&d->inj);
+	d->held_exec = false;
 }
 
 /* The client's message MSG for the primary P: held while the shadow runs
@@ -571,7 +840,41 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
 	}
+	dual_count_sent(d, msg[0]);
 	steer_forward(c, p, msg, len);
+}
+
+/* Old (the primary) ran the INSERT: new gets the values it wrote. */
+static void dual_queue_captured(struct client *c)
+{
+	struct dual *d = c->dual;
+	char *apply = dual_capture_apply(c, false, true);
+	const char *sql = apply;
+	if (!apply) {
+		if (!d->cap_failed && d->cap_nrows == 0)
+			return;  /* nothing inserted: nothing to apply */
+		/* The values could not be taken: the statement itself, as before. */
+		dual_count_nondeterministic(c);
+		log_warning(c->id, "values of an INSERT could not be captured: the statement is mirrored");
+		sql = d->cap_fallback;
+		if (!sql)
+			return;
+		if (d->cap_extended) {
+			/* A prepared INSERT: it cannot be re-run as text; journaled. */
+			d->broken = true;
+			if (!d->lost_reason[0])
+				snprintf(d->lost_reason, sizeof(d->lost_reason),
+					 "0A000 the values of a prepared INSERT could not be captured");
+			tx_record(d, sql, strlen(sql), d->pending_params);
+			return;
+		}
+	}
+	tx_record(d, sql, strlen(sql), NULL);
+	if (dual_shadow(c) && !d->broken) {
+		dual_begin(c);
+		dual_pend_query(c, "", sql);
+	}
+	free(apply);
 }
 
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
@@ -579,6 +882,40 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 	struct dual *d = c->dual;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
+	if (msg[0] == PqMsg_ParseComplete || msg[0] == PqMsg_BindComplete ||
+	    msg[0] == PqMsg_CloseComplete) {
+		uint32_t *seen = msg[0] == PqMsg_ParseComplete ? &d->seen_parse
+				 : msg[0] == PqMsg_BindComplete ? &d->seen_bind : &d->seen_close;
+		uint32_t *own = msg[0] == PqMsg_ParseComplete ? &d->own_parse
+				: msg[0] == PqMsg_BindComplete ? &d->own_bind : &d->own_close;
+		if (++*seen != *own)
+			return false;
+		*own = 0;
+		return true;  /* the answer to our injected statement */
+	}
+	if (msg[0] == PqMsg_NoData || (msg[0] == PqMsg_RowDescription && d->sent_describe)) {
+		/* the answer to a Describe of this extended batch */
+		if (++d->seen_describe != d->own_describe)
+			return false;
+		d->own_describe = 0;
+		/* our own Describe: the columns are learnt, nothing is shown */
+		if (msg[0] == PqMsg_RowDescription && d->cap_on)
+			dual_capture_message(c, msg, len, NULL);
+		return true;
+	}
+	if (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) {
+		if (!d->cap_on || !d->cap_from_primary)
+			return false;
+		/* The client gets its own columns only, never the capture. */
+		struct wbuf part;
+		wbuf_init(&part);
+		dual_capture_message(c, msg, len, &part);
+		if (part.len && (!wbuf_ok(&part) || conn_write(c->conn, part.data, part.len) < 0))
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		rt->stats.bytes_to_clients += part.len;
+		wbuf_free(&part);
+		return true;
+	}
 	if (msg[0] == PqMsg_CommandComplete) {
 		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END)) {
 			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction. */
@@ -609,6 +946,10 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 bool dual_hold_ready(struct client *c, char status)
 {
 	struct dual *d = c->dual;
+	/* a batch ended: its answers are all in */
+	d->sent_parse = d->sent_bind = d->sent_close = d->sent_describe = 0;
+	d->seen_parse = d->seen_bind = d->seen_close = d->seen_describe = 0;
+	d->own_parse = d->own_bind = d->own_close = d->own_describe = 0;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
 	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
@@ -625,6 +966,12 @@ bool dual_hold_ready(struct client *c, char status)
 	}
 	d->primary_status = status;
 	dual_set_phase(c, DUAL_SECOND);
+	if (d->cap_on && d->cap_from_primary) {
+		c->dual_capture = false;
+		if (!d->primary_error)
+			dual_queue_captured(c);
+		dual_capture_reset(c);
+	}
 	if (d->pend.len) {
 		if (d->primary_error)
 			dual_drop_pend(c);
@@ -674,30 +1021,83 @@ static void dual_note_outcome(struct client *c)
 	}
 }
 
+/*
+ * Journals the statements of the open transaction the shadow lost, durably
+ * (fsync'd), and forgets them. 0 when they are on disk; -1 when they could
+ * not be made durable (no journal, a full disk): then the primary must not
+ * commit either.
+ */
+static int dual_journal_lost(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->n_tx)
+		return 0;
+	char error[320];
+	if (d->lost_reason[0])
+		snprintf(error, sizeof(error), "%s", d->lost_reason);
+	else if (d->shadow_error)
+		snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, d->shadow_message);
+	else
+		snprintf(error, sizeof(error), "%s",
+			 d->down ? "shadow path unavailable" : "shadow transaction failed");
+	int rc = rt->journal ? 0 : -1;
+	for (size_t i = 0; i < d->n_tx && rc == 0; i++)
+		rc = journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
+				 d->tx[i].text, d->tx[i].params, error);
+	if (rc == 0)
+		rc = journal_sync(rt->journal);
+	if (rc < 0) {
+		rt->stats.journal_failures++;
+		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",
+			  d->n_tx, dual_shadow_name(c), error,
+			  rt->journal ? "the journal cannot be written" : "no journal");
+		return -1;
+	}
+	rt->stats.journaled += d->n_tx;
+	rt->stats.paths[d->shadow_slot].journaled += d->n_tx;
+	log_warning(c->id, "journaled %zu statement(s) the shadow path %s lost: %s", d->n_tx,
+		    dual_shadow_name(c), error);
+	tx_clear(d);
+	return 0;
+}
+
+#define DUAL_JOURNAL_FAILED \
+	"the dual-write journal cannot be written: the shadow path lost this transaction's " \
+	"writes and they cannot be recorded, so the transaction is rolled back"
+
+/*
+ * Before the primary's COMMIT: the transaction's mirrored statements made
+ * durable as a commit intent, so that a kill of pgturnout before the
+ * shadow's COMMIT leaves them known (session/intent.h). 0 when done or not
+ * needed; -1 when it could not be made durable.
+ */
+static int dual_intent(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!rt->intents || d->intent || d->broken || !d->n_tx)
+		return 0;
+	struct intent_stmt stmts[d->n_tx];
+	for (size_t i = 0; i < d->n_tx; i++) {
+		stmts[i].text = d->tx[i].text;
+		stmts[i].params = d->tx[i].params;
+	}
+	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx);
+	if (d->intent)
+		return 0;
+	rt->stats.journal_failures++;
+	return -1;
+}
+
 /* The client's transaction ended: journal what the shadow lost. */
 static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow_committed)
 {
 	struct dual *d = c->dual;
-	if (primary_committed && !shadow_committed && d->n_tx) {
-		char error[320];
-		if (d->lost_reason[0])
-			snprintf(error, sizeof(error), "%s", d->lost_reason);
-		else if (d->shadow_error)
-			snprintf(error, sizeof(error), "%s %s", d->shadow_sqlstate, d->shadow_message);
-		else
-			snprintf(error, sizeof(error), "%s",
-				 d->down ? "shadow path unavailable" : "shadow transaction failed");
-		for (size_t i = 0; i < d->n_tx; i++) {
-			if (rt->journal)
-				journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
-					    d->tx[i].text, d->tx[i].params, error);
-		}
-		if (rt->journal)
-			journal_sync(rt->journal);
-		rt->stats.journaled += d->n_tx;
-		log_warning(c->id, "journaled %zu statement(s) the shadow path %s lost: %s", d->n_tx,
-			    dual_shadow_name(c), error);
+	if (d->intent) {
+		intent_end(rt->intents, d->intent);
+		d->intent = 0;
 	}
+	if (primary_committed && !shadow_committed && d->n_tx)
+		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
 	tx_clear(d);
 	d->shadow_error = false;
 	d->lost_reason[0] = '\0';
@@ -715,10 +1115,25 @@ static void dual_reset_request(struct client *c)
 	d->copy_open = false;
 	d->fail_verdict = false;
 	d->wrapped = false;
+	d->autocommit = false;
 	d->own_ready = 0;
 	d->own_tags = 0;
+	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;
+}
+
+/* An ErrorResponse of pgturnout's to the client, in order. */
+static void dual_client_error(struct client *c, const char *sqlstate, const char *message)
+{
+	struct wbuf b;
+	wbuf_init(&b);
+	char m[400];
+	snprintf(m, sizeof(m), "pgturnout: %s", message);
+	build_error(&b, PqMsg_ErrorResponse, "ERROR", sqlstate, m, NULL, NULL);
+	if (wbuf_ok(&b))
+		conn_write(c->conn, b.data, b.len);
+	wbuf_free(&b);
 }
 
 /* Fail mode: the shadow refused the request it ran first. The client gets
@@ -758,6 +1173,25 @@ static void dual_fail_request(struct client *c, struct server *sh)
 	relay_release_ready(c, 'I');
 }
 
+/* The client's transaction ended on the primary (d->committed says how):
+ * the shadow's ends the same way, unless it failed (then ROLLBACK). True
+ * when the shadow's COMMIT/ROLLBACK is on its way (phase ENDING); false when
+ * there was no shadow transaction and it is all over. */
+static bool dual_end_shadow(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	if (sh && d->shadow_tx) {
+		dual_set_phase(c, DUAL_ENDING);
+		d->ending_commit = d->committed && !d->broken;
+		d->shadow_error = false;
+		dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
+		d->shadow_mark = server_mark(sh);
+		return true;
+	}
+	dual_finish_tx(c, d->committed, false);
+	return false;
+}
+
 /* Both sides ran the request: compare, and end the shadow's transaction
  * when the client's ended (or our wrapping one is to end). */
 static void dual_request_done(struct client *c, struct server *sh)
@@ -766,8 +1200,14 @@ static void dual_request_done(struct client *c, struct server *sh)
 	dual_note_outcome(c);
 	if (d->wrapped) {
 		/* Our own transaction on the primary: commit it now that the
-		 * shadow has the write (or roll it back after an error). */
+		 * shadow has the write (or roll it back after an error). What the
+		 * shadow lost is journaled first; if it cannot be, the write is
+		 * rolled back and the client told so. */
 		bool commit = !d->primary_error && d->primary_status == 'T';
+		if (commit && ((d->broken && dual_journal_lost(c) < 0) || dual_intent(c) < 0)) {
+			commit = false;
+			dual_client_error(c, "53100", DUAL_JOURNAL_FAILED);
+		}
 		dual_set_phase(c, DUAL_PRIMARY_END);
 		d->wrapped = false;
 		dual_primary_own(c, commit ? "COMMIT" : "ROLLBACK");
@@ -775,15 +1215,8 @@ static void dual_request_done(struct client *c, struct server *sh)
 	}
 	if (d->primary_status == 'I') {
 		d->committed = !d->primary_error && !d->primary_rolled_back;
-		if (sh && d->shadow_tx) {
-			dual_set_phase(c, DUAL_ENDING);
-			d->ending_commit = d->committed && !d->broken;
-			d->shadow_error = false;
-			dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
-			d->shadow_mark = server_mark(sh);
+		if (dual_end_shadow(c, sh))
 			return;
-		}
-		dual_finish_tx(c, d->committed, false);
 	}
 	char status = d->primary_status;
 	dual_reset_request(c);
@@ -809,8 +1242,66 @@ static void dual_progress(struct client *c)
 			dual_fail_request(c, sh);
 			return;
 		}
-		/* The shadow (old) has run it: now the primary. */
+		if (d->autocommit && (d->shadow_error || !sh) && d->n_tx) {
+			/* The primary commits this write as soon as it runs it:
+			 * what the shadow lost must be on disk first. */
+			d->broken = true;
+			if (!d->lost_reason[0])
+				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
+					 d->shadow_error ? d->shadow_sqlstate : "08006",
+					 d->shadow_error ? d->shadow_message : "shadow path unavailable");
+			if (dual_journal_lost(c) < 0) {
+				d->shadow_error = true;
+				snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
+				snprintf(d->shadow_message, sizeof(d->shadow_message), "%s",
+					 DUAL_JOURNAL_FAILED);
+				dual_fail_request(c, sh);
+				return;
+			}
+		} else if (d->autocommit && sh && dual_intent(c) < 0) {
+			d->shadow_error = true;
+			snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
+			snprintf(d->shadow_message, sizeof(d->shadow_message), "%s", DUAL_JOURNAL_FAILED);
+			dual_fail_request(c, sh);
+			return;
+		}
+		/* The shadow (old) has run it: now the primary, with the values
+		 * old wrote when they were captured. */
 		dual_set_phase(c, DUAL_PRIMARY);
+		if (d->cap_on && d->cap_extended) {
+			/* the held Execute becomes the statement with old's values */
+			char *apply = !d->shadow_error && d->held_exec ? dual_capture_apply(c, true, true)
+								       : NULL;
+			wbuf_reset(&d->inj);
+			if (apply) {
+				dual_build_injected(&d->inj, apply, NULL, 0, NULL, 0, d->inj_rfmt,
+						    d->inj_rfmt_len, false);
+				free(apply);
+			} else if (d->cap_failed) {
+				dual_count_nondeterministic(c);
+				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
+			}
+			if (!wbuf_ok(&d->inj))
+				wbuf_reset(&d->inj);
+			bool exec = d->held_exec;
+			size_t exec_off = d->held_exec_off;
+			dual_capture_reset(c);
+			d->held_exec = exec;
+			d->held_exec_off = exec_off;
+		} else if (d->cap_on) {
+			char *apply = !d->shadow_error
+					      ? dual_capture_apply(c, true, c->dialect_slot == SLOT_NEW)
+					      : NULL;
+			if (apply) {
+				wbuf_reset(&d->held);
+				build_query(&d->held, apply);
+				free(apply);
+			} else if (d->cap_failed) {
+				dual_count_nondeterministic(c);
+				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
+			}
+			dual_capture_reset(c);
+		}
 		dual_release_held(c);
 		return;
 	case DUAL_SECOND:
@@ -827,15 +1318,8 @@ static void dual_progress(struct client *c)
 			d->primary_rolled_back = true;
 		}
 		d->committed = !d->primary_error && !d->primary_rolled_back;
-		if (sh && d->shadow_tx) {
-			dual_set_phase(c, DUAL_ENDING);
-			d->ending_commit = d->committed && !d->broken;
-			d->shadow_error = false;
-			dual_shadow_query(c, d->ending_commit ? "COMMIT" : "ROLLBACK");
-			d->shadow_mark = server_mark(sh);
+		if (dual_end_shadow(c, sh))
 			return;
-		}
-		dual_finish_tx(c, d->committed, false);
 		dual_reset_request(c);
 		relay_release_ready(c, 'I');
 		return;
@@ -1030,6 +1514,25 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		dual_refuse_prepare(c, p, PqMsg_Query, NULL);
 		return;
 	}
+	if (a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN && a->stmts[0].kind == SQL_TXN_COMMIT &&
+	    c->tx_status == 'T' && d->n_tx &&
+	    ((d->broken && dual_journal_lost(c) < 0) || dual_intent(c) < 0)) {
+		/* What the shadow lost cannot be recorded: the primary must not
+		 * commit. It rolls back, and the client's COMMIT fails. */
+		dual_set_phase(c, DUAL_PRIMARY);
+		dual_primary_own(c, "ROLLBACK");
+		struct wbuf b;
+		wbuf_init(&b);
+		size_t off = build_begin(&b, PqMsg_Query);
+		steer_raise_statement(&b, "53100", DUAL_JOURNAL_FAILED);
+		build_end(&b, off);
+		if (wbuf_ok(&b))
+			steer_forward(c, p, b.data, b.len);
+		else
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		wbuf_free(&b);
+		return;
+	}
 	d->tx_at_request = d->n_tx;
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
@@ -1059,6 +1562,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		if (any)
 			wbuf_put(&sh, ";\n", 2);
 		wbuf_put(&sh, r->text, r->text_len);
+		if (r->changed)
+			rt->stats.paths[d->shadow_slot].rewritten++;
 		any = true;
 		if (st->cls != SQL_READ)
 			lock_only = false;
@@ -1071,6 +1576,27 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		}
 	}
 	wbuf_put_u8(&sh, 0);
+	/* Values, not statements: a lone INSERT runs on old with a capture of
+	 * the rows it wrote; new gets those values. */
+	bool capture = false, capture_primary = false;
+	if (any && wbuf_ok(&sh) && a->n_stmts == 1 && a->stmts[0].cls == SQL_WRITE &&
+	    a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 && dual_shadow(c) && !d->broken) {
+		if (d->shadow_slot == SLOT_OLD) {
+			capture = dual_capture_start(c, (const char *)sh.data, sh.len - 1, false);
+		} else if (c->dialect_slot == SLOT_OLD &&
+			   rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL) {
+			/* (fail mode runs the shadow, new, first: no values to take) */
+			capture = capture_primary =
+				dual_capture_start(c, text + a->stmts[0].offset, a->stmts[0].len, true);
+		}
+		if (capture && capture_primary) {
+			d->cap_fallback = strdup((const char *)sh.data);
+		} else if (capture) {
+			/* the shadow (old) runs the statement with its capture */
+			wbuf_reset(&sh);
+			wbuf_put(&sh, d->cap.text, d->cap.text_len + 1);
+		}
+	}
 	if (!any && !d->shadow_tx && !d->n_tx && !d->broken) {
 		wbuf_free(&sh);
 		steer_forward(c, p, msg, len);
@@ -1082,14 +1608,22 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	for (size_t i = 0; a && i < a->n_stmts; i++)
 		if (a->stmts[i].cls == SQL_WRITE && a->stmts[i].tag && strcmp(a->stmts[i].tag, "COPY") == 0)
 			d->copy_open = true;
-	/* Fingerprints (a parse each) are taken only when a line is written. */
-	if (volatile_write) {
-		rt->stats.nondeterministic_writes++;
+	/* Fingerprints (a parse each) are taken only when a line is written.
+	 * Captured values are the same on both sides: nothing to say. */
+	if (volatile_write && !capture) {
+		dual_count_nondeterministic(c);
 		log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies may differ",
 			 (unsigned long long)dual_fingerprint(text));
 	}
 	bool writes = dual_has_write(a);
 	bool queued = false;
+	if (capture_primary) {
+		/* Old, the primary, runs it with the capture; new gets the values
+		 * once old answered (dual_hold_ready). */
+		queued = true;
+		d->req_mirrored = true;
+		any = false;
+	}
 	if (any && wbuf_ok(&sh)) {
 		if (!lock_only)
 			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
@@ -1118,6 +1652,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		return;
 	}
 	bool fail_mode = rt->flags->values.shadow_failure == SHADOW_FAILURE_FAIL;
+	d->autocommit = writes && c->tx_status == 'I' && !dual_has_txn(a);
 	if (queued && (d->shadow_slot == SLOT_OLD || (fail_mode && writes))) {
 		/* Old runs first (the shadow is old), or fail mode: the primary
 		 * gets the Query once the shadow has answered it. */
@@ -1128,12 +1663,32 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		dual_set_phase(c, DUAL_FIRST);
 		return;
 	}
-	if (queued && writes && c->tx_status == 'I' && !dual_has_txn(a)) {
+	if (queued && d->autocommit) {
 		/* An autocommit write, primary (old) first: run it in a
 		 * transaction of ours, committed once the shadow has it, so that
 		 * its row locks are kept until then. */
 		d->wrapped = true;
 		dual_primary_own(c, "BEGIN");
+	}
+	if (capture_primary) {
+		/* the client's text with the capture added at the statement's end */
+		struct wbuf q;
+		wbuf_init(&q);
+		size_t off = build_begin(&q, PqMsg_Query);
+		wbuf_put(&q, text, a->stmts[0].offset);
+		wbuf_put(&q, d->cap.text, d->cap.text_len);
+		size_t rest = a->stmts[0].offset + a->stmts[0].len;
+		wbuf_put(&q, text + rest, strlen(text + rest));
+		wbuf_put_u8(&q, 0);
+		build_end(&q, off);
+		if (!wbuf_ok(&q)) {
+			wbuf_free(&q);
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+		steer_forward(c, p, q.data, q.len);
+		wbuf_free(&q);
+		return;
 	}
 	steer_forward(c, p, msg, len);
 }
@@ -1236,6 +1791,8 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 		      a->stmts[0].kind == SQL_TXN_COMMIT;
 	bool is_write = mirror && a->stmts[0].cls == SQL_WRITE;
 	bool is_volatile = mirror && (a->stmts[0].flags & SQL_F_VOLATILE);
+	bool is_insert = is_write && a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 &&
+			 rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL;
 	a = NULL;  /* the next lookup may evict it */
 	names_forget(d->stmts, &d->n_stmts, name);
 	if (mirror || commit) {
@@ -1248,11 +1805,31 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 				d->broken = true;
 		} else if (names_put(&d->stmts, &d->n_stmts, name, rw ? rw->text : text, commit) == 0 &&
 			   mirror) {
-			if (is_write) {
-				rt->stats.paths[d->shadow_slot].shadow_writes++;
-				if (is_volatile)
-					rt->stats.nondeterministic_writes++;
+			struct dual_name *named = names_find(d->stmts, d->n_stmts, name);
+			if (named)
+				named->write = is_write;
+			/* Values, not statements: an INSERT whose text old can run
+			 * with a capture is executed that way (dual_execute_captured). */
+			const char *old_text = !is_insert ? NULL
+					       : d->shadow_slot == SLOT_OLD ? rw->text
+					       : c->dialect_slot == SLOT_OLD ? text : NULL;
+			struct capture_plan probe;
+			if (named && old_text && capture_plan(old_text, strlen(old_text), &probe) == 0) {
+				capture_plan_clear(&probe);
+				named->old_text = strdup(old_text);
+				named->ptypes = malloc(len - rest);
+				if (named->ptypes)
+					memcpy(named->ptypes, msg + rest, len - rest);
+				named->ptypes_len = len - rest;
+				if (!named->old_text || !named->ptypes) {
+					free(named->old_text);
+					named->old_text = NULL;
+				}
+			} else if (is_write && is_volatile) {
+				dual_count_nondeterministic(c);
 			}
+			if (rw->changed)
+				rt->stats.paths[d->shadow_slot].rewritten++;
 			struct wbuf b;
 			wbuf_init(&b);
 			if (rw->changed) {
@@ -1281,6 +1858,170 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	dual_to_primary(c, p, msg, len);
 }
 
+/* The Bind (BODY, LEN bytes; R just past its two names) of portal PO,
+ * bound to captured statement ST: what injecting its execution needs. */
+static void dual_portal_capture(struct dual_name *po, const struct dual_name *st,
+				struct pkt_reader *r, const uint8_t *body, size_t len)
+{
+	size_t params_at = r->pos;
+	uint16_t nfmt = pkt_get_u16(r);
+	for (uint16_t i = 0; i < nfmt; i++)
+		pkt_get_u16(r);
+	uint16_t nparams = pkt_get_u16(r);
+	for (uint16_t i = 0; i < nparams && !r->failed; i++) {
+		uint32_t plen = pkt_get_u32(r);
+		if (plen != 0xffffffffu)
+			pkt_get_bytes(r, plen);
+	}
+	size_t rfmt_at = r->pos;
+	uint16_t nrfmt = pkt_get_u16(r);
+	bool text = true;
+	for (uint16_t i = 0; i < nrfmt; i++)
+		if (pkt_get_u16(r) != 0)
+			text = false;
+	/* Captured rows must come as text: only when the client's result
+	 * formats ask for no binary column (else the statement is copied). */
+	if (r->failed || !text)
+		return;
+	po->old_text = strdup(st->old_text);
+	po->ptypes = malloc(st->ptypes_len);
+	po->params = malloc(rfmt_at - params_at);
+	po->rfmt = malloc(len - rfmt_at);
+	if (!po->old_text || !po->ptypes || !po->params || !po->rfmt) {
+		free(po->old_text);
+		po->old_text = NULL;
+		return;
+	}
+	memcpy(po->ptypes, st->ptypes, st->ptypes_len);
+	po->ptypes_len = st->ptypes_len;
+	memcpy(po->params, body + params_at, rfmt_at - params_at);
+	po->params_len = rfmt_at - params_at;
+	memcpy(po->rfmt, body + rfmt_at, len - rfmt_at);
+	po->rfmt_len = len - rfmt_at;
+}
+
+#define DUAL_INJECTED "pgturnout_capture"
+
+/* Appends to B the execution of SQL as a statement and portal of ours:
+ * Parse (parameter types PTYPES), Bind (parameters PARAMS, result formats
+ * RFMT; NULL: none, all text), Describe of the portal when DESCRIBE,
+ * Execute, Close of the statement. */
+static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
+				size_t ptypes_len, const uint8_t *params, size_t params_len,
+				const uint8_t *rfmt, size_t rfmt_len, bool describe)
+{
+	size_t off = build_begin(b, PqMsg_Parse);
+	wbuf_put_str(b, DUAL_INJECTED);
+	wbuf_put_str(b, sql);
+	if (ptypes)
+		wbuf_put(b, ptypes, ptypes_len);
+	else
+		wbuf_put_u16(b, 0);
+	build_end(b, off);
+	off = build_begin(b, PqMsg_Bind);
+	wbuf_put_str(b, DUAL_INJECTED);
+	wbuf_put_str(b, DUAL_INJECTED);
+	if (params) {
+		wbuf_put(b, params, params_len);
+	} else {
+		wbuf_put_u16(b, 0);
+		wbuf_put_u16(b, 0);
+	}
+	if (rfmt)
+		wbuf_put(b, rfmt, rfmt_len);
+	else
+		wbuf_put_u16(b, 0);
+	build_end(b, off);
+	if (describe) {
+		off = build_begin(b, PqMsg_Describe);
+		wbuf_put_u8(b, 'P');
+		wbuf_put_str(b, DUAL_INJECTED);
+		build_end(b, off);
+	}
+	off = build_begin(b, PqMsg_Execute);
+	wbuf_put_str(b, DUAL_INJECTED);
+	wbuf_put_u32(b, 0);
+	build_end(b, off);
+	off = build_begin(b, PqMsg_Close);
+	wbuf_put_u8(b, 'S');
+	wbuf_put_str(b, DUAL_INJECTED);
+	build_end(b, off);
+}
+
+/* Our injected statement goes to the primary now: its ParseComplete,
+ * BindComplete and CloseComplete are the next of their kinds after the
+ * batch's answers so far. */
+static void dual_expect_injected(struct dual *d, bool describe)
+{
+	d->own_parse = ++d->sent_parse;
+	d->own_bind = ++d->sent_bind;
+	d->own_close = ++d->sent_close;
+	if (describe)
+		d->own_describe = ++d->sent_describe;
+}
+
+/*
+ * Execute MSG of portal PO, an INSERT whose values are captured: old runs
+ * it as a statement of ours with the capture (the client's parameters), so
+ * that new gets the values old wrote. Primary old: injected into the
+ * primary's stream in place of the Execute (the client sees its own
+ * columns only). Primary new: old runs it first as the shadow; the held
+ * Execute is replaced by the apply once old answered. True when MSG was
+ * handled here; false: mirror it as a statement.
+ */
+static bool dual_execute_captured(struct client *c, struct server *p, struct dual_name *po,
+				  const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->cap_on || d->broken || !dual_shadow(c))
+		return false;  /* one capture per batch */
+	bool primary_first = d->shadow_slot == SLOT_NEW;
+	if (primary_first && c->dialect_slot != SLOT_OLD)
+		return false;
+	if (!dual_capture_start(c, po->old_text, strlen(po->old_text), primary_first))
+		return false;
+	d->cap_extended = true;
+	struct wbuf b;
+	wbuf_init(&b);
+	dual_build_injected(&b, d->cap.text, po->ptypes, po->ptypes_len, po->params,
+			    po->params_len, NULL, 0, true);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		dual_capture_reset(c);
+		return false;
+	}
+	rt->stats.paths[d->shadow_slot].shadow_writes++;
+	if (primary_first) {
+		d->cap_fallback = strdup(po->text);
+		if (!d->batch_mirrored) {
+			d->tx_at_request = d->n_tx;
+			d->batch_mirrored = true;
+		}
+		d->req_mirrored = true;
+		dual_expect_injected(d, true);
+		if (conn_write(p->conn, b.data, b.len) < 0)
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		wbuf_free(&b);
+		return true;
+	}
+	/* Old, the shadow, runs it first; the client's Execute waits in held
+	 * for the values. */
+	tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
+	dual_mirror_extended(c, b.data, b.len);
+	wbuf_free(&b);
+	if (!d->holding)
+		return false;
+	d->held_exec = true;
+	d->held_exec_off = d->held.len;
+	d->inj_rfmt = malloc(po->rfmt_len);
+	if (d->inj_rfmt) {
+		memcpy(d->inj_rfmt, po->rfmt, po->rfmt_len);
+		d->inj_rfmt_len = po->rfmt_len;
+	}
+	dual_to_primary(c, p, msg, len);
+	return true;
+}
+
 void dual_client_message(struct client *c, struct server *p, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
@@ -1306,7 +2047,14 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 					dual_mirror_extended(c, st->parse, st->parse_len);
 					st->prepared = true;
 				}
-				names_put(&d->portals, &d->n_portals, portal, st->text, st->commit);
+				bool write = st->write;
+				if (names_put(&d->portals, &d->n_portals, portal, st->text, st->commit) == 0) {
+					struct dual_name *po = names_find(d->portals, d->n_portals, portal);
+					po->write = write;
+					if (st->old_text)
+						dual_portal_capture(po, st, &r, msg + MSG_HEADER_LEN,
+								    len - MSG_HEADER_LEN);
+				}
 				if (!st->commit) {
 					free(d->pending_params);
 					d->pending_params = dual_bind_params(msg + MSG_HEADER_LEN,
@@ -1321,7 +2069,13 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		const char *portal = len > MSG_HEADER_LEN ? (const char *)msg + MSG_HEADER_LEN : NULL;
 		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
 					       ? names_find(d->portals, d->n_portals, portal) : NULL;
+		if (po && po->commit && dual_intent(c) < 0)
+			log_error(c->id, "COMMIT goes to the primary without a durable intent");
+		if (po && po->old_text && dual_execute_captured(c, p, po, msg, len))
+			return;
 		if (po && !po->commit) {
+			if (po->write)
+				rt->stats.paths[d->shadow_slot].shadow_writes++;
 			tx_record(d, po->text, strlen(po->text), d->pending_params);
 			dual_mirror_extended(c, msg, len);
 		}
@@ -1346,6 +2100,10 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (mirrored) {
 			wbuf_put(&d->pend, msg, len);
 			d->pend_requests++;
+			/* outside a transaction block the primary commits at this Sync */
+			d->autocommit = c->tx_status == 'I';
+			if (d->autocommit && !d->holding && dual_intent(c) < 0)
+				log_error(c->id, "the batch commits without a durable intent");
 		}
 		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
 			dual_set_phase(c, DUAL_PRIMARY);

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "conf/config.h"
 #include "route/flags.h"
+#include "session/boundary.h"
 #include "session/client.h"
 #include "session/runtime.h"
 #include "session/console.h"
@@ -102,9 +103,12 @@ static bool relay_inspect_backend(struct server *s, struct evbuffer *in, size_t 
 	uint8_t stack[512];
 	size_t n = 1 + (size_t)len;
 	uint8_t *m = n <= sizeof(stack) ? stack : malloc(n);
-	if (!m || !relay_peek(in, off, m, n))
-		goto out;
 	struct client *c = s->client;
+	if (!m || !relay_peek(in, off, m, n)) {
+		if (c->dual_capture)
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		goto out;
+	}
 	if (m[0] == PqMsg_ErrorResponse) {
 		struct pg_error_fields f;
 		if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0)
@@ -184,14 +188,16 @@ static void relay_record_latency(struct client *c)
 	c->request_started_us = 0;
 }
 
-/* The session is between transactions with nothing outstanding. */
-static void relay_boundary(struct client *c)
+/* A ReadyForQuery with STATUS has reached the client: one request is
+ * answered. True when that leaves the session at its transaction boundary
+ * (the caller then calls boundary_reached()). */
+static inline bool relay_ready_relayed(struct client *c, char status)
 {
-	if (rt->shutting_down) {
-		client_close(c, CLOSE_SHUTDOWN, "terminating connection due to administrator command");
-		return;
-	}
-	steer_boundary(c);
+	c->tx_status = status;
+	if (!c->pending_syncs || --c->pending_syncs != 0)
+		return false;
+	relay_record_latency(c);
+	return boundary_at(c);
 }
 
 void relay_server_input(struct server *s)
@@ -256,18 +262,30 @@ void relay_server_input(struct server *s)
 				scan_init(&sc, in);
 				continue;
 			}
-			c->tx_status = status;
-			if (c->pending_syncs && --c->pending_syncs == 0) {
-				relay_record_latency(c);
-				boundary = c->tx_status == 'I';
-			}
+			if (relay_ready_relayed(c, status))
+				boundary = true;
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
 		}
-		if ((hdr[0] == PqMsg_ErrorResponse ||
-		     (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) {
+		/* dual writes: answers by kind (to tell its own from the
+		 * client's), and rows while values are captured */
+		bool captured = c->dual &&
+				((c->dual_capture && hdr[0] == PqMsg_DataRow) ||
+				 hdr[0] == PqMsg_RowDescription || hdr[0] == PqMsg_NoData ||
+				 hdr[0] == PqMsg_ParseComplete || hdr[0] == PqMsg_BindComplete ||
+				 hdr[0] == PqMsg_CloseComplete);
+		if (((hdr[0] == PqMsg_ErrorResponse ||
+		      (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) ||
+		    captured) {
 			if (avail - fwd < 1 + (size_t)len)
 				break;
+			if (c->dual && fwd) {
+				/* dual may answer the client in its place: what precedes goes first */
+				relay_move_to_client(in, out, fwd);
+				fwd = 0;
+				avail = evbuffer_get_length(in);
+				scan_init(&sc, in);
+			}
 			if (relay_inspect_backend(s, in, fwd, len)) {
 				if (fwd)
 					relay_move_to_client(in, out, fwd);
@@ -288,7 +306,7 @@ void relay_server_input(struct server *s)
 		conn_disable(s->conn, EV_READ);
 	}
 	if (boundary)
-		relay_boundary(c);
+		boundary_reached(c);
 }
 
 void relay_release_ready(struct client *c, char status)
@@ -296,12 +314,8 @@ void relay_release_ready(struct client *c, char status)
 	const uint8_t z[6] = { PqMsg_ReadyForQuery, 0, 0, 0, 5, (uint8_t)status };
 	conn_write(c->conn, z, sizeof(z));
 	rt->stats.bytes_to_clients += sizeof(z);
-	c->tx_status = status;
-	if (c->pending_syncs && --c->pending_syncs == 0) {
-		relay_record_latency(c);
-		if (status == 'I')
-			relay_boundary(c);
-	}
+	if (relay_ready_relayed(c, status) && !boundary_reached(c))
+		return;  /* closed, or held until RESUME */
 	if (c->state == CL_ACTIVE)
 		client_resume(c);
 }
@@ -321,20 +335,14 @@ void relay_client_input(struct client *c)
 		console_input(c);
 		return;
 	}
-	/* A session idle since before a flag change: its next transaction
-	 * must already run where the flags now say. */
-	if (c->tx_status == 'I' && c->pending_syncs == 0 && c->state == CL_ACTIVE &&
-	    (c->flags_generation != rt->flags->generation || c->pending_tag_set) &&
-	    evbuffer_get_length(conn_input(c->conn)) != 0) {
-		steer_boundary(c);
-		if (c->state != CL_ACTIVE)
-			return;
-	}
+	/* A session idle since before a change (flags, its tag, PAUSE): its
+	 * next transaction must already run as the change says. */
+	if (boundary_at(c) && boundary_pending(c) && evbuffer_get_length(conn_input(c->conn)) != 0 &&
+	    !boundary_reached(c))
+		return;  /* closed, or held until RESUME */
 	struct server *s = c->servers[c->active_slot];
 	if (c->state != CL_ACTIVE || !s || s->state != SV_READY)
 		return;
-	if (rt->paused && c->tx_status == 'I' && c->pending_syncs == 0)
-		return;  /* held at the boundary until RESUME */
 	if (c->dual && dual_gated(c))
 		return;  /* a request involving the shadow is in flight */
 	struct evbuffer *in = conn_input(c->conn);

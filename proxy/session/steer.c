@@ -2,12 +2,12 @@
  * session/steer.c — routing decisions, path switches and statement
  * inspection for one session; see session/steer.h.
  *
- * Replay after a switch is injected at a transaction boundary, before any
- * client message reaches the new backend: one Query with the session's SETs,
- * then each remembered named statement as Parse + Sync (its own request, so
- * one failing statement does not hide the others). Their answers are
- * swallowed: the server counts requests (Query, Sync, FunctionCall) and
- * drops every response until the injected requests' last ReadyForQuery.
+ * Decisions are taken at connect and at the session's transaction
+ * boundaries (session/boundary.c calls steer_reroute()). Inspection records
+ * what a statement does to the session: SETs and named prepared statements
+ * go to the replay log (session/replay.c), sent to the new backend after a
+ * switch; the statements each backend holds are its own
+ * (session/server_stmt.c).
  *
  * A statement that cannot be rewritten safely is not answered by pgturnout
  * out of band (that would break the order of a pipeline): it is replaced by
@@ -24,6 +24,7 @@
 #include "route/router.h"
 #include "session/client.h"
 #include "session/dual.h"
+#include "session/replay.h"
 #include "session/runtime.h"
 #include "session/server.h"
 #include "sql/analyze.h"
@@ -39,167 +40,14 @@
 #include <string.h>
 #include <strings.h>
 
-struct stored_stmt {
-	char *name;             /* owns */
-	uint8_t *msg;           /* owns: the client's Parse message, as sent */
-	size_t len;
-};
-
-struct session_state {
-	char **sets;            /* owns: SET/RESET statements, in order */
-	size_t n_sets;
-	size_t n_committed_sets; /* sets[n_committed_sets..] were made inside the open
-				    transaction: dropped if it rolls back */
-	struct stored_stmt *stmts;  /* owns: named prepared statements */
-	size_t n_stmts;
-};
-
-void session_state_free(struct session_state *st)
-{
-	if (!st)
-		return;
-	for (size_t i = 0; i < st->n_sets; i++)
-		free(st->sets[i]);
-	free(st->sets);
-	for (size_t i = 0; i < st->n_stmts; i++) {
-		free(st->stmts[i].name);
-		free(st->stmts[i].msg);
-	}
-	free(st->stmts);
-	free(st);
-}
-
-static struct session_state *session_state(struct client *c)
-{
-	if (!c->state_log)
-		c->state_log = calloc(1, sizeof(*c->state_log));
-	return c->state_log;
-}
-
-static void state_clear_sets(struct session_state *st)
-{
-	for (size_t i = 0; i < st->n_sets; i++)
-		free(st->sets[i]);
-	st->n_sets = 0;
-	st->n_committed_sets = 0;
-}
-
-/* The open transaction ended: its settings stay (COMMIT) or go (ROLLBACK). */
+/* The open transaction ended: its settings stay (COMMIT) or go (ROLLBACK),
+ * and so does a SET of the version tag made in it. */
 static void steer_tx_end(struct client *c, bool committed)
 {
-	struct session_state *st = c->state_log;
-	if (st) {
-		if (!committed) {
-			while (st->n_sets > st->n_committed_sets)
-				free(st->sets[--st->n_sets]);
-		}
-		st->n_committed_sets = st->n_sets;
-	}
+	replay_tx_end(c, committed);
 	if (c->tag_in_tx && !committed)
 		c->pending_tag_set = false;
 	c->tag_in_tx = false;
-}
-
-static void state_clear_stmts(struct session_state *st)
-{
-	for (size_t i = 0; i < st->n_stmts; i++) {
-		free(st->stmts[i].name);
-		free(st->stmts[i].msg);
-	}
-	st->n_stmts = 0;
-}
-
-static int state_add_set(struct session_state *st, const char *text, size_t len)
-{
-	char **p = realloc(st->sets, (st->n_sets + 1) * sizeof(*p));
-	if (!p)
-		return -1;
-	st->sets = p;
-	st->sets[st->n_sets] = strndup(text, len);
-	if (!st->sets[st->n_sets])
-		return -1;
-	st->n_sets++;
-	return 0;
-}
-
-static void state_forget_stmt(struct session_state *st, const char *name)
-{
-	for (size_t i = 0; i < st->n_stmts; i++) {
-		if (strcmp(st->stmts[i].name, name) != 0)
-			continue;
-		free(st->stmts[i].name);
-		free(st->stmts[i].msg);
-		st->stmts[i] = st->stmts[--st->n_stmts];
-		return;
-	}
-}
-
-static int state_add_stmt(struct session_state *st, const char *name, const uint8_t *msg, size_t len)
-{
-	state_forget_stmt(st, name);
-	struct stored_stmt *p = realloc(st->stmts, (st->n_stmts + 1) * sizeof(*p));
-	if (!p)
-		return -1;
-	st->stmts = p;
-	struct stored_stmt *e = &st->stmts[st->n_stmts];
-	e->name = strdup(name);
-	e->msg = malloc(len);
-	if (!e->name || !e->msg) {
-		free(e->name);
-		free(e->msg);
-		return -1;
-	}
-	memcpy(e->msg, msg, len);
-	e->len = len;
-	st->n_stmts++;
-	return 0;
-}
-
-/* FNV-1a: tells whether a backend holds the same statement the client prepared. */
-static uint64_t msg_hash(const uint8_t *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
-static struct server_stmt *server_stmt_find(struct server *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_stmts; i++)
-		if (strcmp(s->stmts[i].name, name) == 0)
-			return &s->stmts[i];
-	return NULL;
-}
-
-static void server_stmt_forget(struct server *s, const char *name)
-{
-	struct server_stmt *st = server_stmt_find(s, name);
-	if (!st)
-		return;
-	free(st->name);
-	*st = s->stmts[--s->n_stmts];
-}
-
-static int server_stmt_note(struct server *s, const char *name, uint64_t hash)
-{
-	struct server_stmt *st = server_stmt_find(s, name);
-	if (st) {
-		st->hash = hash;
-		return 0;
-	}
-	struct server_stmt *p = realloc(s->stmts, (s->n_stmts + 1) * sizeof(*p));
-	if (!p)
-		return -1;
-	s->stmts = p;
-	p[s->n_stmts].name = strdup(name);
-	if (!p[s->n_stmts].name)
-		return -1;
-	p[s->n_stmts].hash = hash;
-	s->n_stmts++;
-	return 0;
 }
 
 /* ---- decisions ---------------------------------------------------------- */
@@ -337,23 +185,7 @@ static void steer_switch(struct client *c, int slot)
 	 * until then relay_client_input() leaves the client's bytes queued. */
 }
 
-static void steer_reroute(struct client *c);
-
-void steer_boundary(struct client *c)
-{
-	if (c->admin || c->state != CL_ACTIVE)
-		return;
-	if (rt->paused) {
-		conn_disable(c->conn, EV_READ);
-		return;
-	}
-	steer_reroute(c);
-	if (c->state == CL_ACTIVE && (c->dual || rt->flags->values.dual_write))
-		dual_sync_flag(c);
-}
-
-/* Re-decides the session's path when the flags or its tag changed. */
-static void steer_reroute(struct client *c)
+void steer_reroute(struct client *c)
 {
 	bool tag_changed = false;
 	if (c->pending_tag_set) {
@@ -501,18 +333,12 @@ static void steer_note_effects(struct client *c, const struct sql_analysis *a, c
 					c->tag_in_tx = in_tx;
 					break;
 				}
-				struct session_state *ss = session_state(c);
-				if (!ss || state_add_set(ss, text + st->offset, st->len) < 0)
+				if (replay_note_set(c, text + st->offset, st->len, in_tx) < 0)
 					steer_pin(c, "out of memory tracking session settings");
-				else if (!in_tx)
-					ss->n_committed_sets = ss->n_sets;
 				break;
 			}
 			case SQL_SESS_DISCARD:
-				if (c->state_log) {
-					state_clear_sets(c->state_log);
-					state_clear_stmts(c->state_log);
-				}
+				replay_discard(c);
 				break;
 			case SQL_SESS_PREPARE:
 				steer_pin(c, "SQL-level PREPARE");
@@ -647,7 +473,7 @@ static bool steer_forward_parse(struct client *c, struct server *s, const uint8_
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid Parse message");
 		return false;
 	}
-	if (name[0] && server_stmt_note(s, name, msg_hash(msg, len)) < 0)
+	if (name[0] && server_stmt_note(s, name, msg, len) < 0)
 		steer_pin(c, "out of memory tracking prepared statements");
 	bool fast = remember && steer_fast(c, text, strlen(text));
 	const struct sql_analysis *a =
@@ -656,11 +482,8 @@ static bool steer_forward_parse(struct client *c, struct server *s, const uint8_
 	bool bad_tag = a && steer_check_tag_sets(c, a, text, refusal, sizeof(refusal)) < 0;
 	if (remember && a && !bad_tag)
 		steer_note_effects(c, a, text);
-	if (remember && name[0]) {
-		struct session_state *ss = session_state(c);
-		if (!ss || state_add_stmt(ss, name, msg, len) < 0)
-			steer_pin(c, "out of memory tracking prepared statements");
-	}
+	if (remember && name[0] && replay_note_stmt(c, name, msg, len) < 0)
+		steer_pin(c, "out of memory tracking prepared statements");
 	if (bad_tag)
 		return steer_refuse_tag(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, refusal);
 	return steer_send(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, a);
@@ -678,8 +501,7 @@ static bool steer_prepare(struct client *c, struct server *s, const uint8_t *msg
 		/* Close of a statement: forget it for replays. */
 		if (len > MSG_HEADER_LEN + 1 && msg[MSG_HEADER_LEN] == 'S' && msg[len - 1] == '\0') {
 			const char *name = (const char *)msg + MSG_HEADER_LEN + 1;
-			if (c->state_log)
-				state_forget_stmt(c->state_log, name);
+			replay_forget_stmt(c, name);
 			server_stmt_forget(s, name);
 		}
 		return true;
@@ -703,72 +525,17 @@ void steer_forward(struct client *c, struct server *s, const uint8_t *msg, size_
 		steer_server_write(c, s, msg, len);
 }
 
+void steer_replay_parse(struct client *c, struct server *s, const uint8_t *msg, size_t len)
+{
+	if (steer_forward_parse(c, s, msg, len, false))
+		steer_server_write(c, s, msg, len);
+}
+
 void steer_server_ready(struct client *c, struct server *s)
 {
 	/* The new backend's parameters reach the client (they may differ from
 	 * the old one's, e.g. server_version on another server). */
 	if (s->login_params.len)
 		conn_write(c->conn, s->login_params.data, s->login_params.len);
-	static struct session_state empty;
-	struct session_state *st = c->state_log ? c->state_log : &empty;
-	if (st->n_sets == 0 && st->n_stmts == 0 && s->n_stmts == 0)
-		return;
-	struct wbuf b;
-	wbuf_init(&b);
-	uint32_t requests = 0;
-	if (st->n_sets) {
-		size_t off = build_begin(&b, PqMsg_Query);
-		for (size_t i = 0; i < st->n_sets; i++) {
-			wbuf_put(&b, st->sets[i], strlen(st->sets[i]));
-			wbuf_put(&b, ";", 1);
-		}
-		wbuf_put_u8(&b, 0);
-		build_end(&b, off);
-		requests++;
-	}
-	if (!wbuf_ok(&b) || conn_write(s->conn, b.data, b.len) < 0) {
-		wbuf_free(&b);
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-		return;
-	}
-	wbuf_free(&b);
-	/* Statements this backend holds that the session has since closed or
-	 * re-prepared differently go first. */
-	for (size_t i = 0; i < s->n_stmts;) {
-		const char *name = s->stmts[i].name;
-		bool keep = false;
-		for (size_t j = 0; j < st->n_stmts; j++)
-			if (strcmp(st->stmts[j].name, name) == 0 &&
-			    msg_hash(st->stmts[j].msg, st->stmts[j].len) == s->stmts[i].hash)
-				keep = true;
-		if (keep) {
-			i++;
-			continue;
-		}
-		wbuf_init(&b);
-		size_t off = build_begin(&b, PqMsg_Close);
-		wbuf_put_u8(&b, 'S');
-		wbuf_put_str(&b, name);
-		build_end(&b, off);
-		build_sync(&b);
-		steer_server_write(c, s, b.data, b.len);
-		wbuf_free(&b);
-		requests++;
-		server_stmt_forget(s, name);
-	}
-	for (size_t i = 0; i < st->n_stmts; i++) {
-		if (server_stmt_find(s, st->stmts[i].name))
-			continue;
-		if (steer_forward_parse(c, s, st->stmts[i].msg, st->stmts[i].len, false))
-			steer_server_write(c, s, st->stmts[i].msg, st->stmts[i].len);
-		wbuf_init(&b);
-		build_sync(&b);
-		steer_server_write(c, s, b.data, b.len);
-		wbuf_free(&b);
-		requests++;
-	}
-	s->requests_sent += requests;
-	s->swallow_until = s->requests_sent;
-	log_debug(c->id, "replayed %zu settings and %zu prepared statements on path %s", st->n_sets,
-		  st->n_stmts, c->cfg->paths[s->path].name);
+	replay_send(c, s);
 }

@@ -5,3 +5,5 @@ list(APPEND PGT_SOURCES
   proxy/sql/cache.c)
 list(APPEND PGT_SOURCES proxy/sql/setvar.c)
 list(APPEND PGT_SOURCES proxy/sql/quick.c)
+list(APPEND PGT_SOURCES proxy/sql/capture.c)
+list(APPEND PGT_SOURCES proxy/sql/rules_walk.c)

@@ -14,6 +14,7 @@
   `proxy_only` are skipped then.
 """
 
+import contextlib
 import os
 import re
 import resource
@@ -152,6 +153,14 @@ def pg():
                        os.environ["PGT_PGSOCK"], os.environ["PGT_CA_DIR"],
                        os.environ.get("PGT_PG_PID"))
         return
+    with started_server(export=True) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def started_server(export=False):
+    """A PostgreSQL of its own (scripts/pg.sh) for the block, stopped after it;
+    EXPORT puts its PGT_* facts into os.environ."""
     d = tempfile.mkdtemp(prefix="pgturnout-pg.")
     try:
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh"), "start", d], check=True)
@@ -161,7 +170,8 @@ def pg():
                 m = re.match(r"export (\w+)=(.*)", line.strip())
                 if m:
                     env[m.group(1)] = m.group(2)
-        os.environ.update(env)
+        if export:
+            os.environ.update(env)
         yield Postgres(env["PGT_PGHOST"], env["PGT_PGPORT"], env["PGT_PGSOCK"],
                        env["PGT_CA_DIR"], env.get("PGT_PG_PID"))
     finally:

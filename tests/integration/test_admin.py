@@ -73,7 +73,7 @@ SHOWS = {
               "healthy"],
     "STATS": ["path", "name", "sessions", "queries", "reads", "writes", "rewritten", "refused",
               "shadow_writes", "shadow_errors", "mismatches", "latency_p50_ms",
-              "latency_p99_ms", "latency_avg_ms"],
+              "latency_p99_ms", "latency_avg_ms", "nondeterministic", "journaled"],
     "JOURNAL": ["time", "session", "path", "fingerprint", "statement", "parameters", "error"],
 }
 

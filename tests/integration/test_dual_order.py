@@ -15,27 +15,20 @@ renames; two databases):
   not a hang.
 """
 
+import os
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import BIG, unique
-from test_dual import (Admin, Layout, bench_digest, direct_env, dual_config, journal_file,
-                       pgbench, read_journal, run, start)
+from conftest import BIG
+from test_dual import (Admin, Layout, databases_layout, direct_env, dual_config,  # noqa: F401
+                       journal_file, layout, pgbench, read_journal, run, start)
 
 pytestmark = pytest.mark.proxy_only
 
 BENCH_SECONDS = 30 if BIG else 8
-
-
-@pytest.fixture(params=["schemas", "databases"])
-def layout(request, pg):
-    lay = Layout(pg, request.param)
-    lay.create()
-    yield lay
-    lay.drop()
 
 
 @pytest.fixture(params=["schemas", "databases"])
@@ -199,8 +192,8 @@ def test_autocommit_hot_rows_reach_both_sides_in_one_order(proxy_factory, layout
     assert read_journal(journal_file(p)) == []
 
 
-def test_shadow_lock_wait_is_bounded_and_journaled(proxy_factory, databases_layout_lt):
-    layout = databases_layout_lt
+def test_shadow_lock_wait_is_bounded_and_journaled(proxy_factory, databases_layout):
+    layout = databases_layout
     text = dual_config(layout).replace("[migration]\n", "[migration]\nshadow_lock_timeout = 500ms\n")
     p = proxy_factory(paths=layout.paths, extra=text)
     c = p.connect()
@@ -221,9 +214,63 @@ def test_shadow_lock_wait_is_bounded_and_journaled(proxy_factory, databases_layo
     assert layout.rows("old") == [(1, "one", "y")]
 
 
+
+
 @pytest.fixture
-def databases_layout_lt(pg):
-    lay = Layout(pg, "databases")
-    lay.create()
-    yield lay
-    lay.drop()
+def tiny_fs(tmp_path):
+    """A 256 kB tmpfs: the journal's disk, filled by the test."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % r.stderr.strip())
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(path):
+    """Fills the filesystem of PATH; returns the filler file."""
+    filler = path / "filler"
+    fd = os.open(str(filler), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_journal_on_a_full_disk_fails_the_commit(proxy_factory, databases_layout, tiny_fs):
+    layout = databases_layout
+    jdir = tiny_fs / "journal"
+    p = proxy_factory(paths=layout.paths, extra=dual_config(layout),
+                      settings={"journal_dir": str(jdir)})
+    layout.drop_users("new")  # every mirrored write now fails on the shadow
+    filler = fill(tiny_fs)
+    c = p.connect()
+    w = p.wire_login()
+    try:
+        c.autocommit = False
+        run(c, "INSERT INTO users (id, name) VALUES (1, 'in a transaction')")
+        with pytest.raises(Exception) as e:
+            c.commit()
+        assert "journal" in str(e.value), e.value
+        c.rollback()
+        c.autocommit = True
+        with pytest.raises(Exception) as e:
+            run(c, "INSERT INTO users (id, name) VALUES (2, 'autocommit')")
+        assert "journal" in str(e.value), e.value
+        # nothing the client was told failed is on the primary
+        assert layout.rows("old") == []
+        # the session and the proxy go on; with room again, losses are journaled
+        filler.unlink()
+        run(c, "INSERT INTO users (id, name) VALUES (3, 'journaled')")
+        assert [r[0] for r in layout.rows("old")] == [3]
+    finally:
+        c.close()
+        w.terminate()
+    entries = read_journal(os.path.join(str(jdir), "dual_write_journal.log"))
+    assert [e["statement"].startswith("INSERT") for e in entries] == [True], entries

@@ -3,7 +3,8 @@
  * input buffer, sends go out at once or after the callback, backpressure
  * arms the write event and the write callback fires at the low watermark,
  * EOF and send errors are reported through the event callback; one whole
- * message is read from an input buffer with a size cap.
+ * message is read from an input buffer with a size cap; a connector (the
+ * test seam) stands in for a connect.
  */
 #include "io/conn.h"
 
@@ -312,6 +313,54 @@ static void test_read_msg_refuses_bad_headers(void **state)
 	}
 }
 
+static evutil_socket_t connector_gives(const char *host, int port, void *arg)
+{
+	assert_string_equal(host, "db.example");
+	assert_int_equal(port, 5432);
+	return *(int *)arg;
+}
+
+/* The test seam: a connector's socket stands in for a real connect, and
+ * -1 from it is a refused connection; both reported on a later turn. */
+static void test_connector_stands_in_for_connect(void **state)
+{
+	struct fixture *f = *state;
+	int sv[2], refused = -1;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	for (int i = 0; i < 2; i++)
+		fcntl(sv[i], F_SETFL, fcntl(sv[i], F_GETFL) | O_NONBLOCK);
+	conn_set_connector(connector_gives, &sv[0]);
+	struct conn *cn = conn_new_connecting(f->base);
+	assert_non_null(cn);
+	conn_setcb(cn, on_read, on_write, on_event, f);
+	assert_int_equal(conn_connect_hostname(cn, NULL, "db.example", 5432), 0);
+	assert_int_equal(f->events, 0);
+	LOOP_UNTIL(f, f->events > 0);
+	assert_int_equal(f->events, 1);
+	assert_true(f->last_event & BEV_EVENT_CONNECTED);
+	assert_int_equal(conn_fd(cn), sv[0]);
+	assert_int_equal(conn_write(cn, "ping", 4), 0);
+	LOOP_UNTIL(f, conn_output_length(cn) == 0);
+	char buf[8];
+	assert_int_equal(recv(sv[1], buf, sizeof(buf), 0), 4);
+	assert_memory_equal(buf, "ping", 4);
+	conn_free(cn);
+
+	f->events = 0;
+	conn_set_connector(connector_gives, &refused);
+	cn = conn_new_connecting(f->base);
+	assert_non_null(cn);
+	conn_setcb(cn, on_read, on_write, on_event, f);
+	assert_int_equal(conn_connect_hostname(cn, NULL, "db.example", 5432), 0);
+	LOOP_UNTIL(f, f->events > 0);
+	assert_int_equal(f->events, 1);
+	assert_true(f->last_event & BEV_EVENT_ERROR);
+	conn_free(cn);
+	conn_set_connector(NULL, NULL);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +373,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_send_error_is_reported_from_the_loop, setup, teardown),
 		cmocka_unit_test(test_read_msg_waits_for_the_whole_message),
 		cmocka_unit_test(test_read_msg_refuses_bad_headers),
+		cmocka_unit_test_setup_teardown(test_connector_stands_in_for_connect, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,59 @@
+/*
+ * sql/capture.h — values, not statements: how a write's row values are
+ * taken from the side that runs it first and applied to the other (SPEC §7).
+ *
+ * A plain INSERT (VALUES, SELECT or DEFAULT VALUES; ON CONFLICT DO NOTHING
+ * allowed) written for the OLD schema is run on old with a capture added to
+ * its RETURNING list: a marker column named CAPTURE_MARK, then every column
+ * of the inserted row (`t.*`). What precedes the marker is the client's own
+ * RETURNING list (if any); what follows it are the values old wrote,
+ * serial ids, defaults and volatile functions included. The other side then
+ * gets those values as literals (capture_apply_*), never the statement.
+ *
+ * Pure text functions: no I/O, no session state.
+ */
+#ifndef PGT_SQL_CAPTURE_H
+#define PGT_SQL_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct wbuf;
+
+#define CAPTURE_MARK "pgturnout_capture"
+
+struct capture_plan {
+	char *text;             /* owns: the statement with the capture added (NUL-terminated) */
+	size_t text_len;
+	char *target;           /* owns: "INSERT INTO <relation> [AS alias]" as written */
+	char *returning;        /* owns: the client's RETURNING list as written, or NULL */
+	bool on_conflict_nothing; /* the statement has ON CONFLICT DO NOTHING */
+};
+
+/*
+ * Plans the capture of TEXT (LEN bytes, one statement, OLD dialect). Returns
+ * 0 with *OUT filled (free with capture_plan_clear), 1 when the statement
+ * is not a write whose values can be captured this way (not an INSERT,
+ * ON CONFLICT DO UPDATE, several statements, does not parse), -1 out of
+ * memory.
+ */
+int capture_plan(const char *text, size_t len, struct capture_plan *out);
+void capture_plan_clear(struct capture_plan *p);
+
+/*
+ * Builds, into B, the INSERT that applies captured rows (OLD dialect, to be
+ * rewritten for the other side like any statement): PLAN's target, the
+ * column list COLS (N names as the RowDescription gave them), the VALUES
+ * ROWS (already "(lit, lit, ...)" tuples separated by ", "), ON CONFLICT DO
+ * NOTHING if the original had it, and the client's RETURNING list when
+ * WITH_RETURNING.
+ */
+void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const char *const *cols,
+		       size_t n, const char *rows, size_t rows_len, bool with_returning);
+
+/* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
+ * a literal that reads back as the same text whatever the session's
+ * standard_conforming_strings: E'...' with quotes and backslashes doubled. */
+void capture_put_literal(struct wbuf *b, const char *value, size_t len);
+
+#endif

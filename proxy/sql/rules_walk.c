@@ -1,0 +1,48 @@
+/*
+ * sql/rules_walk.c — read-only access to a finished rule set's table entries
+ * and column rules for the tools (include/sql/rules_walk.h). Owns nothing:
+ * every answer points into the rule set.
+ */
+#include "sql/rules_walk.h"
+
+#include "rules_impl.h"
+
+size_t rewrite_rules_entry_count(const struct rewrite_rules *r)
+{
+	return r != NULL && r->finished ? r->n_tables : 0;
+}
+
+int rewrite_rules_entry(const struct rewrite_rules *r, size_t i, struct rewrite_entry *out)
+{
+	if (i >= rewrite_rules_entry_count(r))
+		return -1;
+	const struct rw_table *t = &r->tables[i];
+	for (int side = RW_OLD; side <= RW_NEW; side++) {
+		out->schema[side] = t->schema[side];
+		out->name[side] = t->name[side];
+		out->sql[side] = t->emit_full[side];
+	}
+	out->renamed = t->renamed;
+	out->n_columns = t->n_cols;
+	return 0;
+}
+
+long rewrite_rules_find_entry(const struct rewrite_rules *r, enum rewrite_side side,
+			      const char *schema, const char *name)
+{
+	if (rewrite_rules_entry_count(r) == 0)
+		return -1;
+	const struct rw_table *t = rw_find_table(r, side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD,
+						 schema, name);
+	return t != NULL ? (long)(t - r->tables) : -1;
+}
+
+const char *rewrite_rules_map_column(const struct rewrite_rules *r, size_t i,
+				     enum rewrite_side side, const char *col)
+{
+	if (i >= rewrite_rules_entry_count(r))
+		return NULL;
+	int from = side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD;
+	const struct rw_column *c = rw_find_column(r, &r->tables[i], from, col);
+	return c != NULL ? c->name[1 - from] : NULL;
+}

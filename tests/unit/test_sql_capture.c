@@ -1,0 +1,108 @@
+/* Unit tests of sql/capture.c: where the capture goes, what the apply reads. */
+#include "core/wbuf.h"
+#include "sql/capture.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+static void plan_ok(const char *sql, const char *want_text, const char *want_target,
+		    const char *want_returning)
+{
+	struct capture_plan p;
+	assert_int_equal(capture_plan(sql, strlen(sql), &p), 0);
+	assert_string_equal(p.text, want_text);
+	assert_int_equal(p.text_len, strlen(want_text));
+	assert_string_equal(p.target, want_target);
+	if (want_returning)
+		assert_string_equal(p.returning, want_returning);
+	else
+		assert_null(p.returning);
+	capture_plan_clear(&p);
+}
+
+static void test_capture_is_added_at_the_statement_end(void **state)
+{
+	(void)state;
+	plan_ok("INSERT INTO users (name) VALUES ('a')",
+		"INSERT INTO users (name) VALUES ('a')\nRETURNING NULL::text AS pgturnout_capture, users.*",
+		"INSERT INTO users", NULL);
+	plan_ok("insert into app.Users as u values (1);  ",
+		"insert into app.Users as u values (1)\nRETURNING NULL::text AS pgturnout_capture, u.*;  ",
+		"INSERT INTO app.users AS u", NULL);
+	plan_ok("INSERT INTO \"Odd\" DEFAULT VALUES -- note",
+		"INSERT INTO \"Odd\" DEFAULT VALUES -- note\nRETURNING NULL::text AS pgturnout_capture, \"Odd\".*",
+		"INSERT INTO \"Odd\"", NULL);
+}
+
+static void test_client_returning_list_is_kept_first(void **state)
+{
+	(void)state;
+	plan_ok("INSERT INTO t (a) SELECT 1 RETURNING id, a + 1 AS b",
+		"INSERT INTO t (a) SELECT 1 RETURNING id, a + 1 AS b\n, NULL::text AS pgturnout_capture, t.*",
+		"INSERT INTO t", "id, a + 1 AS b");
+}
+
+static void test_what_cannot_be_captured(void **state)
+{
+	static const char *const no[] = {
+		"UPDATE t SET a = 1",
+		"INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2",
+		"INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+		"WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+		"INSERT INTO",
+		"SELECT 1",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		struct capture_plan p;
+		assert_int_equal(capture_plan(no[i], strlen(no[i]), &p), 1);
+		assert_null(p.text);
+	}
+	struct capture_plan p;
+	const char *dn = "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING";
+	assert_int_equal(capture_plan(dn, strlen(dn), &p), 0);
+	assert_true(p.on_conflict_nothing);
+	capture_plan_clear(&p);
+}
+
+static void test_apply_reads_values_back_as_written(void **state)
+{
+	(void)state;
+	struct capture_plan p;
+	const char *sql = "INSERT INTO t AS x (a) VALUES (1) ON CONFLICT DO NOTHING RETURNING x.id";
+	assert_int_equal(capture_plan(sql, strlen(sql), &p), 0);
+	struct wbuf rows;
+	wbuf_init(&rows);
+	wbuf_put_u8(&rows, '(');
+	capture_put_literal(&rows, "it's \\ here", 11);
+	wbuf_put(&rows, ", ", 2);
+	capture_put_literal(&rows, NULL, 0);
+	wbuf_put_u8(&rows, ')');
+	const char *cols[] = { "id", "Name" };
+	struct wbuf b;
+	wbuf_init(&b);
+	capture_apply_sql(&b, &p, cols, 2, (const char *)rows.data, rows.len, true);
+	wbuf_put_u8(&b, 0);
+	assert_string_equal((const char *)b.data,
+			    "INSERT INTO t AS x (id, \"Name\") VALUES (E'it''s \\\\ here', NULL) "
+			    "ON CONFLICT DO NOTHING RETURNING x.id");
+	wbuf_free(&b);
+	wbuf_free(&rows);
+	capture_plan_clear(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_capture_is_added_at_the_statement_end),
+		cmocka_unit_test(test_client_returning_list_is_kept_first),
+		cmocka_unit_test(test_what_cannot_be_captured),
+		cmocka_unit_test(test_apply_reads_values_back_as_written),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
