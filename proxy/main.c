@@ -1,7 +1,7 @@
 /*
  * main.c — command line, first configuration load, event loop, signals.
  *
- *   pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]
+ *   pgturnout [-c FILE] [--check] [--reset-flags] [--version] [--help] [-v|-q]
  *   pgturnout verify ...          (tools/verify.h)
  *
  * Exit codes: 0 clean exit, 1 bad configuration or arguments, 2 runtime
@@ -28,10 +28,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"pgturnout %s — PostgreSQL proxy for zero-downtime schema migrations\n\n"
-		"Usage: pgturnout [-c FILE] [--check] [--version] [--help] [-v|-q]\n"
+		"Usage: pgturnout [-c FILE] [--check] [--reset-flags] [--version] [--help] [-v|-q]\n"
 		"       pgturnout verify [-c FILE] [--table T]... [--json] [--resume]  (see verify --help)\n\n"
 		"  -c, --config FILE  configuration file (default %s)\n"
 		"      --check        validate the configuration, print every error, exit 0/1\n"
+		"      --reset-flags  start from the file's [flags], not the flags in force at the\n"
+		"                     last stop (restored from the flag history otherwise)\n"
 		"  -v, --verbose      log at debug level\n"
 		"  -q, --quiet        log warnings and errors only\n"
 		"  -V, --version      print the version and exit\n"
@@ -71,10 +73,12 @@ int main(int argc, char **argv)
 {
 	const char *file = DEFAULT_CONFIG;
 	bool check = false;
+	bool reset_flags = false;
 	int verbosity = 0;
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'C' },
+		{ "reset-flags", no_argument, NULL, 'R' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -88,6 +92,7 @@ int main(int argc, char **argv)
 		switch (ch) {
 		case 'c': file = optarg; break;
 		case 'C': check = true; break;
+		case 'R': reset_flags = true; break;
 		case 'V': printf("pgturnout %s\n", PGT_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		case 'v': verbosity = 1; break;
@@ -126,7 +131,7 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 
 	char err[512];
-	if (process_init(cfg, file, err, sizeof(err)) < 0) {
+	if (process_init(cfg, file, reset_flags, err, sizeof(err)) < 0) {
 		log_error(0, "cannot start: %s", err);
 		process_free();
 		return 2;

@@ -13,8 +13,10 @@ struct config;
 
 /* Creates the runtime (session/runtime.h's rt) around the first
  * configuration (takes its reference) and sets the hooks of the layers
- * below. -1 with a message in ERR. */
-int process_init(struct config *cfg, const char *config_file, char *err, size_t errlen)
+ * below. The flags in force at the last stop are restored (app/flag_restore.h)
+ * unless RESET_FLAGS: then the file's [flags] win. -1 with a message in ERR. */
+int process_init(struct config *cfg, const char *config_file, bool reset_flags, char *err,
+		 size_t errlen)
 	__attribute__((warn_unused_result));
 /* Frees everything process_init() and process_listen() made; no rt does nothing. */
 void process_free(void);

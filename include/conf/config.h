@@ -131,7 +131,21 @@ struct config {
 	/* [flags] */
 	struct flags_config flags;
 	uint32_t flags_set;             /* bit (1 << FLAG_x) when the file set that flag */
+
+	/* [fleet] (SPEC §13): the flag store; off when fleet_dsn and fleet_path_name are NULL */
+	char *fleet_dsn;                /* owns; NULL: none (libpq connection string) */
+	char *fleet_path_name;          /* owns; NULL: none */
+	int fleet_path;                 /* index into paths of fleet_path_name, or -1 */
+	char *fleet_name;               /* owns; NULL: HOSTNAME:PORT of the first listen address */
+	uint32_t fleet_poll_ms;         /* default 1s */
+	uint32_t fleet_timeout_ms;      /* default 5s */
 };
+
+/* Whether [fleet] names a flag store (the flags are then the fleet's). */
+static inline bool config_fleet_on(const struct config *cfg)
+{
+	return cfg->fleet_dsn != NULL || cfg->fleet_path_name != NULL;
+}
 
 enum flag_id { FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE, FLAG_FORCE_PATH, FLAG__COUNT };
 

@@ -1,6 +1,6 @@
 /*
  * ctl/admin.h — the admin console (database "pgturnout", users in
- * admin_users): SHOW HELP/VERSION/CONFIG/FLAGS/HISTORY/CLIENTS/PATHS/STATS/
+ * admin_users): SHOW HELP/VERSION/CONFIG/FLAGS/HISTORY/CLIENTS/PATHS/STATS/FLEET/
  * JOURNAL/REWRITE, SET <flag> = <value> [FORCE], RELOAD, PAUSE, RESUME,
  * SHUTDOWN. Results are real result sets (RowDescription, DataRow,
  * CommandComplete) so psql shows tables.
@@ -16,12 +16,16 @@ struct path_stats;
 
 /*
  * Executes the text of one simple Query (one or more commands separated by
- * ';') on behalf of admin user WHO, appending the complete response to OUT:
- * per command a result set + CommandComplete, or an ErrorResponse (then the
- * remaining commands are skipped, as PostgreSQL does). An empty text gives
- * EmptyQueryResponse. Never appends ReadyForQuery (the caller does).
+ * ';') on behalf of admin user WHO and hands the complete response to
+ * DONE(ARG, response): per command a result set + CommandComplete, or an
+ * ErrorResponse (then the remaining commands are skipped, as PostgreSQL
+ * does). An empty text gives EmptyQueryResponse. Never appends
+ * ReadyForQuery (the caller does). DONE is called once: before the call
+ * returns, or later when a SET waits for the fleet's flag store (the
+ * commands after it run then). The response is borrowed during the call.
  */
-void admin_execute(const char *sql, size_t len, const char *who, struct wbuf *out);
+typedef void (*admin_done_cb)(void *arg, const struct wbuf *out);
+void admin_execute(const char *sql, size_t len, const char *who, admin_done_cb done, void *arg);
 
 /*
  * SHOW CLIENTS, shared with GET /clients: admin_foreach_client() calls CB

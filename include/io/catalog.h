@@ -126,4 +126,33 @@ int catalog_sequence_next(PGconn *conn, const char *seq, int64_t *next, bool *kn
 /* "primary key", "replica identity", "unique not null", "none". */
 const char *catalog_key_kind_name(enum catalog_key_kind k);
 
+/*
+ * The columns of every table of a path, in one query, for the proxy: dual
+ * writes apply captured values to new only through the columns new has (a
+ * column old has and new dropped is left out; a generated one too).
+ */
+struct catalog_shape {
+	char *schema;                   /* owns */
+	char *name;                     /* owns: the relation name as stored (not quoted) */
+	bool visible;                   /* found through the session's search_path */
+	char **cols;                    /* owns, n_cols: column names in attnum order */
+	char *generated;                /* owns, n_cols: pg_attribute.attgenerated ('s' or 0) */
+	size_t n_cols;
+};
+
+struct catalog_shapes {
+	struct catalog_shape *t;        /* owns, n */
+	size_t n;
+};
+
+/* Reads the shapes of every user table (relkind r, p). 0, or -1 with err. */
+int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void catalog_shapes_free(struct catalog_shapes *s);     /* NULL does nothing */
+/* The table SCHEMA.NAME, or (SCHEMA NULL) the visible table NAME; NULL. */
+const struct catalog_shape *catalog_shape_find(const struct catalog_shapes *s, const char *schema,
+					       const char *name);
+/* Index of column COL in T, or -1. */
+int catalog_shape_column(const struct catalog_shape *t, const char *col);
+
 #endif

@@ -14,8 +14,9 @@
  * (session/history_file.h). No I/O here. Not thread-safe: the event loop that
  * owns the flags is the only writer and reader.
  *
- * On restart the flags come from the config file's [flags] section; the
- * history file is only shown (SHOW HISTORY), never replayed.
+ * On restart the flags in force at stop are replayed from the history
+ * (app/flag_restore.c); the file's [flags] wins only where it changed while
+ * the proxy was stopped.
  */
 #ifndef PGT_ROUTE_FLAGS_H
 #define PGT_ROUTE_FLAGS_H
@@ -90,6 +91,8 @@ int flags_format(const struct flags *f, int id, char *buf, size_t len);
 void flags_format_percent(int32_t milli, char *buf, size_t len);
 /* Formats Unix ms as RFC 3339 UTC with milliseconds: 2026-11-21T16:38:11.123Z. */
 void flags_format_time(int64_t ms, char *buf, size_t len);
+/* Parses what flags_format_time() writes back into Unix ms. 0, or -1. */
+int flags_parse_time(const char *s, int64_t *ms) __attribute__((warn_unused_result));
 
 /*
  * Sets flag NAME to VALUE (text as typed on the console or sent over HTTP),

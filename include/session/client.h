@@ -71,6 +71,7 @@ struct client {
 	int active_slot;                /* slot whose backend runs this session's statements */
 	bool admin;                     /* connected to the admin console (database pgturnout) */
 	bool console_failed;            /* admin: an extended-protocol message was refused; skip to Sync */
+	bool console_waiting;           /* admin: a Query's answer is not there yet (fleet SET) */
 	bool inspect;                   /* two paths: Query/Parse/Close are read whole and analysed */
 
 	/* Routing (SPEC §5) */

@@ -24,6 +24,7 @@ struct sql_cache;
 struct tls_set;
 struct listener_set;
 struct http_server;
+struct fleet;
 struct evdns_base;
 struct wbuf;
 
@@ -70,9 +71,12 @@ struct runtime_stats {
 /* Operations of the layers above that sessions may trigger, set once at
  * start by app/process.c (so that session/ includes nothing above it). */
 struct runtime_hooks {
-	/* The admin console: runs one simple Query's text for admin user WHO,
-	 * appending the whole response (without ReadyForQuery) to OUT. */
-	void (*console_execute)(const char *sql, size_t len, const char *who, struct wbuf *out);
+	/* The admin console: runs one simple Query's text for admin user WHO
+	 * and hands the whole response (without ReadyForQuery) to DONE(ARG,
+	 * response), before returning or later (a SET waiting for the fleet's
+	 * flag store); the response is borrowed during the call. */
+	void (*console_execute)(const char *sql, size_t len, const char *who,
+				void (*done)(void *arg, const struct wbuf *out), void *arg);
 };
 
 struct runtime {
@@ -86,6 +90,9 @@ struct runtime {
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
 	struct intent_log *intents;     /* owns: dual-write commit intents (session/intent.h); NULL: none */
+	struct catalog_shapes *new_shapes; /* owns: the new path's tables and columns (io/catalog.h),
+					      read at start and reload; NULL: not read */
+	struct fleet *fleet;            /* owns: the fleet's flag store client; NULL without [fleet] */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */

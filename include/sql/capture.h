@@ -26,6 +26,8 @@ struct capture_plan {
 	char *text;             /* owns: the statement with the capture added (NUL-terminated) */
 	size_t text_len;
 	char *target;           /* owns: "INSERT INTO <relation> [AS alias]" as written */
+	char *schema;           /* owns: the relation's schema as written, or NULL */
+	char *relname;          /* owns: the relation's name (folded as the parser does) */
 	char *returning;        /* owns: the client's RETURNING list as written, or NULL */
 	bool on_conflict_nothing; /* the statement has ON CONFLICT DO NOTHING */
 };
@@ -43,7 +45,8 @@ void capture_plan_clear(struct capture_plan *p);
 /*
  * Builds, into B, the INSERT that applies captured rows (OLD dialect, to be
  * rewritten for the other side like any statement): PLAN's target, the
- * column list COLS (N names as the RowDescription gave them), the VALUES
+ * column list COLS (N names as the RowDescription gave them), OVERRIDING
+ * SYSTEM VALUE (old's identity values are the values), the VALUES
  * ROWS (already "(lit, lit, ...)" tuples separated by ", "), ON CONFLICT DO
  * NOTHING if the original had it, and the client's RETURNING list when
  * WITH_RETURNING.

@@ -9,17 +9,21 @@
  */
 #include "app/process.h"
 
+#include "app/flag_restore.h"
+
 #include "conf/config.h"
 #include "core/log.h"
 #include "ctl/admin.h"
 #include "ctl/control.h"
 #include "ctl/http.h"
+#include "io/catalog.h"
 #include "io/conn.h"
 #include "io/listener.h"
 #include "io/tls.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/console.h"
+#include "session/fleet.h"
 #include "session/history_file.h"
 #include "session/intent.h"
 #include "session/journal.h"
@@ -42,9 +46,50 @@
 #define SQL_CACHE_BYTES (32u * 1024 * 1024)
 #define HISTORY_FILE "flag_history.jsonl"
 
+/*
+ * Reads the new path's tables and columns (dual writes apply captured values
+ * only through the columns new has). Needs `user` set on the new [path]
+ * (with its password, or a plain-text auth_file secret): pgturnout has no
+ * client of its own to log in as otherwise. Blocking: at start and reload
+ * only. A catalog that cannot be read is logged; captured INSERTs then send
+ * every column of old.
+ */
+static void process_read_shapes(const struct config *cfg)
+{
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
+	rt->new_shapes = NULL;
+	if (cfg->old_path == cfg->new_path)
+		return;
+	const struct path_config *p = &cfg->paths[cfg->new_path];
+	if (!p->user) {
+		log_info(0, "catalog of path %s not read (no user in its [path]): captured INSERTs "
+			 "send every column of old", p->name);
+		return;
+	}
+	char err[512];
+	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", err, sizeof(err));
+	struct catalog_shapes *s = calloc(1, sizeof(*s));
+	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
+		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "
+			    "of old", p->name, s && conn ? err : conn ? "out of memory" : err);
+		free(s);
+		if (conn)
+			PQfinish(conn);
+		return;
+	}
+	PQfinish(conn);
+	rt->new_shapes = s;
+	log_info(0, "catalog of path %s: %zu tables", p->name, s->n);
+}
+static void process_set_flag_async(const char *name, const char *value, const char *who,
+				   const char *surface, bool force, bool wait, control_done_cb done,
+				   void *arg);
+
 static const struct control_ops process_control_ops = {
 	.reload = process_reload,
 	.set_flag = process_set_flag,
+	.set_flag_async = process_set_flag_async,
 	.begin_shutdown = process_begin_shutdown,
 };
 
@@ -77,6 +122,24 @@ static void process_open_history(void)
 		log_warning(0, "flag history %s: %s", path, history_file_notice(rt->history));
 }
 
+static void process_record_change(void *arg, const struct flag_change *ch);
+
+static const struct fleet_hooks process_fleet_hooks;
+
+/* Joins the fleet of [fleet]: connects (asynchronously) to the flag store. */
+static int process_start_fleet(char *err, size_t errlen)
+{
+	rt->fleet = fleet_new(rt->base, rt->cfg, rt->flags, flag_restore_epoch(),
+			      (int64_t)(rt->started_at_us / 1000), &process_fleet_hooks, NULL, err,
+			      errlen);
+	if (rt->fleet == NULL)
+		return -1;
+	log_info(0, "fleet: instance %s; flags shared through the flag store, epoch applied here "
+		 "before this start: %lld", fleet_instance_name(rt->fleet),
+		 (long long)flag_restore_epoch());
+	return 0;
+}
+
 static void process_on_reap(evutil_socket_t fd, short what, void *arg)
 {
 	client_reap();
@@ -94,7 +157,8 @@ static void process_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	runtime_check_drained();
 }
 
-int process_init(struct config *cfg, const char *config_file, char *err, size_t errlen)
+int process_init(struct config *cfg, const char *config_file, bool reset_flags, char *err,
+		 size_t errlen)
 {
 	rt = calloc(1, sizeof(*rt));
 	if (!rt) {
@@ -138,6 +202,11 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 		return -1;
 	}
 	process_open_history();
+	process_read_shapes(cfg);
+	flag_restore_start(rt->flags, rt->history, cfg, cfg->journal_dir, reset_flags,
+			   process_record_change, NULL);
+	if (config_fleet_on(cfg) && process_start_fleet(err, errlen) < 0)
+		return -1;
 	if (cfg->journal_dir) {
 		char jerr[256];
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
@@ -154,11 +223,19 @@ int process_init(struct config *cfg, const char *config_file, char *err, size_t 
 	return 0;
 }
 
-/* What the guard rails need to know about sessions right now. */
-static void process_guard(struct flags_guard *g)
+/* What the guard rails need to know about this instance's sessions now. */
+static void process_local_guard(void *arg, struct flags_guard *g)
 {
 	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
 	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+}
+
+/* ... and about the fleet's: the other instances' as of their last heartbeat. */
+static void process_guard(struct flags_guard *g)
+{
+	process_local_guard(NULL, g);
+	if (rt->fleet != NULL)
+		fleet_add_others_guard(rt->fleet, g);
 }
 
 static void process_record_change(void *arg, const struct flag_change *ch)
@@ -190,6 +267,116 @@ int process_set_flag(const char *name, const char *value, const char *who,
 		process_record_change(NULL, &rt->flags->last_change);
 	}
 	return rc;
+}
+
+/* ---- the fleet ---- */
+
+/* A change read from the flag store: applied like a local one, already
+ * judged by the instance that wrote it. */
+static void process_fleet_apply(void *arg, const struct fleet_change *c)
+{
+	char err[512];
+	int rc = flags_set(rt->flags, c->name, c->value, c->who, c->surface, true, NULL, err,
+			   sizeof(err));
+	if (rc < 0) {
+		log_error(0, "fleet: epoch %lld (%s = %s from %s) cannot be applied: %s",
+			  (long long)c->epoch, c->name, c->value, c->instance, err);
+		return;
+	}
+	if (rc == 0) {
+		log_info(0, "fleet: epoch %lld from instance %s applied", (long long)c->epoch,
+			 c->instance);
+		process_record_change(NULL, &rt->flags->last_change);
+	}
+}
+
+static void process_fleet_applied(void *arg, int64_t epoch)
+{
+	flag_restore_note_epoch(epoch);
+}
+
+static const struct fleet_hooks process_fleet_hooks = {
+	.apply = process_fleet_apply,
+	.applied = process_fleet_applied,
+	.local_guard = process_local_guard,
+};
+
+/* A flag change waiting for the flag store (and, with WAIT, the fleet). */
+struct pending_set {
+	control_done_cb done;
+	void *arg;
+	bool wait;
+};
+
+static void process_on_acked(void *arg, int rc, const char *err)
+{
+	struct pending_set p = *(struct pending_set *)arg;
+	free(arg);
+	if (rc < 0)
+		log_warning(0, "flag change: %s", err);
+	p.done(p.arg, rc < 0 ? CONTROL_NOT_ACKNOWLEDGED : 0, err);
+}
+
+static void process_on_written(void *arg, int rc, int64_t epoch, const char *err)
+{
+	struct pending_set *p = arg;
+	if (rc == 0 && p->wait) {
+		fleet_wait_acks(rt->fleet, epoch, process_on_acked, p);
+		return;
+	}
+	struct pending_set copy = *p;
+	free(p);
+	if (rc < 0) {
+		rt->stats.flag_refusals++;
+		log_warning(0, "flag change refused: %s", err);
+	}
+	copy.done(copy.arg, rc == 0 ? 0 : rc == FLEET_UNAVAILABLE ? CONTROL_UNAVAILABLE : -1, err);
+}
+
+/*
+ * Without a fleet: process_set_flag(), answered at once. With one: the value
+ * and the guard rails are judged here on a copy of the flags in force, then
+ * the change is written to the flag store, which applies it here when it
+ * accepted it (fleet_write).
+ */
+static void process_set_flag_async(const char *name, const char *value, const char *who,
+				   const char *surface, bool force, bool wait, control_done_cb done,
+				   void *arg)
+{
+	char err[512] = "";
+	if (rt->fleet == NULL) {
+		int rc = process_set_flag(name, value, who, surface, force, err, sizeof(err));
+		done(arg, rc, err);
+		return;
+	}
+	struct flags copy = *rt->flags;
+	struct flags_guard g;
+	process_guard(&g);
+	copy.salt = strdup(rt->flags->salt);
+	if (copy.salt == NULL) {
+		done(arg, -1, "out of memory");
+		return;
+	}
+	int rc = flags_set(&copy, name, value, who, surface, force, &g, err, sizeof(err));
+	struct flag_change change = copy.last_change;
+	free(copy.salt);
+	if (rc != 0) {
+		if (rc < 0) {
+			rt->stats.flag_refusals++;
+			log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
+		}
+		done(arg, rc, err);
+		return;
+	}
+	struct pending_set *p = malloc(sizeof(*p));
+	if (p == NULL) {
+		done(arg, -1, "out of memory");
+		return;
+	}
+	p->done = done;
+	p->arg = arg;
+	p->wait = wait;
+	fleet_write(rt->fleet, &change, process_on_written, p);
 }
 
 int process_listen(char *err, size_t errlen)
@@ -226,6 +413,7 @@ void process_free(void)
 		client_close(c, CLOSE_SHUTDOWN, NULL);
 	}
 	client_reap();
+	fleet_free(rt->fleet);
 	pool_clear();
 	pool_reap();
 	listener_set_free(rt->listeners);
@@ -236,6 +424,8 @@ void process_free(void)
 	flags_free(rt->flags);
 	history_file_free(rt->history);
 	intent_log_free(rt->intents);
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)
@@ -263,6 +453,18 @@ static void process_on_diff(void *arg, const char *section, const char *key,
 			    section, key, old_value ? old_value : "", new_value ? new_value : "");
 }
 
+/* With a fleet, the flags are the fleet's: a change of the file's [flags]
+ * is not applied by a reload (it would hold on this instance only). */
+static void process_warn_fleet_flags(const struct config *old, const struct config *new_cfg)
+{
+	const struct flags_config *a = &old->flags, *b = &new_cfg->flags;
+	if (a->canary_milli != b->canary_milli || a->dual_write != b->dual_write ||
+	    a->shadow_failure != b->shadow_failure || a->force_path != b->force_path ||
+	    strcmp(old->salt ? old->salt : "", new_cfg->salt ? new_cfg->salt : "") != 0)
+		log_warning(0, "reload: [flags] (or salt) changed in the file but not applied: with "
+			    "[fleet] the flags are the fleet's; change them with SET or PUT /flags");
+}
+
 int process_reload(const char *who)
 {
 	struct config_errors errs = { 0 };
@@ -286,7 +488,9 @@ int process_reload(const char *who)
 	config_keep_restart_keys(cfg, rt->cfg);
 	struct flags_guard g;
 	process_guard(&g);
-	if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
+	if (rt->fleet != NULL)
+		process_warn_fleet_flags(rt->cfg, cfg);
+	else if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
 			       &cfg->flags, cfg->salt ? cfg->salt : "", &g,
 			       process_record_change, NULL, err, sizeof(err)) < 0) {
 		log_error(0, "reload (%s) refused: [flags]: %s; keeping the configuration in force",
@@ -299,8 +503,10 @@ int process_reload(const char *who)
 	rt->tls = tls;
 	config_unref(rt->cfg);
 	rt->cfg = cfg;
+	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
+	process_read_shapes(cfg);
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);
 	return 0;

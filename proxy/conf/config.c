@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -529,11 +530,12 @@ static void format_hostport(const struct listen_addr *a, char *buf, size_t len)
 /* The key table                                                            */
 /* ------------------------------------------------------------------------ */
 
-enum section_kind { SEC_NONE, SEC_MAIN, SEC_PATH, SEC_MIGRATION, SEC_REWRITE, SEC_FLAGS, SEC_BAD };
+enum section_kind { SEC_NONE, SEC_MAIN, SEC_PATH, SEC_MIGRATION, SEC_REWRITE, SEC_FLAGS, SEC_FLEET,
+		    SEC_BAD };
 
 static const char *const section_names[] = {
 	[SEC_MAIN] = "pgturnout", [SEC_PATH] = "path", [SEC_MIGRATION] = "migration",
-	[SEC_REWRITE] = "rewrite", [SEC_FLAGS] = "flags",
+	[SEC_REWRITE] = "rewrite", [SEC_FLAGS] = "flags", [SEC_FLEET] = "fleet",
 };
 
 enum key_type {
@@ -682,6 +684,24 @@ static const struct key_def config_keys[] = {
 	  "when a shadow write fails: journal (record it, the client succeeds) | fail (the client gets the error)" },
 	{ SEC_FLAGS, "force_path", KT_ENUM, CFG(flags.force_path), 0, "none", true, false, FLAG_FORCE_PATH,
 	  force_path_values, 0, 0, "emergency override for every session: none | old | new" },
+
+	/* [fleet] (SPEC §13) */
+	{ SEC_FLEET, "dsn", KT_STRING, CFG(fleet_dsn), 0, "", false, true, -1, NULL, 0, 0,
+	  "libpq connection string of the fleet's flag store (e.g. host=db dbname=app user=pgturnout "
+	  "password=... sslmode=require); overrides what path gives; empty with path empty: one "
+	  "instance, flags local" },
+	{ SEC_FLEET, "path", KT_STRING, CFG(fleet_path_name), 0, "", false, false, -1, NULL, 0, 0,
+	  "a [path NAME] whose host, port, dbname, user, password, sslmode and sslrootcert the flag "
+	  "store connection takes (its user and password must be set there)" },
+	{ SEC_FLEET, "name", KT_STRING, CFG(fleet_name), 0, "", false, false, -1, NULL, 0, 0,
+	  "this instance's name in SHOW FLEET, unique in the fleet; empty: HOSTNAME:PORT of the first "
+	  "listen address" },
+	{ SEC_FLEET, "poll_interval", KT_DURATION, CFG(fleet_poll_ms), 0, "1s", false, false, -1, NULL, 0, 0,
+	  "heartbeat and fallback poll of the flag store (LISTEN/NOTIFY brings changes at once); "
+	  "also the reconnect delay (no unit: seconds)" },
+	{ SEC_FLEET, "timeout", KT_DURATION, CFG(fleet_timeout_ms), 0, "5s", false, false, -1, NULL, 0, 0,
+	  "a flag store that does not connect or answer within this time is unreachable "
+	  "(no unit: seconds)" },
 };
 
 #define N_KEYS ARRAY_LEN(config_keys)
@@ -1280,7 +1300,7 @@ static void open_section(struct loader *ld, const char *name, int line)
 		return;
 	}
 	ld_error(ld, line, "unknown section [%s]; known: [pgturnout], [path NAME], [migration], "
-		 "[rewrite], [flags]", shown(name, buf, sizeof(buf)));
+		 "[rewrite], [flags], [fleet]", shown(name, buf, sizeof(buf)));
 }
 
 /* --- the inih reader: counts lines, notices headers and bad lines --- */
@@ -1657,6 +1677,40 @@ static void validate_migration(struct loader *ld)
 	}
 }
 
+/* [fleet]: the dsn parses, the path exists and can log in by itself. */
+static void validate_fleet(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	char *why = NULL;
+
+	cfg->fleet_path = -1;
+	if (cfg->fleet_dsn != NULL) {
+		PQconninfoOption *o = PQconninfoParse(cfg->fleet_dsn, &why);
+
+		if (why != NULL)
+			why[strcspn(why, "\n")] = '\0';
+		if (o == NULL)
+			ld_error(ld, key_line(ld, "dsn"), "[fleet] dsn: %s",
+				 why != NULL ? why : "out of memory");
+		PQconninfoFree(o);
+		PQfreemem(why);
+	}
+	if (cfg->fleet_path_name != NULL) {
+		cfg->fleet_path = config_path_index(cfg, cfg->fleet_path_name);
+		if (cfg->fleet_path < 0)
+			ld_error(ld, key_line(ld, "path"), "[fleet] path = %s: there is no [path %s] section",
+				 cfg->fleet_path_name, cfg->fleet_path_name);
+		else if (cfg->paths[cfg->fleet_path].user == NULL && cfg->fleet_dsn == NULL)
+			ld_error(ld, key_line(ld, "path"), "[fleet] path = %s: the flag store needs a user: "
+				 "set user (and password) in [path %s], or user= in dsn",
+				 cfg->fleet_path_name, cfg->fleet_path_name);
+	}
+	if (cfg->fleet_poll_ms == 0)
+		ld_error(ld, key_line(ld, "poll_interval"), "[fleet] poll_interval must be more than 0");
+	if (cfg->fleet_timeout_ms == 0)
+		ld_error(ld, key_line(ld, "timeout"), "[fleet] timeout must be more than 0");
+}
+
 static void loader_done(struct loader *ld)
 {
 	for (size_t i = 0; i < ld->n_versions; i++) {
@@ -1706,6 +1760,7 @@ static struct config *load_text(const char *text, size_t len, const char *name, 
 	apply_defaults(&ld, SEC_MAIN, cfg);
 	apply_defaults(&ld, SEC_MIGRATION, cfg);
 	apply_defaults(&ld, SEC_FLAGS, cfg);
+	apply_defaults(&ld, SEC_FLEET, cfg);
 
 	/* This inih build keeps its options in globals: a heap line buffer that
 	 * grows (CONFIG_MAX_LINE is enforced by the reader), no continuation
@@ -1724,6 +1779,7 @@ static struct config *load_text(const char *text, size_t len, const char *name, 
 	validate_main(&ld);
 	validate_paths(&ld);
 	validate_migration(&ld);
+	validate_fleet(&ld);
 	if (rewrite_rules_finish(cfg->rules, err, sizeof(err)) < 0)
 		ld_error(&ld, ld.sec_line[SEC_REWRITE], "[rewrite]: %s", strip_rewrite(err));
 	if (cfg->auth_file != NULL) {
@@ -1920,6 +1976,7 @@ static void walk(const struct config *cfg, bool show_secrets, walk_cb cb, void *
 		cb(arg, "rewrite", cfg->rewrite_entries[i].key, cfg->rewrite_entries[i].value, "",
 		   true, false, rewrite_doc);
 	walk_section(cfg, SEC_FLAGS, "flags", cfg, show_secrets, cb, arg);
+	walk_section(cfg, SEC_FLEET, "fleet", cfg, show_secrets, cb, arg);
 }
 
 struct foreach_ctx {

@@ -10,7 +10,9 @@
  * ErrorResponse, as PostgreSQL does with a multi-statement Query.
  *
  * Nothing here owns runtime state: it reads rt (session/runtime.h) and
- * changes flags only through control_set_flag(). The row builders for SHOW
+ * changes flags only through control_set_flag_async(): with a fleet, a SET
+ * waits for the flag store, so a text is run as a job that goes on with its
+ * next command when the answer comes (admin_execute). The row builders for SHOW
  * CLIENTS are shared with the HTTP surface (admin_foreach_client).
  */
 #include "ctl/admin.h"
@@ -20,6 +22,7 @@
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
+#include "session/fleet.h"
 #include "session/history_file.h"
 #include "session/journal.h"
 #include "session/pool.h"
@@ -211,8 +214,9 @@ static const char *const help_rows[][2] = {
 	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections (open, kept idle), health" },
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
 	{ "SHOW JOURNAL", "dual-write dead letters" },
+	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
-	{ "SET <flag> = <value> [FORCE]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt)" },
+	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt); WAIT: answer once every live instance of the fleet applied it" },
 	{ "RELOAD", "re-read the configuration file" },
 	{ "PAUSE", "stop sessions at their next transaction boundary" },
 	{ "RESUME", "let paused sessions go on" },
@@ -525,6 +529,37 @@ static void show_journal(struct wbuf *out)
 	complete_show(out, n);
 }
 
+/* ---- SHOW FLEET ---- */
+
+static void show_fleet(struct wbuf *out)
+{
+	static const char *const cols[] = { "name", "address", "version", "started", "last_seen",
+					     "applied_epoch", "applied_at", "live", "this" };
+	struct fleet *f = rt->fleet;
+	size_t n = f ? fleet_instance_count(f) : 0;
+	if (f == NULL)
+		notice_out(out, "no fleet: [fleet] sets no flag store, the flags are this instance's");
+	else if (!fleet_store_up(f)) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "the flag store is unreachable (%s): the rows are as of the "
+			 "last heartbeat; this instance applied epoch %lld", fleet_down_reason(f),
+			 (long long)fleet_epoch(f));
+		notice_out(out, msg);
+	}
+	build_row_description(out, cols, 9);
+	for (size_t i = 0; i < n; i++) {
+		const struct fleet_instance *in = fleet_instance(f, i);
+		char epoch[24];
+		snprintf(epoch, sizeof(epoch), "%lld", (long long)in->applied_epoch);
+		const char *row[] = { in->name, in->address, in->version, in->started, in->last_seen,
+				      epoch, in->applied_at[0] ? in->applied_at : NULL,
+				      in->live ? "true" : "false",
+				      strcmp(in->name, fleet_instance_name(f)) == 0 ? "true" : "false" };
+		build_data_row(out, row, 9);
+	}
+	complete_show(out, n);
+}
+
 /* ---- SHOW REWRITE ---- */
 
 static void show_rewrite(const struct cmd *c, struct wbuf *out)
@@ -558,36 +593,47 @@ static void show_rewrite(const struct cmd *c, struct wbuf *out)
 
 /* ---- SET ---- */
 
-/* Accepts SET name (=|TO) value [FORCE]. */
-static void set_flag(const struct cmd *c, const char *who, struct wbuf *out)
+/*
+ * One admin_execute() text being run. A SET may have to wait for the
+ * fleet's flag store: the job then keeps the lexer where it stopped and goes
+ * on with the next command when the answer comes (admin_on_set).
+ */
+struct admin_job {
+	char *sql;              /* owns: a copy of the text */
+	struct lexer lx;        /* into sql */
+	char *who;              /* owns */
+	struct wbuf out;        /* owns: the response so far */
+	bool any;               /* a command was run */
+	bool waiting;           /* a SET waits for control_set_flag_async()'s answer */
+	struct control_answer ans;
+	char name[64];          /* the SET's flag name, for its answer */
+	char value[FLAGS_VALUE_MAX];
+	admin_done_cb done;
+	void *arg;
+};
+
+static void admin_job_run(struct admin_job *j);
+
+/* The answer of a SET: ErrorResponse, or NOTICE when nothing changed, then
+ * CommandComplete. */
+static void set_answer(struct admin_job *j)
 {
-	bool force = false;
-	size_t n = c->n;
-	if (n == 5 && is_kw(c, 4, "FORCE")) {
-		force = true;
-		n = 4;
-	}
-	if (n != 4 || (c->t[1].kind != TOK_WORD && c->t[1].kind != TOK_IDENT) ||
-	    !(c->t[2].kind == TOK_EQ || is_kw(c, 2, "TO")) ||
-	    (c->t[3].kind != TOK_WORD && c->t[3].kind != TOK_STRING)) {
-		error_out(out, "42601", "syntax: SET <flag> = <value> [FORCE]",
-			  "e.g. SET canary_percent = 12.5; SHOW HELP lists the commands");
-		return;
-	}
-	const char *name = c->t[1].text, *value = c->t[3].text;
-	char err[512];
-	int rc = control_set_flag(name, value, who, "console", force, err, sizeof(err));
-	if (rc < 0) {
-		const char *state = flags_lookup(name) < 0 ? "42704"
-				    : strstr(err, "FORCE") ? "55000" : "22023";
+	struct wbuf *out = &j->out;
+	const char *name = j->name, *err = j->ans.err;
+	if (j->ans.rc < 0) {
+		const char *state = j->ans.rc == CONTROL_UNAVAILABLE ? "57P03"
+				    : j->ans.rc == CONTROL_NOT_ACKNOWLEDGED ? "55000"
+				    : flags_lookup(name) < 0 ? "42704"
+				    : strstr(err, "FORCE") ? "55000"
+				    : strncmp(err, "refused", 7) == 0 ? "55000" : "22023";
 		error_out(out, state, err, NULL);
 		return;
 	}
-	if (rc == 1) {
+	if (j->ans.rc == 1) {
 		char msg[FLAGS_VALUE_MAX + 64];
 		char cur[FLAGS_VALUE_MAX];
 		if (flags_format(rt->flags, flags_lookup(name), cur, sizeof(cur)) < 0)
-			snprintf(cur, sizeof(cur), "%s", value);
+			snprintf(cur, sizeof(cur), "%s", j->value);
 		snprintf(msg, sizeof(msg), "%s is already %s: nothing changed", flags_name(flags_lookup(name)),
 			 cur);
 		notice_out(out, msg);
@@ -595,10 +641,56 @@ static void set_flag(const struct cmd *c, const char *who, struct wbuf *out)
 	build_command_complete(out, "SET");
 }
 
+static void admin_on_set(void *arg, int rc, const char *err)
+{
+	struct admin_job *j = arg;
+	if (control_answer_note(&j->ans, rc, err))
+		return;
+	j->waiting = false;
+	set_answer(j);
+	admin_job_run(j);
+}
+
+/* Accepts SET name (=|TO) value [FORCE] [WAIT]. */
+static void set_flag(const struct cmd *c, struct admin_job *j)
+{
+	struct wbuf *out = &j->out;
+	bool force = false, wait = false;
+	size_t n = c->n;
+	if (n >= 5 && is_kw(c, n - 1, "WAIT")) {
+		wait = true;
+		n--;
+	}
+	if (n == 5 && is_kw(c, 4, "FORCE")) {
+		force = true;
+		n = 4;
+	}
+	if (n != 4 || (c->t[1].kind != TOK_WORD && c->t[1].kind != TOK_IDENT) ||
+	    !(c->t[2].kind == TOK_EQ || is_kw(c, 2, "TO")) ||
+	    (c->t[3].kind != TOK_WORD && c->t[3].kind != TOK_STRING)) {
+		error_out(out, "42601", "syntax: SET <flag> = <value> [FORCE] [WAIT]",
+			  "e.g. SET canary_percent = 12.5; SHOW HELP lists the commands");
+		return;
+	}
+	snprintf(j->name, sizeof(j->name), "%s", c->t[1].text);
+	snprintf(j->value, sizeof(j->value), "%s", c->t[3].text);
+	j->ans.in_call = true;
+	j->ans.answered = false;
+	control_set_flag_async(c->t[1].text, c->t[3].text, j->who, "console", force, wait,
+			       admin_on_set, j);
+	j->ans.in_call = false;
+	if (j->ans.answered)
+		set_answer(j);
+	else
+		j->waiting = true;
+}
+
 /* ---- dispatch ---- */
 
-static void run_command(const struct cmd *c, const char *who, struct wbuf *out)
+static void run_command(const struct cmd *c, struct admin_job *j)
 {
+	const char *who = j->who;
+	struct wbuf *out = &j->out;
 	if (c->too_long) {
 		error_out(out, "42601", "admin command too long", "SHOW HELP lists the commands");
 		return;
@@ -613,7 +705,7 @@ static void run_command(const struct cmd *c, const char *who, struct wbuf *out)
 				{ "CONFIG", show_config }, { "FLAGS", show_flags },
 				{ "HISTORY", show_history }, { "CLIENTS", show_clients },
 				{ "PATHS", show_paths }, { "STATS", show_stats },
-				{ "JOURNAL", show_journal },
+				{ "JOURNAL", show_journal }, { "FLEET", show_fleet },
 			};
 			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
 				if (is_kw(c, 1, shows[i].kw)) {
@@ -627,7 +719,7 @@ static void run_command(const struct cmd *c, const char *who, struct wbuf *out)
 			return;
 		}
 	} else if (is_kw(c, 0, "SET")) {
-		set_flag(c, who, out);
+		set_flag(c, j);
 		return;
 	} else if (c->n == 1 && is_kw(c, 0, "RELOAD")) {
 		if (control_reload(who) < 0) {
@@ -667,33 +759,41 @@ static bool admin_ends_with_error(const uint8_t *msgs, size_t len)
 	return false;
 }
 
-void admin_execute(const char *sql, size_t len, const char *who, struct wbuf *out)
+static void admin_job_free(struct admin_job *j)
 {
-	struct lexer lx = { sql, sql + len };
-	struct cmd c = { .n = 0 };
-	bool any = false;
-	const char *why = NULL;
+	free(j->sql);
+	free(j->who);
+	wbuf_free(&j->out);
+	free(j);
+}
 
-	/* A trailing NUL (the Query message's terminator) is not text. */
-	while (lx.end > lx.p && lx.end[-1] == '\0')
-		lx.end--;
+/* Runs the job's commands from where its lexer stands until the end, an
+ * error, or a SET that waits; then hands the response over and frees J. */
+static void admin_job_run(struct admin_job *j)
+{
+	struct cmd c = { .n = 0 };
+	const char *why = NULL;
+	struct wbuf *out = &j->out;
+
 	for (;;) {
-		struct tok t = lexer_next(&lx, &why);
+		struct tok t = lexer_next(&j->lx, &why);
 		if (t.kind == TOK_BAD) {
 			cmd_clear(&c);
 			error_out(out, "42601", why, "SHOW HELP lists the commands");
-			return;
+			goto done;
 		}
 		if (t.kind == TOK_SEMI || t.kind == TOK_END) {
 			if (c.n > 0 || c.too_long) {
-				any = true;
+				j->any = true;
 				size_t before = out->len;
-				run_command(&c, who, out);
+				run_command(&c, j);
 				cmd_clear(&c);
+				if (j->waiting)
+					return;         /* admin_on_set() goes on */
 				/* Stop after an ErrorResponse. */
 				if (out->len > before && out->failed == false &&
 				    admin_ends_with_error(out->data + before, out->len - before)) {
-					return;
+					goto done;
 				}
 			}
 			if (t.kind == TOK_END)
@@ -707,6 +807,38 @@ void admin_execute(const char *sql, size_t len, const char *who, struct wbuf *ou
 			c.too_long = true;
 		}
 	}
-	if (!any)
+	if (!j->any)
 		build_empty_query(out);
+done:
+	j->done(j->arg, out);
+	admin_job_free(j);
 }
+
+void admin_execute(const char *sql, size_t len, const char *who, admin_done_cb done,
+			 void *arg)
+{
+	struct admin_job *j = calloc(1, sizeof(*j));
+	struct wbuf oom;
+
+	/* A trailing NUL (the Query message's terminator) is not text. */
+	while (len > 0 && sql[len - 1] == '\0')
+		len--;
+	if (j == NULL || (j->sql = strndup(sql, len)) == NULL || (j->who = strdup(who)) == NULL) {
+		if (j != NULL) {
+			free(j->sql);
+			free(j);
+		}
+		wbuf_init(&oom);
+		error_out(&oom, "53200", "out of memory", NULL);
+		done(arg, &oom);
+		wbuf_free(&oom);
+		return;
+	}
+	wbuf_init(&j->out);
+	j->lx.p = j->sql;
+	j->lx.end = j->sql + len;
+	j->done = done;
+	j->arg = arg;
+	admin_job_run(j);
+}
+

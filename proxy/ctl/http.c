@@ -2,7 +2,8 @@
  * ctl/http.c — the HTTP surface on http_listen (SPEC §8), a small HTTP/1.1
  * server on bufferevents in the proxy's own event loop:
  *
- *   GET /healthz   200 "ok" (503 "shutting down" once shutdown began)
+ *   GET /healthz   200 "ok" (503 "shutting down" once shutdown began; 200
+ *                  "degraded: ..." while the fleet's flag store is unreachable)
  *   GET /metrics   Prometheus text format 0.0.4 (ctl/metrics.c)
  *   GET /flags     JSON: every flag's value, plus changed_at/changed_by maps
  *   PUT /flags     JSON object of changes; Authorization: Bearer <token>
@@ -14,7 +15,9 @@
  * parsed strictly here; every key and value is checked before anything is
  * applied, then the changes go through control_set_flag() one at a time in
  * body order. A guard rail can only be judged when its turn comes, so a
- * refusal there stops the rest and the answer lists what was applied.
+ * refusal there stops the rest and the answer lists what was applied. With
+ * a fleet each change waits for the flag store (503 when it cannot be
+ * reached): the request is answered later, from a put_job.
  *
  * The server is its own rather than libevent's evhttp so that it can bound
  * what a client holds: at most http_max_connections sockets, none when fewer
@@ -40,6 +43,7 @@
 #include "ctl/metrics.h"
 #include "route/flags.h"
 #include "io/listener.h"
+#include "session/fleet.h"
 #include "session/runtime.h"
 
 #include <event2/buffer.h>
@@ -76,6 +80,10 @@ struct http_request {
 	bool keep_alive;                /* the connection stays open after the answer */
 	bool answered;
 	struct http_conn *conn;         /* borrows */
+	/* A handler that answers later sets this: called if the connection
+	 * closes before the answer (the request is gone then). */
+	void (*on_close)(void *arg);
+	void *on_close_arg;             /* borrows */
 };
 
 enum http_conn_state {
@@ -602,6 +610,118 @@ static int prevalidate(int id, const struct http_json_member *m, char *err, size
 	return rc;
 }
 
+/*
+ * A PUT /flags whose changes are being applied, one at a time: each may
+ * wait for the fleet's flag store (control_set_flag_async), so the job goes
+ * on from put_job_on_done(). The request is answered when the last change
+ * is in, or at the first refusal. A client that hangs up meanwhile only
+ * loses its answer (put_job_on_close).
+ */
+struct put_job {
+	struct http_request *req;       /* borrows; NULL once its connection closed */
+	struct http_json_object obj;    /* owns */
+	bool force;
+	size_t next;                    /* member to apply next */
+	struct control_answer ans;
+	const char *applied[HTTP_JSON_MAX_MEMBERS], *unchanged[HTTP_JSON_MAX_MEMBERS];
+	size_t n_applied, n_unchanged;
+};
+
+static void put_job_run(struct put_job *j);
+
+static void put_job_on_close(void *arg)
+{
+	struct put_job *j = arg;
+	j->req = NULL;
+}
+
+/* Before the answer is sent: the request is the connection's again after it. */
+static void put_job_detach(struct put_job *j)
+{
+	if (j->req != NULL)
+		j->req->on_close = NULL;
+}
+
+static void put_job_free(struct put_job *j)
+{
+	http_json_object_clear(&j->obj);
+	free(j);
+}
+
+/* The answer of member NEXT came: 0 when the job goes on, -1 when it ended. */
+static int put_job_answer(struct put_job *j)
+{
+	const struct http_json_member *m = &j->obj.m[j->next];
+	const char *err = j->ans.err;
+	if (j->ans.rc < 0) {
+		bool guard = strstr(err, "FORCE") != NULL;
+		put_job_detach(j);
+		if (j->req != NULL && j->ans.rc == CONTROL_UNAVAILABLE)
+			reply_error(j->req, 503, "Service Unavailable", err, j->applied, j->n_applied);
+		else if (j->req != NULL)
+			reply_error(j->req, guard ? 409 : 400, guard ? "Conflict" : "Bad Request", err,
+				    j->applied, j->n_applied);
+		put_job_free(j);
+		return -1;
+	}
+	if (j->ans.rc == 0)
+		j->applied[j->n_applied++] = flags_name(flags_lookup(m->key));
+	else
+		j->unchanged[j->n_unchanged++] = flags_name(flags_lookup(m->key));
+	j->next++;
+	return 0;
+}
+
+static void put_job_on_done(void *arg, int rc, const char *err)
+{
+	struct put_job *j = arg;
+	if (control_answer_note(&j->ans, rc, err))
+		return;
+	if (put_job_answer(j) == 0)
+		put_job_run(j);
+}
+
+static void put_job_run(struct put_job *j)
+{
+	while (j->next < j->obj.n) {
+		const struct http_json_member *m = &j->obj.m[j->next];
+		if (strcmp(m->key, "force") == 0) {
+			j->next++;
+			continue;
+		}
+		j->ans.in_call = true;
+		j->ans.answered = false;
+		control_set_flag_async(m->key, m->value, "http", "http", j->force, false,
+				       put_job_on_done, j);
+		j->ans.in_call = false;
+		if (!j->ans.answered)
+			return;         /* put_job_on_done() goes on */
+		if (put_job_answer(j) < 0)
+			return;
+	}
+	if (j->req == NULL) {
+		put_job_free(j);
+		return;
+	}
+	struct wbuf w;
+	json_t *o = json_object();
+	bool ok = o != NULL;
+	wbuf_init(&w);
+	if (ok) {
+		set_member(o, "applied", name_array(j->applied, j->n_applied), &ok);
+		set_member(o, "unchanged", name_array(j->unchanged, j->n_unchanged), &ok);
+		set_member(o, "flags", flags_json(), &ok);
+	}
+	put_json(&w, ok ? o : NULL);
+	if (!ok)
+		json_decref(o);
+	put_str(&w, "\n");
+	put_job_detach(j);
+	reply(j->req, 200, "OK", "application/json", &w);
+	wbuf_free(&w);
+	put_job_free(j);
+}
+
 static void put_flags(struct http_request *req)
 {
 	if (check_token(req) < 0)
@@ -611,8 +731,6 @@ static void put_flags(struct http_request *req)
 	char *body = malloc(len + 1);
 	struct http_json_object obj = { NULL, 0 };
 	char err[512];
-	const char *applied[HTTP_JSON_MAX_MEMBERS], *unchanged[HTTP_JSON_MAX_MEMBERS];
-	size_t n_applied = 0, n_unchanged = 0;
 	bool force = false;
 
 	if (body == NULL) {
@@ -651,40 +769,33 @@ static void put_flags(struct http_request *req)
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < obj.n; i++) {
-		const struct http_json_member *m = &obj.m[i];
-		if (strcmp(m->key, "force") == 0)
-			continue;
-		int rc = control_set_flag(m->key, m->value, "http", "http", force, err, sizeof(err));
-		if (rc < 0) {
-			bool guard = strstr(err, "FORCE") != NULL;
-			reply_error(req, guard ? 409 : 400, guard ? "Conflict" : "Bad Request", err,
-				    applied, n_applied);
-			goto out;
-		}
-		if (rc == 0)
-			applied[n_applied++] = flags_name(flags_lookup(m->key));
-		else
-			unchanged[n_unchanged++] = flags_name(flags_lookup(m->key));
+	struct put_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+		goto out;
 	}
-	struct wbuf w;
-	json_t *o = json_object();
-	bool ok = o != NULL;
-	wbuf_init(&w);
-	if (ok) {
-		set_member(o, "applied", name_array(applied, n_applied), &ok);
-		set_member(o, "unchanged", name_array(unchanged, n_unchanged), &ok);
-		set_member(o, "flags", flags_json(), &ok);
-	}
-	put_json(&w, ok ? o : NULL);
-	if (!ok)
-		json_decref(o);
-	put_str(&w, "\n");
-	reply(req, 200, "OK", "application/json", &w);
-	wbuf_free(&w);
+	j->req = req;
+	j->obj = obj;                   /* taken over */
+	obj.m = NULL;
+	obj.n = 0;
+	j->force = force;
+	req->on_close = put_job_on_close;
+	req->on_close_arg = j;
+	put_job_run(j);
 out:
 	http_json_object_clear(&obj);
 	free(body);
+}
+
+/* /healthz while the flag store is unreachable: still 200 (the instance
+ * serves its clients with the flags in force), body "degraded: ...". */
+static void reply_fleet_degraded(struct http_request *req)
+{
+	char text[512];
+	snprintf(text, sizeof(text), "degraded: the fleet's flag store is unreachable (%s); the "
+		 "flags in force stay (epoch %lld), flag changes are refused\n",
+		 fleet_down_reason(rt->fleet), (long long)fleet_epoch(rt->fleet));
+	reply_text(req, 200, "OK", text);
 }
 
 static void method_not_allowed(struct http_request *req, const char *allow)
@@ -704,6 +815,8 @@ static void on_request(struct http_request *req)
 			method_not_allowed(req, "GET, HEAD");
 		else if (rt->shutting_down)
 			reply_text(req, 503, "Service Unavailable", "shutting down\n");
+		else if (rt->fleet != NULL && !fleet_store_up(rt->fleet))
+			reply_fleet_degraded(req);
 		else
 			reply_text(req, 200, "OK", "ok\n");
 	} else if (strcmp(path, "/metrics") == 0) {
@@ -787,6 +900,8 @@ static void conn_free(struct http_conn *c)
 		h->paused = false;
 		listener_set_enable(h->listener, 1);
 	}
+	if (!c->req.answered && c->req.on_close != NULL)
+		c->req.on_close(c->req.on_close_arg);
 	request_clear(&c->req);
 	bufferevent_free(c->bev);
 	event_free(c->deadline);
@@ -836,6 +951,8 @@ static void http_conn_send(struct http_request *req, int code, const char *reaso
 	evbuffer_add(out, "\r\n", 2);
 	if (req->cmd != EVHTTP_REQ_HEAD)
 		evbuffer_add(out, body, len);
+	if (!req->keep_alive)
+		c->state = HC_CLOSING;
 }
 
 /* Answers a request that could not be read whole ({"error": MSG}), then
@@ -1046,10 +1163,8 @@ static void conn_process(struct http_conn *c)
 		c->state = HC_WRITING;
 		arm_deadline(c);
 		on_request(&c->req);
-		if (!c->req.answered)
+		if (!c->req.answered && c->req.on_close == NULL)
 			reply_error(&c->req, 500, "Internal Server Error", "no answer", NULL, 0);
-		if (!c->req.keep_alive)
-			c->state = HC_CLOSING;
 		/* The next request is read once this answer is written. */
 		return;
 	}

@@ -16,6 +16,7 @@
 #include "conf/config.h"
 #include "route/flags.h"
 #include "session/client.h"
+#include "session/fleet.h"
 #include "session/runtime.h"
 #include "sql/cache.h"
 
@@ -236,6 +237,23 @@ static void cache_metrics(struct wbuf *out)
 	       cs.bytes);
 }
 
+/* SPEC §13: only with [fleet]. */
+static void fleet_metrics(struct wbuf *out)
+{
+	const struct fleet *f = rt->fleet;
+	if (f == NULL)
+		return;
+	single(out, "pgturnout_fleet_epoch", "gauge",
+	       "Epoch of the fleet's flag changes applied by this instance.",
+	       (uint64_t)fleet_epoch(f));
+	single(out, "pgturnout_fleet_instances", "gauge",
+	       "Instances that heartbeat to the flag store (as of this instance's last heartbeat).",
+	       fleet_live_instances(f));
+	single(out, "pgturnout_fleet_store_up", "gauge",
+	       "1 when the fleet's flag store is reachable; 0: flags kept, changes refused.",
+	       fleet_store_up(f) ? 1 : 0);
+}
+
 void metrics_render(struct wbuf *out)
 {
 	family(out, "pgturnout_info", "gauge", "Version of the running pgturnout.");
@@ -246,4 +264,5 @@ void metrics_render(struct wbuf *out)
 	query_metrics(out);
 	flag_metrics(out);
 	cache_metrics(out);
+	fleet_metrics(out);
 }

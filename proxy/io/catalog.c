@@ -438,3 +438,99 @@ const char *catalog_key_kind_name(enum catalog_key_kind k)
 	}
 	return "none";
 }
+
+/* ---- shapes ------------------------------------------------------------ */
+
+int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	PGresult *r = catalog_query(conn,
+		"SELECT s.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid), a.attname,"
+		"       a.attgenerated"
+		"  FROM pg_catalog.pg_class c"
+		"  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace"
+		"  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+		"       AND NOT a.attisdropped"
+		" WHERE c.relkind IN ('r', 'p')"
+		"   AND s.nspname NOT IN ('pg_catalog', 'information_schema')"
+		"   AND s.nspname NOT LIKE 'pg_toast%' AND s.nspname NOT LIKE 'pg_temp%'"
+		" ORDER BY s.nspname, c.relname, a.attnum", NULL, "table shapes", err, errlen);
+	if (r == NULL)
+		return -1;
+	int rows = PQntuples(r);
+	for (int i = 0; i < rows; i++) {
+		const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+		struct catalog_shape *t = out->n ? &out->t[out->n - 1] : NULL;
+		if (!t || strcmp(t->schema, schema) != 0 || strcmp(t->name, name) != 0) {
+			struct catalog_shape *v = realloc(out->t, (out->n + 1) * sizeof(*v));
+			if (!v)
+				goto oom;
+			out->t = v;
+			t = &out->t[out->n++];
+			memset(t, 0, sizeof(*t));
+			t->schema = strdup(schema);
+			t->name = strdup(name);
+			t->visible = PQgetvalue(r, i, 2)[0] == 't';
+			if (!t->schema || !t->name)
+				goto oom;
+		}
+		char **cols = realloc(t->cols, (t->n_cols + 1) * sizeof(*cols));
+		if (!cols)
+			goto oom;
+		t->cols = cols;
+		char *gen = realloc(t->generated, t->n_cols + 1);
+		if (!gen)
+			goto oom;
+		t->generated = gen;
+		t->cols[t->n_cols] = strdup(PQgetvalue(r, i, 3));
+		if (!t->cols[t->n_cols])
+			goto oom;
+		t->generated[t->n_cols++] = PQgetvalue(r, i, 4)[0];
+	}
+	PQclear(r);
+	return 0;
+oom:
+	PQclear(r);
+	catalog_shapes_free(out);
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+void catalog_shapes_free(struct catalog_shapes *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		struct catalog_shape *t = &s->t[i];
+		for (size_t k = 0; k < t->n_cols; k++)
+			free(t->cols[k]);
+		free(t->cols);
+		free(t->generated);
+		free(t->schema);
+		free(t->name);
+	}
+	free(s->t);
+	s->t = NULL;
+	s->n = 0;
+}
+
+const struct catalog_shape *catalog_shape_find(const struct catalog_shapes *s, const char *schema,
+					       const char *name)
+{
+	for (size_t i = 0; s && i < s->n; i++) {
+		const struct catalog_shape *t = &s->t[i];
+		if (strcmp(t->name, name) != 0)
+			continue;
+		if (schema ? strcmp(t->schema, schema) == 0 : t->visible)
+			return t;
+	}
+	return NULL;
+}
+
+int catalog_shape_column(const struct catalog_shape *t, const char *col)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (strcmp(t->cols[i], col) == 0)
+			return (int)i;
+	return -1;
+}

@@ -128,6 +128,22 @@ flags_format_time(int64_t ms, char *buf, size_t len)
 		 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
+int
+flags_parse_time(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	int frac = 0, n = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &frac, &n) != 7 || s[n] != '\0')
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*ms = (int64_t)timegm(&tm) * 1000 + frac;
+	return 0;
+}
+
 static const char *
 flags_force_path_str(enum force_path p)
 {

@@ -5,6 +5,12 @@
  * Only the simple query protocol is served (psql uses it). An extended
  * protocol message gets one error, and the messages up to the next Sync are
  * skipped, as a server does after an error.
+ *
+ * A Query's answer may come later than the call (a SET waiting for the
+ * fleet's flag store): the client is then marked console_waiting, its further
+ * messages stay in its input buffer, and console_answer() writes the answer
+ * and goes on with them. The answer finds its client by id: a client that
+ * left meanwhile is simply not found.
  */
 #include "session/console.h"
 
@@ -15,6 +21,7 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 static bool console_msg_ok(uint8_t type, uint32_t len)
@@ -22,10 +29,43 @@ static bool console_msg_ok(uint8_t type, uint32_t len)
 	return proto_frontend_type_valid(type) && proto_frontend_len_ok(type, len);
 }
 
+static uint64_t executing;       /* id of the client inside console_execute(); 0: none */
+
+/* Writes OUT (a Query's answer) and ReadyForQuery to the admin client whose
+ * id is ARG; goes on with its input when the answer came later. */
+static void console_answer(void *arg, const struct wbuf *out)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	struct client *c = NULL;
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &rt->clients) {
+		struct client *x = list_entry(pos, struct client, node);
+		if (x->id == id && x->admin && x->state == CL_ACTIVE) {
+			c = x;
+			break;
+		}
+	}
+	if (c == NULL)
+		return;
+	c->console_waiting = false;
+	struct wbuf w;
+	wbuf_init(&w);
+	wbuf_put(&w, out->data, out->len);
+	build_ready(&w, 'I');
+	if (!wbuf_ok(out) || !wbuf_ok(&w) || conn_write(c->conn, w.data, w.len) < 0) {
+		wbuf_free(&w);
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	wbuf_free(&w);
+	if (id != executing)
+		console_input(c);
+}
+
 void console_input(struct client *c)
 {
 	struct evbuffer *in = conn_input(c->conn);
-	while (c->state == CL_ACTIVE) {
+	while (c->state == CL_ACTIVE && !c->console_waiting) {
 		uint8_t *msg;
 		uint32_t len;
 		switch (conn_read_msg(in, console_msg_ok, SMALL_MESSAGE_LIMIT * 100, &msg, &len)) {
@@ -51,8 +91,12 @@ void console_input(struct client *c)
 				client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid string in message");
 				return;
 			}
-			rt->hooks.console_execute((const char *)msg + MSG_HEADER_LEN, tlen - 1, c->user, &out);
-			build_ready(&out, 'I');
+			c->console_waiting = true;
+			uint64_t outer = executing;
+			executing = c->id;
+			rt->hooks.console_execute((const char *)msg + MSG_HEADER_LEN, tlen - 1, c->user,
+						  console_answer, (void *)(uintptr_t)c->id);
+			executing = outer;
 			break;
 		}
 		case PqMsg_Terminate:

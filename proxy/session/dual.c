@@ -38,6 +38,8 @@
 #include "sql/analyze.h"
 #include "sql/cache.h"
 #include "sql/capture.h"
+#include "sql/rules_walk.h"
+#include "io/catalog.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -163,7 +165,10 @@ struct dual {
 	uint8_t *inj_rfmt;      /* owns: its result format codes, for the statement replacing it */
 	size_t inj_rfmt_len;
 	int cap_mark;           /* index of CAPTURE_MARK in the rows, -1 before RowDescription */
-	char **cap_cols;        /* owns: the captured columns' names (old's) */
+	char **cap_cols;        /* owns: the captured columns' names (old's), those new has */
+	bool *cap_keep;         /* owns: per column after the marker: applied to new */
+	size_t n_cap_all;       /* columns after the marker (kept or not) */
+	size_t cap_pend_off;    /* extended, old primary: where in pend new's part goes */
 	size_t n_cap_cols;
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
 	size_t cap_nrows;
@@ -312,6 +317,9 @@ static void dual_capture_free(struct dual *d)
 	free(d->cap_cols);
 	d->cap_cols = NULL;
 	d->n_cap_cols = 0;
+	free(d->cap_keep);
+	d->cap_keep = NULL;
+	d->n_cap_all = 0;
 	wbuf_free(&d->cap_rows);
 	d->cap_nrows = 0;
 	d->cap_mark = -1;
@@ -644,6 +652,64 @@ static bool dual_capture_start(struct client *c, const char *old_text, size_t le
 	return true;
 }
 
+/* Makes room for N more bytes in B (its length unchanged). */
+static bool wbuf_reserve_for(struct wbuf *b, size_t n)
+{
+	static const uint8_t zeros[256];
+	size_t len = b->len;
+	while (n) {
+		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+		wbuf_put(b, zeros, k);
+		n -= k;
+	}
+	b->len = len;
+	return wbuf_ok(b);
+}
+
+/* The last byte of B (0 when empty). */
+static uint8_t wbuf_last(const struct wbuf *b)
+{
+	return b->len ? b->data[b->len - 1] : 0;
+}
+
+/* New's table for the captured INSERT's target (through the rename map), as
+ * the catalog read at start knows it; NULL when unknown. */
+static const struct catalog_shape *dual_capture_target(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	if (!rt->new_shapes || !d->cap.relname)
+		return NULL;
+	long e = rewrite_rules_find_entry(c->cfg->rules, REWRITE_SIDE_OLD, d->cap.schema,
+					  d->cap.relname);
+	struct rewrite_entry ent;
+	if (e >= 0 && rewrite_rules_entry(c->cfg->rules, (size_t)e, &ent) == 0)
+		return catalog_shape_find(rt->new_shapes, ent.schema[REWRITE_SIDE_NEW],
+					  ent.name[REWRITE_SIDE_NEW]);
+	return catalog_shape_find(rt->new_shapes, d->cap.schema, d->cap.relname);
+}
+
+/* Whether old's column COL of the captured INSERT is applied to new: new has
+ * it (under its mapped name) and does not generate it itself. Unknown
+ * target: every column is. */
+static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
+			       const char *col)
+{
+	const struct dual *d = c->dual;
+	if (!shape)
+		return true;
+	const char *name = col;
+	long e = rewrite_rules_find_entry(c->cfg->rules, REWRITE_SIDE_OLD, d->cap.schema,
+					  d->cap.relname);
+	if (e >= 0) {
+		const char *mapped = rewrite_rules_map_column(c->cfg->rules, (size_t)e,
+							      REWRITE_SIDE_OLD, col);
+		if (mapped)
+			name = mapped;
+	}
+	int i = catalog_shape_column(shape, name);
+	return i >= 0 && !shape->generated[i];
+}
+
 /* A RowDescription or DataRow of the capturing side (MSG, LEN bytes,
  * whole). Records the captured names or values; into CLIENT_PART (when
  * not NULL) goes the message the client gets instead: its own columns
@@ -677,14 +743,20 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
 		r.pos = mark_at;
 		d->cap_cols = calloc(n - mark, sizeof(char *));
-		if (!d->cap_cols) {
+		d->cap_keep = calloc(n - mark, sizeof(bool));
+		if (!d->cap_cols || !d->cap_keep) {
 			d->cap_failed = true;
 			return;
 		}
+		const struct catalog_shape *shape = dual_capture_target(c);
 		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
 			const char *name = pkt_get_str(&r);
 			pkt_get_bytes(&r, 18);
-			d->cap_cols[d->n_cap_cols] = name ? strdup(name) : NULL;
+			bool keep = name && dual_capture_keeps(c, shape, name);
+			d->cap_keep[d->n_cap_all++] = keep;
+			if (!keep)
+				continue;
+			d->cap_cols[d->n_cap_cols] = strdup(name);
 			if (!d->cap_cols[d->n_cap_cols++])
 				d->cap_failed = true;
 		}
@@ -698,7 +770,7 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		return;
 	}
 	/* DataRow: the client's columns, the marker, the captured values. */
-	if (d->cap_mark < 0 || n != d->cap_mark + 1 + d->n_cap_cols) {
+	if (d->cap_mark < 0 || n != d->cap_mark + 1 + d->n_cap_all) {
 		d->cap_failed = true;
 		return;
 	}
@@ -711,9 +783,9 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		const uint8_t *v = vlen == 0xffffffffu ? NULL : pkt_get_bytes(&r, vlen);
 		if (i == d->cap_mark)
 			client_end = r.pos;
-		if (i <= d->cap_mark)
+		if (i <= d->cap_mark || !d->cap_keep[i - d->cap_mark - 1])
 			continue;
-		if (i > d->cap_mark + 1)
+		if (wbuf_last(&d->cap_rows) != '(')
 			wbuf_put(&d->cap_rows, ", ", 2);
 		capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
 	}
@@ -871,8 +943,25 @@ static void dual_queue_captured(struct client *c)
 	}
 	tx_record(d, sql, strlen(sql), NULL);
 	if (dual_shadow(c) && !d->broken) {
-		dual_begin(c);
-		dual_pend_query(c, "", sql);
+		if (d->cap_extended) {
+			/* In the batch where the Execute stood, so that what the
+			 * batch does after it on new comes after it too. */
+			struct wbuf b;
+			wbuf_init(&b);
+			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, false);
+			size_t at = d->cap_pend_off <= d->pend.len ? d->cap_pend_off : d->pend.len;
+			if (wbuf_ok(&b) && wbuf_reserve_for(&d->pend, b.len)) {
+				memmove(d->pend.data + at + b.len, d->pend.data + at, d->pend.len - at);
+				memcpy(d->pend.data + at, b.data, b.len);
+				d->pend.len += b.len;
+			} else {
+				d->broken = true;
+			}
+			wbuf_free(&b);
+		} else {
+			dual_begin(c);
+			dual_pend_query(c, "", sql);
+		}
 	}
 	free(apply);
 }
@@ -1995,8 +2084,10 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 		d->cap_fallback = strdup(po->text);
 		if (!d->batch_mirrored) {
 			d->tx_at_request = d->n_tx;
+			dual_begin(c);
 			d->batch_mirrored = true;
 		}
+		d->cap_pend_off = d->pend.len;  /* where new's part of it will go */
 		d->req_mirrored = true;
 		dual_expect_injected(d, true);
 		if (conn_write(p->conn, b.data, b.len) < 0)

@@ -124,6 +124,28 @@ out:
 	return own;
 }
 
+/* Dual writes look at more of the primary's answers: CommandComplete (row
+ * counts), the answers by kind that tell its own statements from the
+ * client's, and rows while values are captured. Only for sessions with
+ * dual writes on: the others pay one test of c->dual per message. */
+static inline bool relay_dual_inspects(const struct client *c, uint8_t type, uint32_t len)
+{
+	switch (type) {
+	case PqMsg_CommandComplete:
+		return len <= RELAY_MAX_INSPECT;
+	case PqMsg_DataRow:
+		return c->dual_capture;
+	case PqMsg_RowDescription:
+	case PqMsg_NoData:
+	case PqMsg_ParseComplete:
+	case PqMsg_BindComplete:
+	case PqMsg_CloseComplete:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* The part of a message longer than what had arrived: counts what can go
  * now into *FWD. True when the message is still not complete. */
 static inline bool relay_take_remaining(size_t avail, size_t *fwd, uint32_t *rem)
@@ -269,16 +291,8 @@ void relay_server_input(struct server *s)
 			fwd += MSG_HEADER_LEN + 1;
 			continue;
 		}
-		/* dual writes: answers by kind (to tell its own from the
-		 * client's), and rows while values are captured */
-		bool captured = c->dual &&
-				((c->dual_capture && hdr[0] == PqMsg_DataRow) ||
-				 hdr[0] == PqMsg_RowDescription || hdr[0] == PqMsg_NoData ||
-				 hdr[0] == PqMsg_ParseComplete || hdr[0] == PqMsg_BindComplete ||
-				 hdr[0] == PqMsg_CloseComplete);
-		if (((hdr[0] == PqMsg_ErrorResponse ||
-		      (c->dual && hdr[0] == PqMsg_CommandComplete)) && len <= RELAY_MAX_INSPECT) ||
-		    captured) {
+		if ((hdr[0] == PqMsg_ErrorResponse && len <= RELAY_MAX_INSPECT) ||
+		    (c->dual && relay_dual_inspects(c, hdr[0], len))) {
 			if (avail - fwd < 1 + (size_t)len)
 				break;
 			if (c->dual && fwd) {

@@ -22,6 +22,8 @@ void capture_plan_clear(struct capture_plan *p)
 	free(p->text);
 	free(p->target);
 	free(p->returning);
+	free(p->schema);
+	free(p->relname);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -158,6 +160,13 @@ int capture_plan(const char *text, size_t len, struct capture_plan *out)
 	out->text = (char *)b.data;
 	out->text_len = b.len - 1;
 	out->target = (char *)t.data;
+	out->relname = strdup(rv->relname);
+	out->schema = rv->schemaname && rv->schemaname[0] ? strdup(rv->schemaname) : NULL;
+	if (!out->relname || (rv->schemaname && rv->schemaname[0] && !out->schema)) {
+		capture_plan_clear(out);
+		rc = -1;
+		goto out;
+	}
 	rc = 0;
 out:
 	if (tree)
@@ -176,7 +185,7 @@ void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const ch
 			wbuf_put(b, ", ", 2);
 		put_ident(b, cols[i]);
 	}
-	put_s(b, ") VALUES ");
+	put_s(b, ") OVERRIDING SYSTEM VALUE VALUES ");
 	wbuf_put(b, rows, rows_len);
 	if (plan->on_conflict_nothing)
 		put_s(b, " ON CONFLICT DO NOTHING");

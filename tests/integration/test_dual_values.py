@@ -190,3 +190,34 @@ def test_demo_schema_stays_identical(proxy_factory, pg, demo_db, canary):
     assert read_journal(journal_file(p)) == []
     stats = Admin(p).run("SHOW STATS")
     assert all(int(r["mismatches"]) == 0 for r in stats), stats
+
+
+@pytest.mark.parametrize("mode", ["simple", "prepared"])
+def test_columns_only_one_side_has_are_left_to_it(proxy_factory, pg, tmp_path, mode):
+    """Old has a column new dropped (nick), new has one old lacks (extra,
+    with its own default) and a generated one (twice): the captured values
+    reach new through the columns new has; new computes the rest. Needs the
+    new path's catalog, read at start (user set on [path new])."""
+    lay = ItemsLayout(pg, "schemas")
+    lay.objects = lambda role: (
+        "CREATE TABLE items (id bigserial PRIMARY KEY, name text, nick text DEFAULT 'n',"
+        " n int);" if role == "old" else
+        "CREATE TABLE items_v2 (id bigint PRIMARY KEY, title text, extra text DEFAULT 'x',"
+        " n int, twice bigint GENERATED ALWAYS AS (id * 2) STORED);")
+    lay.create()
+    try:
+        paths = {role: dict(p, user="app") for role, p in lay.paths.items()}
+        p = proxy_factory(paths=paths, extra=config(lay, {"canary_percent": "50"}))
+        p.wait_log(r"catalog of path new: \d+ tables")
+        script = tmp_path / "ins.sql"
+        script.write_text("\\set n random(1, 1000)\n"
+                          "INSERT INTO items (name, n) VALUES ('p' || :n, :n);\n")
+        n = pgbench(p.env(), ["-c", "4", "-j", "2", "-t", "50", "-M", mode, "-f", script])
+        old = lay.sql("old", "SELECT id, name, n FROM items ORDER BY id")
+        new = lay.sql("new", "SELECT id, title, n FROM items_v2 ORDER BY id")
+        assert old == new and len(old) == n
+        assert lay.sql("new", "SELECT count(*) FROM items_v2 WHERE extra = 'x' "
+                              "AND twice = id * 2")[0][0] == n
+        assert read_journal(journal_file(p)) == []
+    finally:
+        lay.drop()

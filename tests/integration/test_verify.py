@@ -276,9 +276,11 @@ def test_verify_rechecks_a_row_in_flight(layout, tmp_path):
     layout.fill(100)
     layout.sql("new", "UPDATE users_v2 SET email = 'in flight' WHERE id = 5")
     config = write_config(layout.pg, layout, tmp_path)
-    cmd = [pgt_bin(), "verify", "-c", config, "--json", "--recheck-delay", "4000"]
+    cmd = [pgt_bin(), "verify", "-c", config, "--json", "--recheck-delay", "15000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)        # verify has seen the difference and waits to re-read it
+    # verify has seen the difference and waits to re-read it (a loaded machine
+    # may take seconds to get there: the delay leaves room)
+    time.sleep(5)
     layout.sql("new", "UPDATE users_v2 SET email = 'u5@example.com' WHERE id = 5")
     out, err = proc.communicate(timeout=60)
     print(err)

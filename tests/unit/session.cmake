@@ -1,6 +1,7 @@
-# Unit tests of proxy/session/: the flag history file, and sessions driven on
-# socketpairs through tests/unit/session_harness.c (a minimal runtime; no
-# network, no PostgreSQL). A new test of session/ is pgt_session_test(name source).
+# Unit tests of proxy/session/: the flag history file, the flag state record,
+# and sessions driven on socketpairs through tests/unit/session_harness.c (a
+# minimal runtime; no network, no PostgreSQL). A new test of session/ is
+# pgt_session_test(name source).
 pgt_unit_test(test_history_file ${CMAKE_SOURCE_DIR}/tests/unit/test_history_file.c)
 
 function(pgt_session_test name source)

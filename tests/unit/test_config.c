@@ -528,6 +528,15 @@ static const struct text_case text_cases[] = {
 	{ MAIN "[path a] ; [x\n", NULL },
 	{ MAIN "[path a]\nhost: db\n", NULL },
 	{ MAIN "Auth_Type = md5\n[path a]\n", "t.ini:3: unknown key 'Auth_Type' in [pgturnout]" },
+	{ MAIN "[path a]\n[fleet]\ndsn = host=db dbname=flags user=u\nname = a-1\npoll_interval = 200ms\n",
+	  NULL },
+	{ MAIN "[path a]\nuser = u\npassword = p\n[fleet]\npath = a\n", NULL },
+	{ MAIN "[path a]\n[fleet]\ndsn = host=db nonsense=1\n", "t.ini:5: [fleet] dsn: invalid connection option" },
+	{ MAIN "[path a]\n[fleet]\npath = b\n", "t.ini:5: [fleet] path = b: there is no [path b] section" },
+	{ MAIN "[path a]\n[fleet]\npath = a\n", "t.ini:5: [fleet] path = a: the flag store needs a user" },
+	{ MAIN "[path a]\n[fleet]\ndsn = host=db\npoll_interval = 0\n",
+	  "t.ini:6: [fleet] poll_interval must be more than 0" },
+	{ MAIN "[path a]\n[fleet]\nlisten = x\n", "t.ini:5: unknown key 'listen' in [fleet]" },
 };
 
 static void test_inline_texts(void **state)
@@ -651,8 +660,8 @@ static void test_foreach_shows_every_key_and_masks_secrets(void **state)
 
 	(void)state;
 	config_foreach(cfg, seen_cb, &s);
-	/* 23 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags */
-	assert_int_equal(s.n, 23 + 16 + 7 + 2 + 2 + 4);
+	/* 23 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags + 5 fleet */
+	assert_int_equal(s.n, 23 + 16 + 7 + 2 + 2 + 4 + 5);
 	assert_int_equal(s.listen, 1);
 	assert_false(s.listen_reloadable);
 	assert_int_equal(s.password_new, 1);

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "session/flag_state.h"
 #include "session/history_file.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -179,10 +180,44 @@ test_flag_history_unopenable_path_is_an_error(void **state)
 	assert_non_null(strstr(err, "cannot open"));
 }
 
+/* The state record next to the history (session/flag_state.h). */
+static void
+test_flag_state_round_trip_missing_and_malformed(void **state)
+{
+	char path[512], err[256];
+	struct flag_state st, back;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "state.json");
+	/* no record yet: nothing known, not an error */
+	assert_int_equal(flag_state_load(path, &back, err, sizeof(err)), 0);
+	assert_false(back.file_known[FLAG_DUAL_WRITE]);
+	memset(&st, 0, sizeof(st));
+	st.file_known[FLAG_DUAL_WRITE] = true;
+	snprintf(st.file[FLAG_DUAL_WRITE], sizeof(st.file[0]), "off");
+	st.file_known[FLAGS_SALT] = true;
+	snprintf(st.file[FLAGS_SALT], sizeof(st.file[0]), "s\"alt \xc3\xa9");
+	st.fleet_epoch = 42;
+	assert_int_equal(flag_state_save(path, &st, err, sizeof(err)), 0);
+	assert_int_equal(flag_state_load(path, &back, err, sizeof(err)), 1);
+	assert_true(back.file_known[FLAG_DUAL_WRITE]);
+	assert_string_equal(back.file[FLAG_DUAL_WRITE], "off");
+	assert_string_equal(back.file[FLAGS_SALT], "s\"alt \xc3\xa9");
+	assert_false(back.file_known[FLAG_CANARY_PERCENT]);
+	assert_int_equal(back.fleet_epoch, 42);
+	/* a record that is not one is reported, and nothing is known */
+	write_file(path, "{\"file\": [1, 2");
+	assert_int_equal(flag_state_load(path, &back, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a flag state record"));
+	assert_false(back.file_known[FLAG_DUAL_WRITE]);
+	unlink(path);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_flag_state_round_trip_missing_and_malformed),
 		cmocka_unit_test(test_flag_history_round_trip),
 		cmocka_unit_test(test_flag_history_torn_tail_is_cut_and_skipped),
 		cmocka_unit_test(test_flag_history_malformed_lines_are_skipped),

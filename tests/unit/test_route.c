@@ -366,6 +366,16 @@ test_flags_new_format_and_free(void **state)
 	assert_string_equal(f->changed_by[FLAG_DUAL_WRITE], "startup");
 	flags_format_time(f->changed_at_ms[0], t, sizeof(t));
 	assert_string_equal(t, "2023-11-14T22:13:20.123Z");
+	{
+		int64_t back = 0;
+		static const char *const bad[] = { "", "2023-11-14", "2023-11-14T22:13:20Z",
+						   "2023-11-14T22:13:20.123Zx", "yesterday" };
+
+		assert_int_equal(flags_parse_time(t, &back), 0);
+		assert_int_equal(back, f->changed_at_ms[0]);
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			assert_int_equal(flags_parse_time(bad[i], &back), -1);
+	}
 
 	flags_format_percent(0, buf, sizeof(buf));
 	assert_string_equal(buf, "0");

@@ -89,7 +89,7 @@ static void test_apply_reads_values_back_as_written(void **state)
 	capture_apply_sql(&b, &p, cols, 2, (const char *)rows.data, rows.len, true);
 	wbuf_put_u8(&b, 0);
 	assert_string_equal((const char *)b.data,
-			    "INSERT INTO t AS x (id, \"Name\") VALUES (E'it''s \\\\ here', NULL) "
+			    "INSERT INTO t AS x (id, \"Name\") OVERRIDING SYSTEM VALUE VALUES (E'it''s \\\\ here', NULL) "
 			    "ON CONFLICT DO NOTHING RETURNING x.id");
 	wbuf_free(&b);
 	wbuf_free(&rows);
