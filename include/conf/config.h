@@ -94,6 +94,9 @@ struct config {
 	char *http_listen;              /* owns; NULL: HTTP off */
 	struct listen_addr http_addr;   /* http_listen parsed; valid when http_listen != NULL */
 	char *http_token_file;          /* owns; NULL: writes refused */
+	int http_max_connections;       /* default 64; more wait in the listen queue */
+	uint32_t http_request_timeout_ms; /* default 10s: a whole request, from accept */
+	int http_fd_reserve;            /* default 128 descriptors kept from HTTP */
 	char *journal_dir;              /* owns; default ./journal, next to the config file */
 	enum log_format log_format;
 	int log_level;                  /* enum log_level of core/log.h */

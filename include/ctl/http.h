@@ -1,5 +1,7 @@
 /*
- * ctl/http.h — the HTTP surface on http_listen (libevent evhttp):
+ * ctl/http.h — the HTTP surface on http_listen (its own HTTP/1.1 server on
+ * bufferevents, bounded by http_max_connections, http_request_timeout and
+ * http_fd_reserve):
  * GET /healthz, GET /metrics (Prometheus text format), GET /flags (JSON),
  * PUT /flags (JSON object of changes; bearer token from http_token_file),
  * GET /clients (JSON).

@@ -71,6 +71,11 @@ int conn_start_tls(struct conn *cn, SSL *ssl, enum bufferevent_ssl_state state)
 	__attribute__((warn_unused_result));
 /* True once conn_start_tls() succeeded: the fd is the connection's. */
 bool conn_owns_fd(const struct conn *cn);
+/* Why the TLS handshake (or session) failed, for a message: the check of
+ * the peer's certificate that failed ("certificate verify failed: hostname
+ * mismatch"), else the first error OpenSSL reported on the connection.
+ * Written into BUF (or a static string); returns it. */
+const char *conn_tls_error(struct conn *cn, char *buf, size_t len);
 
 void conn_enable(struct conn *cn, short what);   /* EV_READ, EV_WRITE */
 void conn_disable(struct conn *cn, short what);

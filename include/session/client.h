@@ -98,6 +98,10 @@ struct client {
 	uint64_t connection_id;         /* random: the canary key of canary_key=connection */
 
 	uint32_t c2s_remaining;         /* bytes of the current client message still to forward */
+	uint32_t c2s_discard;           /* bytes of a refused oversized statement still to drop */
+	uint32_t oversize_len;          /* its length (set while c2s_discard > 0) */
+	uint8_t oversize_type;          /* its type: PqMsg_Query or PqMsg_Parse */
+	char oversize_name[64];         /* a refused Parse's statement name */
 	char tx_status;                 /* last ReadyForQuery status: 'I', 'T' or 'E' */
 	bool throttled;                 /* reading paused: server output over high watermark */
 	uint32_t pending_syncs;         /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */

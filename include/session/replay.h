@@ -30,8 +30,13 @@ struct replay_log;
 void replay_free(struct replay_log *log);       /* NULL does nothing */
 
 /* Records C's SET/RESET statement TEXT (LEN bytes), made inside an open
- * transaction when IN_TX. 0, or -1 when out of memory (the caller pins
- * the session: its state can no longer be tracked). */
+ * transaction when IN_TX; an earlier SET of the same name in the same
+ * region (committed, or the open transaction) is dropped, so the log holds
+ * one entry per name. 0, or -1 when out of memory, or REPLAY_TOO_MANY with
+ * REPLAY_MAX_SETS entries already (the caller pins the session: its state
+ * can no longer be tracked). Nothing is recorded for a pinned session. */
+#define REPLAY_MAX_SETS 256
+#define REPLAY_TOO_MANY (-2)
 int replay_note_set(struct client *c, const char *text, size_t len, bool in_tx)
 	__attribute__((warn_unused_result));
 /* Records C's named statement NAME made by Parse message PARSE (LEN bytes,

@@ -26,8 +26,11 @@ struct client;
 struct server;
 struct wbuf;
 
-/* Messages larger than this are forwarded without analysis, and the session
- * is pinned (its state can no longer be tracked). */
+/* A Query or Parse over max_query_size is refused with 54000
+ * (session/relay.c). Another message the relay reads whole (with dual
+ * writes: Bind, CopyData...) that is larger than this and than
+ * max_query_size is forwarded without analysis, and the session is pinned
+ * (its state can no longer be tracked). */
 #define STEER_INSPECT_MAX (1024 * 1024)
 
 /* Connect-time decision. 0, or -1 when the session must be refused (unknown

@@ -76,11 +76,24 @@ int scram_server_client_final(struct scram_server *s, const char *msg, size_t le
 /* After a successful client_final: the proven ClientKey. */
 bool scram_server_client_key(const struct scram_server *s, uint8_t out[SCRAM_KEY_LEN]);
 /*
+ * The salt pgturnout gives USER when it makes the verifier itself: the
+ * first SCRAM_USER_SALT_LEN bytes of SHA-256(USER || a per-process random
+ * secret). Stable across attempts and reloads, the same whether USER is
+ * listed or not, and unpredictable from outside. 0, or -1 when no random
+ * secret could be drawn.
+ */
+#define SCRAM_USER_SALT_LEN 16
+int scram_user_salt(const char *user, uint8_t salt[SCRAM_USER_SALT_LEN]);
+/* The verifier of USER's plain PASSWORD: scram_user_salt(USER) and
+ * SCRAM_DEFAULT_ITERATIONS (PBKDF2 runs once, here). 0 or -1. */
+int scram_verifier_for_user(const char *user, const char *password, struct scram_verifier *out);
+/*
  * A doomed exchange for a user that does not exist (or has no usable
- * secret), as PostgreSQL runs one: the server-first-message carries a salt
- * derived from USER and a per-process secret, so it looks like any other and
- * is stable across attempts, and client_final always fails with "password
- * authentication failed". NULL on allocation failure.
+ * secret), as PostgreSQL runs one: the server-first-message carries
+ * scram_user_salt(USER) and SCRAM_DEFAULT_ITERATIONS, as a listed user with
+ * a plain password gets, stable across attempts, and client_final does the
+ * same work and always fails with "password authentication failed". NULL on
+ * allocation failure.
  */
 struct scram_server *scram_server_new_mock(const char *user);
 /*

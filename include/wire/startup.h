@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STARTUP_MAX_PARAMS 64
-
 enum startup_kind {
 	STARTUP_MESSAGE,        /* protocol 3.x with parameters */
 	STARTUP_SSL_REQUEST,
@@ -25,7 +23,7 @@ struct startup_param {
 struct startup_packet {
 	enum startup_kind kind;
 	uint32_t protocol;      /* STARTUP_MESSAGE: the requested version */
-	struct startup_param params[STARTUP_MAX_PARAMS];
+	struct startup_param *params;   /* owns: n_params entries; NULL when none */
 	size_t n_params;
 	uint32_t cancel_pid;    /* STARTUP_CANCEL */
 	uint32_t cancel_key;    /* STARTUP_CANCEL */
@@ -33,11 +31,16 @@ struct startup_packet {
 
 /*
  * Decodes a whole startup packet PKT of LEN bytes (LEN includes the 4-byte
- * length word, which must equal LEN). Strings in OUT point into PKT. Returns
- * 0, or -1 with a message for the client in err (protocol violation).
+ * length word, which must equal LEN). As PostgreSQL, any number of
+ * parameters that fits in the packet is taken. Strings in OUT point into
+ * PKT; OUT->params is allocated (startup_packet_clear() frees it). Returns
+ * 0, or -1 with a message for the client in err (protocol violation, or out
+ * of memory) and nothing to free.
  */
 int startup_parse(const uint8_t *pkt, size_t len, struct startup_packet *out,
 		  char *err, size_t errlen);
+/* Frees SP's parameter array; SP stays a valid empty packet. */
+void startup_packet_clear(struct startup_packet *sp);
 
 /* The value of parameter NAME, or NULL. */
 const char *startup_get(const struct startup_packet *sp, const char *name);

@@ -602,6 +602,15 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "http_token_file", KT_FILE, CFG(http_token_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "file holding the bearer token required for HTTP writes; empty: HTTP writes refused; "
 	  "relative to the config file's directory" },
+	{ SEC_MAIN, "http_max_connections", KT_INT, CFG(http_max_connections), 0, "64", true, false, -1, NULL, 1, 100000,
+	  "most HTTP connections open at once (1..100000); more wait in the listen queue until one closes" },
+	{ SEC_MAIN, "http_request_timeout", KT_DURATION, CFG(http_request_timeout_ms), 0, "10s", true, false, -1, NULL, 0, 0,
+	  "an HTTP request must arrive whole within this time from the connection's accept (or the "
+	  "previous answer), and an answer be written within it, or the connection is closed; "
+	  "0 disables (no unit: seconds)" },
+	{ SEC_MAIN, "http_fd_reserve", KT_INT, CFG(http_fd_reserve), 0, "128", true, false, -1, NULL, 0, 1000000000,
+	  "file descriptors under RLIMIT_NOFILE kept for PostgreSQL clients, their servers and the "
+	  "admin console: an HTTP connection that would leave fewer is refused with 503" },
 	{ SEC_MAIN, "journal_dir", KT_FILE, CFG(journal_dir), 0, "./journal", false, false, -1, NULL, 0, 0,
 	  "directory of the dual-write dead-letter journal; relative to the config file's directory" },
 	{ SEC_MAIN, "log_format", KT_ENUM, CFG(log_format), 0, "text", true, false, -1, log_format_values, 0, 0,

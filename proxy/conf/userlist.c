@@ -18,11 +18,18 @@
  * slot line, one entry and one name), owned by the config generation that
  * loaded it. The index is built from the file only, so client-chosen lookup
  * keys cannot lengthen its probe chains.
+ *
+ * Each entry SCRAM can check also gets its verifier here, once per load: a
+ * login then runs no PBKDF2, and takes the same time whether the user is
+ * listed with a plain password, listed with a verifier, or not listed at
+ * all (session/client.c runs a mock exchange with the same salt recipe).
  */
 #include "conf/userlist.h"
 #include "conf/config.h"
 #include "wire/md5.h"
 #include "wire/scram.h"
+
+#include <openssl/crypto.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -320,6 +327,11 @@ fail:
 
 static void free_entry(struct user_secret *us)
 {
+	if (us->scram != NULL) {
+		OPENSSL_cleanse(us->scram, sizeof(*us->scram));
+		free(us->scram);
+		us->scram = NULL;
+	}
 	free(us->user);
 	if (us->secret != NULL) {
 		memset(us->secret, 0, strlen(us->secret));
@@ -327,6 +339,76 @@ static void free_entry(struct user_secret *us)
 	}
 	us->user = NULL;
 	us->secret = NULL;
+}
+
+/*
+ * The last list loaded, copied: a reload takes the verifier of a plain
+ * password that did not change from it instead of running PBKDF2 again (the
+ * salt recipe is the process's, so the result would be the same). Owned by
+ * this module; replaced after every successful load.
+ */
+static struct userlist *last_loaded;
+
+/* A deep copy of UL (same index), or NULL when out of memory. */
+static struct userlist *userlist_clone(const struct userlist *ul)
+{
+	struct userlist *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->mask = ul->mask;
+	c->slots = malloc((ul->mask + 1) * sizeof(*c->slots));
+	c->entries = calloc(ul->n ? ul->n : 1, sizeof(*c->entries));
+	if (c->slots == NULL || c->entries == NULL)
+		goto oom;
+	memcpy(c->slots, ul->slots, (ul->mask + 1) * sizeof(*c->slots));
+	for (; c->n < ul->n; c->n++) {
+		const struct user_secret *from = &ul->entries[c->n];
+		struct user_secret *to = &c->entries[c->n];
+
+		to->kind = from->kind;
+		to->user = strdup(from->user);
+		to->secret = strdup(from->secret);
+		if (from->scram != NULL && (to->scram = malloc(sizeof(*to->scram))) != NULL)
+			*to->scram = *from->scram;
+		if (to->user == NULL || to->secret == NULL || (from->scram && !to->scram)) {
+			c->n++;
+			goto oom;
+		}
+	}
+	return c;
+oom:
+	userlist_free(c);
+	return NULL;
+}
+
+/* US->scram from its secret (see struct user_secret), or from the last
+ * load when the same user had the same plain password there. 0, or -1
+ * when out of memory or randomness. */
+static int derive_verifier(struct user_secret *us)
+{
+	const struct user_secret *was = userlist_find(last_loaded, us->user);
+	int rc;
+
+	if ((us->kind != SECRET_PLAIN && us->kind != SECRET_SCRAM) || us->secret[0] == '\0')
+		return 0;
+	us->scram = malloc(sizeof(*us->scram));
+	if (us->scram == NULL)
+		return -1;
+	if (us->kind == SECRET_SCRAM) {
+		rc = scram_verifier_parse(us->secret, us->scram);
+	} else if (was != NULL && was->kind == SECRET_PLAIN && was->scram != NULL &&
+		   strcmp(was->secret, us->secret) == 0) {
+		*us->scram = *was->scram;
+		rc = 0;
+	} else {
+		rc = scram_verifier_for_user(us->user, us->secret, us->scram);
+	}
+	if (rc < 0) {
+		free(us->scram);
+		us->scram = NULL;
+	}
+	return rc;
 }
 
 struct userlist *userlist_load(const char *file, struct config_errors *errs)
@@ -411,6 +493,14 @@ struct userlist *userlist_load(const char *file, struct config_errors *errs)
 		us->secret = NULL;
 	}
 	free(pend);
+	pend = NULL;
+	npend = 0;
+	for (size_t i = 0; i < ul->n; i++) {
+		if (derive_verifier(&ul->entries[i]) < 0)
+			goto oom;
+	}
+	userlist_free(last_loaded);
+	last_loaded = userlist_clone(ul);   /* NULL only costs the next load time */
 	return ul;
 
 oom:

@@ -1,6 +1,6 @@
 /*
- * ctl/http.c — the HTTP surface on http_listen (SPEC §8), on libevent's
- * evhttp in the proxy's own event loop:
+ * ctl/http.c — the HTTP surface on http_listen (SPEC §8), a small HTTP/1.1
+ * server on bufferevents in the proxy's own event loop:
  *
  *   GET /healthz   200 "ok" (503 "shutting down" once shutdown began; 200
  *                  "degraded: ..." while the fleet's flag store is unreachable)
@@ -19,9 +19,17 @@
  * a fleet each change waits for the flag store (503 when it cannot be
  * reached): the request is answered later, from a put_job.
  *
- * Owns the evhttp object and its bound socket; borrows the event base.
- * Handlers run in the loop and never block longer than the token file read
- * and the flag history fsync that control_set_flag() does.
+ * The server is its own rather than libevent's evhttp so that it can bound
+ * what a client holds: at most http_max_connections sockets, none when fewer
+ * than http_fd_reserve descriptors would be left for PostgreSQL clients, a
+ * deadline for a whole request (evhttp's timeout restarts with every byte),
+ * and every error answer, the protocol's own included, as JSON. Requests are
+ * read whole (head up to 16 kB, Content-Length body up to 64 kB) and
+ * answered one at a time per connection, in order.
+ *
+ * Owns the listener and the connections; borrows the event base. Handlers
+ * run in the loop and never block longer than the token file read and the
+ * flag history fsync that control_set_flag() does.
  */
 #include "ctl/http.h"
 
@@ -34,25 +42,108 @@
 #include "ctl/control.h"
 #include "ctl/metrics.h"
 #include "route/flags.h"
+#include "io/listener.h"
 #include "session/fleet.h"
 #include "session/runtime.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define HTTP_MAX_BODY 65536
-#define HTTP_TOKEN_MAX 4096
+#define HTTP_MAX_HEAD 16384
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+struct http_conn;
+
+/* One request, read whole before a handler sees it. */
+struct http_request {
+	enum evhttp_cmd_type cmd;
+	char *path;                     /* owns; NULL until the request line is read */
+	struct evkeyvalq in_headers;    /* owns */
+	struct evkeyvalq out_headers;   /* owns: added to the answer */
+	struct evbuffer *body;          /* owns */
+	bool keep_alive;                /* the connection stays open after the answer */
+	bool answered;
+	struct http_conn *conn;         /* borrows */
+	/* A handler that answers later sets this: called if the connection
+	 * closes before the answer (the request is gone then). */
+	void (*on_close)(void *arg);
+	void *on_close_arg;             /* borrows */
+};
+
+enum http_conn_state {
+	HC_READ_HEAD,           /* request line and headers */
+	HC_READ_BODY,           /* body_left more bytes */
+	HC_WRITING,             /* an answer is being written; then the next request */
+	HC_CLOSING,             /* the last answer is being written; then HC_LINGER */
+	HC_LINGER,              /* written and shut down for writing: what the client still
+				   sends is read and dropped until it closes, so that an
+				   unread rest does not reset the answer away */
+};
+
+/*
+ * One HTTP connection: requests are read and answered one at a time. The
+ * deadline bounds each phase as a whole (reading a request from its first
+ * byte or the previous answer, writing an answer), however slowly the bytes
+ * trickle.
+ */
+struct http_conn {
+	struct http_server *server;     /* borrows */
+	struct bufferevent *bev;        /* owns, with the socket */
+	struct event *deadline;         /* owns */
+	enum http_conn_state state;
+	size_t head_bytes;              /* of the request head read so far */
+	size_t body_left;               /* HC_READ_BODY: the body's length */
+	struct http_request req;
+	struct http_conn *prev, *next;  /* borrows: the server's list */
+};
 
 struct http_server {
-	struct evhttp *http;    /* owns */
+	struct event_base *base;        /* borrows */
+	struct listener_set *listener;  /* owns */
+	struct http_conn *conns;        /* owns, n_conns */
+	size_t n_conns;
+	bool paused;                    /* at http_max_connections: the listener is off */
+	time_t refusal_logged_at;       /* refusals are logged once a second at most */
 };
+
+static void request_init(struct http_request *req, struct http_conn *c)
+{
+	memset(req, 0, sizeof(*req));
+	TAILQ_INIT(&req->in_headers);
+	TAILQ_INIT(&req->out_headers);
+	req->body = evbuffer_new();
+	req->conn = c;
+}
+
+static void request_clear(struct http_request *req)
+{
+	free(req->path);
+	evhttp_clear_headers(&req->in_headers);
+	evhttp_clear_headers(&req->out_headers);
+	if (req->body)
+		evbuffer_free(req->body);
+	req->path = NULL;
+	req->body = NULL;
+}
+
+static void http_conn_send(struct http_request *req, int code, const char *reason,
+			   const char *content_type, const char *body, size_t len);
 
 /* ---- JSON ---- */
 
@@ -217,24 +308,26 @@ int http_json_parse_object(const char *text, size_t len, struct http_json_object
 
 /* ---- responses ---- */
 
-static void reply(struct evhttp_request *req, int code, const char *reason,
+/* A whole answer: status line, our headers and REQ's, then BODY (left out
+ * for HEAD). The connection is kept open when the request allows it. */
+static void reply(struct http_request *req, int code, const char *reason,
 		  const char *content_type, const struct wbuf *body)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Content-Type", content_type);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	struct evbuffer *b = evbuffer_new();
-	if (b == NULL || !wbuf_ok(body)) {
-		evbuffer_free(b);
-		evhttp_send_error(req, 500, "Internal Server Error");
-		return;
+	static const char oom[] = "{\"error\": \"out of memory\"}\n";
+	const char *data = (const char *)body->data;
+	size_t len = body->len;
+
+	if (!wbuf_ok(body)) {
+		code = 500;
+		reason = "Internal Server Error";
+		content_type = "application/json";
+		data = oom;
+		len = sizeof(oom) - 1;
 	}
-	evbuffer_add(b, body->data, body->len);
-	evhttp_send_reply(req, code, reason, b);
-	evbuffer_free(b);
+	http_conn_send(req, code, reason, content_type, data, len);
 }
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason,
+static void reply_text(struct http_request *req, int code, const char *reason,
 		       const char *text)
 {
 	struct wbuf w;
@@ -245,7 +338,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 }
 
 /* {"error": MSG} plus, when APPLIED is given, "applied": [names]. */
-static void reply_error(struct evhttp_request *req, int code, const char *reason,
+static void reply_error(struct http_request *req, int code, const char *reason,
 			const char *msg, const char *const *applied, size_t n_applied)
 {
 	struct wbuf w;
@@ -321,7 +414,7 @@ static json_t *flags_json(void)
 	return o;
 }
 
-static void get_flags(struct evhttp_request *req)
+static void get_flags(struct http_request *req)
 {
 	struct wbuf w;
 	wbuf_init(&w);
@@ -361,7 +454,7 @@ static void client_json_row(void *arg, const char *const *values, size_t n)
 		json_decref(row);
 }
 
-static void get_clients(struct evhttp_request *req)
+static void get_clients(struct http_request *req)
 {
 	struct wbuf w;
 	struct clients_json cj = { &w, 0 };
@@ -373,7 +466,7 @@ static void get_clients(struct evhttp_request *req)
 	wbuf_free(&w);
 }
 
-static void get_metrics(struct evhttp_request *req)
+static void get_metrics(struct http_request *req)
 {
 	struct wbuf w;
 	wbuf_init(&w);
@@ -383,63 +476,87 @@ static void get_metrics(struct evhttp_request *req)
 }
 
 /*
- * The token: first line of FILE without its line end and surrounding
- * blanks. 0, or -1 with a message in err.
+ * The token: first line of FILE, whole, without its line end and
+ * surrounding blanks. A malloc'd string (the caller cleanses and frees it),
+ * or NULL with a message in err.
  */
-static int read_token(const char *file, char *tok, size_t len, char *err, size_t errlen)
+static char *read_token(const char *file, char *err, size_t errlen)
 {
 	FILE *f = fopen(file, "r");
+	char *tok = NULL;
+	size_t cap = 0;
+	ssize_t got;
+
 	if (f == NULL) {
 		snprintf(err, errlen, "cannot open http_token_file %s: %s", file, strerror(errno));
-		return -1;
+		return NULL;
 	}
-	if (fgets(tok, (int)len, f) == NULL)
-		tok[0] = '\0';
+	got = getline(&tok, &cap, f);
 	fclose(f);
-	size_t n = strlen(tok);
+	if (got < 0) {
+		free(tok);
+		snprintf(err, errlen, "http_token_file %s holds no token", file);
+		return NULL;
+	}
+	size_t n = (size_t)got;
 	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' ' ||
 			 tok[n - 1] == '\t'))
 		tok[--n] = '\0';
 	size_t s = strspn(tok, " \t");
 	memmove(tok, tok + s, n - s + 1);
 	if (tok[0] == '\0') {
+		free(tok);
 		snprintf(err, errlen, "http_token_file %s holds no token", file);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	return tok;
+}
+
+/* Whether the whole of GIVEN is the whole of TOKEN, in time that depends
+ * on neither: both are hashed and the digests compared. */
+static bool token_matches(const char *given, const char *token)
+{
+	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+	unsigned int la = 0, lb = 0;
+	bool ok = EVP_Digest(given, strlen(given), a, &la, EVP_sha256(), NULL) == 1 &&
+		  EVP_Digest(token, strlen(token), b, &lb, EVP_sha256(), NULL) == 1 &&
+		  la == lb && CRYPTO_memcmp(a, b, la) == 0;
+
+	OPENSSL_cleanse(b, sizeof(b));
+	return ok;
 }
 
 /* 0 when the request carries the right bearer token; otherwise the reply
  * was sent and -1 is returned. */
-static int check_token(struct evhttp_request *req)
+static int check_token(struct http_request *req)
 {
-	char tok[HTTP_TOKEN_MAX], err[512];
+	char err[512];
 	const char *file = rt->cfg->http_token_file;
 	if (file == NULL) {
 		reply_error(req, 403, "Forbidden",
 			    "HTTP writes are disabled: http_token_file is not set", NULL, 0);
 		return -1;
 	}
-	if (read_token(file, tok, sizeof(tok), err, sizeof(err)) < 0) {
+	char *tok = read_token(file, err, sizeof(err));
+	if (tok == NULL) {
 		log_error(0, "http: %s", err);
 		reply_error(req, 403, "Forbidden",
 			    "HTTP writes are disabled: the token file cannot be read (see the log)",
 			    NULL, 0);
 		return -1;
 	}
-	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
-					      "Authorization");
+	const char *auth = evhttp_find_header(&req->in_headers, "Authorization");
 	const char *given = NULL;
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
 		given = auth + 7;
 		while (*given == ' ')
 			given++;
 	}
-	size_t tl = strlen(tok);
-	bool ok = given && strlen(given) == tl && CRYPTO_memcmp(given, tok, tl) == 0;
-	OPENSSL_cleanse(tok, sizeof(tok));
+	bool ok = given && token_matches(given, tok);
+	OPENSSL_cleanse(tok, strlen(tok));
+	free(tok);
 	if (!ok) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+		evhttp_add_header(&req->out_headers, "WWW-Authenticate",
 				  "Bearer realm=\"pgturnout\"");
 		reply_error(req, 401, "Unauthorized",
 			    given ? "wrong bearer token" : "missing Authorization: Bearer <token>",
@@ -501,7 +618,7 @@ static int prevalidate(int id, const struct http_json_member *m, char *err, size
  * loses its answer (put_job_on_close).
  */
 struct put_job {
-	struct evhttp_request *req;     /* borrows; NULL once its connection closed */
+	struct http_request *req;       /* borrows; NULL once its connection closed */
 	struct http_json_object obj;    /* owns */
 	bool force;
 	size_t next;                    /* member to apply next */
@@ -512,18 +629,17 @@ struct put_job {
 
 static void put_job_run(struct put_job *j);
 
-static void put_job_on_close(struct evhttp_connection *conn, void *arg)
+static void put_job_on_close(void *arg)
 {
 	struct put_job *j = arg;
-	(void)conn;
 	j->req = NULL;
 }
 
-/* Before the answer is sent: the request is libevent's again after it. */
+/* Before the answer is sent: the request is the connection's again after it. */
 static void put_job_detach(struct put_job *j)
 {
 	if (j->req != NULL)
-		evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+		j->req->on_close = NULL;
 }
 
 static void put_job_free(struct put_job *j)
@@ -606,11 +722,11 @@ static void put_job_run(struct put_job *j)
 	put_job_free(j);
 }
 
-static void put_flags(struct evhttp_request *req)
+static void put_flags(struct http_request *req)
 {
 	if (check_token(req) < 0)
 		return;
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *in = req->body;
 	size_t len = evbuffer_get_length(in);
 	char *body = malloc(len + 1);
 	struct http_json_object obj = { NULL, 0 };
@@ -618,7 +734,7 @@ static void put_flags(struct evhttp_request *req)
 	bool force = false;
 
 	if (body == NULL) {
-		evhttp_send_error(req, 500, "Internal Server Error");
+		reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
 		return;
 	}
 	evbuffer_copyout(in, body, len);
@@ -655,7 +771,7 @@ static void put_flags(struct evhttp_request *req)
 	}
 	struct put_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
-		evhttp_send_error(req, 500, "Internal Server Error");
+		reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
 		goto out;
 	}
 	j->req = req;
@@ -663,7 +779,8 @@ static void put_flags(struct evhttp_request *req)
 	obj.m = NULL;
 	obj.n = 0;
 	j->force = force;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), put_job_on_close, j);
+	req->on_close = put_job_on_close;
+	req->on_close_arg = j;
 	put_job_run(j);
 out:
 	http_json_object_clear(&obj);
@@ -672,7 +789,7 @@ out:
 
 /* /healthz while the flag store is unreachable: still 200 (the instance
  * serves its clients with the flags in force), body "degraded: ...". */
-static void reply_fleet_degraded(struct evhttp_request *req)
+static void reply_fleet_degraded(struct http_request *req)
 {
 	char text[512];
 	snprintf(text, sizeof(text), "degraded: the fleet's flag store is unreachable (%s); the "
@@ -681,22 +798,18 @@ static void reply_fleet_degraded(struct evhttp_request *req)
 	reply_text(req, 200, "OK", text);
 }
 
-static void method_not_allowed(struct evhttp_request *req, const char *allow)
+static void method_not_allowed(struct http_request *req, const char *allow)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	evhttp_add_header(&req->out_headers, "Allow", allow);
 	reply_error(req, 405, "Method Not Allowed", "method not allowed", NULL, 0);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(struct http_request *req)
 {
-	(void)arg;
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = req->cmd;
+	const char *path = req->path;
 	bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 
-	if (path == NULL || path[0] == '\0')
-		path = "/";
 	if (strcmp(path, "/healthz") == 0) {
 		if (!get)
 			method_not_allowed(req, "GET, HEAD");
@@ -760,34 +873,451 @@ static int split_listen(const char *listen, char *host, size_t hostlen, unsigned
 	return 0;
 }
 
+/* ---- connections ---- */
+
+static const struct {
+	const char *name;
+	enum evhttp_cmd_type cmd;
+} http_methods[] = {
+	{ "GET", EVHTTP_REQ_GET }, { "HEAD", EVHTTP_REQ_HEAD }, { "POST", EVHTTP_REQ_POST },
+	{ "PUT", EVHTTP_REQ_PUT }, { "DELETE", EVHTTP_REQ_DELETE },
+	{ "OPTIONS", EVHTTP_REQ_OPTIONS }, { "TRACE", EVHTTP_REQ_TRACE },
+	{ "CONNECT", EVHTTP_REQ_CONNECT }, { "PATCH", EVHTTP_REQ_PATCH },
+};
+
+static void conn_free(struct http_conn *c)
+{
+	struct http_server *h = c->server;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	h->n_conns--;
+	if (h->paused && h->n_conns < (size_t)rt->cfg->http_max_connections) {
+		h->paused = false;
+		listener_set_enable(h->listener, 1);
+	}
+	if (!c->req.answered && c->req.on_close != NULL)
+		c->req.on_close(c->req.on_close_arg);
+	request_clear(&c->req);
+	bufferevent_free(c->bev);
+	event_free(c->deadline);
+	free(c);
+}
+
+/* Starts the clock for the next phase: reading a whole request, or
+ * writing a whole answer. 0 (no http_request_timeout) leaves it off. */
+static void arm_deadline(struct http_conn *c)
+{
+	uint32_t ms = rt->cfg->http_request_timeout_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	if (ms == 0)
+		evtimer_del(c->deadline);
+	else
+		evtimer_add(c->deadline, &tv);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug(0, "http: connection closed: http_request_timeout passed %s",
+		  c->state == HC_READ_HEAD || c->state == HC_READ_BODY
+			  ? "before the whole request came" : "while answering");
+	conn_free(c);
+}
+
+static void http_conn_send(struct http_request *req, int code, const char *reason,
+			   const char *content_type, const char *body, size_t len)
+{
+	struct http_conn *c = req->conn;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evkeyval *kv;
+
+	if (req->answered)
+		return;
+	req->answered = true;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+			    "Content-Length: %zu\r\nConnection: %s\r\n", code, reason,
+			    content_type, len, req->keep_alive ? "keep-alive" : "close");
+	TAILQ_FOREACH(kv, &req->out_headers, next)
+		evbuffer_add_printf(out, "%s: %s\r\n", kv->key, kv->value);
+	evbuffer_add(out, "\r\n", 2);
+	if (req->cmd != EVHTTP_REQ_HEAD)
+		evbuffer_add(out, body, len);
+	if (!req->keep_alive)
+		c->state = HC_CLOSING;
+}
+
+/* Answers a request that could not be read whole ({"error": MSG}), then
+ * closes the connection: what follows on it cannot be trusted. */
+static void refuse_request(struct http_conn *c, int code, const char *reason, const char *msg)
+{
+	c->req.keep_alive = false;
+	c->req.cmd = EVHTTP_REQ_GET;
+	reply_error(&c->req, code, reason, msg, NULL, 0);
+	c->state = HC_CLOSING;
+	arm_deadline(c);
+}
+
+/* An HTTP token character (RFC 9110 tchar). */
+static bool is_tchar(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* METHOD SP request-target SP HTTP/1.x. 0, or -1 after refusing. */
+static int parse_request_line(struct http_conn *c, char *line)
+{
+	char *target, *version;
+	struct evhttp_uri *uri;
+	const char *path;
+	size_t i;
+
+	target = strchr(line, ' ');
+	version = target ? strchr(target + 1, ' ') : NULL;
+	if (version == NULL || strchr(version + 1, ' ') != NULL) {
+		refuse_request(c, 400, "Bad Request", "malformed request line");
+		return -1;
+	}
+	*target++ = '\0';
+	*version++ = '\0';
+	if (strcmp(version, "HTTP/1.1") == 0) {
+		c->req.keep_alive = true;
+	} else if (strcmp(version, "HTTP/1.0") == 0) {
+		c->req.keep_alive = false;
+	} else {
+		refuse_request(c, 505, "HTTP Version Not Supported",
+			       "only HTTP/1.0 and HTTP/1.1 are spoken here");
+		return -1;
+	}
+	for (i = 0; i < ARRAY_LEN(http_methods); i++)
+		if (strcmp(line, http_methods[i].name) == 0)
+			break;
+	if (i == ARRAY_LEN(http_methods)) {
+		refuse_request(c, 501, "Not Implemented", "unknown method");
+		return -1;
+	}
+	c->req.cmd = http_methods[i].cmd;
+	uri = target[0] == '/' ? evhttp_uri_parse_with_flags(target, 0) : NULL;
+	path = uri ? evhttp_uri_get_path(uri) : NULL;
+	c->req.path = strdup(path == NULL || path[0] == '\0' ? "/" : path);
+	evhttp_uri_free(uri);
+	if (path == NULL) {
+		refuse_request(c, 400, "Bad Request", "malformed request target");
+		return -1;
+	}
+	if (c->req.path == NULL) {
+		refuse_request(c, 500, "Internal Server Error", "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* "Name: value". 0, or -1 after refusing. */
+static int parse_header(struct http_conn *c, char *line)
+{
+	char *colon = strchr(line, ':'), *v, *end;
+
+	if (colon == NULL || colon == line) {
+		refuse_request(c, 400, "Bad Request", "malformed header line");
+		return -1;
+	}
+	for (char *k = line; k < colon; k++) {
+		if (!is_tchar(*k)) {
+			refuse_request(c, 400, "Bad Request", "malformed header line");
+			return -1;
+		}
+	}
+	*colon = '\0';
+	v = colon + 1 + strspn(colon + 1, " \t");
+	end = v + strlen(v);
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	if (evhttp_add_header(&c->req.in_headers, line, v) < 0) {
+		refuse_request(c, 400, "Bad Request", "malformed header value");
+		return -1;
+	}
+	return 0;
+}
+
+/* Once the headers are in: the body's length, keep-alive, 100-continue.
+ * 0, or -1 after refusing. */
+static int headers_done(struct http_conn *c)
+{
+	struct evkeyvalq *in = &c->req.in_headers;
+	const char *cl = evhttp_find_header(in, "Content-Length");
+	const char *conn = evhttp_find_header(in, "Connection");
+	const char *expect = evhttp_find_header(in, "Expect");
+	struct evkeyval *kv;
+	unsigned long long n = 0;
+
+	if (evhttp_find_header(in, "Transfer-Encoding") != NULL) {
+		refuse_request(c, 501, "Not Implemented",
+			       "Transfer-Encoding is not supported: send Content-Length");
+		return -1;
+	}
+	TAILQ_FOREACH(kv, in, next) {
+		if (strcasecmp(kv->key, "Content-Length") == 0 && strcmp(kv->value, cl) != 0) {
+			refuse_request(c, 400, "Bad Request", "conflicting Content-Length headers");
+			return -1;
+		}
+	}
+	if (cl != NULL) {
+		char *end;
+		if (cl[0] < '0' || cl[0] > '9') {
+			refuse_request(c, 400, "Bad Request", "malformed Content-Length");
+			return -1;
+		}
+		errno = 0;
+		n = strtoull(cl, &end, 10);
+		if (*end != '\0') {
+			refuse_request(c, 400, "Bad Request", "malformed Content-Length");
+			return -1;
+		}
+		if (errno != 0 || n > HTTP_MAX_BODY) {
+			refuse_request(c, 413, "Payload Too Large", "request body over 65536 bytes");
+			return -1;
+		}
+	}
+	if (conn != NULL && strcasecmp(conn, "close") == 0)
+		c->req.keep_alive = false;
+	else if (conn != NULL && strcasecmp(conn, "keep-alive") == 0)
+		c->req.keep_alive = true;
+	c->body_left = (size_t)n;
+	if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && n > 0 &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+	c->state = HC_READ_BODY;
+	return 0;
+}
+
+/* Reads what it can of the request head: false when it needs more bytes
+ * or the request was refused. */
+static bool read_head(struct http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (c->state == HC_READ_HEAD) {
+		size_t n;
+		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+		int rc;
+
+		if (line == NULL) {
+			if (c->head_bytes + evbuffer_get_length(in) > HTTP_MAX_HEAD)
+				refuse_request(c, 431, "Request Header Fields Too Large",
+					       "request head over 16384 bytes");
+			return false;
+		}
+		c->head_bytes += n + 2;
+		if (c->head_bytes > HTTP_MAX_HEAD) {
+			free(line);
+			refuse_request(c, 431, "Request Header Fields Too Large",
+				       "request head over 16384 bytes");
+			return false;
+		}
+		if (c->req.path == NULL && n == 0) {
+			rc = 0; /* blank lines before a request are allowed */
+		} else if (c->req.path == NULL) {
+			rc = memchr(line, '\0', n) ? -1 : parse_request_line(c, line);
+			if (rc < 0 && c->state == HC_READ_HEAD)
+				refuse_request(c, 400, "Bad Request", "malformed request line");
+		} else if (n == 0) {
+			rc = headers_done(c);
+		} else {
+			rc = memchr(line, '\0', n) ? -1 : parse_header(c, line);
+			if (rc < 0 && c->state == HC_READ_HEAD)
+				refuse_request(c, 400, "Bad Request", "malformed header line");
+		}
+		free(line);
+		if (rc < 0)
+			return false;
+	}
+	return true;
+}
+
+/* Reads requests while there are whole ones and no answer is being written. */
+static void conn_process(struct http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (c->state == HC_READ_HEAD || c->state == HC_READ_BODY) {
+		if (c->state == HC_READ_HEAD && !read_head(c))
+			return;
+		if (c->state != HC_READ_BODY)
+			return;
+		if (evbuffer_get_length(in) < c->body_left)
+			return;
+		if (c->req.body == NULL ||
+		    evbuffer_remove_buffer(in, c->req.body, c->body_left) != (int)c->body_left) {
+			refuse_request(c, 500, "Internal Server Error", "out of memory");
+			return;
+		}
+		c->state = HC_WRITING;
+		arm_deadline(c);
+		on_request(&c->req);
+		if (!c->req.answered && c->req.on_close == NULL)
+			reply_error(&c->req, 500, "Internal Server Error", "no answer", NULL, 0);
+		/* The next request is read once this answer is written. */
+		return;
+	}
+}
+
+static void on_conn_read(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (c->state == HC_CLOSING || c->state == HC_LINGER)
+		evbuffer_drain(in, evbuffer_get_length(in));
+	else
+		conn_process(c);
+}
+
+static void on_conn_write(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+
+	(void)bev;
+	if (c->state == HC_CLOSING && !(bufferevent_get_enabled(c->bev) & EV_READ)) {
+		conn_free(c); /* the client closed first */
+	} else if (c->state == HC_CLOSING) {
+		c->state = HC_LINGER;
+		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	} else if (c->state == HC_WRITING) {
+		request_clear(&c->req);
+		request_init(&c->req, c);
+		c->head_bytes = 0;
+		c->state = HC_READ_HEAD;
+		arm_deadline(c);
+		conn_process(c);
+	}
+}
+
+static void on_conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct http_conn *c = arg;
+
+	/* A client that half-closes after its request still gets the answer. */
+	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) &&
+	    (c->state == HC_WRITING || c->state == HC_CLOSING) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		c->state = HC_CLOSING;
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
+
+	conn_free(c);
+}
+
+/* Answers {"error": MSG} with 503 on a socket that gets no connection, as
+ * far as the socket takes it without waiting, and closes it. */
+static void refuse_socket(evutil_socket_t fd, const char *msg)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf),
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+			 "Cache-Control: no-store\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
+			 "{\"error\": \"%s\"}\n", strlen(msg) + 14, msg);
+	char sink[4096];
+
+	/* What the client sent already is read first: closing a socket with
+	 * unread bytes resets the connection and drops the answer. */
+	while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+		;
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	evutil_closesocket(fd);
+}
+
+/*
+ * A new HTTP socket. Refused when taking it would leave fewer than
+ * http_fd_reserve descriptors under RLIMIT_NOFILE for PostgreSQL clients,
+ * their servers and the admin console: descriptors are handed out lowest
+ * first, so FD itself says how many are at least in use. At
+ * http_max_connections the listener pauses (further connections wait in the
+ * kernel's queue) until one closes.
+ */
+static void on_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t len, void *arg)
+{
+	struct http_server *h = arg;
+	struct http_conn *c;
+	struct rlimit rl;
+
+	(void)addr;
+	(void)len;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)fd + (rlim_t)rt->cfg->http_fd_reserve >= rl.rlim_cur) {
+		if (h->refusal_logged_at != time(NULL)) {
+			h->refusal_logged_at = time(NULL);
+			log_warning(0, "http: connection refused: fewer than http_fd_reserve "
+				    "(%d) descriptors left", rt->cfg->http_fd_reserve);
+		}
+		refuse_socket(fd, "too few file descriptors left: they are kept for PostgreSQL clients");
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		goto oom;
+	c->server = h;
+	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->deadline = evtimer_new(h->base, on_deadline, c);
+	if (c->bev == NULL || c->deadline == NULL) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			evutil_closesocket(fd);
+		event_free(c->deadline);
+		free(c);
+		return;
+	}
+	request_init(&c->req, c);
+	c->next = h->conns;
+	if (h->conns)
+		h->conns->prev = c;
+	h->conns = c;
+	h->n_conns++;
+	/* Reading stops while a request head and body fill the input. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_MAX_HEAD + HTTP_MAX_BODY);
+	bufferevent_setcb(c->bev, on_conn_read, on_conn_write, on_conn_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	arm_deadline(c);
+	if (h->n_conns >= (size_t)rt->cfg->http_max_connections && !h->paused) {
+		h->paused = true;
+		listener_set_enable(h->listener, 0);
+	}
+	return;
+oom:
+	refuse_socket(fd, "out of memory");
+}
+
 struct http_server *http_server_new(struct event_base *base, const char *listen,
 				    char *err, size_t errlen)
 {
-	char host[256];
+	struct listen_addr addr;
 	unsigned port;
-	if (split_listen(listen, host, sizeof(host), &port) < 0) {
+	if (split_listen(listen, addr.host, sizeof(addr.host), &port) < 0) {
 		snprintf(err, errlen, "http_listen '%s': expected host:port or [v6]:port", listen);
 		return NULL;
 	}
+	snprintf(addr.port, sizeof(addr.port), "%u", port);
 	struct http_server *h = calloc(1, sizeof(*h));
-	if (h == NULL || (h->http = evhttp_new(base)) == NULL) {
+	if (h == NULL) {
 		snprintf(err, errlen, "out of memory");
-		free(h);
 		return NULL;
 	}
-	/* Every method reaches on_request, which answers 405 itself. */
-	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-					    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-					    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-					    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_max_body_size(h->http, HTTP_MAX_BODY);
-	evhttp_set_max_headers_size(h->http, 16384);
-	evhttp_set_timeout(h->http, 30);
-	evhttp_set_gencb(h->http, on_request, h);
-	if (evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port) == NULL) {
-		snprintf(err, errlen, "cannot listen for HTTP on %s: %s", listen,
-			 errno ? strerror(errno) : "bind failed");
-		http_server_free(h);
+	h->base = base;
+	h->listener = listener_set_new(base, &addr, 1, on_accept, h, err, errlen);
+	if (h->listener == NULL) {
+		free(h);
 		return NULL;
 	}
 	return h;
@@ -797,7 +1327,8 @@ void http_server_free(struct http_server *h)
 {
 	if (h == NULL)
 		return;
-	if (h->http)
-		evhttp_free(h->http);
+	while (h->conns)
+		conn_free(h->conns);
+	listener_set_free(h->listener);
 	free(h);
 }

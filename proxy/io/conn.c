@@ -18,12 +18,16 @@
 #include "io/conn.h"
 
 #include "core/list.h"
+#include "io/tls.h"
 #include "wire/proto.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -527,6 +531,27 @@ int conn_start_tls(struct conn *cn, SSL *ssl, enum bufferevent_ssl_state state)
 bool conn_owns_fd(const struct conn *cn)
 {
 	return cn->tls;
+}
+
+const char *conn_tls_error(struct conn *cn, char *buf, size_t len)
+{
+	SSL *ssl = cn->tls && cn->bev ? bufferevent_openssl_get_ssl(cn->bev) : NULL;
+	unsigned long e = cn->tls && cn->bev ? bufferevent_get_openssl_error(cn->bev) : 0;
+	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+	if (vr != X509_V_OK) {
+		/* The check that failed, e.g. "unable to get local issuer
+		 * certificate" or "hostname mismatch". */
+		snprintf(buf, len, "certificate verify failed: %s",
+			 X509_verify_cert_error_string(vr));
+	} else if (e != 0) {
+		ERR_error_string_n(e, buf, len);
+	} else {
+		return tls_error_string();
+	}
+	while (cn->bev && bufferevent_get_openssl_error(cn->bev) != 0)
+		;
+	return buf;
 }
 
 /* ---- both kinds ---------------------------------------------------------- */

@@ -239,6 +239,7 @@ static void client_free(struct client *c)
 	scram_server_free(c->scram);
 	replay_free(c->replay);
 	dual_free(c->dual);
+	startup_packet_clear(&c->sp);
 	free(c->startup_raw);
 	config_unref(c->cfg);
 	OPENSSL_cleanse(c->client_key, sizeof(c->client_key));
@@ -292,16 +293,24 @@ static bool is_pq_option(const char *name)
  * does: NegotiateProtocolVersion naming what 3.0 does not know. */
 static void client_negotiate_protocol(struct client *c)
 {
-	const char *unknown[STARTUP_MAX_PARAMS];
 	size_t n = 0;
+	for (size_t i = 0; i < c->sp.n_params; i++)
+		n += is_pq_option(c->sp.params[i].name);
+	if ((c->sp.protocol & 0xffff) == 0 && n == 0)
+		return;
+	const char **unknown = malloc((n ? n : 1) * sizeof(*unknown));
+	if (unknown == NULL) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	n = 0;
 	for (size_t i = 0; i < c->sp.n_params; i++)
 		if (is_pq_option(c->sp.params[i].name))
 			unknown[n++] = c->sp.params[i].name;
-	if ((c->sp.protocol & 0xffff) == 0 && n == 0)
-		return;
 	struct wbuf b;
 	wbuf_init(&b);
 	build_negotiate_protocol(&b, 0, unknown, n);
+	free(unknown);
 	client_send_wbuf(c, &b);
 	wbuf_free(&b);
 }
@@ -325,16 +334,11 @@ static const struct user_secret *client_user_secret(const struct client *c)
 
 static void client_begin_scram(struct client *c, const struct user_secret *us)
 {
-	struct scram_verifier v;
-	int rc = -1;
-	if (us && us->kind == SECRET_SCRAM)
-		rc = scram_verifier_parse(us->secret, &v);
-	else if (us && us->kind == SECRET_PLAIN)
-		rc = scram_verifier_from_password(us->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS, &v);
-	/* Unknown user, or an md5 entry SCRAM cannot use: run a mock exchange
-	 * (stable salt per user, always fails) so the answer does not tell which. */
-	c->scram = rc == 0 ? scram_server_new(&v) : scram_server_new_mock(c->user);
-	OPENSSL_cleanse(&v, sizeof(v));
+	/* The verifier was made when auth_file was loaded. Unknown user, or an
+	 * md5 entry SCRAM cannot use: run a mock exchange (the salt a plain
+	 * password would get, same work, always fails) so the answer does not
+	 * tell which. */
+	c->scram = us && us->scram ? scram_server_new(us->scram) : scram_server_new_mock(c->user);
 	if (!c->scram) {
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
@@ -746,6 +750,11 @@ static void client_on_read(struct conn *cn, void *arg)
 	switch (c->state) {
 	case CL_STARTUP:
 		client_read_startup(c);
+		/* A client may send its first authentication message (a
+		 * SASLInitialResponse needs nothing from us) in the same
+		 * write as the startup packet. */
+		if (c->state == CL_AUTH && evbuffer_get_length(conn_input(cn)) > 0)
+			client_read_auth(c);
 		break;
 	case CL_AUTH:
 		client_read_auth(c);

@@ -15,6 +15,7 @@
 #include "session/relay.h"
 
 #include "core/log.h"
+#include "core/wbuf.h"
 #include "conf/config.h"
 #include "route/flags.h"
 #include "session/boundary.h"
@@ -27,6 +28,7 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +345,88 @@ static uint8_t *relay_take_message(struct evbuffer *in, size_t len, uint8_t *sta
 	return msg;
 }
 
+/*
+ * A Query or Parse over max_query_size is refused as PostgreSQL refuses a
+ * statement it cannot take: an ErrorResponse with 54000, and the session
+ * goes on. The message is dropped as it arrives (it is never buffered
+ * whole) and a statement of ours takes its place, so that the server
+ * raises the error in order with what was sent before it, fails the
+ * transaction it is in, and (extended protocol) skips to Sync by itself:
+ * a Query of a DO block that raises 54000, or a Parse of the same name of
+ * one (its Execute raises it). The statement goes through the relay like
+ * any other, so nothing is ever waved through uninspected.
+ */
+static void relay_refusal_statement(const struct client *c, struct wbuf *b)
+{
+	char sql[512];
+	size_t body;
+
+	snprintf(sql, sizeof(sql),
+		 "DO $pgturnout$BEGIN RAISE EXCEPTION USING ERRCODE = '54000', MESSAGE = "
+		 "'statement of %u bytes is over max_query_size (%" PRIu64 " bytes)'; END$pgturnout$",
+		 c->oversize_len, c->cfg->max_query_size);
+	if (c->oversize_type == PqMsg_Query) {
+		body = strlen(sql) + 1;
+		wbuf_put_u8(b, PqMsg_Query);
+		wbuf_put_u32(b, (uint32_t)(4 + body));
+		wbuf_put(b, sql, body);
+	} else {
+		body = strlen(c->oversize_name) + 1 + strlen(sql) + 1 + 2;
+		wbuf_put_u8(b, PqMsg_Parse);
+		wbuf_put_u32(b, (uint32_t)(4 + body));
+		wbuf_put(b, c->oversize_name, strlen(c->oversize_name) + 1);
+		wbuf_put(b, sql, strlen(sql) + 1);
+		wbuf_put_u16(b, 0);
+	}
+}
+
+/* Drops what arrived of a refused statement; once it is all gone, puts
+ * the refusal statement in its place. True while more is to come. */
+static bool relay_discard_oversize(struct client *c, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in);
+	size_t n = avail < c->c2s_discard ? avail : c->c2s_discard;
+	struct wbuf b;
+
+	evbuffer_drain(in, n);
+	rt->stats.bytes_from_clients += n;
+	c->c2s_discard -= (uint32_t)n;
+	if (c->c2s_discard)
+		return true;
+	wbuf_init(&b);
+	relay_refusal_statement(c, &b);
+	if (!wbuf_ok(&b) || evbuffer_prepend(in, b.data, b.len) < 0)
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	wbuf_free(&b);
+	return false;
+}
+
+/* A Query or Parse of LEN over max_query_size at the front of IN: notes
+ * what to put in its place and starts dropping it. False while a Parse's
+ * statement name has not all arrived. */
+static bool relay_refuse_oversize(struct client *c, struct evbuffer *in, uint8_t type,
+				  uint32_t len)
+{
+	c->oversize_type = type;
+	c->oversize_len = 1 + len;
+	c->oversize_name[0] = '\0';
+	if (type == PqMsg_Parse) {
+		uint8_t head[MSG_HEADER_LEN + sizeof(c->oversize_name)];
+		size_t have = evbuffer_copyout(in, head, sizeof(head));
+		uint8_t *nul = have > MSG_HEADER_LEN ? memchr(head + MSG_HEADER_LEN, 0,
+							    have - MSG_HEADER_LEN) : NULL;
+		if (nul == NULL && have < sizeof(head))
+			return false;
+		if (nul != NULL)  /* a longer name is no valid one: the server says so */
+			memcpy(c->oversize_name, head + MSG_HEADER_LEN,
+			       (size_t)(nul - head) - MSG_HEADER_LEN + 1);
+	}
+	log_info(c->id, "%s of %u bytes over max_query_size refused",
+		 type == PqMsg_Query ? "Query" : "Parse", 1 + len);
+	c->c2s_discard = 1 + len;
+	return true;
+}
+
 void relay_client_input(struct client *c)
 {
 	if (c->admin) {
@@ -369,6 +453,13 @@ void relay_client_input(struct client *c)
 	scan_init(&sc, in);
 
 	for (;;) {
+		if (c->c2s_discard && fwd == 0) {
+			if (relay_discard_oversize(c, in) || c->state != CL_ACTIVE)
+				return;
+			avail = evbuffer_get_length(in);
+			scan_init(&sc, in);
+			continue;
+		}
 		if (relay_take_remaining(avail, &fwd, &rem))
 			break;
 		if (avail - fwd < MSG_HEADER_LEN)
@@ -395,8 +486,21 @@ void relay_client_input(struct client *c)
 		/* Read whole and analysed (steer/dual), or streamed as it comes. */
 		bool inspected = c->inspect && (c->dual || hdr[0] == PqMsg_Query ||
 						hdr[0] == PqMsg_Parse || hdr[0] == PqMsg_Close);
-		if (inspected && len > STEER_INSPECT_MAX) {
-			steer_pin(c, "statement too large to analyse");
+		if (inspected && (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse) &&
+		    1 + (uint64_t)len > c->cfg->max_query_size) {
+			if (fwd) {
+				relay_move_to_server(in, out, fwd, false);
+				fwd = 0;
+				avail = evbuffer_get_length(in);
+				scan_init(&sc, in);
+			}
+			if (!relay_refuse_oversize(c, in, hdr[0], len))
+				break;
+			continue;
+		}
+		if (inspected && len > STEER_INSPECT_MAX &&
+		    1 + (uint64_t)len > c->cfg->max_query_size) {
+			steer_pin(c, "message too large to analyse");
 			c->inspect = false;
 			inspected = false;
 		}

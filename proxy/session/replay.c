@@ -13,6 +13,7 @@
 #include "session/client.h"
 #include "session/server.h"
 #include "session/steer.h"
+#include "sql/setvar.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -70,11 +71,50 @@ static struct replay_log *replay_log(struct client *c)
 	return c->replay;
 }
 
+/* The lower-cased name SET/RESET statement TEXT sets, in NAME; false when
+ * it is no single-name SET or RESET. */
+static bool set_name(const char *text, size_t len, char *name, size_t cap)
+{
+	char value[8];
+	name[0] = '\0';
+	/* the name is filled for any non-local SET/RESET of a name, whatever
+	 * its value (several, a list, DEFAULT) */
+	(void)sql_set_target(text, len, name, cap, value, sizeof(value));
+	return name[0] != '\0';
+}
+
+/* Drops sets[from..) entries that set NAME: a later SET of the same name
+ * makes them moot. */
+static void replay_drop_sets_of(struct replay_log *log, size_t from, const char *name)
+{
+	char other[128];
+	size_t keep = from;
+	for (size_t i = from; i < log->n_sets; i++) {
+		if (set_name(log->sets[i], strlen(log->sets[i]), other, sizeof(other)) &&
+		    strcmp(other, name) == 0) {
+			free(log->sets[i]);
+			continue;
+		}
+		log->sets[keep++] = log->sets[i];
+	}
+	log->n_sets = keep;
+}
+
 int replay_note_set(struct client *c, const char *text, size_t len, bool in_tx)
 {
+	char name[128];
+	if (c->pinned)
+		return 0;  /* a pinned session never moves: nothing to replay */
 	struct replay_log *log = replay_log(c);
 	if (!log)
 		return -1;
+	/* One entry per name and transaction state: only a SET made in the
+	 * same region (committed, or inside the open transaction, which may
+	 * roll back) makes an earlier one moot. */
+	if (set_name(text, len, name, sizeof(name)))
+		replay_drop_sets_of(log, in_tx ? log->n_committed_sets : 0, name);
+	if (log->n_sets >= REPLAY_MAX_SETS)
+		return REPLAY_TOO_MANY;
 	char **p = realloc(log->sets, (log->n_sets + 1) * sizeof(*p));
 	if (!p)
 		return -1;

@@ -226,9 +226,13 @@ static bool is_pq_option(const char *name)
 void server_build_startup(const struct client *c, int path, struct wbuf *b)
 {
 	const struct path_config *p = &c->cfg->paths[path];
-	const char *names[STARTUP_MAX_PARAMS + 3];
-	const char *values[STARTUP_MAX_PARAMS + 3];
+	const char **names = malloc((c->sp.n_params + 3) * sizeof(*names));
+	const char **values = malloc((c->sp.n_params + 3) * sizeof(*values));
 	size_t n = 0;
+	if (names == NULL || values == NULL) {
+		b->failed = true;
+		goto out;
+	}
 	names[n] = "user";
 	values[n++] = p->user ? p->user : c->user;
 	names[n] = "database";
@@ -247,6 +251,9 @@ void server_build_startup(const struct client *c, int path, struct wbuf *b)
 		values[n++] = p->search_path;
 	}
 	build_startup(b, names, values, n);
+out:
+	free(names);
+	free(values);
 }
 
 static void server_send_startup(struct server *s)
@@ -590,11 +597,13 @@ static void server_on_event(struct conn *cn, short what, void *arg)
 		return;
 	}
 	case SV_SSL_NEGOTIATE:
-	case SV_TLS_HANDSHAKE:
+	case SV_TLS_HANDSHAKE: {
+		char why[256];
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 			    "pgturnout: TLS connection to path \"%s\" (%s:%d) failed: %s", p->name,
-			    p->host, p->port, tls_error_string());
+			    p->host, p->port, conn_tls_error(cn, why, sizeof(why)));
 		return;
+	}
 	case SV_LOGIN:
 		server_fail(s, CLOSE_SERVER_UNAVAILABLE,
 			    "pgturnout: path \"%s\" closed the connection during login", p->name);

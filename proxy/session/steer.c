@@ -333,7 +333,10 @@ static void steer_note_effects(struct client *c, const struct sql_analysis *a, c
 					c->tag_in_tx = in_tx;
 					break;
 				}
-				if (replay_note_set(c, text + st->offset, st->len, in_tx) < 0)
+				rc = replay_note_set(c, text + st->offset, st->len, in_tx);
+				if (rc == REPLAY_TOO_MANY)
+					steer_pin(c, "over 256 session settings to replay");
+				else if (rc < 0)
 					steer_pin(c, "out of memory tracking session settings");
 				break;
 			}

@@ -456,40 +456,58 @@ struct scram_server *scram_server_new(const struct scram_verifier *v)
 	return s;
 }
 
-struct scram_server *scram_server_new_mock(const char *user)
+int scram_user_salt(const char *user, uint8_t salt[SCRAM_USER_SALT_LEN])
 {
-	static uint8_t mock_secret[SCRAM_KEY_LEN];
-	static bool mock_ready;
-	struct scram_verifier v;
+	static uint8_t secret[SCRAM_KEY_LEN];
+	static bool secret_ready;
 	uint8_t digest[SCRAM_KEY_LEN];
-	struct scram_server *s;
 	EVP_MD_CTX *ctx;
 	unsigned int dlen = 0;
 	bool ok;
 
-	/* One secret per process: the mock salt of a user stays the same
-	 * across attempts, as a real user's would. */
-	if (!mock_ready) {
-		if (RAND_bytes(mock_secret, sizeof(mock_secret)) != 1)
-			return NULL;
-		mock_ready = true;
+	/* One secret per process: a user's salt stays the same across
+	 * attempts and reloads, whether the user is listed or not. */
+	if (!secret_ready) {
+		if (RAND_bytes(secret, sizeof(secret)) != 1)
+			return -1;
+		secret_ready = true;
 	}
 	ctx = EVP_MD_CTX_new();
 	ok = ctx != NULL &&
 	     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
 	     EVP_DigestUpdate(ctx, user, strlen(user)) == 1 &&
-	     EVP_DigestUpdate(ctx, mock_secret, sizeof(mock_secret)) == 1 &&
+	     EVP_DigestUpdate(ctx, secret, sizeof(secret)) == 1 &&
 	     EVP_DigestFinal_ex(ctx, digest, &dlen) == 1;
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
-		return NULL;
+		return -1;
+	memcpy(salt, digest, SCRAM_USER_SALT_LEN);
+	return 0;
+}
+
+int scram_verifier_for_user(const char *user, const char *password, struct scram_verifier *out)
+{
+	uint8_t salt[SCRAM_USER_SALT_LEN];
+
+	if (scram_user_salt(user, salt) < 0)
+		return -1;
+	return scram_verifier_from_password(password, salt, sizeof(salt),
+					    SCRAM_DEFAULT_ITERATIONS, out);
+}
+
+struct scram_server *scram_server_new_mock(const char *user)
+{
+	struct scram_verifier v;
+	struct scram_server *s;
 
 	memset(&v, 0, sizeof(v));
+	if (scram_user_salt(user, v.salt) < 0)
+		return NULL;
 	v.iterations = SCRAM_DEFAULT_ITERATIONS;
-	v.salt_len = SCRAM_DEFAULT_SALT_LEN;
-	memcpy(v.salt, digest, v.salt_len);
+	v.salt_len = SCRAM_USER_SALT_LEN;
 	/* StoredKey and ServerKey stay zero: no proof can hash to them, and
-	 * the doomed flag makes sure of it anyway. */
+	 * the doomed flag makes sure of it anyway. The exchange does the same
+	 * work as a real one: the proof is checked against them. */
 	s = scram_server_new(&v);
 	if (s != NULL)
 		s->doomed = true;

@@ -3,14 +3,50 @@
  *
  * Rules are PostgreSQL's (ProcessStartupPacket): length 8..10000, protocol
  * code first, parameters as NUL-terminated name/value pairs ended by an
- * empty name; the parameter list must end exactly at the packet's end.
+ * empty name, as many as fit; the parameter list must end exactly at the
+ * packet's end.
  */
 #include "wire/startup.h"
 
 #include "wire/proto.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+static int cmp_param_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct startup_param *const *)a)->name,
+		      (*(const struct startup_param *const *)b)->name);
+}
+
+/* -1 with a message when two parameters share a name (which one counts
+ * would be unclear). Sorting keeps it O(n log n) however many parameters
+ * the packet holds. */
+static int find_duplicate(const struct startup_packet *sp, char *err, size_t errlen)
+{
+	const struct startup_param **sorted;
+	int rc = 0;
+
+	if (sp->n_params < 2)
+		return 0;
+	sorted = malloc(sp->n_params * sizeof(*sorted));
+	if (sorted == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < sp->n_params; i++)
+		sorted[i] = &sp->params[i];
+	qsort(sorted, sp->n_params, sizeof(*sorted), cmp_param_name);
+	for (size_t i = 1; i < sp->n_params && rc == 0; i++) {
+		if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
+			snprintf(err, errlen, "duplicate startup parameter \"%s\"", sorted[i]->name);
+			rc = -1;
+		}
+	}
+	free(sorted);
+	return rc;
+}
 
 int startup_parse(const uint8_t *pkt, size_t len, struct startup_packet *out,
 		  char *err, size_t errlen)
@@ -54,40 +90,54 @@ int startup_parse(const uint8_t *pkt, size_t len, struct startup_packet *out,
 	out->kind = STARTUP_MESSAGE;
 	out->protocol = code;
 
-	struct pkt_reader r;
-	pkt_reader_init(&r, pkt + 8, len - 8);
-	for (;;) {
-		const char *name = pkt_get_str(&r);
-		if (!name) {
-			snprintf(err, errlen, "invalid startup packet layout: expected terminator as last byte");
-			return -1;
-		}
-		if (name[0] == '\0')
-			break;
-		const char *value = pkt_get_str(&r);
-		if (!value) {
-			snprintf(err, errlen, "invalid startup packet layout: expected terminator as last byte");
-			return -1;
-		}
-		if (out->n_params == STARTUP_MAX_PARAMS) {
-			snprintf(err, errlen, "too many parameters in startup packet");
-			return -1;
-		}
-		for (size_t i = 0; i < out->n_params; i++) {
-			if (strcmp(out->params[i].name, name) == 0) {
-				snprintf(err, errlen, "duplicate startup parameter \"%s\"", name);
-				return -1;
+	/* Two passes: count the pairs, then fill an array of that size. */
+	for (int pass = 0; pass < 2; pass++) {
+		struct pkt_reader r;
+		size_t n = 0;
+
+		pkt_reader_init(&r, pkt + 8, len - 8);
+		for (;;) {
+			const char *name = pkt_get_str(&r);
+			if (!name) {
+				snprintf(err, errlen, "invalid startup packet layout: expected terminator as last byte");
+				goto fail;
 			}
+			if (name[0] == '\0')
+				break;
+			const char *value = pkt_get_str(&r);
+			if (!value) {
+				snprintf(err, errlen, "invalid startup packet layout: expected terminator as last byte");
+				goto fail;
+			}
+			if (pass == 1) {
+				out->params[n].name = name;
+				out->params[n].value = value;
+			}
+			n++;
 		}
-		out->params[out->n_params].name = name;
-		out->params[out->n_params].value = value;
-		out->n_params++;
+		if (pkt_remaining(&r) != 0) {
+			snprintf(err, errlen, "invalid startup packet layout: expected terminator as last byte");
+			goto fail;
+		}
+		if (pass == 0 && n > 0 && (out->params = calloc(n, sizeof(*out->params))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		out->n_params = n;
 	}
-	if (pkt_remaining(&r) != 0) {
-		snprintf(err, errlen, "invalid startup packet layout: expected terminator as last byte");
-		return -1;
-	}
+	if (find_duplicate(out, err, errlen) < 0)
+		goto fail;
 	return 0;
+fail:
+	startup_packet_clear(out);
+	return -1;
+}
+
+void startup_packet_clear(struct startup_packet *sp)
+{
+	free(sp->params);
+	sp->params = NULL;
+	sp->n_params = 0;
 }
 
 const char *startup_get(const struct startup_packet *sp, const char *name)

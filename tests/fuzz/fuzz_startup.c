@@ -32,13 +32,14 @@ static void check_inside(const char *s, const uint8_t *data, size_t size)
 
 static void check_message(const uint8_t *data, size_t size, const struct startup_packet *sp)
 {
-	const char *names[STARTUP_MAX_PARAMS];
-	const char *values[STARTUP_MAX_PARAMS];
+	/* every parameter takes at least 3 bytes of the packet */
+	const char *names[MAX_STARTUP_PACKET_LENGTH / 3];
+	const char *values[MAX_STARTUP_PACKET_LENGTH / 3];
 	struct startup_packet again;
 	struct wbuf b;
 	char err[256];
 
-	if ((sp->protocol >> 16) != 3 || sp->n_params > STARTUP_MAX_PARAMS)
+	if ((sp->protocol >> 16) != 3 || sp->n_params > MAX_STARTUP_PACKET_LENGTH / 3)
 		abort();
 	for (size_t i = 0; i < sp->n_params; i++) {
 		check_inside(sp->params[i].name, data, size);
@@ -72,6 +73,7 @@ static void check_message(const uint8_t *data, size_t size, const struct startup
 		if (strcmp(again.params[i].name, names[i]) != 0 ||
 		    strcmp(again.params[i].value, values[i]) != 0)
 			abort();
+	startup_packet_clear(&again);
 	wbuf_free(&b);
 }
 
@@ -96,6 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (sp.kind) {
 	case STARTUP_MESSAGE:
 		check_message(data, size, &sp);
+		startup_packet_clear(&sp);
 		break;
 	case STARTUP_SSL_REQUEST:
 		wbuf_init(&b);

@@ -219,3 +219,56 @@ def test_sasl_refusals_have_postgresql_sqlstates(proxy, mech, first, sqlstate):
     c.close()
     assert fields is not None and fields.get("C") == sqlstate, fields
     assert fields.get("S") == "FATAL", fields
+
+
+def server_first_attrs(proxy, user):
+    """Starts a SCRAM exchange as USER; returns the attributes of the
+    server-first-message (r, s, i)."""
+    c = start_sasl(proxy, user)
+    first = b"n,,n=,r=clientnonce"
+    c.send(sasl_initial(b"SCRAM-SHA-256", len(first), first))
+    kind, body = c.recv_message()
+    c.close()
+    assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 11, (kind, body)
+    return dict(a.split("=", 1) for a in body[4:].decode().split(","))
+
+
+@pytest.mark.proxy_only
+def test_scram_salts_do_not_tell_listed_users_from_unknown_ones(proxy_factory):
+    """A plain password's verifier is made once at load, with a salt stable
+    per user; an unknown user gets the same kind of salt, as stable, and the
+    same iteration count. Nothing in the server-first-message tells them
+    apart."""
+    import base64
+    proxy = client_auth_proxy(proxy_factory, "scram-sha-256")
+    seen = {}
+    for user in ("cl_plain", "nobody", "admin", "nobody_either"):
+        a, b = server_first_attrs(proxy, user), server_first_attrs(proxy, user)
+        assert a["s"] == b["s"], user          # stable across attempts
+        assert a["r"] != b["r"], user          # the nonce is not
+        assert a["i"] == "4096", user
+        assert len(base64.b64decode(a["s"])) == 16, user
+        seen[user] = a["s"]
+    assert len(set(seen.values())) == len(seen)
+    # and the plain password still logs in
+    c = proxy.wire()
+    c.startup("cl_plain", "app", CLIENT_USERS["cl_plain"])
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+def test_sasl_initial_response_in_the_startup_write_is_answered(proxy):
+    """The client-first-message needs nothing from the server, so a client
+    may send it in the same write as the startup packet: it is answered at
+    once, as PostgreSQL does."""
+    for user in ("app", "nobody"):
+        c = proxy.wire()
+        first = b"n,,n=,r=clientnonce"
+        c.send(pgwire.startup_packet({"user": user, "database": "app"}) +
+               sasl_initial(b"SCRAM-SHA-256", len(first), first))
+        kind, body = c.recv_message()
+        assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 10, (kind, body)
+        kind, body = c.recv_message()
+        assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 11, (kind, body)
+        assert body[4:].startswith(b"r=clientnonce"), body
+        c.close()

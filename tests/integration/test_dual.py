@@ -1003,3 +1003,67 @@ def test_write_the_rewriter_refuses_is_journaled(proxy_factory, schemas_layout):
     assert [e["statement"] for e in entries] == [
         "UPDATE users SET email = 'x' FROM call_log WHERE name = 'a'"], entries
     assert [r[0] for r in layout.rows("new")] == [1, 2]
+
+
+def test_statement_over_a_mib_is_still_inspected(proxy_factory, schemas_layout):
+    """A 2 MiB statement (under max_query_size) is analysed like any other:
+    inspection stays on, so the next write is still rewritten and mirrored."""
+    lay = schemas_layout
+    p = start(proxy_factory, lay, settings={"max_query_size": "4MB"})
+    c = p.connect()
+    try:
+        with c.cursor() as cur:
+            cur.execute("SELECT length('%s')" % ("x" * (2 << 20)))
+            assert cur.fetchone() == (2 << 20,)
+        run(c, "INSERT INTO users (id, name, email) VALUES (1, 'after', 'a@x')")
+    finally:
+        c.close()
+    assert lay.rows("old") == [(1, "after", "a@x")]
+    assert lay.rows("new") == [(1, "after", "a@x")]
+
+
+def test_statement_over_max_query_size_is_refused_with_54000(proxy_factory, schemas_layout):
+    """As PostgreSQL refuses a statement it cannot take: 54000, and the
+    session goes on (simple and extended protocol, in and out of a
+    transaction); nothing of it reaches either side."""
+    lay = schemas_layout
+    p = start(proxy_factory, lay, settings={"max_query_size": "1MB"})
+    big = "INSERT INTO users (id, name, email) VALUES (7, '%s', 'b@x')" % ("x" * (2 << 20))
+    c = p.connect()
+    try:
+        with c.cursor() as cur:
+            with pytest.raises(psycopg2.Error) as exc:
+                cur.execute(big)
+            assert exc.value.pgcode == "54000", exc.value
+            assert "max_query_size" in str(exc.value)
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        c.autocommit = False
+        with c.cursor() as cur:
+            cur.execute("INSERT INTO users (id, name, email) VALUES (8, 'in tx', NULL)")
+            with pytest.raises(psycopg2.Error) as exc:
+                cur.execute(big)
+            assert exc.value.pgcode == "54000", exc.value
+        c.rollback()
+        c.autocommit = True
+        run(c, "INSERT INTO users (id, name, email) VALUES (9, 'after', 'c@x')")
+    finally:
+        c.close()
+    # extended protocol: the error comes in order, the batch skips to Sync
+    w = p.wire()
+    w.startup("app", "app", "app")
+    w.send(msg_parse("", "SELECT 1") + msg_bind("", []) + msg_execute() +
+           msg_parse("big", big) + msg_bind("big", []) + msg_execute() + msg_sync())
+    kinds = []
+    while True:
+        kind, body = w.recv_message()
+        kinds.append(kind)
+        if kind == b"E":
+            assert pgwire.parse_error_fields(body)["C"] == "54000"
+        if kind == b"Z":
+            break
+    assert kinds[:4] == [b"1", b"2", b"D", b"C"] and b"E" in kinds, kinds
+    assert w.query("SELECT 2") == [("2",)]
+    w.terminate()
+    assert lay.rows("old") == [(9, "after", "c@x")]
+    assert lay.rows("new") == [(9, "after", "c@x")]

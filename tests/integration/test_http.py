@@ -143,6 +143,17 @@ def test_http_put_flags_needs_the_token(proxy_factory, tmp_path):
     assert get_flags(p)["canary_percent"] == 7.5
 
 
+def test_http_long_token_is_compared_whole(proxy_factory, tmp_path):
+    token = "".join("abcdefghij"[i % 10] for i in range(5000))
+    p = start(proxy_factory, tmp_path, token=token)
+    for given in (token[:4095], token[:4096], token + "x", token[1:]):
+        status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 5}, token=given)
+        assert status == 401, len(given)
+    assert get_flags(p)["canary_percent"] == 0
+    status, _, text = call(p, "PUT", "/flags", {"canary_percent": 5}, token=token)
+    assert status == 200, text
+
+
 def test_http_writes_refused_without_token_file(proxy_factory, tmp_path):
     p = start(proxy_factory, tmp_path, token=None)
     status, _, _ = call(p, "PUT", "/flags", {"canary_percent": 5}, token="anything")
@@ -226,3 +237,145 @@ def test_http_flag_change_shows_in_console_history(proxy_factory, tmp_path):
     assert [(h["who"], h["surface"], h["name"], h["new"]) for h in hist] == [
         ("http", "http", "shadow_failure", "fail")]
     assert os.path.exists(os.path.join(p.dir, "journal", "flag_history.jsonl"))
+
+
+def read_to_close(s):
+    chunks = []
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def raw_exchange(p, data, timeout=5):
+    """Sends DATA on a fresh socket; returns everything read until the proxy
+    closes it."""
+    host, port = p.http[len("http://"):].split(":")
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.sendall(data)
+        return read_to_close(s)
+    finally:
+        s.close()
+
+
+def split_answer(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_http_error_answers_are_json(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path)
+    # A body over the limit, announced by Content-Length: refused before it is read.
+    status, headers, text = call(p, "PUT", "/flags", raw=b"{" + b" " * 70000 + b"}",
+                                 token=TOKEN)
+    assert status == 413
+    assert headers["Content-Type"] == "application/json"
+    assert "65536" in json.loads(text)["error"]
+    for request, code in [(b"NONSENSE\r\n\r\n", 400),
+                          (b"BREW /flags HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+                          (b"GET /flags HTTP/2.0\r\n\r\n", 505),
+                          (b"GET /flags HTTP/1.1\r\nbad header\r\n\r\n", 400),
+                          (b"PUT /flags HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+                          (b"GET /flags HTTP/1.1\r\nX: " + b"y" * 20000 + b"\r\n\r\n", 431)]:
+        status, headers, body = split_answer(raw_exchange(p, request))
+        assert status == code, request[:40]
+        assert headers["content-type"] == "application/json"
+        assert isinstance(json.loads(body)["error"], str)
+    assert call(p, "GET", "/healthz")[0] == 200
+
+
+def test_http_keep_alive_and_head(proxy_factory, tmp_path):
+    import http.client
+    p = start(proxy_factory, tmp_path)
+    host, port = p.http[len("http://"):].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    for _ in range(3):
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"ok\n")
+    c.request("HEAD", "/flags")
+    r = c.getresponse()
+    assert r.status == 200 and int(r.headers["Content-Length"]) > 0 and r.read() == b""
+    c.request("PUT", "/flags", body=json.dumps({"canary_percent": 5}),
+              headers={"Authorization": "Bearer " + TOKEN})
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["applied"] == ["canary_percent"]
+    c.close()
+    # Pipelined requests are answered in order; Connection: close ends it.
+    raw = raw_exchange(p, b"GET /healthz HTTP/1.1\r\n\r\n"
+                          b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 200 OK") == 1 and raw.count(b"HTTP/1.1 404 Not Found") == 1
+
+
+def test_http_request_deadline_counts_from_accept(proxy_factory, tmp_path):
+    """A byte every half second does not keep a connection open: the whole
+    request must arrive within http_request_timeout of the accept."""
+    p = start(proxy_factory, tmp_path, http_request_timeout="2s")
+    host, port = p.http[len("http://"):].split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    t0 = time.time()
+    closed = None
+    try:
+        for b in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"z" * 40:
+            try:
+                s.sendall(bytes([b]))
+            except OSError:
+                closed = time.time() - t0
+                break
+            s.settimeout(0.5)
+            try:
+                if s.recv(1) == b"":
+                    closed = time.time() - t0
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = time.time() - t0
+                break
+    finally:
+        s.close()
+    assert closed is not None and 1.5 < closed < 4, closed
+    assert call(p, "GET", "/healthz")[0] == 200
+
+
+def test_http_connection_cap(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path, http_max_connections=2)
+    host, port = p.http[len("http://"):].split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    time.sleep(0.2)
+    waiting = socket.create_connection((host, int(port)), timeout=5)
+    waiting.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    waiting.settimeout(1)
+    with pytest.raises(socket.timeout):
+        waiting.recv(1)
+    # PostgreSQL clients are not held up by the HTTP cap.
+    conn = p.connect()
+    conn.close()
+    for s in idle:
+        s.close()
+    waiting.settimeout(5)
+    answer = read_to_close(waiting)
+    waiting.close()
+    assert split_answer(answer)[0] == 200
+    assert call(p, "GET", "/healthz")[0] == 200
+
+
+def test_http_refused_when_descriptors_run_low(proxy_factory, tmp_path):
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 1000000000:
+        pytest.skip("no finite descriptor limit")
+    # Every descriptor is kept for PostgreSQL clients: HTTP gets none.
+    p = start(proxy_factory, tmp_path, http_fd_reserve=hard)
+    status, headers, body = split_answer(raw_exchange(p, b"GET /healthz HTTP/1.1\r\n\r\n"))
+    assert status == 503
+    assert headers["content-type"] == "application/json"
+    assert "descriptors" in json.loads(body)["error"]
+    conn = p.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    conn.close()

@@ -109,3 +109,14 @@ def test_large_result_streams_through(proxy):
     conn.rollback()
     assert count == 200000
     conn.close()
+
+
+def test_startup_takes_as_many_parameters_as_fit(proxy):
+    """PostgreSQL has no parameter count limit below the packet size: 300
+    custom settings in one startup packet all reach the server."""
+    params = {"pgt_test.p%d" % i: "v%d" % i for i in range(300)}
+    c = proxy.wire()
+    c.startup("app", "app", "app", **params)
+    assert c.query("SELECT current_setting('pgt_test.p0'), "
+                   "current_setting('pgt_test.p299')") == [("v0", "v299")]
+    c.terminate()

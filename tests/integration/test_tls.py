@@ -102,12 +102,18 @@ def test_server_side_verify_full_direct(pg):
     conn.close()
 
 
-@pytest.mark.proxy_only
-def test_server_side_verify_full_wrong_ca_fails(proxy_factory, tmp_path):
+def make_other_ca(tmp_path):
+    """A CA certificate that did not sign the server's."""
     other_ca = tmp_path / "other-ca.crt"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=other CA", "-keyout", str(tmp_path / "other-ca.key"),
                     "-out", str(other_ca)], check=True, capture_output=True)
+    return other_ca
+
+
+@pytest.mark.proxy_only
+def test_server_side_verify_full_wrong_ca_fails(proxy_factory, tmp_path):
+    other_ca = make_other_ca(tmp_path)
     proxy = proxy_factory(paths={"old": {"sslmode": "verify-full", "sslrootcert": str(other_ca)}})
     with proxy.wire() as c:
         with pytest.raises((pgwire.WireError, pgwire.Closed)) as exc:
@@ -115,3 +121,39 @@ def test_server_side_verify_full_wrong_ca_fails(proxy_factory, tmp_path):
         if isinstance(exc.value, pgwire.WireError):
             assert exc.value.sqlstate.startswith("08"), exc.value.fields
     assert proxy.alive()
+
+
+@pytest.mark.proxy_only
+def test_server_side_verify_failure_says_which_check_failed(proxy_factory, tmp_path):
+    """A certificate that does not verify is reported with OpenSSL's reason,
+    not as an unknown TLS error."""
+    other_ca = make_other_ca(tmp_path)
+    proxy = proxy_factory(paths={"old": {"sslmode": "verify-full", "sslrootcert": str(other_ca)}})
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("app", "app", "app")
+    msg = exc.value.message
+    assert "certificate verify failed: " in msg, msg
+    assert "unknown TLS error" not in msg
+    assert "issuer" in msg or "self-signed" in msg or "self signed" in msg, msg
+
+
+@pytest.mark.proxy_only
+def test_server_side_hostname_mismatch_is_named(proxy_factory, pg):
+    """verify-full to a name the certificate does not carry (it has
+    localhost and 127.0.0.1) says so."""
+    import socket
+    name = socket.gethostname()
+    try:
+        addr = socket.gethostbyname(name)
+    except OSError:
+        addr = None
+    if name == "localhost" or addr != "127.0.0.1":
+        pytest.skip("no other host name for 127.0.0.1 here")
+    proxy = proxy_factory(paths={"old": {"host": name, "sslmode": "verify-full",
+                                         "sslrootcert": pg.ca}})
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("app", "app", "app")
+    assert "certificate verify failed: hostname mismatch" in exc.value.message, \
+        exc.value.message

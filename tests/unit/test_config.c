@@ -645,6 +645,12 @@ static void seen_cb(void *arg, const char *section, const char *key, const char 
 		assert_string_equal(value, "60s");
 	if (strcmp(key, "server_reset_query") == 0)
 		assert_string_equal(value, "DISCARD ALL");
+	if (strcmp(key, "http_max_connections") == 0)
+		assert_string_equal(value, "64");
+	if (strcmp(key, "http_request_timeout") == 0)
+		assert_string_equal(value, "10s");
+	if (strcmp(key, "http_fd_reserve") == 0)
+		assert_string_equal(value, "128");
 }
 
 static void test_foreach_shows_every_key_and_masks_secrets(void **state)
@@ -654,8 +660,8 @@ static void test_foreach_shows_every_key_and_masks_secrets(void **state)
 
 	(void)state;
 	config_foreach(cfg, seen_cb, &s);
-	/* 36 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags + 5 fleet */
-	assert_int_equal(s.n, 36 + 16 + 7 + 2 + 2 + 4 + 5);
+	/* 39 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags + 5 fleet */
+	assert_int_equal(s.n, 39 + 16 + 7 + 2 + 2 + 4 + 5);
 	assert_int_equal(s.listen, 1);
 	assert_false(s.listen_reloadable);
 	assert_int_equal(s.password_new, 1);

@@ -379,6 +379,34 @@ static void test_boundary_idle_session_switches_with_replay(void **state)
 	hsession_close(&hs);
 }
 
+/* A setting made again and again is replayed once, with its last value:
+ * the replay log holds one entry per name, not one per SET. */
+static void test_boundary_replay_keeps_the_last_set_of_each_name(void **state)
+{
+	(void)state;
+	struct hsession hs;
+	hsession_open(&hs, NULL);
+	for (int i = 1; i <= 300; i++) {
+		char sql[64];
+		snprintf(sql, sizeof(sql), "SET work_mem = '%dMB'", i);
+		query_reaches(&hs, SLOT_OLD, sql);
+		answer_reaches(&hs, SLOT_OLD, "SET", 'I');
+	}
+	query_reaches(&hs, SLOT_OLD, "SET search_path TO a, b");
+	answer_reaches(&hs, SLOT_OLD, "SET", 'I');
+	query_reaches(&hs, SLOT_OLD, "SET search_path = c");
+	answer_reaches(&hs, SLOT_OLD, "SET", 'I');
+
+	harness_set_flag("force_path", "new");
+	peer_send_query(&hs.app, "SELECT 1");
+	hsession_backend_login(&hs, SLOT_NEW);
+	peer_expect_msg(&hs.backend[SLOT_NEW], PqMsg_Query,
+			"SET work_mem = '300MB';SET search_path = c;", 44);
+	peer_expect_msg(&hs.backend[SLOT_NEW], PqMsg_Query, "SELECT 1", 9);
+	peer_send_complete(&hs.backend[SLOT_NEW], "SET", 'I');
+	hsession_close(&hs);
+}
+
 /* dual_write turned on inside a transaction opens the shadow (the other
  * path's backend) only at the transaction's end. */
 static void test_boundary_dual_write_opens_shadow_after_commit(void **state)
@@ -426,6 +454,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_boundary_switch_waits_for_commit,
 						setup_two_paths, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_idle_session_switches_with_replay,
+						setup_two_paths, teardown),
+		cmocka_unit_test_setup_teardown(test_boundary_replay_keeps_the_last_set_of_each_name,
 						setup_two_paths, teardown),
 		cmocka_unit_test_setup_teardown(test_boundary_dual_write_opens_shadow_after_commit,
 						setup_two_paths, teardown),

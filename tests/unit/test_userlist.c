@@ -101,6 +101,60 @@ static void test_userlist_valid_fixture_has_all_kinds(void **state)
 	userlist_free(NULL);
 }
 
+static void assert_same_verifier(const struct scram_verifier *a, const struct scram_verifier *b)
+{
+	assert_int_equal(a->iterations, b->iterations);
+	assert_int_equal(a->salt_len, b->salt_len);
+	assert_memory_equal(a->salt, b->salt, a->salt_len);
+	assert_memory_equal(a->stored_key, b->stored_key, SCRAM_KEY_LEN);
+	assert_memory_equal(a->server_key, b->server_key, SCRAM_KEY_LEN);
+}
+
+/* Every entry SCRAM can check has its verifier from the load on: a login
+ * runs no PBKDF2. A plain password's salt is the per-user one an unlisted
+ * user's mock exchange shows, stable across loads. */
+static void test_userlist_scram_verifiers_are_made_at_load(void **state)
+{
+	struct config_errors errs = { 0 };
+	struct scram_verifier want;
+	uint8_t salt[SCRAM_USER_SALT_LEN];
+	char path[512];
+	struct userlist *ul, *again;
+	const struct user_secret *us;
+
+	(void)state;
+	fixture_path("userlist_valid.txt", path, sizeof(path));
+	ul = userlist_load(path, &errs);
+	again = userlist_load(path, &errs);
+	assert_non_null(ul);
+	assert_non_null(again);
+
+	us = userlist_find(ul, "alice");
+	assert_non_null(us->scram);
+	assert_int_equal(scram_user_salt("alice", salt), 0);
+	assert_int_equal(scram_verifier_from_password("plain-password", salt, sizeof(salt),
+						      SCRAM_DEFAULT_ITERATIONS, &want), 0);
+	assert_same_verifier(us->scram, &want);
+	assert_same_verifier(userlist_find(again, "alice")->scram, &want);
+	assert_int_equal(scram_verifier_for_user("alice", "plain-password", &want), 0);
+	assert_same_verifier(us->scram, &want);
+
+	us = userlist_find(ul, "dup");
+	assert_int_equal(scram_verifier_for_user("dup", "second", &want), 0);
+	assert_same_verifier(us->scram, &want);
+
+	us = userlist_find(ul, "scram_user");
+	assert_int_equal(scram_verifier_parse(us->secret, &want), 0);
+	assert_non_null(us->scram);
+	assert_same_verifier(us->scram, &want);
+
+	assert_null(userlist_find(ul, "postgres")->scram);      /* md5: SCRAM cannot use it */
+	assert_null(userlist_find(ul, "empty_pw")->scram);      /* no password matches */
+	assert_non_null(userlist_find(ul, "old_tool")->scram);  /* plain, md5-looking */
+	userlist_free(ul);
+	userlist_free(again);
+}
+
 struct bad_fixture {
 	const char *name;
 	int n_errors;
@@ -210,15 +264,17 @@ static void test_userlist_100k_users_load_and_find_fast(void **state)
 	enum { N = 100000 };
 	struct config_errors errs = { 0 };
 	struct userlist *ul;
-	char path[64], name[32], secret[32];
-	size_t cap = (size_t)N * 48, len = 0;
+	char path[64], name[32], secret[40];
+	size_t cap = (size_t)N * 56, len = 0;
 	char *text = malloc(cap);
 	double t0, t_load, t_find;
 
 	assert_non_null(text);
-	/* descending order, so the loader has to sort */
+	/* descending order, so the loader has to sort; md5 secrets, because a
+	 * plain password costs a PBKDF2 at load (its SCRAM verifier) and this
+	 * measures the parser and the index */
 	for (int i = N - 1; i >= 0; i--)
-		len += (size_t)snprintf(text + len, cap - len, "\"user%06d\" \"pw%d\"\n", i, i);
+		len += (size_t)snprintf(text + len, cap - len, "\"user%06d\" \"md5%032d\"\n", i, i);
 	write_temp(text, len, path);
 	free(text);
 
@@ -235,7 +291,7 @@ static void test_userlist_100k_users_load_and_find_fast(void **state)
 		snprintf(name, sizeof(name), "user%06d", (i * 7919) % N);
 		us = userlist_find(ul, name);
 		assert_non_null(us);
-		snprintf(secret, sizeof(secret), "pw%d", (i * 7919) % N);
+		snprintf(secret, sizeof(secret), "md5%032d", (i * 7919) % N);
 		assert_string_equal(us->secret, secret);
 	}
 	t_find = now_ms() - t0;
@@ -252,6 +308,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_userlist_valid_fixture_has_all_kinds),
+		cmocka_unit_test(test_userlist_scram_verifiers_are_made_at_load),
 		cmocka_unit_test(test_userlist_invalid_fixtures_report_line_numbers),
 		cmocka_unit_test(test_userlist_edge_cases),
 		cmocka_unit_test(test_userlist_missing_file_is_an_error),

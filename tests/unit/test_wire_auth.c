@@ -378,6 +378,17 @@ static void test_scram_mock_server_always_fails_with_stable_salt(void **state)
 	assert_string_equal(ra, rb);
 	assert_string_not_equal(ra, ro);
 	assert_non_null(strstr(ra, ",i=4096"));
+	/* the salt a listed user with a plain password gets */
+	{
+		struct scram_verifier v;
+		char b64[64], want[96];
+
+		assert_int_equal(scram_verifier_for_user("ghost", "any", &v), 0);
+		assert_int_equal(v.salt_len, SCRAM_USER_SALT_LEN);
+		assert_true(pgt_b64_encode(v.salt, v.salt_len, b64, sizeof(b64)) > 0);
+		snprintf(want, sizeof(want), ",s=%s,i=4096", b64);
+		assert_non_null(strstr(ra, want));
+	}
 	snprintf(final_buf, sizeof(final_buf), "c=biws,r=abcdefXYZ,p=%s", RFC_PROOF);
 	final = final_buf;
 	assert_int_equal(scram_server_client_final(a, final, strlen(final), &out, &lout, err, sizeof(err)), -1);
