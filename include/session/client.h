@@ -111,7 +111,10 @@ struct client {
 	enum close_reason close_reason;
 	uint64_t connected_at_us;
 	/* timeouts (session/janitor.c) */
-	uint64_t active_us;             /* last time the client sent bytes or had work in flight */
+	uint64_t active_us;             /* last time the client sent bytes or had work in flight,
+					   to the janitor's tick (session/janitor.c) */
+	bool read_since_tick;           /* the client sent bytes since the janitor's last look
+					   (a store per read, not a clock read) */
 	uint64_t wait_since_us;         /* held at PAUSE with a request to send since; 0: not held */
 	uint64_t cancelled_request_us;  /* request_started_us of the request query_timeout cancelled */
 	uint64_t cancelled_at_us;       /* when that cancel was sent */

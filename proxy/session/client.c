@@ -746,7 +746,7 @@ void client_server_failed(struct client *c, struct server *s, enum close_reason 
 static void client_on_read(struct conn *cn, void *arg)
 {
 	struct client *c = arg;
-	c->active_us = runtime_now_us();
+	c->read_since_tick = true;  /* the janitor turns it into active_us */
 	switch (c->state) {
 	case CL_STARTUP:
 		client_read_startup(c);

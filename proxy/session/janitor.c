@@ -1,8 +1,9 @@
 /*
  * session/janitor.c — the periodic timeout checks; see session/janitor.h.
  *
- * Idleness is measured from c->active_us, which client_on_read() moves on
- * every read and this walk moves while the session has work in flight
+ * Idleness is measured from c->active_us, which this walk moves when the
+ * client read something since the last tick (client_on_read() only sets a
+ * flag: no clock read per message) and while the session has work in flight
  * (a request unanswered, a message half sent, input not yet relayed): a
  * session is idle from the end of its last activity, within one period.
  */
@@ -95,8 +96,9 @@ static void janitor_client(struct client *c, const struct config *cfg, uint64_t 
 		return;
 	}
 	c->wait_since_us = 0;
-	if (c->pending_syncs > 0 || c->c2s_remaining > 0 ||
+	if (c->read_since_tick || c->pending_syncs > 0 || c->c2s_remaining > 0 ||
 	    evbuffer_get_length(conn_input(c->conn)) != 0) {
+		c->read_since_tick = false;
 		c->active_us = now;
 		return;
 	}
