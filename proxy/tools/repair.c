@@ -1053,9 +1053,9 @@ static void progress(struct repair_run *run, const struct repair_pair *p, bool f
 
 static void print_text(const struct repair_run *run, int code)
 {
-	printf("%-28s %-28s %-4s %10s %10s %10s %10s%s\n", "table (old)", "table (new)", "from", "rows",
+	printf("%-28s %-28s %-4s %10s %10s %10s %10s  %s\n", "table (old)", "table (new)", "from", "rows",
 	       run->opt.dry_run ? "to insert" : "inserted", run->opt.dry_run ? "to update" : "updated",
-	       run->opt.dry_run ? "to delete" : "deleted", run->opt.backfill ? "  sequences set" : "");
+	       run->opt.dry_run ? "to delete" : "deleted", "sequences set");
 	for (size_t i = 0; i < run->n_pairs; i++) {
 		const struct repair_pair *p = &run->pairs[i];
 		printf("%-28s %-28s %-4s ", p->tp.name[OLD], p->tp.name[NEW], side_name[p->from]);
@@ -1067,12 +1067,9 @@ static void print_text(const struct repair_run *run, int code)
 			printf("skipped: %s\n", p->tp.skipped);
 			continue;
 		}
-		printf("%10llu %10llu %10llu %10llu", (unsigned long long)p->c.compared,
+		printf("%10llu %10llu %10llu %10llu  %llu\n", (unsigned long long)p->c.compared,
 		       (unsigned long long)p->c.inserted, (unsigned long long)p->c.updated,
-		       (unsigned long long)p->c.deleted);
-		if (run->opt.backfill)
-			printf("  %llu", (unsigned long long)p->c.sequences_set);
-		printf("\n");
+		       (unsigned long long)p->c.deleted, (unsigned long long)p->c.sequences_set);
 	}
 	if (run->opt.source == SOURCE_JOURNAL && !run->opt.backfill)
 		printf("journal: %llu entries repaired, %llu lines without a table, up to byte %lld\n",
@@ -1113,8 +1110,7 @@ static void print_json(const struct repair_run *run, int code)
 		json_object_set_new(t, "inserted", json_integer((json_int_t)p->c.inserted));
 		json_object_set_new(t, "updated", json_integer((json_int_t)p->c.updated));
 		json_object_set_new(t, "deleted", json_integer((json_int_t)p->c.deleted));
-		if (run->opt.backfill)
-			json_object_set_new(t, "sequences_set", json_integer((json_int_t)p->c.sequences_set));
+		json_object_set_new(t, "sequences_set", json_integer((json_int_t)p->c.sequences_set));
 		json_array_append_new(tables, t);
 	}
 	set_text(o, "command", run->tool);
@@ -1292,17 +1288,22 @@ static int add_table_pairs(struct repair_run *run)
 
 static int run_pair(struct repair_run *run, struct repair_pair *p)
 {
-	if (run->opt.source == SOURCE_REPORT && !run->opt.backfill)
-		return sync_keys(run, p);
-	struct pairs_bound lo = { 0 };
-	if (run->opt.backfill && run->resume_name != NULL &&
-	    strcmp(run->resume_name, p->tp.name[OLD]) == 0) {
-		lo = run->resume_lo;
-		memset(&run->resume_lo, 0, sizeof(run->resume_lo));
+	int rc;
+	if (run->opt.source == SOURCE_REPORT && !run->opt.backfill) {
+		rc = sync_keys(run, p);
+	} else {
+		struct pairs_bound lo = { 0 };
+		if (run->opt.backfill && run->resume_name != NULL &&
+		    strcmp(run->resume_name, p->tp.name[OLD]) == 0) {
+			lo = run->resume_lo;
+			memset(&run->resume_lo, 0, sizeof(run->resume_lo));
+		}
+		rc = sync_table(run, p, &lo);
+		pairs_bound_clear(&lo);
 	}
-	int rc = sync_table(run, p, &lo);
-	pairs_bound_clear(&lo);
-	if (rc == 0 && run->opt.backfill)
+	/* the rows came with their keys: the target's sequences must not hand
+	 * those out again */
+	if (rc == 0 && !run->opt.dry_run)
 		rc = set_sequences(run, p);
 	return rc;
 }
