@@ -21,7 +21,7 @@ import pytest
 from conftest import pgt_bin, unique
 from test_verify import (USERS_ROWS, Layout, expected_user_diffs, plant_differences,
                          report_rows, run_json as verify_json, tables_by_name, write_config)
-from test_verify import second_pg  # noqa: F401  (the fixture, for the two-server test)
+from test_verify import layout, second_pg  # noqa: F401  (fixtures)
 from twopaths import wait_for
 
 pytestmark = pytest.mark.proxy_only
@@ -60,14 +60,6 @@ def assert_equal(layout, config, tmp_path):
     code, s = verify_json(config, "--report", tmp_path / "after.jsonl")
     assert code == 0, report_rows(tmp_path / "after.jsonl")
     return s
-
-
-@pytest.fixture
-def layout(pg):
-    lay = Layout(pg)
-    lay.create()
-    yield lay
-    lay.drop()
 
 
 def test_repair_report_fixes_planted_differences(layout, tmp_path):
@@ -158,39 +150,39 @@ def test_repair_table_many_differences(layout, tmp_path):
 def test_repair_two_servers(pg, second_pg, tmp_path):
     """Paths on two servers: the source transaction holds its share locks while
     the target commits."""
-    table = unique("orders")
-    ddl = ("CREATE TABLE %s (tenant int, code text, amount numeric, at timestamptz, note text,"
-           " PRIMARY KEY (tenant, code))" % table)
-    fill = ("INSERT INTO %s SELECT g %% 7, 'c' || g, g * 1.5, timestamptz '2026-01-01 00:00+00'"
-            " + g * interval '1 hour', CASE WHEN g %% 5 = 0 THEN NULL ELSE 'n' || g END"
-            " FROM generate_series(1, 3000) g" % table)
+    table = unique("events")
     servers = {"old": pg, "new": second_pg}
     for server in servers.values():
-        server.sql("SET ROLE app; " + ddl + "; " + fill)
+        server.sql("SET ROLE app; CREATE TABLE %s (region text, n int, payload jsonb, at timestamptz,"
+                   " flag boolean, PRIMARY KEY (region, n)); INSERT INTO %s SELECT"
+                   " (ARRAY['eu', 'us', 'ap'])[1 + g %% 3], g, jsonb_build_object('g', g),"
+                   " timestamptz '2026-02-01 00:00+00' + g * interval '1 second',"
+                   " CASE WHEN g %% 4 = 0 THEN NULL ELSE g %% 2 = 0 END"
+                   " FROM generate_series(1, 3000) g" % (table, table))
     try:
-        second_pg.sql("UPDATE %s SET note = '' WHERE note IS NULL AND tenant = 0" % table)
-        second_pg.sql("UPDATE %s SET amount = amount + 1 WHERE tenant = 3" % table)
-        second_pg.sql("SET TimeZone = 'America/New_York'; UPDATE %s SET at = at WHERE tenant = 2" % table)
-        second_pg.sql("DELETE FROM %s WHERE tenant = 4" % table)
-        second_pg.sql("INSERT INTO %s VALUES (9, 'x', 1, now(), 'new only')" % table)
-        lines = ["[pgturnout]", "listen = 127.0.0.1:1", "auth_type = trust",
-                 "journal_dir = %s" % (tmp_path / "journal")]
-        for role, server in servers.items():
-            lines += ["[path %s]" % role, "host = %s" % server.host, "port = %d" % server.port,
-                      "dbname = app", "user = app", "password = app", "sslmode = disable"]
-        lines += ["[migration]", "old = old", "new = new"]
+        second_pg.sql("UPDATE %s SET flag = false WHERE flag IS NULL AND region = 'eu'" % table)
+        second_pg.sql("UPDATE %s SET payload = '{}' WHERE region = 'us'" % table)
+        second_pg.sql("SET TimeZone = 'America/New_York'; UPDATE %s SET at = at WHERE region = 'ap'" % table)
+        second_pg.sql("DELETE FROM %s WHERE region = 'ap' AND n < 1500" % table)
+        second_pg.sql("INSERT INTO %s VALUES ('zz', 1, NULL, now(), true)" % table)
         config = tmp_path / "two.ini"
-        config.write_text("\n".join(lines) + "\n")
+        config.write_text("\n".join(
+            ["[pgturnout]", "listen = 127.0.0.1:1", "auth_type = trust",
+             "journal_dir = %s" % (tmp_path / "journal")]
+            + sum((["[path %s]" % role, "host = %s" % srv.host, "port = %d" % srv.port, "dbname = app",
+                    "user = app", "password = app", "sslmode = disable"]
+                   for role, srv in servers.items()), [])
+            + ["[migration]", "old = old", "new = new"]) + "\n")
         code, _ = verify_json(str(config), "--table", table, "--report", tmp_path / "r.jsonl")
         assert code == 1
         code, s = tool_json("repair", str(config), "--table", table, "--chunk-rows", "400")
         assert code == 0
-        ins, upd, dele = counts(s, table)
-        assert (ins, dele) == (3000 // 7 + (1 if 3000 % 7 >= 4 else 0), 1) and upd > 400, s
+        # eu: 1000 rows, a quarter with flag NULL; us: 1000; ap below 1500: 500
+        assert counts(s, table) == (500, 250 + 1000, 1), s
         rows = {}
         for role, server in servers.items():
-            rows[role] = server.sql("SET TimeZone = 'UTC'; SELECT tenant, code, amount::text, at::text,"
-                                    " note FROM %s ORDER BY 1, 2" % table)
+            rows[role] = server.sql("SET TimeZone = 'UTC'; SELECT region, n, payload::text, at::text,"
+                                    " flag FROM %s ORDER BY 1, 2" % table)
         assert rows["old"] == rows["new"]
         code, _ = verify_json(str(config), "--table", table, "--report", tmp_path / "r2.jsonl")
         assert code == 0
@@ -250,38 +242,19 @@ def test_repair_journal(layout, proxy_factory, tmp_path):
     assert_equal(layout, proxy.config_path, tmp_path)
 
 
-class EmptyNew(Layout):
-    """new's tables created empty by the migration; old filled."""
-
-    def objects(self, role):
-        if role == "old":
-            users = ("CREATE TABLE users (id int PRIMARY KEY, name text, email text,"
-                     " created timestamptz, nick text);")
-        else:
-            users = ("CREATE TABLE users_v2 (id int PRIMARY KEY, full_name text, email text,"
-                     " created timestamptz, extra int DEFAULT 0);")
-        return users + "CREATE TABLE items (id serial PRIMARY KEY, v text);"
-
-    def fill_old(self, n):
-        self.sql("old", "INSERT INTO users (id, name, email, created) SELECT g, CASE WHEN g %% 10 = 0"
-                        " THEN '' WHEN g %% 10 = 1 THEN NULL ELSE 'user ' || g END, 'u' || g,"
-                        " timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute'"
-                        " FROM generate_series(1, %d) g" % n)
-        self.sql("old", "INSERT INTO items (v) SELECT 'item ' || g FROM generate_series(1, 700) g")
+def fill_old(layout, n):
+    """Old's tables filled; new's stay as the migration created them: empty."""
+    layout.sql("old", "INSERT INTO users (id, name, email, created) SELECT g, CASE WHEN g %% 10 = 0"
+                      " THEN '' WHEN g %% 10 = 1 THEN NULL ELSE 'user ' || g END, 'u' || g,"
+                      " timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute'"
+                      " FROM generate_series(1, %d) g" % n)
+    layout.sql("old", "INSERT INTO items (v) SELECT 'item ' || g FROM generate_series(1, 700) g")
 
 
-@pytest.fixture
-def empty_new(pg):
-    lay = EmptyNew(pg)
-    lay.create()
-    yield lay
-    lay.drop()
-
-
-def test_backfill_during_dual_writes(empty_new, proxy_factory, tmp_path):
-    lay = empty_new
+def test_backfill_during_dual_writes(layout, proxy_factory, tmp_path):
+    lay = layout
     rows = 20000
-    lay.fill_old(rows)
+    fill_old(lay, rows)
     proxy = dual_proxy(proxy_factory, lay)
     script = tmp_path / "writes.sql"
     script.write_text(
@@ -320,11 +293,11 @@ def test_backfill_during_dual_writes(empty_new, proxy_factory, tmp_path):
     assert code == 0 and tables_by_name(s)["users"]["inserted"] == 0
 
 
-def test_backfill_killed_and_resumed(empty_new, tmp_path):
-    lay = empty_new
+def test_backfill_killed_and_resumed(layout, tmp_path):
+    lay = layout
     rows = 20000
     chunk = 500
-    lay.fill_old(rows)
+    fill_old(lay, rows)
     config = write_config(lay.pg, lay, tmp_path)
     checkpoint = tmp_path / "journal" / "backfill.checkpoint"
     p = subprocess.Popen([pgt_bin(), "backfill", "-c", config, "--table", "users", "--chunk-rows",
