@@ -270,7 +270,8 @@ def test_backfill_during_dual_writes(layout, proxy_factory, tmp_path):
     try:
         time.sleep(1)
         started = time.monotonic()
-        code, s = tool_json("backfill", proxy.config_path, "--chunk-rows", "1000")
+        # throttled, so that the whole copy runs under the load
+        code, s = tool_json("backfill", proxy.config_path, "--chunk-rows", "1000", "--max-rate", "6000")
         took = time.monotonic() - started
         assert code == 0, s
     finally:
@@ -279,6 +280,7 @@ def test_backfill_during_dual_writes(layout, proxy_factory, tmp_path):
     assert load.returncode == 0, out
     t = tables_by_name(s)
     print("backfill: %d rows in %.2fs under load" % (t["users"]["inserted"], took))
+    assert took > 2  # the load ran all along
     assert t["users"]["updated"] == 0 and t["users"]["deleted"] == 0
     assert t["items"]["inserted"] == 700 and t["items"]["sequences_set"] == 1
     # rows changed while the backfill was running: rows whose dual write came
