@@ -1186,12 +1186,12 @@ static int parse_args(int argc, char **argv, struct repair_options *o)
 	o->from = OLD;
 	int sources = 0;
 	optind = 1;
-	int ch;
-	while ((ch = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+	int ch, idx = 0;
+	while ((ch = getopt_long(argc, argv, "c:t:h", opts, &idx)) != -1) {
 		bool repair_only = ch == 'o' || ch == 'J' || ch == 'f' || ch == 'n';
 		bool backfill_only = ch == 'r' || ch == 'm';
 		if ((o->backfill && repair_only) || (!o->backfill && backfill_only)) {
-			pairs_err("%s is not an option of this command", argv[optind - 1]);
+			pairs_err("--%s is not an option of this command", opts[idx].name);
 			return -1;
 		}
 		switch (ch) {
