@@ -86,6 +86,7 @@ struct repair_pair {
 	struct pairs_pair tp;
 	int from;			/* the source side of this pair */
 	bool done;
+	bool named;			/* --report names it */
 	struct repair_counts c;
 	/* --report: the keys to repair, old's key column order */
 	struct pairs_bound *keys;	/* owns, n_keys of cap_keys */
@@ -107,6 +108,7 @@ struct repair_run {
 	char *checkpoint_path;		/* owns */
 	char *resume_name;		/* owns: pair (old name) the checkpoint stopped in */
 	struct pairs_bound resume_lo;
+	size_t n_resume_lo;		/* values in resume_lo */
 	char **done_names;		/* owns, n_done: pairs the checkpoint lists as finished */
 	size_t n_done;
 	/* progress */
@@ -718,6 +720,7 @@ static int read_report(struct repair_run *run)
 			rc = -1;
 			break;
 		}
+		p->named = true;
 		if (p->tp.problem == NULL && p->tp.skipped == NULL) {
 			int k = pair_add_key(p, key);
 			if (k < 0)
@@ -732,7 +735,7 @@ static int read_report(struct repair_run *run)
 	fclose(f);
 	size_t kept = 0;
 	for (size_t i = 0; i < run->n_pairs; i++) {
-		if (run->pairs[i].n_keys > 0)
+		if (run->pairs[i].named)
 			run->pairs[kept++] = run->pairs[i];
 		else
 			pairs_pair_free(&run->pairs[i].tp);
@@ -967,6 +970,7 @@ static int checkpoint_read(struct repair_run *run)
 			char *nk = strtok_r(NULL, " ", &save);
 			size_t n = nk ? strtoul(nk, NULL, 10) : 0;
 			pairs_bound_clear(&run->resume_lo);
+			run->n_resume_lo = n;
 			for (size_t k = 0; k < n && k < PAIRS_MAX_KEY && rc == 0; k++) {
 				char *v = strtok_r(NULL, " ", &save);
 				if (v == NULL || (run->resume_lo.v[k] = pairs_from_hex(v)) == NULL)
@@ -1294,7 +1298,7 @@ static int run_pair(struct repair_run *run, struct repair_pair *p)
 	} else {
 		struct pairs_bound lo = { 0 };
 		if (run->opt.backfill && run->resume_name != NULL &&
-		    strcmp(run->resume_name, p->tp.name[OLD]) == 0) {
+		    strcmp(run->resume_name, p->tp.name[OLD]) == 0 && run->n_resume_lo == p->tp.n_key) {
 			lo = run->resume_lo;
 			memset(&run->resume_lo, 0, sizeof(run->resume_lo));
 		}
