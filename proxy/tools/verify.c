@@ -1073,11 +1073,11 @@ int verify_main(int argc, char **argv)
 	struct verify_run run;
 	memset(&run, 0, sizeof(run));
 	int code = VERIFY_ERROR;
+	pairs_set_tool("pgturnout verify");
 	if (parse_args(argc, argv, &run.opt) < 0) {
 		free(run.opt.tables);
 		return VERIFY_ERROR;
 	}
-	pairs_set_tool("pgturnout verify");
 	run.tty = isatty(STDERR_FILENO);
 	if (pairs_open(&run.pp, run.opt.config_file, VERIFY_APPNAME, true) < 0)
 		goto out;
