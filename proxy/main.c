@@ -3,6 +3,7 @@
  *
  *   pgturnout [-c FILE] [--check] [--reset-flags] [--version] [--help] [-v|-q]
  *   pgturnout verify ...          (tools/verify.h)
+ *   pgturnout repair|backfill ... (tools/repair.h)
  *
  * Exit codes: 0 clean exit, 1 bad configuration or arguments, 2 runtime
  * failure (e.g. cannot listen). Signals are libevent events, so their
@@ -12,6 +13,7 @@
 #include "conf/config.h"
 #include "app/process.h"
 #include "session/runtime.h"
+#include "tools/repair.h"
 #include "tools/verify.h"
 
 #include <event2/event.h>
@@ -29,7 +31,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"pgturnout %s — PostgreSQL proxy for zero-downtime schema migrations\n\n"
 		"Usage: pgturnout [-c FILE] [--check] [--reset-flags] [--version] [--help] [-v|-q]\n"
-		"       pgturnout verify [-c FILE] [--table T]... [--json] [--resume]  (see verify --help)\n\n"
+		"       pgturnout verify [-c FILE] [--table T]... [--json] [--resume]  (see verify --help)\n"
+		"       pgturnout repair [-c FILE] (--report FILE | --journal | --table T...) [--from old|new]\n"
+		"                        [--dry-run]  (see repair --help)\n"
+		"       pgturnout backfill [-c FILE] [--table T]... [--max-rate ROWS] [--resume]  (see backfill --help)\n\n"
 		"  -c, --config FILE  configuration file (default %s)\n"
 		"      --check        validate the configuration, print every error, exit 0/1\n"
 		"      --reset-flags  start from the file's [flags], not the flags in force at the\n"
@@ -87,6 +92,10 @@ int main(int argc, char **argv)
 	};
 	if (argc > 1 && strcmp(argv[1], "verify") == 0)
 		return verify_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "repair") == 0)
+		return repair_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "backfill") == 0)
+		return backfill_main(argc - 1, argv + 1);
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:Vhvq", opts, NULL)) != -1) {
 		switch (ch) {
