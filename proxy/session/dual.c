@@ -1573,15 +1573,18 @@ static bool dual_has_prepare(const struct sql_analysis *a)
  * or Parse named NAME), a statement raising the two-phase commit refusal:
  * the client gets the error in order and its transaction aborts, on both
  * sides once it rolls back. */
-static void dual_refuse_prepare(struct client *c, struct server *p, uint8_t type, const char *name)
+/* Sends the primary, in place of the client's message of type TYPE (Query,
+ * or Parse named NAME), a statement raising SQLSTATE with MESSAGE: the
+ * client gets the error in order, as from the server. */
+static void dual_raise(struct client *c, struct server *p, uint8_t type, const char *name,
+		       const char *sqlstate, const char *message)
 {
-	log_info(c->id, "refused PREPARE TRANSACTION while dual writes are on");
 	struct wbuf b;
 	wbuf_init(&b);
 	size_t off = build_begin(&b, type);
 	if (type == PqMsg_Parse)
 		wbuf_put_str(&b, name);
-	steer_raise_statement(&b, "0A000", DUAL_PREPARE_REFUSED);
+	steer_raise_statement(&b, sqlstate, message);
 	if (type == PqMsg_Parse)
 		wbuf_put_u16(&b, 0);  /* no parameter types */
 	build_end(&b, off);
@@ -1590,6 +1593,12 @@ static void dual_refuse_prepare(struct client *c, struct server *p, uint8_t type
 	else
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 	wbuf_free(&b);
+}
+
+static void dual_refuse_prepare(struct client *c, struct server *p, uint8_t type, const char *name)
+{
+	log_info(c->id, "refused PREPARE TRANSACTION while dual writes are on");
+	dual_raise(c, p, type, name, "0A000", DUAL_PREPARE_REFUSED);
 }
 
 static void dual_query_analysed(struct client *c, struct server *p, const uint8_t *msg, size_t len,
@@ -1610,16 +1619,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		 * commit. It rolls back, and the client's COMMIT fails. */
 		dual_set_phase(c, DUAL_PRIMARY);
 		dual_primary_own(c, "ROLLBACK");
-		struct wbuf b;
-		wbuf_init(&b);
-		size_t off = build_begin(&b, PqMsg_Query);
-		steer_raise_statement(&b, "53100", DUAL_JOURNAL_FAILED);
-		build_end(&b, off);
-		if (wbuf_ok(&b))
-			steer_forward(c, p, b.data, b.len);
-		else
-			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-		wbuf_free(&b);
+		dual_raise(c, p, PqMsg_Query, NULL, "53100", DUAL_JOURNAL_FAILED);
 		return;
 	}
 	d->tx_at_request = d->n_tx;

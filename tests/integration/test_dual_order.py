@@ -23,7 +23,7 @@ import time
 import pytest
 
 from conftest import BIG
-from test_dual import (Admin, Layout, databases_layout, direct_env, dual_config,  # noqa: F401
+from test_dual import (Admin, Layout, bench_digest, databases_layout, direct_env, dual_config,  # noqa: F401
                        journal_file, layout, pgbench, read_journal, run, start)
 
 pytestmark = pytest.mark.proxy_only
@@ -107,14 +107,7 @@ def test_cross_path_lock_cycle_does_not_hang(proxy_factory, layout):
 
 
 def tpcb_digest(layout, role):
-    db, schema = layout.where[role]
-    return layout.sql(role, """
-        SELECT (SELECT md5(string_agg(a::text, '|' ORDER BY aid)) FROM pgbench_accounts a),
-               (SELECT md5(string_agg(b::text, '|' ORDER BY bid)) FROM pgbench_branches b),
-               (SELECT md5(string_agg(t::text, '|' ORDER BY tid)) FROM pgbench_tellers t),
-               (SELECT count(*) FROM pgbench_history),
-               (SELECT md5(string_agg(format('%s,%s,%s,%s', tid, bid, aid, delta), '|'
-                                      ORDER BY tid, bid, aid, delta)) FROM pgbench_history)""")[0]
+    return bench_digest(layout, role)  # the same tables, in a path's schema or database
 
 
 class Flipper(threading.Thread):
