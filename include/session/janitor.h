@@ -25,6 +25,10 @@
 
 /* Creates and starts rt->janitor; -1 when out of memory. */
 int janitor_start(void) __attribute__((warn_unused_result));
+/* Arms the timer only while something it checks is configured (or PAUSE
+ * is on): an idle pending timer costs the event loop on every pass. Call
+ * after a reload and when PAUSE changes. */
+void janitor_sync(void);
 /* Stops and frees it (NULL-safe). */
 void janitor_stop(void);
 

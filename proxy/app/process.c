@@ -520,6 +520,7 @@ int process_reload(const char *who)
 	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
+	janitor_sync();  /* timeouts may have changed */
 	process_read_shapes(cfg);
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);

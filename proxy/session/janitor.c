@@ -135,13 +135,46 @@ static void janitor_on_timer(evutil_socket_t fd, short what, void *arg)
 	server_admit_waiting(now);
 }
 
+/* Whether anything the janitor checks is configured (or PAUSE holds
+ * sessions that query_wait_timeout bounds). */
+static bool janitor_needed(void)
+{
+	const struct config *cfg = rt->cfg;
+	return cfg->query_timeout_ms || cfg->idle_transaction_timeout_ms ||
+	       cfg->client_idle_timeout_ms || cfg->max_db_connections ||
+	       cfg->max_user_connections || (rt->paused && cfg->query_wait_timeout_ms);
+}
+
+void janitor_sync(void)
+{
+	if (!rt->janitor)
+		return;
+	bool on = evtimer_pending(rt->janitor, NULL);
+	bool need = janitor_needed();
+	if (need && !on) {
+		/* idleness counts from now: it was not watched before */
+		uint64_t now = runtime_now_us();
+		struct list_node *pos, *tmp;
+		list_for_each_safe(pos, tmp, &rt->clients) {
+			struct client *c = list_entry(pos, struct client, node);
+			c->active_us = now;
+			c->read_since_tick = false;
+		}
+		struct timeval tv = { 0, JANITOR_PERIOD_MS * 1000 };
+		if (evtimer_add(rt->janitor, &tv) < 0)
+			log_error(0, "cannot start the timeout checks");
+	} else if (!need && on) {
+		evtimer_del(rt->janitor);
+	}
+}
+
 int janitor_start(void)
 {
 	rt->janitor = event_new(rt->base, -1, EV_PERSIST, janitor_on_timer, NULL);
 	if (!rt->janitor)
 		return -1;
-	struct timeval tv = { 0, JANITOR_PERIOD_MS * 1000 };
-	return evtimer_add(rt->janitor, &tv);
+	janitor_sync();
+	return 0;
 }
 
 void janitor_stop(void)

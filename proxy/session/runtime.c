@@ -9,6 +9,7 @@
 #include "conf/config.h"
 #include "io/sockopt.h"
 #include "session/client.h"
+#include "session/janitor.h"
 #include "session/server.h"
 
 #include <event2/event.h>
@@ -19,6 +20,7 @@ struct runtime *rt;
 void runtime_pause(bool pause)
 {
 	rt->paused = pause;
+	janitor_sync();
 	log_info(0, pause ? "paused: sessions stop at their next transaction boundary"
 			  : "resumed");
 	if (pause)
