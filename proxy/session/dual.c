@@ -672,17 +672,24 @@ static uint8_t wbuf_last(const struct wbuf *b)
 	return b->len ? b->data[b->len - 1] : 0;
 }
 
-/* New's table for the captured INSERT's target (through the rename map), as
- * the catalog read at start knows it; NULL when unknown. */
-static const struct catalog_shape *dual_capture_target(const struct client *c)
+/* The rename rule entry of the captured INSERT's target (old's name), or -1. */
+static long dual_capture_entry(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	return d->cap.relname ? rewrite_rules_find_entry(c->cfg->rules, REWRITE_SIDE_OLD,
+							 d->cap.schema, d->cap.relname)
+			      : -1;
+}
+
+/* New's table for the captured INSERT's target (ENTRY: its rule entry, or
+ * -1), as the catalog read at start knows it; NULL when unknown. */
+static const struct catalog_shape *dual_capture_target(const struct client *c, long entry)
 {
 	const struct dual *d = c->dual;
 	if (!rt->new_shapes || !d->cap.relname)
 		return NULL;
-	long e = rewrite_rules_find_entry(c->cfg->rules, REWRITE_SIDE_OLD, d->cap.schema,
-					  d->cap.relname);
 	struct rewrite_entry ent;
-	if (e >= 0 && rewrite_rules_entry(c->cfg->rules, (size_t)e, &ent) == 0)
+	if (entry >= 0 && rewrite_rules_entry(c->cfg->rules, (size_t)entry, &ent) == 0)
 		return catalog_shape_find(rt->new_shapes, ent.schema[REWRITE_SIDE_NEW],
 					  ent.name[REWRITE_SIDE_NEW]);
 	return catalog_shape_find(rt->new_shapes, d->cap.schema, d->cap.relname);
@@ -692,21 +699,14 @@ static const struct catalog_shape *dual_capture_target(const struct client *c)
  * it (under its mapped name) and does not generate it itself. Unknown
  * target: every column is. */
 static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
-			       const char *col)
+			       long entry, const char *col)
 {
-	const struct dual *d = c->dual;
 	if (!shape)
 		return true;
-	const char *name = col;
-	long e = rewrite_rules_find_entry(c->cfg->rules, REWRITE_SIDE_OLD, d->cap.schema,
-					  d->cap.relname);
-	if (e >= 0) {
-		const char *mapped = rewrite_rules_map_column(c->cfg->rules, (size_t)e,
-							      REWRITE_SIDE_OLD, col);
-		if (mapped)
-			name = mapped;
-	}
-	int i = catalog_shape_column(shape, name);
+	const char *mapped = entry >= 0 ? rewrite_rules_map_column(c->cfg->rules, (size_t)entry,
+								   REWRITE_SIDE_OLD, col)
+					: NULL;
+	int i = catalog_shape_column(shape, mapped ? mapped : col);
 	return i >= 0 && !shape->generated[i];
 }
 
@@ -748,11 +748,12 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 			d->cap_failed = true;
 			return;
 		}
-		const struct catalog_shape *shape = dual_capture_target(c);
+		long entry = dual_capture_entry(c);
+		const struct catalog_shape *shape = dual_capture_target(c, entry);
 		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
 			const char *name = pkt_get_str(&r);
 			pkt_get_bytes(&r, 18);
-			bool keep = name && dual_capture_keeps(c, shape, name);
+			bool keep = name && dual_capture_keeps(c, shape, entry, name);
 			d->cap_keep[d->n_cap_all++] = keep;
 			if (!keep)
 				continue;
