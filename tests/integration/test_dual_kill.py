@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 
 from conftest import BIG
-from test_dual import databases_layout, dual_config, journal_file, read_journal  # noqa: F401
+from test_dual import dual_config, journal_file, layout, read_journal  # noqa: F401
 
 pytestmark = pytest.mark.proxy_only
 
@@ -83,8 +83,7 @@ def wait_listening(port, timeout=15):
     raise AssertionError("the restarted proxy does not accept on %d" % port)
 
 
-def test_acknowledged_transactions_survive_sigkill(proxy_factory, databases_layout):
-    layout = databases_layout
+def test_acknowledged_transactions_survive_sigkill(proxy_factory, layout):
     p = proxy_factory(paths=layout.paths, extra=dual_config(layout, {"canary_percent": "50"}))
     config = open(p.config_path).read()
     stop = threading.Event()
