@@ -111,6 +111,7 @@ struct config {
 	char *server_reset_query;       /* owns; default DISCARD ALL */
 	char *pidfile;                  /* owns; NULL: no pid file */
 	uint64_t max_query_size;        /* default 1MB: largest Query/Parse buffered for rewriting */
+	int max_prepared_statements;    /* default 10000: named statements tracked per session; 0: no limit */
 	uint32_t query_timeout_ms;      /* default 0 (off): a request running longer is cancelled */
 	uint32_t query_wait_timeout_ms; /* default 120s: longest wait at PAUSE or for a server slot */
 	uint32_t idle_transaction_timeout_ms; /* default 0 (off): idle inside a transaction */

@@ -46,6 +46,9 @@ int replay_note_stmt(struct client *c, const char *name, const uint8_t *parse, s
 	__attribute__((warn_unused_result));
 /* C closed its statement NAME. */
 void replay_forget_stmt(struct client *c, const char *name);
+/* How many named statements C has recorded; whether NAME is one. */
+size_t replay_stmt_count(const struct client *c);
+bool replay_has_stmt(const struct client *c, const char *name);
 /* C ran DISCARD: nothing is left to replay. */
 void replay_discard(struct client *c);
 /* C's open transaction ended: the settings made in it stay (COMMITTED) or

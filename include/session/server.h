@@ -14,6 +14,7 @@
 #define PGT_SESSION_SERVER_H
 
 #include "core/list.h"
+#include "core/strmap.h"
 #include "core/wbuf.h"
 
 #include "io/conn.h"
@@ -24,10 +25,10 @@ struct client;
 struct config;
 struct scram_client;
 
-/* A named statement prepared on this backend: its name and a hash of the
- * Parse message that made it (replay skips what is already there). */
+/* A named statement prepared on this backend (its name is its key in
+ * server.stmts): a hash of the Parse message that made it (replay skips
+ * what is already there). */
 struct server_stmt {
-	char *name;             /* owns */
 	uint64_t hash;
 };
 
@@ -60,8 +61,8 @@ struct server {
 	bool throttled;                 /* reading paused: client output over high watermark */
 	uint32_t requests_sent;         /* Query/Sync/FunctionCall sent (each gets one ReadyForQuery) */
 	uint32_t requests_done;         /* ReadyForQuery received */
-	struct server_stmt *stmts;      /* owns: named statements prepared here (inspect mode) */
-	size_t n_stmts;
+	struct strmap stmts;            /* owns: name -> struct server_stmt (owns), named
+					   statements prepared here (inspect mode) */
 	uint32_t swallow_until;         /* answers to requests below this number are pgturnout's
 					   own (replay after a switch): dropped, not relayed */
 	char tx_status;                 /* of the last ReadyForQuery: 'I', 'T' or 'E' */
@@ -145,7 +146,7 @@ void server_forget_statements(struct server *s);
 int server_stmt_note(struct server *s, const char *name, const uint8_t *parse, size_t len)
 	__attribute__((warn_unused_result));
 void server_stmt_forget(struct server *s, const char *name);
-struct server_stmt *server_stmt_find(const struct server *s, const char *name);
+const struct server_stmt *server_stmt_find(const struct server *s, const char *name);
 bool server_stmt_holds(const struct server *s, const char *name, const uint8_t *parse, size_t len);
 /* A kept connection taken by its client failed server_check_query (WHY
  * is logged): it is closed and the same server object connects anew for

@@ -636,6 +636,10 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "max_query_size", KT_SIZE, CFG(max_query_size), 0, "1MB", true, false, -1, NULL, 0, 0,
 	  "largest Query/Parse message buffered for classification and rewriting (B, kB, MB, GB; "
 	  "no unit: bytes); larger statements are refused with 54000" },
+	{ SEC_MAIN, "max_prepared_statements", KT_INT, CFG(max_prepared_statements), 0, "10000", true, false, -1, NULL, 0, 100000000,
+	  "named prepared statements one session may hold while pgturnout tracks them (two paths "
+	  "configured); a Parse of one more is refused with 54000 (its Execute raises it) and the "
+	  "session goes on; 0: no limit" },
 	{ SEC_MAIN, "query_timeout", KT_DURATION, CFG(query_timeout_ms), 0, "0", true, false, -1, NULL, 0, 0,
 	  "a request the server has not answered within this time is cancelled on the server "
 	  "(CancelRequest; the client gets 57014 and its session goes on, as with statement_timeout); "

@@ -2,12 +2,13 @@
  * session/replay.c — the replay log of a session; see session/replay.h.
  *
  * Owns the log (client.replay, made on the first thing recorded). Invariant:
- * sets[n_committed_sets..n_sets) were made inside the open transaction,
- * and a name appears at most once in stmts.
+ * sets[n_committed_sets..n_sets) were made inside the open transaction.
+ * Statements are found by name in constant time (core/strmap.h).
  */
 #include "session/replay.h"
 
 #include "core/log.h"
+#include "core/strmap.h"
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "session/client.h"
@@ -21,9 +22,8 @@
 #include <string.h>
 
 struct replay_stmt {
-	char *name;             /* owns */
-	uint8_t *msg;           /* owns: the client's Parse message, as sent */
 	size_t len;
+	uint8_t msg[];          /* the client's Parse message, as sent */
 };
 
 struct replay_log {
@@ -31,8 +31,8 @@ struct replay_log {
 	size_t n_sets;
 	size_t n_committed_sets; /* sets[n_committed_sets..] were made inside the open
 				    transaction: dropped if it rolls back */
-	struct replay_stmt *stmts;  /* owns: named prepared statements */
-	size_t n_stmts;
+	struct strmap stmts;    /* owns: name -> struct replay_stmt (owns), the
+				   named prepared statements */
 };
 
 static void replay_clear_sets(struct replay_log *log)
@@ -45,11 +45,7 @@ static void replay_clear_sets(struct replay_log *log)
 
 static void replay_clear_stmts(struct replay_log *log)
 {
-	for (size_t i = 0; i < log->n_stmts; i++) {
-		free(log->stmts[i].name);
-		free(log->stmts[i].msg);
-	}
-	log->n_stmts = 0;
+	strmap_clear(&log->stmts, free);
 }
 
 void replay_free(struct replay_log *log)
@@ -59,7 +55,6 @@ void replay_free(struct replay_log *log)
 	replay_clear_sets(log);
 	free(log->sets);
 	replay_clear_stmts(log);
-	free(log->stmts);
 	free(log);
 }
 
@@ -150,17 +145,18 @@ void replay_discard(struct client *c)
 
 void replay_forget_stmt(struct client *c, const char *name)
 {
-	struct replay_log *log = c->replay;
-	if (!log)
-		return;
-	for (size_t i = 0; i < log->n_stmts; i++) {
-		if (strcmp(log->stmts[i].name, name) != 0)
-			continue;
-		free(log->stmts[i].name);
-		free(log->stmts[i].msg);
-		log->stmts[i] = log->stmts[--log->n_stmts];
-		return;
-	}
+	if (c->replay)
+		free(strmap_remove(&c->replay->stmts, name));
+}
+
+size_t replay_stmt_count(const struct client *c)
+{
+	return c->replay ? strmap_count(&c->replay->stmts) : 0;
+}
+
+bool replay_has_stmt(const struct client *c, const char *name)
+{
+	return c->replay && strmap_get(&c->replay->stmts, name) != NULL;
 }
 
 int replay_note_stmt(struct client *c, const char *name, const uint8_t *parse, size_t len)
@@ -168,32 +164,18 @@ int replay_note_stmt(struct client *c, const char *name, const uint8_t *parse, s
 	struct replay_log *log = replay_log(c);
 	if (!log)
 		return -1;
-	replay_forget_stmt(c, name);
-	struct replay_stmt *p = realloc(log->stmts, (log->n_stmts + 1) * sizeof(*p));
-	if (!p)
+	struct replay_stmt *e = malloc(sizeof(*e) + len);
+	if (!e)
 		return -1;
-	log->stmts = p;
-	struct replay_stmt *e = &log->stmts[log->n_stmts];
-	e->name = strdup(name);
-	e->msg = malloc(len);
-	if (!e->name || !e->msg) {
-		free(e->name);
-		free(e->msg);
-		return -1;
-	}
 	memcpy(e->msg, parse, len);
 	e->len = len;
-	log->n_stmts++;
+	void *old;
+	if (strmap_put(&log->stmts, name, e, &old) < 0) {
+		free(e);
+		return -1;
+	}
+	free(old);
 	return 0;
-}
-
-/* The entry of the log named NAME, or NULL. */
-static const struct replay_stmt *replay_find_stmt(const struct replay_log *log, const char *name)
-{
-	for (size_t i = 0; i < log->n_stmts; i++)
-		if (strcmp(log->stmts[i].name, name) == 0)
-			return &log->stmts[i];
-	return NULL;
 }
 
 /* Sends B's bytes to S; out of memory ends C's session. False then. */
@@ -210,7 +192,7 @@ void replay_send(struct client *c, struct server *s)
 {
 	static struct replay_log empty;
 	struct replay_log *log = c->replay ? c->replay : &empty;
-	if (log->n_sets == 0 && log->n_stmts == 0 && s->n_stmts == 0)
+	if (log->n_sets == 0 && strmap_count(&log->stmts) == 0 && strmap_count(&s->stmts) == 0)
 		return;
 	struct wbuf b;
 	wbuf_init(&b);
@@ -227,13 +209,11 @@ void replay_send(struct client *c, struct server *s)
 	}
 	/* Statements this backend holds that the session has since closed or
 	 * re-prepared differently go first. */
-	for (size_t i = 0; i < s->n_stmts;) {
-		const char *name = s->stmts[i].name;
-		const struct replay_stmt *e = replay_find_stmt(log, name);
-		if (e && server_stmt_holds(s, name, e->msg, e->len)) {
-			i++;
+	const char *name;
+	for (size_t it = 0; strmap_next(&s->stmts, &it, &name, NULL);) {
+		const struct replay_stmt *e = strmap_get(&log->stmts, name);
+		if (e && server_stmt_holds(s, name, e->msg, e->len))
 			continue;
-		}
 		size_t off = build_begin(&b, PqMsg_Close);
 		wbuf_put_u8(&b, 'S');
 		wbuf_put_str(&b, name);
@@ -247,11 +227,12 @@ void replay_send(struct client *c, struct server *s)
 		return;
 	}
 	wbuf_free(&b);
-	for (size_t i = 0; i < log->n_stmts; i++) {
-		if (server_stmt_find(s, log->stmts[i].name))
+	struct replay_stmt *e;
+	for (size_t it = 0; strmap_next(&log->stmts, &it, &name, (void **)&e);) {
+		if (server_stmt_find(s, name))
 			continue;
 		/* Rewritten for S's path like any Parse (steer.c). */
-		steer_replay_parse(c, s, log->stmts[i].msg, log->stmts[i].len);
+		steer_replay_parse(c, s, e->msg, e->len);
 		wbuf_init(&b);
 		build_sync(&b);
 		bool ok = replay_write(c, s, &b);
@@ -263,5 +244,5 @@ void replay_send(struct client *c, struct server *s)
 	s->requests_sent += requests;
 	s->swallow_until = s->requests_sent;
 	log_debug(c->id, "replayed %zu settings and %zu prepared statements on path %s", log->n_sets,
-		  log->n_stmts, c->cfg->paths[s->path].name);
+		  strmap_count(&log->stmts), c->cfg->paths[s->path].name);
 }

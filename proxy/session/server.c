@@ -177,11 +177,7 @@ void server_free(struct server *s)
 
 void server_forget_statements(struct server *s)
 {
-	for (size_t i = 0; i < s->n_stmts; i++)
-		free(s->stmts[i].name);
-	free(s->stmts);
-	s->stmts = NULL;
-	s->n_stmts = 0;
+	strmap_clear(&s->stmts, free);
 }
 
 /* A logged-in plain connection gets a Terminate, when nothing is queued

@@ -430,12 +430,14 @@ static bool steer_send(struct client *c, struct server *s, const uint8_t *msg, s
 	return false;
 }
 
-/* MSG with a statement raising 22023 MESSAGE instead of its text (see
- * steer_send): a SET to an unknown version tag. */
-static bool steer_refuse_tag(struct client *c, struct server *s, const uint8_t *msg, size_t len,
-			     const char *name, size_t rest, char *message)
+/* MSG with a statement raising SQLSTATE MESSAGE instead of its text (see
+ * steer_send): a SET to an unknown version tag (22023), a Parse over
+ * max_prepared_statements (54000). */
+static bool steer_refuse(struct client *c, struct server *s, const uint8_t *msg, size_t len,
+			 const char *name, size_t rest, const char *sqlstate, char *message)
 {
-	struct sql_analysis r = { .refused = true, .sqlstate = "22023", .message = message };
+	struct sql_analysis r = { .refused = true, .message = message };
+	snprintf(r.sqlstate, sizeof(r.sqlstate), "%s", sqlstate);
 	return steer_send(c, s, msg, len, name, rest, &r);
 }
 
@@ -449,7 +451,7 @@ static __attribute__((noinline)) bool steer_forward_analysed(struct client *c, s
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, tlen, steer_dir(c), c->cfg->rules);
 	char refusal[512];
 	if (a && steer_check_tag_sets(c, a, text, refusal, sizeof(refusal)) < 0)
-		return steer_refuse_tag(c, s, msg, len, NULL, len, refusal);
+		return steer_refuse(c, s, msg, len, NULL, len, "22023", refusal);
 	if (a)
 		steer_note_effects(c, a, text);
 	else
@@ -472,6 +474,15 @@ static bool steer_forward_query(struct client *c, struct server *s, const uint8_
 	return steer_forward_analysed(c, s, msg, len, text, tlen);
 }
 
+/* Whether C's Parse of a new statement NAME is one over
+ * max_prepared_statements (the statement is then refused: it would be
+ * tracked, and replayed, like the others). */
+static bool steer_over_stmt_cap(const struct client *c, const char *name)
+{
+	int cap = c->cfg->max_prepared_statements;
+	return cap > 0 && replay_stmt_count(c) >= (size_t)cap && !replay_has_stmt(c, name);
+}
+
 /* A Parse message (the client's MSG) for S, rewritten for S's path: true
  * when it goes unchanged (see steer_send). REMEMBER: a message from the
  * client (not a replay), whose effects count. */
@@ -486,6 +497,13 @@ static bool steer_forward_parse(struct client *c, struct server *s, const uint8_
 		client_close(c, CLOSE_PROTOCOL_VIOLATION, "invalid Parse message");
 		return false;
 	}
+	if (remember && name[0] && steer_over_stmt_cap(c, name)) {
+		char refusal[160];
+		snprintf(refusal, sizeof(refusal),
+			 "too many prepared statements in this session (max_prepared_statements = %d); "
+			 "close some first", c->cfg->max_prepared_statements);
+		return steer_refuse(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, "54000", refusal);
+	}
 	if (name[0] && server_stmt_note(s, name, msg, len) < 0)
 		steer_pin(c, "out of memory tracking prepared statements");
 	bool fast = remember && steer_fast(c, text, strlen(text));
@@ -498,7 +516,7 @@ static bool steer_forward_parse(struct client *c, struct server *s, const uint8_
 	if (remember && name[0] && replay_note_stmt(c, name, msg, len) < 0)
 		steer_pin(c, "out of memory tracking prepared statements");
 	if (bad_tag)
-		return steer_refuse_tag(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, refusal);
+		return steer_refuse(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, "22023", refusal);
 	return steer_send(c, s, msg, len, name, MSG_HEADER_LEN + r.pos, a);
 }
 

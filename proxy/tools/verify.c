@@ -34,6 +34,7 @@
  */
 #include "tools/verify.h"
 
+#include "core/hash.h"
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "io/catalog.h"
@@ -555,14 +556,10 @@ static int check_sequences(struct verify_run *run, struct verify_pair *p, int si
 /* Identifies the set of pairs, so that a checkpoint is not applied to another run. */
 static uint64_t pairs_fingerprint(const struct verify_run *run)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = FNV1A64_INIT;
 	for (size_t i = 0; i < run->n_pairs; i++)
 		for (int s = OLD; s <= NEW; s++)
-			for (const char *c = run->pairs[i].tp.name[s]; ; c++) {
-				h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-				if (*c == '\0')
-					break;
-			}
+			h = fnv1a64(h, run->pairs[i].tp.name[s], strlen(run->pairs[i].tp.name[s]) + 1);
 	return h;
 }
 

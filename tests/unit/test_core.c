@@ -7,12 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "core/err.h"
 #include "core/json.h"
+#include "core/strmap.h"
 #include "core/wbuf.h"
 
 static void test_set_err_formats_and_truncates(void **state)
@@ -104,10 +106,62 @@ static void test_json_set_get_and_append_object(void **state)
 	json_decref(o);
 }
 
+/* strmap against a plain array as the model: puts, replaces, removes
+ * (tombstones), a walk that removes as it goes, and growth. */
+static void test_strmap_matches_a_model(void **state)
+{
+	(void)state;
+	enum { N = 5000 };
+	static int present[N];
+	struct strmap m = { 0 };
+	char key[32];
+	assert_null(strmap_get(&m, "absent"));
+	assert_null(strmap_remove(&m, "absent"));
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			snprintf(key, sizeof(key), "s%d", i);
+			void *old = (void *)1;
+			assert_int_equal(strmap_put(&m, key, &present[i], &old), 0);
+			assert_ptr_equal(old, present[i] ? &present[i] : NULL);
+			present[i] = 1;
+		}
+		for (int i = 0; i < N; i += 3) {
+			snprintf(key, sizeof(key), "s%d", i);
+			assert_ptr_equal(strmap_remove(&m, key), &present[i]);
+			present[i] = 0;
+		}
+	}
+	size_t live = 0;
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "s%d", i);
+		assert_ptr_equal(strmap_get(&m, key), present[i] ? &present[i] : NULL);
+		live += (size_t)present[i];
+	}
+	assert_int_equal(strmap_count(&m), live);
+	/* a walk sees every live key once and may remove as it goes */
+	size_t seen = 0;
+	const char *k;
+	void *v;
+	for (size_t it = 0; strmap_next(&m, &it, &k, &v);) {
+		int i = atoi(k + 1);
+		assert_ptr_equal(v, &present[i]);
+		assert_ptr_equal(strmap_remove(&m, k), &present[i]);
+		present[i] = 0;
+		seen++;
+	}
+	assert_int_equal(seen, live);
+	assert_int_equal(strmap_count(&m), 0);
+	assert_true(strmap_put(&m, "", &present[0], NULL) == 0);
+	assert_ptr_equal(strmap_get(&m, ""), &present[0]);
+	strmap_clear(&m, NULL);
+	assert_int_equal(m.cap, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_err_formats_and_truncates),
+		cmocka_unit_test(test_strmap_matches_a_model),
 		cmocka_unit_test(test_set_err_without_a_buffer_does_nothing),
 		cmocka_unit_test(test_json_from_text_table),
 		cmocka_unit_test(test_json_set_get_and_append_object),
