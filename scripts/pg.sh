@@ -64,7 +64,8 @@ start() {
 
 	install -m 600 "$dir/ca/server.key" "$data/server.key"
 	install -m 644 "$dir/ca/server.crt" "$data/server.crt"
-	[[ $(id -u) -eq 0 ]] && chown postgres "$data/server.key" "$data/server.crt"
+	install -m 644 "$dir/ca/ca.crt" "$data/root.crt"
+	[[ $(id -u) -eq 0 ]] && chown postgres "$data/server.key" "$data/server.crt" "$data/root.crt"
 
 	cat >>"$data/postgresql.conf" <<EOF
 
@@ -77,6 +78,7 @@ password_encryption = 'scram-sha-256'
 ssl = on
 ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
+ssl_ca_file = 'root.crt'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -90,6 +92,7 @@ host    all       md5user    127.0.0.1/32   md5
 host    all       scramuser  127.0.0.1/32   scram-sha-256
 host    all       trustuser  127.0.0.1/32   trust
 host    all       pwuser     127.0.0.1/32   password
+hostssl all       certuser   127.0.0.1/32   cert
 host    all       all        127.0.0.1/32   scram-sha-256
 EOF
 	as_pg "$PGBIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
@@ -103,6 +106,7 @@ SET password_encryption = 'scram-sha-256';
 CREATE ROLE scramuser LOGIN PASSWORD 'scrampass';
 CREATE ROLE trustuser LOGIN PASSWORD 'trustpass';
 CREATE ROLE pwuser LOGIN PASSWORD 'pwpass';
+CREATE ROLE certuser LOGIN;
 CREATE ROLE app LOGIN PASSWORD 'app';
 CREATE ROLE admin LOGIN PASSWORD 'admin';
 GRANT pg_signal_backend TO app;

@@ -18,8 +18,8 @@
 struct rewrite_rules;   /* sql/rules.h */
 struct userlist;        /* conf/userlist.h */
 
-enum auth_type { AUTH_TRUST, AUTH_MD5, AUTH_SCRAM };
-enum tls_mode { TLS_MODE_DISABLE, TLS_MODE_ALLOW, TLS_MODE_REQUIRE };
+enum auth_type { AUTH_TRUST, AUTH_MD5, AUTH_SCRAM, AUTH_CERT };
+enum tls_mode { TLS_MODE_DISABLE, TLS_MODE_ALLOW, TLS_MODE_REQUIRE, TLS_MODE_VERIFY_CA, TLS_MODE_VERIFY_FULL };
 enum sslmode { SSLMODE_DISABLE, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_FULL };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum canary_key {
@@ -49,6 +49,8 @@ struct path_config {
 	char *search_path;      /* owns; NULL: leave the server's default */
 	enum sslmode sslmode;   /* default prefer */
 	char *sslrootcert;      /* owns; NULL: none */
+	char *sslcert;          /* owns; NULL: no client certificate shown to the server */
+	char *sslkey;           /* owns; NULL unless sslcert */
 	int line;               /* line of the section header, for messages */
 };
 
@@ -91,6 +93,7 @@ struct config {
 	enum tls_mode tls_mode;
 	char *tls_cert_file;            /* owns; NULL unless set */
 	char *tls_key_file;             /* owns; NULL unless set */
+	char *client_tls_ca_file;       /* owns; NULL: client certificates are not asked for */
 	char *http_listen;              /* owns; NULL: HTTP off */
 	struct listen_addr http_addr;   /* http_listen parsed; valid when http_listen != NULL */
 	char *http_token_file;          /* owns; NULL: writes refused */

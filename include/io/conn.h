@@ -69,6 +69,8 @@ void conn_set_connector(conn_connector connector, void *arg);
  * BEV_EVENT_CONNECTED when the handshake is done. */
 int conn_start_tls(struct conn *cn, SSL *ssl, enum bufferevent_ssl_state state)
 	__attribute__((warn_unused_result));
+/* The TLS session of CN, or NULL before conn_start_tls(). */
+SSL *conn_ssl(const struct conn *cn);
 /* True once conn_start_tls() succeeded: the fd is the connection's. */
 bool conn_owns_fd(const struct conn *cn);
 /* Why the TLS handshake (or session) failed, for a message: the check of

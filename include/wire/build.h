@@ -9,6 +9,7 @@
 
 #include "core/wbuf.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +23,9 @@ void build_end(struct wbuf *b, size_t off);
 void build_error(struct wbuf *b, uint8_t type, const char *severity, const char *sqlstate,
 		 const char *message, const char *detail, const char *hint);
 void build_auth(struct wbuf *b, uint32_t code, const void *extra, size_t extra_len);
-void build_auth_sasl(struct wbuf *b, const char *mechanism);
+/* AuthenticationSASL offering SCRAM-SHA-256, after SCRAM-SHA-256-PLUS when
+ * PLUS (channel binding, on TLS). */
+void build_auth_sasl(struct wbuf *b, bool plus);
 void build_parameter_status(struct wbuf *b, const char *name, const char *value);
 void build_backend_key(struct wbuf *b, uint32_t pid, uint32_t key);
 void build_ready(struct wbuf *b, char status);

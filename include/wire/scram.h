@@ -60,6 +60,13 @@ struct scram_server;
 struct scram_server *scram_server_new(const struct scram_verifier *v);
 void scram_server_free(struct scram_server *s);   /* NULL does nothing */
 /*
+ * Before the client-first-message, on TLS: SCRAM-SHA-256-PLUS was offered
+ * beside SCRAM-SHA-256, the client SELECTED it (or not), and DATA (LEN
+ * bytes) is our tls-server-end-point channel binding data.
+ */
+void scram_server_set_channel_binding(struct scram_server *s, bool selected, const uint8_t *data,
+				      size_t len);
+/*
  * Takes the client-first-message (gs2 header "n,," or "y,," then
  * "n=...,r=nonce"); on success returns 0 and a malloc'd server-first-message
  * in *out (caller frees). -1 on a malformed message (err says why).

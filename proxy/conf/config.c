@@ -122,11 +122,13 @@ struct enum_value {
 };
 
 static const struct enum_value auth_type_values[] = {
-	{ "trust", AUTH_TRUST }, { "md5", AUTH_MD5 }, { "scram-sha-256", AUTH_SCRAM }, { NULL, 0 }
+	{ "trust", AUTH_TRUST }, { "md5", AUTH_MD5 }, { "scram-sha-256", AUTH_SCRAM },
+	{ "cert", AUTH_CERT }, { NULL, 0 }
 };
 static const struct enum_value tls_mode_values[] = {
 	{ "disable", TLS_MODE_DISABLE }, { "allow", TLS_MODE_ALLOW },
-	{ "require", TLS_MODE_REQUIRE }, { NULL, 0 }
+	{ "require", TLS_MODE_REQUIRE }, { "verify-ca", TLS_MODE_VERIFY_CA },
+	{ "verify-full", TLS_MODE_VERIFY_FULL }, { NULL, 0 }
 };
 static const struct enum_value dual_commit_values[] = {
 	{ "auto", DUAL_COMMIT_AUTO }, { "ordered", DUAL_COMMIT_ORDERED }, { NULL, 0 }
@@ -580,7 +582,9 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "listen", KT_LISTEN, CFG(listen), CFG(n_listen), "127.0.0.1:6432", false, false, -1, NULL, 0, 0,
 	  "comma-separated host:port addresses to accept clients on; IPv6 as [::1]:6432" },
 	{ SEC_MAIN, "auth_type", KT_ENUM, CFG(auth_type), 0, "scram-sha-256", true, false, -1, auth_type_values, 0, 0,
-	  "client authentication: trust | md5 | scram-sha-256; anything but trust needs auth_file" },
+	  "client authentication: trust | md5 | scram-sha-256 | cert; md5 and scram-sha-256 need "
+	  "auth_file; cert logs in the user named by the common name (CN) of the client's "
+	  "certificate, verified against client_tls_ca_file" },
 	{ SEC_MAIN, "auth_file", KT_FILE, CFG(auth_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "users and secrets in PgBouncer userlist.txt format; relative to the config file's directory" },
 	{ SEC_MAIN, "admin_users", KT_USERS, CFG(admin_users), CFG(n_admin_users), "", true, false, -1, NULL, 0, 0,
@@ -592,11 +596,17 @@ static const struct key_def config_keys[] = {
 	  "also accept clients on the unix-domain socket DIR/.s.PGSQL.PORT, PORT being the first "
 	  "listen address's; empty: none; relative to the config file's directory" },
 	{ SEC_MAIN, "tls_mode", KT_ENUM, CFG(tls_mode), 0, "disable", true, false, -1, tls_mode_values, 0, 0,
-	  "client-side TLS: disable | allow | require; allow and require need tls_cert_file and tls_key_file" },
+	  "client-side TLS: disable | allow | require | verify-ca | verify-full; all but disable need "
+	  "tls_cert_file and tls_key_file; verify-ca also requires a client certificate signed by "
+	  "client_tls_ca_file, verify-full also that its common name (CN) is the user's name" },
 	{ SEC_MAIN, "tls_cert_file", KT_FILE, CFG(tls_cert_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "PEM certificate (chain) shown to clients; relative to the config file's directory" },
 	{ SEC_MAIN, "tls_key_file", KT_FILE, CFG(tls_key_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "PEM private key of tls_cert_file; relative to the config file's directory" },
+	{ SEC_MAIN, "client_tls_ca_file", KT_FILE, CFG(client_tls_ca_file), 0, "", true, false, -1, NULL, 0, 0,
+	  "PEM CA certificates that client certificates are verified against (tls_mode = verify-ca "
+	  "| verify-full, auth_type = cert); with allow or require a certificate is asked for but "
+	  "not required; relative to the config file's directory" },
 	{ SEC_MAIN, "http_listen", KT_HOSTPORT, CFG(http_listen), CFG(http_addr), "", false, false, -1, NULL, 0, 0,
 	  "host:port of the HTTP endpoint (metrics, health, flags API); empty: HTTP off" },
 	{ SEC_MAIN, "http_token_file", KT_FILE, CFG(http_token_file), 0, "", true, false, -1, NULL, 0, 0,
@@ -704,6 +714,11 @@ static const struct key_def config_keys[] = {
 	  "TLS to the server: disable | prefer | require | verify-full; verify-full needs sslrootcert" },
 	{ SEC_PATH, "sslrootcert", KT_FILE, PTH(sslrootcert), 0, "", true, false, -1, NULL, 0, 0,
 	  "CA certificates (PEM) to verify the server with; relative to the config file's directory" },
+	{ SEC_PATH, "sslcert", KT_FILE, PTH(sslcert), 0, "", true, false, -1, NULL, 0, 0,
+	  "PEM client certificate (chain) shown to the server (for its cert authentication or "
+	  "clientcert=verify-*); needs sslkey; relative to the config file's directory" },
+	{ SEC_PATH, "sslkey", KT_FILE, PTH(sslkey), 0, "", true, false, -1, NULL, 0, 0,
+	  "PEM private key of sslcert; relative to the config file's directory" },
 
 	/* [migration] */
 	{ SEC_MIGRATION, "old", KT_PATHREF, CFG(old_path), 0, "old", true, false, -1, NULL, 0, 0,
@@ -1633,7 +1648,8 @@ static void validate_main(struct loader *ld)
 {
 	struct config *cfg = ld->cfg;
 
-	if (cfg->auth_type != AUTH_TRUST && cfg->auth_file == NULL && !key_invalid(ld, "auth_type"))
+	if (cfg->auth_type != AUTH_TRUST && cfg->auth_type != AUTH_CERT && cfg->auth_file == NULL &&
+	    !key_invalid(ld, "auth_type"))
 		ld_error(ld, key_line(ld, "auth_type"), "auth_type = %s needs auth_file",
 			 enum_name(auth_type_values, (int)cfg->auth_type));
 	if (cfg->tls_mode != TLS_MODE_DISABLE && !key_invalid(ld, "tls_mode")) {
@@ -1645,7 +1661,15 @@ static void validate_main(struct loader *ld)
 			ld_error(ld, key_line(ld, "tls_mode"), "tls_mode = %s needs tls_key_file", mode);
 		check_readable(ld, key_line(ld, "tls_cert_file"), "tls_cert_file", cfg->tls_cert_file);
 		check_readable(ld, key_line(ld, "tls_key_file"), "tls_key_file", cfg->tls_key_file);
+		if ((cfg->tls_mode == TLS_MODE_VERIFY_CA || cfg->tls_mode == TLS_MODE_VERIFY_FULL) &&
+		    cfg->client_tls_ca_file == NULL)
+			ld_error(ld, key_line(ld, "tls_mode"), "tls_mode = %s needs client_tls_ca_file", mode);
 	}
+	if (cfg->auth_type == AUTH_CERT && !key_invalid(ld, "auth_type") &&
+	    (cfg->tls_mode == TLS_MODE_DISABLE || cfg->client_tls_ca_file == NULL))
+		ld_error(ld, key_line(ld, "auth_type"),
+			 "auth_type = cert needs tls_mode (not disable) and client_tls_ca_file");
+	check_readable(ld, key_line(ld, "client_tls_ca_file"), "client_tls_ca_file", cfg->client_tls_ca_file);
 	check_readable(ld, key_line(ld, "http_token_file"), "http_token_file", cfg->http_token_file);
 }
 
@@ -1665,6 +1689,11 @@ static void validate_paths(struct loader *ld)
 				 "sslmode = verify-full needs sslrootcert in [path %s]", p->name);
 		if (p->sslrootcert != NULL)
 			check_readable(ld, path_key_line(ld, i, "sslrootcert"), "sslrootcert", p->sslrootcert);
+		if ((p->sslcert == NULL) != (p->sslkey == NULL))
+			ld_error(ld, path_key_line(ld, i, p->sslcert ? "sslcert" : "sslkey"),
+				 "sslcert and sslkey go together in [path %s]", p->name);
+		check_readable(ld, path_key_line(ld, i, "sslcert"), "sslcert", p->sslcert);
+		check_readable(ld, path_key_line(ld, i, "sslkey"), "sslkey", p->sslkey);
 	}
 }
 

@@ -39,7 +39,7 @@ static void catalog_pq_error(char *err, size_t errlen, const char *what, const c
 PGconn *catalog_connect(const struct path_config *p, const struct userlist *users,
 			const char *appname, char *err, size_t errlen)
 {
-	const char *keys[12], *vals[12];
+	const char *keys[14], *vals[14];
 	char port[16];
 	int n = 0;
 
@@ -61,6 +61,8 @@ PGconn *catalog_connect(const struct path_config *p, const struct userlist *user
 	keys[n] = "sslmode", vals[n++] = sslmode_names[p->sslmode];
 	if (p->sslrootcert != NULL)
 		keys[n] = "sslrootcert", vals[n++] = p->sslrootcert;
+	if (p->sslcert != NULL)
+		keys[n] = "sslcert", vals[n++] = p->sslcert, keys[n] = "sslkey", vals[n++] = p->sslkey;
 	keys[n] = "application_name", vals[n++] = appname;
 	keys[n] = "connect_timeout", vals[n++] = "15";
 	keys[n] = NULL, vals[n] = NULL;

@@ -533,9 +533,14 @@ bool conn_owns_fd(const struct conn *cn)
 	return cn->tls;
 }
 
+SSL *conn_ssl(const struct conn *cn)
+{
+	return cn->tls && cn->bev ? bufferevent_openssl_get_ssl(cn->bev) : NULL;
+}
+
 const char *conn_tls_error(struct conn *cn, char *buf, size_t len)
 {
-	SSL *ssl = cn->tls && cn->bev ? bufferevent_openssl_get_ssl(cn->bev) : NULL;
+	SSL *ssl = conn_ssl(cn);
 	unsigned long e = cn->tls && cn->bev ? bufferevent_get_openssl_error(cn->bev) : 0;
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 

@@ -345,11 +345,42 @@ static void client_begin_scram(struct client *c, const struct user_secret *us)
 	}
 	struct wbuf b;
 	wbuf_init(&b);
-	build_auth_sasl(&b, "SCRAM-SHA-256");
+	build_auth_sasl(&b, c->tls);
 	client_send_wbuf(c, &b);
 	wbuf_free(&b);
 	c->auth_step = AUTH_STEP_SASL_INITIAL;
 	client_set_state(c, CL_AUTH);
+}
+
+/* Whether C's client certificate verified and names its user (CN); when
+ * not, the session is closed with 28000 saying why (MODE: for the message). */
+static bool client_cert_names_user(struct client *c, const char *mode)
+{
+	char cn[256], msg[400];
+	SSL *ssl = c->tls ? conn_ssl(c->conn) : NULL;
+	if (!ssl || !SSL_get0_peer_certificate(ssl)) {
+		client_close(c, CLOSE_INVALID_AUTHORIZATION, "connection requires a valid client certificate");
+		return false;
+	}
+	if (!tls_peer_common_name(ssl, cn, sizeof(cn))) {
+		snprintf(msg, sizeof(msg), "%s failed for user \"%s\": the client certificate has no "
+			 "single common name", mode, c->user);
+		client_close(c, CLOSE_INVALID_AUTHORIZATION, msg);
+		return false;
+	}
+	if (strcmp(cn, c->user) != 0) {
+		snprintf(msg, sizeof(msg), "%s failed for user \"%s\": CN mismatch", mode, c->user);
+		client_close(c, CLOSE_INVALID_AUTHORIZATION, msg);
+		return false;
+	}
+	return true;
+}
+
+/* auth_type = cert: the verified certificate's CN is the user. */
+static void client_auth_cert(struct client *c)
+{
+	if (client_cert_names_user(c, "certificate authentication"))
+		client_auth_ok(c);
 }
 
 static void client_begin_auth(struct client *c)
@@ -376,6 +407,9 @@ static void client_begin_auth(struct client *c)
 		return;
 	case AUTH_SCRAM:
 		break;
+	case AUTH_CERT:
+		client_auth_cert(c);
+		return;
 	}
 	client_begin_scram(c, us);
 }
@@ -394,10 +428,14 @@ static void client_handle_startup(struct client *c)
 	c->application_name = startup_get(&c->sp, "application_name");
 	if (!c->application_name)
 		c->application_name = "";
-	if (c->cfg->tls_mode == TLS_MODE_REQUIRE && !c->tls) {
+	if (c->cfg->tls_mode >= TLS_MODE_REQUIRE && !c->tls) {
 		client_close(c, CLOSE_TLS_REQUIRED, "pgturnout: SSL connection is required");
 		return;
 	}
+	/* verify-ca: OpenSSL refused a handshake without a good certificate */
+	if (c->cfg->tls_mode == TLS_MODE_VERIFY_FULL &&
+	    !client_cert_names_user(c, "certificate validation (tls_mode = verify-full)"))
+		return;
 	log_debug(c->id, "startup user=%s database=%s application_name=%s tls=%s", c->user,
 		  c->database, c->application_name, c->tls ? "on" : "off");
 	c->admin = strcmp(c->database, ADMIN_DATABASE) == 0;
@@ -516,7 +554,22 @@ static void client_auth_sasl(struct client *c, const uint8_t *body, size_t len)
 			client_close(c, CLOSE_PROTOCOL_VIOLATION, "malformed SASLInitialResponse message");
 			return;
 		}
-		if (strcmp(si.mechanism, "SCRAM-SHA-256") != 0) {
+		bool plus = strcmp(si.mechanism, "SCRAM-SHA-256-PLUS") == 0;
+		if (!plus && strcmp(si.mechanism, "SCRAM-SHA-256") != 0) {
+			client_close(c, CLOSE_PROTOCOL_VIOLATION,
+				     "client selected an invalid SASL authentication mechanism");
+			return;
+		}
+		if (c->tls) {
+			uint8_t cb[EVP_MAX_MD_SIZE];
+			int n = tls_server_end_point(conn_ssl(c->conn), cb, sizeof(cb));
+			if (n < 0 && plus) {
+				client_close(c, CLOSE_PROTOCOL_VIOLATION,
+					     "could not compute the server certificate hash for channel binding");
+				return;
+			}
+			scram_server_set_channel_binding(c->scram, plus, cb, n < 0 ? 0 : (size_t)n);
+		} else if (plus) {
 			client_close(c, CLOSE_PROTOCOL_VIOLATION,
 				     "client selected an invalid SASL authentication mechanism");
 			return;

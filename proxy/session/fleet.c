@@ -155,7 +155,8 @@ static int build_params(struct fleet *f, const struct config *cfg)
 		    add_param(f, &n, "dbname", p->dbname) < 0 || add_param(f, &n, "user", p->user) < 0 ||
 		    add_param(f, &n, "password", p->password) < 0 ||
 		    add_param(f, &n, "sslmode", sslmodes[p->sslmode]) < 0 ||
-		    add_param(f, &n, "sslrootcert", p->sslrootcert) < 0)
+		    add_param(f, &n, "sslrootcert", p->sslrootcert) < 0 ||
+		    add_param(f, &n, "sslcert", p->sslcert) < 0 || add_param(f, &n, "sslkey", p->sslkey) < 0)
 			goto fail;
 	}
 	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)

@@ -52,11 +52,13 @@ void build_auth(struct wbuf *b, uint32_t code, const void *extra, size_t extra_l
 	build_end(b, off);
 }
 
-void build_auth_sasl(struct wbuf *b, const char *mechanism)
+void build_auth_sasl(struct wbuf *b, bool plus)
 {
 	size_t off = build_begin(b, PqMsg_AuthenticationRequest);
 	wbuf_put_u32(b, AUTH_REQ_SASL);
-	wbuf_put_str(b, mechanism);
+	if (plus)
+		wbuf_put_str(b, "SCRAM-SHA-256-PLUS");
+	wbuf_put_str(b, "SCRAM-SHA-256");
 	wbuf_put_u8(b, 0);
 	build_end(b, off);
 }

@@ -1,10 +1,13 @@
 /*
  * wire/scram.c — SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL 15 speaks
- * it, server and client side, without channel binding.
+ * it, server and client side; the server side also speaks
+ * SCRAM-SHA-256-PLUS with tls-server-end-point channel binding.
  *
  * Server side follows PostgreSQL's auth-scram.c: the gs2 header must be
- * "n,," or "y,," ("p=" is refused: we never advertise SCRAM-SHA-256-PLUS),
- * an authzid or a mandatory extension is refused, the user name in the
+ * "n,," or "y,," for SCRAM-SHA-256 ("y" is refused when we offered
+ * channel binding: a downgrade), "p=tls-server-end-point,," for
+ * SCRAM-SHA-256-PLUS, whose client-final must echo that header and our
+ * certificate's hash; an authzid or a mandatory extension is refused, the user name in the
  * client-first-message is ignored (the startup packet's counts), our nonce
  * part is SCRAM_RAW_NONCE_LEN random bytes in base64, and a message with an
  * embedded NUL is malformed. Client side follows libpq's fe-auth-scram.c and
@@ -436,7 +439,11 @@ struct scram_server {
 	enum scram_server_state state;
 	struct scram_verifier v;        /* copy of the user's verifier */
 	bool doomed;                    /* mock exchange: always fails at the end */
-	char cbind_flag;                /* 'n' or 'y', from the gs2 header */
+	char cbind_flag;                /* 'n', 'y' or 'p', from the gs2 header */
+	bool cb_offered;                /* SCRAM-SHA-256-PLUS was offered (TLS) */
+	bool cb_selected;               /* the client chose SCRAM-SHA-256-PLUS */
+	uint8_t cb_data[EVP_MAX_MD_SIZE]; /* tls-server-end-point data */
+	size_t cb_len;
 	char *server_nonce;             /* owns: our part; NULL until drawn or set */
 	char *client_nonce;             /* owns */
 	char *client_first_bare;        /* owns */
@@ -526,6 +533,15 @@ void scram_server_free(struct scram_server *s)
 	free(s);
 }
 
+void scram_server_set_channel_binding(struct scram_server *s, bool selected, const uint8_t *data,
+				      size_t len)
+{
+	s->cb_offered = true;
+	s->cb_selected = selected;
+	s->cb_len = len < sizeof(s->cb_data) ? len : sizeof(s->cb_data);
+	memcpy(s->cb_data, data, s->cb_len);
+}
+
 int scram_server_set_nonce_for_test(struct scram_server *s, const char *nonce)
 {
 	char *copy;
@@ -579,6 +595,17 @@ int scram_server_client_first(struct scram_server *s, const char *msg, size_t le
 	switch (*input) {
 	case 'n':
 	case 'y':
+		if (s->cb_selected) {
+			set_err(err, errlen, "malformed SCRAM message: the client selected SCRAM-SHA-256-PLUS, "
+				"but the SCRAM message does not include channel binding data");
+			goto malformed;
+		}
+		if (*input == 'y' && s->cb_offered) {
+			/* the client can bind but thinks we cannot: a downgrade */
+			set_err(err, errlen, "SCRAM channel binding negotiation error: the client supports "
+				"SCRAM channel binding but thinks the server does not, and this server does");
+			goto malformed;
+		}
 		s->cbind_flag = *input;
 		input++;
 		if (*input != ',') {
@@ -588,10 +615,23 @@ int scram_server_client_first(struct scram_server *s, const char *msg, size_t le
 		}
 		input++;
 		break;
-	case 'p':
-		set_err(err, errlen, "malformed SCRAM message: the client selected SCRAM-SHA-256 without "
-			"channel binding, but the SCRAM message includes channel binding data");
-		goto malformed;
+	case 'p': {
+		if (!s->cb_selected) {
+			set_err(err, errlen, "malformed SCRAM message: the client selected SCRAM-SHA-256 "
+				"without channel binding, but the SCRAM message includes channel binding data");
+			goto malformed;
+		}
+		char *type = read_attr_value(&input, 'p', err, errlen);
+		if (type == NULL)
+			goto malformed;
+		if (strcmp(type, "tls-server-end-point") != 0) {
+			set_err(err, errlen, "unsupported SCRAM channel-binding type \"%s\"", type);
+			free(buf);
+			return server_fail(s, SQLSTATE_FEATURE_NOT_SUPPORTED);
+		}
+		s->cbind_flag = 'p';
+		break;
+	}
 	default:
 		set_err(err, errlen, "malformed SCRAM message: unexpected channel-binding flag %s",
 			sanitize_char(*input, cbuf));
@@ -682,6 +722,20 @@ malformed:
 	return server_fail(s, SQLSTATE_PROTOCOL_VIOLATION);
 }
 
+/* Whether CBIND (client-final's c=) is base64 of "p=tls-server-end-point,,"
+ * followed by our certificate's hash. */
+static bool cbind_matches(const struct scram_server *s, const char *cbind)
+{
+	static const char header[] = "p=tls-server-end-point,,";
+	uint8_t want[sizeof(header) - 1 + EVP_MAX_MD_SIZE];
+	char b64[B64_LEN(sizeof(want)) + 1];
+	memcpy(want, header, sizeof(header) - 1);
+	memcpy(want + sizeof(header) - 1, s->cb_data, s->cb_len);
+	if (pgt_b64_encode(want, sizeof(header) - 1 + s->cb_len, b64, sizeof(b64)) < 0)
+		return false;
+	return strcmp(b64, cbind) == 0;
+}
+
 int scram_server_client_final(struct scram_server *s, const char *msg, size_t len,
 			      char **out, size_t *out_len, char *err, size_t errlen)
 {
@@ -712,10 +766,14 @@ int scram_server_client_final(struct scram_server *s, const char *msg, size_t le
 	cbind = read_attr_value(&input, 'c', err, errlen);
 	if (cbind == NULL)
 		goto malformed;
-	/* Without channel binding the echo is base64 of our gs2 header. */
-	if (!(strcmp(cbind, "biws") == 0 && s->cbind_flag == 'n') &&
-	    !(strcmp(cbind, "eSws") == 0 && s->cbind_flag == 'y')) {
-		set_err(err, errlen, "unexpected SCRAM channel-binding attribute in client-final-message");
+	/* The echo is base64 of the gs2 header, then (channel binding) of
+	 * our certificate's hash. */
+	if (s->cbind_flag == 'p' ? !cbind_matches(s, cbind)
+				 : !(strcmp(cbind, "biws") == 0 && s->cbind_flag == 'n') &&
+				   !(strcmp(cbind, "eSws") == 0 && s->cbind_flag == 'y')) {
+		set_err(err, errlen, s->cbind_flag == 'p'
+			? "SCRAM channel binding check failed"
+			: "unexpected SCRAM channel-binding attribute in client-final-message");
 		goto malformed;
 	}
 	nonce = read_attr_value(&input, 'r', err, errlen);

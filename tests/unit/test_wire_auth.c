@@ -482,6 +482,77 @@ static void test_scram_server_accepts_y_flag_and_extensions(void **state)
 	scram_server_free(s);
 }
 
+static const uint8_t cb_hash[32] = { 1, 2, 3 };
+
+/* A server of the RFC verifier that offered SCRAM-SHA-256-PLUS with
+ * cb_hash; the client SELECTED it or not. */
+static struct scram_server *cb_server(bool selected)
+{
+	struct scram_verifier v;
+	rfc_verifier(&v);
+	struct scram_server *s = scram_server_new(&v);
+	assert_non_null(s);
+	scram_server_set_channel_binding(s, selected, cb_hash, sizeof(cb_hash));
+	return s;
+}
+
+/* SCRAM-SHA-256-PLUS offered (TLS): the gs2 header must match the
+ * mechanism chosen, "y" is a downgrade, and the echo must carry our
+ * certificate's hash. */
+static void test_scram_server_channel_binding_negotiation(void **state)
+{
+	static const struct {
+		bool selected;
+		const char *first;
+		const char *sqlstate;   /* NULL: accepted */
+		const char *err_part;
+	} cases[] = {
+		{ false, "n,,n=,r=abc", NULL, NULL },
+		{ false, "y,,n=,r=abc", "08P01", "negotiation" },
+		{ false, "p=tls-server-end-point,,n=,r=abc", "08P01", "without channel binding" },
+		{ true, "n,,n=,r=abc", "08P01", "does not include channel binding" },
+		{ true, "y,,n=,r=abc", "08P01", "does not include channel binding" },
+		{ true, "p=tls-unique,,n=,r=abc", "0A000", "tls-unique" },
+		{ true, "p=tls-server-end-point,,n=,r=abc", NULL, NULL },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out = NULL;
+		size_t len;
+		char err[256] = "";
+		struct scram_server *s = cb_server(cases[i].selected);
+		int rc = scram_server_client_first(s, cases[i].first, strlen(cases[i].first), &out, &len,
+						   err, sizeof(err));
+		free(out);
+		if (cases[i].sqlstate == NULL) {
+			if (rc != 0)
+				fail_msg("case %zu refused: %s", i, err);
+		} else {
+			if (rc != -1)
+				fail_msg("case %zu accepted", i);
+			assert_string_equal(scram_server_sqlstate(s), cases[i].sqlstate);
+			if (strstr(err, cases[i].err_part) == NULL)
+				fail_msg("case %zu: error '%s' lacks '%s'", i, err, cases[i].err_part);
+		}
+		scram_server_free(s);
+	}
+	/* client-final: c= must be base64 of the header and our hash */
+	char *out = NULL;
+	size_t len;
+	char err[256] = "";
+	struct scram_server *s = cb_server(true);
+	assert_int_equal(scram_server_set_nonce_for_test(s, RFC_SERVER_NONCE), 0);
+	const char *first = "p=tls-server-end-point,,n=,r=" RFC_CLIENT_NONCE;
+	assert_int_equal(scram_server_client_first(s, first, strlen(first), &out, &len, err, sizeof(err)), 0);
+	free(out);
+	/* "p=tls-server-end-point,," alone, without the hash: refused */
+	const char *final = "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCws,r=" RFC_CLIENT_NONCE RFC_SERVER_NONCE
+			    ",p=" RFC_PROOF;
+	assert_int_equal(scram_server_client_final(s, final, strlen(final), &out, &len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "channel binding check failed"));
+	scram_server_free(s);
+}
+
 static void test_scram_server_refuses_malformed_client_final(void **state)
 {
 	static const struct bad_msg cases[] = {
@@ -697,6 +768,7 @@ int main(void)
 		cmocka_unit_test(test_scram_mock_server_always_fails_with_stable_salt),
 		cmocka_unit_test(test_scram_server_refuses_malformed_client_first),
 		cmocka_unit_test(test_scram_server_accepts_y_flag_and_extensions),
+		cmocka_unit_test(test_scram_server_channel_binding_negotiation),
 		cmocka_unit_test(test_scram_server_refuses_malformed_client_final),
 		cmocka_unit_test(test_scram_client_refuses_malformed_server_first),
 		cmocka_unit_test(test_scram_keys_client_ignores_iteration_limit),

@@ -903,10 +903,16 @@ static void test_every_builder_frames_its_message(void **state)
 	assert_int_equal(blen, 4);
 
 	wbuf_reset(&b);
-	build_auth_sasl(&b, "SCRAM-SHA-256");
+	build_auth_sasl(&b, false);
 	body = check_frame(&b, PqMsg_AuthenticationRequest, true, &blen);
 	assert_int_equal(proto_get_u32(body), AUTH_REQ_SASL);
 	assert_memory_equal(body + 4, "SCRAM-SHA-256\0\0", blen - 4);
+
+	wbuf_reset(&b);
+	build_auth_sasl(&b, true);
+	body = check_frame(&b, PqMsg_AuthenticationRequest, true, &blen);
+	assert_int_equal(blen, 4 + sizeof("SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0"));
+	assert_memory_equal(body + 4, "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0", blen - 4);
 
 	wbuf_reset(&b);
 	build_negotiate_protocol(&b, 0, unsupported, 2);
