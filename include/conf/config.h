@@ -97,6 +97,7 @@ struct config {
 	char *http_listen;              /* owns; NULL: HTTP off */
 	struct listen_addr http_addr;   /* http_listen parsed; valid when http_listen != NULL */
 	char *http_token_file;          /* owns; NULL: writes refused */
+	bool http_auth_reads;           /* default off: reads need the token too (not /healthz) */
 	int http_max_connections;       /* default 64; more wait in the listen queue */
 	uint32_t http_request_timeout_ms; /* default 10s: a whole request, from accept */
 	int http_fd_reserve;            /* default 128 descriptors kept from HTTP */

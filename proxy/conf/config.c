@@ -612,6 +612,9 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "http_token_file", KT_FILE, CFG(http_token_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "file holding the bearer token required for HTTP writes; empty: HTTP writes refused; "
 	  "relative to the config file's directory" },
+	{ SEC_MAIN, "http_auth_reads", KT_BOOL, CFG(http_auth_reads), 0, "off", true, false, -1, NULL, 0, 0,
+	  "on: GET /metrics, /flags and /clients need the bearer token of http_token_file too "
+	  "(401 without it); /healthz stays open for load balancers" },
 	{ SEC_MAIN, "http_max_connections", KT_INT, CFG(http_max_connections), 0, "64", true, false, -1, NULL, 1, 100000,
 	  "most HTTP connections open at once (1..100000); more wait in the listen queue until one closes" },
 	{ SEC_MAIN, "http_request_timeout", KT_DURATION, CFG(http_request_timeout_ms), 0, "10s", true, false, -1, NULL, 0, 0,
@@ -1671,6 +1674,8 @@ static void validate_main(struct loader *ld)
 			 "auth_type = cert needs tls_mode (not disable) and client_tls_ca_file");
 	check_readable(ld, key_line(ld, "client_tls_ca_file"), "client_tls_ca_file", cfg->client_tls_ca_file);
 	check_readable(ld, key_line(ld, "http_token_file"), "http_token_file", cfg->http_token_file);
+	if (cfg->http_auth_reads && cfg->http_token_file == NULL)
+		ld_error(ld, key_line(ld, "http_auth_reads"), "http_auth_reads = on needs http_token_file");
 }
 
 static void validate_paths(struct loader *ld)

@@ -11,7 +11,8 @@
  *
  * Writes need the token in the first line of http_token_file, read on every
  * request (so rotating the file needs no reload); without that key every
- * write is refused (403). A PUT body is a flat JSON object of scalars,
+ * write is refused (403). With http_auth_reads = on the reads need it too,
+ * all but /healthz (load balancers probe it without credentials). A PUT body is a flat JSON object of scalars,
  * parsed strictly here; every key and value is checked before anything is
  * applied, then the changes go through control_set_flag() one at a time in
  * body order. A guard rail can only be judged when its turn comes, so a
@@ -819,6 +820,8 @@ static void on_request(struct http_request *req)
 			reply_fleet_degraded(req);
 		else
 			reply_text(req, 200, "OK", "ok\n");
+	} else if (get && rt->cfg->http_auth_reads && check_token(req) < 0) {
+		return;
 	} else if (strcmp(path, "/metrics") == 0) {
 		if (!get)
 			method_not_allowed(req, "GET, HEAD");

@@ -160,6 +160,21 @@ def test_http_writes_refused_without_token_file(proxy_factory, tmp_path):
     assert status == 403
 
 
+def test_http_auth_reads_needs_the_token_for_everything_but_healthz(proxy_factory, tmp_path):
+    p = start(proxy_factory, tmp_path, http_auth_reads="on")
+    assert call(p, "GET", "/healthz")[:3:2] == (200, "ok\n")
+    for path in ("/metrics", "/flags", "/clients"):
+        status, headers, text = call(p, "GET", path)
+        assert status == 401, path
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+        assert "error" in json.loads(text)
+        assert call(p, "GET", path, token="wrong")[0] == 401, path
+        assert call(p, "GET", path, token=TOKEN)[0] == 200, path
+    # off (the default): reads are open, writes still need it
+    q = start(proxy_factory, tmp_path)
+    assert call(q, "GET", "/metrics")[0] == 200
+
+
 def test_http_put_bad_input_changes_nothing(proxy_factory, tmp_path):
     p = start(proxy_factory, tmp_path)
     cases = [

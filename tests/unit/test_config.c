@@ -499,6 +499,10 @@ static const struct text_case text_cases[] = {
 	{ MAIN "tls_mode = allow\ntls_cert_file = /nonexistent/cert.pem\ntls_key_file = /nonexistent/key.pem\n[path a]\n",
 	  "t.ini:4: cannot read tls_cert_file '/nonexistent/cert.pem': No such file or directory" },
 	{ MAIN "auth_file = /nonexistent/users.txt\n[path a]\n", "/nonexistent/users.txt" },
+	{ MAIN "http_auth_reads = on\n[path a]\n", "t.ini:3: http_auth_reads = on needs http_token_file" },
+	{ "[pgturnout]\nauth_type = cert\n[path a]\n",
+	  "t.ini:2: auth_type = cert needs tls_mode (not disable) and client_tls_ca_file" },
+	{ MAIN "[path a]\nsslcert = /etc/hostname\n", "t.ini:4: sslcert and sslkey go together in [path a]" },
 	{ MAIN "listen = ::1:6432\n[path a]\n", "t.ini:3: invalid value '::1:6432' for listen: IPv6 addresses need brackets" },
 	{ MAIN "listen =\n[path a]\n", "t.ini:3: invalid value '' for listen: at least one host:port is required" },
 	{ MAIN "listen = a:1,,b:2\n[path a]\n", "t.ini:3: invalid value 'a:1,,b:2' for listen: empty address in the list" },
@@ -661,7 +665,7 @@ static void test_foreach_shows_every_key_and_masks_secrets(void **state)
 	(void)state;
 	config_foreach(cfg, seen_cb, &s);
 	/* 39 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags + 5 fleet */
-	assert_int_equal(s.n, 39 + 16 + 7 + 2 + 2 + 4 + 5 + 1 + 1 + 2 * 2);
+	assert_int_equal(s.n, 39 + 16 + 7 + 2 + 2 + 4 + 5 + 1 + 1 + 2 * 2 + 1);
 	assert_int_equal(s.listen, 1);
 	assert_false(s.listen_reloadable);
 	assert_int_equal(s.password_new, 1);
