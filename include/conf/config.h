@@ -94,6 +94,9 @@ struct config {
 	char *tls_cert_file;            /* owns; NULL unless set */
 	char *tls_key_file;             /* owns; NULL unless set */
 	char *client_tls_ca_file;       /* owns; NULL: client certificates are not asked for */
+	char *auth_user;                /* owns; NULL: no auth_query lookups */
+	char *auth_query;               /* owns */
+	uint32_t auth_cache_ttl_ms;     /* default 60s; 0: no cache */
 	char *http_listen;              /* owns; NULL: HTTP off */
 	struct listen_addr http_addr;   /* http_listen parsed; valid when http_listen != NULL */
 	char *http_token_file;          /* owns; NULL: writes refused */

@@ -38,4 +38,13 @@ const struct user_secret *userlist_find(const struct userlist *ul, const char *u
 /* Number of distinct users in ul (0 for NULL). */
 size_t userlist_count(const struct userlist *ul);
 
+/* An entry for USER whose secret is SECRET as userlist.txt would hold it
+ * (kind and SCRAM verifier made as at load: a plain password costs one
+ * PBKDF2), e.g. a secret looked up with auth_query; NULL when out of memory
+ * or SECRET is a malformed SCRAM verifier. */
+struct user_secret *user_secret_new(const char *user, const char *secret);
+/* A deep copy of US; NULL when out of memory. */
+struct user_secret *user_secret_dup(const struct user_secret *us);
+void user_secret_free(struct user_secret *us);   /* wipes the secret; NULL does nothing */
+
 #endif

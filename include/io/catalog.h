@@ -73,6 +73,22 @@ struct catalog_table {
 };
 
 /*
+ * The libpq keywords and values (NULL-terminated) that reach path P: host,
+ * port, dbname (P's, else DBNAME), user (USER when not NULL, else P's),
+ * password (P's when the user is P's, else USERS' plain-text secret for the
+ * user, else libpq's own sources), sslmode, sslrootcert, sslcert/sslkey,
+ * APPNAME. Strings are borrowed from the arguments.
+ */
+struct path_conninfo {
+	const char *keys[16];
+	const char *vals[16];
+	char port[16];
+};
+void path_conninfo(struct path_conninfo *ci, const struct path_config *p,
+		   const struct userlist *users, const char *user, const char *dbname,
+		   const char *appname);
+
+/*
  * Connects to path P with synchronous libpq: host, port, dbname, user,
  * password (P's, else USERS' plain-text secret for the user, else libpq's
  * own sources: PGPASSWORD, ~/.pgpass), sslmode, sslrootcert; a NULL dbname

@@ -38,6 +38,7 @@ enum client_auth_step {
 	AUTH_STEP_SASL_INITIAL, /* waiting for SASLInitialResponse */
 	AUTH_STEP_SASL_FIRST,   /* waiting for the client-first-message */
 	AUTH_STEP_SASL_FINAL,   /* waiting for the client-final-message */
+	AUTH_STEP_LOOKUP,       /* waiting for auth_query (session/auth_query.h) */
 };
 
 /* Server slots: a session uses at most one backend per migration path. */
@@ -63,6 +64,9 @@ struct client {
 	enum client_auth_step auth_step;
 	uint8_t md5_salt[4];
 	struct scram_server *scram;     /* owns: during SCRAM only */
+	struct auth_lookup *lookup;     /* owns: auth_query in flight */
+	struct user_secret *looked_up;  /* owns: the secret auth_query found; NULL: none */
+	bool lookup_done;               /* auth_query answered (or was not needed) */
 	bool have_scram_keys;           /* client proved a SCRAM verifier: keys below valid */
 	uint8_t client_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN];
@@ -130,6 +134,9 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *addr, socklen_t le
  * The client is freed later by the reaper, never inside this call.
  */
 void client_close(struct client *c, enum close_reason reason, const char *msg);
+/* auth_query answered for C: US (owned; NULL: the server has no such user)
+ * is its secret; authentication goes on. */
+void client_auth_looked_up(struct client *c, struct user_secret *us);
 void client_close_raw(struct client *c, enum close_reason reason, const uint8_t *raw, size_t len);
 
 /* Backend progress, called by session/server.c. */

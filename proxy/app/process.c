@@ -21,6 +21,7 @@
 #include "io/listener.h"
 #include "io/tls.h"
 #include "route/flags.h"
+#include "session/auth_query.h"
 #include "session/client.h"
 #include "session/console.h"
 #include "session/fleet.h"
@@ -441,6 +442,7 @@ void process_free(void)
 	free(rt->new_shapes);
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
+	auth_query_clear_cache();
 	if (rt->reaper)
 		event_free(rt->reaper);
 	if (rt->drain_timer)
@@ -520,6 +522,7 @@ int process_reload(const char *who)
 	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
+	auth_query_clear_cache();  /* auth_user, auth_query and the paths may have changed */
 	janitor_sync();  /* timeouts may have changed */
 	process_read_shapes(cfg);
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);

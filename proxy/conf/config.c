@@ -587,6 +587,16 @@ static const struct key_def config_keys[] = {
 	  "certificate, verified against client_tls_ca_file" },
 	{ SEC_MAIN, "auth_file", KT_FILE, CFG(auth_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "users and secrets in PgBouncer userlist.txt format; relative to the config file's directory" },
+	{ SEC_MAIN, "auth_user", KT_STRING, CFG(auth_user), 0, "", true, false, -1, NULL, 0, 0,
+	  "user that runs auth_query on the old path's server for a client not in auth_file "
+	  "(md5 and scram-sha-256); its own plain password comes from auth_file; empty: no lookup" },
+	{ SEC_MAIN, "auth_query", KT_TEXT, CFG(auth_query), 0,
+	  "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1", true, false, -1, NULL, 0, 0,
+	  "query run as auth_user with the client's user name as $1; its second column of its one "
+	  "row is the secret (plain, md5 or SCRAM verifier); no row or NULL: unknown user" },
+	{ SEC_MAIN, "auth_cache_ttl", KT_DURATION, CFG(auth_cache_ttl_ms), 0, "60s", true, false, -1, NULL, 0, 0,
+	  "how long a secret auth_query found (or its absence) is reused for further logins; 0: "
+	  "every login asks the server (no unit: seconds)" },
 	{ SEC_MAIN, "admin_users", KT_USERS, CFG(admin_users), CFG(n_admin_users), "", true, false, -1, NULL, 0, 0,
 	  "comma-separated users allowed on the admin console and HTTP writes; empty: nobody" },
 	{ SEC_MAIN, "stats_users", KT_USERS, CFG(stats_users), CFG(n_stats_users), "", true, false, -1, NULL, 0, 0,
@@ -1668,6 +1678,8 @@ static void validate_main(struct loader *ld)
 		    cfg->client_tls_ca_file == NULL)
 			ld_error(ld, key_line(ld, "tls_mode"), "tls_mode = %s needs client_tls_ca_file", mode);
 	}
+	if (cfg->auth_user != NULL && cfg->auth_type != AUTH_MD5 && cfg->auth_type != AUTH_SCRAM)
+		ld_error(ld, key_line(ld, "auth_user"), "auth_user needs auth_type = md5 or scram-sha-256");
 	if (cfg->auth_type == AUTH_CERT && !key_invalid(ld, "auth_type") &&
 	    (cfg->tls_mode == TLS_MODE_DISABLE || cfg->client_tls_ca_file == NULL))
 		ld_error(ld, key_line(ld, "auth_type"),

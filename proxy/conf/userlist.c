@@ -229,6 +229,19 @@ static const char *skip_blanks(const char *p, const char *end)
  * Parses one line [p, end). Returns 1 with *out filled for an entry, 0 for
  * a blank or comment line, -1 after reporting an error.
  */
+/* The kind of SECRET into *KIND; -1 for a malformed SCRAM verifier. */
+static int secret_kind(const char *secret, enum secret_kind *kind)
+{
+	struct scram_verifier v;
+
+	if (strncmp(secret, SCRAM_PREFIX, strlen(SCRAM_PREFIX)) == 0) {
+		*kind = SECRET_SCRAM;
+		return scram_verifier_parse(secret, &v);
+	}
+	*kind = pg_md5_is_stored(secret) ? SECRET_MD5 : SECRET_PLAIN;
+	return 0;
+}
+
 static int parse_line(const char *p, const char *end, const char *file, int line,
 		      struct user_secret *out, struct config_errors *errs)
 {
@@ -297,21 +310,12 @@ static int parse_line(const char *p, const char *end, const char *file, int line
 		free(extra);
 	}
 
-	if (strncmp(secret, SCRAM_PREFIX, strlen(SCRAM_PREFIX)) == 0) {
-		struct scram_verifier v;
-
-		if (scram_verifier_parse(secret, &v) < 0) {
-			userlist_error(errs, file, line,
-				       "invalid SCRAM-SHA-256 verifier for user \"%s\" (expected "
-				       "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)",
-				       user);
-			goto fail;
-		}
-		out->kind = SECRET_SCRAM;
-	} else if (pg_md5_is_stored(secret)) {
-		out->kind = SECRET_MD5;
-	} else {
-		out->kind = SECRET_PLAIN;
+	if (secret_kind(secret, &out->kind) < 0) {
+		userlist_error(errs, file, line,
+			       "invalid SCRAM-SHA-256 verifier for user \"%s\" (expected "
+			       "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)",
+			       user);
+		goto fail;
 	}
 	out->user = user;
 	out->secret = secret;
@@ -341,6 +345,18 @@ static void free_entry(struct user_secret *us)
 	us->secret = NULL;
 }
 
+/* TO as a deep copy of FROM; -1 when out of memory (TO is then half made:
+ * free_entry() it). */
+static int copy_entry(struct user_secret *to, const struct user_secret *from)
+{
+	to->kind = from->kind;
+	to->user = strdup(from->user);
+	to->secret = strdup(from->secret);
+	if (from->scram != NULL && (to->scram = malloc(sizeof(*to->scram))) != NULL)
+		*to->scram = *from->scram;
+	return to->user == NULL || to->secret == NULL || (from->scram && !to->scram) ? -1 : 0;
+}
+
 /*
  * The last list loaded, copied: a reload takes the verifier of a plain
  * password that did not change from it instead of running PBKDF2 again (the
@@ -363,15 +379,7 @@ static struct userlist *userlist_clone(const struct userlist *ul)
 		goto oom;
 	memcpy(c->slots, ul->slots, (ul->mask + 1) * sizeof(*c->slots));
 	for (; c->n < ul->n; c->n++) {
-		const struct user_secret *from = &ul->entries[c->n];
-		struct user_secret *to = &c->entries[c->n];
-
-		to->kind = from->kind;
-		to->user = strdup(from->user);
-		to->secret = strdup(from->secret);
-		if (from->scram != NULL && (to->scram = malloc(sizeof(*to->scram))) != NULL)
-			*to->scram = *from->scram;
-		if (to->user == NULL || to->secret == NULL || (from->scram && !to->scram)) {
+		if (copy_entry(&c->entries[c->n], &ul->entries[c->n]) < 0) {
 			c->n++;
 			goto oom;
 		}
@@ -537,4 +545,39 @@ const struct user_secret *userlist_find(const struct userlist *ul, const char *u
 size_t userlist_count(const struct userlist *ul)
 {
 	return ul != NULL ? ul->n : 0;
+}
+
+struct user_secret *user_secret_new(const char *user, const char *secret)
+{
+	struct user_secret *us = calloc(1, sizeof(*us));
+
+	if (us == NULL)
+		return NULL;
+	us->user = strdup(user);
+	us->secret = strdup(secret);
+	if (us->user == NULL || us->secret == NULL || secret_kind(secret, &us->kind) < 0 ||
+	    derive_verifier(us) < 0) {
+		user_secret_free(us);
+		return NULL;
+	}
+	return us;
+}
+
+struct user_secret *user_secret_dup(const struct user_secret *from)
+{
+	struct user_secret *us = calloc(1, sizeof(*us));
+
+	if (us != NULL && copy_entry(us, from) < 0) {
+		user_secret_free(us);
+		return NULL;
+	}
+	return us;
+}
+
+void user_secret_free(struct user_secret *us)
+{
+	if (us == NULL)
+		return;
+	free_entry(us);
+	free(us);
 }

@@ -36,23 +36,27 @@ static void catalog_pq_error(char *err, size_t errlen, const char *what, const c
 	snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
 }
 
-PGconn *catalog_connect(const struct path_config *p, const struct userlist *users,
-			const char *appname, char *err, size_t errlen)
+void path_conninfo(struct path_conninfo *ci, const struct path_config *p,
+		   const struct userlist *users, const char *user, const char *dbname,
+		   const char *appname)
 {
-	const char *keys[14], *vals[14];
-	char port[16];
 	int n = 0;
+	const char **keys = ci->keys, **vals = ci->vals;
 
-	snprintf(port, sizeof(port), "%d", p->port);
+	snprintf(ci->port, sizeof(ci->port), "%d", p->port);
 	keys[n] = "host", vals[n++] = p->host;
-	keys[n] = "port", vals[n++] = port;
-	if (p->dbname != NULL)
-		keys[n] = "dbname", vals[n++] = p->dbname;
-	if (p->user != NULL)
-		keys[n] = "user", vals[n++] = p->user;
+	keys[n] = "port", vals[n++] = ci->port;
+	if (p->dbname != NULL || dbname != NULL)
+		keys[n] = "dbname", vals[n++] = p->dbname != NULL ? p->dbname : dbname;
 	const char *password = p->password;
-	if (password == NULL && p->user != NULL && users != NULL) {
-		const struct user_secret *s = userlist_find(users, p->user);
+	if (user != NULL && (p->user == NULL || strcmp(user, p->user) != 0))
+		password = NULL;  /* the path's password is its user's */
+	else
+		user = p->user;
+	if (user != NULL)
+		keys[n] = "user", vals[n++] = user;
+	if (password == NULL && user != NULL && users != NULL) {
+		const struct user_secret *s = userlist_find(users, user);
 		if (s != NULL && s->kind == SECRET_PLAIN)
 			password = s->secret;
 	}
@@ -66,8 +70,15 @@ PGconn *catalog_connect(const struct path_config *p, const struct userlist *user
 	keys[n] = "application_name", vals[n++] = appname;
 	keys[n] = "connect_timeout", vals[n++] = "15";
 	keys[n] = NULL, vals[n] = NULL;
+}
 
-	PGconn *conn = PQconnectdbParams(keys, vals, 0);
+PGconn *catalog_connect(const struct path_config *p, const struct userlist *users,
+			const char *appname, char *err, size_t errlen)
+{
+	struct path_conninfo ci;
+
+	path_conninfo(&ci, p, users, NULL, NULL, appname);
+	PGconn *conn = PQconnectdbParams(ci.keys, ci.vals, 0);
 	if (conn == NULL) {
 		snprintf(err, errlen, "path %s: out of memory", p->name);
 		return NULL;

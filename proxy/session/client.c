@@ -20,6 +20,7 @@
 #include "conf/config.h"
 #include "conf/userlist.h"
 #include "io/tls.h"
+#include "session/auth_query.h"
 #include "session/boundary.h"
 #include "session/cancel.h"
 #include "session/relay.h"
@@ -237,6 +238,8 @@ static void client_free(struct client *c)
 	if (c->timer)
 		event_free(c->timer);
 	scram_server_free(c->scram);
+	auth_query_cancel(c);
+	user_secret_free(c->looked_up);
 	replay_free(c->replay);
 	dual_free(c->dual);
 	startup_packet_clear(&c->sp);
@@ -329,6 +332,8 @@ static void client_send_auth(struct client *c, uint32_t code, const void *extra,
 static const struct user_secret *client_user_secret(const struct client *c)
 {
 	const struct user_secret *us = c->cfg->users ? userlist_find(c->cfg->users, c->user) : NULL;
+	if (!us)
+		us = c->looked_up;  /* auth_query's answer */
 	return us && us->secret[0] ? us : NULL;
 }
 
@@ -383,8 +388,34 @@ static void client_auth_cert(struct client *c)
 		client_auth_ok(c);
 }
 
+static void client_begin_auth(struct client *c);
+
+void client_auth_looked_up(struct client *c, struct user_secret *us)
+{
+	c->looked_up = us;
+	c->lookup_done = true;
+	client_begin_auth(c);
+}
+
 static void client_begin_auth(struct client *c)
 {
+	if (!c->lookup_done && auth_query_wanted(c)) {
+		struct user_secret *found;
+		switch (auth_query_find(c, &found)) {
+		case 0:         /* asked: client_auth_looked_up() goes on */
+			c->auth_step = AUTH_STEP_LOOKUP;
+			if (c->state != CL_CLOSING)
+				client_set_state(c, CL_AUTH);
+			return;
+		case 1:
+			c->looked_up = found;
+			break;
+		default:
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return;
+		}
+	}
+	c->lookup_done = true;
 	const struct user_secret *us = client_user_secret(c);
 	if (!us && c->cfg->auth_type != AUTH_TRUST && c->cfg->users &&
 	    userlist_find(c->cfg->users, c->user))
@@ -657,7 +688,9 @@ static void client_read_auth(struct client *c)
 	case CONN_MSG_OK:
 		break;
 	}
-	if (c->auth_step == AUTH_STEP_PASSWORD)
+	if (c->auth_step == AUTH_STEP_LOOKUP)
+		client_close(c, CLOSE_PROTOCOL_VIOLATION, "password message before the password request");
+	else if (c->auth_step == AUTH_STEP_PASSWORD)
 		client_auth_password(c, msg + 5, len - 4);
 	else
 		client_auth_sasl(c, msg + 5, len - 4);

@@ -306,7 +306,8 @@ static void server_read_ssl_answer(struct server *s)
 }
 
 /* The secret to log in with: the path's password, else the auth_file entry
- * of the server user. NULL when there is none. */
+ * of the server user, else what auth_query found for the client when it is
+ * that user. NULL when there is none. */
 static const struct user_secret *server_secret(const struct server *s, struct user_secret *tmp)
 {
 	const struct path_config *p = server_path(s);
@@ -317,7 +318,10 @@ static const struct user_secret *server_secret(const struct server *s, struct us
 		return tmp;
 	}
 	const struct config *cfg = s->cfg;
-	return cfg->users ? userlist_find(cfg->users, server_user(s)) : NULL;
+	const struct user_secret *us = cfg->users ? userlist_find(cfg->users, server_user(s)) : NULL;
+	if (!us && s->client && s->client->looked_up && strcmp(server_user(s), s->client->user) == 0)
+		us = s->client->looked_up;
+	return us;
 }
 
 static bool server_can_use_client_keys(const struct server *s)

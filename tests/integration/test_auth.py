@@ -272,3 +272,101 @@ def test_sasl_initial_response_in_the_startup_write_is_answered(proxy):
         assert kind == b"R" and struct.unpack("!I", body[:4])[0] == 11, (kind, body)
         assert body[4:].startswith(b"r=clientnonce"), body
         c.close()
+
+
+# ---- auth_query / auth_user ---------------------------------------------------
+
+AQ_FUNC = """
+CREATE OR REPLACE FUNCTION public.pgturnout_test_lookup(u text)
+RETURNS TABLE (usename name, passwd text) LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog AS
+$$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = u $$;
+REVOKE ALL ON FUNCTION public.pgturnout_test_lookup(text) FROM PUBLIC;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aq_lookup') THEN
+    CREATE ROLE aq_lookup LOGIN PASSWORD 'aq-lookup-pw';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aq_scram') THEN
+    SET password_encryption = 'scram-sha-256';
+    CREATE ROLE aq_scram LOGIN PASSWORD 'aq-scram-pw';
+  END IF;
+END $$;
+GRANT EXECUTE ON FUNCTION public.pgturnout_test_lookup(text) TO aq_lookup;
+"""
+
+
+@pytest.fixture
+def auth_query_db(pg):
+    conn = pg.superuser("app")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(AQ_FUNC)
+    conn.close()
+
+
+def auth_query_proxy(proxy_factory, auth_type="scram-sha-256", ttl="60s", lookup_pw="aq-lookup-pw"):
+    # auth_file knows only the lookup user (and the console's admin)
+    return proxy_factory(settings={"auth_type": auth_type, "auth_user": "aq_lookup",
+                                   "auth_query": "SELECT * FROM public.pgturnout_test_lookup($1)",
+                                   "auth_cache_ttl": ttl},
+                         users={"aq_lookup": lookup_pw, "admin": "admin"})
+
+
+def lookups(proxy, user):
+    return proxy.log().count('user "%s" is not in auth_file' % user)
+
+
+@pytest.mark.proxy_only
+def test_auth_query_logs_in_a_user_not_in_auth_file(proxy_factory, auth_query_db):
+    proxy = auth_query_proxy(proxy_factory)
+    for _ in range(3):
+        conn = psycopg2.connect(proxy.dsn(user="aq_scram", password="aq-scram-pw"))
+        with conn.cursor() as cur:
+            # logged in to the server as itself, with the keys of its own proof
+            cur.execute("SELECT current_user")
+            assert cur.fetchone()[0] == "aq_scram"
+        conn.close()
+    # the answer is kept auth_cache_ttl: one lookup for three logins
+    assert lookups(proxy, "aq_scram") == 1
+    with pytest.raises(psycopg2.OperationalError) as exc:
+        psycopg2.connect(proxy.dsn(user="aq_scram", password="wrong")).close()
+    assert "password authentication failed" in str(exc.value)
+    # a user the server does not have fails like a wrong password
+    with pytest.raises(psycopg2.OperationalError) as exc:
+        psycopg2.connect(proxy.dsn(user="aq_nobody", password="x")).close()
+    assert "password authentication failed" in str(exc.value)
+    assert proxy.alive()
+
+
+@pytest.mark.proxy_only
+def test_auth_query_md5_secret_works_both_ways(proxy_factory, auth_query_db):
+    """md5user's md5 hash from pg_shadow checks the client and logs in to
+    the server (which asks md5 for it)."""
+    proxy = auth_query_proxy(proxy_factory, auth_type="md5")
+    conn = psycopg2.connect(proxy.dsn(user="md5user", password="md5pass"))
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_user")
+        assert cur.fetchone()[0] == "md5user"
+    conn.close()
+
+
+@pytest.mark.proxy_only
+def test_auth_query_without_cache_asks_every_time(proxy_factory, auth_query_db):
+    proxy = auth_query_proxy(proxy_factory, ttl="0")
+    for _ in range(2):
+        psycopg2.connect(proxy.dsn(user="aq_scram", password="aq-scram-pw")).close()
+    assert lookups(proxy, "aq_scram") == 2
+
+
+@pytest.mark.proxy_only
+def test_auth_query_failure_is_08006_and_others_go_on(proxy_factory, auth_query_db):
+    proxy = auth_query_proxy(proxy_factory, lookup_pw="not-the-password")
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("aq_scram", "app", password="aq-scram-pw")
+    assert exc.value.sqlstate == "08006"
+    assert "auth_query" in exc.value.message
+    # the failure is not kept, and the console still works
+    with proxy.wire() as c:
+        c.startup("admin", "pgturnout", password="admin")
+    assert proxy.alive()
