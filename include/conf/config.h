@@ -17,8 +17,9 @@
 
 struct rewrite_rules;   /* sql/rules.h */
 struct userlist;        /* conf/userlist.h */
+struct hba;             /* conf/hba.h */
 
-enum auth_type { AUTH_TRUST, AUTH_MD5, AUTH_SCRAM, AUTH_CERT };
+enum auth_type { AUTH_TRUST, AUTH_MD5, AUTH_SCRAM, AUTH_CERT, AUTH_HBA };
 enum tls_mode { TLS_MODE_DISABLE, TLS_MODE_ALLOW, TLS_MODE_REQUIRE, TLS_MODE_VERIFY_CA, TLS_MODE_VERIFY_FULL };
 enum sslmode { SSLMODE_DISABLE, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_FULL };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
@@ -85,6 +86,8 @@ struct config {
 	enum auth_type auth_type;       /* default scram-sha-256 */
 	char *auth_file;                /* owns; NULL: none; file names are made absolute against the config file's directory */
 	struct userlist *users;         /* owns: auth_file, loaded with the generation */
+	char *auth_hba_file;            /* owns; NULL unless set */
+	struct hba *hba;                /* owns: auth_hba_file, loaded with the generation */
 	char **admin_users;             /* owns, n_admin_users strings */
 	size_t n_admin_users;
 	char **stats_users;             /* owns, n_stats_users strings: read-only console */

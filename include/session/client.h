@@ -11,6 +11,7 @@
 #define PGT_SESSION_CLIENT_H
 
 #include "core/list.h"
+#include "conf/config.h"
 #include "session/runtime.h"
 #include "wire/scram.h"
 #include "wire/startup.h"
@@ -62,6 +63,7 @@ struct client {
 	const char *application_name;   /* borrows: from sp, or "" */
 
 	enum client_auth_step auth_step;
+	enum auth_type auth_method;     /* auth_type, or what auth_hba_file picked for us */
 	uint8_t md5_salt[4];
 	struct scram_server *scram;     /* owns: during SCRAM only */
 	struct auth_lookup *lookup;     /* owns: auth_query in flight */

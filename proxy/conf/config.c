@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "conf/hba.h"
 #include "conf/userlist.h"
 #include "sql/rules.h"
 
@@ -123,7 +124,7 @@ struct enum_value {
 
 static const struct enum_value auth_type_values[] = {
 	{ "trust", AUTH_TRUST }, { "md5", AUTH_MD5 }, { "scram-sha-256", AUTH_SCRAM },
-	{ "cert", AUTH_CERT }, { NULL, 0 }
+	{ "cert", AUTH_CERT }, { "hba", AUTH_HBA }, { NULL, 0 }
 };
 static const struct enum_value tls_mode_values[] = {
 	{ "disable", TLS_MODE_DISABLE }, { "allow", TLS_MODE_ALLOW },
@@ -582,9 +583,13 @@ static const struct key_def config_keys[] = {
 	{ SEC_MAIN, "listen", KT_LISTEN, CFG(listen), CFG(n_listen), "127.0.0.1:6432", false, false, -1, NULL, 0, 0,
 	  "comma-separated host:port addresses to accept clients on; IPv6 as [::1]:6432" },
 	{ SEC_MAIN, "auth_type", KT_ENUM, CFG(auth_type), 0, "scram-sha-256", true, false, -1, auth_type_values, 0, 0,
-	  "client authentication: trust | md5 | scram-sha-256 | cert; md5 and scram-sha-256 need "
-	  "auth_file; cert logs in the user named by the common name (CN) of the client's "
-	  "certificate, verified against client_tls_ca_file" },
+	  "client authentication: trust | md5 | scram-sha-256 | cert | hba; md5 and scram-sha-256 "
+	  "need auth_file; cert logs in the user named by the common name (CN) of the client's "
+	  "certificate, verified against client_tls_ca_file; hba picks one of those (or reject) per "
+	  "client from auth_hba_file" },
+	{ SEC_MAIN, "auth_hba_file", KT_FILE, CFG(auth_hba_file), 0, "", true, false, -1, NULL, 0, 0,
+	  "pg_hba.conf-style rules for auth_type = hba: local|host|hostssl|hostnossl DATABASE USER "
+	  "[ADDRESS/LEN] trust|reject|md5|scram-sha-256|cert; relative to the config file's directory" },
 	{ SEC_MAIN, "auth_file", KT_FILE, CFG(auth_file), 0, "", true, false, -1, NULL, 0, 0,
 	  "users and secrets in PgBouncer userlist.txt format; relative to the config file's directory" },
 	{ SEC_MAIN, "auth_user", KT_STRING, CFG(auth_user), 0, "", true, false, -1, NULL, 0, 0,
@@ -1297,6 +1302,7 @@ static void config_free(struct config *cfg)
 	free(cfg->rewrite_entries);
 	rewrite_rules_free(cfg->rules);
 	userlist_free(cfg->users);
+	hba_free(cfg->hba);
 	free(cfg->file);
 	free(cfg);
 }
@@ -1661,7 +1667,7 @@ static void validate_main(struct loader *ld)
 {
 	struct config *cfg = ld->cfg;
 
-	if (cfg->auth_type != AUTH_TRUST && cfg->auth_type != AUTH_CERT && cfg->auth_file == NULL &&
+	if ((cfg->auth_type == AUTH_MD5 || cfg->auth_type == AUTH_SCRAM) && cfg->auth_file == NULL &&
 	    !key_invalid(ld, "auth_type"))
 		ld_error(ld, key_line(ld, "auth_type"), "auth_type = %s needs auth_file",
 			 enum_name(auth_type_values, (int)cfg->auth_type));
@@ -1678,8 +1684,11 @@ static void validate_main(struct loader *ld)
 		    cfg->client_tls_ca_file == NULL)
 			ld_error(ld, key_line(ld, "tls_mode"), "tls_mode = %s needs client_tls_ca_file", mode);
 	}
-	if (cfg->auth_user != NULL && cfg->auth_type != AUTH_MD5 && cfg->auth_type != AUTH_SCRAM)
-		ld_error(ld, key_line(ld, "auth_user"), "auth_user needs auth_type = md5 or scram-sha-256");
+	if (cfg->auth_user != NULL && cfg->auth_type != AUTH_MD5 && cfg->auth_type != AUTH_SCRAM &&
+	    cfg->auth_type != AUTH_HBA)
+		ld_error(ld, key_line(ld, "auth_user"), "auth_user needs auth_type = md5, scram-sha-256 or hba");
+	if (cfg->auth_type == AUTH_HBA && cfg->auth_hba_file == NULL && !key_invalid(ld, "auth_type"))
+		ld_error(ld, key_line(ld, "auth_type"), "auth_type = hba needs auth_hba_file");
 	if (cfg->auth_type == AUTH_CERT && !key_invalid(ld, "auth_type") &&
 	    (cfg->tls_mode == TLS_MODE_DISABLE || cfg->client_tls_ca_file == NULL))
 		ld_error(ld, key_line(ld, "auth_type"),
@@ -1882,6 +1891,13 @@ static struct config *load_text(const char *text, size_t len, const char *name, 
 	validate_fleet(&ld);
 	if (rewrite_rules_finish(cfg->rules, err, sizeof(err)) < 0)
 		ld_error(&ld, ld.sec_line[SEC_REWRITE], "[rewrite]: %s", strip_rewrite(err));
+	if (cfg->auth_type == AUTH_HBA && cfg->auth_hba_file != NULL) {
+		cfg->hba = hba_load(cfg->auth_hba_file, errs);
+		if (cfg->hba != NULL && hba_needs_passwords(cfg->hba) && cfg->auth_file == NULL)
+			ld_error(&ld, key_line(&ld, "auth_type"),
+				 "auth_hba_file %s has md5 or scram-sha-256 rules: they need auth_file",
+				 cfg->auth_hba_file);
+	}
 	if (cfg->auth_file != NULL) {
 		size_t before = errs->n;
 

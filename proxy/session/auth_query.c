@@ -55,6 +55,7 @@ void auth_query_clear_cache(void)
 bool auth_query_wanted(const struct client *c)
 {
 	return c->cfg->auth_user != NULL && !c->admin &&
+	       (c->auth_method == AUTH_MD5 || c->auth_method == AUTH_SCRAM) &&
 	       (c->cfg->users == NULL || userlist_find(c->cfg->users, c->user) == NULL);
 }
 

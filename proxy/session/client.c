@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/wbuf.h"
 #include "conf/config.h"
+#include "conf/hba.h"
 #include "conf/userlist.h"
 #include "io/tls.h"
 #include "session/auth_query.h"
@@ -397,8 +398,35 @@ void client_auth_looked_up(struct client *c, struct user_secret *us)
 	client_begin_auth(c);
 }
 
+/* The method C authenticates with: auth_type, or with auth_type = hba the
+ * first matching rule's. False when a rule rejects C or none matches (C is
+ * closed with 28000, as PostgreSQL words it). */
+static bool client_pick_method(struct client *c)
+{
+	if (c->cfg->auth_type != AUTH_HBA) {
+		c->auth_method = c->cfg->auth_type;
+		return true;
+	}
+	int line;
+	int m = hba_match(c->cfg->hba, c->addr, c->tls, c->database, c->user, &line);
+	if (m >= 0) {
+		c->auth_method = (enum auth_type)m;
+		log_debug(c->id, "auth_hba_file line %d matches", line);
+		return true;
+	}
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s for host \"%s\", user \"%s\", database \"%s\", %s",
+		 m == HBA_REJECT ? "pg_hba.conf rejects connection" : "no pg_hba.conf entry",
+		 strcmp(c->addr, "unix") == 0 ? "[local]" : c->addr, c->user, c->database,
+		 c->tls ? "SSL encryption" : "no encryption");
+	client_close(c, CLOSE_INVALID_AUTHORIZATION, msg);
+	return false;
+}
+
 static void client_begin_auth(struct client *c)
 {
+	if (!c->lookup_done && !client_pick_method(c))
+		return;
 	if (!c->lookup_done && auth_query_wanted(c)) {
 		struct user_secret *found;
 		switch (auth_query_find(c, &found)) {
@@ -417,11 +445,11 @@ static void client_begin_auth(struct client *c)
 	}
 	c->lookup_done = true;
 	const struct user_secret *us = client_user_secret(c);
-	if (!us && c->cfg->auth_type != AUTH_TRUST && c->cfg->users &&
+	if (!us && (c->auth_method == AUTH_MD5 || c->auth_method == AUTH_SCRAM) && c->cfg->users &&
 	    userlist_find(c->cfg->users, c->user))
 		log_warning(c->id, "user \"%s\" has an empty password in auth_file: login refused",
 			    c->user);
-	switch (c->cfg->auth_type) {
+	switch (c->auth_method) {
 	case AUTH_TRUST:
 		client_auth_ok(c);
 		return;
@@ -441,6 +469,8 @@ static void client_begin_auth(struct client *c)
 	case AUTH_CERT:
 		client_auth_cert(c);
 		return;
+	case AUTH_HBA:  /* resolved above */
+		break;
 	}
 	client_begin_scram(c, us);
 }

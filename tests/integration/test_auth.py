@@ -370,3 +370,59 @@ def test_auth_query_failure_is_08006_and_others_go_on(proxy_factory, auth_query_
     with proxy.wire() as c:
         c.startup("admin", "pgturnout", password="admin")
     assert proxy.alive()
+
+
+# ---- auth_type = hba ----------------------------------------------------------
+
+HBA_RULES = """\
+# TYPE  DATABASE   USER      ADDRESS        METHOD
+local   all        all                      trust
+host    app        cl_plain  127.0.0.1/32   trust
+host    app        cl_md5    127.0.0.1/32   md5
+host    app        cl_scram  127.0.0.0/8    scram-sha-256
+host    pgturnout  admin     127.0.0.1/32   scram-sha-256
+host    all        cl_plain  all            reject
+"""
+
+
+def hba_proxy(proxy_factory, tmp_path):
+    hba = tmp_path / "hba.conf"
+    hba.write_text(HBA_RULES)
+    return proxy_factory(settings={"auth_type": "hba", "auth_hba_file": str(hba),
+                                   "unix_socket_dir": str(tmp_path)},
+                         users=client_userlist(), paths={"old": {"user": "trustuser"}})
+
+
+@pytest.mark.proxy_only
+@pytest.mark.parametrize("user,code", [("cl_plain", 0), ("cl_md5", 5), ("cl_scram", 10)])
+def test_hba_picks_the_method_per_client(proxy_factory, tmp_path, user, code):
+    proxy = hba_proxy(proxy_factory, tmp_path)
+    c = proxy.wire()
+    c.startup(user, "app", CLIENT_USERS[user])
+    assert c.auth_codes[0] == code
+    assert c.query("SELECT current_user") == [("trustuser",)]
+    c.terminate()
+
+
+@pytest.mark.proxy_only
+def test_hba_rejects_and_refuses_what_no_rule_allows(proxy_factory, tmp_path):
+    proxy = hba_proxy(proxy_factory, tmp_path)
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("cl_plain", "otherdb", "x")
+    assert exc.value.sqlstate == "28000"
+    assert exc.value.message == ('pg_hba.conf rejects connection for host "127.0.0.1", '
+                                 'user "cl_plain", database "otherdb", no encryption')
+    with proxy.wire() as c:
+        with pytest.raises(pgwire.WireError) as exc:
+            c.startup("cl_md5", "otherdb", CLIENT_USERS["cl_md5"])
+    assert exc.value.sqlstate == "28000"
+    assert exc.value.message.startswith('no pg_hba.conf entry for host "127.0.0.1", user "cl_md5"')
+    # the console by its own rule; the unix socket by the local rule (trust)
+    conn = psycopg2.connect(proxy.dsn(user="admin", dbname="pgturnout"))
+    conn.close()
+    conn = psycopg2.connect(host=str(tmp_path), port=proxy.port, user="cl_scram", dbname="app",
+                            password="", sslmode="disable")
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    conn.close()
