@@ -5,6 +5,12 @@
  *   table.app.orders = app_v2.orders     "schema.table")
  *   column.users.name = full_name       (column of the OLD table -> column of
  *                                        the NEW table)
+ *   up.users_v2.email_domain = split_part(email, '@', 2)
+ *                                       (a NEW table's column computed from
+ *                                        the old row, in old names)
+ *   down.users.nickname = split_part(full_name, ' ', 1)
+ *                                       (an OLD table's column computed from
+ *                                        the new row, in new names)
  *
  * The reverse mapping (new -> old) is derived. Identifiers follow SQL rules:
  * unquoted names are folded to lower case, "Quoted" names keep their case.
@@ -50,6 +56,8 @@ uint64_t rewrite_rules_id(const struct rewrite_rules *r);
 /* Number of table rules / column rules after finish (for SHOW CONFIG, tests). */
 size_t rewrite_rules_table_count(const struct rewrite_rules *r);
 size_t rewrite_rules_column_count(const struct rewrite_rules *r);
+/* Number of up and down expressions. */
+size_t rewrite_rules_expr_count(const struct rewrite_rules *r);
 /* Whether a statement sent in DIR may need editing under R (false for
  * REWRITE_NONE, a NULL, empty or unfinished R): the session's fast-path
  * test. */

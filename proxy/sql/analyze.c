@@ -585,6 +585,38 @@ static const struct an_entry *an_resolve_bare(struct an_ctx *c, const struct an_
 }
 
 /*
+ * Replaces tokens FIRST..LAST (a reference to COL) by COL's expression for
+ * the statement's side, its column references qualified with QUAL (QLEN
+ * bytes) when QUAL is not NULL.
+ */
+static void an_expr_edit(struct an_ctx *c, const struct rw_column *col, long first, long last,
+			 const char *qual, size_t qlen)
+{
+	char *text;
+
+	if (first < 0 || last < 0)
+		return;
+	text = rw_expr_render(col->expr[c->from], qual, qlen);
+	if (text == NULL) {
+		c->oom = true;
+		return;
+	}
+	an_edit(c, an_tok(c, first)->start, an_tok(c, last)->end, NULL, text);
+}
+
+/* Whether COL may be written as a target; refuses when its value on the
+ * other side comes from an expression (a write would need the values path). */
+static bool an_col_writable(struct an_ctx *c, const struct rw_column *col, int loc)
+{
+	if (col->expr[c->from] == NULL)
+		return true;
+	an_refuse(c, loc, "column \"%s\" is computed on the %s path by %s: writing it cannot "
+		  "be translated", col->name[c->from], c->to == RW_NEW ? "new" : "old",
+		  col->expr[c->from]->key);
+	return false;
+}
+
+/*
  * Rewrites a ColumnRef. Returns the token index of the column name when the
  * column was renamed (so a select list can keep its output name), else -1.
  */
@@ -621,7 +653,9 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 		}
 		col = rw_find_column(c->rules, e->t, c->from, f[0]);
 		ct = an_tok_at(c, cr->location);
-		if (ct >= 0 && col != NULL)
+		if (ct >= 0 && col != NULL && col->expr[c->from] != NULL)
+			an_expr_edit(c, col, ct, ct, NULL, 0);
+		else if (ct >= 0 && col != NULL)
 			an_edit_tok(c, ct, ct, col->emit[c->to]);
 		return ct;
 	}
@@ -646,6 +680,31 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 	first = an_tok_at(c, cr->location);
 	if (first < 0)
 		return -1;
+	col = f[col_idx] != NULL ? rw_find_column(c->rules, e->t, c->from, f[col_idx]) : NULL;
+	if (col != NULL && col->expr[c->from] != NULL) {
+		/* q.col -> (expr with q. before each column it reads) */
+		long q1 = an_tok_part(c, first, (int)col_idx - 1);
+		const char *qual;
+		size_t qlen;
+
+		ct = an_tok_part(c, first, (int)col_idx);
+		if (q1 < 0 || ct < 0)
+			return -1;
+		if (nf == 4) {
+			an_refuse(c, cr->location, "a column computed by %s named with its "
+				  "database", col->expr[c->from]->key);
+			return -1;
+		}
+		if (e->relname_ref && e->t->renamed) {
+			qual = qual_parts == 2 ? e->t->emit_full[c->to] : e->t->emit_name[c->to];
+			qlen = strlen(qual);
+		} else {
+			qual = c->src + an_tok(c, first)->start;
+			qlen = (size_t)(an_tok(c, q1)->end - an_tok(c, first)->start);
+		}
+		an_expr_edit(c, col, first, ct, qual, qlen);
+		return col_idx == nf - 1 ? ct : -1;
+	}
 	if (e->relname_ref && e->t->renamed) {
 		long q0 = an_tok_part(c, first, (int)(col_idx - qual_parts));
 		long q1 = an_tok_part(c, first, (int)col_idx - 1);
@@ -653,11 +712,8 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 		an_edit_tok(c, q0, q1, qual_parts == 2 ? e->t->emit_full[c->to]
 						       : e->t->emit_name[c->to]);
 	}
-	if (f[col_idx] == NULL)
-		return -1;	/* q.* */
-	col = rw_find_column(c->rules, e->t, c->from, f[col_idx]);
 	if (col == NULL)
-		return -1;
+		return -1;	/* q.*, or a column without a rule */
 	ct = an_tok_part(c, first, (int)col_idx);
 	an_edit_tok(c, ct, ct, col->emit[c->to]);
 	return col_idx == nf - 1 ? ct : -1;
@@ -673,7 +729,7 @@ static void an_target_col(struct an_ctx *c, const struct rw_table *t, const char
 	if (t == NULL || !an_rewriting(c) || an_empty(name))
 		return;
 	col = rw_find_column(c->rules, t, c->from, name);
-	if (col == NULL)
+	if (col == NULL || !an_col_writable(c, col, loc))
 		return;
 	tk = an_tok_at(c, loc);
 	an_edit_tok(c, tk, tk, col->emit[c->to]);
@@ -753,7 +809,7 @@ static void an_name_list(struct an_ctx *c, const struct rw_table *t, int loc,
 		if (an_empty(nm))
 			continue;
 		col = rw_find_column(c->rules, t, c->from, nm);
-		if (col != NULL)
+		if (col != NULL && an_col_writable(c, col, loc))
 			an_edit_tok(c, toks[i], toks[i], col->emit[c->to]);
 	}
 }
@@ -911,7 +967,7 @@ static void an_target_list(struct an_ctx *c, node_t *const *l, size_t n, struct 
 		}
 		ct = an_column_ref(c, rt->val->column_ref, s);
 		if (ct >= 0 && !c->refused && c->n_edits > 0 &&
-		    c->edits[c->n_edits - 1].start == an_tok(c, ct)->start) {
+		    c->edits[c->n_edits - 1].end == an_tok(c, ct)->end) {
 			const PgQuery__ScanToken *tk = an_tok(c, ct);
 			size_t tl = (size_t)(tk->end - tk->start);
 			char *a = malloc(tl + 5);
@@ -954,6 +1010,11 @@ static void an_using(struct an_ctx *c, const PgQuery__JoinExpr *j, struct an_sco
 			if (col == NULL) {
 				plain = true;
 				continue;
+			}
+			if (col->expr[c->from] != NULL) {
+				an_refuse(c, -1, "JOIN ... USING on column \"%s\", computed by %s",
+					  nm, col->expr[c->from]->key);
+				return;
 			}
 			if (seen != NULL && strcmp(seen->name[c->to], col->name[c->to]) != 0)
 				mixed = true;

@@ -33,12 +33,34 @@ struct rw_table {
 	int line;		/* order of the rule, for messages */
 };
 
+/*
+ * An up or down expression: the value of a column on one side computed from
+ * the other side's row. Its column references are bare names of the other
+ * side's table.
+ */
+struct rw_expr {
+	char *key;		/* owns; the [rewrite] key as written, for messages */
+	char *text;		/* owns; the expression as written (trimmed) */
+	char **refs;		/* owns; folded names of the columns it reads */
+	int *ref_pos;		/* owns; byte offset of each reference in text */
+	size_t n_refs;
+};
+
+/*
+ * A column rule: a rename (both names set), an expression column (the name
+ * on the side without the column is "", which no lookup matches), or a
+ * rename with expressions (a retyped column). expr[S], when set, gives the
+ * value of name[S] from the other side's row: expr[RW_NEW] is an up
+ * expression (written in old names), expr[RW_OLD] a down expression.
+ */
 struct rw_column {
-	char *tschema;		/* owns; the OLD table as written in the key */
+	char *tschema;		/* owns; the table as written in the key */
 	char *tname;		/* owns */
-	char *name[2];		/* owns; column name on each side */
-	char *emit[2];		/* owns; quoted as needed */
+	char *name[2];		/* owns; column name on each side ("" when none) */
+	char *emit[2];		/* owns; quoted as needed ("" when none) */
+	struct rw_expr *expr[2];	/* owns; NULL when none */
 	size_t table;		/* index into tables[] (after finish) */
+	int key_side;		/* side the key's table name is on (RW_OLD for column.) */
 };
 
 struct rewrite_rules {
@@ -48,6 +70,7 @@ struct rewrite_rules {
 	size_t n_tables, cap_tables;
 	struct rw_column *cols;		/* owns; sorted by table after finish */
 	size_t n_cols, cap_cols;
+	size_t n_exprs;			/* up and down expressions among cols */
 };
 
 /* Side a statement's names are written in, and the side to translate to. */
@@ -64,5 +87,12 @@ const struct rw_table *rw_find_table(const struct rewrite_rules *r, int side,
 const struct rw_column *rw_find_column(const struct rewrite_rules *r,
 				       const struct rw_table *t, int side,
 				       const char *col);
+
+/*
+ * The text that replaces a reference to a column computed by E: "(expr)",
+ * each column reference of E prefixed with QUAL and a dot when QUAL is not
+ * NULL (QLEN bytes). Caller owns the result; NULL when out of memory.
+ */
+char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen);
 
 #endif

@@ -44,5 +44,5 @@ const char *rewrite_rules_map_column(const struct rewrite_rules *r, size_t i,
 		return NULL;
 	int from = side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD;
 	const struct rw_column *c = rw_find_column(r, &r->tables[i], from, col);
-	return c != NULL ? c->name[1 - from] : NULL;
+	return c != NULL && c->name[1 - from][0] != '\0' ? c->name[1 - from] : NULL;
 }
