@@ -616,6 +616,34 @@ static bool an_col_writable(struct an_ctx *c, const struct rw_column *col, int l
 	return false;
 }
 
+/* Refuses a read of column NAME of T that the target side lacks. */
+static void an_refuse_unservable(struct an_ctx *c, const struct rw_table *t, const char *name,
+				 int loc)
+{
+	an_refuse(c, loc, "column \"%s\" of table \"%s\" does not exist on the %s path and "
+		  "has no %s expression", name, t->name[c->from], c->to == RW_NEW ? "new" : "old",
+		  c->from == RW_NEW ? "up" : "down");
+}
+
+/* A bare NAME that is no rule's: refused when the nearest query level
+ * holding a table that has it is a table whose other side lacks it. */
+static void an_bare_unservable(struct an_ctx *c, const struct an_scope *s, const char *name,
+			       int loc)
+{
+	for (; s != NULL && !s->opaque; s = s->outer) {
+		for (size_t i = 0; i < s->n; i++) {
+			const struct rw_table *t = s->e[i].t;
+
+			if (t == NULL || s->e[i].qualified_only ||
+			    rw_known_find(&t->known[c->from], name) < 0)
+				continue;
+			if (rw_unservable(t, c->from, name))
+				an_refuse_unservable(c, t, name, loc);
+			return;
+		}
+	}
+}
+
 /*
  * Rewrites a ColumnRef. Returns the token index of the column name when the
  * column was renamed (so a select list can keep its output name), else -1.
@@ -649,6 +677,8 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 				an_refuse(c, cr->location,
 					  "\"%s\" may be a column or the whole row of renamed "
 					  "table \"%s\"", f[0], f[0]);
+			else
+				an_bare_unservable(c, s, f[0], cr->location);
 			return -1;
 		}
 		col = rw_find_column(c->rules, e->t, c->from, f[0]);
@@ -712,8 +742,12 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 		an_edit_tok(c, q0, q1, qual_parts == 2 ? e->t->emit_full[c->to]
 						       : e->t->emit_name[c->to]);
 	}
-	if (col == NULL)
-		return -1;	/* q.*, or a column without a rule */
+	if (col == NULL) {
+		/* q.*, or a column without a rule */
+		if (f[col_idx] != NULL && rw_unservable(e->t, c->from, f[col_idx]))
+			an_refuse_unservable(c, e->t, f[col_idx], cr->location);
+		return -1;
+	}
 	ct = an_tok_part(c, first, (int)col_idx);
 	an_edit_tok(c, ct, ct, col->emit[c->to]);
 	return col_idx == nf - 1 ? ct : -1;

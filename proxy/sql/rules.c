@@ -27,6 +27,15 @@
 
 static atomic_uint_fast64_t rules_next_id = 1;
 
+static void rules_known_free(struct rw_known *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		free(k->cols[i]);
+	free(k->cols);
+	free(k->fill);
+	memset(k, 0, sizeof(*k));
+}
+
 static void rules_expr_free(struct rw_expr *e)
 {
 	if (e == NULL)
@@ -74,6 +83,15 @@ void rewrite_rules_free(struct rewrite_rules *r)
 			rules_expr_free(c->expr[s]);
 		}
 	}
+	for (size_t i = 0; i < r->n_tables; i++)
+		for (int s = 0; s < 2; s++)
+			rules_known_free(&r->tables[i].known[s]);
+	for (size_t i = 0; i < r->n_shapes; i++) {
+		free(r->shapes[i].schema);
+		free(r->shapes[i].name);
+		rules_known_free(&r->shapes[i].k);
+	}
+	free(r->shapes);
 	free(r->tables);
 	free(r->cols);
 	free(r);
@@ -319,6 +337,22 @@ const struct rw_column *rw_find_column(const struct rewrite_rules *r,
 		if (strcmp(r->cols[i].name[side], col) == 0)
 			return &r->cols[i];
 	return NULL;
+}
+
+long rw_known_find(const struct rw_known *k, const char *name)
+{
+	for (size_t i = 0; i < k->n; i++)
+		if (strcmp(k->cols[i], name) == 0)
+			return (long)i;
+	return -1;
+}
+
+bool rw_unservable(const struct rw_table *t, int from, const char *name)
+{
+	const struct rw_known *have = &t->known[from], *want = &t->known[1 - from];
+
+	return have->n > 0 && want->n > 0 && rw_known_find(have, name) >= 0 &&
+	       rw_known_find(want, name) < 0;
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -746,6 +780,38 @@ oom:
 	return -1;
 }
 
+int rewrite_rules_add_columns(struct rewrite_rules *r, bool new_side, const char *schema,
+			      const char *name, const char *const *cols, const bool *fill,
+			      size_t n, char *err, size_t errlen)
+{
+	struct rw_shape *sh;
+
+	if (r == NULL || r->finished || name == NULL) {
+		set_err(err, errlen, "rewrite: columns added to a finished rule set");
+		return -1;
+	}
+	sh = rules_slot(&r->shapes, r->n_shapes, &r->cap_shapes, sizeof(*r->shapes));
+	if (sh == NULL)
+		goto oom;
+	r->n_shapes++;
+	sh->side = new_side ? RW_NEW : RW_OLD;
+	sh->schema = rules_dup_opt(schema != NULL && schema[0] != '\0' ? schema : NULL);
+	sh->name = strdup(name);
+	sh->k.cols = calloc(n ? n : 1, sizeof(*sh->k.cols));
+	sh->k.fill = calloc(n ? n : 1, sizeof(*sh->k.fill));
+	if ((schema && schema[0] && !sh->schema) || !sh->name || !sh->k.cols || !sh->k.fill)
+		goto oom;
+	for (; sh->k.n < n; sh->k.n++) {
+		sh->k.fill[sh->k.n] = fill[sh->k.n];
+		if ((sh->k.cols[sh->k.n] = strdup(cols[sh->k.n])) == NULL)
+			goto oom;
+	}
+	return 0;
+oom:
+	set_err(err, errlen, "rewrite: out of memory");
+	return -1;
+}
+
 int rewrite_rules_add(struct rewrite_rules *r, const char *key, const char *value,
 		      char *err, size_t errlen)
 {
@@ -932,6 +998,16 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 			if (c->emit[s] == NULL)
 				goto oom;
 		}
+	}
+	for (size_t i = 0; i < r->n_shapes; i++) {
+		struct rw_shape *sh = &r->shapes[i];
+		struct rw_table *t = (struct rw_table *)rw_find_table(r, sh->side, sh->schema,
+								      sh->name);
+
+		if (t == NULL || t->known[sh->side].n > 0)
+			continue;
+		t->known[sh->side] = sh->k;
+		memset(&sh->k, 0, sizeof(sh->k));
 	}
 	r->finished = true;
 	return 0;

@@ -22,6 +22,13 @@
 
 enum { RW_OLD = 0, RW_NEW = 1 };
 
+/* The columns of one side of a table pair, as its catalog said at load. */
+struct rw_known {
+	char **cols;		/* owns, n: names as stored */
+	bool *fill;		/* owns, n: nullable or with a default (a write may omit it) */
+	size_t n;		/* 0: not known */
+};
+
 struct rw_table {
 	char *schema[2];	/* owns; NULL when unqualified; [RW_OLD]/[RW_NEW] */
 	char *name[2];		/* owns */
@@ -31,6 +38,7 @@ struct rw_table {
 	size_t first_col;	/* column rules of this table: cols[first_col ..] */
 	size_t n_cols;
 	int line;		/* order of the rule, for messages */
+	struct rw_known known[2];	/* owns; each side's columns when read */
 };
 
 /*
@@ -71,6 +79,16 @@ struct rewrite_rules {
 	struct rw_column *cols;		/* owns; sorted by table after finish */
 	size_t n_cols, cap_cols;
 	size_t n_exprs;			/* up and down expressions among cols */
+	struct rw_shape *shapes;	/* owns; columns added before finish */
+	size_t n_shapes, cap_shapes;
+};
+
+/* Columns of a table added before finish (rewrite_rules_add_columns). */
+struct rw_shape {
+	int side;
+	char *schema;		/* owns; NULL when unqualified */
+	char *name;		/* owns */
+	struct rw_known k;	/* owns until given to the table entry */
 };
 
 /* Side a statement's names are written in, and the side to translate to. */
@@ -87,6 +105,13 @@ const struct rw_table *rw_find_table(const struct rewrite_rules *r, int side,
 const struct rw_column *rw_find_column(const struct rewrite_rules *r,
 				       const struct rw_table *t, int side,
 				       const char *col);
+
+/* Index of column NAME in K, or -1. */
+long rw_known_find(const struct rw_known *k, const char *name);
+
+/* Whether column NAME, named on side FROM of table T, is known to exist on
+ * FROM and not on the other side (and has no rule: the caller checked). */
+bool rw_unservable(const struct rw_table *t, int from, const char *name);
 
 /*
  * The text that replaces a reference to a column computed by E: "(expr)",

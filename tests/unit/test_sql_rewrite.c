@@ -481,6 +481,17 @@ static const struct rw_case cases[] = {
 	XREF(O2N, "UPDATE users SET nickname = 'x' WHERE id = 1", "nickname"),
 	XREF(N2O, "SELECT email_domain FROM users_v2, t", "ambiguous"),
 	XREF(O2N, "SELECT 1 FROM users JOIN users u2 USING (nickname)", "nickname"),
+	/* with both sides' columns known: a column on one side only, without an
+	 * expression, is refused on the path that lacks it */
+	XREF(O2N, "SELECT legacy FROM users", "column \"legacy\" of table \"users\" does not exist on the new path and has no down expression"),
+	XREF(O2N, "SELECT id FROM users u WHERE u.legacy IS NULL", "\"legacy\""),
+	XREF(O2N, "SELECT id FROM (SELECT id FROM users WHERE legacy > 0) s", "\"legacy\""),
+	XREF(N2O, "SELECT extra FROM users_v2", "does not exist on the old path and has no up expression"),
+	XREF(N2O, "SELECT id FROM users_v2 ORDER BY extra", "\"extra\""),
+	X(O2N, "SELECT id, email, 'legacy' FROM users -- legacy", "SELECT id, email, 'legacy' FROM users_v2 -- legacy"),
+	X(O2N, "SELECT legacy FROM t", "SELECT legacy FROM t"),
+	X(N2O, "SELECT legacy FROM users_v2", "SELECT legacy FROM users"),
+	X(O2N, "SELECT l.legacy FROM users u, (SELECT 1 AS legacy) l", "SELECT l.legacy FROM users_v2 u, (SELECT 1 AS legacy) l"),
 #undef X
 #undef XREF
 	/* --- syntax errors: reported, text unchanged --- */
@@ -510,6 +521,21 @@ static int setup(void **state)
 				fprintf(stderr, "rule %s: %s\n", rs_defs[i][k][0], err);
 				return -1;
 			}
+		}
+		if (i == RS_EXPR) {
+			/* what the catalog says of users: old has legacy, new has extra */
+			static const char *const oc[] = { "id", "name", "email", "nickname", "legacy" };
+			static const char *const nc[] = { "id", "full_name", "email", "email_domain",
+							  "extra" };
+			static const bool fill[] = { false, true, true, true, true };
+
+			if (rewrite_rules_add_columns(rules[i], false, NULL, "users", oc, fill, 5, err,
+						      sizeof(err)) != 0 ||
+			    rewrite_rules_add_columns(rules[i], true, NULL, "users_v2", nc, fill, 5, err,
+						      sizeof(err)) != 0 ||
+			    rewrite_rules_add_columns(rules[i], true, NULL, "unknown", nc, fill, 5, err,
+						      sizeof(err)) != 0)
+				return -1;
 		}
 		if (rewrite_rules_finish(rules[i], err, sizeof(err)) != 0) {
 			fprintf(stderr, "finish: %s\n", err);
