@@ -30,7 +30,7 @@ import pytest
 
 import pgwire
 from conftest import pgt_bin, unique
-from twopaths import Admin, TwoPathLayout
+from twopaths import Admin, TwoPathLayout, created
 
 pytestmark = pytest.mark.proxy_only
 
@@ -81,10 +81,8 @@ class Layout(TwoPathLayout):
 
 @pytest.fixture(params=["schemas", "databases"])
 def layout(request, pg):
-    lay = Layout(pg, request.param)
-    lay.create()
-    yield lay
-    lay.drop()
+    with created(Layout(pg, request.param)) as lay:
+        yield lay
 
 
 def config(force_path, rules=RULES):
@@ -135,14 +133,7 @@ def extended(c, sql, params, name=b"", parse=True):
                 names.append(body[pos:end].decode())
                 pos = end + 1 + 18
         elif kind == b"D":
-            (n,) = struct.unpack("!H", body[:2])
-            pos, row = 2, []
-            for _ in range(n):
-                (ln,) = struct.unpack("!i", body[pos:pos + 4])
-                pos += 4
-                row.append(None if ln < 0 else body[pos:pos + ln].decode())
-                pos += max(ln, 0)
-            out.append(tuple(row))
+            out.append(pgwire.parse_data_row(body))
         elif kind == b"E":
             err = pgwire.WireError(pgwire.parse_error_fields(body))
         elif kind == b"Z":

@@ -8,6 +8,7 @@
 - wait_for: polls a predicate.
 """
 
+import contextlib
 import time
 
 import psycopg2
@@ -65,6 +66,16 @@ class TwoPathLayout:
         """QUERY as superuser in ROLE's database and schema; rows or None."""
         db, schema = self.where[role]
         return self.pg.sql("SET search_path = %s; %s" % (schema, query), dbname=db)
+
+
+@contextlib.contextmanager
+def created(layout):
+    """LAYOUT created for the block, dropped after it."""
+    layout.create()
+    try:
+        yield layout
+    finally:
+        layout.drop()
 
 
 class Admin:
