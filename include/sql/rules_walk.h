@@ -37,7 +37,9 @@ int rewrite_rules_entry(const struct rewrite_rules *r, size_t i, struct rewrite_
 long rewrite_rules_find_entry(const struct rewrite_rules *r, enum rewrite_side side,
 			      const char *schema, const char *name);
 /* The other side's name of column COL (named as on SIDE) of entry I: the
- * rule's counterpart, or NULL when no rule renames COL. */
+ * rule's counterpart, or NULL when no rule renames COL, or when an up or
+ * down expression computes it (its value cannot be copied or compared as
+ * it is). */
 const char *rewrite_rules_map_column(const struct rewrite_rules *r, size_t i,
 				     enum rewrite_side side, const char *col);
 

@@ -44,7 +44,11 @@ const char *rewrite_rules_map_column(const struct rewrite_rules *r, size_t i,
 		return NULL;
 	int from = side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD;
 	const struct rw_column *c = rw_find_column(r, &r->tables[i], from, col);
-	return c != NULL && c->name[1 - from][0] != '\0' ? c->name[1 - from] : NULL;
+	/* a column whose value is computed by an expression has no counterpart
+	 * whose value can be copied or compared as it is */
+	if (c == NULL || c->expr[RW_OLD] != NULL || c->expr[RW_NEW] != NULL)
+		return NULL;
+	return c->name[1 - from];
 }
 
 int rewrite_rules_column_rule(const struct rewrite_rules *r, size_t i, size_t k,

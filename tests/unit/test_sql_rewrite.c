@@ -54,7 +54,11 @@ static const char *const rs_expr[][2] = {
 	{ "down.orders.price", "price_cents / 100.0" },
 	{ "up.items.weight", "grams::numeric / 1000" },
 	{ "down.items.weight", "(weight * 1000)::int" },
-	{ "up.people.first_name", "split_part(\"Full\", ' ', 1)" },
+	{ "up.persons.first_name", "split_part(\"Full\", ' ', 1)" },
+	{ "table.people", "people_v2" },
+	{ "up.people_v2.first_name", "split_part(full_name, ' ', 1)" },
+	{ "up.people_v2.last_name", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)" },
+	{ "down.people.full_name", "first_name || ' ' || last_name" },
 	{ NULL, NULL },
 };
 
@@ -470,7 +474,20 @@ static const struct rw_case cases[] = {
 	X(N2O, "SELECT weight FROM items", "SELECT (grams::numeric / 1000) AS weight FROM items"),
 	X(N2O, "SELECT i.weight FROM items i", "SELECT (i.grams::numeric / 1000) AS weight FROM items i"),
 	/* quoted names in the expression are qualified as written */
-	X(N2O, "SELECT p.first_name FROM people p", "SELECT (split_part(p.\"Full\", ' ', 1)) AS first_name FROM people p"),
+	X(N2O, "SELECT p.first_name FROM persons p", "SELECT (split_part(p.\"Full\", ' ', 1)) AS first_name FROM persons p"),
+	/* the worked examples of docs/rewriting.md */
+	X(N2O, "SELECT id, email_domain FROM users_v2 WHERE email_domain = 'example.com'",
+	  "SELECT id, (split_part(email, '@', 2)) AS email_domain FROM users WHERE (split_part(email, '@', 2)) = 'example.com'"),
+	X(O2N, "SELECT id, nickname FROM users WHERE nickname LIKE 'A%'",
+	  "SELECT id, (split_part(full_name, ' ', 1)) AS nickname FROM users_v2 WHERE (split_part(full_name, ' ', 1)) LIKE 'A%'"),
+	X(O2N, "SELECT id, price FROM orders WHERE price > 10 ORDER BY price",
+	  "SELECT id, (price_cents / 100.0) AS price FROM orders WHERE (price_cents / 100.0) > 10 ORDER BY price"),
+	X(N2O, "SELECT first_name FROM people_v2 p WHERE p.last_name = 'Hopper'",
+	  "SELECT (split_part(full_name, ' ', 1)) AS first_name FROM people p WHERE (substr(p.full_name, length(split_part(p.full_name, ' ', 1)) + 2)) = 'Hopper'"),
+	X(O2N, "SELECT full_name FROM people ORDER BY full_name",
+	  "SELECT (first_name || ' ' || last_name) AS full_name FROM people_v2 ORDER BY full_name"),
+	X(N2O, "SELECT people_v2.first_name, last_name FROM people_v2",
+	  "SELECT (split_part(people.full_name, ' ', 1)) AS first_name, (substr(full_name, length(split_part(full_name, ' ', 1)) + 2)) AS last_name FROM people"),
 	/* literals and comments untouched, extended-protocol parameters kept */
 	X(N2O, "SELECT 'email_domain' AS email_domain, $1::text FROM users_v2 -- email_domain",
 	  "SELECT 'email_domain' AS email_domain, $1::text FROM users -- email_domain"),
@@ -704,7 +721,7 @@ static void test_sql_rewrite_expr_rules(void **state)
 			fail_msg("case %zu: got '%s', expected '%s'", i, err, finish_err[i]);
 		rewrite_rules_free(r);
 	}
-	assert_int_equal(rewrite_rules_expr_count(rules[RS_EXPR]), 7);
+	assert_int_equal(rewrite_rules_expr_count(rules[RS_EXPR]), 10);
 	assert_int_equal(rewrite_rules_column_count(rules[RS_EXPR]), 2);
 }
 
