@@ -19,7 +19,8 @@
  * still working on it. A decision whose gids are gone from both paths is
  * closed.
  *
- * File: one JSON object per line: {"commit":N} (fsync'd), {"done":N}.
+ * File: one JSON object per line: {"commit":N} (fsync'd; a client's with
+ * "old" and "new": its gids), {"done":N}.
  */
 #ifndef PGT_SESSION_TWOPHASE_H
 #define PGT_SESSION_TWOPHASE_H
@@ -57,6 +58,18 @@ uint64_t twophase_begin(struct twophase *t, char gid_old[TWOPHASE_GID_MAX],
 /* Records the commit decision for N durably. 0, or -1 (logged): then N
  * must be rolled back. */
 int twophase_decide(struct twophase *t, uint64_t n);
+/*
+ * Client-issued two-phase commit, mirrored: a client's PREPARE TRANSACTION
+ * 'x' prepares old under 'x' and new under TWOPHASE_MIRROR_PREFIX 'x'
+ * (both may be one server); its COMMIT PREPARED 'x' is a decision like
+ * pgturnout's own. twophase_mirror_gid: -1 when the name is too long.
+ */
+#define TWOPHASE_MIRROR_PREFIX "pgturnout_mirror_"
+int twophase_mirror_gid(const char *gid, char out[TWOPHASE_GID_MAX]);
+/* Records durably the decision to commit the client's transaction prepared
+ * as GID_OLD / GID_NEW; its number (in progress, twophase_end when done),
+ * or 0 (logged) when it cannot be recorded. */
+uint64_t twophase_decide_client(struct twophase *t, const char *gid_old, const char *gid_new);
 /* N is no longer in progress. COMMITTED: it is committed on both paths
  * (its decision is closed); else, a decided N is left to the resolver and
  * an undecided one is rolled back by it if anything of it is prepared. */

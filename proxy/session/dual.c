@@ -97,6 +97,7 @@ enum tpc_step {
 	TPC_PREPARE_NEW,        /* ... then on new */
 	TPC_COMMIT,             /* decided: COMMIT PREPARED on both */
 	TPC_ABORT,              /* not decided: ROLLBACK (PREPARED) where anything is left */
+	TPC_CLIENT_ROLLBACK,    /* a client's ROLLBACK PREPARED, on both */
 };
 
 static const char *const dual_phase_names[] = {
@@ -148,7 +149,10 @@ struct dual {
 	char tpc_gid[SLOT__COUNT][TWOPHASE_GID_MAX];
 	bool tpc_sent[SLOT__COUNT];     /* PREPARE TRANSACTION sent there */
 	bool tpc_prepared[SLOT__COUNT]; /* ... and it succeeded */
-	bool tpc_tag;           /* the client sent the COMMIT: it gets the COMMIT tag */
+	const char *tpc_tag;    /* the command tag the client gets; NULL: none (a wrapped
+				   autocommit write: its results are out already) */
+	bool tpc_client_op;     /* a client's PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED */
+	char tpc_side_state[SLOT__COUNT][6];  /* each side's SQLSTATE of the step; "" ok */
 	uint32_t tpc_wait;      /* our statements the primary has not answered yet */
 	bool tpc_primary_failed;        /* the primary failed the step's statement */
 	char tpc_sqlstate[6];   /* the first failure, for the client */
@@ -534,7 +538,14 @@ static void dual_begin(struct client *c);
 static void tpc_note_rollback(bool *failed, char *sqlstate, char *message, size_t cap);
 static void tpc_primary_answer(struct client *c, const uint8_t *msg, size_t len);
 static bool tpc_applies(const struct client *c);
+static void tpc_quote(const char *gid, char *out, size_t cap);
+static void dual_raise(struct client *c, struct server *p, uint8_t type, const char *name,
+		       const char *sqlstate, const char *message);
 static void tpc_start(struct client *c, bool tag);
+static bool tpc_client_prepare(struct client *c, struct server *p, const struct sql_stmt *st,
+			       const char *text, const uint8_t *msg, size_t len);
+static bool tpc_client_finish(struct client *c, struct server *p, const struct sql_analysis *a,
+			      const char *text);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
 static void dual_expect_injected(struct dual *d, bool describe);
@@ -1391,6 +1402,7 @@ static void tpc_primary_answer(struct client *c, const uint8_t *msg, size_t len)
 		struct pg_error_fields f;
 		d->tpc_primary_failed = true;
 		bool ok = proto_parse_error(msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN, &f) == 0;
+		snprintf(d->tpc_side_state[c->active_slot], 6, "%s", ok && f.sqlstate ? f.sqlstate : "XX000");
 		if (!d->tpc_sqlstate[0]) {
 			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "%s",
 				 ok && f.sqlstate ? f.sqlstate : "XX000");
@@ -1440,8 +1452,9 @@ static void tpc_send(struct client *c, int slot, const char *sql)
 /* "<WHAT> '<gid of SLOT>'" to the side in SLOT. */
 static void tpc_send_gid(struct client *c, int slot, const char *what)
 {
-	char sql[TWOPHASE_GID_MAX + 40];
-	snprintf(sql, sizeof(sql), "%s '%s'", what, c->dual->tpc_gid[slot]);
+	char quoted[2 * TWOPHASE_GID_MAX], sql[2 * TWOPHASE_GID_MAX + 40];
+	tpc_quote(c->dual->tpc_gid[slot], quoted, sizeof(quoted));
+	snprintf(sql, sizeof(sql), "%s '%s'", what, quoted);
 	tpc_send(c, slot, sql);
 }
 
@@ -1454,6 +1467,7 @@ static bool tpc_failed(struct client *c, int slot, struct server *sh)
 		return d->tpc_primary_failed;
 	if (sh && !d->shadow_error)
 		return false;
+	snprintf(d->tpc_side_state[slot], 6, "%s", sh ? d->shadow_sqlstate : "08006");
 	if (!d->tpc_sqlstate[0]) {
 		snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "%s",
 			 sh ? d->shadow_sqlstate : "08006");
@@ -1463,6 +1477,20 @@ static bool tpc_failed(struct client *c, int slot, struct server *sh)
 	return true;
 }
 
+/* The client gets the operation's command tag (if it has one). */
+static void tpc_send_tag(struct client *c)
+{
+	const char *tag = c->dual->tpc_tag;
+	if (!tag)
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	build_command_complete(&b, tag);
+	if (wbuf_ok(&b))
+		conn_write(c->conn, b.data, b.len);
+	wbuf_free(&b);
+}
+
 /* Starts a step: the answers to come are the step's. */
 static void tpc_step(struct client *c, enum tpc_step step)
 {
@@ -1470,6 +1498,30 @@ static void tpc_step(struct client *c, enum tpc_step step)
 	d->tpc_step = step;
 	d->tpc_primary_failed = false;
 	d->shadow_error = false;
+	d->tpc_side_state[SLOT_OLD][0] = d->tpc_side_state[SLOT_NEW][0] = '\0';
+}
+
+/* Sets up a two-phase operation of the client's transaction (tag TAG). */
+static void tpc_init(struct client *c, const char *tag, bool client_op)
+{
+	struct dual *d = c->dual;
+	d->tpc_tag = tag;
+	d->tpc_client_op = client_op;
+	d->tpc_wait = 0;
+	d->tpc_sqlstate[0] = '\0';
+	d->tpc_message[0] = '\0';
+	for (int i = 0; i < SLOT__COUNT; i++)
+		d->tpc_sent[i] = d->tpc_prepared[i] = false;
+	dual_set_phase(c, DUAL_TWOPHASE);
+}
+
+/* Step one: PREPARE TRANSACTION on old. */
+static void tpc_prepare_old(struct client *c)
+{
+	struct dual *d = c->dual;
+	tpc_step(c, TPC_PREPARE_OLD);
+	d->tpc_sent[SLOT_OLD] = true;
+	tpc_send_gid(c, SLOT_OLD, "PREPARE TRANSACTION");
 }
 
 /*
@@ -1486,16 +1538,142 @@ static void tpc_start(struct client *c, bool tag)
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		return;
 	}
-	d->tpc_tag = tag;
-	d->tpc_wait = 0;
-	d->tpc_sqlstate[0] = '\0';
-	d->tpc_message[0] = '\0';
-	for (int i = 0; i < SLOT__COUNT; i++)
-		d->tpc_sent[i] = d->tpc_prepared[i] = false;
-	dual_set_phase(c, DUAL_TWOPHASE);
-	tpc_step(c, TPC_PREPARE_OLD);
-	d->tpc_sent[SLOT_OLD] = true;
-	tpc_send_gid(c, SLOT_OLD, "PREPARE TRANSACTION");
+	tpc_init(c, tag ? "COMMIT" : NULL, false);
+	tpc_prepare_old(c);
+}
+
+/* The transaction name in the string literal of a PREPARE TRANSACTION,
+ * COMMIT PREPARED or ROLLBACK PREPARED of LEN bytes at TEXT, into OUT.
+ * False when there is none that fits. */
+static bool tpc_gid_literal(const char *text, size_t len, char *out, size_t cap)
+{
+	const char *q = memchr(text, '\'', len);
+	if (!q || (q > text && (q[-1] == 'E' || q[-1] == 'e')))
+		return false;
+	size_t n = 0;
+	for (const char *p = q + 1; p < text + len; p++) {
+		if (*p == '\'') {
+			if (p + 1 < text + len && p[1] == '\'') {
+				p++;
+			} else {
+				out[n] = '\0';
+				return n > 0;
+			}
+		}
+		if (n + 1 >= cap)
+			return false;
+		out[n++] = *p;
+	}
+	return false;
+}
+
+/* GID as an SQL string literal body: quotes doubled. */
+static void tpc_quote(const char *gid, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *gid && n + 2 < cap; gid++) {
+		if (*gid == '\'')
+			out[n++] = '\'';
+		out[n++] = *gid;
+	}
+	out[n] = '\0';
+}
+
+/*
+ * A client's PREPARE TRANSACTION 'x' (statement ST of TEXT), dual_commit =
+ * 2pc: its transaction is prepared on old as 'x' and on new as the mirror
+ * name (session/twophase.h), old first; a failure rolls back both. True
+ * when handled here; false: refused.
+ */
+static bool tpc_client_prepare(struct client *c, struct server *p, const struct sql_stmt *st,
+			       const char *text, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (!rt->twophase || c->tx_status != 'T')
+		return false;
+	if (!d->shadow_tx && !d->n_tx && !d->broken) {
+		steer_forward(c, p, msg, len);  /* nothing mirrored: the primary's alone */
+		return true;
+	}
+	char gid[TWOPHASE_GID_MAX];
+	if (!tpc_applies(c) || !tpc_gid_literal(text + st->offset, st->len, gid, sizeof(gid)) ||
+	    twophase_mirror_gid(gid, d->tpc_gid[SLOT_NEW]) < 0)
+		return false;
+	snprintf(d->tpc_gid[SLOT_OLD], sizeof(d->tpc_gid[SLOT_OLD]), "%s", gid);
+	server_unsend(p);
+	d->tpc_n = 0;
+	tpc_init(c, "PREPARE TRANSACTION", true);
+	tpc_prepare_old(c);
+	return true;
+}
+
+/*
+ * A client's COMMIT PREPARED or ROLLBACK PREPARED 'x' outside a
+ * transaction block, dual_commit = 2pc: run on old ('x') and on new (the
+ * mirror name) alike. A COMMIT is a decision, recorded first. True when
+ * handled here.
+ */
+static bool tpc_client_finish(struct client *c, struct server *p, const struct sql_analysis *a,
+			      const char *text)
+{
+	struct dual *d = c->dual;
+	const struct sql_stmt *st = a && a->n_stmts == 1 ? &a->stmts[0] : NULL;
+	if (!rt->twophase || !st || st->cls != SQL_TXN ||
+	    (st->kind != SQL_TXN_COMMIT_PREPARED && st->kind != SQL_TXN_ROLLBACK_PREPARED) ||
+	    c->tx_status != 'I' || d->shadow_tx || !dual_shadow(c))
+		return false;
+	char gid[TWOPHASE_GID_MAX];
+	if (!tpc_gid_literal(text + st->offset, st->len, gid, sizeof(gid)) ||
+	    twophase_mirror_gid(gid, d->tpc_gid[SLOT_NEW]) < 0)
+		return false;  /* the primary's alone, as written */
+	snprintf(d->tpc_gid[SLOT_OLD], sizeof(d->tpc_gid[SLOT_OLD]), "%s", gid);
+	bool commit = st->kind == SQL_TXN_COMMIT_PREPARED;
+	d->tpc_n = 0;
+	if (commit) {
+		d->tpc_n = twophase_decide_client(rt->twophase, d->tpc_gid[SLOT_OLD],
+						  d->tpc_gid[SLOT_NEW]);
+		if (!d->tpc_n) {
+			rt->stats.journal_failures++;
+			dual_raise(c, p, PqMsg_Query, NULL, "53100",
+				   "pgturnout: the commit decision cannot be made durable in journal_dir; "
+				   "nothing was committed");
+			return true;
+		}
+	}
+	server_unsend(p);
+	tpc_init(c, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", true);
+	tpc_step(c, commit ? TPC_COMMIT : TPC_CLIENT_ROLLBACK);
+	tpc_send_gid(c, SLOT_OLD, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED");
+	tpc_send_gid(c, SLOT_NEW, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED");
+	return true;
+}
+
+/* A client's COMMIT or ROLLBACK PREPARED answered on both: done where a
+ * side did it or has no such transaction (42704); the client is told it
+ * worked when either side did it. A commit not done everywhere is left to
+ * the resolver. */
+static void tpc_client_done(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	bool f_old = tpc_failed(c, SLOT_OLD, sh), f_new = tpc_failed(c, SLOT_NEW, sh);
+	bool finished = (!f_old || strcmp(d->tpc_side_state[SLOT_OLD], "42704") == 0) &&
+			(!f_new || strcmp(d->tpc_side_state[SLOT_NEW], "42704") == 0);
+	bool ok = !f_old || !f_new;
+	if (d->tpc_n)
+		twophase_end(rt->twophase, d->tpc_n, finished);
+	if (ok && !finished)
+		log_warning(c->id, "%s of a mirrored prepared transaction failed on one path (%s)%s",
+			    d->tpc_tag, d->tpc_message,
+			    d->tpc_step == TPC_COMMIT ? ": the resolver commits it" : "");
+	d->tpc_n = 0;
+	d->tpc_step = TPC_NONE;
+	if (ok) {
+		tpc_send_tag(c);
+	} else {
+		dual_client_error(c, d->tpc_sqlstate, d->tpc_message);
+	}
+	dual_reset_request(c);
+	relay_release_ready(c, 'I');
 }
 
 /* Before the decision: whatever is left of the transaction is rolled back
@@ -1518,20 +1696,15 @@ static void tpc_abort(struct client *c)
 static void tpc_finish(struct client *c, bool committed, bool finished)
 {
 	struct dual *d = c->dual;
-	twophase_end(rt->twophase, d->tpc_n, finished);
+	if (d->tpc_n)
+		twophase_end(rt->twophase, d->tpc_n, finished);
 	d->tpc_n = 0;
 	d->tpc_step = TPC_NONE;
 	d->shadow_tx = false;
 	if (committed) {
-		rt->stats.twophase_commits++;
-		if (d->tpc_tag) {
-			struct wbuf b;
-			wbuf_init(&b);
-			build_command_complete(&b, "COMMIT");
-			if (wbuf_ok(&b))
-				conn_write(c->conn, b.data, b.len);
-			wbuf_free(&b);
-		}
+		if (!d->tpc_client_op)
+			rt->stats.twophase_commits++;
+		tpc_send_tag(c);
 	} else {
 		rt->stats.twophase_aborts++;
 		char m[400];
@@ -1567,6 +1740,11 @@ static void tpc_next(struct client *c, struct server *sh)
 			return;
 		}
 		d->tpc_prepared[SLOT_NEW] = true;
+		if (d->tpc_client_op) {
+			/* the client's PREPARE TRANSACTION: its COMMIT PREPARED decides */
+			tpc_finish(c, true, true);
+			return;
+		}
 		if (twophase_decide(rt->twophase, d->tpc_n) < 0) {
 			rt->stats.journal_failures++;
 			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "53100");
@@ -1579,7 +1757,14 @@ static void tpc_next(struct client *c, struct server *sh)
 		tpc_send_gid(c, SLOT_OLD, "COMMIT PREPARED");
 		tpc_send_gid(c, SLOT_NEW, "COMMIT PREPARED");
 		return;
+	case TPC_CLIENT_ROLLBACK:
+		tpc_client_done(c, sh);
+		return;
 	case TPC_COMMIT: {
+		if (d->tpc_client_op) {
+			tpc_client_done(c, sh);
+			return;
+		}
 		bool failed_old = tpc_failed(c, SLOT_OLD, sh);
 		bool failed_new = tpc_failed(c, SLOT_NEW, sh);
 		if (failed_old || failed_new)
@@ -1904,9 +2089,12 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	if (d->poisoned && dual_poisoned_query(c, p, a))
 		return;
 	if (dual_has_prepare(a)) {
-		dual_refuse_prepare(c, p, PqMsg_Query, NULL);
+		if (a->n_stmts != 1 || !tpc_client_prepare(c, p, &a->stmts[0], text, msg, len))
+			dual_refuse_prepare(c, p, PqMsg_Query, NULL);
 		return;
 	}
+	if (tpc_client_finish(c, p, a, text))
+		return;
 	if (a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN && a->stmts[0].kind == SQL_TXN_COMMIT &&
 	    c->tx_status == 'T' && tpc_applies(c)) {
 		/* answered by the two-phase commit; the primary never sees it */

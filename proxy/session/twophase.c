@@ -14,6 +14,7 @@
 
 #include "conf/config.h"
 #include "conf/userlist.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "io/catalog.h"
 
@@ -72,6 +73,13 @@ static void nset_del(struct nset *s, uint64_t x)
 		}
 }
 
+/* The decision to commit a client's own prepared transaction, prepared
+ * under the gids it names. */
+struct client_decision {
+	uint64_t n;
+	char gid[2][TWOPHASE_GID_MAX];  /* old, new */
+};
+
 /* What the resolver needs of a [path], copied: the config may be reloaded. */
 struct side {
 	struct path_config path;        /* owns its strings */
@@ -93,6 +101,8 @@ struct twophase {
 	char path[4096];
 	struct nset inflight;           /* sessions are working on these */
 	struct nset decided;            /* decision recorded, not closed */
+	struct client_decision *cdec;   /* of those, clients' prepared transactions */
+	size_t n_cdec, cap_cdec;
 	struct side sides[2];           /* SLOT order: old, new */
 };
 
@@ -208,6 +218,54 @@ bool twophase_wanted(const struct config *cfg, char *why, size_t whylen, char *e
 
 /* ---- the decision log ---------------------------------------------------- */
 
+static struct client_decision *cdec_find(struct twophase *t, uint64_t n)
+{
+	for (size_t i = 0; i < t->n_cdec; i++)
+		if (t->cdec[i].n == n)
+			return &t->cdec[i];
+	return NULL;
+}
+
+static int cdec_add(struct twophase *t, uint64_t n, const char *g_old, const char *g_new)
+{
+	if (t->n_cdec == t->cap_cdec) {
+		size_t cap = t->cap_cdec ? t->cap_cdec * 2 : 8;
+		struct client_decision *p = realloc(t->cdec, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		t->cdec = p;
+		t->cap_cdec = cap;
+	}
+	struct client_decision *e = &t->cdec[t->n_cdec++];
+	e->n = n;
+	snprintf(e->gid[0], sizeof(e->gid[0]), "%s", g_old);
+	snprintf(e->gid[1], sizeof(e->gid[1]), "%s", g_new);
+	return 0;
+}
+
+static void cdec_del(struct twophase *t, uint64_t n)
+{
+	struct client_decision *e = cdec_find(t, n);
+	if (e)
+		*e = t->cdec[--t->n_cdec];
+}
+
+/* The decision record of N (with its gids when a client's). */
+static int decision_record(struct twophase *t, uint64_t n, char *out, size_t cap)
+{
+	const struct client_decision *e = cdec_find(t, n);
+	if (!e)
+		return snprintf(out, cap, "{\"commit\":%" PRIu64 "}\n", n) < (int)cap ? 0 : -1;
+	json_t *o = json_pack("{sIssss}", "commit", (json_int_t)n, "old", e->gid[0], "new", e->gid[1]);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	int rc = text && strlen(text) + 2 <= cap ? 0 : -1;
+	if (rc == 0)
+		snprintf(out, cap, "%s\n", text);
+	free(text);
+	return rc;
+}
+
 /* Reads the decisions left open by the previous run into t->decided and the
  * highest transaction number seen into *max_n. */
 static int decisions_read(struct twophase *t, uint64_t *max_n)
@@ -215,23 +273,33 @@ static int decisions_read(struct twophase *t, uint64_t *max_n)
 	FILE *f = fopen(t->path, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : -1;
-	char line[256];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
 	int rc = 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long n;
-		if (!strchr(line, '\n'))
+	while ((len = getline(&line, &cap, f)) > 0 && rc == 0) {
+		if (line[len - 1] != '\n')
 			continue;  /* torn: its fsync never returned, nothing was committed for it */
-		if (sscanf(line, "{\"commit\":%llu}", &n) == 1) {
-			if (nset_add(&t->decided, n) < 0)
-				rc = -1;
-		} else if (sscanf(line, "{\"done\":%llu}", &n) == 1) {
+		json_t *o = json_loadb(line, (size_t)len, 0, NULL);
+		json_t *commit = json_object_get(o, "commit");
+		json_t *done = json_object_get(o, "done");
+		uint64_t n = 0;
+		if (json_is_integer(commit)) {
+			n = (uint64_t)json_integer_value(commit);
+			const char *g_old = json_get_text(o, "old"), *g_new = json_get_text(o, "new");
+			rc = nset_add(&t->decided, n);
+			if (rc == 0 && g_old && g_new)
+				rc = cdec_add(t, n, g_old, g_new);
+		} else if (json_is_integer(done)) {
+			n = (uint64_t)json_integer_value(done);
 			nset_del(&t->decided, n);
-		} else {
-			continue;
+			cdec_del(t, n);
 		}
+		json_decref(o);
 		if (n > *max_n)
 			*max_n = n;
 	}
+	free(line);
 	fclose(f);
 	return rc;
 }
@@ -248,10 +316,11 @@ static int decisions_rewrite(struct twophase *t)
 	int rc = 0;
 	t->size = 0;
 	for (size_t i = 0; i < t->decided.n && rc == 0; i++) {
-		char rec[64];
-		int len = snprintf(rec, sizeof(rec), "{\"commit\":%" PRIu64 "}\n", t->decided.v[i]);
-		rc = write_all(fd, rec, (size_t)len);
-		t->size += (uint64_t)len;
+		char rec[3 * TWOPHASE_GID_MAX];
+		rc = decision_record(t, t->decided.v[i], rec, sizeof(rec));
+		if (rc == 0)
+			rc = write_all(fd, rec, strlen(rec));
+		t->size += strlen(rec);
 	}
 	if (rc == 0)
 		rc = fsync(fd);
@@ -289,6 +358,7 @@ static int decisions_append(struct twophase *t, const char *rec, bool sync)
 static void decision_close(struct twophase *t, uint64_t n)
 {
 	nset_del(&t->decided, n);
+	cdec_del(t, n);
 	if (t->decided.n == 0 && t->size > DECISION_TRUNCATE_BYTES && ftruncate(t->fd, 0) == 0) {
 		t->size = 0;
 		return;
@@ -320,20 +390,51 @@ uint64_t twophase_begin(struct twophase *t, char gid_old[TWOPHASE_GID_MAX],
 	return n;
 }
 
-int twophase_decide(struct twophase *t, uint64_t n)
+/* Records N's decision (under t->mu); a client's when G_OLD. */
+static int decide_locked(struct twophase *t, uint64_t n, const char *g_old, const char *g_new)
 {
-	char rec[64];
-	snprintf(rec, sizeof(rec), "{\"commit\":%" PRIu64 "}\n", n);
-	pthread_mutex_lock(&t->mu);
+	char rec[3 * TWOPHASE_GID_MAX];
 	int rc = nset_add(&t->decided, n);
+	if (rc == 0 && g_old)
+		rc = cdec_add(t, n, g_old, g_new);
+	if (rc == 0)
+		rc = decision_record(t, n, rec, sizeof(rec));
 	if (rc == 0 && decisions_append(t, rec, true) < 0) {
 		log_error(0, "cannot record two-phase decision %" PRIu64 " in %s: %s", n, t->path,
 			  strerror(errno));
-		nset_del(&t->decided, n);
 		rc = -1;
 	}
+	if (rc < 0) {
+		nset_del(&t->decided, n);
+		cdec_del(t, n);
+	}
+	return rc;
+}
+
+int twophase_decide(struct twophase *t, uint64_t n)
+{
+	pthread_mutex_lock(&t->mu);
+	int rc = decide_locked(t, n, NULL, NULL);
 	pthread_mutex_unlock(&t->mu);
 	return rc;
+}
+
+int twophase_mirror_gid(const char *gid, char out[TWOPHASE_GID_MAX])
+{
+	int len = snprintf(out, TWOPHASE_GID_MAX, "%s%s", TWOPHASE_MIRROR_PREFIX, gid);
+	return len >= 0 && len < TWOPHASE_GID_MAX ? 0 : -1;
+}
+
+uint64_t twophase_decide_client(struct twophase *t, const char *gid_old, const char *gid_new)
+{
+	pthread_mutex_lock(&t->mu);
+	uint64_t n = t->next_n++;
+	if (nset_add(&t->inflight, n) < 0 || decide_locked(t, n, gid_old, gid_new) < 0) {
+		nset_del(&t->inflight, n);
+		n = 0;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return n;
 }
 
 void twophase_end(struct twophase *t, uint64_t n, bool committed)
@@ -393,11 +494,8 @@ static int resolve_side(struct twophase *t, int side, struct nset *left)
 	struct side *s = &t->sides[side];
 	if (!side_ready(s))
 		return -1;
-	const char *params[1] = { t->prefix };
-	PGresult *r = PQexecParams(s->conn,
-				   "SELECT gid FROM pg_catalog.pg_prepared_xacts "
-				   "WHERE database = current_database() AND starts_with(gid, $1)",
-				   1, NULL, params, NULL, NULL, 0);
+	PGresult *r = PQexec(s->conn, "SELECT gid FROM pg_catalog.pg_prepared_xacts "
+				      "WHERE database = current_database()");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		log_warning(0, "two-phase resolver: path %s: %s", s->path.name,
 			    PQerrorMessage(s->conn));
@@ -410,12 +508,15 @@ static int resolve_side(struct twophase *t, int side, struct nset *left)
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *gid = PQgetvalue(r, i, 0);
 		uint64_t n = gid_number(t, gid, side);
-		if (!n)
-			continue;  /* the other side's (one server for both paths) */
 		pthread_mutex_lock(&t->mu);
+		for (size_t k = 0; !n && k < t->n_cdec; k++)
+			if (strcmp(t->cdec[k].gid[side], gid) == 0)
+				n = t->cdec[k].n;  /* a client's, whose COMMIT PREPARED is decided */
 		bool busy = nset_has(&t->inflight, n);
 		bool commit = nset_has(&t->decided, n);
 		pthread_mutex_unlock(&t->mu);
+		if (!n)
+			continue;  /* another instance's, the other side's, or a client's own */
 		if (busy) {
 			(void)nset_add(left, n);
 			continue;
@@ -594,6 +695,7 @@ void twophase_free(struct twophase *t)
 	side_free(&t->sides[1]);
 	free(t->inflight.v);
 	free(t->decided.v);
+	free(t->cdec);
 	pthread_mutex_destroy(&t->mu);
 	pthread_cond_destroy(&t->wake);
 	free(t);

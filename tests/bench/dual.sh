@@ -83,7 +83,7 @@ start() { # name body
 dual() { # layout mode
 	local newport=$port_a sp=v2
 	[[ $1 == servers ]] && newport=$port_b sp=public
-	printf '%s%s[migration]\nold = old\nnew = new\ndual_commit = %s\n[flags]\ndual_write = on\n' \
+	printf '%s\n\n%s\n\n[migration]\nold = old\nnew = new\ndual_commit = %s\n[flags]\ndual_write = on\n' \
 		"$(path old "$port_a" public)" "$(path new "$newport" "$sp")" "$2"
 }
 targets=(onedb-single onedb-ordered onedb-2pc servers-single servers-ordered servers-2pc)

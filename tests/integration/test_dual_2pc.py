@@ -209,3 +209,39 @@ def test_auto_says_what_it_picked(proxy_factory, layout):
     p.stop(signal.SIGTERM)
     q = proxy_factory(paths=twopc_paths(layout), extra=twopc_config(layout, commit="auto"))
     q.wait_log(r"dual writes commit two-phase \(dual_commit = auto: both paths allow")
+
+
+def test_client_prepare_transaction_mirrored(proxy_factory, layout):
+    """A client's PREPARE TRANSACTION 'x' prepares old as 'x' and new as
+    'pgturnout_mirror_x'; COMMIT / ROLLBACK PREPARED 'x' from any session
+    finish both."""
+    p = proxy_factory(paths=twopc_paths(layout),
+                      extra=twopc_config(layout, {"canary_percent": "50"}))
+    a = p.connect()
+    run(a, "BEGIN", "INSERT INTO users (id, name, email) VALUES (1, 'p', 'q')",
+        "PREPARE TRANSACTION 'app_tx1'")
+    assert prepared(layout, "") == sorted(["app_tx1", "pgturnout_mirror_app_tx1"])
+    assert users_ids(layout, "old") == [] and users_ids(layout, "new") == []
+    # the decision comes from other sessions, on either path (canary 50)
+    for n in range(4):
+        b = p.connect()
+        run(b, "SELECT 1")
+        b.close()
+    b = p.connect()
+    run(b, "COMMIT PREPARED 'app_tx1'")
+    assert users_ids(layout, "old") == [1] and users_ids(layout, "new") == [1]
+    run(a, "BEGIN", "INSERT INTO users (id, name, email) VALUES (2, 'r', 's')",
+        "PREPARE TRANSACTION 'it''s mine'")
+    assert prepared(layout, "") == sorted(["it's mine", "pgturnout_mirror_it's mine"])
+    run(b, "ROLLBACK PREPARED 'it''s mine'")
+    # a name that was never prepared: the client gets the server's error
+    with pytest.raises(psycopg2.Error) as e:
+        run(b, "COMMIT PREPARED 'never'")
+    assert e.value.pgcode == "42704", e.value
+    run(a, "INSERT INTO users (id, name, email) VALUES (3, 't', 'u')")
+    a.close()
+    b.close()
+    assert prepared(layout, "") == []
+    assert layout.assert_identical() == 2
+    decisions = open(os.path.join(p.dir, "journal", "dual_write_decisions.log")).read()
+    assert '"old":"app_tx1"' in decisions and '"done"' in decisions, decisions
