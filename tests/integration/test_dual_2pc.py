@@ -45,7 +45,15 @@ def twopc_config(layout, flags=None, commit="2pc", fleet_name=None):
     return text
 
 
-def prepared(layout, prefix="pgturnout_"):
+def gid_prefix(proxy):
+    """The prefix of the gids PROXY prepares (from its start-up log line);
+    other tests' proxies share the server, and database app."""
+    m = re.search(r"two-phase commit: gids (pgturnout_\w+?_)<n>_old", proxy.log())
+    assert m, "no two-phase commit in the log"
+    return m.group(1)
+
+
+def prepared(layout, prefix):
     """The gids of prepared transactions in the layout's databases starting with PREFIX."""
     dbs = sorted(set(db for db, _ in layout.where.values()))
     out = []
@@ -91,7 +99,7 @@ def test_2pc_commits_on_both_sides(proxy_factory, layout):
         t.join(60)
     assert errors == []
     assert layout.assert_identical() == 4 * 40
-    assert prepared(layout) == []
+    assert prepared(layout, gid_prefix(p)) == []
     assert re.search(r"-> two-phase", p.log())
 
 
@@ -110,7 +118,7 @@ def test_2pc_sessions_on_new(proxy_factory, layout):
     run(conn, "DELETE FROM users WHERE id = 5")
     conn.close()
     assert layout.assert_identical() == 29
-    assert prepared(layout) == []
+    assert prepared(layout, gid_prefix(p)) == []
 
 
 def test_2pc_failed_prepare_rolls_back_both(proxy_factory, layout):
@@ -136,7 +144,7 @@ def test_2pc_failed_prepare_rolls_back_both(proxy_factory, layout):
     conn.close()
     assert users_ids(layout, "old") == [3, 4]
     assert layout.assert_identical() == 2
-    assert prepared(layout) == []
+    assert prepared(layout, gid_prefix(p)) == []
 
 
 def instance_part(proxy):
@@ -179,7 +187,7 @@ def test_resolver_finishes_what_a_dead_run_left(proxy_factory, layout):
         wait_for(lambda: prepared(layout, prefix) == [], "the resolver", timeout=15)
         assert users_ids(layout, "old") == [901]
         assert users_ids(layout, "new") == [901]
-        assert prepared(layout, "pgturnout_") == [foreign]
+        assert prepared(layout, foreign) == [foreign]
         log = q.log()
         assert re.search(r"%s%d_old on path old committed" % (prefix, decided), log)
         assert re.search(r"%s%d_new on path new rolled back" % (prefix, undecided), log)
@@ -220,7 +228,8 @@ def test_client_prepare_transaction_mirrored(proxy_factory, layout):
     a = p.connect()
     run(a, "BEGIN", "INSERT INTO users (id, name, email) VALUES (1, 'p', 'q')",
         "PREPARE TRANSACTION 'app_tx1'")
-    assert prepared(layout, "") == sorted(["app_tx1", "pgturnout_mirror_app_tx1"])
+    assert prepared(layout, "app_tx1") == ["app_tx1"]
+    assert prepared(layout, "pgturnout_mirror_app_tx1") == ["pgturnout_mirror_app_tx1"]
     assert users_ids(layout, "old") == [] and users_ids(layout, "new") == []
     # the decision comes from other sessions, on either path (canary 50)
     for n in range(4):
@@ -232,7 +241,8 @@ def test_client_prepare_transaction_mirrored(proxy_factory, layout):
     assert users_ids(layout, "old") == [1] and users_ids(layout, "new") == [1]
     run(a, "BEGIN", "INSERT INTO users (id, name, email) VALUES (2, 'r', 's')",
         "PREPARE TRANSACTION 'it''s mine'")
-    assert prepared(layout, "") == sorted(["it's mine", "pgturnout_mirror_it's mine"])
+    assert prepared(layout, "it''s mine") == ["it's mine"]
+    assert prepared(layout, "pgturnout_mirror_it''s mine") == ["pgturnout_mirror_it's mine"]
     run(b, "ROLLBACK PREPARED 'it''s mine'")
     # a name that was never prepared: the client gets the server's error
     with pytest.raises(psycopg2.Error) as e:
@@ -241,7 +251,9 @@ def test_client_prepare_transaction_mirrored(proxy_factory, layout):
     run(a, "INSERT INTO users (id, name, email) VALUES (3, 't', 'u')")
     a.close()
     b.close()
-    assert prepared(layout, "") == []
+    for name in ("app_tx1", "pgturnout_mirror_app_tx1", "it''s mine", "pgturnout_mirror_it''s"):
+        assert prepared(layout, name) == []
+    assert prepared(layout, gid_prefix(p)) == []
     assert layout.assert_identical() == 2
     decisions = open(os.path.join(p.dir, "journal", "dual_write_decisions.log")).read()
     assert '"old":"app_tx1"' in decisions and '"done"' in decisions, decisions

@@ -28,7 +28,7 @@ import pytest
 
 from conftest import BIG
 from test_dual import dual_config, journal_file, layout, read_journal  # noqa: F401
-from test_dual_2pc import prepared, twopc_config, twopc_paths
+from test_dual_2pc import gid_prefix, prepared, twopc_config, twopc_paths
 from twopaths import wait_for
 
 pytestmark = pytest.mark.proxy_only
@@ -119,7 +119,9 @@ def test_acknowledged_transactions_survive_sigkill(proxy_factory, layout, mode):
             w.join(20)
     if mode == "2pc":
         # the last start's resolver finishes what the killed runs left prepared
-        wait_for(lambda: prepared(layout) == [], "no prepared transaction left", timeout=20)
+        prefix = gid_prefix(current)
+        wait_for(lambda: prepared(layout, prefix) == [], "no prepared transaction left",
+                 timeout=20)
         assert re.search(r"dual writes commit two-phase", current.log())
     acked = sorted(i for w in workers for i in w.acked)
     assert len(acked) > 50, "too few transactions to judge: %d" % len(acked)
