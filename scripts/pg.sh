@@ -74,6 +74,7 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 max_connections = 1600
+max_prepared_transactions = 200
 password_encryption = 'scram-sha-256'
 ssl = on
 ssl_cert_file = 'server.crt'

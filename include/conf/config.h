@@ -32,7 +32,7 @@ enum shadow_failure { SHADOW_FAILURE_JOURNAL, SHADOW_FAILURE_FAIL };
 /* How the two sides of a dual write commit (SPEC §7). This version commits
  * primary first with a durable intent (ordered) in every layout; auto picks
  * that. Two-phase commit is not available yet. */
-enum dual_commit { DUAL_COMMIT_AUTO, DUAL_COMMIT_ORDERED };
+enum dual_commit { DUAL_COMMIT_AUTO, DUAL_COMMIT_ORDERED, DUAL_COMMIT_2PC };
 
 struct listen_addr {
 	char host[256];

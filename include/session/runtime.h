@@ -63,6 +63,8 @@ struct runtime_stats {
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off */
 	uint64_t journaled;             /* statements appended to the dual-write journal */
 	uint64_t journal_failures;      /* transactions rolled back: the journal could not be written */
+	uint64_t twophase_commits;      /* dual-write transactions committed in two phases */
+	uint64_t twophase_aborts;       /* ... rolled back on both sides before the decision */
 	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
 	uint64_t server_reuses;         /* server connections taken from the pool */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
@@ -90,6 +92,7 @@ struct runtime {
 	struct sql_cache *sql_cache;    /* owns: statement analysis cache */
 	struct journal *journal;        /* owns: dual-write dead letters; NULL if it cannot be opened */
 	struct intent_log *intents;     /* owns: dual-write commit intents (session/intent.h); NULL: none */
+	struct twophase *twophase;          /* owns; dual_commit is two-phase (session/twophase.h); NULL: ordered */
 	struct catalog_shapes *new_shapes; /* owns: the new path's tables and columns (io/catalog.h),
 					      read at start and reload; NULL: not read */
 	struct fleet *fleet;            /* owns: the fleet's flag store client; NULL without [fleet] */

@@ -28,6 +28,7 @@
 #include "session/fleet.h"
 #include "session/history_file.h"
 #include "session/intent.h"
+#include "session/twophase.h"
 #include "session/janitor.h"
 #include "session/journal.h"
 #include "session/pool.h"
@@ -101,6 +102,23 @@ static int64_t now_ms(void)
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* How dual writes commit (dual_commit), decided once at start: two-phase
+ * (the resolver starts) or ordered. Logged. dual_commit = 2pc where it
+ * cannot work fails the start. */
+static int process_choose_commit(const struct config *cfg, char *err, size_t errlen)
+{
+	char why[600];
+	why[0] = '\0';
+	if (cfg->old_path == cfg->new_path)
+		return 0;
+	if (twophase_wanted(cfg, why, sizeof(why), err, errlen))
+		rt->twophase = twophase_open(cfg, err, errlen);
+	if (err[0])
+		return -1;
+	log_info(0, "dual writes commit %s (%s)", rt->twophase ? "two-phase" : "ordered", why);
+	return 0;
 }
 
 /* Opens the flag history in journal_dir (created if missing). A history
@@ -228,7 +246,7 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 				log_error(0, "dual-write commit intents unavailable: %s", jerr);
 		}
 	}
-	return 0;
+	return process_choose_commit(cfg, err, errlen);
 }
 
 /* What the guard rails need to know about this instance's sessions now. */
@@ -438,6 +456,7 @@ void process_free(void)
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
 	history_file_free(rt->history);
+	twophase_free(rt->twophase);
 	intent_log_free(rt->intents);
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);

@@ -132,7 +132,8 @@ static const struct enum_value tls_mode_values[] = {
 	{ "verify-full", TLS_MODE_VERIFY_FULL }, { NULL, 0 }
 };
 static const struct enum_value dual_commit_values[] = {
-	{ "auto", DUAL_COMMIT_AUTO }, { "ordered", DUAL_COMMIT_ORDERED }, { NULL, 0 }
+	{ "auto", DUAL_COMMIT_AUTO }, { "ordered", DUAL_COMMIT_ORDERED }, { "2pc", DUAL_COMMIT_2PC },
+	{ NULL, 0 }
 };
 
 static const struct enum_value sslmode_values[] = {
@@ -752,10 +753,13 @@ static const struct key_def config_keys[] = {
 	  "what the canary bucket is computed from: connection | user | database | application_name | "
 	  "client_addr | param:NAME" },
 
-	{ SEC_MIGRATION, "dual_commit", KT_ENUM, CFG(dual_commit), 0, "auto", true, false, -1, dual_commit_values, 0, 0,
-	  "how the two sides of a dual write commit: ordered (the primary first, its statements made "
-	  "durable as an intent before, so that a crash between the two commits leaves them "
-	  "journaled); auto picks ordered in this version (2pc is not available yet)" },
+	{ SEC_MIGRATION, "dual_commit", KT_ENUM, CFG(dual_commit), 0, "auto", false, false, -1, dual_commit_values, 0, 0,
+	  "how the two sides of a dual write commit: 2pc (PREPARE TRANSACTION on both, a durable "
+	  "decision, COMMIT PREPARED on both; in-doubt prepared transactions resolved automatically; "
+	  "needs max_prepared_transactions > 0 and user and dbname in both [path]s); ordered (the "
+	  "primary first, its statements made durable as an intent before, so that a crash between "
+	  "the two commits leaves them journaled); auto: 2pc where both paths allow it, else "
+	  "ordered (decided and logged at start)" },
 	{ SEC_MIGRATION, "shadow_lock_timeout", KT_DURATION, CFG(shadow_lock_timeout_ms), 0, "5s", true, false, -1, NULL, 0, 0,
 	  "dual writes: the longest a mirrored write waits for a row lock on the second path "
 	  "(lock_timeout of each shadow transaction); a longer wait is a journaled shadow failure, "

@@ -173,6 +173,12 @@ static void session_metrics(struct wbuf *out)
 	single(out, "pgturnout_journal_failures_total", "counter",
 	       "Transactions rolled back because what the shadow lost could not be journaled.",
 	       rt->stats.journal_failures);
+	single(out, "pgturnout_twophase_commits_total", "counter",
+	       "Dual-write transactions committed in two phases (dual_commit = 2pc).",
+	       rt->stats.twophase_commits);
+	single(out, "pgturnout_twophase_aborts_total", "counter",
+	       "Dual-write transactions rolled back on both paths before the two-phase decision.",
+	       rt->stats.twophase_aborts);
 	single(out, "pgturnout_server_reuses_total", "counter",
 	       "Server connections taken from the pool by a new client (no connect, no login).",
 	       rt->stats.server_reuses);

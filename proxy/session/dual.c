@@ -35,6 +35,7 @@
 #include "session/runtime.h"
 #include "session/server.h"
 #include "session/steer.h"
+#include "session/twophase.h"
 #include "sql/analyze.h"
 #include "sql/cache.h"
 #include "sql/capture.h"
@@ -86,12 +87,23 @@ enum dual_phase {
 	DUAL_SECOND,            /* the primary answered: the shadow runs its part */
 	DUAL_PRIMARY_END,       /* wrapped autocommit: the primary's COMMIT/ROLLBACK runs */
 	DUAL_ENDING,            /* the shadow's COMMIT/ROLLBACK runs */
+	DUAL_TWOPHASE,          /* the transaction commits in two phases (d->tpc_step) */
+};
+
+/* Steps of a two-phase commit (dual_commit = 2pc), old first. */
+enum tpc_step {
+	TPC_NONE,
+	TPC_PREPARE_OLD,        /* PREPARE TRANSACTION on old */
+	TPC_PREPARE_NEW,        /* ... then on new */
+	TPC_COMMIT,             /* decided: COMMIT PREPARED on both */
+	TPC_ABORT,              /* not decided: ROLLBACK (PREPARED) where anything is left */
+	TPC_CLIENT_ROLLBACK,    /* a client's ROLLBACK PREPARED, on both */
 };
 
 static const char *const dual_phase_names[] = {
 	[DUAL_IDLE] = "idle", [DUAL_CONNECTING] = "connecting", [DUAL_FIRST] = "first",
 	[DUAL_PRIMARY] = "primary", [DUAL_SECOND] = "second", [DUAL_PRIMARY_END] = "primary_end",
-	[DUAL_ENDING] = "ending",
+	[DUAL_ENDING] = "ending", [DUAL_TWOPHASE] = "two-phase",
 };
 
 struct dual {
@@ -130,6 +142,21 @@ struct dual {
 
 	bool poisoned;          /* the client was told its transaction failed */
 	uint64_t intent;        /* the open commit intent of this transaction (session/intent.h), 0: none */
+
+	/* two-phase commit of the transaction (phase DUAL_TWOPHASE) */
+	enum tpc_step tpc_step;
+	uint64_t tpc_n;         /* its number (session/twophase.h); 0: none */
+	char tpc_gid[SLOT__COUNT][TWOPHASE_GID_MAX];
+	bool tpc_sent[SLOT__COUNT];     /* PREPARE TRANSACTION sent there */
+	bool tpc_prepared[SLOT__COUNT]; /* ... and it succeeded */
+	const char *tpc_tag;    /* the command tag the client gets; NULL: none (a wrapped
+				   autocommit write: its results are out already) */
+	bool tpc_client_op;     /* a client's PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED */
+	char tpc_side_state[SLOT__COUNT][6];  /* each side's SQLSTATE of the step; "" ok */
+	uint32_t tpc_wait;      /* our statements the primary has not answered yet */
+	bool tpc_primary_failed;        /* the primary failed the step's statement */
+	char tpc_sqlstate[6];   /* the first failure, for the client */
+	char tpc_message[320];
 
 	/* the shadow transaction */
 	bool shadow_tx;         /* a transaction is open on the shadow */
@@ -338,6 +365,8 @@ void dual_free(struct dual *d)
 {
 	if (!d)
 		return;
+	if (d->tpc_n && rt->twophase)
+		twophase_end(rt->twophase, d->tpc_n, false);  /* the resolver finishes it */
 	tx_clear(d);
 	free(d->tx);
 	names_clear(d->stmts, &d->n_stmts);
@@ -506,6 +535,17 @@ static enum rewrite_dir dual_dir(const struct client *c)
 
 static void dual_progress(struct client *c);
 static void dual_begin(struct client *c);
+static void tpc_note_rollback(bool *failed, char *sqlstate, char *message, size_t cap);
+static void tpc_primary_answer(struct client *c, const uint8_t *msg, size_t len);
+static bool tpc_applies(const struct client *c);
+static void tpc_quote(const char *gid, char *out, size_t cap);
+static void dual_raise(struct client *c, struct server *p, uint8_t type, const char *name,
+		       const char *sqlstate, const char *message);
+static void tpc_start(struct client *c, bool tag);
+static bool tpc_client_prepare(struct client *c, struct server *p, const struct sql_stmt *st,
+			       const char *text, const uint8_t *msg, size_t len);
+static bool tpc_client_finish(struct client *c, struct server *p, const struct sql_analysis *a,
+			      const char *text);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
 static void dual_expect_injected(struct dual *d, bool describe);
@@ -613,6 +653,10 @@ void dual_shadow_input(struct server *s)
 			uint64_t rows;
 			if (m[len] == '\0' && tag_rows((const char *)m + MSG_HEADER_LEN, &rows))
 				d->shadow_rows += rows;
+			else if (m[len] == '\0' && d->phase == DUAL_TWOPHASE && !d->shadow_error &&
+				 strcmp((const char *)m + MSG_HEADER_LEN, "ROLLBACK") == 0)
+				tpc_note_rollback(&d->shadow_error, d->shadow_sqlstate, d->shadow_message,
+						  sizeof(d->shadow_message));
 		} else {
 			struct pg_error_fields f;
 			if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0 && !d->shadow_error) {
@@ -840,11 +884,10 @@ static char *dual_capture_apply(struct client *c, bool with_returning, bool to_n
 
 /* ---- the primary's side ----------------------------------------------- */
 
-/* Sends the primary a Query of pgturnout's own: its CommandComplete and its
- * ReadyForQuery are consumed here, never relayed. */
-static void dual_primary_own(struct client *c, const char *sql)
+/* Sends the primary a Query of pgturnout's own. False when it could not be
+ * (the session is closed). */
+static bool dual_primary_query(struct client *c, const char *sql)
 {
-	struct dual *d = c->dual;
 	struct server *p = c->servers[c->active_slot];
 	struct wbuf b;
 	wbuf_init(&b);
@@ -852,10 +895,20 @@ static void dual_primary_own(struct client *c, const char *sql)
 	if (!wbuf_ok(&b) || conn_write(p->conn, b.data, b.len) < 0) {
 		wbuf_free(&b);
 		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-		return;
+		return false;
 	}
 	wbuf_free(&b);
 	server_sent(p, 1);
+	return true;
+}
+
+/* Sends the primary a Query of pgturnout's own: its CommandComplete and its
+ * ReadyForQuery are consumed here, never relayed. */
+static void dual_primary_own(struct client *c, const char *sql)
+{
+	struct dual *d = c->dual;
+	if (!dual_primary_query(c, sql))
+		return;
 	d->own_ready++;
 	d->own_tags++;
 }
@@ -972,6 +1025,10 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 	struct dual *d = c->dual;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
+	if (d->phase == DUAL_TWOPHASE) {
+		tpc_primary_answer(c, msg, len);
+		return true;  /* answers to statements of ours: the client gets its own */
+	}
 	if (msg[0] == PqMsg_ParseComplete || msg[0] == PqMsg_BindComplete ||
 	    msg[0] == PqMsg_CloseComplete) {
 		uint32_t *seen = msg[0] == PqMsg_ParseComplete ? &d->seen_parse
@@ -1042,6 +1099,12 @@ bool dual_hold_ready(struct client *c, char status)
 	d->own_parse = d->own_bind = d->own_close = d->own_describe = 0;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
+	if (d->phase == DUAL_TWOPHASE) {
+		if (d->tpc_wait)
+			d->tpc_wait--;
+		dual_progress(c);
+		return true;
+	}
 	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
 		d->own_ready--;  /* the wrapping BEGIN's answer */
 		return true;
@@ -1294,6 +1357,11 @@ static void dual_request_done(struct client *c, struct server *sh)
 		 * shadow lost is journaled first; if it cannot be, the write is
 		 * rolled back and the client told so. */
 		bool commit = !d->primary_error && d->primary_status == 'T';
+		if (commit && tpc_applies(c)) {
+			d->wrapped = false;
+			tpc_start(c, false);
+			return;
+		}
 		if (commit && ((d->broken && dual_journal_lost(c) < 0) || dual_intent(c) < 0)) {
 			commit = false;
 			dual_client_error(c, "53100", DUAL_JOURNAL_FAILED);
@@ -1311,6 +1379,407 @@ static void dual_request_done(struct client *c, struct server *sh)
 	char status = d->primary_status;
 	dual_reset_request(c);
 	relay_release_ready(c, status);
+}
+
+/* ---- two-phase commit (dual_commit = 2pc) ---------------------------------------- */
+
+/* A PREPARE TRANSACTION answered with the ROLLBACK tag: the transaction had
+ * failed, and is rolled back instead. */
+static void tpc_note_rollback(bool *failed, char *sqlstate, char *message, size_t cap)
+{
+	*failed = true;
+	snprintf(sqlstate, 6, "40000");
+	snprintf(message, cap, "the transaction had failed and was rolled back");
+}
+
+/* The primary's answer MSG (LEN bytes) to a statement of the two-phase commit. */
+static void tpc_primary_answer(struct client *c, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->tpc_primary_failed)
+		return;
+	if (msg[0] == PqMsg_ErrorResponse) {
+		struct pg_error_fields f;
+		d->tpc_primary_failed = true;
+		bool ok = proto_parse_error(msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN, &f) == 0;
+		snprintf(d->tpc_side_state[c->active_slot], 6, "%s", ok && f.sqlstate ? f.sqlstate : "XX000");
+		if (!d->tpc_sqlstate[0]) {
+			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "%s",
+				 ok && f.sqlstate ? f.sqlstate : "XX000");
+			snprintf(d->tpc_message, sizeof(d->tpc_message), "path %s: %s",
+				 c->cfg->paths[c->active_slot == SLOT_OLD ? c->cfg->old_path
+									     : c->cfg->new_path].name,
+				 ok && f.message ? f.message : "error");
+		}
+	} else if (msg[0] == PqMsg_CommandComplete && msg[len - 1] == '\0' &&
+		   strcmp((const char *)msg + MSG_HEADER_LEN, "ROLLBACK") == 0) {
+		char st[6], m[256];
+		bool failed;
+		tpc_note_rollback(&failed, st, m, sizeof(m));
+		d->tpc_primary_failed = true;
+		if (!d->tpc_sqlstate[0]) {
+			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "%s", st);
+			snprintf(d->tpc_message, sizeof(d->tpc_message), "%s", m);
+		}
+	}
+}
+
+/* Whether the open transaction commits in two phases: dual_commit is 2pc,
+ * and both sides are in it (the shadow's has not failed). */
+static bool tpc_applies(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	return rt->twophase && d->shadow_tx && !d->broken && !d->poisoned && d->n_tx &&
+	       dual_shadow(c) && !d->shadow_error;
+}
+
+/* Sends SQL to the side in SLOT as a statement of ours. */
+static void tpc_send(struct client *c, int slot, const char *sql)
+{
+	struct dual *d = c->dual;
+	if (slot == d->shadow_slot) {
+		struct server *sh = dual_shadow(c);
+		if (sh) {
+			dual_shadow_query(c, sql);
+			d->shadow_mark = server_mark(sh);
+		}
+		return;
+	}
+	if (dual_primary_query(c, sql))
+		d->tpc_wait++;
+}
+
+/* "<WHAT> '<gid of SLOT>'" to the side in SLOT. */
+static void tpc_send_gid(struct client *c, int slot, const char *what)
+{
+	char quoted[2 * TWOPHASE_GID_MAX], sql[2 * TWOPHASE_GID_MAX + 40];
+	tpc_quote(c->dual->tpc_gid[slot], quoted, sizeof(quoted));
+	snprintf(sql, sizeof(sql), "%s '%s'", what, quoted);
+	tpc_send(c, slot, sql);
+}
+
+/* Whether the side in SLOT failed the step's statement (the first failure
+ * is kept for the client). */
+static bool tpc_failed(struct client *c, int slot, struct server *sh)
+{
+	struct dual *d = c->dual;
+	if (slot != d->shadow_slot)
+		return d->tpc_primary_failed;
+	if (sh && !d->shadow_error)
+		return false;
+	snprintf(d->tpc_side_state[slot], 6, "%s", sh ? d->shadow_sqlstate : "08006");
+	if (!d->tpc_sqlstate[0]) {
+		snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "%s",
+			 sh ? d->shadow_sqlstate : "08006");
+		snprintf(d->tpc_message, sizeof(d->tpc_message), "path %s: %s", dual_shadow_name(c),
+			 sh ? d->shadow_message : "connection lost");
+	}
+	return true;
+}
+
+/* The client gets the operation's command tag (if it has one). */
+static void tpc_send_tag(struct client *c)
+{
+	const char *tag = c->dual->tpc_tag;
+	if (!tag)
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	build_command_complete(&b, tag);
+	if (wbuf_ok(&b))
+		conn_write(c->conn, b.data, b.len);
+	wbuf_free(&b);
+}
+
+/* Starts a step: the answers to come are the step's. */
+static void tpc_step(struct client *c, enum tpc_step step)
+{
+	struct dual *d = c->dual;
+	d->tpc_step = step;
+	d->tpc_primary_failed = false;
+	d->shadow_error = false;
+	d->tpc_side_state[SLOT_OLD][0] = d->tpc_side_state[SLOT_NEW][0] = '\0';
+}
+
+/* Sets up a two-phase operation of the client's transaction (tag TAG). */
+static void tpc_init(struct client *c, const char *tag, bool client_op)
+{
+	struct dual *d = c->dual;
+	d->tpc_tag = tag;
+	d->tpc_client_op = client_op;
+	d->tpc_wait = 0;
+	d->tpc_sqlstate[0] = '\0';
+	d->tpc_message[0] = '\0';
+	for (int i = 0; i < SLOT__COUNT; i++)
+		d->tpc_sent[i] = d->tpc_prepared[i] = false;
+	dual_set_phase(c, DUAL_TWOPHASE);
+}
+
+/* Step one: PREPARE TRANSACTION on old. */
+static void tpc_prepare_old(struct client *c)
+{
+	struct dual *d = c->dual;
+	tpc_step(c, TPC_PREPARE_OLD);
+	d->tpc_sent[SLOT_OLD] = true;
+	tpc_send_gid(c, SLOT_OLD, "PREPARE TRANSACTION");
+}
+
+/*
+ * The client's transaction commits in two phases: PREPARE TRANSACTION on
+ * old, then on new (the one lock order), a durable decision, COMMIT
+ * PREPARED on both. TAG: the client sent the COMMIT (it gets the tag);
+ * else it is a wrapped autocommit write (its results are out already).
+ */
+static void tpc_start(struct client *c, bool tag)
+{
+	struct dual *d = c->dual;
+	d->tpc_n = twophase_begin(rt->twophase, d->tpc_gid[SLOT_OLD], d->tpc_gid[SLOT_NEW]);
+	if (!d->tpc_n) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	tpc_init(c, tag ? "COMMIT" : NULL, false);
+	tpc_prepare_old(c);
+}
+
+/* The transaction name in the string literal of a PREPARE TRANSACTION,
+ * COMMIT PREPARED or ROLLBACK PREPARED of LEN bytes at TEXT, into OUT.
+ * False when there is none that fits. */
+static bool tpc_gid_literal(const char *text, size_t len, char *out, size_t cap)
+{
+	const char *q = memchr(text, '\'', len);
+	if (!q || (q > text && (q[-1] == 'E' || q[-1] == 'e')))
+		return false;
+	size_t n = 0;
+	for (const char *p = q + 1; p < text + len; p++) {
+		if (*p == '\'') {
+			if (p + 1 < text + len && p[1] == '\'') {
+				p++;
+			} else {
+				out[n] = '\0';
+				return n > 0;
+			}
+		}
+		if (n + 1 >= cap)
+			return false;
+		out[n++] = *p;
+	}
+	return false;
+}
+
+/* GID as an SQL string literal body: quotes doubled. */
+static void tpc_quote(const char *gid, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *gid && n + 2 < cap; gid++) {
+		if (*gid == '\'')
+			out[n++] = '\'';
+		out[n++] = *gid;
+	}
+	out[n] = '\0';
+}
+
+/*
+ * A client's PREPARE TRANSACTION 'x' (statement ST of TEXT), dual_commit =
+ * 2pc: its transaction is prepared on old as 'x' and on new as the mirror
+ * name (session/twophase.h), old first; a failure rolls back both. True
+ * when handled here; false: refused.
+ */
+static bool tpc_client_prepare(struct client *c, struct server *p, const struct sql_stmt *st,
+			       const char *text, const uint8_t *msg, size_t len)
+{
+	struct dual *d = c->dual;
+	if (!rt->twophase || c->tx_status != 'T')
+		return false;
+	if (!d->shadow_tx && !d->n_tx && !d->broken) {
+		steer_forward(c, p, msg, len);  /* nothing mirrored: the primary's alone */
+		return true;
+	}
+	char gid[TWOPHASE_GID_MAX];
+	if (!tpc_applies(c) || !tpc_gid_literal(text + st->offset, st->len, gid, sizeof(gid)) ||
+	    twophase_mirror_gid(gid, d->tpc_gid[SLOT_NEW]) < 0)
+		return false;
+	snprintf(d->tpc_gid[SLOT_OLD], sizeof(d->tpc_gid[SLOT_OLD]), "%s", gid);
+	server_unsend(p);
+	d->tpc_n = 0;
+	tpc_init(c, "PREPARE TRANSACTION", true);
+	tpc_prepare_old(c);
+	return true;
+}
+
+/*
+ * A client's COMMIT PREPARED or ROLLBACK PREPARED 'x' outside a
+ * transaction block, dual_commit = 2pc: run on old ('x') and on new (the
+ * mirror name) alike. A COMMIT is a decision, recorded first. True when
+ * handled here.
+ */
+static bool tpc_client_finish(struct client *c, struct server *p, const struct sql_analysis *a,
+			      const char *text)
+{
+	struct dual *d = c->dual;
+	const struct sql_stmt *st = a && a->n_stmts == 1 ? &a->stmts[0] : NULL;
+	if (!rt->twophase || !st || st->cls != SQL_TXN ||
+	    (st->kind != SQL_TXN_COMMIT_PREPARED && st->kind != SQL_TXN_ROLLBACK_PREPARED) ||
+	    c->tx_status != 'I' || d->shadow_tx || !dual_shadow(c))
+		return false;
+	char gid[TWOPHASE_GID_MAX];
+	if (!tpc_gid_literal(text + st->offset, st->len, gid, sizeof(gid)) ||
+	    twophase_mirror_gid(gid, d->tpc_gid[SLOT_NEW]) < 0)
+		return false;  /* the primary's alone, as written */
+	snprintf(d->tpc_gid[SLOT_OLD], sizeof(d->tpc_gid[SLOT_OLD]), "%s", gid);
+	bool commit = st->kind == SQL_TXN_COMMIT_PREPARED;
+	d->tpc_n = 0;
+	if (commit) {
+		d->tpc_n = twophase_decide_client(rt->twophase, d->tpc_gid[SLOT_OLD],
+						  d->tpc_gid[SLOT_NEW]);
+		if (!d->tpc_n) {
+			rt->stats.journal_failures++;
+			dual_raise(c, p, PqMsg_Query, NULL, "53100",
+				   "pgturnout: the commit decision cannot be made durable in journal_dir; "
+				   "nothing was committed");
+			return true;
+		}
+	}
+	server_unsend(p);
+	tpc_init(c, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", true);
+	tpc_step(c, commit ? TPC_COMMIT : TPC_CLIENT_ROLLBACK);
+	tpc_send_gid(c, SLOT_OLD, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED");
+	tpc_send_gid(c, SLOT_NEW, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED");
+	return true;
+}
+
+/* A client's COMMIT or ROLLBACK PREPARED answered on both: done where a
+ * side did it or has no such transaction (42704); the client is told it
+ * worked when either side did it. A commit not done everywhere is left to
+ * the resolver. */
+static void tpc_client_done(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	bool f_old = tpc_failed(c, SLOT_OLD, sh), f_new = tpc_failed(c, SLOT_NEW, sh);
+	bool finished = (!f_old || strcmp(d->tpc_side_state[SLOT_OLD], "42704") == 0) &&
+			(!f_new || strcmp(d->tpc_side_state[SLOT_NEW], "42704") == 0);
+	bool ok = !f_old || !f_new;
+	if (d->tpc_n)
+		twophase_end(rt->twophase, d->tpc_n, finished);
+	if (ok && !finished)
+		log_warning(c->id, "%s of a mirrored prepared transaction failed on one path (%s)%s",
+			    d->tpc_tag, d->tpc_message,
+			    d->tpc_step == TPC_COMMIT ? ": the resolver commits it" : "");
+	d->tpc_n = 0;
+	d->tpc_step = TPC_NONE;
+	if (ok) {
+		tpc_send_tag(c);
+	} else {
+		dual_client_error(c, d->tpc_sqlstate, d->tpc_message);
+	}
+	dual_reset_request(c);
+	relay_release_ready(c, 'I');
+}
+
+/* Before the decision: whatever is left of the transaction is rolled back
+ * on each side (a side that failed its PREPARE has rolled back already). */
+static void tpc_abort(struct client *c)
+{
+	struct dual *d = c->dual;
+	tpc_step(c, TPC_ABORT);
+	for (int slot = SLOT_OLD; slot <= SLOT_NEW; slot++) {
+		if (d->tpc_prepared[slot])
+			tpc_send_gid(c, slot, "ROLLBACK PREPARED");
+		else if (!d->tpc_sent[slot])
+			tpc_send(c, slot, "ROLLBACK");
+	}
+}
+
+/* The two-phase commit is over: the client gets its answer. COMMITTED: the
+ * commit was decided (FINISHED: and done on both sides; else the resolver
+ * finishes it). */
+static void tpc_finish(struct client *c, bool committed, bool finished)
+{
+	struct dual *d = c->dual;
+	if (d->tpc_n)
+		twophase_end(rt->twophase, d->tpc_n, finished);
+	d->tpc_n = 0;
+	d->tpc_step = TPC_NONE;
+	d->shadow_tx = false;
+	if (committed) {
+		if (!d->tpc_client_op)
+			rt->stats.twophase_commits++;
+		tpc_send_tag(c);
+	} else {
+		rt->stats.twophase_aborts++;
+		char m[400];
+		snprintf(m, sizeof(m), "two-phase commit failed, the transaction is rolled back on "
+			 "both paths: %s", d->tpc_message);
+		log_warning(c->id, "%s", m);
+		dual_client_error(c, d->tpc_sqlstate[0] ? d->tpc_sqlstate : "XX000", m);
+	}
+	/* nothing to journal: both sides committed, or neither */
+	dual_finish_tx(c, committed, committed);
+	dual_reset_request(c);
+	relay_release_ready(c, 'I');
+}
+
+/* Both sides answered the current step: the next one. */
+static void tpc_next(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	switch (d->tpc_step) {
+	case TPC_PREPARE_OLD:
+		if (tpc_failed(c, SLOT_OLD, sh)) {
+			tpc_abort(c);
+			return;
+		}
+		d->tpc_prepared[SLOT_OLD] = true;
+		tpc_step(c, TPC_PREPARE_NEW);
+		d->tpc_sent[SLOT_NEW] = true;
+		tpc_send_gid(c, SLOT_NEW, "PREPARE TRANSACTION");
+		return;
+	case TPC_PREPARE_NEW:
+		if (tpc_failed(c, SLOT_NEW, sh)) {
+			tpc_abort(c);
+			return;
+		}
+		d->tpc_prepared[SLOT_NEW] = true;
+		if (d->tpc_client_op) {
+			/* the client's PREPARE TRANSACTION: its COMMIT PREPARED decides */
+			tpc_finish(c, true, true);
+			return;
+		}
+		if (twophase_decide(rt->twophase, d->tpc_n) < 0) {
+			rt->stats.journal_failures++;
+			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "53100");
+			snprintf(d->tpc_message, sizeof(d->tpc_message),
+				 "the commit decision cannot be made durable in journal_dir");
+			tpc_abort(c);
+			return;
+		}
+		tpc_step(c, TPC_COMMIT);
+		tpc_send_gid(c, SLOT_OLD, "COMMIT PREPARED");
+		tpc_send_gid(c, SLOT_NEW, "COMMIT PREPARED");
+		return;
+	case TPC_CLIENT_ROLLBACK:
+		tpc_client_done(c, sh);
+		return;
+	case TPC_COMMIT: {
+		if (d->tpc_client_op) {
+			tpc_client_done(c, sh);
+			return;
+		}
+		bool failed_old = tpc_failed(c, SLOT_OLD, sh);
+		bool failed_new = tpc_failed(c, SLOT_NEW, sh);
+		if (failed_old || failed_new)
+			log_warning(c->id, "COMMIT PREPARED failed (%s); the commit is decided: the "
+				    "resolver finishes it", d->tpc_message);
+		tpc_finish(c, true, !failed_old && !failed_new);
+		return;
+	}
+	case TPC_ABORT:
+		tpc_finish(c, false, false);
+		return;
+	case TPC_NONE:
+		dual_set_phase(c, DUAL_IDLE);
+		return;
+	}
 }
 
 static void dual_progress(struct client *c)
@@ -1348,6 +1817,11 @@ static void dual_progress(struct client *c)
 				dual_fail_request(c, sh);
 				return;
 			}
+		} else if (d->autocommit && !d->fail_verdict && tpc_applies(c)) {
+			/* The primary runs it in a transaction of ours too, which
+			 * commits in two phases with the shadow's. */
+			d->wrapped = true;
+			dual_primary_own(c, "BEGIN");
 		} else if (d->autocommit && sh && dual_intent(c) < 0) {
 			d->shadow_error = true;
 			snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
@@ -1414,6 +1888,11 @@ static void dual_progress(struct client *c)
 		relay_release_ready(c, 'I');
 		return;
 	}
+	case DUAL_TWOPHASE:
+		while (d->phase == DUAL_TWOPHASE && d->tpc_wait == 0 &&
+		       (!(sh = dual_shadow(c)) || server_answered(sh, d->shadow_mark)))
+			tpc_next(c, sh);
+		return;
 	case DUAL_ENDING: {
 		if (!shadow_done)
 			return;
@@ -1610,7 +2089,17 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	if (d->poisoned && dual_poisoned_query(c, p, a))
 		return;
 	if (dual_has_prepare(a)) {
-		dual_refuse_prepare(c, p, PqMsg_Query, NULL);
+		if (a->n_stmts != 1 || !tpc_client_prepare(c, p, &a->stmts[0], text, msg, len))
+			dual_refuse_prepare(c, p, PqMsg_Query, NULL);
+		return;
+	}
+	if (tpc_client_finish(c, p, a, text))
+		return;
+	if (a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN && a->stmts[0].kind == SQL_TXN_COMMIT &&
+	    c->tx_status == 'T' && tpc_applies(c)) {
+		/* answered by the two-phase commit; the primary never sees it */
+		server_unsend(p);
+		tpc_start(c, true);
 		return;
 	}
 	if (a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN && a->stmts[0].kind == SQL_TXN_COMMIT &&

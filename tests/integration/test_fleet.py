@@ -170,33 +170,50 @@ def test_a_change_on_any_instance_is_applied_by_all_within_a_second(proxy_factor
 
 
 @pytest.fixture
-def bench_db(pg):
-    name = unique("fbench")
-    pg.sql("CREATE DATABASE %s OWNER app" % name, dbname="postgres")
-    env = dict(os.environ, PGPASSWORD="app")
-    r = subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", pg.host, "-p", str(pg.port),
-                        "-U", "app", name], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    yield name
-    pg.sql("DROP DATABASE %s WITH (FORCE)" % name, dbname="postgres")
+def bench_dbs(pg):
+    """Two databases, one per path, each with the table that records which
+    transaction wrote where."""
+    names = [unique("fbench"), unique("fbench")]
+    for name in names:
+        pg.sql("CREATE DATABASE %s OWNER app" % name, dbname="postgres")
+        pg.sql("CREATE TABLE tx_marks (c int, r bigint, step int, PRIMARY KEY (c, r, step)); "
+               "ALTER TABLE tx_marks OWNER TO app", dbname=name)
+    yield names
+    for name in names:
+        pg.sql("DROP DATABASE %s WITH (FORCE)" % name, dbname="postgres")
 
 
-def bench_paths(db):
-    return {"old": {"dbname": db}, "new": {"dbname": db, "search_path": "public"}}
+def bench_paths(dbs):
+    return {"old": {"dbname": dbs[0]}, "new": {"dbname": dbs[1]}}
 
 
 MIGRATION = "\n[migration]\nold = old\nnew = new\nsalt = fleet-test\n"
 
+# Each transaction writes its mark twice, a statement apart: a transaction
+# split across the paths leaves its steps in both databases.
+MARKS_SCRIPT = """\\set r random(1, 1000000000000)
+BEGIN;
+INSERT INTO tx_marks VALUES (:client_id + 100 * :instance, :r, 1);
+SELECT count(*) FROM tx_marks WHERE c = :client_id + 100 * :instance;
+INSERT INTO tx_marks VALUES (:client_id + 100 * :instance, :r, 2);
+COMMIT;
+"""
+
 
 class Bench:
-    """pgbench through one proxy in the background."""
+    """pgbench through one proxy in the background, running MARKS_SCRIPT."""
 
-    def __init__(self, p, db, seconds, clients=2):
+    def __init__(self, p, db, seconds, instance, script_dir, clients=2):
         env = p.env()
         env["PGDATABASE"] = db
+        script = os.path.join(script_dir, "marks.sql")
+        with open(script, "w") as f:
+            f.write(MARKS_SCRIPT)
         self.proc = subprocess.Popen(["pgbench", "-n", "-c", str(clients), "-j", "1", "-T",
-                                      str(seconds), "-M", "extended"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                      str(seconds), "-M", "extended", "-f", script,
+                                      "-D", "instance=%d" % instance],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env)
 
     def result(self):
         try:
@@ -214,15 +231,15 @@ class Bench:
 
 
 def test_pgbench_through_three_instances_while_the_canary_flips(proxy_factory, tmp_path, pg,
-                                                                 store_db, bench_db):
+                                                                 store_db, bench_dbs):
     ps = start_fleet(proxy_factory, tmp_path, fleet_dsn(pg.host, pg.port, store_db),
-                     paths=bench_paths(bench_db), extra=MIGRATION)
-    benches = [Bench(p, bench_db, 8) for p in ps]
+                     paths=bench_paths(bench_dbs), extra=MIGRATION)
+    benches = [Bench(p, "app", 8, i, str(tmp_path)) for i, p in enumerate(ps)]
     try:
         time.sleep(1)
         for where, value in [(0, "100"), (1, "0"), (2, "100"), (0, "0")]:
-            # both paths are one database here: lowering needs FORCE (the
-            # writes on new have no copy on old as far as the guard rail knows)
+            # without dual writes, lowering needs FORCE (the writes on new
+            # have no copy on old)
             assert admin_set(ps[where], "SET canary_percent = %s FORCE" % value) is None
             for p in ps:
                 wait_for(lambda: flag(p, "canary_percent") == value, 5,
@@ -231,6 +248,21 @@ def test_pgbench_through_three_instances_while_the_canary_flips(proxy_factory, t
     finally:
         results = [b.result() for b in benches]
     assert all(n > 0 for n in results)
+    # every transaction ran on one path: both of its steps in one database,
+    # none of them in the other
+    marks = []
+    for db in bench_dbs:
+        rows = pg.sql("SELECT c, r, step FROM tx_marks", dbname=db)
+        marks.append({(c, r): set() for c, r, _ in rows})
+        for c, r, step in rows:
+            marks[-1][(c, r)].add(step)
+    split = set(marks[0]) & set(marks[1])
+    assert not split, "transactions on both paths: %s" % sorted(split)[:5]
+    for side in marks:
+        half = [k for k, steps in side.items() if steps != {1, 2}]
+        assert not half, "transactions with one step: %s" % half[:5]
+    assert len(marks[0]) + len(marks[1]) == sum(results)
+    assert marks[0] and marks[1], "both paths served transactions"
     # sessions did move: the new path served queries on every instance
     for p in ps:
         stats = {r["path"]: r for r in as_dicts(psql(p, "SHOW STATS"))}
@@ -279,15 +311,15 @@ def store_pg():
 
 
 def test_store_down_keeps_flags_refuses_changes_and_converges_after(proxy_factory, tmp_path,
-                                                                    pg, bench_db, store_pg):
+                                                                    pg, bench_dbs, store_pg):
     ps = start_fleet(proxy_factory, tmp_path, fleet_dsn("127.0.0.1", store_pg.port, "app"),
-                     paths=bench_paths(bench_db), extra=MIGRATION)
+                     paths=bench_paths(bench_dbs), extra=MIGRATION)
     assert admin_set(ps[0], "SET shadow_failure = fail") is None
     assert admin_set(ps[1], "SET canary_percent = 5") is None
     for p in ps:
         wait_for(lambda: flag(p, "canary_percent") == "5" and flag(p, "shadow_failure") == "fail", 5,
                  "the flags on every instance")
-    benches = [Bench(p, bench_db, 10) for p in ps]
+    benches = [Bench(p, "app", 10, i, str(tmp_path)) for i, p in enumerate(ps)]
     try:
         time.sleep(1)
         store_pg.stop()
