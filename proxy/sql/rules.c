@@ -685,6 +685,18 @@ static struct rw_expr *rules_parse_expr(const char *key, const char *value, char
 	}
 	w.e = e;
 	rules_expr_walk(&w, (const ProtobufCMessage *)sel->target_list[0]->res_target->val, 0);
+	/* the tree is not walked in text order everywhere; rendering needs it */
+	for (size_t i = 1; !w.failed && i < e->n_refs; i++) {
+		for (size_t k = i; k > 0 && e->ref_pos[k - 1] > e->ref_pos[k]; k--) {
+			int p = e->ref_pos[k];
+			char *r = e->refs[k];
+
+			e->ref_pos[k] = e->ref_pos[k - 1];
+			e->refs[k] = e->refs[k - 1];
+			e->ref_pos[k - 1] = p;
+			e->refs[k - 1] = r;
+		}
+	}
 	if (w.failed) {
 		char msg[256];
 

@@ -59,6 +59,8 @@ static const char *const rs_expr[][2] = {
 	{ "up.people_v2.first_name", "split_part(full_name, ' ', 1)" },
 	{ "up.people_v2.last_name", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)" },
 	{ "down.people.full_name", "first_name || ' ' || last_name" },
+	{ "up.boxes.label", "CASE WHEN n IS NULL THEN tag ELSE tag || '-' || n::text END" },
+	{ "up.boxes.made_local", "made AT TIME ZONE tz" },
 	{ NULL, NULL },
 };
 
@@ -475,6 +477,10 @@ static const struct rw_case cases[] = {
 	X(N2O, "SELECT i.weight FROM items i", "SELECT (i.grams::numeric / 1000) AS weight FROM items i"),
 	/* quoted names in the expression are qualified as written */
 	X(N2O, "SELECT p.first_name FROM persons p", "SELECT (split_part(p.\"Full\", ' ', 1)) AS first_name FROM persons p"),
+	/* every column the expression reads gets the qualifier, whatever the
+	 * order the parse tree holds them in (AT TIME ZONE is timezone(tz, made)) */
+	X(N2O, "SELECT b.made_local, b.label FROM boxes b",
+	  "SELECT (b.made AT TIME ZONE b.tz) AS made_local, (CASE WHEN b.n IS NULL THEN b.tag ELSE b.tag || '-' || b.n::text END) AS label FROM boxes b"),
 	/* the worked examples of docs/rewriting.md */
 	X(N2O, "SELECT id, email_domain FROM users_v2 WHERE email_domain = 'example.com'",
 	  "SELECT id, (split_part(email, '@', 2)) AS email_domain FROM users WHERE (split_part(email, '@', 2)) = 'example.com'"),
@@ -721,7 +727,7 @@ static void test_sql_rewrite_expr_rules(void **state)
 			fail_msg("case %zu: got '%s', expected '%s'", i, err, finish_err[i]);
 		rewrite_rules_free(r);
 	}
-	assert_int_equal(rewrite_rules_expr_count(rules[RS_EXPR]), 10);
+	assert_int_equal(rewrite_rules_expr_count(rules[RS_EXPR]), 12);
 	assert_int_equal(rewrite_rules_column_count(rules[RS_EXPR]), 2);
 }
 
