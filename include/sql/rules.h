@@ -43,14 +43,18 @@ bool rewrite_rules_empty(const struct rewrite_rules *r);
  * Before finish: the columns COLS (N, names as stored) of table (SCHEMA,
  * NAME) as named on the new side (NEW_SIDE) or the old one, as its catalog
  * says; FILL[i] tells whether a write may leave column i out (nullable or
- * with a default). At finish they are given to the rule entry of that name
- * (ignored when no rule names the table). With both sides known, a read of
- * a column the target side lacks, with neither rule nor expression, is
- * refused (0A000) instead of failing on the server. 0 or -1 (out of memory).
+ * with a default); TYPES (NULL, or NULL entries, when unknown) the type of
+ * column i as SQL text that the other side also knows. At finish they are
+ * given to the rule entry of that name (ignored when no rule names the
+ * table). With both sides known, a read of a column the target side lacks,
+ * with neither rule nor expression, is refused (0A000) instead of failing on
+ * the server; an expression column with a type is read cast to it, so that
+ * the client sees the type it would see on its own side. 0 or -1 (out of
+ * memory).
  */
 int rewrite_rules_add_columns(struct rewrite_rules *r, bool new_side, const char *schema,
 			      const char *name, const char *const *cols, const bool *fill,
-			      size_t n, char *err, size_t errlen);
+			      const char *const *types, size_t n, char *err, size_t errlen);
 
 /* ---- additions used by the SQL layer and the cache ------------------------ */
 

@@ -109,32 +109,59 @@ static void mapping_check_pair(const struct config *cfg, size_t i, const struct 
 	}
 }
 
-/* Adds table T's columns (side S) to the rule set NR under entry E's name. */
-static int mapping_add_columns(struct rewrite_rules *nr, const struct rewrite_entry *e, int s,
-			       const struct catalog_table *t, char *err, size_t errlen)
+/* Whether the server of CONN knows the type TYPE (SQL text). */
+static bool mapping_type_known(PGconn *conn, const char *type)
+{
+	const char *params[1] = { type };
+	PGresult *res;
+	bool ok;
+
+	if (conn == NULL)
+		return false;
+	res = PQexecParams(conn, "SELECT pg_catalog.to_regtype($1) IS NOT NULL", 1, NULL, params,
+			   NULL, NULL, 0);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	     strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return ok;
+}
+
+/* Adds table T's columns (side S) to the rule set NR under entry I's name
+ * (E), with the type of each column an expression computes when OTHER (a
+ * connection to the other side, or NULL) knows it. */
+static int mapping_add_columns(struct rewrite_rules *nr, const struct rewrite_rules *r, size_t i,
+			       const struct rewrite_entry *e, int s, const struct catalog_table *t,
+			       PGconn *other, char *err, size_t errlen)
 {
 	const char **names = calloc(t->n_cols + 1, sizeof(*names));
+	const char **types = calloc(t->n_cols + 1, sizeof(*types));
 	bool *fill = calloc(t->n_cols + 1, sizeof(*fill));
+	struct rewrite_column_rule cr;
 	int rc = -1;
 
-	if (names != NULL && fill != NULL) {
+	if (names != NULL && fill != NULL && types != NULL) {
 		for (size_t c = 0; c < t->n_cols; c++) {
 			names[c] = t->cols[c].name;
 			fill[c] = mapping_fillable(&t->cols[c]);
+			if (mapping_rule_of(r, i, e, s, names[c], &cr) >= 0 && cr.expr[s] != NULL &&
+			    mapping_type_known(other, t->cols[c].type))
+				types[c] = t->cols[c].type;
 		}
 		rc = rewrite_rules_add_columns(nr, s == 1, e->schema[s], e->name[s], names, fill,
-					       t->n_cols, err, errlen);
+					       types, t->n_cols, err, errlen);
 	} else {
 		snprintf(err, errlen, "out of memory");
 	}
 	free(names);
+	free(types);
 	free(fill);
 	return rc;
 }
 
 /* A rule set from CFG's [rewrite] lines plus the columns read, or NULL. */
 static struct rewrite_rules *mapping_rebuild(const struct config *cfg, size_t n,
-					     struct catalog_table *(*t)[2], char *err, size_t errlen)
+					     struct catalog_table *(*t)[2], PGconn *const conn[2],
+					     char *err, size_t errlen)
 {
 	struct rewrite_rules *nr = rewrite_rules_new();
 	struct rewrite_entry e;
@@ -150,7 +177,8 @@ static struct rewrite_rules *mapping_rebuild(const struct config *cfg, size_t n,
 	for (size_t i = 0; i < n; i++)
 		for (int s = 0; s < 2; s++)
 			if (t[i][s] != NULL && rewrite_rules_entry(cfg->rules, i, &e) == 0 &&
-			    mapping_add_columns(nr, &e, s, t[i][s], err, errlen) < 0)
+			    mapping_add_columns(nr, cfg->rules, i, &e, s, t[i][s], conn[1 - s], err,
+						errlen) < 0)
 				goto fail;
 	if (rewrite_rules_finish(nr, err, errlen) < 0)
 		goto fail;
@@ -195,13 +223,12 @@ int mapping_check(struct config *cfg, struct config_errors *errs, struct config_
 						  "[rewrite]: table %s on the %s path (%s): %s", e.sql[s],
 						  side_name[s], p->name, err[0] ? err : "not found");
 		}
-		PQfinish(conn[s]);
 	}
 	for (size_t i = 0; i < n; i++)
 		if (t[i][0] != NULL && t[i][1] != NULL && rewrite_rules_entry(cfg->rules, i, &e) == 0)
 			mapping_check_pair(cfg, i, &e, t[i], errs);
 	if (errs->n == before) {
-		struct rewrite_rules *nr = mapping_rebuild(cfg, n, t, err, sizeof(err));
+		struct rewrite_rules *nr = mapping_rebuild(cfg, n, t, conn, err, sizeof(err));
 
 		if (nr == NULL) {
 			config_errors_add(errs, cfg->file, line0, "[rewrite]: %s", err);
@@ -213,6 +240,9 @@ int mapping_check(struct config *cfg, struct config_errors *errs, struct config_
 	for (size_t i = 0; i < n; i++)
 		for (int s = 0; s < 2; s++)
 			catalog_table_free(t[i][s]);
+	for (int s = 0; s < 2; s++)
+		if (conn[s] != NULL)
+			PQfinish(conn[s]);
 	free(t);
 	return errs->n == before ? 0 : -1;
 }

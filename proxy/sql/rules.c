@@ -29,10 +29,14 @@ static atomic_uint_fast64_t rules_next_id = 1;
 
 static void rules_known_free(struct rw_known *k)
 {
-	for (size_t i = 0; i < k->n; i++)
+	for (size_t i = 0; i < k->n; i++) {
 		free(k->cols[i]);
+		if (k->types != NULL)
+			free(k->types[i]);
+	}
 	free(k->cols);
 	free(k->fill);
+	free(k->types);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -46,6 +50,7 @@ static void rules_expr_free(struct rw_expr *e)
 	free(e->ref_pos);
 	free(e->key);
 	free(e->text);
+	free(e->cast);
 	free(e);
 }
 
@@ -718,10 +723,13 @@ fail:
 char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen)
 {
 	size_t tl = strlen(e->text), n = 0, at = 0;
-	char *out = malloc(tl + 3 + (qual != NULL ? e->n_refs * (qlen + 1) : 0));
+	size_t cl = e->cast != NULL ? strlen(e->cast) + 4 : 0;
+	char *out = malloc(tl + 3 + cl + (qual != NULL ? e->n_refs * (qlen + 1) : 0));
 
 	if (out == NULL)
 		return NULL;
+	if (e->cast != NULL)
+		out[n++] = '(';
 	out[n++] = '(';
 	for (size_t i = 0; qual != NULL && i < e->n_refs; i++) {
 		size_t pos = (size_t)e->ref_pos[i];
@@ -738,6 +746,12 @@ char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen)
 	memcpy(out + n, e->text + at, tl - at);
 	n += tl - at;
 	out[n++] = ')';
+	if (e->cast != NULL) {
+		memcpy(out + n, "::", 2);
+		memcpy(out + n + 2, e->cast, cl - 4);
+		n += cl - 2;
+		out[n++] = ')';
+	}
 	out[n] = '\0';
 	return out;
 }
@@ -794,7 +808,7 @@ oom:
 
 int rewrite_rules_add_columns(struct rewrite_rules *r, bool new_side, const char *schema,
 			      const char *name, const char *const *cols, const bool *fill,
-			      size_t n, char *err, size_t errlen)
+			      const char *const *types, size_t n, char *err, size_t errlen)
 {
 	struct rw_shape *sh;
 
@@ -811,12 +825,19 @@ int rewrite_rules_add_columns(struct rewrite_rules *r, bool new_side, const char
 	sh->name = strdup(name);
 	sh->k.cols = calloc(n ? n : 1, sizeof(*sh->k.cols));
 	sh->k.fill = calloc(n ? n : 1, sizeof(*sh->k.fill));
-	if ((schema && schema[0] && !sh->schema) || !sh->name || !sh->k.cols || !sh->k.fill)
+	sh->k.types = calloc(n ? n : 1, sizeof(*sh->k.types));
+	if ((schema && schema[0] && !sh->schema) || !sh->name || !sh->k.cols || !sh->k.fill ||
+	    !sh->k.types)
 		goto oom;
 	for (; sh->k.n < n; sh->k.n++) {
-		sh->k.fill[sh->k.n] = fill[sh->k.n];
-		if ((sh->k.cols[sh->k.n] = strdup(cols[sh->k.n])) == NULL)
+		size_t i = sh->k.n;
+
+		sh->k.fill[i] = fill[i];
+		if ((sh->k.cols[i] = strdup(cols[i])) == NULL ||
+		    (types != NULL && types[i] != NULL && (sh->k.types[i] = strdup(types[i])) == NULL)) {
+			sh->k.n++;	/* freed with the rest */
 			goto oom;
+		}
 	}
 	return 0;
 oom:
@@ -1020,6 +1041,21 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 			continue;
 		t->known[sh->side] = sh->k;
 		memset(&sh->k, 0, sizeof(sh->k));
+	}
+	/* an expression column of known type is read as that type */
+	for (size_t k = 0; k < r->n_cols; k++) {
+		struct rw_column *c = &r->cols[k];
+
+		for (int s = 0; s < 2; s++) {
+			const struct rw_known *kn = &r->tables[c->table].known[s];
+			long i = c->expr[s] != NULL ? rw_known_find(kn, c->name[s]) : -1;
+
+			if (i < 0 || kn->types[i] == NULL)
+				continue;
+			c->expr[s]->cast = strdup(kn->types[i]);
+			if (c->expr[s]->cast == NULL)
+				goto oom;
+		}
 	}
 	r->finished = true;
 	return 0;

@@ -26,6 +26,7 @@ enum { RW_OLD = 0, RW_NEW = 1 };
 struct rw_known {
 	char **cols;		/* owns, n: names as stored */
 	bool *fill;		/* owns, n: nullable or with a default (a write may omit it) */
+	char **types;		/* owns, n: SQL type the other side may cast to, or NULL */
 	size_t n;		/* 0: not known */
 };
 
@@ -52,6 +53,7 @@ struct rw_expr {
 	char **refs;		/* owns; folded names of the columns it reads */
 	int *ref_pos;		/* owns; byte offset of each reference in text */
 	size_t n_refs;
+	char *cast;		/* owns; the column's own type, to cast the value to, or NULL */
 };
 
 /*
@@ -114,7 +116,8 @@ long rw_known_find(const struct rw_known *k, const char *name);
 bool rw_unservable(const struct rw_table *t, int from, const char *name);
 
 /*
- * The text that replaces a reference to a column computed by E: "(expr)",
+ * The text that replaces a reference to a column computed by E: "(expr)", or
+ * "((expr)::type)" when the column's type is known,
  * each column reference of E prefixed with QUAL and a dot when QUAL is not
  * NULL (QLEN bytes). Caller owns the result; NULL when out of memory.
  */

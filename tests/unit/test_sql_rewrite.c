@@ -552,11 +552,11 @@ static int setup(void **state)
 							  "extra" };
 			static const bool fill[] = { false, true, true, true, true };
 
-			if (rewrite_rules_add_columns(rules[i], false, NULL, "users", oc, fill, 5, err,
+			if (rewrite_rules_add_columns(rules[i], false, NULL, "users", oc, fill, NULL, 5, err,
 						      sizeof(err)) != 0 ||
-			    rewrite_rules_add_columns(rules[i], true, NULL, "users_v2", nc, fill, 5, err,
+			    rewrite_rules_add_columns(rules[i], true, NULL, "users_v2", nc, fill, NULL, 5, err,
 						      sizeof(err)) != 0 ||
-			    rewrite_rules_add_columns(rules[i], true, NULL, "unknown", nc, fill, 5, err,
+			    rewrite_rules_add_columns(rules[i], true, NULL, "unknown", nc, fill, NULL, 5, err,
 						      sizeof(err)) != 0)
 				return -1;
 		}
@@ -728,6 +728,39 @@ static void test_sql_rewrite_expr_rules(void **state)
 		rewrite_rules_free(r);
 	}
 	assert_int_equal(rewrite_rules_expr_count(rules[RS_EXPR]), 12);
+	/* with the catalog's types, an expression column is read as its type */
+	{
+		static const char *const oc[] = { "id", "price" }, *const nc[] = { "id", "price_cents" };
+		static const char *const ot[] = { NULL, "numeric(12,2)" }, *const nt[] = { NULL, "bigint" };
+		static const bool fill[] = { false, false };
+		struct rewrite_rules *r = rewrite_rules_new();
+		struct sql_analysis *a;
+		const char *q = "SELECT o.price FROM orders o WHERE price > 1";
+
+		assert_non_null(r);
+		assert_int_equal(rewrite_rules_add(r, "column.orders.price", "price_cents", err,
+						   sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add(r, "down.orders.price", "price_cents / 100.0", err,
+						   sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add(r, "up.orders.price_cents", "(price * 100)::bigint",
+						   err, sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add_columns(r, false, NULL, "orders", oc, fill, ot, 2,
+							   err, sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add_columns(r, true, NULL, "orders", nc, fill, nt, 2,
+							   err, sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_finish(r, err, sizeof(err)), 0);
+		a = sql_analyze(q, strlen(q), O2N, r);
+		assert_non_null(a);
+		assert_string_equal(a->text, "SELECT ((o.price_cents / 100.0)::numeric(12,2)) AS price "
+				    "FROM orders o WHERE ((price_cents / 100.0)::numeric(12,2)) > 1");
+		sql_analysis_unref(a);
+		q = "SELECT price_cents FROM orders";
+		a = sql_analyze(q, strlen(q), N2O, r);
+		assert_non_null(a);
+		assert_string_equal(a->text, "SELECT (((price * 100)::bigint)::bigint) AS price_cents FROM orders");
+		sql_analysis_unref(a);
+		rewrite_rules_free(r);
+	}
 	assert_int_equal(rewrite_rules_column_count(rules[RS_EXPR]), 2);
 }
 
