@@ -1876,6 +1876,12 @@ static int an_edit_cmp(const void *x, const void *y)
 }
 
 /* Applies the edits to c->src; NULL on out of memory, refusing on overlap. */
+/* Whether C continues an identifier or keyword. */
+static bool an_ident_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
 static char *an_apply(struct an_ctx *c, size_t *out_len)
 {
 	size_t total = c->len, k = 0;
@@ -1905,7 +1911,7 @@ static char *an_apply(struct an_ctx *c, size_t *out_len)
 			}
 		}
 		c->edits[k++] = *e;
-		total += strlen(e->repl) + (size_t)(e->start - e->end);
+		total += strlen(e->repl) + 2 + (size_t)(e->start - e->end);
 	}
 	c->n_edits = k;
 	out = malloc(total + 1);
@@ -1915,12 +1921,21 @@ static char *an_apply(struct an_ctx *c, size_t *out_len)
 	for (size_t i = 0; i < c->n_edits; i++) {
 		const struct an_edit *e = &c->edits[i];
 		size_t rl = strlen(e->repl);
+		char next;
 
 		memcpy(o, c->src + pos, (size_t)(e->start - pos));
 		o += e->start - pos;
+		/* a bare name where a quoted one touched a word ("FROM\"t\"") */
+		if (rl > 0 && o > out && an_ident_char(o[-1]) && an_ident_char(e->repl[0]))
+			*o++ = ' ';
 		memcpy(o, e->repl, rl);
 		o += rl;
 		pos = e->end;
+		next = i + 1 < c->n_edits && c->edits[i + 1].start == pos && c->edits[i + 1].repl[0]
+			       ? c->edits[i + 1].repl[0]
+			       : (size_t)pos < c->len ? c->src[pos] : ' ';
+		if (rl > 0 && an_ident_char(e->repl[rl - 1]) && an_ident_char(next))
+			*o++ = ' ';
 	}
 	memcpy(o, c->src + pos, c->len - (size_t)pos);
 	o += c->len - (size_t)pos;

@@ -517,6 +517,10 @@ static const struct rw_case cases[] = {
 	X(O2N, "SELECT l.legacy FROM users u, (SELECT 1 AS legacy) l", "SELECT l.legacy FROM users_v2 u, (SELECT 1 AS legacy) l"),
 #undef X
 #undef XREF
+	/* --- a bare new name where a quoted old one touched a word --- */
+	R(RS_STD, N2O, "SELECT id FROM\"users_v2\"WHERE true", "SELECT id FROM users WHERE true"),
+	R(RS_STD, O2N, "SELECT\"name\"FROM users", "SELECT full_name AS \"name\"FROM users_v2"),
+	R(RS_STD, O2N, "SELECT u.\"name\"FROM users u", "SELECT u.full_name AS \"name\"FROM users_v2 u"),
 	/* --- syntax errors: reported, text unchanged --- */
 	SAME("SELEC name FROM users"),
 	SAME("SELECT name FROM users WHERE"),
