@@ -33,7 +33,7 @@ import psycopg2
 import pytest
 
 import pgwire
-from conftest import pgt_bin, unique
+from conftest import pgt_bin, started_server, unique
 from twopaths import Admin, TwoPathLayout, created
 
 pytestmark = pytest.mark.proxy_only
@@ -69,23 +69,54 @@ down.orders.price = price_cents / 100.0
 
 
 class Layout(TwoPathLayout):
-    def __init__(self, pg, kind):
-        super().__init__(pg, kind, unique("ud"))
+    """The two layouts of twopaths, and "servers": a schema of database app
+    on each of two PostgreSQL servers."""
+
+    def __init__(self, pg, kind, second=None):
+        super().__init__(pg, "schemas" if kind == "servers" else kind, unique("ud"))
+        self.servers = {"old": pg, "new": second if kind == "servers" else pg}
 
     def objects(self, role):
         return OLD_OBJECTS if role == "old" else NEW_OBJECTS
 
+    def create(self):
+        if self.servers["new"] is self.pg:
+            return super().create()
+        for role, server in self.servers.items():
+            schema = self.where[role][1]
+            server.sql("SET ROLE app; CREATE SCHEMA %s; SET search_path = %s;%s"
+                       % (schema, schema, self.objects(role)))
+
+    def drop(self):
+        if self.servers["new"] is self.pg:
+            return super().drop()
+        for role, server in self.servers.items():
+            server.sql("DROP SCHEMA IF EXISTS %s CASCADE" % self.where[role][1])
+
+    def sql(self, role, query):
+        db, schema = self.where[role]
+        return self.servers[role].sql("SET search_path = %s; %s" % (schema, query), dbname=db)
+
     @property
     def paths(self):
         out = super().paths
-        for p in out.values():
+        for role, p in out.items():
             p["user"] = "app"   # the catalog is read as app (its secret is in auth_file)
+            p["host"], p["port"] = self.servers[role].host, self.servers[role].port
         return out
 
 
-@pytest.fixture(params=["schemas", "databases"])
+@pytest.fixture(scope="module")
+def second_pg():
+    """A second PostgreSQL server, for the layout with a path on each."""
+    with started_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["schemas", "databases", "servers"])
 def layout(request, pg):
-    with created(Layout(pg, request.param)) as lay:
+    second = request.getfixturevalue("second_pg") if request.param == "servers" else None
+    with created(Layout(pg, request.param, second)) as lay:
         yield lay
 
 
@@ -183,7 +214,7 @@ def test_reads_through_expressions(proxy_factory, layout, dialect):
     conn = p.connect(**opts)
     w = p.wire_login(**opts)
     db, schema = layout.where[native]
-    own = pgwire.Conn(layout.pg.host, layout.pg.port)
+    own = pgwire.Conn(layout.servers[native].host, layout.servers[native].port)
     own.startup("app", db, "app", options="-c search_path=%s" % schema)
     try:
         for sql, same in reads:
