@@ -362,25 +362,26 @@ bool rw_unservable(const struct rw_table *t, int from, const char *name)
 
 /* ---- building ------------------------------------------------------------ */
 
-/* Makes room for one more element of SIZE bytes in *ARR (N used, *CAP
- * allocated) and returns it zeroed, or NULL. */
+/* Makes room for one more element of SIZE bytes in the array *ARR points
+ * to (N used, *CAP allocated) and returns it zeroed, or NULL. ARR is the
+ * address of the array's pointer, of any element type. */
 static void *rules_slot(void *arr, size_t n, size_t *cap, size_t size)
 {
-	void **a = arr;
-	char *slot;
+	char *base;
 
+	memcpy(&base, arr, sizeof(base));
 	if (n == *cap) {
 		size_t nc = *cap ? 2 * *cap : 8;
-		void *grown = realloc(*a, nc * size);
+		char *grown = realloc(base, nc * size);
 
 		if (grown == NULL)
 			return NULL;
-		*a = grown;
+		base = grown;
+		memcpy(arr, &base, sizeof(base));
 		*cap = nc;
 	}
-	slot = (char *)*a + n * size;
-	memset(slot, 0, size);
-	return slot;
+	memset(base + n * size, 0, size);
+	return base + n * size;
 }
 
 /* A zeroed new table entry at the end of r->tables (not counted), or NULL. */
