@@ -33,6 +33,24 @@ enum shadow_failure { SHADOW_FAILURE_JOURNAL, SHADOW_FAILURE_FAIL };
  * that. Two-phase commit is not available yet. */
 enum dual_commit { DUAL_COMMIT_AUTO, DUAL_COMMIT_ORDERED };
 
+/* The guards of [guard] (SPEC §12): what each one watches, new against old. */
+enum guard_kind {
+	GUARD_NEW_ERROR_RATE,           /* percentage points of failed requests on new over old */
+	GUARD_P99_LATENCY_RATIO,        /* new's p99 request latency / old's */
+	GUARD_DUAL_WRITE_MISMATCHES,    /* dual-write mismatches in the last minute */
+	GUARD_SHADOW_ERRORS,            /* shadow-write errors in the last minute */
+	GUARD_DRIFT_ROWS,               /* differing rows in the last verify report */
+	GUARD__COUNT
+};
+enum guard_action { GUARD_ACTION_ALERT, GUARD_ACTION_ROLLBACK };
+
+/* One guard: off, or a threshold and what to do past it. */
+struct guard_rule {
+	bool on;
+	double threshold;               /* tripped when the figure is above it */
+	enum guard_action action;
+};
+
 struct listen_addr {
 	char host[256];
 	char port[16];
@@ -149,6 +167,11 @@ struct config {
 	struct flags_config flags;
 	uint32_t flags_set;             /* bit (1 << FLAG_x) when the file set that flag */
 
+	/* [guard] (SPEC §12) */
+	struct guard_rule guards[GUARD__COUNT];
+	uint32_t guard_window_ms;       /* default 60s: the sliding window of rates and p99 */
+	int guard_min_sample;           /* default 200: requests on each path in the window */
+
 	/* [fleet] (SPEC §13): the flag store; off when fleet_dsn and fleet_path_name are NULL */
 	char *fleet_dsn;                /* owns; NULL: none (libpq connection string) */
 	char *fleet_path_name;          /* owns; NULL: none */
@@ -246,6 +269,15 @@ int config_parse_bool(const char *s, bool *out, char *err, size_t errlen);
 int config_parse_percent_milli(const char *s, int32_t *out, char *err, size_t errlen);
 int config_parse_force_path(const char *s, enum force_path *out, char *err, size_t errlen);
 int config_parse_shadow_failure(const char *s, enum shadow_failure *out, char *err, size_t errlen);
+
+/* "new_error_rate", ...: the [guard] key of guard KIND. */
+const char *config_guard_name(enum guard_kind kind);
+/* Parses a [guard] value "THRESHOLD ACTION" for KIND (empty: off). */
+int config_parse_guard(enum guard_kind kind, const char *s, struct guard_rule *out, char *err,
+		       size_t errlen);
+/* Writes RULE of KIND as the parser takes it back ("1% rollback"; off: ""). */
+void config_format_guard(enum guard_kind kind, const struct guard_rule *rule, char *buf,
+			 size_t len);
 
 /* The messages put in err say what is allowed, without the value, e.g.
  * "allowed values are none, old, new"; callers prefix "invalid value 'x'

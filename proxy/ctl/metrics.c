@@ -17,6 +17,7 @@
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/fleet.h"
+#include "session/guard_watch.h"
 #include "session/runtime.h"
 #include "sql/cache.h"
 
@@ -209,6 +210,9 @@ static void query_metrics(struct wbuf *out)
 	per_path(out, "pgturnout_mismatches_total", "counter",
 		 "Dual writes whose primary and shadow results differed.",
 		 offsetof(struct path_stats, mismatches));
+	per_path(out, "pgturnout_request_errors_total", "counter",
+		 "Errors the session path answered its clients with (ErrorResponse).",
+		 offsetof(struct path_stats, errors));
 	per_path(out, "pgturnout_server_connects_total", "counter",
 		 "Backend connections opened per path.",
 		 offsetof(struct path_stats, server_connects));
@@ -254,6 +258,36 @@ static void fleet_metrics(struct wbuf *out)
 	       fleet_store_up(f) ? 1 : 0);
 }
 
+/* SPEC §12: one sample per [guard] key, configured or not. */
+static void guard_metrics(struct wbuf *out)
+{
+	struct guard_view v[GUARD__COUNT];
+
+	for (int k = 0; k < GUARD__COUNT; k++)
+		guard_watch_view((enum guard_kind)k, &v[k]);
+	family(out, "pgturnout_guard_tripped", "gauge",
+	       "1 while the guard is tripped (until RESET GUARD), 0 otherwise.");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		put(out, "pgturnout_guard_tripped{guard=\"%s\"} %d\n", v[k].name, v[k].tripped ? 1 : 0);
+	family(out, "pgturnout_guard_trips_total", "counter", "Times the guard tripped.");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		put(out, "pgturnout_guard_trips_total{guard=\"%s\"} %" PRIu64 "\n", v[k].name,
+		    v[k].trips);
+	family(out, "pgturnout_guard_value", "gauge",
+	       "The figure the guard compares with its threshold, as last judged (absent while "
+	       "the guard is off or waiting for a sample).");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		if (v[k].rule->on && v[k].last->judged)
+			put(out, "pgturnout_guard_value{guard=\"%s\"} %.6g\n", v[k].name,
+			    v[k].last->value);
+	family(out, "pgturnout_guard_threshold", "gauge", "The guard's threshold (configured guards).");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		if (v[k].rule->on)
+			put(out, "pgturnout_guard_threshold{guard=\"%s\",action=\"%s\"} %.6g\n",
+			    v[k].name, v[k].rule->action == GUARD_ACTION_ROLLBACK ? "rollback" : "alert",
+			    v[k].rule->threshold);
+}
+
 void metrics_render(struct wbuf *out)
 {
 	family(out, "pgturnout_info", "gauge", "Version of the running pgturnout.");
@@ -265,4 +299,5 @@ void metrics_render(struct wbuf *out)
 	flag_metrics(out);
 	cache_metrics(out);
 	fleet_metrics(out);
+	guard_metrics(out);
 }
