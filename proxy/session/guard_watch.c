@@ -165,6 +165,16 @@ static void gw_delta(const struct gw_snap *cur, const struct gw_snap *base, stru
 	}
 }
 
+/* A snapshot now in both rings: judging a guard armed now starts from it. */
+static void gw_mark(struct guard_watch *gw, uint64_t now)
+{
+	struct gw_snap cur;
+
+	gw_take(&cur, now);
+	gw_push(&gw->window, &cur);
+	gw_push(&gw->minute, &cur);
+}
+
 static void gw_rollback_done(void *arg, int rc, const char *err)
 {
 	int k = (int)(intptr_t)arg;
@@ -286,6 +296,7 @@ void guard_watch_sync(void)
 		gw->window.n = 0;
 		gw->window.head = 0;
 		gw->ticks = 0;
+		gw_mark(gw, gw_now_us());
 	}
 	if (gw_any_on(rt->cfg)) {
 		if (!evtimer_pending(gw->timer, NULL)) {
@@ -310,6 +321,7 @@ int guard_watch_start(void)
 	}
 	gw->drift_rows = -1;
 	gw->window_ms = rt->cfg->guard_window_ms;
+	gw_mark(gw, gw_now_us());
 	rt->guards = gw;
 	guard_watch_sync();
 	return 0;
@@ -392,6 +404,7 @@ int guard_watch_reset(const char *name, const char *who, char *err, size_t errle
 		g->tripped_figures[0] = '\0';
 		g->action_taken[0] = '\0';
 		g->armed_us = gw_now_us();
+		gw_mark(gw, g->armed_us);
 		memset(&g->last, 0, sizeof(g->last));
 		log_warning(0, "guard %s reset by %s%s", name, who, was ? "" : " (it was not tripped)");
 		return was ? 0 : 1;
