@@ -119,7 +119,8 @@ static const struct gw_snap *gw_baseline(const struct gw_ring *r, uint64_t since
 	return NULL;
 }
 
-/* Differing rows of the last verify report: its lines (one per row). */
+/* Differing rows of the last verify report: its lines of kind different,
+ * missing_on_old or missing_on_new (sequence lines are not rows). */
 static void gw_read_drift(struct guard_watch *gw)
 {
 	char path[4096];
@@ -140,14 +141,15 @@ static void gw_read_drift(struct guard_watch *gw)
 		log_warning(0, "guard drift_rows: cannot read %s: %s", path, strerror(errno));
 		return;
 	}
-	int64_t lines = 0;
-	char buf[8192];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		for (size_t i = 0; i < n; i++)
-			lines += buf[i] == '\n';
+	int64_t rows = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0)
+		rows += strstr(line, "\"kind\":\"different\"") != NULL ||
+			strstr(line, "\"kind\":\"missing_on_") != NULL;
+	free(line);
 	fclose(f);
-	gw->drift_rows = lines;
+	gw->drift_rows = rows;
 	gw->report_size = st.st_size;
 	gw->report_mtime_ns = mt;
 }

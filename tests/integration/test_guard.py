@@ -19,13 +19,14 @@ instance applies it.
 
 import os
 import re
+import subprocess
 import threading
 import time
 
 import psycopg2
 import pytest
 
-from conftest import unique
+from conftest import free_port, pgt_bin, unique
 from test_fleet import start_fleet, store_db  # noqa: F401 (store_db is a fixture)
 from test_http import call
 from twopaths import Admin as BaseAdmin, TwoPathLayout, wait_for
@@ -86,22 +87,21 @@ class Admin(BaseAdmin):
                 if c["path"] != "admin" and c["application"].startswith("worker")]
 
 
-def config(guard, canary="50", salt=None):
+def config(guard, canary="50", salt=None, dual_write="off"):
     return ("\n[migration]\nold = old\nnew = new\nsalt = %s\ncanary_key = connection\n"
             "version.v1 = old\nversion.v2 = new\n"
             "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
-            "\n[flags]\ncanary_percent = %s\n"
-            "\n[guard]\n%s\n" % (salt or unique("salt"), canary, guard))
+            "\n[flags]\ncanary_percent = %s\ndual_write = %s\n"
+            "\n[guard]\n%s\n" % (salt or unique("salt"), canary, dual_write, guard))
 
 
-def start(proxy_factory, layout, guard, tmp_path, canary="50"):
+def start(proxy_factory, layout, guard, tmp_path, canary="50", dual_write="off", paths=None):
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    from conftest import free_port
     port = free_port()
     p = proxy_factory(settings={"http_listen": "127.0.0.1:%d" % port,
                                 "http_token_file": str(token)},
-                      paths=layout.paths, extra=config(guard, canary))
+                      paths=paths or layout.paths, extra=config(guard, canary, dual_write=dual_write))
     p.http = "http://127.0.0.1:%d" % port
     return p
 
@@ -221,6 +221,14 @@ def test_error_rate_guard_rolls_the_canary_back(proxy_factory, layout, tmp_path)
         assert status >= 400 and "RESET GUARD" in text, (status, text)
         assert admin.flag("canary_percent") == "0"
         admin.run("SET canary_percent = 0")         # not raising: allowed
+        # nor through a reload of [flags]
+        text = open(p.config_path).read()
+        p.write_config(text.replace("canary_percent = 50", "canary_percent = 60"))
+        e = admin.error("RELOAD")
+        assert "configuration reload refused" in str(e)
+        assert "refused: [flags] canary_percent = 60: refused: guard new_error_rate" in p.log()
+        p.write_config(text)
+        assert admin.flag("canary_percent") == "0"
 
         layout.pg.sql("GRANT SELECT ON %s TO app" % layout.qualified("new", "users_v2"))
         revoked = False
@@ -356,3 +364,92 @@ def test_fleet_rollback_goes_through_the_flag_store(proxy_factory, layout, tmp_p
         a.close()
         b.close()
     compare_users(layout)
+
+
+def test_dual_write_guards(proxy_factory, layout, tmp_path):
+    """Mismatches (rows one side lacks) roll the canary back; shadow errors
+    (a write the shadow refuses) raise an alert."""
+    p = start(proxy_factory, layout,
+              "dual_write_mismatches = 2 rollback\nshadow_errors = 1 alert\n", tmp_path,
+              canary="50", dual_write="on")
+    admin = Admin(p)
+    conns = [p.connect(application_name="worker%d" % i) for i in range(8)]
+    revoked = False
+    try:
+        paths = admin.untagged_paths()
+        assert "old" in paths and "new" in paths, paths
+        # rows 1..10 are missing on new: dual-written UPDATEs of them mismatch
+        layout.pg.sql("DELETE FROM %s WHERE id <= 10" % layout.qualified("new", "users_v2"))
+        for i, c in enumerate(conns):
+            with c.cursor() as cur:
+                cur.execute("UPDATE users SET email = %s WHERE id = %s",
+                            ("m%d@example.com" % i, i + 1))
+        g = wait_for(lambda: (lambda r: r if r["state"] == "tripped" else None)(
+            admin.guards()["dual_write_mismatches"]), "the mismatch guard to trip", 5)
+        assert re.match(r"\d+ dual-write mismatches in the last minute", g["tripped_by"]), g
+        assert admin.flag("canary_percent") == "0"
+        last = admin.run("SHOW HISTORY")[-1]
+        assert re.match(r"guard dual_write_mismatches: \d+/min > 2$", last["who"]), last
+        assert (last["name"], last["old"], last["new"]) == ("canary_percent", "50", "0")
+        # each session moves at its next transaction boundary: its next request
+        for c in conns:
+            with c.cursor() as cur:
+                cur.execute("SELECT whereami()")
+                assert cur.fetchone()[0] == "old"
+        assert set(admin.untagged_paths()) == {"old"}
+        assert admin.guards()["shadow_errors"]["state"] == "ok"
+
+        # new refuses the mirrored writes: shadow errors, an alert only
+        layout.pg.sql("REVOKE UPDATE ON %s FROM app" % layout.qualified("new", "users_v2"))
+        revoked = True
+        for i, c in enumerate(conns[:3]):
+            with c.cursor() as cur:
+                cur.execute("UPDATE users SET email = %s WHERE id = %s",
+                            ("s%d@example.com" % i, 20 + i))
+        g = wait_for(lambda: (lambda r: r if r["state"] == "tripped" else None)(
+            admin.guards()["shadow_errors"]), "the shadow error guard to trip", 5)
+        assert g["action"] == "alert" and "shadow errors" in g["tripped_by"], g
+        assert [r["who"] for r in admin.run("SHOW HISTORY")].count(last["who"]) == 1
+        layout.pg.sql("GRANT UPDATE ON %s TO app" % layout.qualified("new", "users_v2"))
+        revoked = False
+    finally:
+        for c in conns:
+            c.close()
+        if revoked:
+            layout.pg.sql("GRANT UPDATE ON %s TO app" % layout.qualified("new", "users_v2"))
+        admin.close()
+    # rows 11..50, except the three whose copies new refused, are equal through the rename map
+    old = layout.pg.sql("SELECT id, name, email FROM %s WHERE id > 10 AND id NOT IN (20, 21, 22) "
+                        "ORDER BY id" % layout.qualified("old", "users"))
+    new = layout.pg.sql("SELECT id, full_name, email FROM %s WHERE id > 10 AND id NOT IN (20, 21, 22) "
+                        "ORDER BY id" % layout.qualified("new", "users_v2"))
+    assert old == new and len(old) == 37
+
+
+def test_drift_rows_guard_reads_the_last_verify_report(proxy_factory, layout, tmp_path):
+    paths = {role: dict(p, user="app", password="app") for role, p in layout.paths.items()}
+    p = start(proxy_factory, layout, "drift_rows = 2 alert\n", tmp_path, canary="0", paths=paths)
+    admin = Admin(p)
+    try:
+        time.sleep(1.2)
+        assert admin.guards()["drift_rows"]["state"] == "waiting"   # no report yet
+
+        def verify():
+            r = subprocess.run([pgt_bin(), "verify", "-c", p.config_path, "--recheck-delay", "100"],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode in (0, 1), r.stdout + r.stderr
+            return r.returncode
+
+        assert verify() == 0
+        wait_for(lambda: admin.guards()["drift_rows"]["state"] == "ok", "a judged guard", 5)
+        assert admin.guards()["drift_rows"]["value"] == "0"
+        # two rows differ, one is missing on new: 3 differing rows > 2
+        layout.sql("new", "UPDATE users_v2 SET email = 'x' WHERE id IN (3, 4); "
+                          "DELETE FROM users_v2 WHERE id = 5")
+        assert verify() == 1
+        g = wait_for(lambda: (lambda r: r if r["state"] == "tripped" else None)(
+            admin.guards()["drift_rows"]), "the drift guard to trip", 5)
+        assert g["tripped_by"].startswith("3 differing rows in the last verify report"), g
+        assert admin.flag("canary_percent") == "0"
+    finally:
+        admin.close()
