@@ -40,6 +40,7 @@ enum guard_kind {
 	GUARD_DUAL_WRITE_MISMATCHES,    /* dual-write mismatches in the last minute */
 	GUARD_SHADOW_ERRORS,            /* shadow-write errors in the last minute */
 	GUARD_DRIFT_ROWS,               /* differing rows in the last verify report */
+	GUARD_SHADOW_READ_MISMATCH_RATE, /* percent of compared shadow reads that differed */
 	GUARD__COUNT
 };
 enum guard_action { GUARD_ACTION_ALERT, GUARD_ACTION_ROLLBACK };
@@ -89,6 +90,7 @@ struct flags_config {
 	bool dual_write;
 	enum shadow_failure shadow_failure;
 	enum force_path force_path;
+	int32_t shadow_reads_milli; /* shadow_reads × 1000, 0..100000: sessions whose reads are compared */
 };
 
 struct config {
@@ -187,7 +189,8 @@ static inline bool config_fleet_on(const struct config *cfg)
 	return cfg->fleet_dsn != NULL || cfg->fleet_path_name != NULL;
 }
 
-enum flag_id { FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE, FLAG_FORCE_PATH, FLAG__COUNT };
+enum flag_id { FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE, FLAG_FORCE_PATH,
+	       FLAG_SHADOW_READS, FLAG__COUNT };
 
 /* Collected "file:line: message" errors of one load. */
 struct config_errors {

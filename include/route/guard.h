@@ -52,6 +52,8 @@ struct guard_sample {
 	uint64_t minute_mismatches;             /* dual-write mismatches in the last minute */
 	uint64_t minute_shadow_errors;          /* shadow-write errors in the last minute */
 	int64_t drift_rows;                     /* differing rows of the last verify; -1 unknown */
+	uint64_t shadow_compared;               /* shadow reads compared in the window */
+	uint64_t shadow_mismatches;             /* of them, differing */
 };
 
 /* A guard's judgement. */
@@ -68,7 +70,8 @@ struct guard_verdict {
  * a path must have answered in the window for a rate or a p99 of it to
  * count. new_error_rate compares new's share of failed requests with old's
  * (with fewer than MIN_SAMPLE on old: with none failing there), in
- * percentage points; p99_latency_ratio needs MIN_SAMPLE on both paths.
+ * percentage points; p99_latency_ratio needs MIN_SAMPLE on both paths;
+ * shadow_read_mismatch_rate MIN_SAMPLE shadow reads compared.
  */
 void guard_judge(enum guard_kind kind, const struct guard_rule *rule, int min_sample,
 		 const struct guard_sample *s, struct guard_verdict *v);

@@ -27,6 +27,7 @@ struct listener_set;
 struct http_server;
 struct fleet;
 struct guard_watch;
+struct shadow_reads;
 struct evdns_base;
 struct wbuf;
 
@@ -69,6 +70,8 @@ struct runtime_stats {
 	uint64_t journal_failures;      /* transactions rolled back: the journal could not be written */
 	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
 	uint64_t server_reuses;         /* server connections taken from the pool */
+	uint64_t shadow_read_compared;  /* shadow reads run on both paths and compared */
+	uint64_t shadow_read_mismatches; /* of them, with different results */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
 };
 
@@ -103,6 +106,8 @@ struct runtime {
 					      read at start and reload; NULL: not read */
 	struct fleet *fleet;            /* owns: the fleet's flag store client; NULL without [fleet] */
 	struct guard_watch *guards;     /* owns: the [guard] windows and states (session/guard_watch.h) */
+	struct shadow_reads *shadows;   /* owns: shadow reads' queue and side connections
+					   (session/shadow_read.h) */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */

@@ -25,6 +25,7 @@
 #include "session/console.h"
 #include "session/fleet.h"
 #include "session/guard_watch.h"
+#include "session/shadow_read.h"
 #include "session/history_file.h"
 #include "session/intent.h"
 #include "session/janitor.h"
@@ -217,7 +218,7 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 			   process_record_change, NULL);
 	if (config_fleet_on(cfg) && process_start_fleet(err, errlen) < 0)
 		return -1;
-	if (guard_watch_start() < 0) {
+	if (guard_watch_start() < 0 || shadow_read_start() < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -451,6 +452,7 @@ void process_free(void)
 	client_reap();
 	fleet_free(rt->fleet);
 	guard_watch_stop();
+	shadow_read_stop();
 	pool_clear();
 	pool_reap();
 	listener_set_free(rt->listeners);
@@ -498,6 +500,7 @@ static void process_warn_fleet_flags(const struct config *old, const struct conf
 	const struct flags_config *a = &old->flags, *b = &new_cfg->flags;
 	if (a->canary_milli != b->canary_milli || a->dual_write != b->dual_write ||
 	    a->shadow_failure != b->shadow_failure || a->force_path != b->force_path ||
+	    a->shadow_reads_milli != b->shadow_reads_milli ||
 	    strcmp(old->salt ? old->salt : "", new_cfg->salt ? new_cfg->salt : "") != 0)
 		log_warning(0, "reload: [flags] (or salt) changed in the file but not applied: with "
 			    "[fleet] the flags are the fleet's; change them with SET or PUT /flags");
@@ -554,6 +557,7 @@ int process_reload(const char *who)
 	rt->cfg = cfg;
 	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
+	shadow_read_reset_connections();  /* so do the side connections of shadow reads */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
 	janitor_sync();  /* timeouts may have changed */
 	guard_watch_sync();  /* [guard] may have changed */

@@ -447,6 +447,7 @@ static const char *const guard_names[GUARD__COUNT] = {
 	[GUARD_DUAL_WRITE_MISMATCHES] = "dual_write_mismatches",
 	[GUARD_SHADOW_ERRORS] = "shadow_errors",
 	[GUARD_DRIFT_ROWS] = "drift_rows",
+	[GUARD_SHADOW_READ_MISMATCH_RATE] = "shadow_read_mismatch_rate",
 };
 static const char *const guard_examples[GUARD__COUNT] = {
 	[GUARD_NEW_ERROR_RATE] = "1% rollback",
@@ -454,6 +455,7 @@ static const char *const guard_examples[GUARD__COUNT] = {
 	[GUARD_DUAL_WRITE_MISMATCHES] = "5 rollback",
 	[GUARD_SHADOW_ERRORS] = "10 alert",
 	[GUARD_DRIFT_ROWS] = "0 alert",
+	[GUARD_SHADOW_READ_MISMATCH_RATE] = "0.1% rollback",
 };
 
 const char *config_guard_name(enum guard_kind kind)
@@ -478,12 +480,13 @@ int config_parse_guard(enum guard_kind kind, const char *s, struct guard_rule *o
 	r.threshold = strtod(buf, &end);
 	if (!isfinite(r.threshold) || r.threshold < 0)
 		goto bad;
+	bool rate = kind == GUARD_NEW_ERROR_RATE || kind == GUARD_SHADOW_READ_MISMATCH_RATE;
 	if (*end == '%') {
-		if (kind != GUARD_NEW_ERROR_RATE)
+		if (!rate)
 			goto bad;
 		end++;
 	}
-	if (kind == GUARD_NEW_ERROR_RATE && r.threshold > 100)
+	if (rate && r.threshold > 100)
 		goto bad;
 	if (kind == GUARD_P99_LATENCY_RATIO && r.threshold < 1)
 		goto bad;
@@ -503,7 +506,8 @@ int config_parse_guard(enum guard_kind kind, const char *s, struct guard_rule *o
 bad:
 	set_err(err, errlen, "expected THRESHOLD ACTION, e.g. '%s' (%s; ACTION: alert | rollback); "
 		"empty: off", guard_examples[kind],
-		kind == GUARD_NEW_ERROR_RATE ? "a percentage 0..100" :
+		kind == GUARD_NEW_ERROR_RATE || kind == GUARD_SHADOW_READ_MISMATCH_RATE ?
+		"a percentage 0..100" :
 		kind == GUARD_P99_LATENCY_RATIO ? "a ratio of at least 1" : "a count, 0 or more");
 	return -1;
 }
@@ -515,7 +519,8 @@ void config_format_guard(enum guard_kind kind, const struct guard_rule *rule, ch
 		snprintf(buf, len, "%s", "");
 		return;
 	}
-	snprintf(buf, len, "%g%s %s", rule->threshold, kind == GUARD_NEW_ERROR_RATE ? "%" : "",
+	snprintf(buf, len, "%g%s %s", rule->threshold,
+		 kind == GUARD_NEW_ERROR_RATE || kind == GUARD_SHADOW_READ_MISMATCH_RATE ? "%" : "",
 		 rule->action == GUARD_ACTION_ROLLBACK ? "rollback" : "alert");
 }
 
@@ -817,6 +822,9 @@ static const struct key_def config_keys[] = {
 	  "when a shadow write fails: journal (record it, the client succeeds) | fail (the client gets the error)" },
 	{ SEC_FLAGS, "force_path", KT_ENUM, CFG(flags.force_path), 0, "none", true, false, FLAG_FORCE_PATH,
 	  force_path_values, 0, 0, "emergency override for every session: none | old | new" },
+	{ SEC_FLAGS, "shadow_reads", KT_PERCENT, CFG(flags.shadow_reads_milli), 0, "0", true, false, FLAG_SHADOW_READS,
+	  NULL, 0, 0, "share of sessions (sticky by the canary key) whose reads also run on the other "
+	  "path and are compared: 0..100, up to 3 decimals" },
 
 	/* [fleet] (SPEC §13) */
 	{ SEC_FLEET, "dsn", KT_STRING, CFG(fleet_dsn), 0, "", false, true, -1, NULL, 0, 0,
@@ -862,6 +870,10 @@ static const struct key_def config_keys[] = {
 	  NULL, GUARD_DRIFT_ROWS, 0,
 	  "differing rows in the last verify report (journal_dir/verify.jsonl), and the action past "
 	  "it: e.g. 0 alert; empty: off" },
+	{ SEC_GUARD, "shadow_read_mismatch_rate", KT_GUARD, CFG(guards[GUARD_SHADOW_READ_MISMATCH_RATE]), 0, "",
+	  true, false, -1, NULL, GUARD_SHADOW_READ_MISMATCH_RATE, 0,
+	  "share of the shadow reads compared within the window whose results differed, judged from "
+	  "min_sample of them, and the action past it: e.g. 0.1% rollback; empty: off" },
 };
 
 #define N_KEYS ARRAY_LEN(config_keys)

@@ -16,7 +16,7 @@
  * CLIENTS are shared with the HTTP surface (admin_foreach_client).
  */
 #include "ctl/admin.h"
-#include "ctl/admin_guard.h"
+#include "ctl/admin_canary.h"
 
 #include "conf/config.h"
 #include "ctl/control.h"
@@ -215,11 +215,12 @@ static const char *const help_rows[][2] = {
 	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections (open, kept idle), health" },
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
 	{ "SHOW JOURNAL", "dual-write dead letters" },
+	{ "SHOW SHADOW_READS", "shadow reads per fingerprint: runs, mismatches, errors, unstable, latency per path, a sample, the last difference" },
 	{ "SHOW GUARDS", "the [guard] thresholds: state, figures of the window, tripped at/by, action taken" },
 	{ "RESET GUARD <name>", "re-arm a tripped guard (canary_percent may be raised again); its window starts over" },
 	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
-	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt); WAIT: answer once every live instance of the fleet applied it" },
+	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, shadow_reads, salt); WAIT: answer once every live instance of the fleet applied it" },
 	{ "RELOAD", "re-read the configuration file" },
 	{ "PAUSE", "stop sessions at their next transaction boundary" },
 	{ "RESUME", "let paused sessions go on" },
@@ -716,6 +717,7 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 				{ "PATHS", show_paths }, { "STATS", show_stats },
 				{ "JOURNAL", show_journal }, { "FLEET", show_fleet },
 				{ "GUARDS", admin_show_guards },
+				{ "SHADOW_READS", admin_show_shadow_reads },
 			};
 			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
 				if (is_kw(c, 1, shows[i].kw)) {

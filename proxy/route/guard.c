@@ -129,6 +129,22 @@ void guard_judge(enum guard_kind kind, const struct guard_rule *rule, int min_sa
 		snprintf(v->brief, sizeof(v->brief), "%lld rows > %g", (long long)s->drift_rows,
 			 rule->threshold);
 		break;
+	case GUARD_SHADOW_READ_MISMATCH_RATE:
+		if (s->shadow_compared < need) {
+			snprintf(v->figures, sizeof(v->figures),
+				 "waiting for a sample: %llu of %llu shadow reads compared in the window",
+				 (unsigned long long)s->shadow_compared, (unsigned long long)need);
+			return;
+		}
+		v->judged = true;
+		v->value = 100.0 * (double)s->shadow_mismatches / (double)s->shadow_compared;
+		snprintf(v->figures, sizeof(v->figures),
+			 "%llu of %llu shadow reads differed: %.2f%% (threshold %g%%)",
+			 (unsigned long long)s->shadow_mismatches,
+			 (unsigned long long)s->shadow_compared, v->value, rule->threshold);
+		snprintf(v->brief, sizeof(v->brief), "%.2f%% of %llu differed > %g%%", v->value,
+			 (unsigned long long)s->shadow_compared, rule->threshold);
+		break;
 	default:
 		snprintf(v->figures, sizeof(v->figures), "unknown guard");
 		return;

@@ -35,6 +35,8 @@ struct gw_snap {
 	struct guard_path_window path[2];
 	uint64_t mismatches;
 	uint64_t shadow_errors;
+	uint64_t shadow_compared;
+	uint64_t shadow_read_mismatches;
 };
 
 struct gw_ring {
@@ -88,6 +90,8 @@ static void gw_take(struct gw_snap *s, uint64_t now)
 {
 	memset(s, 0, sizeof(*s));
 	s->at_us = now;
+	s->shadow_compared = rt->stats.shadow_read_compared;
+	s->shadow_read_mismatches = rt->stats.shadow_read_mismatches;
 	for (int slot = 0; slot < 2; slot++) {
 		const struct path_stats *ps = &rt->stats.paths[slot];
 
@@ -165,6 +169,8 @@ static void gw_delta(const struct gw_snap *cur, const struct gw_snap *base, stru
 		for (unsigned i = 0; i < GUARD_LAT_BUCKETS; i++)
 			s->path[slot].latency[i] = a->latency[i] - b->latency[i];
 	}
+	s->shadow_compared = cur->shadow_compared - base->shadow_compared;
+	s->shadow_mismatches = cur->shadow_read_mismatches - base->shadow_read_mismatches;
 }
 
 /* A snapshot now in both rings: judging a guard armed now starts from it. */
@@ -412,6 +418,6 @@ int guard_watch_reset(const char *name, const char *who, char *err, size_t errle
 		return was ? 0 : 1;
 	}
 	snprintf(err, errlen, "unknown guard '%s': the guards are new_error_rate, p99_latency_ratio, "
-		 "dual_write_mismatches, shadow_errors, drift_rows", name);
+		 "dual_write_mismatches, shadow_errors, drift_rows, shadow_read_mismatch_rate", name);
 	return -1;
 }

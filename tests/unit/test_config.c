@@ -703,9 +703,9 @@ static void test_foreach_shows_every_key_and_masks_secrets(void **state)
 
 	(void)state;
 	config_foreach(cfg, seen_cb, &s);
-	/* 39 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags + 5 fleet
-	 * + 7 guard */
-	assert_int_equal(s.n, 39 + 16 + 7 + 2 + 2 + 4 + 5 + 7);
+	/* 39 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 5 flags + 5 fleet
+	 * + 8 guard */
+	assert_int_equal(s.n, 39 + 16 + 7 + 2 + 2 + 5 + 5 + 8);
 	assert_int_equal(s.listen, 1);
 	assert_false(s.listen_reloadable);
 	assert_int_equal(s.password_new, 1);

@@ -1,14 +1,15 @@
 /*
- * ctl/admin_guard.c — SHOW GUARDS and RESET GUARD (see
- * include/ctl/admin_guard.h). Reads the guard states through
- * session/guard_watch.h; owns nothing.
+ * ctl/admin_canary.c — SHOW GUARDS, RESET GUARD and SHOW SHADOW_READS (see
+ * include/ctl/admin_canary.h). Reads the guard states and the shadow read
+ * counters through their session/ modules; owns nothing.
  */
-#include "ctl/admin_guard.h"
+#include "ctl/admin_canary.h"
 
 #include "conf/config.h"
 #include "core/wbuf.h"
 #include "route/flags.h"
 #include "session/guard_watch.h"
+#include "session/shadow_read.h"
 #include "wire/build.h"
 
 #include <inttypes.h>
@@ -29,7 +30,7 @@ void admin_show_guards(struct wbuf *out)
 		guard_watch_view((enum guard_kind)k, &v);
 		if (v.rule->on)
 			snprintf(thr, sizeof(thr), "%g%s", v.rule->threshold,
-				 k == GUARD_NEW_ERROR_RATE ? "%" : "");
+				 k == GUARD_NEW_ERROR_RATE || k == GUARD_SHADOW_READ_MISMATCH_RATE ? "%" : "");
 		if (v.last->judged)
 			snprintf(value, sizeof(value), "%.3g", v.last->value);
 		if (v.tripped)
@@ -61,4 +62,39 @@ void admin_reset_guard(const char *name, const char *who, struct wbuf *out)
 		build_error(out, 'N', "NOTICE", "00000", "the guard was not tripped; its window "
 			    "starts over", NULL, NULL);
 	build_command_complete(out, "RESET GUARD");
+}
+
+struct sr_rows {
+	struct wbuf *out;       /* borrows */
+};
+
+static void shadow_row(void *arg, const struct shadow_read_row *r)
+{
+	struct sr_rows *w = arg;
+	char fp[24], runs[24], mm[24], err[24], un[24], o[32], n[32];
+
+	snprintf(fp, sizeof(fp), "%016" PRIx64, r->fingerprint);
+	snprintf(runs, sizeof(runs), "%" PRIu64, r->runs);
+	snprintf(mm, sizeof(mm), "%" PRIu64, r->mismatches);
+	snprintf(err, sizeof(err), "%" PRIu64, r->errors);
+	snprintf(un, sizeof(un), "%" PRIu64, r->unstable);
+	snprintf(o, sizeof(o), "%.3f", r->avg_ms[0]);
+	snprintf(n, sizeof(n), "%.3f", r->avg_ms[1]);
+	const char *row[] = { fp, runs, mm, err, un, r->runs ? o : NULL, r->runs ? n : NULL,
+			      r->sample, r->last_difference[0] ? r->last_difference : NULL };
+	build_data_row(w->out, row, 9);
+}
+
+void admin_show_shadow_reads(struct wbuf *out)
+{
+	static const char *const cols[] = { "fingerprint", "runs", "mismatches", "errors",
+					     "unstable", "old_avg_ms", "new_avg_ms", "sample",
+					     "last_difference" };
+	struct sr_rows w = { out };
+	char tag[48];
+
+	build_row_description(out, cols, 9);
+	size_t n = shadow_read_foreach(shadow_row, &w);
+	snprintf(tag, sizeof(tag), "SHOW %zu", n);
+	build_command_complete(out, tag);
 }
