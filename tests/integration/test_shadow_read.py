@@ -69,14 +69,15 @@ class Admin(BaseAdmin):
         return {r["sample"]: r for r in self.shadow_reads()}
 
 
-def start(proxy_factory, layout, rule, shadow="100", paths=None):
+def start(proxy_factory, layout, rule, shadow="100", paths=None, canary="0", guard=""):
     port = free_port()
     p = proxy_factory(settings={"http_listen": "127.0.0.1:%d" % port},
                       paths=paths or layout.paths,
                       extra="\n[migration]\nold = old\nnew = new\nsalt = %s\n"
                             "version.v1 = old\nversion.v2 = new\n"
                             "\n[rewrite]\ntable.users = users_v2\n%s\n"
-                            "\n[flags]\nshadow_reads = %s\n" % (unique("salt"), rule, shadow))
+                            "\n[flags]\nshadow_reads = %s\ncanary_percent = %s\n"
+                            "\n[guard]\n%s\n" % (unique("salt"), rule, shadow, canary, guard))
     p.http = "http://127.0.0.1:%d" % port
     return p
 
@@ -302,3 +303,26 @@ def test_a_stopped_other_path_drops_work_and_leaves_clients_alone(proxy_factory,
             c.close()
         admin.close()
         hole.close()
+
+
+def test_mismatch_rate_guard_rolls_the_canary_back(proxy_factory, layout):
+    """Reads that differ on new are reason enough to stop the canary."""
+    p = start(proxy_factory, layout, WRONG, shadow="100", canary="50",
+              guard="shadow_read_mismatch_rate = 10% rollback\nwindow = 10s\nmin_sample = 20\n")
+    admin = Admin(p)
+    conns = [p.connect(application_name="reader%d" % i) for i in range(4)]
+    try:
+        for _ in range(10):
+            for c in conns:
+                run_all(c, READING_NAME[:1] + NOT_READING_NAME[:1])
+        g = wait_for(lambda: (lambda r: r if r["state"] == "tripped" else None)(
+            {r["guard"]: r for r in admin.run("SHOW GUARDS")}["shadow_read_mismatch_rate"]),
+            "the shadow read guard to trip", 10)
+        assert re.match(r"\d+ of \d+ shadow reads differed: 50\.00%", g["tripped_by"]), g
+        assert {r["name"]: r["value"] for r in admin.run("SHOW FLAGS")}["canary_percent"] == "0"
+        last = admin.run("SHOW HISTORY")[-1]
+        assert last["who"].startswith("guard shadow_read_mismatch_rate: 50.00% of ")
+    finally:
+        for c in conns:
+            c.close()
+        admin.close()

@@ -845,6 +845,29 @@ static void test_guard_counts_per_minute_and_drift(void **state)
 	assert_string_equal(v.brief, "7 rows > 5");
 }
 
+static void test_guard_shadow_read_mismatch_rate(void **state)
+{
+	struct guard_rule rule = { .on = true, .threshold = 1.0, .action = GUARD_ACTION_ROLLBACK };
+	struct guard_sample s;
+	struct guard_verdict v;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.shadow_compared = 40;
+	s.shadow_mismatches = 40;
+	guard_judge(GUARD_SHADOW_READ_MISMATCH_RATE, &rule, 50, &s, &v);
+	assert_false(v.judged);         /* 40 compared: under the sample */
+	s.shadow_compared = 1000;
+	s.shadow_mismatches = 5;
+	guard_judge(GUARD_SHADOW_READ_MISMATCH_RATE, &rule, 50, &s, &v);
+	assert_true(v.judged);
+	assert_false(v.over);
+	s.shadow_mismatches = 20;
+	guard_judge(GUARD_SHADOW_READ_MISMATCH_RATE, &rule, 50, &s, &v);
+	assert_true(v.over);
+	assert_string_equal(v.brief, "2.00% of 1000 differed > 1%");
+}
+
 int
 main(void)
 {
@@ -873,6 +896,7 @@ main(void)
 		cmocka_unit_test(test_guard_error_rate_needs_a_sample_and_compares_with_old),
 		cmocka_unit_test(test_guard_p99_ratio),
 		cmocka_unit_test(test_guard_counts_per_minute_and_drift),
+		cmocka_unit_test(test_guard_shadow_read_mismatch_rate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
