@@ -635,31 +635,29 @@ static bool sr_job_prepare(struct sr_job *j, char *texts[2])
 	if (sql_fingerprint(j->text, j->len, &j->fp) < 0)
 		j->fp = 0;
 	j->ordered = shape.ordered;
-	for (int slot = 0; slot < 2; slot++) {
-		enum rewrite_dir dir = slot == j->dialect_slot || rewrite_rules_empty(cfg->rules)
-				       ? REWRITE_NONE
-				       : j->dialect_slot == SLOT_OLD ? REWRITE_OLD_TO_NEW : REWRITE_NEW_TO_OLD;
-		struct sql_analysis *a = sql_analyze(j->text, j->len, dir, cfg->rules);
-		if (a == NULL || a->refused) {
-			sql_analysis_unref(a);
-			sr->stats.skipped[SHADOW_SKIP_NO_REWRITE]++;
-			return false;
-		}
-		bool unstable = sql_analysis_has_volatile(a) || (shape.limited && !shape.ordered);
-		if (!unstable)
-			texts[slot] = strndup(a->text, a->text_len);
+	/* One analysis: the text for the other schema (its classification,
+	 * volatile functions included, is the text's own). */
+	int other = 1 - j->dialect_slot;
+	enum rewrite_dir dir = rewrite_rules_empty(cfg->rules) ? REWRITE_NONE
+			       : other == SLOT_NEW ? REWRITE_OLD_TO_NEW : REWRITE_NEW_TO_OLD;
+	struct sql_analysis *a = sql_analyze(j->text, j->len, dir, cfg->rules);
+	if (a == NULL || a->refused) {
 		sql_analysis_unref(a);
-		if (unstable) {
-			struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
-			sr->stats.unstable++;
-			if (e != NULL)
-				e->unstable++;
-			return false;
-		}
-		if (texts[slot] == NULL)
-			return false;
+		sr->stats.skipped[SHADOW_SKIP_NO_REWRITE]++;
+		return false;
 	}
-	return true;
+	if (sql_analysis_has_volatile(a) || (shape.limited && !shape.ordered)) {
+		struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
+		sql_analysis_unref(a);
+		sr->stats.unstable++;
+		if (e != NULL)
+			e->unstable++;
+		return false;
+	}
+	texts[other] = strndup(a->text, a->text_len);
+	texts[j->dialect_slot] = strndup(j->text, j->len);
+	sql_analysis_unref(a);
+	return texts[0] != NULL && texts[1] != NULL;
 }
 
 static void sr_work(evutil_socket_t fd, short what, void *arg)
