@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SR_QUEUE_MAX 256
 #define SR_QUEUE_BYTES (4u * 1024 * 1024)
@@ -130,9 +131,13 @@ const char *shadow_skip_name(enum shadow_skip s)
 	return s < SHADOW_SKIP__COUNT ? skip_names[s] : "?";
 }
 
+/* Monotonic microseconds, read now (not the loop's cached time: a side
+ * query's latency may be shorter than a loop pass). */
 static uint64_t sr_now_us(void)
 {
-	return runtime_now_us();
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void sr_job_free(struct sr_job *j)
