@@ -17,7 +17,9 @@
  * OFFSET without ORDER BY) are counted unstable and not run.
  *
  * A full queue, a path that cannot be reached or answers too slowly drop
- * work (counted by reason); the client never waits for any of it. Counters
+ * work (counted by reason); the client never waits for any of it. Side
+ * connections unused for a minute, and all idle ones once shadow_reads is
+ * 0, are closed. Counters
  * per fingerprint feed SHOW SHADOW_READS and /metrics.
  */
 #ifndef PGT_SESSION_SHADOW_READ_H

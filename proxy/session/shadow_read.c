@@ -43,6 +43,8 @@
 #define SR_FP_MAX 1024
 #define SR_DEADLINE_MS 10000    /* a connect or a query taking longer: the path lags */
 #define SR_RETRY_MS 5000        /* after a failed connect, jobs of that path are dropped */
+#define SR_IDLE_MS 60000        /* a pair unused this long is closed */
+#define SR_SWEEP_MS 1000
 #define SR_SAMPLE_MAX 160
 #define SR_DIFF_MAX 480
 #define SR_FIRST_USER_OID 16384 /* FirstNormalObjectId: type OIDs below are the same everywhere */
@@ -104,6 +106,7 @@ struct shadow_reads {
 	struct list_node queue;         /* struct sr_job waiting, oldest first */
 	size_t queue_bytes;
 	struct event *kick;             /* owns: works the queue after the current pass */
+	struct event *sweep;            /* owns: closes idle pairs; pending while a pair is used */
 	struct sr_key keys[SR_KEYS_MAX];
 	struct sr_fp fps[SR_FP_MAX];    /* open addressing by fingerprint */
 	struct shadow_read_stats stats;
@@ -430,6 +433,11 @@ static struct sr_key *sr_key_get(const char *user, const char *db)
 		if (victim->used)
 			sr_side_close(&victim->side[slot], 0);
 	victim->used = true;
+	victim->last_used_us = sr_now_us();
+	if (!evtimer_pending(sr->sweep, NULL)) {
+		struct timeval tv = { SR_SWEEP_MS / 1000, (SR_SWEEP_MS % 1000) * 1000 };
+		evtimer_add(sr->sweep, &tv);
+	}
 	snprintf(victim->user, sizeof(victim->user), "%s", user);
 	snprintf(victim->db, sizeof(victim->db), "%s", db);
 	for (int slot = 0; slot < 2; slot++) {
@@ -742,6 +750,36 @@ static void sr_work(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Closes the pairs nobody needs: all idle ones once shadow_reads is 0, the
+ * others after SR_IDLE_MS unused; re-arms while a pair is left. */
+static void sr_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct shadow_reads *sr = rt->shadows;
+	bool off = rt->flags->values.shadow_reads_milli == 0;
+	uint64_t now = sr_now_us();
+	bool left = false;
+	(void)fd;
+	(void)what;
+	(void)arg;
+
+	for (int i = 0; i < SR_KEYS_MAX; i++) {
+		struct sr_key *k = &sr->keys[i];
+		if (!k->used)
+			continue;
+		if (sr_key_idle(k) && (off || now - k->last_used_us > SR_IDLE_MS * 1000ull)) {
+			for (int slot = 0; slot < 2; slot++)
+				sr_side_close(&k->side[slot], 0);
+			k->used = false;
+			continue;
+		}
+		left = true;
+	}
+	if (left) {
+		struct timeval tv = { SR_SWEEP_MS / 1000, (SR_SWEEP_MS % 1000) * 1000 };
+		evtimer_add(sr->sweep, &tv);
+	}
+}
+
 static void sr_kick(void)
 {
 	if (rt->shadows != NULL && !list_empty(&rt->shadows->queue))
@@ -794,7 +832,8 @@ int shadow_read_start(void)
 		return -1;
 	list_init(&sr->queue);
 	sr->kick = event_new(rt->base, -1, 0, sr_work, NULL);
-	if (sr->kick == NULL)
+	sr->sweep = evtimer_new(rt->base, sr_sweep, NULL);
+	if (sr->kick == NULL || sr->sweep == NULL)
 		goto fail;
 	/* after the clients' own events of the pass */
 	event_priority_set(sr->kick, 0);
@@ -816,6 +855,8 @@ fail:
 				event_free(sr->keys[i].side[slot].deadline);
 	if (sr->kick)
 		event_free(sr->kick);
+	if (sr->sweep)
+		event_free(sr->sweep);
 	free(sr);
 	return -1;
 }
@@ -848,6 +889,7 @@ void shadow_read_stop(void)
 		for (int slot = 0; slot < 2; slot++)
 			event_free(sr->keys[i].side[slot].deadline);
 	event_free(sr->kick);
+	event_free(sr->sweep);
 	free(sr);
 	rt->shadows = NULL;
 }

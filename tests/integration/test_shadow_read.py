@@ -12,7 +12,8 @@ name, each with its first differing row in SHOW SHADOW_READS (ordered and
 multiset comparisons); volatile functions, now() and LIMIT without ORDER BY
 counted unstable and not run; reads inside a transaction block skipped; a
 v2 session's reads compared on old; with the right rule, concurrent read
-traffic at shadow_reads = 100 gives 0 mismatches and 0 unstable; /metrics.
+traffic at shadow_reads = 100 gives 0 mismatches and 0 unstable, and its side
+connections close once shadow_reads is 0; /metrics.
 With the other path not answering (a socket that accepts and never speaks),
 clients' throughput stays near that of shadow_reads = 0 (over half of it in
 alternating runs of 1 s: a shared machine's noise; docs/operations.md has
@@ -215,6 +216,12 @@ def test_right_rules_under_concurrent_reads_give_no_mismatch(proxy_factory, layo
         print("compared %d shadow reads, dropped %s" % (
             m["pgturnout_shadow_reads_total"],
             {k: v for k, v in m.items() if "dropped" in k and v}))
+        # the side connections (up to 4 pairs for this user) go once shadow reads are off
+        side = ("SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'pgturnout shadow reads'")
+        assert 2 <= layout.pg.sql(side)[0][0] <= 8
+        admin.run("SET shadow_reads = 0")
+        wait_for(lambda: layout.pg.sql(side)[0][0] == 0, "the side connections to close", 5)
     finally:
         admin.close()
 
