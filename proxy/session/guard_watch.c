@@ -50,6 +50,7 @@ struct gw_guard {
 	bool tripped;
 	int64_t tripped_at_ms;
 	char tripped_figures[GUARD_FIGURES_MAX];
+	char tripped_brief[sizeof(((struct guard_verdict *)0)->brief)]; /* for a retried rollback */
 	char action_taken[96];
 	uint64_t trips;
 	uint64_t armed_us;              /* judging counts requests from here (start, reset) */
@@ -213,7 +214,7 @@ static void gw_rollback(int k)
 	if (rt->hooks.guard_rollback == NULL || g->rollback_in_flight)
 		return;
 	snprintf(who, sizeof(who), "guard %s: %s", config_guard_name((enum guard_kind)k),
-		 g->last.brief);
+		 g->tripped_brief);
 	g->rollback_in_flight = true;
 	rt->hooks.guard_rollback(who, gw_rollback_done, (void *)(intptr_t)k);
 }
@@ -228,6 +229,7 @@ static void gw_trip(int k, const struct guard_rule *rule)
 	g->tripped_at_ms = (int64_t)(gw_now_us() / 1000);
 	g->trips++;
 	memcpy(g->tripped_figures, g->last.figures, sizeof(g->tripped_figures));
+	memcpy(g->tripped_brief, g->last.brief, sizeof(g->tripped_brief));
 	snprintf(g->action_taken, sizeof(g->action_taken), "%s",
 		 rollback ? "rolling the canary back" : "alert logged");
 	log_warning(0, "guard %s tripped: %s; action: %s", name, g->last.figures,
