@@ -2,7 +2,7 @@
  * route/flags.h — the runtime flags of one migration.
  *
  * Holds the current values of the flags of SPEC §3 [flags] (canary_percent,
- * dual_write, shadow_failure, force_path) plus the bucketing salt, each with
+ * dual_write, shadow_failure, force_path, shadow_reads) plus the bucketing salt, each with
  * when and by whom it was last changed, and a generation number that grows
  * by one on every change: a session remembers the generation its path was
  * decided under and re-decides at its next transaction boundary when the
@@ -119,7 +119,7 @@ int flags_set(struct flags *f, const char *name, const char *value, const char *
  * applied in the order canary_percent, dual_write, shadow_failure,
  * force_path, salt, without FORCE. All or nothing: if one is refused, no
  * flag changes and -1 is returned with the reason in err. On success
- * returns the number of flags changed (0..5); ON_CHANGE, when not NULL, is
+ * returns the number of flags changed (0..6); ON_CHANGE, when not NULL, is
  * called with each applied change, in order.
  */
 typedef void (*flags_change_cb)(void *arg, const struct flag_change *change);

@@ -25,6 +25,8 @@
 #include "session/client.h"
 #include "session/console.h"
 #include "session/fleet.h"
+#include "session/guard_watch.h"
+#include "session/shadow_read.h"
 #include "session/history_file.h"
 #include "session/intent.h"
 #include "session/twophase.h"
@@ -88,6 +90,8 @@ static void process_read_shapes(const struct config *cfg)
 static void process_set_flag_async(const char *name, const char *value, const char *who,
 				   const char *surface, bool force, bool wait, control_done_cb done,
 				   void *arg);
+
+static void process_guard_rollback(const char *who, control_done_cb done, void *arg);
 
 static const struct control_ops process_control_ops = {
 	.reload = process_reload,
@@ -189,6 +193,7 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	rt->cfg = cfg;
 	rt->config_file = config_file;
 	rt->hooks.console_execute = admin_execute;
+	rt->hooks.guard_rollback = process_guard_rollback;
 	control_set_ops(&process_control_ops);
 	list_init(&rt->clients);
 	list_init(&rt->dead);
@@ -232,6 +237,10 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 			   process_record_change, NULL);
 	if (config_fleet_on(cfg) && process_start_fleet(err, errlen) < 0)
 		return -1;
+	if (guard_watch_start() < 0 || shadow_read_start() < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	if (cfg->journal_dir) {
 		char jerr[256];
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
@@ -280,7 +289,9 @@ int process_set_flag(const char *name, const char *value, const char *who,
 {
 	struct flags_guard g;
 	process_guard(&g);
-	int rc = flags_set(rt->flags, name, value, who, surface, force, &g, err, errlen);
+	int rc = guard_watch_check_flag(name, value, err, errlen);
+	if (rc == 0)
+		rc = flags_set(rt->flags, name, value, who, surface, force, &g, err, errlen);
 	if (rc < 0) {
 		rt->stats.flag_refusals++;
 		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
@@ -374,6 +385,12 @@ static void process_set_flag_async(const char *name, const char *value, const ch
 		done(arg, rc, err);
 		return;
 	}
+	if (guard_watch_check_flag(name, value, err, sizeof(err)) < 0) {
+		rt->stats.flag_refusals++;
+		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
+		done(arg, -1, err);
+		return;
+	}
 	struct flags copy = *rt->flags;
 	struct flags_guard g;
 	process_guard(&g);
@@ -402,6 +419,13 @@ static void process_set_flag_async(const char *name, const char *value, const ch
 	p->arg = arg;
 	p->wait = wait;
 	fleet_write(rt->fleet, &change, process_on_written, p);
+}
+
+/* A guard's rollback: canary_percent to 0 with FORCE, as an operator would
+ * type it, through the fleet's flag store when there is one. */
+static void process_guard_rollback(const char *who, control_done_cb done, void *arg)
+{
+	process_set_flag_async("canary_percent", "0", who, "guard", true, false, done, arg);
 }
 
 int process_listen(char *err, size_t errlen)
@@ -446,6 +470,8 @@ void process_free(void)
 	}
 	client_reap();
 	fleet_free(rt->fleet);
+	guard_watch_stop();
+	shadow_read_stop();
 	pool_clear();
 	pool_reap();
 	listener_set_free(rt->listeners);
@@ -495,6 +521,7 @@ static void process_warn_fleet_flags(const struct config *old, const struct conf
 	const struct flags_config *a = &old->flags, *b = &new_cfg->flags;
 	if (a->canary_milli != b->canary_milli || a->dual_write != b->dual_write ||
 	    a->shadow_failure != b->shadow_failure || a->force_path != b->force_path ||
+	    a->shadow_reads_milli != b->shadow_reads_milli ||
 	    strcmp(old->salt ? old->salt : "", new_cfg->salt ? new_cfg->salt : "") != 0)
 		log_warning(0, "reload: [flags] (or salt) changed in the file but not applied: with "
 			    "[fleet] the flags are the fleet's; change them with SET or PUT /flags");
@@ -523,6 +550,17 @@ int process_reload(const char *who)
 	config_keep_restart_keys(cfg, rt->cfg);
 	struct flags_guard g;
 	process_guard(&g);
+	if (rt->fleet == NULL && cfg->flags.canary_milli != rt->cfg->flags.canary_milli) {
+		char pct[32];
+		config_format_percent_milli(cfg->flags.canary_milli, pct, sizeof(pct));
+		if (guard_watch_check_flag("canary_percent", pct, err, sizeof(err)) < 0) {
+			log_error(0, "reload (%s) refused: [flags] canary_percent = %s: %s; keeping the "
+				  "configuration in force", who, pct, err);
+			tls_set_free(tls);
+			config_unref(cfg);
+			return -1;
+		}
+	}
 	if (rt->fleet != NULL)
 		process_warn_fleet_flags(rt->cfg, cfg);
 	else if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
@@ -540,9 +578,11 @@ int process_reload(const char *who)
 	rt->cfg = cfg;
 	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
+	shadow_read_reset_connections();  /* so do the side connections of shadow reads */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
 	auth_query_clear_cache();  /* auth_user, auth_query and the paths may have changed */
 	janitor_sync();  /* timeouts may have changed */
+	guard_watch_sync();  /* [guard] may have changed */
 	process_read_shapes(cfg);
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);

@@ -16,6 +16,7 @@
  * CLIENTS are shared with the HTTP surface (admin_foreach_client).
  */
 #include "ctl/admin.h"
+#include "ctl/admin_canary.h"
 
 #include "conf/config.h"
 #include "ctl/control.h"
@@ -214,9 +215,12 @@ static const char *const help_rows[][2] = {
 	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections (open, kept idle), health" },
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
 	{ "SHOW JOURNAL", "dual-write dead letters" },
+	{ "SHOW SHADOW_READS", "shadow reads per fingerprint: runs, mismatches, errors, unstable, latency per path, a sample, the last difference" },
+	{ "SHOW GUARDS", "the [guard] thresholds: state, figures of the window, tripped at/by, action taken" },
+	{ "RESET GUARD <name>", "re-arm a tripped guard (canary_percent may be raised again); its window starts over" },
 	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
-	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt); WAIT: answer once every live instance of the fleet applied it" },
+	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, shadow_reads, salt); WAIT: answer once every live instance of the fleet applied it" },
 	{ "RELOAD", "re-read the configuration file" },
 	{ "PAUSE", "stop sessions at their next transaction boundary" },
 	{ "RESUME", "let paused sessions go on" },
@@ -712,6 +716,8 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 				{ "HISTORY", show_history }, { "CLIENTS", show_clients },
 				{ "PATHS", show_paths }, { "STATS", show_stats },
 				{ "JOURNAL", show_journal }, { "FLEET", show_fleet },
+				{ "GUARDS", admin_show_guards },
+				{ "SHADOW_READS", admin_show_shadow_reads },
 			};
 			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
 				if (is_kw(c, 1, shows[i].kw)) {
@@ -726,6 +732,10 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 		}
 	} else if (is_kw(c, 0, "SET")) {
 		set_flag(c, j);
+		return;
+	} else if (c->n == 3 && is_kw(c, 0, "RESET") && is_kw(c, 1, "GUARD") &&
+		   (c->t[2].kind == TOK_WORD || c->t[2].kind == TOK_STRING || c->t[2].kind == TOK_IDENT)) {
+		admin_reset_guard(c->t[2].text, who, out);
 		return;
 	} else if (c->n == 1 && is_kw(c, 0, "RELOAD")) {
 		if (control_reload(who) < 0) {

@@ -67,6 +67,15 @@ class TwoPathLayout:
         return self.pg.sql("SET search_path = %s; %s" % (schema, query), dbname=db)
 
 
+def created(layout):
+    """For a fixture: creates LAYOUT's objects, yields it, drops them."""
+    layout.create()
+    try:
+        yield layout
+    finally:
+        layout.drop()
+
+
 class Admin:
     """A console session (psycopg2, simple query protocol)."""
 
