@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -128,6 +129,8 @@ static void process_record_change(void *arg, const struct flag_change *ch);
 static const struct fleet_hooks process_fleet_hooks;
 
 /* Joins the fleet of [fleet]: connects (asynchronously) to the flag store. */
+static int process_start_indexer(void);
+
 static int process_start_fleet(char *err, size_t errlen)
 {
 	rt->fleet = fleet_new(rt->base, rt->cfg, rt->flags, flag_restore_epoch(),
@@ -218,14 +221,59 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
 		if (!rt->journal)
 			log_error(0, "dual-write journal unavailable: %s", jerr);
-		else if (journal_notice(rt->journal))
-			log_warning(0, "dual-write journal: %s", journal_notice(rt->journal));
+		if (rt->journal && process_start_indexer() < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		if (rt->journal) {
 			rt->intents = intent_log_open(cfg->journal_dir, rt->journal, jerr, sizeof(jerr));
 			if (!rt->intents)
 				log_error(0, "dual-write commit intents unavailable: %s", jerr);
 		}
 	}
+	return 0;
+}
+
+/* ---- the journal's index, built a slice per event-loop pass ---- */
+
+#define JOURNAL_INDEX_SLICE (1u << 20)  /* bytes per pass: a few milliseconds */
+
+static struct event *journal_indexer;
+static double journal_index_started;
+
+static double process_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void process_on_index(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	int rc = journal_index_step(rt->journal, JOURNAL_INDEX_SLICE);
+	if (rc == 0) {
+		static const struct timeval now = { 0, 0 };
+		evtimer_add(journal_indexer, &now);
+		return;
+	}
+	if (rc > 0)
+		log_info(0, "dual-write journal indexed: %zu entries, %llu bytes in %.3f s",
+			 journal_count(rt->journal), (unsigned long long)journal_size(rt->journal),
+			 process_now_s() - journal_index_started);
+}
+
+/* The journal is indexed after start-up, between the loop's other events. */
+static int process_start_indexer(void)
+{
+	static const struct timeval now = { 0, 0 };
+	journal_indexer = evtimer_new(rt->base, process_on_index, NULL);
+	if (!journal_indexer)
+		return -1;
+	journal_index_started = process_now_s();
+	evtimer_add(journal_indexer, &now);
 	return 0;
 }
 
@@ -439,6 +487,10 @@ void process_free(void)
 	intent_log_free(rt->intents);
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
+	if (journal_indexer) {
+		event_free(journal_indexer);
+		journal_indexer = NULL;
+	}
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	if (rt->reaper)

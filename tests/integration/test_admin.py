@@ -74,7 +74,8 @@ SHOWS = {
     "STATS": ["path", "name", "sessions", "queries", "reads", "writes", "rewritten", "refused",
               "shadow_writes", "shadow_errors", "mismatches", "latency_p50_ms",
               "latency_p99_ms", "latency_avg_ms", "nondeterministic", "journaled"],
-    "JOURNAL": ["time", "session", "path", "fingerprint", "statement", "parameters", "error"],
+    "JOURNAL": ["entry", "time", "session", "path", "fingerprint", "statement", "parameters", "error",
+                "repaired"],
 }
 
 
