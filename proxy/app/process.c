@@ -16,6 +16,7 @@
 #include "ctl/admin.h"
 #include "ctl/control.h"
 #include "ctl/http.h"
+#include "ctl/verify_state.h"
 #include "io/catalog.h"
 #include "io/conn.h"
 #include "io/listener.h"
@@ -128,9 +129,9 @@ static void process_record_change(void *arg, const struct flag_change *ch);
 
 static const struct fleet_hooks process_fleet_hooks;
 
-/* Joins the fleet of [fleet]: connects (asynchronously) to the flag store. */
 static int process_start_indexer(void);
 
+/* Joins the fleet of [fleet]: connects (asynchronously) to the flag store. */
 static int process_start_fleet(char *err, size_t errlen)
 {
 	rt->fleet = fleet_new(rt->base, rt->cfg, rt->flags, flag_restore_epoch(),
@@ -277,11 +278,60 @@ static int process_start_indexer(void)
 	return 0;
 }
 
+/* Unix milliseconds of "YYYY-MM-DDTHH:MM:SS[.mmm]Z"; 0 when it is not that. */
+static int64_t rfc3339_ms(const char *s)
+{
+	struct tm tm = { 0 };
+	int ms = 0;
+	const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return 0;
+	if (rest[0] == '.')
+		ms = atoi(rest + 1);
+	return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* When dual_write last went from on to off, from the flag history (or, with
+ * none, this run's flags); 0 when it never did. */
+static int64_t dual_write_off_ms(void)
+{
+	if (rt->flags->values.dual_write)
+		return 0;
+	for (size_t i = rt->history ? history_file_count(rt->history) : 0; i > 0; i--) {
+		const struct flag_history_entry *e = history_file_get(rt->history, i - 1);
+		if (strcmp(e->name, "dual_write") == 0)
+			return strcmp(e->new_value, "off") == 0 && strcmp(e->old_value, "on") == 0
+			       ? rfc3339_ms(e->time) : 0;
+	}
+	if (!rt->history && strcmp(rt->flags->changed_by[FLAG_DUAL_WRITE], "startup") != 0)
+		return rt->flags->changed_at_ms[FLAG_DUAL_WRITE];
+	return 0;
+}
+
 /* What the guard rails need to know about this instance's sessions now. */
 static void process_local_guard(void *arg, struct flags_guard *g)
 {
 	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
 	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+	g->dual_write_off_ms = 0;
+	g->journal_unrepaired = 0;
+	g->verified_since = false;
+	if (rt->flags->values.dual_write)
+		return;         /* only turning it on asks */
+	g->dual_write_off_ms = dual_write_off_ms();
+	int64_t since = g->dual_write_off_ms;
+	if (rt->journal) {
+		size_t n = journal_count(rt->journal);
+		g->journal_unrepaired = n - journal_first_unrepaired(rt->journal);
+		struct journal_entry e;
+		if (g->journal_unrepaired > 0 && journal_read(rt->journal, n - 1, &e) == 0) {
+			int64_t last = rfc3339_ms(e.time);
+			since = last > since ? last : since;
+			journal_entry_clear(&e);
+		}
+	}
+	if (g->dual_write_off_ms > 0 || g->journal_unrepaired > 0)
+		g->verified_since = verify_state_passed_since(rt->cfg->journal_dir, since);
 }
 
 /* ... and about the fleet's: the other instances' as of their last heartbeat. */
@@ -315,6 +365,11 @@ int process_set_flag(const char *name, const char *value, const char *who,
 		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
 		return -1;
 	}
+	if (rc == 0 && force && strcmp(name, "dual_write") == 0 && rt->flags->values.dual_write &&
+	    flags_behind_message(&g, "dual_write is on (FORCE), but ", "", err, errlen))
+		log_warning(0, "%s", err);      /* the console shows it as a WARNING */
+	else if (rc == 0)
+		err[0] = '\0';
 	if (rc == 0) {
 		/* A salt change re-buckets sessions: it is only allowed while
 		 * canary_percent is 0 (guard rail), so nothing moves now. */

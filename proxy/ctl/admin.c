@@ -19,6 +19,7 @@
 
 #include "conf/config.h"
 #include "ctl/control.h"
+#include "ctl/verify_state.h"
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
@@ -215,6 +216,7 @@ static const char *const help_rows[][2] = {
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
 	{ "SHOW JOURNAL [ALL] [LIMIT n] [OFFSET m]", "dual-write dead letters: the unrepaired ones (ALL: every one), 100 at a time" },
 	{ "ROTATE JOURNAL [FORCE]", "move the journal file aside (kept for repair --journal) and start an empty one" },
+	{ "SHOW VERIFY", "the last pgturnout verify: per table pair rows, missing on old/new, different, when" },
 	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
 	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt); WAIT: answer once every live instance of the fleet applied it" },
@@ -646,6 +648,42 @@ static void rotate_journal(const struct cmd *c, struct wbuf *out)
 	build_command_complete(out, "ROTATE");
 }
 
+/* ---- SHOW VERIFY ---- */
+
+/* The last verify's result per table pair (ctl/verify_state.h). */
+static void show_verify(struct wbuf *out)
+{
+	static const char *const cols[] = { "table", "new_table", "rows", "missing_on_old",
+					     "missing_on_new", "different", "sequences_behind",
+					     "result", "time", "tool" };
+	const struct verify_state *v = verify_state_get(rt->cfg->journal_dir);
+	if (v == NULL)
+		notice_out(out, "no verify result yet: run pgturnout verify (it records its result in "
+			   "journal_dir/" VERIFY_STATE_FILE ")");
+	else if (!v->complete)
+		notice_out(out, "the last verify compared only some table pairs (--table) or resumed "
+			   "an interrupted run");
+	build_row_description(out, cols, 10);
+	size_t rows = 0;
+	for (size_t i = 0; v && i < v->n_tables; i++) {
+		const struct verify_state_table *t = &v->tables[i];
+		char n[5][24];
+		const uint64_t c[5] = { t->rows, t->missing_on_old, t->missing_on_new, t->different,
+					t->sequences_behind };
+		for (int k = 0; k < 5; k++)
+			snprintf(n[k], sizeof(n[k]), "%" PRIu64, c[k]);
+		bool equal = c[1] == 0 && c[2] == 0 && c[3] == 0 && c[4] == 0;
+		const char *row[] = { t->table, t->new_table, t->problem ? NULL : n[0],
+				      t->problem ? NULL : n[1], t->problem ? NULL : n[2],
+				      t->problem ? NULL : n[3], t->problem ? NULL : n[4],
+				      t->problem ? t->problem : equal ? "equal" : "different",
+				      v->time, v->tool };
+		build_data_row(out, row, 10);
+		rows++;
+	}
+	complete_show(out, rows);
+}
+
 /* ---- SHOW FLEET ---- */
 
 static void show_fleet(struct wbuf *out)
@@ -746,6 +784,8 @@ static void set_answer(struct admin_job *j)
 		error_out(out, state, err, NULL);
 		return;
 	}
+	if (j->ans.rc == 0 && err[0] != '\0')
+		build_error(out, 'N', "WARNING", "01000", err, NULL, NULL);
 	if (j->ans.rc == 1) {
 		char msg[FLAGS_VALUE_MAX + 64];
 		char cur[FLAGS_VALUE_MAX];
@@ -828,7 +868,7 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 				{ "CONFIG", show_config }, { "FLAGS", show_flags },
 				{ "HISTORY", show_history }, { "CLIENTS", show_clients },
 				{ "PATHS", show_paths }, { "STATS", show_stats },
-				{ "FLEET", show_fleet },
+				{ "FLEET", show_fleet }, { "VERIFY", show_verify },
 			};
 			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
 				if (is_kw(c, 1, shows[i].kw)) {
