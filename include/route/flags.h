@@ -45,7 +45,16 @@ struct flags_guard {
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off
 					   (no copy on old), since startup */
 	uint64_t sessions_on_new;       /* sessions whose session path is new now */
+	/* Why the new side may lack writes (turning dual_write on again): */
+	int64_t dual_write_off_ms;      /* when dual_write last went on -> off (Unix ms), 0: never */
+	uint64_t journal_unrepaired;    /* journaled losses not repaired yet */
+	bool verified_since;            /* a complete verify found 0 differences since both */
 };
+
+/* Whether the guard says the new side missed writes (see struct
+ * flags_guard); if so, err holds PREFIX, why, what to run, SUFFIX. */
+bool flags_behind_message(const struct flags_guard *g, const char *prefix, const char *suffix,
+			  char *err, size_t errlen);
 
 /* One applied change, as recorded in the flag history. */
 struct flag_change {

@@ -16,6 +16,7 @@
 #include "ctl/admin.h"
 #include "ctl/control.h"
 #include "ctl/http.h"
+#include "ctl/verify_state.h"
 #include "io/catalog.h"
 #include "io/conn.h"
 #include "io/listener.h"
@@ -42,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -150,6 +152,8 @@ static void process_record_change(void *arg, const struct flag_change *ch);
 
 static const struct fleet_hooks process_fleet_hooks;
 
+static int process_start_indexer(void);
+
 /* Joins the fleet of [fleet]: connects (asynchronously) to the flag store. */
 static int process_start_fleet(char *err, size_t errlen)
 {
@@ -246,8 +250,10 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
 		if (!rt->journal)
 			log_error(0, "dual-write journal unavailable: %s", jerr);
-		else if (journal_notice(rt->journal))
-			log_warning(0, "dual-write journal: %s", journal_notice(rt->journal));
+		if (rt->journal && process_start_indexer() < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		if (rt->journal) {
 			rt->intents = intent_log_open(cfg->journal_dir, rt->journal, jerr, sizeof(jerr));
 			if (!rt->intents)
@@ -257,11 +263,103 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	return process_choose_commit(cfg, err, errlen);
 }
 
+/* ---- the journal's index, built a slice per event-loop pass ---- */
+
+#define JOURNAL_INDEX_SLICE (1u << 20)  /* bytes per pass: a few milliseconds */
+
+static struct event *journal_indexer;
+static double journal_index_started;
+
+static double process_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void process_on_index(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	int rc = journal_index_step(rt->journal, JOURNAL_INDEX_SLICE);
+	if (rc == 0) {
+		static const struct timeval now = { 0, 0 };
+		evtimer_add(journal_indexer, &now);
+		return;
+	}
+	if (rc > 0)
+		log_info(0, "dual-write journal indexed: %zu entries, %llu bytes in %.3f s",
+			 journal_count(rt->journal), (unsigned long long)journal_size(rt->journal),
+			 process_now_s() - journal_index_started);
+}
+
+/* The journal is indexed after start-up, between the loop's other events. */
+static int process_start_indexer(void)
+{
+	static const struct timeval now = { 0, 0 };
+	journal_indexer = evtimer_new(rt->base, process_on_index, NULL);
+	if (!journal_indexer)
+		return -1;
+	journal_index_started = process_now_s();
+	evtimer_add(journal_indexer, &now);
+	return 0;
+}
+
+/* Unix milliseconds of "YYYY-MM-DDTHH:MM:SS[.mmm]Z"; 0 when it is not that. */
+static int64_t rfc3339_ms(const char *s)
+{
+	struct tm tm = { 0 };
+	int ms = 0;
+	const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return 0;
+	if (rest[0] == '.')
+		ms = atoi(rest + 1);
+	return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* When dual_write last went from on to off, from the flag history (or, with
+ * none, this run's flags); 0 when it never did. */
+static int64_t dual_write_off_ms(void)
+{
+	if (rt->flags->values.dual_write)
+		return 0;
+	for (size_t i = rt->history ? history_file_count(rt->history) : 0; i > 0; i--) {
+		const struct flag_history_entry *e = history_file_get(rt->history, i - 1);
+		if (strcmp(e->name, "dual_write") == 0)
+			return strcmp(e->new_value, "off") == 0 && strcmp(e->old_value, "on") == 0
+			       ? rfc3339_ms(e->time) : 0;
+	}
+	if (!rt->history && strcmp(rt->flags->changed_by[FLAG_DUAL_WRITE], "startup") != 0)
+		return rt->flags->changed_at_ms[FLAG_DUAL_WRITE];
+	return 0;
+}
+
 /* What the guard rails need to know about this instance's sessions now. */
 static void process_local_guard(void *arg, struct flags_guard *g)
 {
 	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
 	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+	g->dual_write_off_ms = 0;
+	g->journal_unrepaired = 0;
+	g->verified_since = false;
+	if (rt->flags->values.dual_write)
+		return;         /* only turning it on asks */
+	g->dual_write_off_ms = dual_write_off_ms();
+	int64_t since = g->dual_write_off_ms;
+	if (rt->journal) {
+		size_t n = journal_count(rt->journal);
+		g->journal_unrepaired = n - journal_first_unrepaired(rt->journal);
+		struct journal_entry e;
+		if (g->journal_unrepaired > 0 && journal_read(rt->journal, n - 1, &e) == 0) {
+			int64_t last = rfc3339_ms(e.time);
+			since = last > since ? last : since;
+			journal_entry_clear(&e);
+		}
+	}
+	if (g->dual_write_off_ms > 0 || g->journal_unrepaired > 0)
+		g->verified_since = verify_state_passed_since(rt->cfg->journal_dir, since);
 }
 
 /* ... and about the fleet's: the other instances' as of their last heartbeat. */
@@ -297,6 +395,11 @@ int process_set_flag(const char *name, const char *value, const char *who,
 		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
 		return -1;
 	}
+	if (rc == 0 && force && strcmp(name, "dual_write") == 0 && rt->flags->values.dual_write &&
+	    flags_behind_message(&g, "dual_write is on (FORCE), but ", "", err, errlen))
+		log_warning(0, "%s", err);      /* the console shows it as a WARNING */
+	else if (rc == 0)
+		err[0] = '\0';
 	if (rc == 0) {
 		/* A salt change re-buckets sessions: it is only allowed while
 		 * canary_percent is 0 (guard rail), so nothing moves now. */
@@ -485,6 +588,10 @@ void process_free(void)
 	intent_log_free(rt->intents);
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
+	if (journal_indexer) {
+		event_free(journal_indexer);
+		journal_indexer = NULL;
+	}
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	auth_query_clear_cache();

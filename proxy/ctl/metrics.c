@@ -14,11 +14,13 @@
 
 #include "core/wbuf.h"
 #include "conf/config.h"
+#include "ctl/verify_state.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/fleet.h"
 #include "session/guard_watch.h"
 #include "session/shadow_read.h"
+#include "session/journal.h"
 #include "session/runtime.h"
 #include "sql/cache.h"
 
@@ -335,6 +337,57 @@ static void guard_metrics(struct wbuf *out)
 			    v[k].rule->threshold);
 }
 
+/* A label value with \\, " and newline escaped (exposition format). */
+static void put_label(struct wbuf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			wbuf_put_u8(out, '\\');
+		if (*v == '\n') {
+			wbuf_put(out, "\\n", 2);
+			continue;
+		}
+		wbuf_put_u8(out, (uint8_t)*v);
+	}
+}
+
+/* The drift dashboard (SPEC §11): the journal's unrepaired entries and the
+ * last verify's result (ctl/verify_state.h). */
+static void drift_metrics(struct wbuf *out)
+{
+	struct journal *j = rt->journal;
+	size_t n = journal_count(j);
+	single(out, "pgturnout_journal_entries", "gauge",
+	       "Entries in the dual-write journal file (indexed so far).", n);
+	single(out, "pgturnout_journal_unrepaired", "gauge",
+	       "Journal entries not yet marked repaired by pgturnout repair --journal.",
+	       n - journal_first_unrepaired(j));
+	single(out, "pgturnout_journal_indexed", "gauge",
+	       "1 once the journal file is indexed, 0 while start-up indexing runs.",
+	       j == NULL || journal_indexed(j) ? 1 : 0);
+	const struct verify_state *v = verify_state_get(rt->cfg->journal_dir);
+	if (v == NULL)
+		return;
+	single(out, "pgturnout_verify_last_run_timestamp_seconds", "gauge",
+	       "When the last pgturnout verify ended (Unix time).", (uint64_t)v->timestamp);
+	single(out, "pgturnout_verify_last_differences", "gauge",
+	       "Rows missing on either side or different, and sequences behind, in the last verify.",
+	       v->differences);
+	single(out, "pgturnout_verify_last_equal", "gauge",
+	       "1 when the last verify compared every table pair and found them equal.",
+	       v->complete && strcmp(v->result, "equal") == 0 ? 1 : 0);
+	family(out, "pgturnout_drift_rows", "gauge",
+	       "Per table pair, rows missing on either side or different in the last verify.");
+	for (size_t i = 0; i < v->n_tables; i++) {
+		const struct verify_state_table *t = &v->tables[i];
+		if (t->problem)
+			continue;
+		put(out, "pgturnout_drift_rows{table=\"");
+		put_label(out, t->table);
+		put(out, "\"} %" PRIu64 "\n", t->missing_on_old + t->missing_on_new + t->different);
+	}
+}
+
 void metrics_render(struct wbuf *out)
 {
 	family(out, "pgturnout_info", "gauge", "Version of the running pgturnout.");
@@ -348,4 +401,5 @@ void metrics_render(struct wbuf *out)
 	fleet_metrics(out);
 	shadow_read_metrics(out);
 	guard_metrics(out);
+	drift_metrics(out);
 }

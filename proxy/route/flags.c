@@ -209,6 +209,37 @@ flags_values_equal(const struct flags_config *a, const struct flags_config *b)
 }
 
 /*
+ * Whether turning dual_write on again leaves the new side without writes
+ * (it was off after having been on, or the journal holds unrepaired losses,
+ * and no complete verify has passed since); if so, the explanation between
+ * PREFIX and SUFFIX in err.
+ */
+bool
+flags_behind_message(const struct flags_guard *g, const char *prefix, const char *suffix,
+		     char *err, size_t errlen)
+{
+	char off[64] = "", lost[64] = "";
+
+	if (g->verified_since || (g->dual_write_off_ms <= 0 && g->journal_unrepaired == 0))
+		return false;
+	if (g->dual_write_off_ms > 0) {
+		time_t sec = (time_t)(g->dual_write_off_ms / 1000);
+		struct tm tm;
+		gmtime_r(&sec, &tm);
+		strftime(off, sizeof(off), "dual_write was off since %Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (g->journal_unrepaired > 0)
+		snprintf(lost, sizeof(lost), "%llu journal entries are unrepaired",
+			 (unsigned long long)g->journal_unrepaired);
+	snprintf(err, errlen,
+		 "%sthe new side missed writes (%s%s%s) and no complete verify has passed since: "
+		 "copy them with pgturnout backfill or pgturnout repair (--table, --journal), then "
+		 "check with pgturnout verify%s", prefix, off, off[0] && lost[0] ? "; " : "", lost,
+		 suffix);
+	return true;
+}
+
+/*
  * The guard rails of SPEC §8. NEXT holds the values after the change of
  * flag ID. Returns 0 when the change is allowed, -1 with the rule in err.
  */
@@ -243,6 +274,9 @@ flags_check_guard(const struct flags *f, int id, const struct flags_config *next
 		}
 		return 0;
 	case FLAG_DUAL_WRITE:
+		if (!f->values.dual_write && next->dual_write)
+			return flags_behind_message(g, "refused: ", "; append FORCE to turn it on anyway",
+						    err, errlen) ? -1 : 0;
 		if (!f->values.dual_write || next->dual_write)
 			return 0;
 		if (g->unmirrored_new_writes > 0) {

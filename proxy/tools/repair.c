@@ -33,6 +33,7 @@
 #include "sql/analyze.h"
 #include "tools/pairs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libpq-fe.h>
@@ -48,9 +49,6 @@
 #define REPAIR_BATCH_PARAMS 30000	/* parameters of one multi-row INSERT */
 #define REPAIR_BATCH_ROWS 500
 #define REPAIR_RETRIES 5
-#define JOURNAL_FILE "dual_write_journal.log"
-#define JOURNAL_REPAIRED_FILE "dual_write_journal.repaired"
-#define JOURNAL_REPAIRED_MAGIC "pgturnout journal repaired 1"
 #define BACKFILL_CHECKPOINT_FILE "backfill.checkpoint"
 #define BACKFILL_CHECKPOINT_MAGIC "pgturnout backfill checkpoint 1"
 
@@ -93,6 +91,14 @@ struct repair_pair {
 	size_t n_keys, cap_keys;
 };
 
+/* One journal file read by --journal: the byte range of the entries repaired. */
+struct journal_part {
+	char *path;			/* owns */
+	char *repaired_path;		/* owns: its sidecar */
+	long long from, to;
+	uint64_t lines_before, lines;	/* lines before from (the sidecar's), and read past it */
+};
+
 struct repair_run {
 	struct repair_options opt;
 	const char *tool;		/* "repair" or "backfill" */
@@ -100,10 +106,11 @@ struct repair_run {
 	struct repair_pair *pairs;	/* owns, n_pairs */
 	size_t n_pairs;
 	/* --journal */
-	char *journal_path;		/* owns */
-	char *repaired_path;		/* owns */
-	long long journal_from, journal_to;	/* byte range of the entries repaired */
-	uint64_t journal_lines_before, journal_entries, journal_unparsed;
+	struct journal_part *jparts;	/* owns, n_jparts: rotated files (oldest first), then
+					 * the current one */
+	size_t n_jparts;
+	long long journal_to;		/* the current file's offset repaired up to */
+	uint64_t journal_entries, journal_unparsed;
 	/* backfill */
 	char *checkpoint_path;		/* owns */
 	char *resume_name;		/* owns: pair (old name) the checkpoint stopped in */
@@ -748,20 +755,20 @@ static int read_report(struct repair_run *run)
 
 /* The sidecar: "pgturnout journal repaired 1\n<offset> <lines>\n". 0 (and
  * *offset, *lines 0) when there is none. */
-static int repaired_read(struct repair_run *run, long long *offset, uint64_t *lines)
+static int repaired_read(const char *path, long long *offset, uint64_t *lines)
 {
 	*offset = 0;
 	*lines = 0;
-	FILE *f = fopen(run->repaired_path, "r");
+	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		return errno == ENOENT ? 0 : (pairs_err("%s: %s", run->repaired_path, strerror(errno)), -1);
+		return errno == ENOENT ? 0 : (pairs_err("%s: %s", path, strerror(errno)), -1);
 	char magic[64] = "";
 	unsigned long long l = 0;
 	int rc = 0;
 	if (fgets(magic, sizeof(magic), f) == NULL || strncmp(magic, JOURNAL_REPAIRED_MAGIC,
 							       strlen(JOURNAL_REPAIRED_MAGIC)) != 0 ||
 	    fscanf(f, "%lld %llu", offset, &l) != 2 || *offset < 0) {
-		pairs_err("%s: unreadable; remove it to repair the whole journal", run->repaired_path);
+		pairs_err("%s: unreadable; remove it to repair the whole journal", path);
 		rc = -1;
 	}
 	*lines = l;
@@ -771,13 +778,18 @@ static int repaired_read(struct repair_run *run, long long *offset, uint64_t *li
 
 static int repaired_write(struct repair_run *run)
 {
-	struct wbuf b;
-	wbuf_init(&b);
-	pairs_put_f(&b, "%s\n%lld %llu\n", JOURNAL_REPAIRED_MAGIC, run->journal_to,
-		    (unsigned long long)(run->journal_lines_before + run->journal_entries +
-					 run->journal_unparsed));
-	int rc = pairs_write_file(run->repaired_path, &b);
-	wbuf_free(&b);
+	int rc = 0;
+	for (size_t i = 0; i < run->n_jparts && rc == 0; i++) {
+		const struct journal_part *jp = &run->jparts[i];
+		if (jp->to == jp->from && jp->lines == 0)
+			continue;	/* nothing new in it */
+		struct wbuf b;
+		wbuf_init(&b);
+		pairs_put_f(&b, "%s\n%lld %llu\n", JOURNAL_REPAIRED_MAGIC, jp->to,
+			    (unsigned long long)(jp->lines_before + jp->lines));
+		rc = pairs_write_file(jp->repaired_path, &b);
+		wbuf_free(&b);
+	}
 	return rc;
 }
 
@@ -786,12 +798,7 @@ static int repaired_write(struct repair_run *run)
  * unparsed), 0, or -1. */
 static int journal_line(struct repair_run *run, char *line, size_t len)
 {
-	if (len < 10 || line[8] != ' ')
-		return 1;
-	char crc[9];
-	memcpy(crc, line, 8);
-	crc[8] = '\0';
-	if (strtoul(crc, NULL, 16) != journal_crc32(line + 9, len - 9))
+	if (!journal_line_ok(line, len))
 		return 1;
 	json_t *o = json_loadb(line + 9, len - 9, 0, NULL);
 	const char *path = o != NULL ? json_get_text(o, "path") : NULL;
@@ -844,37 +851,31 @@ static int journal_line(struct repair_run *run, char *line, size_t len)
 	return rc;
 }
 
-/* Reads the journal's entries past the sidecar's offset. */
-static int read_journal(struct repair_run *run)
+/* Reads one journal file's entries past its sidecar's offset. */
+static int read_journal_file(struct repair_run *run, struct journal_part *jp)
 {
-	const char *dir = run->pp.cfg->journal_dir;
-	run->journal_path = pairs_asprintf("%s/%s", dir, JOURNAL_FILE);
-	run->repaired_path = pairs_asprintf("%s/%s", dir, JOURNAL_REPAIRED_FILE);
-	if (run->journal_path == NULL || run->repaired_path == NULL)
+	if (repaired_read(jp->repaired_path, &jp->from, &jp->lines_before) < 0)
 		return -1;
-	if (repaired_read(run, &run->journal_from, &run->journal_lines_before) < 0)
-		return -1;
-	FILE *f = fopen(run->journal_path, "r");
+	jp->to = jp->from;
+	FILE *f = fopen(jp->path, "r");
 	if (f == NULL) {
 		if (errno != ENOENT) {
-			pairs_err("%s: %s", run->journal_path, strerror(errno));
+			pairs_err("%s: %s", jp->path, strerror(errno));
 			return -1;
 		}
-		run->journal_to = run->journal_from;
 		return 0;
 	}
 	struct stat st;
-	if (fstat(fileno(f), &st) == 0 && st.st_size < run->journal_from) {
+	if (fstat(fileno(f), &st) == 0 && st.st_size < jp->from) {
 		/* the journal was started afresh: everything in it is new */
-		run->journal_from = 0;
-		run->journal_lines_before = 0;
+		jp->from = jp->to = 0;
+		jp->lines_before = 0;
 	}
-	if (fseeko(f, run->journal_from, SEEK_SET) < 0) {
-		pairs_err("%s: %s", run->journal_path, strerror(errno));
+	if (fseeko(f, jp->from, SEEK_SET) < 0) {
+		pairs_err("%s: %s", jp->path, strerror(errno));
 		fclose(f);
 		return -1;
 	}
-	run->journal_to = run->journal_from;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
@@ -888,10 +889,63 @@ static int read_journal(struct repair_run *run)
 			run->journal_unparsed++;
 		else
 			run->journal_entries++;
-		run->journal_to += len;
+		jp->to += len;
+		jp->lines++;
 	}
 	free(line);
 	fclose(f);
+	return rc;
+}
+
+/* Names of the rotated journal files (ROTATE JOURNAL), in rotation order. */
+static int rotated_filter(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name), p = strlen(JOURNAL_ROTATED_PREFIX);
+	return n > p + 4 && strncmp(d->d_name, JOURNAL_ROTATED_PREFIX, p) == 0 &&
+	       strcmp(d->d_name + n - 4, ".log") == 0 && strcmp(d->d_name, JOURNAL_FILE) != 0;
+}
+
+static int journal_part_add(struct repair_run *run, const char *dir, const char *name)
+{
+	struct journal_part *v = realloc(run->jparts, (run->n_jparts + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	run->jparts = v;
+	struct journal_part *jp = &v[run->n_jparts];
+	memset(jp, 0, sizeof(*jp));
+	size_t base = strlen(name) - 4;	/* without ".log" */
+	jp->path = pairs_asprintf("%s/%s", dir, name);
+	jp->repaired_path = strcmp(name, JOURNAL_FILE) == 0
+		? pairs_asprintf("%s/%s", dir, JOURNAL_REPAIRED_FILE)
+		: pairs_asprintf("%s/%.*s.repaired", dir, (int)base, name);
+	run->n_jparts++;
+	return jp->path != NULL && jp->repaired_path != NULL ? 0 : -1;
+}
+
+/* Reads the entries past each sidecar's offset: the rotated files, oldest
+ * first, then the current one. */
+static int read_journal(struct repair_run *run)
+{
+	const char *dir = run->pp.cfg->journal_dir;
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, rotated_filter, alphasort);
+	if (n < 0 && errno != ENOENT) {
+		pairs_err("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (rc == 0 && journal_part_add(run, dir, names[i]->d_name) < 0)
+			rc = -1;
+		free(names[i]);
+	}
+	free(names);
+	if (rc == 0 && journal_part_add(run, dir, JOURNAL_FILE) < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < run->n_jparts; i++)
+		rc = read_journal_file(run, &run->jparts[i]);
+	if (rc == 0)
+		run->journal_to = run->jparts[run->n_jparts - 1].to;
 	return rc;
 }
 
@@ -1259,8 +1313,11 @@ static void run_free(struct repair_run *run)
 		free(p->keys);
 	}
 	free(run->pairs);
-	free(run->journal_path);
-	free(run->repaired_path);
+	for (size_t i = 0; i < run->n_jparts; i++) {
+		free(run->jparts[i].path);
+		free(run->jparts[i].repaired_path);
+	}
+	free(run->jparts);
 	free(run->checkpoint_path);
 	free(run->resume_name);
 	pairs_bound_clear(&run->resume_lo);

@@ -35,6 +35,8 @@
 #include "tools/verify.h"
 
 #include "core/hash.h"
+#include "ctl/verify_state.h"
+
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "io/catalog.h"
@@ -51,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,6 +119,7 @@ struct verify_run {
 	double pending_since;		/* when the oldest was found */
 	/* progress */
 	double started, last_progress;
+	double started_wall;		/* Unix seconds, for the state file */
 	uint64_t rows_this_run;
 	double total_estimate;
 	bool tty;
@@ -856,11 +860,33 @@ static void json_counts(struct wbuf *b, const char *name, uint64_t v)
 	pairs_put_f(b, ",\"%s\":%llu", name, (unsigned long long)v);
 }
 
-static void print_json(const struct verify_run *run, int code)
+/* The --json summary; with STATE, the members of the state file the proxy
+ * reads (ctl/verify_state.h) first. */
+static void summary_json(const struct verify_run *run, int code, bool state, struct wbuf *out)
 {
 	struct wbuf b;
 	wbuf_init(&b);
-	pairs_put_f(&b, "{\"result\":\"%s\",\"exit\":%d,\"report\":",
+	pairs_put_s(&b, "{");
+	if (state) {
+		uint64_t differences = 0;
+		for (size_t i = 0; i < run->n_pairs; i++) {
+			const struct verify_pair *p = &run->pairs[i];
+			differences += p->c.missing_old + p->c.missing_new + p->c.different +
+				       p->c.sequences_behind;
+		}
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		struct tm tm;
+		gmtime_r(&tv.tv_sec, &tm);
+		char when[40];
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		pairs_put_f(&b, "\"tool\":\"verify\",\"time\":\"%s\",\"timestamp\":%lld,"
+			    "\"started_ms\":%lld,\"complete\":%s,\"differences\":%llu,", when,
+			    (long long)tv.tv_sec, (long long)(run->started_wall * 1000.0),
+			    run->opt.n_tables == 0 && !run->opt.resume ? "true" : "false",
+			    (unsigned long long)differences);
+	}
+	pairs_put_f(&b, "\"result\":\"%s\",\"exit\":%d,\"report\":",
 	      code == VERIFY_EQUAL ? "equal" : code == VERIFY_DIFFERENT ? "different" : "incomplete", code);
 	pairs_put_json_str(&b, run->report_path);
 	pairs_put_s(&b, ",\"tables\":[");
@@ -917,9 +943,29 @@ static void print_json(const struct verify_run *run, int code)
 		pairs_put_s(&b, "}");
 	}
 	pairs_put_s(&b, "]}\n");
+	*out = b;
+}
+
+static void print_json(const struct verify_run *run, int code)
+{
+	struct wbuf b;
+	summary_json(run, code, false, &b);
 	if (wbuf_ok(&b))
 		fwrite(b.data, 1, b.len, stdout);
 	wbuf_free(&b);
+}
+
+/* JOURNAL_DIR/verify.last.json: what SHOW VERIFY, the metrics and the
+ * dual_write guard rail read. */
+static void write_state(const struct verify_run *run, int code)
+{
+	char *path = pairs_asprintf("%s/%s", run->pp.cfg->journal_dir, VERIFY_STATE_FILE);
+	struct wbuf b;
+	summary_json(run, code, true, &b);
+	if (path == NULL || pairs_write_file(path, &b) < 0)
+		pairs_err("the result was not recorded for the proxy (SHOW VERIFY)");
+	wbuf_free(&b);
+	free(path);
 }
 
 /* ---- command line ------------------------------------------------------------- */
@@ -1109,6 +1155,11 @@ int verify_main(int argc, char **argv)
 	if (open_files(&run) < 0)
 		goto out;
 	run.started = pairs_now();
+	{
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		run.started_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	}
 	for (size_t i = run.resume_pair; i < run.n_pairs; i++) {
 		struct verify_pair *p = &run.pairs[i];
 		if (p->done || p->tp.problem != NULL || p->tp.skipped != NULL)
@@ -1125,6 +1176,7 @@ int verify_main(int argc, char **argv)
 	for (size_t i = 0; i < run.n_pairs; i++)
 		differs |= pair_differs(&run.pairs[i]);
 	code = differs ? VERIFY_DIFFERENT : problems ? VERIFY_ERROR : VERIFY_EQUAL;
+	write_state(&run, code);
 	if (run.opt.json)
 		print_json(&run, code);
 	else
