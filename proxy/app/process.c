@@ -16,7 +16,7 @@
 #include "ctl/admin.h"
 #include "ctl/control.h"
 #include "ctl/http.h"
-#include "ctl/verify_state.h"
+#include "io/verify_state.h"
 #include "io/catalog.h"
 #include "io/conn.h"
 #include "io/listener.h"

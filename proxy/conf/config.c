@@ -909,8 +909,8 @@ static const struct key_def config_keys[] = {
 	  "empty: off" },
 	{ SEC_GUARD, "drift_rows", KT_GUARD, CFG(guards[GUARD_DRIFT_ROWS]), 0, "", true, false, -1,
 	  NULL, GUARD_DRIFT_ROWS, 0,
-	  "differing rows in the last verify report (journal_dir/verify.jsonl), and the action past "
-	  "it: e.g. 0 alert; empty: off" },
+	  "rows different or missing on one side in the last verify (journal_dir/verify.last.json, "
+	  "as SHOW VERIFY shows it), and the action past it: e.g. 0 alert; empty: off" },
 	{ SEC_GUARD, "shadow_read_mismatch_rate", KT_GUARD, CFG(guards[GUARD_SHADOW_READ_MISMATCH_RATE]), 0, "",
 	  true, false, -1, NULL, GUARD_SHADOW_READ_MISMATCH_RATE, 0,
 	  "share of the shadow reads compared within the window whose results differed, judged from "

@@ -20,7 +20,7 @@
 
 #include "conf/config.h"
 #include "ctl/control.h"
-#include "ctl/verify_state.h"
+#include "io/verify_state.h"
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
@@ -654,7 +654,7 @@ static void rotate_journal(const struct cmd *c, struct wbuf *out)
 
 /* ---- SHOW VERIFY ---- */
 
-/* The last verify's result per table pair (ctl/verify_state.h). */
+/* The last verify's result per table pair (io/verify_state.h). */
 static void show_verify(struct wbuf *out)
 {
 	static const char *const cols[] = { "table", "new_table", "rows", "missing_on_old",

@@ -14,7 +14,7 @@
 
 #include "core/wbuf.h"
 #include "conf/config.h"
-#include "ctl/verify_state.h"
+#include "io/verify_state.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/fleet.h"
@@ -352,7 +352,7 @@ static void put_label(struct wbuf *out, const char *v)
 }
 
 /* The drift dashboard (SPEC §11): the journal's unrepaired entries and the
- * last verify's result (ctl/verify_state.h). */
+ * last verify's result (io/verify_state.h). */
 static void drift_metrics(struct wbuf *out)
 {
 	struct journal *j = rt->journal;

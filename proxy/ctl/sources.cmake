@@ -2,4 +2,3 @@
 # plane (admin console, HTTP, metrics), above session/.
 list(APPEND PGT_SOURCES proxy/ctl/control.c proxy/ctl/admin.c proxy/ctl/http.c proxy/ctl/metrics.c)
 list(APPEND PGT_SOURCES proxy/ctl/admin_canary.c)
-list(APPEND PGT_SOURCES proxy/ctl/verify_state.c)

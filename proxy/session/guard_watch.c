@@ -10,6 +10,8 @@
  */
 #include "session/guard_watch.h"
 
+#include "io/verify_state.h"
+
 #include "core/log.h"
 #include "route/flags.h"
 #include "session/runtime.h"
@@ -27,7 +29,6 @@
 
 #define GW_RING 62                      /* window/60 steps, and both ends */
 #define GW_TICK_MS 1000
-#define GW_VERIFY_REPORT "verify.jsonl"
 
 /* The cumulative counters at one moment. */
 struct gw_snap {
@@ -65,10 +66,7 @@ struct guard_watch {
 	struct gw_ring window;          /* every step ticks */
 	struct gw_ring minute;          /* every tick */
 	struct gw_guard g[GUARD__COUNT];
-	/* the last verify report, read again when its size or time changes */
-	off_t report_size;
-	int64_t report_mtime_ns;
-	int64_t drift_rows;             /* -1: no report */
+	int64_t drift_rows;             /* of the last verify; -1: none */
 };
 
 static uint64_t gw_now_us(void)
@@ -124,39 +122,19 @@ static const struct gw_snap *gw_baseline(const struct gw_ring *r, uint64_t since
 	return NULL;
 }
 
-/* Differing rows of the last verify report: its lines of kind different,
- * missing_on_old or missing_on_new (sequence lines are not rows). */
-static void gw_read_drift(struct guard_watch *gw)
+/* Rows missing on either side or different in the last verify
+ * (io/verify_state.h, the file SHOW VERIFY and pgturnout_drift_rows read);
+ * -1 when there is none. Sequences behind are no rows. */
+static int64_t gw_drift_rows(void)
 {
-	char path[4096];
-	struct stat st;
-
-	if (rt->cfg->journal_dir == NULL)
-		return;
-	snprintf(path, sizeof(path), "%s/%s", rt->cfg->journal_dir, GW_VERIFY_REPORT);
-	if (stat(path, &st) < 0) {
-		gw->drift_rows = -1;
-		return;
-	}
-	int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	if (gw->drift_rows >= 0 && st.st_size == gw->report_size && mt == gw->report_mtime_ns)
-		return;
-	FILE *f = fopen(path, "r");
-	if (f == NULL) {
-		log_warning(0, "guard drift_rows: cannot read %s: %s", path, strerror(errno));
-		return;
-	}
+	const struct verify_state *v = rt->cfg->journal_dir ? verify_state_get(rt->cfg->journal_dir) : NULL;
+	if (v == NULL)
+		return -1;
 	int64_t rows = 0;
-	char *line = NULL;
-	size_t cap = 0;
-	while (getline(&line, &cap, f) > 0)
-		rows += strstr(line, "\"kind\":\"different\"") != NULL ||
-			strstr(line, "\"kind\":\"missing_on_") != NULL;
-	free(line);
-	fclose(f);
-	gw->drift_rows = rows;
-	gw->report_size = st.st_size;
-	gw->report_mtime_ns = mt;
+	for (size_t i = 0; i < v->n_tables; i++)
+		rows += (int64_t)(v->tables[i].missing_on_old + v->tables[i].missing_on_new +
+				  v->tables[i].different);
+	return rows;
 }
 
 /* What happened between BASE and CUR, into S. */
@@ -254,7 +232,7 @@ void guard_watch_tick(void)
 		return;
 	gw_take(&cur, now);
 	if (cfg->guards[GUARD_DRIFT_ROWS].on)
-		gw_read_drift(gw);
+		gw->drift_rows = gw_drift_rows();
 	for (int k = 0; k < GUARD__COUNT; k++) {
 		const struct guard_rule *rule = &cfg->guards[k];
 		struct gw_guard *g = &gw->g[k];

@@ -35,7 +35,7 @@
 #include "tools/verify.h"
 
 #include "core/hash.h"
-#include "ctl/verify_state.h"
+#include "io/verify_state.h"
 
 #include "core/wbuf.h"
 #include "conf/config.h"
@@ -861,7 +861,7 @@ static void json_counts(struct wbuf *b, const char *name, uint64_t v)
 }
 
 /* The --json summary; with STATE, the members of the state file the proxy
- * reads (ctl/verify_state.h) first. */
+ * reads (io/verify_state.h) first. */
 static void summary_json(const struct verify_run *run, int code, bool state, struct wbuf *out)
 {
 	struct wbuf b;

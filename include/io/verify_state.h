@@ -1,5 +1,5 @@
 /*
- * ctl/verify_state.h — the last `pgturnout verify` result, as the proxy
+ * io/verify_state.h — the last `pgturnout verify` result, as the proxy
  * reads it (SHOW VERIFY, the pgturnout_verify_* and pgturnout_drift_rows
  * metrics, the dual_write guard rail).
  *
@@ -13,8 +13,8 @@
  * pairs). The proxy re-reads the file when its size or mtime changes;
  * unknown members are ignored.
  */
-#ifndef PGT_CTL_VERIFY_STATE_H
-#define PGT_CTL_VERIFY_STATE_H
+#ifndef PGT_IO_VERIFY_STATE_H
+#define PGT_IO_VERIFY_STATE_H
 
 #include <stdbool.h>
 #include <stddef.h>

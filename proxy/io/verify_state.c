@@ -1,7 +1,7 @@
 /*
- * ctl/verify_state.c — reads JOURNAL_DIR/verify.last.json; see verify_state.h.
+ * io/verify_state.c — reads JOURNAL_DIR/verify.last.json; see verify_state.h.
  */
-#include "ctl/verify_state.h"
+#include "io/verify_state.h"
 
 #include "core/json.h"
 #include "core/log.h"
