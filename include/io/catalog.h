@@ -137,6 +137,8 @@ struct catalog_shape {
 	bool visible;                   /* found through the session's search_path */
 	char **cols;                    /* owns, n_cols: column names in attnum order */
 	char *generated;                /* owns, n_cols: pg_attribute.attgenerated ('s' or 0) */
+	bool *sequence;                 /* owns, n_cols: the column owns an ascending sequence
+					   (serial, identity) */
 	size_t n_cols;
 };
 

@@ -54,6 +54,20 @@ void capture_plan_clear(struct capture_plan *p);
 void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const char *const *cols,
 		       size_t n, const char *rows, size_t rows_len, bool with_returning);
 
+/*
+ * One key source: builds, into B, a DO statement for the side that received
+ * captured rows, which moves the sequences owned by the columns COLS (N
+ * names, as that side names them) of table SCHEMA.NAME (SCHEMA NULL: as the
+ * search_path finds it) past the values MAX (the largest captured per
+ * column), never lower. Each sequence is read and set under an advisory
+ * lock of its own, taken and released inside the statement, so that
+ * concurrent sessions cannot lower what another set. Columns without a
+ * sequence are skipped by the server. Returns 0, or 1 (B unchanged) when a
+ * name would break the statement's quoting.
+ */
+int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
+			const char *const *cols, const long long *max, size_t n);
+
 /* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
  * a literal that reads back as the same text whatever the session's
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */

@@ -44,6 +44,7 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,8 @@ struct dual {
 	 * Execute), found by position among the batch's answers of each kind */
 	uint32_t sent_parse, sent_bind, sent_close, sent_describe; /* sent to the primary in this batch */
 	uint32_t seen_parse, seen_bind, seen_close, seen_describe; /* their answers seen */
-	uint32_t own_parse, own_bind, own_close, own_describe;    /* position of ours; 0: none */
+	uint32_t own_parse, own_bind, own_close, own_describe;    /* first position of ours; 0: none */
+	uint32_t n_own_parse, n_own_bind, n_own_close, n_own_describe; /* how many of ours from there */
 	bool held_exec;         /* held: the client's Execute at held_exec_off is to be replaced */
 	size_t held_exec_off;
 	uint8_t *inj_rfmt;      /* owns: its result format codes, for the statement replacing it */
@@ -170,6 +172,13 @@ struct dual {
 	size_t n_cap_all;       /* columns after the marker (kept or not) */
 	size_t cap_pend_off;    /* extended, old primary: where in pend new's part goes */
 	size_t n_cap_cols;
+	/* one key source: per captured column, whether new's column may own a
+	 * sequence (an integer column that owns one, or any integer column
+	 * when new's catalog is unknown), and the largest value captured */
+	bool *cap_seq;          /* owns, n_cap_cols */
+	long long *cap_max;     /* owns, n_cap_cols; LLONG_MIN: none yet */
+	uint32_t own_do;        /* "DO" tags of the primary that are ours (sequence advance) */
+	uint32_t inj_count;     /* statements of ours in inj */
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
 	size_t cap_nrows;
 	char *cap_fallback;     /* owns: the shadow's statement, if values cannot be applied */
@@ -319,6 +328,10 @@ static void dual_capture_free(struct dual *d)
 	d->n_cap_cols = 0;
 	free(d->cap_keep);
 	d->cap_keep = NULL;
+	free(d->cap_seq);
+	d->cap_seq = NULL;
+	free(d->cap_max);
+	d->cap_max = NULL;
 	d->n_cap_all = 0;
 	wbuf_free(&d->cap_rows);
 	d->cap_nrows = 0;
@@ -513,6 +526,13 @@ static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *
 				size_t ptypes_len, const uint8_t *params, size_t params_len,
 				const uint8_t *rfmt, size_t rfmt_len, bool describe);
 
+/* Whether the answer at position SEEN (of its kind, in the batch) is one
+ * of the N_OWN of ours from position OWN (0: none). */
+static bool dual_own_answer(uint32_t seen, uint32_t own, uint32_t n_own)
+{
+	return own && seen >= own && seen < own + n_own;
+}
+
 /* Affected rows in a CommandComplete tag of a data-modifying command. */
 static bool tag_rows(const char *tag, uint64_t *rows)
 {
@@ -695,19 +715,31 @@ static const struct catalog_shape *dual_capture_target(const struct client *c, l
 	return catalog_shape_find(rt->new_shapes, d->cap.schema, d->cap.relname);
 }
 
-/* Whether old's column COL of the captured INSERT is applied to new: new has
- * it (under its mapped name) and does not generate it itself. Unknown
- * target: every column is. */
-static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
-			       long entry, const char *col)
+/* New's name of old's column COL of the captured INSERT (ENTRY: its rule
+ * entry, or -1). */
+static const char *dual_capture_new_name(const struct client *c, long entry, const char *col)
 {
-	if (!shape)
-		return true;
 	const char *mapped = entry >= 0 ? rewrite_rules_map_column(c->cfg->rules, (size_t)entry,
 								   REWRITE_SIDE_OLD, col)
 					: NULL;
-	int i = catalog_shape_column(shape, mapped ? mapped : col);
-	return i >= 0 && !shape->generated[i];
+	return mapped ? mapped : col;
+}
+
+/* Whether old's column COL of the captured INSERT is applied to new: new has
+ * it (under its mapped name) and does not generate it itself. Unknown
+ * target: every column is. *SEQ: new's column may own a sequence (it does,
+ * or the catalog is unknown). */
+static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
+			       long entry, const char *col, bool *seq)
+{
+	*seq = !shape;
+	if (!shape)
+		return true;
+	int i = catalog_shape_column(shape, dual_capture_new_name(c, entry, col));
+	if (i < 0 || shape->generated[i])
+		return false;
+	*seq = shape->sequence && shape->sequence[i];
+	return true;
 }
 
 /* A RowDescription or DataRow of the capturing side (MSG, LEN bytes,
@@ -744,7 +776,9 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		r.pos = mark_at;
 		d->cap_cols = calloc(n - mark, sizeof(char *));
 		d->cap_keep = calloc(n - mark, sizeof(bool));
-		if (!d->cap_cols || !d->cap_keep) {
+		d->cap_seq = calloc(n - mark, sizeof(bool));
+		d->cap_max = calloc(n - mark, sizeof(long long));
+		if (!d->cap_cols || !d->cap_keep || !d->cap_seq || !d->cap_max) {
 			d->cap_failed = true;
 			return;
 		}
@@ -752,11 +786,16 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		const struct catalog_shape *shape = dual_capture_target(c, entry);
 		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
 			const char *name = pkt_get_str(&r);
-			pkt_get_bytes(&r, 18);
-			bool keep = name && dual_capture_keeps(c, shape, entry, name);
+			const uint8_t *meta = pkt_get_bytes(&r, 18);
+			bool seq;
+			bool keep = name && meta && dual_capture_keeps(c, shape, entry, name, &seq);
 			d->cap_keep[d->n_cap_all++] = keep;
 			if (!keep)
 				continue;
+			/* field: table oid (4), column (2), type oid (4), ... */
+			uint32_t type = proto_get_u32(meta + 6);
+			d->cap_seq[d->n_cap_cols] = seq && (type == 20 || type == 21 || type == 23);
+			d->cap_max[d->n_cap_cols] = LLONG_MIN;
 			d->cap_cols[d->n_cap_cols] = strdup(name);
 			if (!d->cap_cols[d->n_cap_cols++])
 				d->cap_failed = true;
@@ -779,6 +818,7 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 	if (d->cap_nrows++)
 		wbuf_put(&d->cap_rows, ", ", 2);
 	wbuf_put_u8(&d->cap_rows, '(');
+	size_t kept = 0;
 	for (uint16_t i = 0; i < n && !r.failed; i++) {
 		uint32_t vlen = pkt_get_u32(&r);
 		const uint8_t *v = vlen == 0xffffffffu ? NULL : pkt_get_bytes(&r, vlen);
@@ -789,6 +829,15 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		if (wbuf_last(&d->cap_rows) != '(')
 			wbuf_put(&d->cap_rows, ", ", 2);
 		capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+		if (v && d->cap_seq[kept] && vlen < 24) {
+			char num[24];
+			memcpy(num, v, vlen);
+			num[vlen] = '\0';
+			long long x = strtoll(num, NULL, 10);
+			if (x > d->cap_max[kept])
+				d->cap_max[kept] = x;
+		}
+		kept++;
 	}
 	wbuf_put_u8(&d->cap_rows, ')');
 	if (r.failed || !wbuf_ok(&d->cap_rows)) {
@@ -836,6 +885,50 @@ static char *dual_capture_apply(struct client *c, bool with_returning, bool to_n
 	char *out = strndup(a->text, a->text_len);
 	sql_analysis_unref(a);
 	return out;
+}
+
+/* One key source: the statement that moves new's sequences past the keys
+ * captured (see capture_advance_sql), or NULL when no captured column may
+ * own one. Names are new's: the statement is never rewritten. */
+static char *dual_capture_advance(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->cap_seq)
+		return NULL;
+	const char *cols[d->n_cap_cols ? d->n_cap_cols : 1];
+	long long max[d->n_cap_cols ? d->n_cap_cols : 1];
+	size_t n = 0;
+	long entry = dual_capture_entry(c);
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
+		if (!d->cap_seq[i] || d->cap_max[i] == LLONG_MIN)
+			continue;
+		cols[n] = dual_capture_new_name(c, entry, d->cap_cols[i]);
+		max[n++] = d->cap_max[i];
+	}
+	if (!n)
+		return NULL;
+	const char *schema = d->cap.schema, *name = d->cap.relname;
+	const struct catalog_shape *shape = dual_capture_target(c, entry);
+	struct rewrite_entry ent;
+	if (shape) {
+		schema = shape->schema;
+		name = shape->name;
+	} else if (entry >= 0 && rewrite_rules_entry(c->cfg->rules, (size_t)entry, &ent) == 0) {
+		schema = ent.schema[REWRITE_SIDE_NEW];
+		name = ent.name[REWRITE_SIDE_NEW];
+	}
+	struct wbuf b;
+	wbuf_init(&b);
+	if (capture_advance_sql(&b, schema, name, cols, max, n) != 0) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
 }
 
 /* ---- the primary's side ----------------------------------------------- */
@@ -888,7 +981,8 @@ static void dual_release_held(struct client *c)
 		size_t len = 1 + (size_t)proto_get_u32(held.data + off + 1);
 		if (d->held_exec && off == d->held_exec_off && d->inj.len) {
 			/* the client's Execute: the statement applying old's values */
-			dual_expect_injected(d, false);
+			for (uint32_t i = 0; i < d->inj_count; i++)
+				dual_expect_injected(d, false);
 			if (conn_write(p->conn, d->inj.data, d->inj.len) < 0)
 				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		} else {
@@ -899,6 +993,7 @@ static void dual_release_held(struct client *c)
 	}
 	wbuf_free(&held);
 	wbuf_reset(&d->inj);
+	d->inj_count = 0;
 	d->held_exec = false;
 }
 
@@ -922,6 +1017,19 @@ static void dual_queue_captured(struct client *c)
 {
 	struct dual *d = c->dual;
 	char *apply = dual_capture_apply(c, false, true);
+	char *advance = apply ? dual_capture_advance(c) : NULL;
+	if (advance && !d->cap_extended) {
+		/* one Query: the rows, then new's sequences past their keys */
+		size_t n = strlen(apply) + strlen(advance) + 3;
+		char *both = malloc(n);
+		if (both) {
+			snprintf(both, n, "%s;\n%s", apply, advance);
+			free(apply);
+			apply = both;
+		}
+		free(advance);
+		advance = NULL;
+	}
 	const char *sql = apply;
 	if (!apply) {
 		if (!d->cap_failed && d->cap_nrows == 0)
@@ -950,6 +1058,8 @@ static void dual_queue_captured(struct client *c)
 			struct wbuf b;
 			wbuf_init(&b);
 			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, false);
+			if (advance)
+				dual_build_injected(&b, advance, NULL, 0, NULL, 0, NULL, 0, false);
 			size_t at = d->cap_pend_off <= d->pend.len ? d->cap_pend_off : d->pend.len;
 			if (wbuf_ok(&b) && wbuf_reserve_for(&d->pend, b.len)) {
 				memmove(d->pend.data + at + b.len, d->pend.data + at, d->pend.len - at);
@@ -965,6 +1075,7 @@ static void dual_queue_captured(struct client *c)
 		}
 	}
 	free(apply);
+	free(advance);
 }
 
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
@@ -976,18 +1087,17 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 	    msg[0] == PqMsg_CloseComplete) {
 		uint32_t *seen = msg[0] == PqMsg_ParseComplete ? &d->seen_parse
 				 : msg[0] == PqMsg_BindComplete ? &d->seen_bind : &d->seen_close;
-		uint32_t *own = msg[0] == PqMsg_ParseComplete ? &d->own_parse
-				: msg[0] == PqMsg_BindComplete ? &d->own_bind : &d->own_close;
-		if (++*seen != *own)
-			return false;
-		*own = 0;
-		return true;  /* the answer to our injected statement */
+		uint32_t own = msg[0] == PqMsg_ParseComplete ? d->own_parse
+			       : msg[0] == PqMsg_BindComplete ? d->own_bind : d->own_close;
+		uint32_t n_own = msg[0] == PqMsg_ParseComplete ? d->n_own_parse
+				 : msg[0] == PqMsg_BindComplete ? d->n_own_bind : d->n_own_close;
+		/* the answer to one of our injected statements? */
+		return dual_own_answer(++*seen, own, n_own);
 	}
 	if (msg[0] == PqMsg_NoData || (msg[0] == PqMsg_RowDescription && d->sent_describe)) {
 		/* the answer to a Describe of this extended batch */
-		if (++d->seen_describe != d->own_describe)
+		if (!dual_own_answer(++d->seen_describe, d->own_describe, d->n_own_describe))
 			return false;
-		d->own_describe = 0;
 		/* our own Describe: the columns are learnt, nothing is shown */
 		if (msg[0] == PqMsg_RowDescription && d->cap_on)
 			dual_capture_message(c, msg, len, NULL);
@@ -1007,6 +1117,11 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		return true;
 	}
 	if (msg[0] == PqMsg_CommandComplete) {
+		if (d->own_do && msg[len - 1] == '\0' &&
+		    strcmp((const char *)msg + MSG_HEADER_LEN, "DO") == 0) {
+			d->own_do--;  /* the sequence advance after captured rows */
+			return true;
+		}
 		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END)) {
 			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction. */
 			d->own_tags--;
@@ -1040,6 +1155,7 @@ bool dual_hold_ready(struct client *c, char status)
 	d->sent_parse = d->sent_bind = d->sent_close = d->sent_describe = 0;
 	d->seen_parse = d->seen_bind = d->seen_close = d->seen_describe = 0;
 	d->own_parse = d->own_bind = d->own_close = d->own_describe = 0;
+	d->n_own_parse = d->n_own_bind = d->n_own_close = d->n_own_describe = 0;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
 	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
@@ -1208,6 +1324,7 @@ static void dual_reset_request(struct client *c)
 	d->autocommit = false;
 	d->own_ready = 0;
 	d->own_tags = 0;
+	d->own_do = 0;
 	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;
@@ -1362,11 +1479,21 @@ static void dual_progress(struct client *c)
 			/* the held Execute becomes the statement with old's values */
 			char *apply = !d->shadow_error && d->held_exec ? dual_capture_apply(c, true, true)
 								       : NULL;
+			char *advance = apply ? dual_capture_advance(c) : NULL;
 			wbuf_reset(&d->inj);
+			d->inj_count = 0;
 			if (apply) {
 				dual_build_injected(&d->inj, apply, NULL, 0, NULL, 0, d->inj_rfmt,
 						    d->inj_rfmt_len, false);
+				d->inj_count = 1;
+				if (advance) {
+					dual_build_injected(&d->inj, advance, NULL, 0, NULL, 0, NULL, 0,
+							    false);
+					d->inj_count = 2;
+					d->own_do++;
+				}
 				free(apply);
+				free(advance);
 			} else if (d->cap_failed) {
 				dual_count_nondeterministic(c);
 				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
@@ -1382,10 +1509,22 @@ static void dual_progress(struct client *c)
 			char *apply = !d->shadow_error
 					      ? dual_capture_apply(c, true, c->dialect_slot == SLOT_NEW)
 					      : NULL;
+			char *advance = apply ? dual_capture_advance(c) : NULL;
 			if (apply) {
+				/* the rows, then new's sequences past their keys (its
+				 * "DO" tag is not the client's) */
 				wbuf_reset(&d->held);
-				build_query(&d->held, apply);
+				size_t off = build_begin(&d->held, PqMsg_Query);
+				wbuf_put(&d->held, apply, strlen(apply));
+				if (advance) {
+					wbuf_put(&d->held, ";\n", 2);
+					wbuf_put(&d->held, advance, strlen(advance));
+					d->own_do++;
+				}
+				wbuf_put_u8(&d->held, 0);
+				build_end(&d->held, off);
 				free(apply);
+				free(advance);
 			} else if (d->cap_failed) {
 				dual_count_nondeterministic(c);
 				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
@@ -1995,7 +2134,8 @@ static void dual_portal_capture(struct dual_name *po, const struct dual_name *st
 /* Appends to B the execution of SQL as a statement and portal of ours:
  * Parse (parameter types PTYPES), Bind (parameters PARAMS, result formats
  * RFMT; NULL: none, all text), Describe of the portal when DESCRIBE,
- * Execute, Close of the statement. */
+ * Execute, Close of the portal (inside a transaction block it would outlive
+ * the batch and clash with the next one of ours) and of the statement. */
 static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
 				size_t ptypes_len, const uint8_t *params, size_t params_len,
 				const uint8_t *rfmt, size_t rfmt_len, bool describe)
@@ -2033,21 +2173,37 @@ static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *
 	wbuf_put_u32(b, 0);
 	build_end(b, off);
 	off = build_begin(b, PqMsg_Close);
+	wbuf_put_u8(b, 'P');
+	wbuf_put_str(b, DUAL_INJECTED);
+	build_end(b, off);
+	off = build_begin(b, PqMsg_Close);
 	wbuf_put_u8(b, 'S');
 	wbuf_put_str(b, DUAL_INJECTED);
 	build_end(b, off);
 }
 
 /* Our injected statement goes to the primary now: its ParseComplete,
- * BindComplete and CloseComplete are the next of their kinds after the
+ * BindComplete and two CloseCompletes are the next of their kinds after the
  * batch's answers so far. */
+static void dual_expect_one(uint32_t *sent, uint32_t *own, uint32_t *n_own)
+{
+	++*sent;
+	if (*own && *own + *n_own == *sent) {
+		++*n_own;  /* right after the last of ours */
+		return;
+	}
+	*own = *sent;
+	*n_own = 1;
+}
+
 static void dual_expect_injected(struct dual *d, bool describe)
 {
-	d->own_parse = ++d->sent_parse;
-	d->own_bind = ++d->sent_bind;
-	d->own_close = ++d->sent_close;
+	dual_expect_one(&d->sent_parse, &d->own_parse, &d->n_own_parse);
+	dual_expect_one(&d->sent_bind, &d->own_bind, &d->n_own_bind);
+	dual_expect_one(&d->sent_close, &d->own_close, &d->n_own_close);
+	dual_expect_one(&d->sent_close, &d->own_close, &d->n_own_close);
 	if (describe)
-		d->own_describe = ++d->sent_describe;
+		dual_expect_one(&d->sent_describe, &d->own_describe, &d->n_own_describe);
 }
 
 /*

@@ -194,3 +194,51 @@ void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const ch
 		put_s(b, plan->returning);
 	}
 }
+
+#define ADVANCE_TAG "$pgturnout_seq$"
+/* Advisory lock keys: 'pgt\0' in the high half, the sequence's oid low. */
+#define ADVANCE_KEY "((1885828096::bigint << 32) | s::oid::bigint)"
+
+int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
+			const char *const *cols, const long long *max, size_t n)
+{
+	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(cols[i], "$pgturnout"))
+			return 1;
+	struct wbuf t;
+	wbuf_init(&t);
+	if (schema) {
+		put_ident(&t, schema);
+		wbuf_put_u8(&t, '.');
+	}
+	put_ident(&t, name);
+	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean;\n"
+		 "BEGIN\n"
+		 "FOR s, v IN SELECT pg_catalog.pg_get_serial_sequence(");
+	capture_put_literal(b, (const char *)t.data, t.len);
+	wbuf_free(&t);
+	put_s(b, ", x.c)::regclass, x.m FROM (VALUES ");
+	for (size_t i = 0; i < n; i++) {
+		char num[32];
+		snprintf(num, sizeof(num), ", %lld::bigint)", max[i]);
+		put_s(b, i ? ", (" : "(");
+		capture_put_literal(b, cols[i], strlen(cols[i]));
+		put_s(b, num);
+	}
+	put_s(b, ") AS x(c, m) LOOP\n"
+		 "  CONTINUE WHEN s IS NULL;\n"
+		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
+		 "  BEGIN\n"
+		 "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
+		 "    IF lv < v OR (lv = v AND NOT called) THEN PERFORM pg_catalog.setval(s, v); END IF;\n"
+		 "  EXCEPTION WHEN OTHERS THEN\n"
+		 "    PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
+		 "    RAISE;\n"
+		 "  END;\n"
+		 "  PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
+		 "END LOOP;\n"
+		 "END" ADVANCE_TAG);
+	return 0;
+}

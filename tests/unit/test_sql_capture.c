@@ -96,6 +96,37 @@ static void test_apply_reads_values_back_as_written(void **state)
 	capture_plan_clear(&p);
 }
 
+static void test_advance_names_new_side_sequences(void **state)
+{
+	(void)state;
+	const char *cols[] = { "id", "Odd'col" };
+	const long long max[] = { 42, -7 };
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_sql(&b, "p_new", "Items_v2", cols, max, 2), 0);
+	wbuf_put_u8(&b, 0);
+	const char *sql = (const char *)b.data;
+	assert_true(strncmp(sql, "DO $pgturnout_seq$", 18) == 0);
+	assert_non_null(strstr(sql, "pg_get_serial_sequence(E'p_new.\"Items_v2\"', x.c)"));
+	assert_non_null(strstr(sql, "(VALUES (E'id', 42::bigint), (E'Odd''col', -7::bigint))"));
+	/* never lower: set only when the sequence is behind the value */
+	assert_non_null(strstr(sql, "IF lv < v OR (lv = v AND NOT called) THEN"));
+	/* the lock is released on error as well as on success */
+	const char *unlock = strstr(sql, "pg_advisory_unlock");
+	assert_non_null(unlock);
+	assert_non_null(strstr(unlock + 1, "pg_advisory_unlock"));
+	size_t len = strlen(sql);
+	assert_string_equal(sql + len - 18, "END$pgturnout_seq$");
+	wbuf_free(&b);
+
+	/* a name that would end the dollar quote is refused */
+	const char *bad[] = { "x$pgturnout_seq$" };
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_sql(&b, NULL, "t", bad, max, 1), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -103,6 +134,7 @@ int main(void)
 		cmocka_unit_test(test_client_returning_list_is_kept_first),
 		cmocka_unit_test(test_what_cannot_be_captured),
 		cmocka_unit_test(test_apply_reads_values_back_as_written),
+		cmocka_unit_test(test_advance_names_new_side_sequences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
