@@ -139,6 +139,7 @@ struct catalog_shape {
 	char *generated;                /* owns, n_cols: pg_attribute.attgenerated ('s' or 0) */
 	bool *sequence;                 /* owns, n_cols: the column owns an ascending sequence
 					   (serial, identity) */
+	bool *key;                      /* owns, n_cols: the column is in the primary key */
 	size_t n_cols;
 };
 

@@ -8,7 +8,10 @@
  *   <crc32 of the JSON, 8 hex digits> <JSON object>\n
  *
  * with fields time, session, path, fingerprint, statement, parameters,
- * error. Appends are write() + fsync() before the client's COMMIT is
+ * error, and, when the rows the statement wrote are known (captured values),
+ * table (as the statement names it, old's name), keys (an array of objects,
+ * one per row: old's key column names to their values as text) and
+ * authoritative (the path whose rows are right: the one that kept them). Appends are write() + fsync() before the client's COMMIT is
  * acknowledged. At open the file is read back: a torn last line (a crash
  * mid-append) or a line whose checksum does not match is reported and
  * skipped, never a crash; a torn tail is cut off so later appends start on a
@@ -39,6 +42,17 @@ void journal_free(struct journal *j);   /* NULL does nothing */
 /* Appends one entry (not yet durable). Strings are copied. 0 or -1. */
 int journal_add(struct journal *j, uint64_t session, const char *path, uint64_t fingerprint,
 		const char *statement, const char *parameters, const char *error);
+/* The rows a lost statement wrote, by key (see above); strings borrowed. */
+struct journal_keys {
+	const char *table;
+	const char *keys;          /* a JSON array of objects */
+	const char *authoritative; /* a path name */
+};
+
+/* journal_add(), with the keys of the rows involved (KEYS NULL: none). */
+int journal_add_keyed(struct journal *j, uint64_t session, const char *path, uint64_t fingerprint,
+		      const char *statement, const char *parameters, const char *error,
+		      const struct journal_keys *keys);
 /* Makes every entry added so far durable (fsync). 0 or -1 (logged). */
 int journal_sync(struct journal *j);
 size_t journal_count(const struct journal *j);

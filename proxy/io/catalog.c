@@ -452,7 +452,9 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 		"                WHERE dep.classid = 'pg_catalog.pg_class'::regclass"
 		"                  AND dep.refclassid = 'pg_catalog.pg_class'::regclass"
 		"                  AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum"
-		"                  AND dep.deptype IN ('a', 'i') AND q.seqincrement > 0)"
+		"                  AND dep.deptype IN ('a', 'i') AND q.seqincrement > 0),"
+		"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
+		"                  AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[]))"
 		"  FROM pg_catalog.pg_class c"
 		"  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace"
 		"  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
@@ -493,6 +495,11 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 			goto oom;
 		t->sequence = seq;
 		t->sequence[t->n_cols] = PQgetvalue(r, i, 5)[0] == 't';
+		bool *key = realloc(t->key, (t->n_cols + 1) * sizeof(*key));
+		if (!key)
+			goto oom;
+		t->key = key;
+		t->key[t->n_cols] = PQgetvalue(r, i, 6)[0] == 't';
 		t->cols[t->n_cols] = strdup(PQgetvalue(r, i, 3));
 		if (!t->cols[t->n_cols])
 			goto oom;
@@ -518,6 +525,7 @@ void catalog_shapes_free(struct catalog_shapes *s)
 		free(t->cols);
 		free(t->generated);
 		free(t->sequence);
+		free(t->key);
 		free(t->schema);
 		free(t->name);
 	}

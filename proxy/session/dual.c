@@ -24,6 +24,7 @@
  */
 #include "session/dual.h"
 
+#include "core/json.h"
 #include "core/log.h"
 #include "core/wbuf.h"
 #include "conf/config.h"
@@ -56,6 +57,10 @@
 struct dual_stmt {
 	char *text;             /* owns: as sent (or to be sent) to the shadow */
 	char *params;           /* owns: text form of the Bind parameters, or NULL */
+	/* the rows it wrote, when captured (for the journal) */
+	char *table;            /* owns: old's table as the statement names it, or NULL */
+	char *keys;             /* owns: JSON array of old's key columns per row, or NULL */
+	int auth_slot;          /* the path slot holding the rows as they should be */
 };
 
 /* A named statement or portal the shadow knows (mirrored). */
@@ -112,6 +117,7 @@ struct dual {
 	struct wbuf held;       /* owns: the client's messages for the primary, held
 				   while the shadow (old) runs the request first */
 	bool holding;           /* this batch's messages go to held */
+	bool held_raw;          /* held is a Query of ours in new's names: sent unrewritten */
 	bool fail_verdict;      /* fail mode: the shadow's error fails the request */
 	bool wrapped;           /* the primary runs the request in a transaction of ours */
 	bool autocommit;        /* the request is a write outside a transaction block */
@@ -176,10 +182,17 @@ struct dual {
 	 * sequence (an integer column that owns one, or any integer column
 	 * when new's catalog is unknown), and the largest value captured */
 	bool *cap_seq;          /* owns, n_cap_cols */
+	/* applied by key (UPDATE, DELETE, ON CONFLICT DO UPDATE): rows as JSON */
+	char **cap_new;         /* owns, n_cap_cols: new's names of the captured columns */
+	bool *cap_key;          /* owns, n_cap_cols: in new's primary key */
+	bool *cap_json;         /* owns, n_cap_cols: a json or jsonb column (value is JSON) */
 	long long *cap_max;     /* owns, n_cap_cols; LLONG_MIN: none yet */
 	uint32_t own_do;        /* "DO" tags of the primary that are ours (sequence advance) */
 	uint32_t inj_count;     /* statements of ours in inj */
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
+	struct wbuf cap_keyrows; /* owns: '{"k": "v"}, ...': each row's key (old's names) */
+	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
+				   primary new); SIZE_MAX: none */
 	size_t cap_nrows;
 	char *cap_fallback;     /* owns: the shadow's statement, if values cannot be applied */
 };
@@ -278,12 +291,18 @@ static int names_put(struct dual_name **v, size_t *n, const char *name, const ch
 	return 0;
 }
 
+static void tx_stmt_free(struct dual_stmt *e)
+{
+	free(e->text);
+	free(e->params);
+	free(e->table);
+	free(e->keys);
+}
+
 static void tx_clear(struct dual *d)
 {
-	for (size_t i = 0; i < d->n_tx; i++) {
-		free(d->tx[i].text);
-		free(d->tx[i].params);
-	}
+	for (size_t i = 0; i < d->n_tx; i++)
+		tx_stmt_free(&d->tx[i]);
 	d->n_tx = 0;
 	d->broken = false;
 }
@@ -311,6 +330,8 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	struct dual_stmt *e = &d->tx[d->n_tx];
 	e->text = strndup(text, len);
 	e->params = params ? strdup(params) : NULL;
+	e->table = e->keys = NULL;
+	e->auth_slot = SLOT_OLD;
 	if (!e->text) {
 		free(e->params);
 		return;
@@ -321,19 +342,29 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 static void dual_capture_free(struct dual *d)
 {
 	capture_plan_clear(&d->cap);
-	for (size_t i = 0; i < d->n_cap_cols; i++)
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
 		free(d->cap_cols[i]);
+		if (d->cap_new)
+			free(d->cap_new[i]);
+	}
 	free(d->cap_cols);
 	d->cap_cols = NULL;
+	free(d->cap_new);
+	d->cap_new = NULL;
 	d->n_cap_cols = 0;
 	free(d->cap_keep);
 	d->cap_keep = NULL;
 	free(d->cap_seq);
 	d->cap_seq = NULL;
+	free(d->cap_key);
+	d->cap_key = NULL;
+	free(d->cap_json);
+	d->cap_json = NULL;
 	free(d->cap_max);
 	d->cap_max = NULL;
 	d->n_cap_all = 0;
 	wbuf_free(&d->cap_rows);
+	wbuf_free(&d->cap_keyrows);
 	d->cap_nrows = 0;
 	d->cap_mark = -1;
 	d->cap_failed = false;
@@ -490,11 +521,8 @@ static void dual_flush_pend(struct client *c)
 /* Forgets the statements this request recorded for the journal. */
 static void dual_forget_request(struct dual *d)
 {
-	while (d->n_tx > d->tx_at_request) {
-		d->n_tx--;
-		free(d->tx[d->n_tx].text);
-		free(d->tx[d->n_tx].params);
-	}
+	while (d->n_tx > d->tx_at_request)
+		tx_stmt_free(&d->tx[--d->n_tx]);
 }
 
 /* The primary failed the request: the shadow must not run its part (the
@@ -668,7 +696,9 @@ static bool dual_capture_start(struct client *c, const char *old_text, size_t le
 	d->cap_on = true;
 	d->cap_from_primary = from_primary;
 	c->dual_capture = from_primary;
+	d->cap_stmt = SIZE_MAX;
 	wbuf_init(&d->cap_rows);
+	wbuf_init(&d->cap_keyrows);
 	return true;
 }
 
@@ -730,16 +760,66 @@ static const char *dual_capture_new_name(const struct client *c, long entry, con
  * target: every column is. *SEQ: new's column may own a sequence (it does,
  * or the catalog is unknown). */
 static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
-			       long entry, const char *col, bool *seq)
+			       long entry, const char *col, bool *seq, bool *key)
 {
 	*seq = !shape;
+	*key = false;
 	if (!shape)
 		return true;
 	int i = catalog_shape_column(shape, dual_capture_new_name(c, entry, col));
 	if (i < 0 || shape->generated[i])
 		return false;
 	*seq = shape->sequence && shape->sequence[i];
+	*key = shape->key && shape->key[i];
 	return true;
+}
+
+/* Whether the planned capture can be applied: a plain INSERT always; by
+ * key (UPDATE, DELETE, ON CONFLICT DO UPDATE) only when new's catalog knows
+ * the target's primary key, an UPDATE leaves the key alone, and the apply
+ * is written in new's names (sent as it is, never rewritten). */
+static bool dual_capture_by_key_ok(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	if (d->cap.kind == CAPTURE_INSERT)
+		return true;
+	long entry = dual_capture_entry(c);
+	const struct catalog_shape *shape = dual_capture_target(c, entry);
+	bool key = false;
+	for (size_t i = 0; shape && i < shape->n_cols; i++)
+		key = key || (shape->key && shape->key[i]);
+	if (!key)
+		return false;
+	for (size_t i = 0; i < d->cap.n_set; i++) {
+		int k = catalog_shape_column(shape, dual_capture_new_name(c, entry, d->cap.set_cols[i]));
+		if (k >= 0 && shape->key[k])
+			return false;
+	}
+	return true;
+}
+
+/* A by-key apply goes to new in new's names: the client's RETURNING list
+ * (when new is its primary) is taken from its own TEXT (LEN bytes), in
+ * new's SQL, not from old's. 0 or -1. */
+static int dual_capture_client_returning(struct client *c, const char *text, size_t len)
+{
+	struct dual *d = c->dual;
+	struct capture_plan own;
+	if (c->dialect_slot != SLOT_NEW && !rewrite_rules_empty(c->cfg->rules)) {
+		const struct sql_analysis *r = sql_cache_get(rt->sql_cache, text, len,
+							     REWRITE_OLD_TO_NEW, c->cfg->rules);
+		if (!r || r->refused)
+			return -1;
+		text = r->text;
+		len = r->text_len;
+	}
+	if (capture_plan(text, len, &own) != 0)
+		return -1;
+	free(d->cap.returning);
+	d->cap.returning = own.returning;
+	own.returning = NULL;
+	capture_plan_clear(&own);
+	return 0;
 }
 
 /* A RowDescription or DataRow of the capturing side (MSG, LEN bytes,
@@ -778,7 +858,11 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		d->cap_keep = calloc(n - mark, sizeof(bool));
 		d->cap_seq = calloc(n - mark, sizeof(bool));
 		d->cap_max = calloc(n - mark, sizeof(long long));
-		if (!d->cap_cols || !d->cap_keep || !d->cap_seq || !d->cap_max) {
+		d->cap_new = calloc(n - mark, sizeof(char *));
+		d->cap_key = calloc(n - mark, sizeof(bool));
+		d->cap_json = calloc(n - mark, sizeof(bool));
+		if (!d->cap_cols || !d->cap_keep || !d->cap_seq || !d->cap_max || !d->cap_new ||
+		    !d->cap_key || !d->cap_json) {
 			d->cap_failed = true;
 			return;
 		}
@@ -787,8 +871,8 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
 			const char *name = pkt_get_str(&r);
 			const uint8_t *meta = pkt_get_bytes(&r, 18);
-			bool seq;
-			bool keep = name && meta && dual_capture_keeps(c, shape, entry, name, &seq);
+			bool seq, key;
+			bool keep = name && meta && dual_capture_keeps(c, shape, entry, name, &seq, &key);
 			d->cap_keep[d->n_cap_all++] = keep;
 			if (!keep)
 				continue;
@@ -796,6 +880,11 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 			uint32_t type = proto_get_u32(meta + 6);
 			d->cap_seq[d->n_cap_cols] = seq && (type == 20 || type == 21 || type == 23);
 			d->cap_max[d->n_cap_cols] = LLONG_MIN;
+			d->cap_key[d->n_cap_cols] = key;
+			d->cap_json[d->n_cap_cols] = type == 114 || type == 3802;
+			d->cap_new[d->n_cap_cols] = strdup(dual_capture_new_name(c, entry, name));
+			if (!d->cap_new[d->n_cap_cols])
+				d->cap_failed = true;
 			d->cap_cols[d->n_cap_cols] = strdup(name);
 			if (!d->cap_cols[d->n_cap_cols++])
 				d->cap_failed = true;
@@ -815,9 +904,19 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		return;
 	}
 	size_t client_end = 0;
+	bool by_key = d->cap.kind != CAPTURE_INSERT;
+	json_t *obj = by_key ? json_object() : NULL;
+	json_t *key = json_object();
+	if ((by_key && !obj) || !key) {
+		json_decref(obj);
+		json_decref(key);
+		d->cap_failed = true;
+		return;
+	}
 	if (d->cap_nrows++)
 		wbuf_put(&d->cap_rows, ", ", 2);
-	wbuf_put_u8(&d->cap_rows, '(');
+	if (!by_key)
+		wbuf_put_u8(&d->cap_rows, '(');
 	size_t kept = 0;
 	for (uint16_t i = 0; i < n && !r.failed; i++) {
 		uint32_t vlen = pkt_get_u32(&r);
@@ -826,9 +925,24 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 			client_end = r.pos;
 		if (i <= d->cap_mark || !d->cap_keep[i - d->cap_mark - 1])
 			continue;
-		if (wbuf_last(&d->cap_rows) != '(')
-			wbuf_put(&d->cap_rows, ", ", 2);
-		capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+		if (by_key) {
+			/* by name, as text (JSON as itself): jsonb_populate_recordset
+			 * reads each through its column's type */
+			json_t *jv = !v ? json_null()
+				     : d->cap_json[kept] ? json_loadb((const char *)v, vlen, JSON_DECODE_ANY, NULL)
+				     : json_stringn((const char *)v, vlen);
+			if (!jv || json_object_set_new(obj, d->cap_new[kept], jv) < 0)
+				d->cap_failed = true;
+		} else {
+			if (wbuf_last(&d->cap_rows) != '(')
+				wbuf_put(&d->cap_rows, ", ", 2);
+			capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+		}
+		if (v && d->cap_key[kept]) {
+			json_t *kv = json_stringn((const char *)v, vlen);
+			if (!kv || json_object_set_new(key, d->cap_cols[kept], kv) < 0)
+				d->cap_failed = true;
+		}
 		if (v && d->cap_seq[kept] && vlen < 24) {
 			char num[24];
 			memcpy(num, v, vlen);
@@ -839,7 +953,20 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		}
 		kept++;
 	}
-	wbuf_put_u8(&d->cap_rows, ')');
+	if (json_object_size(key)) {
+		if (d->cap_keyrows.len)
+			wbuf_put(&d->cap_keyrows, ", ", 2);
+		if (json_append(&d->cap_keyrows, key, JSON_COMPACT) < 0)
+			d->cap_failed = true;
+	}
+	json_decref(key);
+	if (by_key) {
+		if (json_append(&d->cap_rows, obj, JSON_COMPACT) < 0)
+			d->cap_failed = true;
+		json_decref(obj);
+	} else {
+		wbuf_put_u8(&d->cap_rows, ')');
+	}
 	if (r.failed || !wbuf_ok(&d->cap_rows)) {
 		d->cap_failed = true;
 		return;
@@ -854,6 +981,44 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 	}
 }
 
+/* The statement that applies the captured rows of an UPDATE, DELETE or ON
+ * CONFLICT DO UPDATE to new by key, in new's names (never rewritten); NULL
+ * when new's key is not among them. */
+static char *dual_capture_apply_by_key(struct client *c, bool with_returning)
+{
+	struct dual *d = c->dual;
+	const struct catalog_shape *shape = dual_capture_target(c, dual_capture_entry(c));
+	if (!shape)
+		return NULL;
+	size_t n_key = 0, shape_keys = 0;
+	for (size_t i = 0; i < d->n_cap_cols; i++)
+		n_key += d->cap_key[i];
+	for (size_t i = 0; i < shape->n_cols; i++)
+		shape_keys += shape->key && shape->key[i];
+	if (!n_key || n_key != shape_keys)
+		return NULL;  /* part of new's key is not captured */
+	struct wbuf rows;
+	wbuf_init(&rows);
+	wbuf_put_u8(&rows, '[');
+	wbuf_put(&rows, d->cap_rows.data, d->cap_rows.len);
+	wbuf_put_u8(&rows, ']');
+	struct wbuf b;
+	wbuf_init(&b);
+	int rc = wbuf_ok(&rows) ? capture_apply_by_key_sql(&b, &d->cap, shape->schema, shape->name,
+							   (const char *const *)d->cap_new, d->cap_key,
+							   d->n_cap_cols, (const char *)rows.data,
+							   rows.len, with_returning)
+				: -1;
+	wbuf_free(&rows);
+	wbuf_put_u8(&b, 0);
+	if (rc != 0 || !wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	log_debug(c->id, "captured rows applied by key: %.300s", (const char *)b.data);
+	return (char *)b.data;
+}
+
 /* The statement that applies the captured rows, for a session whose SQL is
  * written in DIALECT_NEW or not: written for old and, for a new-dialect
  * consumer, rewritten to new. NULL when nothing was captured, or it cannot
@@ -861,7 +1026,13 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 static char *dual_capture_apply(struct client *c, bool with_returning, bool to_new)
 {
 	struct dual *d = c->dual;
-	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->n_cap_cols)
+	if (!d->cap_on || d->cap_failed || !d->n_cap_cols)
+		return NULL;
+	/* By key, no row is an answer too: the primary (new) must write
+	 * nothing, and its client still gets its tag and columns. */
+	if (d->cap.kind != CAPTURE_INSERT)
+		return dual_capture_apply_by_key(c, with_returning);
+	if (d->cap_nrows == 0)
 		return NULL;
 	struct wbuf b;
 	wbuf_init(&b);
@@ -893,7 +1064,8 @@ static char *dual_capture_apply(struct client *c, bool with_returning, bool to_n
 static char *dual_capture_advance(struct client *c)
 {
 	struct dual *d = c->dual;
-	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->cap_seq)
+	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->cap_seq ||
+	    d->cap.kind == CAPTURE_UPDATE || d->cap.kind == CAPTURE_DELETE)
 		return NULL;
 	const char *cols[d->n_cap_cols ? d->n_cap_cols : 1];
 	long long max[d->n_cap_cols ? d->n_cap_cols : 1];
@@ -985,6 +1157,9 @@ static void dual_release_held(struct client *c)
 				dual_expect_injected(d, false);
 			if (conn_write(p->conn, d->inj.data, d->inj.len) < 0)
 				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		} else if (d->held_raw && held.data[off] == PqMsg_Query) {
+			if (conn_write(p->conn, held.data + off, len) < 0)
+				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		} else {
 			dual_count_sent(d, held.data[off]);
 			steer_forward(c, p, held.data + off, len);
@@ -995,6 +1170,7 @@ static void dual_release_held(struct client *c)
 	wbuf_reset(&d->inj);
 	d->inj_count = 0;
 	d->held_exec = false;
+	d->held_raw = false;
 }
 
 /* The client's message MSG for the primary P: held while the shadow runs
@@ -1012,10 +1188,35 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 	steer_forward(c, p, msg, len);
 }
 
+/* Gives the journal record I of this transaction the keys of the rows
+ * captured, held right by path slot AUTH (when new's key is known). */
+static void dual_tx_keys(struct client *c, size_t i, int auth)
+{
+	struct dual *d = c->dual;
+	if (i >= d->n_tx || !d->cap_on || d->cap_failed || !d->cap_keyrows.len ||
+	    !wbuf_ok(&d->cap_keyrows))
+		return;
+	struct dual_stmt *e = &d->tx[i];
+	size_t tlen = (d->cap.schema ? strlen(d->cap.schema) + 1 : 0) + strlen(d->cap.relname) + 1;
+	free(e->table);
+	free(e->keys);
+	e->table = malloc(tlen);
+	e->keys = malloc(d->cap_keyrows.len + 3);
+	if (e->table)
+		snprintf(e->table, tlen, "%s%s%s", d->cap.schema ? d->cap.schema : "",
+			 d->cap.schema ? "." : "", d->cap.relname);
+	if (e->keys)
+		snprintf(e->keys, d->cap_keyrows.len + 3, "[%.*s]", (int)d->cap_keyrows.len,
+			 (const char *)d->cap_keyrows.data);
+	e->auth_slot = auth;
+}
+
 /* Old (the primary) ran the INSERT: new gets the values it wrote. */
 static void dual_queue_captured(struct client *c)
 {
 	struct dual *d = c->dual;
+	if (d->cap_on && !d->cap_failed && d->cap_mark >= 0 && d->cap_nrows == 0)
+		return;  /* no row written: nothing to apply */
 	char *apply = dual_capture_apply(c, false, true);
 	char *advance = apply ? dual_capture_advance(c) : NULL;
 	if (advance && !d->cap_extended) {
@@ -1051,6 +1252,8 @@ static void dual_queue_captured(struct client *c)
 		}
 	}
 	tx_record(d, sql, strlen(sql), NULL);
+	if (apply)
+		dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
 	if (dual_shadow(c) && !d->broken) {
 		if (d->cap_extended) {
 			/* In the batch where the Execute stood, so that what the
@@ -1247,9 +1450,16 @@ static int dual_journal_lost(struct client *c)
 		snprintf(error, sizeof(error), "%s",
 			 d->down ? "shadow path unavailable" : "shadow transaction failed");
 	int rc = rt->journal ? 0 : -1;
-	for (size_t i = 0; i < d->n_tx && rc == 0; i++)
-		rc = journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
-				 d->tx[i].text, d->tx[i].params, error);
+	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
+		const struct dual_stmt *e = &d->tx[i];
+		struct journal_keys keys = {
+			.table = e->table, .keys = e->keys,
+			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
+		};
+		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
+				       dual_fingerprint(e->text), e->text, e->params, error,
+				       e->table && e->keys ? &keys : NULL);
+	}
 	if (rc == 0)
 		rc = journal_sync(rt->journal);
 	if (rc < 0) {
@@ -1475,6 +1685,8 @@ static void dual_progress(struct client *c)
 		/* The shadow (old) has run it: now the primary, with the values
 		 * old wrote when they were captured. */
 		dual_set_phase(c, DUAL_PRIMARY);
+		if (d->cap_on)
+			dual_tx_keys(c, d->cap_stmt, c->active_slot);  /* new holds the rows */
 		if (d->cap_on && d->cap_extended) {
 			/* the held Execute becomes the statement with old's values */
 			char *apply = !d->shadow_error && d->held_exec ? dual_capture_apply(c, true, true)
@@ -1523,6 +1735,7 @@ static void dual_progress(struct client *c)
 				}
 				wbuf_put_u8(&d->held, 0);
 				build_end(&d->held, off);
+				d->held_raw = d->cap.kind != CAPTURE_INSERT;
 				free(apply);
 				free(advance);
 			} else if (d->cap_failed) {
@@ -1805,11 +2018,15 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		}
 	}
 	wbuf_put_u8(&sh, 0);
-	/* Values, not statements: a lone INSERT runs on old with a capture of
-	 * the rows it wrote; new gets those values. */
+	/* Values, not statements: a lone INSERT, or an UPDATE or DELETE that
+	 * calls volatile functions, runs on old with a capture of the rows it
+	 * wrote; new gets those values (by key, but for a plain INSERT). */
 	bool capture = false, capture_primary = false;
+	const char *tag = a && a->n_stmts == 1 ? a->stmts[0].tag : NULL;
+	bool volatile_dml = tag && (a->stmts[0].flags & SQL_F_VOLATILE) &&
+			    (strcmp(tag, "UPDATE") == 0 || strcmp(tag, "DELETE") == 0);
 	if (any && wbuf_ok(&sh) && a->n_stmts == 1 && a->stmts[0].cls == SQL_WRITE &&
-	    a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 && dual_shadow(c) && !d->broken) {
+	    tag && (strcmp(tag, "INSERT") == 0 || volatile_dml) && dual_shadow(c) && !d->broken) {
 		if (d->shadow_slot == SLOT_OLD) {
 			capture = dual_capture_start(c, (const char *)sh.data, sh.len - 1, false);
 		} else if (c->dialect_slot == SLOT_OLD &&
@@ -1817,6 +2034,15 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 			/* (fail mode runs the shadow, new, first: no values to take) */
 			capture = capture_primary =
 				dual_capture_start(c, text + a->stmts[0].offset, a->stmts[0].len, true);
+		}
+		if (capture && !dual_capture_by_key_ok(c)) {
+			dual_capture_reset(c);
+			capture = capture_primary = false;
+		}
+		if (capture && !capture_primary && d->cap.kind != CAPTURE_INSERT &&
+		    dual_capture_client_returning(c, text + a->stmts[0].offset, a->stmts[0].len) < 0) {
+			dual_capture_reset(c);
+			capture = false;
 		}
 		if (capture && capture_primary) {
 			d->cap_fallback = strdup((const char *)sh.data);
@@ -1854,6 +2080,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		any = false;
 	}
 	if (any && wbuf_ok(&sh)) {
+		if (capture && !capture_primary)
+			d->cap_stmt = d->n_tx;
 		if (!lock_only)
 			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
 		if (dual_shadow(c) && !d->broken) {
@@ -2043,8 +2271,12 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 					       : d->shadow_slot == SLOT_OLD ? rw->text
 					       : c->dialect_slot == SLOT_OLD ? text : NULL;
 			struct capture_plan probe;
-			if (named && old_text && capture_plan(old_text, strlen(old_text), &probe) == 0) {
+			bool plain = named && old_text &&
+				     capture_plan(old_text, strlen(old_text), &probe) == 0 &&
+				     probe.kind == CAPTURE_INSERT;
+			if (named && old_text)
 				capture_plan_clear(&probe);
+			if (plain) {
 				named->old_text = strdup(old_text);
 				named->ptypes = malloc(len - rest);
 				if (named->ptypes)
@@ -2254,6 +2486,7 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 	}
 	/* Old, the shadow, runs it first; the client's Execute waits in held
 	 * for the values. */
+	d->cap_stmt = d->n_tx;
 	tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
 	dual_mirror_extended(c, b.data, b.len);
 	wbuf_free(&b);

@@ -144,3 +144,127 @@ def test_keys_come_from_one_side_and_each_side_can_go_on_alone(proxy_factory, la
                          % (layout.parent("new"), layout.name_col("new"),
                             layout.name_col("new")))[0][0]
     assert old_new == 6 and new_new == 6, (old_new, new_new)
+
+
+# ---- values of UPDATE, DELETE and ON CONFLICT DO UPDATE, applied by key ----
+
+class HotLayout(TwoPathLayout):
+    """hot(id int PRIMARY KEY, v, token, at) on old; hot_v2 with v renamed
+    val on new in the schemas layout."""
+
+    def __init__(self, pg, kind):
+        super().__init__(pg, kind, unique("dh"))
+
+    def renamed(self):
+        return self.kind == "schemas"
+
+    def table(self, role):
+        return "hot_v2" if self.renamed() and role == "new" else "hot"
+
+    def v(self, role):
+        return "val" if self.renamed() and role == "new" else "v"
+
+    def objects(self, role):
+        return ("CREATE TABLE %s (id int PRIMARY KEY, %s text, token uuid, at timestamptz,"
+                " n int NOT NULL DEFAULT 0);"
+                "INSERT INTO %s SELECT g, 'r' || g, '00000000-0000-0000-0000-000000000000',"
+                " '2026-01-01', 0 FROM generate_series(1, 40) g;"
+                % (self.table(role), self.v(role), self.table(role)))
+
+    def rows(self, role):
+        return self.sql(role, "SELECT id, %s, token, at, n FROM %s ORDER BY id"
+                        % (self.v(role), self.table(role)))
+
+
+@pytest.fixture(params=["schemas", "databases"])
+def hot(request, pg):
+    lay = HotLayout(pg, request.param)
+    lay.create()
+    yield lay
+    lay.drop()
+
+
+def hot_script(layout, role):
+    t, v = layout.table(role), layout.v(role)
+    return ("\\set id random(1, 40)\n"
+            "\\set k random(1, 60)\n"
+            "UPDATE {t} SET at = clock_timestamp(), token = gen_random_uuid(), n = n + 1"
+            " WHERE id = :id;\n"
+            "UPDATE {t} SET {v} = md5(random()::text) WHERE id BETWEEN :id AND :id + 2"
+            " RETURNING id;\n"
+            "INSERT INTO {t} (id, {v}, token, at) VALUES (:k, 'up', gen_random_uuid(), now())"
+            " ON CONFLICT (id) DO UPDATE SET at = now(), n = {t}.n + 1;\n"
+            "DELETE FROM {t} WHERE id = :k AND random() < 0.3;\n").format(t=t, v=v)
+
+
+def test_volatile_updates_deletes_and_upserts_reach_new_by_key(proxy_factory, hot, tmp_path):
+    """v1 clients (plain, half of them canaried to new) and v2 clients write
+    at once: now(), clock_timestamp(), gen_random_uuid() and random() in SET
+    and WHERE; new gets old's rows, applied by key."""
+    paths = {role: dict(p, user="app") for role, p in hot.paths.items()}
+    text = ("\n[migration]\nold = old\nnew = new\nsalt = %s\n"
+            "version.v1 = old\nversion.v2 = new\n" % unique("salt"))
+    if hot.renamed():
+        text += "\n[rewrite]\ntable.hot = hot_v2\ncolumn.hot.v = val\n"
+    text += "\n[flags]\ncanary_percent = 50\ndual_write = on\nshadow_failure = journal\n"
+    p = proxy_factory(paths=paths, extra=text)
+    p.wait_log(r"catalog of path new: \d+ tables")
+
+    # the client sees its own result only
+    c = p.connect(options="-c pgturnout.version=v1")
+    c2 = p.connect(options="-c pgturnout.version=v2")
+    try:
+        with c.cursor() as cur:
+            cur.execute("UPDATE hot SET at = now() WHERE id IN (1, 2) RETURNING id, v")
+            assert [d.name for d in cur.description] == ["id", "v"]
+            assert sorted(cur.fetchall()) == [(1, "r1"), (2, "r2")]
+            assert cur.statusmessage == "UPDATE 2"
+            cur.execute("UPDATE hot SET token = gen_random_uuid() WHERE id = 3")
+            assert cur.description is None and cur.statusmessage == "UPDATE 1"
+            cur.execute("DELETE FROM hot WHERE id = 40 AND now() > '2000-01-01'")
+            assert cur.description is None and cur.statusmessage == "DELETE 1"
+        t, v = hot.table("new"), hot.v("new")
+        with c2.cursor() as cur:
+            cur.execute("UPDATE %s AS h SET at = clock_timestamp() WHERE id = 4 RETURNING h.%s"
+                        % (t, v))
+            assert [d.name for d in cur.description] == [v] and cur.fetchall() == [("r4",)]
+            assert cur.statusmessage == "UPDATE 1"
+            cur.execute("INSERT INTO %s (id, %s, at) VALUES (5, 'x', now()) ON CONFLICT (id)"
+                        " DO UPDATE SET at = now() RETURNING id" % (t, v))
+            assert cur.fetchall() == [(5,)] and cur.statusmessage == "INSERT 0 1"
+    finally:
+        c.close()
+        c2.close()
+    assert hot.rows("old") == hot.rows("new")
+
+    s1 = tmp_path / "v1.sql"
+    s1.write_text(hot_script(hot, "old"))
+    s2 = tmp_path / "v2.sql"
+    s2.write_text(hot_script(hot, "new"))
+    env2 = dict(p.env(), PGOPTIONS="-c pgturnout.version=v2")
+    import subprocess
+    import threading
+    out = {}
+
+    def v2_run():
+        out["v2"] = subprocess.run(["pgbench", "-n", "-c", "4", "-j", "1", "-T", str(SECONDS),
+                                    "-f", str(s2)], capture_output=True, text=True, env=env2,
+                                   timeout=SECONDS + 90)
+    th = threading.Thread(target=v2_run)
+    th.start()
+    try:
+        pgbench(p.env(), ["-c", "8", "-j", "2", "-T", SECONDS, "-f", s1], timeout=SECONDS + 90)
+    finally:
+        th.join()
+    assert out["v2"].returncode == 0, out["v2"].stderr[-2000:]
+    assert "number of failed transactions: 0" in out["v2"].stdout or \
+        "failed transactions" not in out["v2"].stdout, out["v2"].stdout
+    old, new = hot.rows("old"), hot.rows("new")
+    assert len(old) == len(new), (len(old), len(new))
+    diff = [(a, b) for a, b in zip(old, new) if a != b]
+    assert diff == [], "%d rows differ, e.g. %r" % (len(diff), diff[:3])
+    assert read_journal(journal_file(p)) == []
+    stats = Admin(p).run("SHOW STATS")
+    warnings = [l for l in p.log().splitlines() if "WARNING" in l][:5]
+    assert all(int(r["mismatches"]) == 0 for r in stats), warnings
+    assert all(int(r["nondeterministic"]) == 0 for r in stats), warnings

@@ -50,9 +50,9 @@ static void test_client_returning_list_is_kept_first(void **state)
 static void test_what_cannot_be_captured(void **state)
 {
 	static const char *const no[] = {
-		"UPDATE t SET a = 1",
-		"INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2",
 		"INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+		"WITH x AS (SELECT 1) UPDATE t SET a = 1",
+		"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
 		"WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
 		"INSERT INTO",
 		"SELECT 1",
@@ -67,6 +67,77 @@ static void test_what_cannot_be_captured(void **state)
 	const char *dn = "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING";
 	assert_int_equal(capture_plan(dn, strlen(dn), &p), 0);
 	assert_true(p.on_conflict_nothing);
+	assert_int_equal(p.kind, CAPTURE_INSERT);
+	capture_plan_clear(&p);
+}
+
+static void test_updates_deletes_and_upserts_are_captured(void **state)
+{
+	(void)state;
+	struct capture_plan p;
+	const char *up = "UPDATE t AS x SET a = now(), \"B\" = 2 FROM u WHERE x.id = u.id RETURNING x.id";
+	assert_int_equal(capture_plan(up, strlen(up), &p), 0);
+	assert_int_equal(p.kind, CAPTURE_UPDATE);
+	assert_string_equal(p.text, "UPDATE t AS x SET a = now(), \"B\" = 2 FROM u WHERE x.id = u.id "
+				    "RETURNING x.id\n, NULL::text AS pgturnout_capture, x.*");
+	assert_string_equal(p.alias, "x");
+	assert_int_equal(p.n_set, 2);
+	assert_string_equal(p.set_cols[0], "a");
+	assert_string_equal(p.set_cols[1], "B");
+	assert_string_equal(p.returning, "x.id");
+	capture_plan_clear(&p);
+
+	const char *del = "DELETE FROM s.t WHERE random() < 0.5";
+	assert_int_equal(capture_plan(del, strlen(del), &p), 0);
+	assert_int_equal(p.kind, CAPTURE_DELETE);
+	assert_string_equal(p.text, "DELETE FROM s.t WHERE random() < 0.5\nRETURNING NULL::text AS "
+				    "pgturnout_capture, t.*");
+	capture_plan_clear(&p);
+
+	const char *ups = "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2";
+	assert_int_equal(capture_plan(ups, strlen(ups), &p), 0);
+	assert_int_equal(p.kind, CAPTURE_UPSERT);
+	capture_plan_clear(&p);
+}
+
+static void test_apply_by_key(void **state)
+{
+	(void)state;
+	struct capture_plan p;
+	const char *up = "UPDATE t AS x SET a = now() WHERE id = 1 RETURNING x.a";
+	assert_int_equal(capture_plan(up, strlen(up), &p), 0);
+	const char *cols[] = { "id", "a" };
+	const bool key[] = { true, false };
+	const char *rows = "[{\"id\":\"1\",\"a\":\"it's\"}]";
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_apply_by_key_sql(&b, &p, "s", "T2", cols, key, 2, rows, strlen(rows),
+						  true), 0);
+	wbuf_put_u8(&b, 0);
+	assert_string_equal((const char *)b.data,
+		"WITH pgturnout_v AS (SELECT r FROM pg_catalog.jsonb_populate_recordset(NULL::s.\"T2\", "
+		"E'[{\"id\":\"1\",\"a\":\"it''s\"}]') r) UPDATE s.\"T2\" AS x SET (a) = (SELECT "
+		"(pgturnout_v.r).a FROM pgturnout_v WHERE ((pgturnout_v.r).id) = (x.id) LIMIT 1) "
+		"WHERE (x.id) IN (SELECT (pgturnout_v.r).id FROM pgturnout_v) RETURNING x.a");
+	wbuf_free(&b);
+	capture_plan_clear(&p);
+
+	const char *ups = "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2";
+	assert_int_equal(capture_plan(ups, strlen(ups), &p), 0);
+	wbuf_init(&b);
+	assert_int_equal(capture_apply_by_key_sql(&b, &p, NULL, "t", cols, key, 2, "[]", 2, false), 0);
+	wbuf_put_u8(&b, 0);
+	assert_string_equal((const char *)b.data,
+		"INSERT INTO t (id, a) OVERRIDING SYSTEM VALUE SELECT r.id, r.a FROM "
+		"pg_catalog.jsonb_populate_recordset(NULL::t, E'[]') r ON CONFLICT (id) DO UPDATE "
+		"SET a = EXCLUDED.a");
+	wbuf_free(&b);
+	/* no key: nothing to apply by */
+	const bool none[] = { false, false };
+	wbuf_init(&b);
+	assert_int_equal(capture_apply_by_key_sql(&b, &p, NULL, "t", cols, none, 2, "[]", 2, false), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
 	capture_plan_clear(&p);
 }
 
@@ -135,6 +206,8 @@ int main(void)
 		cmocka_unit_test(test_what_cannot_be_captured),
 		cmocka_unit_test(test_apply_reads_values_back_as_written),
 		cmocka_unit_test(test_advance_names_new_side_sequences),
+		cmocka_unit_test(test_updates_deletes_and_upserts_are_captured),
+		cmocka_unit_test(test_apply_by_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
