@@ -191,6 +191,12 @@ struct dual {
 	uint32_t inj_count;     /* statements of ours in inj */
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
 	struct wbuf cap_keyrows; /* owns: '{"k": "v"}, ...': each row's key (old's names) */
+	/* value comparison (a session on old): the rows captured from old and
+	 * those new's apply returned, as an order-independent digest */
+	uint64_t cap_digest;    /* of the captured rows, as applied */
+	bool cmp_on;            /* new's DataRows of this request are the apply's */
+	uint64_t cmp_primary, cmp_shadow;  /* digests: old's rows, new's rows */
+	uint64_t cmp_shadow_rows;
 	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
 				   primary new); SIZE_MAX: none */
 	size_t cap_nrows;
@@ -547,6 +553,7 @@ static enum rewrite_dir dual_dir(const struct client *c)
 
 static void dual_progress(struct client *c);
 static void dual_begin(struct client *c);
+static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
 static void dual_expect_injected(struct dual *d, bool describe);
@@ -636,6 +643,16 @@ void dual_shadow_input(struct server *s)
 			}
 			continue;
 		}
+		if (mine && d->cmp_on && type == PqMsg_DataRow) {
+			uint8_t *row;
+			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &row, &len) != CONN_MSG_OK) {
+				dual_shadow_lost(c, s, "out of memory");
+				return;
+			}
+			dual_compare_row(d, row, 1 + (size_t)len);
+			free(row);
+			continue;
+		}
 		if (mine && d->cap_on && !d->cap_from_primary &&
 		    (type == PqMsg_RowDescription || type == PqMsg_DataRow)) {
 			uint8_t *row;
@@ -697,9 +714,54 @@ static bool dual_capture_start(struct client *c, const char *old_text, size_t le
 	d->cap_from_primary = from_primary;
 	c->dual_capture = from_primary;
 	d->cap_stmt = SIZE_MAX;
+	d->cap_digest = 0;
 	wbuf_init(&d->cap_rows);
 	wbuf_init(&d->cap_keyrows);
 	return true;
+}
+
+/* FNV-1a over N bytes, continuing from H. */
+static uint64_t dual_fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* The digest of one row's values (N of them, V[i] of LEN[i] bytes, NULL:
+ * SQL NULL), to be summed over the rows: the sum does not depend on their
+ * order. */
+static uint64_t dual_row_digest(const uint8_t *const *v, const uint32_t *len, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t l = v[i] ? len[i] : 0xffffffffu;
+		h = dual_fnv(h, &l, sizeof(l));
+		if (v[i])
+			h = dual_fnv(h, v[i], len[i]);
+	}
+	return h;
+}
+
+/* A DataRow (MSG, LEN bytes) new returned for the apply: into its digest. */
+static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	uint16_t n = pkt_get_u16(&r);
+	const uint8_t *v[n ? n : 1];
+	uint32_t l[n ? n : 1];
+	for (uint16_t i = 0; i < n && !r.failed; i++) {
+		l[i] = pkt_get_u32(&r);
+		v[i] = l[i] == 0xffffffffu ? NULL : pkt_get_bytes(&r, l[i]);
+	}
+	if (r.failed)
+		return;
+	d->cmp_shadow += dual_row_digest(v, l, n);
+	d->cmp_shadow_rows++;
 }
 
 /* Makes room for N more bytes in B (its length unchanged). */
@@ -918,6 +980,8 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 	if (!by_key)
 		wbuf_put_u8(&d->cap_rows, '(');
 	size_t kept = 0;
+	const uint8_t *kv_v[d->n_cap_cols ? d->n_cap_cols : 1];
+	uint32_t kv_l[d->n_cap_cols ? d->n_cap_cols : 1];
 	for (uint16_t i = 0; i < n && !r.failed; i++) {
 		uint32_t vlen = pkt_get_u32(&r);
 		const uint8_t *v = vlen == 0xffffffffu ? NULL : pkt_get_bytes(&r, vlen);
@@ -938,6 +1002,10 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 				wbuf_put(&d->cap_rows, ", ", 2);
 			capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
 		}
+		if (kept < d->n_cap_cols) {
+			kv_v[kept] = v;
+			kv_l[kept] = vlen;
+		}
 		if (v && d->cap_key[kept]) {
 			json_t *kv = json_stringn((const char *)v, vlen);
 			if (!kv || json_object_set_new(key, d->cap_cols[kept], kv) < 0)
@@ -953,6 +1021,8 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		}
 		kept++;
 	}
+	if (kept == d->n_cap_cols)
+		d->cap_digest += dual_row_digest(kv_v, kv_l, kept);
 	if (json_object_size(key)) {
 		if (d->cap_keyrows.len)
 			wbuf_put(&d->cap_keyrows, ", ", 2);
@@ -1188,6 +1258,36 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 	steer_forward(c, p, msg, len);
 }
 
+/* "c1, c2, ...": the captured columns, as the apply names them (old's
+ * names for an INSERT, which is rewritten; new's for one by key). NULL
+ * when none or out of memory. */
+static char *dual_capture_columns(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->n_cap_cols || !d->cap_cols || !d->cap_new)
+		return NULL;
+	struct wbuf b;
+	wbuf_init(&b);
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
+		const char *name = d->cap.kind == CAPTURE_INSERT ? d->cap_cols[i] : d->cap_new[i];
+		if (i)
+			wbuf_put(&b, ", ", 2);
+		wbuf_put_u8(&b, '"');
+		for (const char *p = name; *p; p++) {
+			if (*p == '"')
+				wbuf_put_u8(&b, '"');
+			wbuf_put_u8(&b, (uint8_t)*p);
+		}
+		wbuf_put_u8(&b, '"');
+	}
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
 /* Gives the journal record I of this transaction the keys of the rows
  * captured, held right by path slot AUTH (when new's key is known). */
 static void dual_tx_keys(struct client *c, size_t i, int auth)
@@ -1217,7 +1317,21 @@ static void dual_queue_captured(struct client *c)
 	struct dual *d = c->dual;
 	if (d->cap_on && !d->cap_failed && d->cap_mark >= 0 && d->cap_nrows == 0)
 		return;  /* no row written: nothing to apply */
-	char *apply = dual_capture_apply(c, false, true);
+	/* New returns the rows it wrote, to be compared with old's (a simple
+	 * Query only: an extended batch may hold other rows of new's). */
+	char *returning = d->cap_extended ? NULL : dual_capture_columns(c);
+	char *client_returning = d->cap.returning;
+	if (returning)
+		d->cap.returning = returning;
+	char *apply = dual_capture_apply(c, returning != NULL, true);
+	d->cap.returning = client_returning;
+	free(returning);
+	if (apply && returning) {
+		d->cmp_on = true;
+		d->cmp_primary = d->cap_digest;
+		d->cmp_shadow = 0;
+		d->cmp_shadow_rows = 0;
+	}
 	char *advance = apply ? dual_capture_advance(c) : NULL;
 	if (advance && !d->cap_extended) {
 		/* one Query: the rows, then new's sequences past their keys */
@@ -1417,6 +1531,18 @@ static void dual_note_outcome(struct client *c)
 					 d->shadow_sqlstate, d->shadow_message);
 		}
 	}
+	if (!mismatch && d->cmp_on && !d->primary_error && !d->shadow_error &&
+	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->primary_rows)) {
+		/* same row counts, but new wrote other values than old's */
+		ps->mismatches++;
+		log_warning(c->id,
+			    "dual-write mismatch on path %s (fingerprint %016llx): the values written differ "
+			    "from the primary's (%llu rows compared)",
+			    dual_shadow_name(c),
+			    (unsigned long long)dual_fingerprint(d->n_tx > d->tx_at_request
+								 ? d->tx[d->tx_at_request].text : NULL),
+			    (unsigned long long)d->cmp_shadow_rows);
+	}
 	if (mismatch) {
 		ps->mismatches++;
 		log_warning(c->id,
@@ -1535,6 +1661,7 @@ static void dual_reset_request(struct client *c)
 	d->own_ready = 0;
 	d->own_tags = 0;
 	d->own_do = 0;
+	d->cmp_on = false;
 	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;

@@ -268,3 +268,35 @@ def test_volatile_updates_deletes_and_upserts_reach_new_by_key(proxy_factory, ho
     warnings = [l for l in p.log().splitlines() if "WARNING" in l][:5]
     assert all(int(r["mismatches"]) == 0 for r in stats), warnings
     assert all(int(r["nondeterministic"]) == 0 for r in stats), warnings
+
+
+def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
+    """New returns the rows it applied; a trigger of new's that changes a
+    value makes them differ from old's: a mismatch, counted and logged with
+    the fingerprint, the row counts being equal."""
+    paths = {role: dict(p, user="app") for role, p in hot.paths.items()}
+    text = ("\n[migration]\nold = old\nnew = new\nsalt = %s\n" % unique("salt"))
+    if hot.renamed():
+        text += "\n[rewrite]\ntable.hot = hot_v2\ncolumn.hot.v = val\n"
+    text += "\n[flags]\ndual_write = on\nshadow_failure = journal\n"
+    p = proxy_factory(paths=paths, extra=text)
+    p.wait_log(r"catalog of path new: \d+ tables")
+    c = p.connect()
+    try:
+        run(c, "INSERT INTO hot (id, v, at) VALUES (100, 'same', now())",
+            "UPDATE hot SET at = now() WHERE id = 100")
+        stats = Admin(p).stats()
+        assert int(stats["new"]["mismatches"]) == 0, stats
+        hot.sql("new", "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
+                       " $$BEGIN NEW.%s := upper(NEW.%s); RETURN NEW; END$$;"
+                       "CREATE TRIGGER shout BEFORE INSERT OR UPDATE ON %s"
+                       " FOR EACH ROW EXECUTE FUNCTION shout()"
+                       % (hot.v("new"), hot.v("new"), hot.table("new")))
+        run(c, "INSERT INTO hot (id, v, at) VALUES (101, 'quiet', now())")
+        assert int(Admin(p).stats()["new"]["mismatches"]) == 1
+        run(c, "UPDATE hot SET at = clock_timestamp() WHERE id IN (1, 2)")
+        assert int(Admin(p).stats()["new"]["mismatches"]) == 2
+    finally:
+        c.close()
+    p.wait_log(r"dual-write mismatch on path new \(fingerprint [0-9a-f]{16}\): the values "
+               r"written differ from the primary's \(2 rows compared\)")
