@@ -88,14 +88,15 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
  * captured rows, which moves the sequences owned by the columns COLS (N
  * names, as that side names them) of table SCHEMA.NAME (SCHEMA NULL: as the
  * search_path finds it) past the values MAX (the largest captured per
- * column), never lower. Each sequence is read and set under an advisory
+ * column), never lower: a sequence behind its value is set AHEAD past it
+ * (up to its maximum), so that the next keys need no statement. Each sequence is read and set under an advisory
  * lock of its own, taken and released inside the statement, so that
  * concurrent sessions cannot lower what another set. Columns without a
  * sequence are skipped by the server. Returns 0, or 1 (B unchanged) when a
  * name would break the statement's quoting.
  */
 int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
-			const char *const *cols, const long long *max, size_t n);
+			const char *const *cols, const long long *max, size_t n, long long ahead);
 
 /* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
  * a literal that reads back as the same text whatever the session's

@@ -23,6 +23,7 @@
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/console.h"
+#include "session/dual.h"
 #include "session/fleet.h"
 #include "session/history_file.h"
 #include "session/intent.h"
@@ -57,6 +58,7 @@
  */
 static void process_read_shapes(const struct config *cfg)
 {
+	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
 	rt->new_shapes = NULL;
@@ -437,6 +439,7 @@ void process_free(void)
 	flags_free(rt->flags);
 	history_file_free(rt->history);
 	intent_log_free(rt->intents);
+	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
 	journal_free(rt->journal);

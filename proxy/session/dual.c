@@ -188,6 +188,7 @@ struct dual {
 	bool *cap_json;         /* owns, n_cap_cols: a json or jsonb column (value is JSON) */
 	long long *cap_max;     /* owns, n_cap_cols; LLONG_MIN: none yet */
 	uint32_t own_do;        /* "DO" tags of the primary that are ours (sequence advance) */
+	bool advanced;          /* the request moves new's sequences (see dual_seq_mark) */
 	uint32_t inj_count;     /* statements of ours in inj */
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
 	struct wbuf cap_keyrows; /* owns: '{"k": "v"}, ...': each row's key (old's names) */
@@ -1128,9 +1129,56 @@ static char *dual_capture_apply(struct client *c, bool with_returning, bool to_n
 	return out;
 }
 
+/*
+ * One key source, kept cheap: new's sequences are set DUAL_SEQ_AHEAD past a
+ * key they were behind, and this process remembers, per column of new's,
+ * the value its sequence is past. Keys below it need no statement: old's
+ * keys grow, so most inserts pay nothing. Sequences only go up, so the
+ * memory can only be too low, never too high, unless an advance failed:
+ * then (and at reload) it is forgotten.
+ */
+#define DUAL_SEQ_AHEAD 1000
+
+struct dual_seq_mark {
+	char *column;           /* owns: "schema.table.column" of new's */
+	long long past;         /* new's sequence is at or past this value */
+};
+
+static struct dual_seq_mark *dual_seq_marks;  /* owns, n_dual_seq_marks */
+static size_t n_dual_seq_marks;
+
+void dual_forget_sequences(void)
+{
+	for (size_t i = 0; i < n_dual_seq_marks; i++)
+		free(dual_seq_marks[i].column);
+	free(dual_seq_marks);
+	dual_seq_marks = NULL;
+	n_dual_seq_marks = 0;
+}
+
+static struct dual_seq_mark *dual_seq_mark(const char *schema, const char *name, const char *col,
+					   bool add)
+{
+	char key[512];
+	snprintf(key, sizeof(key), "%s.%s.%s", schema ? schema : "", name, col);
+	for (size_t i = 0; i < n_dual_seq_marks; i++)
+		if (strcmp(dual_seq_marks[i].column, key) == 0)
+			return &dual_seq_marks[i];
+	if (!add)
+		return NULL;
+	struct dual_seq_mark *v = realloc(dual_seq_marks, (n_dual_seq_marks + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	dual_seq_marks = v;
+	v[n_dual_seq_marks].column = strdup(key);
+	v[n_dual_seq_marks].past = LLONG_MIN;
+	return v[n_dual_seq_marks].column ? &v[n_dual_seq_marks++] : NULL;
+}
+
 /* One key source: the statement that moves new's sequences past the keys
  * captured (see capture_advance_sql), or NULL when no captured column may
- * own one. Names are new's: the statement is never rewritten. */
+ * own one or new's sequences are known to be past them already. Names are
+ * new's: the statement is never rewritten. */
 static char *dual_capture_advance(struct client *c)
 {
 	struct dual *d = c->dual;
@@ -1141,14 +1189,6 @@ static char *dual_capture_advance(struct client *c)
 	long long max[d->n_cap_cols ? d->n_cap_cols : 1];
 	size_t n = 0;
 	long entry = dual_capture_entry(c);
-	for (size_t i = 0; i < d->n_cap_cols; i++) {
-		if (!d->cap_seq[i] || d->cap_max[i] == LLONG_MIN)
-			continue;
-		cols[n] = dual_capture_new_name(c, entry, d->cap_cols[i]);
-		max[n++] = d->cap_max[i];
-	}
-	if (!n)
-		return NULL;
 	const char *schema = d->cap.schema, *name = d->cap.relname;
 	const struct catalog_shape *shape = dual_capture_target(c, entry);
 	struct rewrite_entry ent;
@@ -1159,9 +1199,26 @@ static char *dual_capture_advance(struct client *c)
 		schema = ent.schema[REWRITE_SIDE_NEW];
 		name = ent.name[REWRITE_SIDE_NEW];
 	}
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
+		if (!d->cap_seq[i] || d->cap_max[i] == LLONG_MIN)
+			continue;
+		const char *col = dual_capture_new_name(c, entry, d->cap_cols[i]);
+		struct dual_seq_mark *m = dual_seq_mark(schema, name, col, true);
+		if (m && m->past >= d->cap_max[i])
+			continue;  /* new's sequence is past it already */
+		if (m)  /* forgotten if the statement fails (dual_note_outcome) */
+			m->past = d->cap_max[i] > LLONG_MAX - DUAL_SEQ_AHEAD ? d->cap_max[i]
+				  : d->cap_max[i] + DUAL_SEQ_AHEAD;
+		cols[n] = col;
+		max[n++] = d->cap_max[i];
+	}
+	if (!n)
+		return NULL;
+	d->advanced = true;
 	struct wbuf b;
 	wbuf_init(&b);
-	if (capture_advance_sql(&b, schema, name, cols, max, n) != 0) {
+	if (capture_advance_sql(&b, schema, name, cols, max, n, DUAL_SEQ_AHEAD) != 0) {
+		dual_forget_sequences();
 		wbuf_free(&b);
 		return NULL;
 	}
@@ -1332,7 +1389,8 @@ static void dual_queue_captured(struct client *c)
 		d->cmp_shadow = 0;
 		d->cmp_shadow_rows = 0;
 	}
-	char *advance = apply ? dual_capture_advance(c) : NULL;
+	/* (only when it will be sent: it moves what this process remembers) */
+	char *advance = apply && dual_shadow(c) && !d->broken ? dual_capture_advance(c) : NULL;
 	if (advance && !d->cap_extended) {
 		/* one Query: the rows, then new's sequences past their keys */
 		size_t n = strlen(apply) + strlen(advance) + 3;
@@ -1517,6 +1575,8 @@ static void dual_note_outcome(struct client *c)
 	if (!d->req_mirrored)
 		return;
 	struct path_stats *ps = &rt->stats.paths[d->shadow_slot];
+	if (d->advanced && (d->shadow_error || d->primary_error || d->down))
+		dual_forget_sequences();  /* an advance may have failed */
 	/* An error of the primary only, after the shadow ran first, is undone
 	 * with the transaction: not a difference. */
 	bool first = d->primary_error && !d->shadow_error && d->tx_at_request == d->n_tx;
@@ -1661,6 +1721,7 @@ static void dual_reset_request(struct client *c)
 	d->own_ready = 0;
 	d->own_tags = 0;
 	d->own_do = 0;
+	d->advanced = false;
 	d->cmp_on = false;
 	dual_capture_reset(c);
 	if (!d->broken)

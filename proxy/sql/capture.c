@@ -292,7 +292,7 @@ static void put_qualified(struct wbuf *t, const char *schema, const char *name)
 #define ADVANCE_KEY "((1885828096::bigint << 32) | s::oid::bigint)"
 
 int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
-			const char *const *cols, const long long *max, size_t n)
+			const char *const *cols, const long long *max, size_t n, long long ahead)
 {
 	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
 		return 1;
@@ -301,7 +301,8 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 			return 1;
 	struct wbuf t;
 	put_qualified(&t, schema, name);
-	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean;\n"
+	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
+		 "mx bigint;\n"
 		 "BEGIN\n"
 		 "FOR s, v IN SELECT pg_catalog.pg_get_serial_sequence(");
 	capture_put_literal(b, (const char *)t.data, t.len ? t.len - 1 : 0);
@@ -319,7 +320,14 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
 		 "  BEGIN\n"
 		 "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
-		 "    IF lv < v OR (lv = v AND NOT called) THEN PERFORM pg_catalog.setval(s, v); END IF;\n"
+		 "    IF lv < v OR (lv = v AND NOT called) THEN\n"
+		 "      SELECT q.seqmax INTO mx FROM pg_catalog.pg_sequence q WHERE q.seqrelid = s;\n"
+		 "      PERFORM pg_catalog.setval(s, LEAST(v + ");
+	char num[32];
+	snprintf(num, sizeof(num), "%lld", ahead > 0 ? ahead : 0);
+	put_s(b, num);
+	put_s(b, ", GREATEST(mx, v)));\n"
+		 "    END IF;\n"
 		 "  EXCEPTION WHEN OTHERS THEN\n"
 		 "    PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
 		 "    RAISE;\n"

@@ -174,7 +174,7 @@ static void test_advance_names_new_side_sequences(void **state)
 	const long long max[] = { 42, -7 };
 	struct wbuf b;
 	wbuf_init(&b);
-	assert_int_equal(capture_advance_sql(&b, "p_new", "Items_v2", cols, max, 2), 0);
+	assert_int_equal(capture_advance_sql(&b, "p_new", "Items_v2", cols, max, 2, 1000), 0);
 	wbuf_put_u8(&b, 0);
 	const char *sql = (const char *)b.data;
 	assert_true(strncmp(sql, "DO $pgturnout_seq$", 18) == 0);
@@ -182,6 +182,7 @@ static void test_advance_names_new_side_sequences(void **state)
 	assert_non_null(strstr(sql, "(VALUES (E'id', 42::bigint), (E'Odd''col', -7::bigint))"));
 	/* never lower: set only when the sequence is behind the value */
 	assert_non_null(strstr(sql, "IF lv < v OR (lv = v AND NOT called) THEN"));
+	assert_non_null(strstr(sql, "setval(s, LEAST(v + 1000, GREATEST(mx, v)))"));
 	/* the lock is released on error as well as on success */
 	const char *unlock = strstr(sql, "pg_advisory_unlock");
 	assert_non_null(unlock);
@@ -193,7 +194,7 @@ static void test_advance_names_new_side_sequences(void **state)
 	/* a name that would end the dollar quote is refused */
 	const char *bad[] = { "x$pgturnout_seq$" };
 	wbuf_init(&b);
-	assert_int_equal(capture_advance_sql(&b, NULL, "t", bad, max, 1), 1);
+	assert_int_equal(capture_advance_sql(&b, NULL, "t", bad, max, 1, 0), 1);
 	assert_int_equal(b.len, 0);
 	wbuf_free(&b);
 }
