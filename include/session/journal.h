@@ -8,9 +8,13 @@
  *   <crc32 of the JSON, 8 hex digits> <JSON object>\n
  *
  * with fields time, session, path, fingerprint, statement, parameters,
- * error, and any others a newer writer adds (read tolerantly: unknown fields
- * are ignored, missing ones read as ""). Appends are write() + fsync()
- * before the client's COMMIT is acknowledged.
+ * error, and, when the rows the statement wrote are known (captured values),
+ * table (as the statement names it, old's name), keys (an array of objects,
+ * one per row: old's key column names to their values as text) and
+ * authoritative (the path whose rows are right: the one that kept them); a
+ * newer writer may add others (read tolerantly: unknown fields are ignored,
+ * missing ones read as ""). Appends are write() + fsync() before the
+ * client's COMMIT is acknowledged.
  *
  * Entries are not held in memory: the journal keeps an index of each
  * entry's byte offset and length, and reads an entry from the file when it
@@ -71,6 +75,17 @@ uint64_t journal_size(const struct journal *j);
 /* Appends one entry (not yet durable). Strings are copied. 0 or -1. */
 int journal_add(struct journal *j, uint64_t session, const char *path, uint64_t fingerprint,
 		const char *statement, const char *parameters, const char *error);
+/* The rows a lost statement wrote, by key (see above); strings borrowed. */
+struct journal_keys {
+	const char *table;
+	const char *keys;          /* a JSON array of objects */
+	const char *authoritative; /* a path name */
+};
+
+/* journal_add(), with the keys of the rows involved (KEYS NULL: none). */
+int journal_add_keyed(struct journal *j, uint64_t session, const char *path, uint64_t fingerprint,
+		      const char *statement, const char *parameters, const char *error,
+		      const struct journal_keys *keys);
 /* Makes every entry added so far durable (fsync). 0 or -1 (logged). */
 int journal_sync(struct journal *j);
 

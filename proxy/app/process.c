@@ -25,6 +25,7 @@
 #include "session/auth_query.h"
 #include "session/client.h"
 #include "session/console.h"
+#include "session/dual.h"
 #include "session/fleet.h"
 #include "session/guard_watch.h"
 #include "session/shadow_read.h"
@@ -63,6 +64,7 @@
  */
 static void process_read_shapes(const struct config *cfg)
 {
+	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
 	rt->new_shapes = NULL;
@@ -586,6 +588,7 @@ void process_free(void)
 	history_file_free(rt->history);
 	twophase_free(rt->twophase);
 	intent_log_free(rt->intents);
+	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
 	if (journal_indexer) {

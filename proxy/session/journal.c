@@ -329,6 +329,30 @@ static void format_now(char *buf, size_t len, bool compact)
 int journal_add(struct journal *j, uint64_t session, const char *path, uint64_t fingerprint,
 		const char *statement, const char *parameters, const char *error)
 {
+	return journal_add_keyed(j, session, path, fingerprint, statement, parameters, error, NULL);
+}
+
+/* Sets the rows' fields of K on O: table, keys (K's JSON text, parsed),
+ * authoritative. 0 or -1. */
+static int journal_set_keys(json_t *o, const struct journal_keys *k)
+{
+	if (!k || !k->table || !k->keys || !k->authoritative)
+		return 0;
+	json_t *keys = json_loads(k->keys, JSON_DECODE_ANY, NULL);
+	if (!json_is_array(keys)) {
+		json_decref(keys);
+		return -1;
+	}
+	if (json_set_text(o, "table", k->table) < 0 || json_object_set_new(o, "keys", keys) < 0 ||
+	    json_set_text(o, "authoritative", k->authoritative) < 0)
+		return -1;
+	return 0;
+}
+
+int journal_add_keyed(struct journal *j, uint64_t session, const char *path, uint64_t fingerprint,
+		      const char *statement, const char *parameters, const char *error,
+		      const struct journal_keys *keys)
+{
 	char now[64], fp[24];
 	format_now(now, sizeof(now), false);
 	snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)fingerprint);
@@ -341,7 +365,8 @@ int journal_add(struct journal *j, uint64_t session, const char *path, uint64_t 
 	    json_set_text(o, "path", path) < 0 || json_set_text(o, "fingerprint", fp) < 0 ||
 	    json_set_text(o, "statement", statement) < 0 ||
 	    json_set_text(o, "parameters", parameters ? parameters : "") < 0 ||
-	    json_set_text(o, "error", error) < 0 || json_append(&obj, o, JSON_COMPACT) < 0 ||
+	    json_set_text(o, "error", error) < 0 || journal_set_keys(o, keys) < 0 ||
+	    json_append(&obj, o, JSON_COMPACT) < 0 ||
 	    !wbuf_ok(&obj)) {
 		json_decref(o);
 		wbuf_free(&obj);

@@ -89,6 +89,10 @@ struct repair_pair {
 	/* --report: the keys to repair, old's key column order */
 	struct pairs_bound *keys;	/* owns, n_keys of cap_keys */
 	size_t n_keys, cap_keys;
+	/* --journal: the keys its entries name (a JSON array of objects, old's
+	 * column names), used when no entry for the pair lacks them */
+	json_t *jkeys;			/* owns, or NULL */
+	bool whole;			/* an entry names the table without keys */
 };
 
 /* One journal file read by --journal: the byte range of the entries repaired. */
@@ -793,62 +797,127 @@ static int repaired_write(struct repair_run *run)
 	return rc;
 }
 
+/* The pair of table T (old or new name) repaired from side FROM, added
+ * when new: *OUT. 0 or -1. */
+static int journal_pair(struct repair_run *run, const char *t, int from, struct repair_pair **out)
+{
+	struct pairs_pair *tps = NULL;
+	size_t n = 0;
+	if (pairs_add_named(&run->pp, &tps, &n, t) < 0)
+		return -1;
+	*out = NULL;
+	for (size_t j = 0; j < run->n_pairs && !*out; j++)
+		if (strcmp(run->pairs[j].tp.name[OLD], tps[0].name[OLD]) == 0 &&
+		    run->pairs[j].from == from)
+			*out = &run->pairs[j];
+	if (*out) {
+		pairs_pair_free(&tps[0]);
+		free(tps);
+		return 0;
+	}
+	struct repair_pair *v = realloc(run->pairs, (run->n_pairs + 1) * sizeof(*v));
+	if (v == NULL) {
+		pairs_pair_free(&tps[0]);
+		free(tps);
+		return -1;
+	}
+	run->pairs = v;
+	memset(&v[run->n_pairs], 0, sizeof(*v));
+	v[run->n_pairs].tp = tps[0];
+	v[run->n_pairs].from = from;
+	*out = &v[run->n_pairs++];
+	free(tps);
+	return 0;
+}
+
+/* An entry that names the rows it lost (table, keys, authoritative path):
+ * those keys of that table, from the authoritative side. 1 when it does
+ * not, 0, or -1. */
+static int journal_keyed(struct repair_run *run, const json_t *o)
+{
+	const char *table = json_get_text(o, "table");
+	const char *auth = json_get_text(o, "authoritative");
+	json_t *keys = json_object_get(o, "keys");
+	if (table == NULL || auth == NULL || !json_is_array(keys) || json_array_size(keys) == 0)
+		return 1;
+	int from = -1;
+	for (int s = OLD; s <= NEW; s++)
+		if (strcmp(auth, run->pp.path[s]->name) == 0)
+			from = s;
+	if (from < 0)
+		return 1;
+	struct repair_pair *p;
+	if (journal_pair(run, table, from, &p) < 0)
+		return -1;
+	if (p->jkeys == NULL && (p->jkeys = json_array()) == NULL)
+		return -1;
+	return json_array_extend(p->jkeys, keys) < 0 ? -1 : 0;
+}
+
 /* Adds the pairs a journal line's statement wrote, to be repaired from the
- * side that did not lose it. 1 when the line names no table (counted as
- * unparsed), 0, or -1. */
+ * side that did not lose it: by key when the entry names its rows, else
+ * whole tables. 1 when the line names no table (counted as unparsed), 0,
+ * or -1. */
 static int journal_line(struct repair_run *run, char *line, size_t len)
 {
 	if (!journal_line_ok(line, len))
 		return 1;
 	json_t *o = json_loadb(line + 9, len - 9, 0, NULL);
+	int rc = o != NULL ? journal_keyed(run, o) : 1;
+	if (rc <= 0) {
+		json_decref(o);
+		return rc;
+	}
 	const char *path = o != NULL ? json_get_text(o, "path") : NULL;
 	const char *stmt = o != NULL ? json_get_text(o, "statement") : NULL;
-	int lost = -1, from;
+	int lost = -1;
 	for (int s = OLD; s <= NEW && path != NULL; s++)
 		if (strcmp(path, run->pp.path[s]->name) == 0)
 			lost = s;
-	int rc = 1;
-	from = lost == OLD ? NEW : OLD;
+	rc = 1;
+	int from = lost == OLD ? NEW : OLD;
 	if (lost >= 0 && stmt != NULL) {
 		struct sql_analysis *a = sql_analyze(stmt, strlen(stmt), REWRITE_NONE, NULL);
-		for (size_t i = 0; a != NULL && i < a->n_stmts; i++)
-			for (size_t w = 0; w < a->stmts[i].n_writes; w++) {
-				struct pairs_pair *tps = NULL;
-				size_t n = 0;
-				if (pairs_add_named(&run->pp, &tps, &n, a->stmts[i].writes[w]) < 0) {
-					sql_analysis_unref(a);
-					json_decref(o);
-					return -1;
+		for (size_t i = 0; a != NULL && i < a->n_stmts && rc >= 0; i++)
+			for (size_t w = 0; w < a->stmts[i].n_writes && rc >= 0; w++) {
+				struct repair_pair *p;
+				if (journal_pair(run, a->stmts[i].writes[w], from, &p) < 0) {
+					rc = -1;
+					break;
 				}
-				bool known = false;
-				for (size_t j = 0; j < run->n_pairs && !known; j++)
-					known = strcmp(run->pairs[j].tp.name[OLD], tps[0].name[OLD]) == 0 &&
-						run->pairs[j].from == from;
-				struct repair_pair *v = known ? NULL
-					: realloc(run->pairs, (run->n_pairs + 1) * sizeof(*v));
-				if (!known && v == NULL) {
-					pairs_pair_free(&tps[0]);
-					free(tps);
-					sql_analysis_unref(a);
-					json_decref(o);
-					return -1;
-				}
-				if (known) {
-					pairs_pair_free(&tps[0]);
-				} else {
-					run->pairs = v;
-					memset(&v[run->n_pairs], 0, sizeof(*v));
-					v[run->n_pairs].tp = tps[0];
-					v[run->n_pairs].from = from;
-					run->n_pairs++;
-				}
-				free(tps);
+				p->whole = true;
 				rc = 0;
 			}
 		sql_analysis_unref(a);
 	}
 	json_decref(o);
 	return rc;
+}
+
+/* --journal, once the pairs are prepared: the keys of pairs that only keyed
+ * entries name; a key that does not name the pair's key columns makes the
+ * whole table repaired instead. -1 out of memory. */
+static int journal_keys_apply(struct repair_run *run)
+{
+	for (size_t i = 0; i < run->n_pairs; i++) {
+		struct repair_pair *p = &run->pairs[i];
+		if (p->whole || p->jkeys == NULL || p->tp.problem != NULL || p->tp.skipped != NULL)
+			continue;
+		size_t k;
+		json_t *key;
+		json_array_foreach(p->jkeys, k, key) {
+			int r = json_is_object(key) ? pair_add_key(p, key) : 1;
+			if (r < 0)
+				return -1;
+			if (r > 0) {
+				pairs_err("journal: a key of %s does not name its key columns; the whole "
+					  "table is repaired", p->tp.name[OLD]);
+				p->whole = true;
+				break;
+			}
+		}
+	}
+	return 0;
 }
 
 /* Reads one journal file's entries past its sidecar's offset. */
@@ -1311,6 +1380,7 @@ static void run_free(struct repair_run *run)
 		for (size_t k = 0; k < p->n_keys; k++)
 			pairs_bound_clear(&p->keys[k]);
 		free(p->keys);
+		json_decref(p->jkeys);
 	}
 	free(run->pairs);
 	for (size_t i = 0; i < run->n_jparts; i++) {
@@ -1350,7 +1420,9 @@ static int add_table_pairs(struct repair_run *run)
 static int run_pair(struct repair_run *run, struct repair_pair *p)
 {
 	int rc;
-	if (run->opt.source == SOURCE_REPORT && !run->opt.backfill) {
+	if ((run->opt.source == SOURCE_REPORT ||
+	     (run->opt.source == SOURCE_JOURNAL && !p->whole && p->jkeys != NULL)) &&
+	    !run->opt.backfill) {
 		rc = sync_keys(run, p);
 	} else {
 		struct pairs_bound lo = { 0 };
@@ -1409,6 +1481,8 @@ static int tool_main(int argc, char **argv, bool backfill)
 			p->done |= strcmp(run.done_names[k], p->tp.name[OLD]) == 0;
 	}
 	if (run.opt.source == SOURCE_REPORT && read_report(&run) < 0)
+		goto out;
+	if (run.opt.source == SOURCE_JOURNAL && journal_keys_apply(&run) < 0)
 		goto out;
 	for (size_t i = 0; i < run.n_pairs; i++)
 		if (run.pairs[i].tp.problem != NULL) {

@@ -418,3 +418,39 @@ def test_backfill_killed_five_times_then_resumed(layout, tmp_path):
     assert expected_user_diffs(lay) == {}
     code, _ = verify_json(config, "--table", "users", "--report", tmp_path / "r.jsonl")
     assert code == 0
+
+
+def test_repair_journal_by_keys(layout, proxy_factory, tmp_path):
+    """Captured writes the shadow lost are journaled with their table, the
+    keys of their rows and the path that holds them right; repair --journal
+    then repairs those keys only (a difference planted elsewhere is left)."""
+    layout.fill(1000)
+    proxy = dual_proxy(proxy_factory, layout)
+    journal = os.path.join(proxy.dir, "journal", "dual_write_journal.log")
+    layout.sql("new", "ALTER TABLE users_v2 ADD CONSTRAINT no_refused"
+                      " CHECK (email IS DISTINCT FROM 'refused')")
+    c = proxy.connect(user="app")
+    cur = c.cursor()
+    try:
+        cur.execute("INSERT INTO users (id, name, email) VALUES (6000, 'k', 'refused'),"
+                    " (6001, 'k2', 'refused')")
+        cur.execute("UPDATE users SET email = 'refused', created = now() WHERE id IN (20, 21)")
+        cur.execute("DELETE FROM users WHERE id = 22 AND now() > '2000-01-01'")  # reaches new
+    finally:
+        c.close()
+    layout.sql("new", "ALTER TABLE users_v2 DROP CONSTRAINT no_refused")
+    layout.sql("new", "UPDATE users_v2 SET email = 'planted' WHERE id = 500")
+    wait_for(lambda: os.path.exists(journal) and len(open(journal).readlines()) >= 2,
+             "journal entries")
+    entries = [json.loads(l.split(" ", 1)[1]) for l in open(journal)]
+    keyed = [e for e in entries if "keys" in e]
+    assert len(keyed) == 2, entries
+    assert all(e["table"] == "users" and e["authoritative"] == "old" for e in keyed), keyed
+    assert sorted(k["id"] for e in keyed for k in e["keys"]) == ["20", "21", "6000", "6001"]
+    diffs = expected_user_diffs(layout)
+    assert set(diffs) == {"20", "21", "6000", "6001", "500"}, diffs
+    code, s = tool_json("repair", proxy.config_path, "--journal")
+    assert code == 0, s
+    assert tables_by_name(s)["users"]["from"] == "old"
+    assert counts(s, "users") == (2, 2, 0), s
+    assert set(expected_user_diffs(layout)) == {"500"}
