@@ -26,6 +26,7 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "core/strmap.h"
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "route/flags.h"
@@ -172,10 +173,9 @@ struct dual {
 	size_t n_tx, cap_tx;
 
 	/* extended protocol: what the shadow knows */
-	struct dual_name *stmts;  /* owns: mirrored statements, "" = unnamed */
-	size_t n_stmts;
-	struct dual_name *portals;  /* owns: mirrored portals */
-	size_t n_portals;
+	struct strmap stmts;    /* owns: name -> struct dual_name (owns), mirrored
+				   statements, "" = unnamed */
+	struct strmap portals;  /* owns: name -> struct dual_name (owns), mirrored portals */
 	bool batch_mirrored;    /* this batch (up to Sync) sent something */
 	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
 	bool copy_open;         /* the request is a COPY FROM: its data must flow */
@@ -264,8 +264,9 @@ static void dual_count_nondeterministic(struct client *c)
 	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
 }
 
-static void name_free(struct dual_name *e)
+static void name_free(void *p)
 {
+	struct dual_name *e = p;
 	free(e->name);
 	free(e->text);
 	free(e->parse);
@@ -273,55 +274,40 @@ static void name_free(struct dual_name *e)
 	free(e->ptypes);
 	free(e->params);
 	free(e->rfmt);
+	free(e);
 }
 
-static void names_clear(struct dual_name *v, size_t *n)
+static void names_clear(struct strmap *m)
 {
-	for (size_t i = 0; i < *n; i++)
-		name_free(&v[i]);
-	*n = 0;
+	strmap_clear(m, name_free);
 }
 
-static struct dual_name *names_find(struct dual_name *v, size_t n, const char *name)
+static struct dual_name *names_find(const struct strmap *m, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0)
-			return &v[i];
-	return NULL;
+	return strmap_get(m, name);
 }
 
-static void names_forget(struct dual_name *v, size_t *n, const char *name)
+static void names_forget(struct strmap *m, const char *name)
 {
-	struct dual_name *e = names_find(v, *n, name);
+	struct dual_name *e = strmap_remove(m, name);
+	if (e)
+		name_free(e);
+}
+
+/* A new entry NAME in M (replacing one of that name); -1 out of memory. */
+static int names_put(struct strmap *m, const char *name, const char *text, bool commit)
+{
+	names_forget(m, name);
+	struct dual_name *e = calloc(1, sizeof(*e));
 	if (!e)
-		return;
-	name_free(e);
-	*e = v[--*n];
-}
-
-static int names_put(struct dual_name **v, size_t *n, const char *name, const char *text, bool commit)
-{
-	names_forget(*v, n, name);
-	struct dual_name *p = realloc(*v, (*n + 1) * sizeof(*p));
-	if (!p)
 		return -1;
-	*v = p;
-	p[*n].name = strdup(name);
-	p[*n].text = strdup(text ? text : "");
-	p[*n].commit = commit;
-	p[*n].write = false;
-	p[*n].old_text = NULL;
-	p[*n].ptypes = p[*n].params = p[*n].rfmt = NULL;
-	p[*n].ptypes_len = p[*n].params_len = p[*n].rfmt_len = 0;
-	p[*n].parse = NULL;
-	p[*n].parse_len = 0;
-	p[*n].prepared = false;
-	if (!p[*n].name || !p[*n].text) {
-		free(p[*n].name);
-		free(p[*n].text);
+	e->name = strdup(name);
+	e->text = strdup(text ? text : "");
+	e->commit = commit;
+	if (!e->name || !e->text || strmap_put(m, name, e, NULL) < 0) {
+		name_free(e);
 		return -1;
 	}
-	(*n)++;
 	return 0;
 }
 
@@ -420,10 +406,8 @@ void dual_free(struct dual *d)
 		twophase_end(rt->twophase, d->tpc_n, false);  /* the resolver finishes it */
 	tx_clear(d);
 	free(d->tx);
-	names_clear(d->stmts, &d->n_stmts);
-	free(d->stmts);
-	names_clear(d->portals, &d->n_portals);
-	free(d->portals);
+	names_clear(&d->stmts);
+	names_clear(&d->portals);
 	free(d->pending_params);
 	wbuf_free(&d->pend);
 	wbuf_free(&d->held);
@@ -482,8 +466,8 @@ void dual_sync_flag(struct client *c)
 		/* The session switched paths: the shadow is the other one now;
 		 * what the old shadow knew of extended-protocol names is moot. */
 		d->shadow_slot = shadow_slot;
-		names_clear(d->stmts, &d->n_stmts);
-		names_clear(d->portals, &d->n_portals);
+		names_clear(&d->stmts);
+		names_clear(&d->portals);
 		d->down = false;
 	}
 	dual_connect_shadow(c);
@@ -650,8 +634,9 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 	}
 	d->shadow_tx = false;
 	d->shadow_mark = 0;  /* counted on the connection that is gone */
-	for (size_t i = 0; i < d->n_stmts; i++)
-		d->stmts[i].prepared = false;  /* a new connection must be told again */
+	struct dual_name *named;
+	for (size_t it = 0; strmap_next(&d->stmts, &it, NULL, (void **)&named);)
+		named->prepared = false;  /* a new connection must be told again */
 	rt->stats.paths[d->shadow_slot].shadow_errors++;
 	client_resume(c);
 	dual_progress(c);
@@ -2916,7 +2901,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	size_t rest = MSG_HEADER_LEN + r.pos;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), REWRITE_NONE, NULL);
 	if (dual_has_prepare(a)) {
-		names_forget(d->stmts, &d->n_stmts, name);
+		names_forget(&d->stmts, name);
 		dual_refuse_prepare(c, p, PqMsg_Parse, name);
 		return;
 	}
@@ -2928,7 +2913,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	bool is_insert = is_write && a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 &&
 			 rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL;
 	a = NULL;  /* the next lookup may evict it */
-	names_forget(d->stmts, &d->n_stmts, name);
+	names_forget(&d->stmts, name);
 	if (mirror || commit) {
 		const struct sql_analysis *rw = sql_cache_get(rt->sql_cache, text, strlen(text),
 							      dual_dir(c), c->cfg->rules);
@@ -2937,9 +2922,9 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 				    dual_shadow_name(c), rw && rw->message ? rw->message : "out of memory");
 			if (is_write)
 				d->broken = true;
-		} else if (names_put(&d->stmts, &d->n_stmts, name, rw ? rw->text : text, commit) == 0 &&
+		} else if (names_put(&d->stmts, name, rw ? rw->text : text, commit) == 0 &&
 			   mirror) {
-			struct dual_name *named = names_find(d->stmts, d->n_stmts, name);
+			struct dual_name *named = names_find(&d->stmts, name);
 			if (named)
 				named->write = is_write;
 			/* Values, not statements: an INSERT whose text old can run
@@ -2980,7 +2965,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 			} else {
 				wbuf_put(&b, msg, len);
 			}
-			struct dual_name *e = names_find(d->stmts, d->n_stmts, name);
+			struct dual_name *e = names_find(&d->stmts, name);
 			if (wbuf_ok(&b) && e) {
 				e->parse = b.data;  /* takes the buffer */
 				e->parse_len = b.len;
@@ -3197,8 +3182,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		const char *portal = pkt_get_str(&r);
 		const char *stmt = pkt_get_str(&r);
 		if (portal && stmt) {
-			struct dual_name *st = names_find(d->stmts, d->n_stmts, stmt);
-			names_forget(d->portals, &d->n_portals, portal);
+			struct dual_name *st = names_find(&d->stmts, stmt);
+			names_forget(&d->portals, portal);
 			if (st) {
 				if (!st->commit && !st->prepared && st->parse && !d->broken && dual_shadow(c)) {
 					/* A shadow connection opened since the Parse. */
@@ -3206,8 +3191,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 					st->prepared = true;
 				}
 				bool write = st->write;
-				if (names_put(&d->portals, &d->n_portals, portal, st->text, st->commit) == 0) {
-					struct dual_name *po = names_find(d->portals, d->n_portals, portal);
+				if (names_put(&d->portals, portal, st->text, st->commit) == 0) {
+					struct dual_name *po = names_find(&d->portals, portal);
 					po->write = write;
 					if (st->old_text)
 						dual_portal_capture(po, st, &r, msg + MSG_HEADER_LEN,
@@ -3226,7 +3211,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 	case PqMsg_Execute: {
 		const char *portal = len > MSG_HEADER_LEN ? (const char *)msg + MSG_HEADER_LEN : NULL;
 		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
-					       ? names_find(d->portals, d->n_portals, portal) : NULL;
+					       ? names_find(&d->portals, portal) : NULL;
 		if (po && po->commit && dual_intent(c) < 0)
 			log_error(c->id, "COMMIT goes to the primary without a durable intent");
 		if (po && po->old_text && dual_execute_captured(c, p, po, msg, len))
@@ -3243,14 +3228,14 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (len > MSG_HEADER_LEN + 1 && msg[len - 1] == '\0') {
 			const char *name = (const char *)msg + MSG_HEADER_LEN + 1;
 			bool stmt = msg[MSG_HEADER_LEN] == 'S';
-			struct dual_name *e = stmt ? names_find(d->stmts, d->n_stmts, name)
-						   : names_find(d->portals, d->n_portals, name);
+			struct dual_name *e = stmt ? names_find(&d->stmts, name)
+						   : names_find(&d->portals, name);
 			if (e && !e->commit)
 				dual_mirror_extended(c, msg, len);
 			if (stmt)
-				names_forget(d->stmts, &d->n_stmts, name);
+				names_forget(&d->stmts, name);
 			else
-				names_forget(d->portals, &d->n_portals, name);
+				names_forget(&d->portals, name);
 		}
 		break;
 	case PqMsg_Sync: {
@@ -3266,7 +3251,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
 			dual_set_phase(c, DUAL_PRIMARY);
 		d->batch_mirrored = false;
-		names_forget(d->portals, &d->n_portals, "");
+		names_forget(&d->portals, "");
 		if (d->holding) {
 			if (mirrored && dual_shadow(c)) {
 				/* The shadow (old) runs the batch first. */
