@@ -32,6 +32,7 @@
 #include "session/journal.h"
 #include "sql/analyze.h"
 #include "tools/pairs.h"
+#include "tools/progress.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -122,10 +123,10 @@ struct repair_run {
 	size_t n_resume_lo;		/* values in resume_lo */
 	char **done_names;		/* owns, n_done: pairs the checkpoint lists as finished */
 	size_t n_done;
-	/* progress */
-	double started, last_progress;
+	/* progress and throttling */
+	struct progress progress;
+	double started;
 	uint64_t rows_this_run;
-	bool tty;
 };
 
 /* ---- the two connections of a chunk ------------------------------------------ */
@@ -1164,18 +1165,14 @@ static int set_sequences(struct repair_run *run, struct repair_pair *p)
 
 /* ---- output ------------------------------------------------------------------------ */
 
-static void progress(struct repair_run *run, const struct repair_pair *p, bool final)
+static void progress(struct repair_run *run, const struct repair_pair *p, bool done)
 {
-	double now = pairs_now();
-	if (!final && now - run->last_progress < (run->tty ? 0.5 : 10.0))
-		return;
-	run->last_progress = now;
-	double elapsed = now - run->started;
-	double rate = elapsed > 0 ? (double)run->rows_this_run / elapsed : 0;
-	fprintf(stderr, "%s%s: %s: %llu rows, %.0f rows/s%s", run->tty ? "\r\033[K" : "", run->tool,
-		p != NULL ? p->tp.name[OLD] : "done", (unsigned long long)run->rows_this_run, rate,
-		run->tty && !final ? "" : "\n");
-	fflush(stderr);
+	char label[160];
+	snprintf(label, sizeof(label), "%s -> %s", p->tp.name[p->from], p->tp.name[target(p)]);
+	/* keys: exactly that many; a table: the source's estimate */
+	double total = p->keys != NULL && !p->whole ? (double)p->n_keys
+			: p->tp.t[p->from] ? p->tp.t[p->from]->reltuples : 0;
+	progress_show(&run->progress, label, p->c.compared, total, done);
 }
 
 static void print_text(const struct repair_run *run, int code)
@@ -1438,6 +1435,8 @@ static int run_pair(struct repair_run *run, struct repair_pair *p)
 	 * those out again */
 	if (rc == 0 && !run->opt.dry_run)
 		rc = set_sequences(run, p);
+	if (rc == 0)
+		progress(run, p, true);
 	return rc;
 }
 
@@ -1453,7 +1452,7 @@ static int tool_main(int argc, char **argv, bool backfill)
 		return REPAIR_ERROR;
 	}
 	int code = REPAIR_ERROR;
-	run.tty = isatty(STDERR_FILENO);
+	progress_start(&run.progress, run.tool);
 	if (pairs_open(&run.pp, run.opt.config_file, backfill ? "pgturnout backfill" : "pgturnout repair",
 		       run.opt.dry_run) < 0)
 		goto out;
@@ -1500,7 +1499,7 @@ static int tool_main(int argc, char **argv, bool backfill)
 		if (backfill && checkpoint_write(&run, NULL, NULL) < 0)
 			goto out;
 	}
-	progress(&run, NULL, true);
+	progress_end(&run.progress);
 	bool changed = false;
 	for (size_t i = 0; i < run.n_pairs; i++)
 		changed |= run.pairs[i].c.inserted || run.pairs[i].c.updated || run.pairs[i].c.deleted;

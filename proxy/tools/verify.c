@@ -42,6 +42,7 @@
 #include "io/catalog.h"
 #include "sql/rules_walk.h"
 #include "tools/pairs.h"
+#include "tools/progress.h"
 #include "core/json.h"
 
 #include <errno.h>
@@ -117,12 +118,11 @@ struct verify_run {
 	struct pairs_bound *pending;	/* owns, n_pending of cap_pending */
 	size_t n_pending, cap_pending;
 	double pending_since;		/* when the oldest was found */
-	/* progress */
-	double started, last_progress;
+	/* progress and throttling */
+	struct progress progress;
+	double started;
 	double started_wall;		/* Unix seconds, for the state file */
 	uint64_t rows_this_run;
-	double total_estimate;
-	bool tty;
 };
 
 /* ---- pairs: which tables, which columns ------------------------------------ */
@@ -680,29 +680,13 @@ out:
 
 /* ---- progress ---------------------------------------------------------------- */
 
-static void progress(struct verify_run *run, const struct verify_pair *p, bool final)
+static void progress(struct verify_run *run, const struct verify_pair *p, bool done)
 {
-	double now = pairs_now();
-	double interval = run->tty ? 0.5 : 10.0;
-	if (!final && now - run->last_progress < interval)
-		return;
-	run->last_progress = now;
-	uint64_t done = 0;
-	for (size_t i = 0; i < run->n_pairs; i++)
-		done += run->pairs[i].c.rows_old > run->pairs[i].c.rows_new ? run->pairs[i].c.rows_old
-									    : run->pairs[i].c.rows_new;
-	double elapsed = now - run->started;
-	double rate = elapsed > 0 ? (double)run->rows_this_run / elapsed : 0;
-	char eta[64] = "";
-	if (run->total_estimate > (double)done && rate > 0)
-		snprintf(eta, sizeof(eta), ", ETA %.0fs", (run->total_estimate - (double)done) / rate);
-	char total[64] = "";
-	if (run->total_estimate > 0)
-		snprintf(total, sizeof(total), " of ~%.0f", run->total_estimate);
-	fprintf(stderr, "%sverify: %s: %llu%s rows, %.0f rows/s%s%s", run->tty ? "\r\033[K" : "",
-		p != NULL ? pair_label(p) : "done", (unsigned long long)done, total, rate, eta,
-		run->tty && !final ? "" : "\n");
-	fflush(stderr);
+	double a = p->tp.t[OLD] ? p->tp.t[OLD]->reltuples : 0, b = p->tp.t[NEW] ? p->tp.t[NEW]->reltuples : 0;
+	char label[160];
+	snprintf(label, sizeof(label), "%s -> %s", p->tp.name[OLD], p->tp.name[NEW]);
+	progress_show(&run->progress, label, p->c.rows_old > p->c.rows_new ? p->c.rows_old : p->c.rows_new,
+		      a > b ? a : b, done);
 }
 
 static void throttle(struct verify_run *run)
@@ -1121,7 +1105,7 @@ int verify_main(int argc, char **argv)
 		free(run.opt.tables);
 		return VERIFY_ERROR;
 	}
-	run.tty = isatty(STDERR_FILENO);
+	progress_start(&run.progress, "verify");
 	if (pairs_open(&run.pp, run.opt.config_file, VERIFY_APPNAME, true) < 0)
 		goto out;
 	struct pairs_pair *found = NULL;
@@ -1147,9 +1131,6 @@ int verify_main(int argc, char **argv)
 		if (p->tp.problem != NULL) {
 			pairs_err("%s: not compared: %s", pair_label(p), p->tp.problem);
 			problems = true;
-		} else if (p->tp.skipped == NULL) {
-			double a = p->tp.t[OLD]->reltuples, b = p->tp.t[NEW]->reltuples;
-			run.total_estimate += a > b ? a : b > 0 ? b : 0;
 		}
 	}
 	if (open_files(&run) < 0)
@@ -1166,8 +1147,9 @@ int verify_main(int argc, char **argv)
 			continue;
 		if (verify_pair(&run, i) < 0)
 			goto out;
+		progress(&run, p, true);
 	}
-	progress(&run, NULL, true);
+	progress_end(&run.progress);
 	if (fflush(run.report) != 0) {
 		pairs_err("%s: %s", run.report_path, strerror(errno));
 		goto out;
