@@ -34,6 +34,25 @@ enum shadow_failure { SHADOW_FAILURE_JOURNAL, SHADOW_FAILURE_FAIL };
  * that. Two-phase commit is not available yet. */
 enum dual_commit { DUAL_COMMIT_AUTO, DUAL_COMMIT_ORDERED, DUAL_COMMIT_2PC };
 
+/* The guards of [guard] (SPEC §12): what each one watches, new against old. */
+enum guard_kind {
+	GUARD_NEW_ERROR_RATE,           /* percentage points of failed requests on new over old */
+	GUARD_P99_LATENCY_RATIO,        /* new's p99 request latency / old's */
+	GUARD_DUAL_WRITE_MISMATCHES,    /* dual-write mismatches in the last minute */
+	GUARD_SHADOW_ERRORS,            /* shadow-write errors in the last minute */
+	GUARD_DRIFT_ROWS,               /* differing rows in the last verify report */
+	GUARD_SHADOW_READ_MISMATCH_RATE, /* percent of compared shadow reads that differed */
+	GUARD__COUNT
+};
+enum guard_action { GUARD_ACTION_ALERT, GUARD_ACTION_ROLLBACK };
+
+/* One guard: off, or a threshold and what to do past it. */
+struct guard_rule {
+	bool on;
+	double threshold;               /* tripped when the figure is above it */
+	enum guard_action action;
+};
+
 struct listen_addr {
 	char host[256];
 	char port[16];
@@ -74,6 +93,7 @@ struct flags_config {
 	bool dual_write;
 	enum shadow_failure shadow_failure;
 	enum force_path force_path;
+	int32_t shadow_reads_milli; /* shadow_reads × 1000, 0..100000: sessions whose reads are compared */
 };
 
 struct config {
@@ -160,6 +180,11 @@ struct config {
 	struct flags_config flags;
 	uint32_t flags_set;             /* bit (1 << FLAG_x) when the file set that flag */
 
+	/* [guard] (SPEC §12) */
+	struct guard_rule guards[GUARD__COUNT];
+	uint32_t guard_window_ms;       /* default 60s: the sliding window of rates and p99 */
+	int guard_min_sample;           /* default 200: requests on each path in the window */
+
 	/* [fleet] (SPEC §13): the flag store; off when fleet_dsn and fleet_path_name are NULL */
 	char *fleet_dsn;                /* owns; NULL: none (libpq connection string) */
 	char *fleet_path_name;          /* owns; NULL: none */
@@ -175,7 +200,8 @@ static inline bool config_fleet_on(const struct config *cfg)
 	return cfg->fleet_dsn != NULL || cfg->fleet_path_name != NULL;
 }
 
-enum flag_id { FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE, FLAG_FORCE_PATH, FLAG__COUNT };
+enum flag_id { FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE, FLAG_FORCE_PATH,
+	       FLAG_SHADOW_READS, FLAG__COUNT };
 
 /* Collected "file:line: message" errors of one load. */
 struct config_errors {
@@ -257,6 +283,15 @@ int config_parse_bool(const char *s, bool *out, char *err, size_t errlen);
 int config_parse_percent_milli(const char *s, int32_t *out, char *err, size_t errlen);
 int config_parse_force_path(const char *s, enum force_path *out, char *err, size_t errlen);
 int config_parse_shadow_failure(const char *s, enum shadow_failure *out, char *err, size_t errlen);
+
+/* "new_error_rate", ...: the [guard] key of guard KIND. */
+const char *config_guard_name(enum guard_kind kind);
+/* Parses a [guard] value "THRESHOLD ACTION" for KIND (empty: off). */
+int config_parse_guard(enum guard_kind kind, const char *s, struct guard_rule *out, char *err,
+		       size_t errlen);
+/* Writes RULE of KIND as the parser takes it back ("1% rollback"; off: ""). */
+void config_format_guard(enum guard_kind kind, const struct guard_rule *rule, char *buf,
+			 size_t len);
 
 /* The messages put in err say what is allowed, without the value, e.g.
  * "allowed values are none, old, new"; callers prefix "invalid value 'x'

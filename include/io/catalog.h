@@ -153,6 +153,9 @@ struct catalog_shape {
 	bool visible;                   /* found through the session's search_path */
 	char **cols;                    /* owns, n_cols: column names in attnum order */
 	char *generated;                /* owns, n_cols: pg_attribute.attgenerated ('s' or 0) */
+	bool *sequence;                 /* owns, n_cols: the column owns an ascending sequence
+					   (serial, identity) */
+	bool *key;                      /* owns, n_cols: the column is in the primary key */
 	size_t n_cols;
 };
 

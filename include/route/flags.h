@@ -2,7 +2,7 @@
  * route/flags.h — the runtime flags of one migration.
  *
  * Holds the current values of the flags of SPEC §3 [flags] (canary_percent,
- * dual_write, shadow_failure, force_path) plus the bucketing salt, each with
+ * dual_write, shadow_failure, force_path, shadow_reads) plus the bucketing salt, each with
  * when and by whom it was last changed, and a generation number that grows
  * by one on every change: a session remembers the generation its path was
  * decided under and re-decides at its next transaction boundary when the
@@ -45,7 +45,16 @@ struct flags_guard {
 	uint64_t unmirrored_new_writes; /* writes run on new while dual_write was off
 					   (no copy on old), since startup */
 	uint64_t sessions_on_new;       /* sessions whose session path is new now */
+	/* Why the new side may lack writes (turning dual_write on again): */
+	int64_t dual_write_off_ms;      /* when dual_write last went on -> off (Unix ms), 0: never */
+	uint64_t journal_unrepaired;    /* journaled losses not repaired yet */
+	bool verified_since;            /* a complete verify found 0 differences since both */
 };
+
+/* Whether the guard says the new side missed writes (see struct
+ * flags_guard); if so, err holds PREFIX, why, what to run, SUFFIX. */
+bool flags_behind_message(const struct flags_guard *g, const char *prefix, const char *suffix,
+			  char *err, size_t errlen);
 
 /* One applied change, as recorded in the flag history. */
 struct flag_change {
@@ -119,7 +128,7 @@ int flags_set(struct flags *f, const char *name, const char *value, const char *
  * applied in the order canary_percent, dual_write, shadow_failure,
  * force_path, salt, without FORCE. All or nothing: if one is refused, no
  * flag changes and -1 is returned with the reason in err. On success
- * returns the number of flags changed (0..5); ON_CHANGE, when not NULL, is
+ * returns the number of flags changed (0..6); ON_CHANGE, when not NULL, is
  * called with each applied change, in order.
  */
 typedef void (*flags_change_cb)(void *arg, const struct flag_change *change);

@@ -64,5 +64,8 @@ void dual_shadow_input(struct server *s);
 void dual_shadow_ready(struct client *c, struct server *s);
 void dual_shadow_lost(struct client *c, struct server *s, const char *why);
 bool dual_is_shadow(const struct client *c, const struct server *s);
+/* Forgets how far this process moved new's sequences (at reload: new's
+ * catalog may have changed); the next captured keys move them again. */
+void dual_forget_sequences(void);
 
 #endif

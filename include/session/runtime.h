@@ -10,6 +10,7 @@
 #define PGT_SESSION_RUNTIME_H
 
 #include "core/list.h"
+#include "route/guard.h"
 #include "session/close_reason.h"
 
 #include <event2/event.h>
@@ -25,6 +26,8 @@ struct tls_set;
 struct listener_set;
 struct http_server;
 struct fleet;
+struct guard_watch;
+struct shadow_reads;
 struct evdns_base;
 struct wbuf;
 
@@ -50,6 +53,8 @@ struct path_stats {
 	uint64_t switches_in;           /* sessions switched onto this path */
 	uint64_t latency[LATENCY_BUCKETS];
 	uint64_t latency_sum_us;
+	uint64_t errors;                /* ErrorResponses the session path sent its clients */
+	uint64_t guard_latency[GUARD_LAT_BUCKETS]; /* the finer histogram of route/guard.h */
 };
 
 struct runtime_stats {
@@ -67,6 +72,8 @@ struct runtime_stats {
 	uint64_t twophase_aborts;       /* ... rolled back on both sides before the decision */
 	uint64_t nondeterministic_writes; /* mirrored writes calling volatile functions */
 	uint64_t server_reuses;         /* server connections taken from the pool */
+	uint64_t shadow_read_compared;  /* shadow reads run on both paths and compared */
+	uint64_t shadow_read_mismatches; /* of them, with different results */
 	struct path_stats paths[2];     /* by slot: 0 old, 1 new */
 };
 
@@ -79,6 +86,11 @@ struct runtime_hooks {
 	 * flag store); the response is borrowed during the call. */
 	void (*console_execute)(const char *sql, size_t len, const char *who,
 				void (*done)(void *arg, const struct wbuf *out), void *arg);
+	/* A guard rolls the canary back (session/guard_watch.h): canary_percent
+	 * to 0 with FORCE on behalf of WHO, as an operator would; DONE(ARG, rc,
+	 * err) with rc 0 changed, 1 already 0, < 0 not done. */
+	void (*guard_rollback)(const char *who, void (*done)(void *arg, int rc, const char *err),
+			       void *arg);
 };
 
 struct runtime {
@@ -96,6 +108,9 @@ struct runtime {
 	struct catalog_shapes *new_shapes; /* owns: the new path's tables and columns (io/catalog.h),
 					      read at start and reload; NULL: not read */
 	struct fleet *fleet;            /* owns: the fleet's flag store client; NULL without [fleet] */
+	struct guard_watch *guards;     /* owns: the [guard] windows and states (session/guard_watch.h) */
+	struct shadow_reads *shadows;   /* owns: shadow reads' queue and side connections
+					   (session/shadow_read.h) */
 	uint64_t started_at_us;
 	struct listener_set *listeners; /* owns */
 	struct http_server *http;       /* owns; NULL when http_listen is empty */

@@ -22,22 +22,34 @@ struct wbuf;
 
 #define CAPTURE_MARK "pgturnout_capture"
 
+enum capture_kind {
+	CAPTURE_INSERT,         /* INSERT [ON CONFLICT DO NOTHING]: applied as INSERT ... VALUES */
+	CAPTURE_UPSERT,         /* INSERT ... ON CONFLICT DO UPDATE: applied as an upsert by key */
+	CAPTURE_UPDATE,         /* UPDATE: the written rows applied by key */
+	CAPTURE_DELETE,         /* DELETE: the deleted rows' keys deleted */
+};
+
 struct capture_plan {
+	enum capture_kind kind;
 	char *text;             /* owns: the statement with the capture added (NUL-terminated) */
 	size_t text_len;
 	char *target;           /* owns: "INSERT INTO <relation> [AS alias]" as written */
 	char *schema;           /* owns: the relation's schema as written, or NULL */
 	char *relname;          /* owns: the relation's name (folded as the parser does) */
 	char *returning;        /* owns: the client's RETURNING list as written, or NULL */
+	char *alias;            /* owns: the target's alias as written, or NULL */
+	char **set_cols;        /* owns, n_set: UPDATE: the columns its SET assigns */
+	size_t n_set;
 	bool on_conflict_nothing; /* the statement has ON CONFLICT DO NOTHING */
 };
 
 /*
- * Plans the capture of TEXT (LEN bytes, one statement, OLD dialect). Returns
- * 0 with *OUT filled (free with capture_plan_clear), 1 when the statement
- * is not a write whose values can be captured this way (not an INSERT,
- * ON CONFLICT DO UPDATE, several statements, does not parse), -1 out of
- * memory.
+ * Plans the capture of TEXT (LEN bytes, one statement, OLD dialect): an
+ * INSERT, UPDATE or DELETE of one table, without WITH (out->kind says
+ * which). The capture (`RETURNING NULL::text AS CAPTURE_MARK, ref.*`) returns
+ * the rows as written: inserted, updated (new values) or deleted. Returns 0
+ * with *OUT filled (free with capture_plan_clear), 1 when the statement is
+ * not such a write (several statements, does not parse), -1 out of memory.
  */
 int capture_plan(const char *text, size_t len, struct capture_plan *out);
 void capture_plan_clear(struct capture_plan *p);
@@ -53,6 +65,38 @@ void capture_plan_clear(struct capture_plan *p);
  */
 void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const char *const *cols,
 		       size_t n, const char *rows, size_t rows_len, bool with_returning);
+
+/*
+ * Builds, into B, the statement that applies captured rows by key to the
+ * other side (its own names: never rewritten), for PLAN's kind UPSERT,
+ * UPDATE or DELETE: table SCHEMA.NAME (SCHEMA NULL: by search_path), N
+ * columns COLS with IS_KEY marking the key's (at least one), the rows as
+ * the JSON array ROWS (objects keyed by COLS, values as text; read through
+ * jsonb_populate_recordset, so every value is read by its column's type).
+ *   UPSERT: INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE SET every column
+ *   UPDATE: UPDATE ... SET (non-key columns) = the row's WHERE key in the rows
+ *   DELETE: DELETE ... WHERE key in the rows
+ * The target keeps the client's alias; its RETURNING list is added when
+ * WITH_RETURNING. Returns 0, or 1 (B unchanged) when no column is a key.
+ */
+int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, const char *schema,
+			     const char *name, const char *const *cols, const bool *is_key, size_t n,
+			     const char *rows, size_t rows_len, bool with_returning);
+
+/*
+ * One key source: builds, into B, a DO statement for the side that received
+ * captured rows, which moves the sequences owned by the columns COLS (N
+ * names, as that side names them) of table SCHEMA.NAME (SCHEMA NULL: as the
+ * search_path finds it) past the values MAX (the largest captured per
+ * column), never lower: a sequence behind its value is set AHEAD past it
+ * (up to its maximum), so that the next keys need no statement. Each sequence is read and set under an advisory
+ * lock of its own, taken and released inside the statement, so that
+ * concurrent sessions cannot lower what another set. Columns without a
+ * sequence are skipped by the server. Returns 0, or 1 (B unchanged) when a
+ * name would break the statement's quoting.
+ */
+int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
+			const char *const *cols, const long long *max, size_t n, long long ahead);
 
 /* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
  * a literal that reads back as the same text whatever the session's

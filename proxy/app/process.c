@@ -17,6 +17,7 @@
 #include "ctl/admin.h"
 #include "ctl/control.h"
 #include "ctl/http.h"
+#include "io/verify_state.h"
 #include "io/catalog.h"
 #include "io/conn.h"
 #include "io/listener.h"
@@ -25,7 +26,10 @@
 #include "session/auth_query.h"
 #include "session/client.h"
 #include "session/console.h"
+#include "session/dual.h"
 #include "session/fleet.h"
+#include "session/guard_watch.h"
+#include "session/shadow_read.h"
 #include "session/history_file.h"
 #include "session/intent.h"
 #include "session/twophase.h"
@@ -41,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -60,6 +65,7 @@
  */
 static void process_read_shapes(const struct config *cfg)
 {
+	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
 	rt->new_shapes = NULL;
@@ -89,6 +95,8 @@ static void process_read_shapes(const struct config *cfg)
 static void process_set_flag_async(const char *name, const char *value, const char *who,
 				   const char *surface, bool force, bool wait, control_done_cb done,
 				   void *arg);
+
+static void process_guard_rollback(const char *who, control_done_cb done, void *arg);
 
 static const struct control_ops process_control_ops = {
 	.reload = process_reload,
@@ -147,6 +155,8 @@ static void process_record_change(void *arg, const struct flag_change *ch);
 
 static const struct fleet_hooks process_fleet_hooks;
 
+static int process_start_indexer(void);
+
 /* Joins the fleet of [fleet]: connects (asynchronously) to the flag store. */
 static int process_start_fleet(char *err, size_t errlen)
 {
@@ -190,6 +200,7 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	rt->cfg = cfg;
 	rt->config_file = config_file;
 	rt->hooks.console_execute = admin_execute;
+	rt->hooks.guard_rollback = process_guard_rollback;
 	control_set_ops(&process_control_ops);
 	list_init(&rt->clients);
 	list_init(&rt->dead);
@@ -233,13 +244,19 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 			   process_record_change, NULL);
 	if (config_fleet_on(cfg) && process_start_fleet(err, errlen) < 0)
 		return -1;
+	if (guard_watch_start() < 0 || shadow_read_start() < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	if (cfg->journal_dir) {
 		char jerr[256];
 		rt->journal = journal_open(cfg->journal_dir, jerr, sizeof(jerr));
 		if (!rt->journal)
 			log_error(0, "dual-write journal unavailable: %s", jerr);
-		else if (journal_notice(rt->journal))
-			log_warning(0, "dual-write journal: %s", journal_notice(rt->journal));
+		if (rt->journal && process_start_indexer() < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		if (rt->journal) {
 			rt->intents = intent_log_open(cfg->journal_dir, rt->journal, jerr, sizeof(jerr));
 			if (!rt->intents)
@@ -249,11 +266,103 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	return process_choose_commit(cfg, err, errlen);
 }
 
+/* ---- the journal's index, built a slice per event-loop pass ---- */
+
+#define JOURNAL_INDEX_SLICE (1u << 20)  /* bytes per pass: a few milliseconds */
+
+static struct event *journal_indexer;
+static double journal_index_started;
+
+static double process_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void process_on_index(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	int rc = journal_index_step(rt->journal, JOURNAL_INDEX_SLICE);
+	if (rc == 0) {
+		static const struct timeval now = { 0, 0 };
+		evtimer_add(journal_indexer, &now);
+		return;
+	}
+	if (rc > 0)
+		log_info(0, "dual-write journal indexed: %zu entries, %llu bytes in %.3f s",
+			 journal_count(rt->journal), (unsigned long long)journal_size(rt->journal),
+			 process_now_s() - journal_index_started);
+}
+
+/* The journal is indexed after start-up, between the loop's other events. */
+static int process_start_indexer(void)
+{
+	static const struct timeval now = { 0, 0 };
+	journal_indexer = evtimer_new(rt->base, process_on_index, NULL);
+	if (!journal_indexer)
+		return -1;
+	journal_index_started = process_now_s();
+	evtimer_add(journal_indexer, &now);
+	return 0;
+}
+
+/* Unix milliseconds of "YYYY-MM-DDTHH:MM:SS[.mmm]Z"; 0 when it is not that. */
+static int64_t rfc3339_ms(const char *s)
+{
+	struct tm tm = { 0 };
+	int ms = 0;
+	const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return 0;
+	if (rest[0] == '.')
+		ms = atoi(rest + 1);
+	return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* When dual_write last went from on to off, from the flag history (or, with
+ * none, this run's flags); 0 when it never did. */
+static int64_t dual_write_off_ms(void)
+{
+	if (rt->flags->values.dual_write)
+		return 0;
+	for (size_t i = rt->history ? history_file_count(rt->history) : 0; i > 0; i--) {
+		const struct flag_history_entry *e = history_file_get(rt->history, i - 1);
+		if (strcmp(e->name, "dual_write") == 0)
+			return strcmp(e->new_value, "off") == 0 && strcmp(e->old_value, "on") == 0
+			       ? rfc3339_ms(e->time) : 0;
+	}
+	if (!rt->history && strcmp(rt->flags->changed_by[FLAG_DUAL_WRITE], "startup") != 0)
+		return rt->flags->changed_at_ms[FLAG_DUAL_WRITE];
+	return 0;
+}
+
 /* What the guard rails need to know about this instance's sessions now. */
 static void process_local_guard(void *arg, struct flags_guard *g)
 {
 	g->unmirrored_new_writes = rt->stats.unmirrored_new_writes;
 	g->sessions_on_new = rt->cfg->old_path == rt->cfg->new_path ? 0 : runtime_sessions_on(SLOT_NEW);
+	g->dual_write_off_ms = 0;
+	g->journal_unrepaired = 0;
+	g->verified_since = false;
+	if (rt->flags->values.dual_write)
+		return;         /* only turning it on asks */
+	g->dual_write_off_ms = dual_write_off_ms();
+	int64_t since = g->dual_write_off_ms;
+	if (rt->journal) {
+		size_t n = journal_count(rt->journal);
+		g->journal_unrepaired = n - journal_first_unrepaired(rt->journal);
+		struct journal_entry e;
+		if (g->journal_unrepaired > 0 && journal_read(rt->journal, n - 1, &e) == 0) {
+			int64_t last = rfc3339_ms(e.time);
+			since = last > since ? last : since;
+			journal_entry_clear(&e);
+		}
+	}
+	if (g->dual_write_off_ms > 0 || g->journal_unrepaired > 0)
+		g->verified_since = verify_state_passed_since(rt->cfg->journal_dir, since);
 }
 
 /* ... and about the fleet's: the other instances' as of their last heartbeat. */
@@ -281,12 +390,19 @@ int process_set_flag(const char *name, const char *value, const char *who,
 {
 	struct flags_guard g;
 	process_guard(&g);
-	int rc = flags_set(rt->flags, name, value, who, surface, force, &g, err, errlen);
+	int rc = guard_watch_check_flag(name, value, err, errlen);
+	if (rc == 0)
+		rc = flags_set(rt->flags, name, value, who, surface, force, &g, err, errlen);
 	if (rc < 0) {
 		rt->stats.flag_refusals++;
 		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
 		return -1;
 	}
+	if (rc == 0 && force && strcmp(name, "dual_write") == 0 && rt->flags->values.dual_write &&
+	    flags_behind_message(&g, "dual_write is on (FORCE), but ", "", err, errlen))
+		log_warning(0, "%s", err);      /* the console shows it as a WARNING */
+	else if (rc == 0)
+		err[0] = '\0';
 	if (rc == 0) {
 		/* A salt change re-buckets sessions: it is only allowed while
 		 * canary_percent is 0 (guard rail), so nothing moves now. */
@@ -375,6 +491,12 @@ static void process_set_flag_async(const char *name, const char *value, const ch
 		done(arg, rc, err);
 		return;
 	}
+	if (guard_watch_check_flag(name, value, err, sizeof(err)) < 0) {
+		rt->stats.flag_refusals++;
+		log_warning(0, "flag change refused (%s via %s): %s", who, surface, err);
+		done(arg, -1, err);
+		return;
+	}
 	struct flags copy = *rt->flags;
 	struct flags_guard g;
 	process_guard(&g);
@@ -403,6 +525,13 @@ static void process_set_flag_async(const char *name, const char *value, const ch
 	p->arg = arg;
 	p->wait = wait;
 	fleet_write(rt->fleet, &change, process_on_written, p);
+}
+
+/* A guard's rollback: canary_percent to 0 with FORCE, as an operator would
+ * type it, through the fleet's flag store when there is one. */
+static void process_guard_rollback(const char *who, control_done_cb done, void *arg)
+{
+	process_set_flag_async("canary_percent", "0", who, "guard", true, false, done, arg);
 }
 
 int process_listen(char *err, size_t errlen)
@@ -447,6 +576,8 @@ void process_free(void)
 	}
 	client_reap();
 	fleet_free(rt->fleet);
+	guard_watch_stop();
+	shadow_read_stop();
 	pool_clear();
 	pool_reap();
 	listener_set_free(rt->listeners);
@@ -458,8 +589,13 @@ void process_free(void)
 	history_file_free(rt->history);
 	twophase_free(rt->twophase);
 	intent_log_free(rt->intents);
+	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
+	if (journal_indexer) {
+		event_free(journal_indexer);
+		journal_indexer = NULL;
+	}
 	journal_free(rt->journal);
 	sql_cache_free(rt->sql_cache);
 	auth_query_clear_cache();
@@ -496,6 +632,7 @@ static void process_warn_fleet_flags(const struct config *old, const struct conf
 	const struct flags_config *a = &old->flags, *b = &new_cfg->flags;
 	if (a->canary_milli != b->canary_milli || a->dual_write != b->dual_write ||
 	    a->shadow_failure != b->shadow_failure || a->force_path != b->force_path ||
+	    a->shadow_reads_milli != b->shadow_reads_milli ||
 	    strcmp(old->salt ? old->salt : "", new_cfg->salt ? new_cfg->salt : "") != 0)
 		log_warning(0, "reload: [flags] (or salt) changed in the file but not applied: with "
 			    "[fleet] the flags are the fleet's; change them with SET or PUT /flags");
@@ -537,6 +674,17 @@ int process_reload(const char *who)
 	config_keep_restart_keys(cfg, rt->cfg);
 	struct flags_guard g;
 	process_guard(&g);
+	if (rt->fleet == NULL && cfg->flags.canary_milli != rt->cfg->flags.canary_milli) {
+		char pct[32];
+		config_format_percent_milli(cfg->flags.canary_milli, pct, sizeof(pct));
+		if (guard_watch_check_flag("canary_percent", pct, err, sizeof(err)) < 0) {
+			log_error(0, "reload (%s) refused: [flags] canary_percent = %s: %s; keeping the "
+				  "configuration in force", who, pct, err);
+			tls_set_free(tls);
+			config_unref(cfg);
+			return -1;
+		}
+	}
 	if (rt->fleet != NULL)
 		process_warn_fleet_flags(rt->cfg, cfg);
 	else if (flags_apply_reload(rt->flags, &rt->cfg->flags, rt->cfg->salt ? rt->cfg->salt : "",
@@ -554,9 +702,11 @@ int process_reload(const char *who)
 	rt->cfg = cfg;
 	flag_restore_note_file(cfg);
 	pool_clear();  /* kept server connections belong to the old generation */
+	shadow_read_reset_connections();  /* so do the side connections of shadow reads */
 	sql_cache_reset(rt->sql_cache);  /* rewrite rules may have changed */
 	auth_query_clear_cache();  /* auth_user, auth_query and the paths may have changed */
 	janitor_sync();  /* timeouts may have changed */
+	guard_watch_sync();  /* [guard] may have changed */
 	process_read_shapes(cfg);
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);

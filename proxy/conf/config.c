@@ -35,10 +35,12 @@
 #include <ini.h>
 #include <libpq-fe.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -442,6 +444,90 @@ const char *config_shadow_failure_name(enum shadow_failure sf)
 	return enum_name(shadow_failure_values, (int)sf);
 }
 
+/* [guard] keys, by enum guard_kind, with an example value for messages. */
+static const char *const guard_names[GUARD__COUNT] = {
+	[GUARD_NEW_ERROR_RATE] = "new_error_rate",
+	[GUARD_P99_LATENCY_RATIO] = "p99_latency_ratio",
+	[GUARD_DUAL_WRITE_MISMATCHES] = "dual_write_mismatches",
+	[GUARD_SHADOW_ERRORS] = "shadow_errors",
+	[GUARD_DRIFT_ROWS] = "drift_rows",
+	[GUARD_SHADOW_READ_MISMATCH_RATE] = "shadow_read_mismatch_rate",
+};
+static const char *const guard_examples[GUARD__COUNT] = {
+	[GUARD_NEW_ERROR_RATE] = "1% rollback",
+	[GUARD_P99_LATENCY_RATIO] = "2.0 alert",
+	[GUARD_DUAL_WRITE_MISMATCHES] = "5 rollback",
+	[GUARD_SHADOW_ERRORS] = "10 alert",
+	[GUARD_DRIFT_ROWS] = "0 alert",
+	[GUARD_SHADOW_READ_MISMATCH_RATE] = "0.1% rollback",
+};
+
+const char *config_guard_name(enum guard_kind kind)
+{
+	return kind >= 0 && kind < GUARD__COUNT ? guard_names[kind] : "?";
+}
+
+int config_parse_guard(enum guard_kind kind, const char *s, struct guard_rule *out, char *err,
+		       size_t errlen)
+{
+	char buf[128], *end, *act;
+	struct guard_rule r = { .on = true };
+
+	if (trim_copy(s, buf, sizeof(buf)) < 0)
+		goto bad;
+	if (buf[0] == '\0') {
+		memset(out, 0, sizeof(*out));
+		return 0;
+	}
+	if (!isdigit((unsigned char)buf[0]))
+		goto bad;
+	r.threshold = strtod(buf, &end);
+	if (!isfinite(r.threshold) || r.threshold < 0)
+		goto bad;
+	bool rate = kind == GUARD_NEW_ERROR_RATE || kind == GUARD_SHADOW_READ_MISMATCH_RATE;
+	if (*end == '%') {
+		if (!rate)
+			goto bad;
+		end++;
+	}
+	if (rate && r.threshold > 100)
+		goto bad;
+	if (kind == GUARD_P99_LATENCY_RATIO && r.threshold < 1)
+		goto bad;
+	if (!isspace((unsigned char)*end))
+		goto bad;
+	act = end;
+	while (isspace((unsigned char)*act))
+		act++;
+	if (strcasecmp(act, "alert") == 0)
+		r.action = GUARD_ACTION_ALERT;
+	else if (strcasecmp(act, "rollback") == 0)
+		r.action = GUARD_ACTION_ROLLBACK;
+	else
+		goto bad;
+	*out = r;
+	return 0;
+bad:
+	set_err(err, errlen, "expected THRESHOLD ACTION, e.g. '%s' (%s; ACTION: alert | rollback); "
+		"empty: off", guard_examples[kind],
+		kind == GUARD_NEW_ERROR_RATE || kind == GUARD_SHADOW_READ_MISMATCH_RATE ?
+		"a percentage 0..100" :
+		kind == GUARD_P99_LATENCY_RATIO ? "a ratio of at least 1" : "a count, 0 or more");
+	return -1;
+}
+
+void config_format_guard(enum guard_kind kind, const struct guard_rule *rule, char *buf,
+			 size_t len)
+{
+	if (!rule->on) {
+		snprintf(buf, len, "%s", "");
+		return;
+	}
+	snprintf(buf, len, "%g%s %s", rule->threshold,
+		 kind == GUARD_NEW_ERROR_RATE || kind == GUARD_SHADOW_READ_MISMATCH_RATE ? "%" : "",
+		 rule->action == GUARD_ACTION_ROLLBACK ? "rollback" : "alert");
+}
+
 static bool is_name_char(int c, const char *extra)
 {
 	return isalnum(c) || (c != '\0' && strchr(extra, c) != NULL);
@@ -535,11 +621,12 @@ static void format_hostport(const struct listen_addr *a, char *buf, size_t len)
 /* ------------------------------------------------------------------------ */
 
 enum section_kind { SEC_NONE, SEC_MAIN, SEC_PATH, SEC_MIGRATION, SEC_REWRITE, SEC_FLAGS, SEC_FLEET,
-		    SEC_BAD };
+		    SEC_GUARD, SEC_BAD };
 
 static const char *const section_names[] = {
 	[SEC_MAIN] = "pgturnout", [SEC_PATH] = "path", [SEC_MIGRATION] = "migration",
 	[SEC_REWRITE] = "rewrite", [SEC_FLAGS] = "flags", [SEC_FLEET] = "fleet",
+	[SEC_GUARD] = "guard",
 };
 
 enum key_type {
@@ -559,6 +646,7 @@ enum key_type {
 	KT_USERS,       /* char *[] + count */
 	KT_PATHREF,     /* int path index; the name is resolved after the whole file */
 	KT_CANARY_KEY,  /* enum canary_key + canary_param */
+	KT_GUARD,       /* struct guard_rule; min holds the enum guard_kind */
 };
 
 struct key_def {
@@ -775,6 +863,9 @@ static const struct key_def config_keys[] = {
 	  "when a shadow write fails: journal (record it, the client succeeds) | fail (the client gets the error)" },
 	{ SEC_FLAGS, "force_path", KT_ENUM, CFG(flags.force_path), 0, "none", true, false, FLAG_FORCE_PATH,
 	  force_path_values, 0, 0, "emergency override for every session: none | old | new" },
+	{ SEC_FLAGS, "shadow_reads", KT_PERCENT, CFG(flags.shadow_reads_milli), 0, "0", true, false, FLAG_SHADOW_READS,
+	  NULL, 0, 0, "share of sessions (sticky by the canary key) whose reads also run on the other "
+	  "path and are compared: 0..100, up to 3 decimals" },
 
 	/* [fleet] (SPEC §13) */
 	{ SEC_FLEET, "dsn", KT_STRING, CFG(fleet_dsn), 0, "", false, true, -1, NULL, 0, 0,
@@ -793,6 +884,37 @@ static const struct key_def config_keys[] = {
 	{ SEC_FLEET, "timeout", KT_DURATION, CFG(fleet_timeout_ms), 0, "5s", false, false, -1, NULL, 0, 0,
 	  "a flag store that does not connect or answer within this time is unreachable "
 	  "(no unit: seconds)" },
+
+	/* [guard] (SPEC §12) */
+	{ SEC_GUARD, "window", KT_DURATION, CFG(guard_window_ms), 0, "60s", true, false, -1, NULL, 0, 0,
+	  "sliding window of new_error_rate and p99_latency_ratio, 1s..10min (no unit: seconds)" },
+	{ SEC_GUARD, "min_sample", KT_INT, CFG(guard_min_sample), 0, "200", true, false, -1, NULL, 1, 100000000,
+	  "fewest requests answered on each path within the window before new_error_rate and "
+	  "p99_latency_ratio are judged" },
+	{ SEC_GUARD, "new_error_rate", KT_GUARD, CFG(guards[GUARD_NEW_ERROR_RATE]), 0, "", true, false, -1,
+	  NULL, GUARD_NEW_ERROR_RATE, 0,
+	  "share of requests failing on new minus the share failing on old, over the window, in "
+	  "percentage points, and the action past it: e.g. 1% rollback; empty: off" },
+	{ SEC_GUARD, "p99_latency_ratio", KT_GUARD, CFG(guards[GUARD_P99_LATENCY_RATIO]), 0, "", true, false, -1,
+	  NULL, GUARD_P99_LATENCY_RATIO, 0,
+	  "new's p99 request latency over old's, over the window, and the action past it: e.g. "
+	  "2.0 alert; empty: off" },
+	{ SEC_GUARD, "dual_write_mismatches", KT_GUARD, CFG(guards[GUARD_DUAL_WRITE_MISMATCHES]), 0, "", true,
+	  false, -1, NULL, GUARD_DUAL_WRITE_MISMATCHES, 0,
+	  "dual-write mismatches (row counts differing between the paths) in the last minute, and "
+	  "the action past it: e.g. 5 rollback; empty: off" },
+	{ SEC_GUARD, "shadow_errors", KT_GUARD, CFG(guards[GUARD_SHADOW_ERRORS]), 0, "", true, false, -1,
+	  NULL, GUARD_SHADOW_ERRORS, 0,
+	  "dual-write shadow errors in the last minute, and the action past it: e.g. 10 alert; "
+	  "empty: off" },
+	{ SEC_GUARD, "drift_rows", KT_GUARD, CFG(guards[GUARD_DRIFT_ROWS]), 0, "", true, false, -1,
+	  NULL, GUARD_DRIFT_ROWS, 0,
+	  "rows different or missing on one side in the last verify (journal_dir/verify.last.json, "
+	  "as SHOW VERIFY shows it), and the action past it: e.g. 0 alert; empty: off" },
+	{ SEC_GUARD, "shadow_read_mismatch_rate", KT_GUARD, CFG(guards[GUARD_SHADOW_READ_MISMATCH_RATE]), 0, "",
+	  true, false, -1, NULL, GUARD_SHADOW_READ_MISMATCH_RATE, 0,
+	  "share of the shadow reads compared within the window whose results differed, judged from "
+	  "min_sample of them, and the action past it: e.g. 0.1% rollback; empty: off" },
 };
 
 #define N_KEYS ARRAY_LEN(config_keys)
@@ -1145,6 +1267,9 @@ static int set_value(struct loader *ld, const struct key_def *kd, void *base,
 		replace_str(FIELD2(base, kd, char *), NULL);
 		return 0;
 	}
+	case KT_GUARD:
+		return config_parse_guard((enum guard_kind)kd->min, v, FIELD(base, kd, struct guard_rule),
+					  err, errlen);
 	}
 	return -1;
 }
@@ -1229,6 +1354,10 @@ static char *format_value(const struct config *cfg, const struct key_def *kd,
 			snprintf(buf, sizeof(buf), "%s", enum_name(kd->enums, k));
 		break;
 	}
+	case KT_GUARD:
+		config_format_guard((enum guard_kind)kd->min, CFIELD(base, kd, struct guard_rule), buf,
+				    sizeof(buf));
+		break;
 	}
 	return strdup(buf);
 }
@@ -1392,7 +1521,7 @@ static void open_section(struct loader *ld, const char *name, int line)
 		return;
 	}
 	ld_error(ld, line, "unknown section [%s]; known: [pgturnout], [path NAME], [migration], "
-		 "[rewrite], [flags], [fleet]", shown(name, buf, sizeof(buf)));
+		 "[rewrite], [flags], [fleet], [guard]", shown(name, buf, sizeof(buf)));
 }
 
 /* --- the inih reader: counts lines, notices headers and bad lines --- */
@@ -1874,6 +2003,7 @@ static struct config *load_text(const char *text, size_t len, const char *name, 
 	apply_defaults(&ld, SEC_MIGRATION, cfg);
 	apply_defaults(&ld, SEC_FLAGS, cfg);
 	apply_defaults(&ld, SEC_FLEET, cfg);
+	apply_defaults(&ld, SEC_GUARD, cfg);
 
 	/* This inih build keeps its options in globals: a heap line buffer that
 	 * grows (CONFIG_MAX_LINE is enforced by the reader), no continuation
@@ -1893,6 +2023,8 @@ static struct config *load_text(const char *text, size_t len, const char *name, 
 	validate_paths(&ld);
 	validate_migration(&ld);
 	validate_fleet(&ld);
+	if (ld.cfg->guard_window_ms < 1000 || ld.cfg->guard_window_ms > 600000)
+		ld_error(&ld, key_line(&ld, "window"), "[guard] window must be from 1s to 10min");
 	if (rewrite_rules_finish(cfg->rules, err, sizeof(err)) < 0)
 		ld_error(&ld, ld.sec_line[SEC_REWRITE], "[rewrite]: %s", strip_rewrite(err));
 	if (cfg->auth_type == AUTH_HBA && cfg->auth_hba_file != NULL) {
@@ -2107,6 +2239,7 @@ static void walk(const struct config *cfg, bool show_secrets, walk_cb cb, void *
 		   true, false, rewrite_doc);
 	walk_section(cfg, SEC_FLAGS, "flags", cfg, show_secrets, cb, arg);
 	walk_section(cfg, SEC_FLEET, "fleet", cfg, show_secrets, cb, arg);
+	walk_section(cfg, SEC_GUARD, "guard", cfg, show_secrets, cb, arg);
 }
 
 struct foreach_ctx {

@@ -16,9 +16,11 @@
  * CLIENTS are shared with the HTTP surface (admin_foreach_client).
  */
 #include "ctl/admin.h"
+#include "ctl/admin_canary.h"
 
 #include "conf/config.h"
 #include "ctl/control.h"
+#include "io/verify_state.h"
 #include "route/flags.h"
 #include "route/router.h"
 #include "session/client.h"
@@ -214,11 +216,16 @@ static const char *const help_rows[][2] = {
 	{ "SHOW CLIENTS", "client sessions: tag, dialect, path, bucket, state, pinned" },
 	{ "SHOW PATHS", "the migration paths: server, database, search_path, connections (open, kept idle), health" },
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
-	{ "SHOW JOURNAL", "dual-write dead letters" },
+	{ "SHOW JOURNAL [ALL] [LIMIT n] [OFFSET m]", "dual-write dead letters: the unrepaired ones (ALL: every one), 100 at a time" },
+	{ "ROTATE JOURNAL [FORCE]", "move the journal file aside (kept for repair --journal) and start an empty one" },
+	{ "SHOW VERIFY", "the last pgturnout verify: per table pair rows, missing on old/new, different, when" },
+	{ "SHOW SHADOW_READS", "shadow reads per fingerprint: runs, mismatches, errors, unstable, latency per path, a sample, the last difference" },
+	{ "SHOW GUARDS", "the [guard] thresholds: state, figures of the window, tripped at/by, action taken" },
+	{ "RESET GUARD <name>", "re-arm a tripped guard (canary_percent may be raised again); its window starts over" },
 	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
 	{ "SHOW MAPPING", "every [rewrite] table pair, per column: same, rename, up, down, default-only or unservable" },
-	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, salt); WAIT: answer once every live instance of the fleet applied it" },
+	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, shadow_reads, salt); WAIT: answer once every live instance of the fleet applied it" },
 	{ "RELOAD", "re-read the configuration file" },
 	{ "PAUSE", "stop sessions at their next transaction boundary" },
 	{ "RESUME", "let paused sessions go on" },
@@ -512,23 +519,175 @@ static void show_stats(struct wbuf *out)
 	complete_show(out, SLOT__COUNT);
 }
 
-/* ---- SHOW JOURNAL ---- */
+/* ---- SHOW JOURNAL / ROTATE JOURNAL ---- */
 
-static void show_journal(struct wbuf *out)
+#define JOURNAL_PAGE_DEFAULT 100
+#define JOURNAL_PAGE_MAX 100000
+
+/* A whole number in [0, max] at token I; -1 when it is not one. */
+static long long token_count(const struct cmd *c, size_t i, long long max)
 {
-	static const char *const cols[] = { "time", "session", "path", "fingerprint", "statement",
-					     "parameters", "error" };
-	build_row_description(out, cols, 7);
-	size_t n = journal_count(rt->journal);
-	for (size_t i = 0; i < n; i++) {
-		const struct journal_entry *e = journal_get(rt->journal, i);
-		char session[32];
-		snprintf(session, sizeof(session), "%llu", (unsigned long long)e->session);
-		const char *row[] = { e->time, session, e->path, e->fingerprint, e->statement,
-				      e->parameters, e->error };
-		build_data_row(out, row, 7);
+	if (i >= c->n || c->t[i].kind != TOK_WORD)
+		return -1;
+	char *endp;
+	const char *t = c->t[i].text;
+	if (!isdigit((unsigned char)t[0]))
+		return -1;
+	long long v = strtoll(t, &endp, 10);
+	return *endp == '\0' && v >= 0 && v <= max ? v : -1;
+}
+
+/* SHOW JOURNAL [ALL] [LIMIT n] [OFFSET m]: a page of the entries, read from
+ * the file; only the unrepaired ones unless ALL. */
+static void show_journal(const struct cmd *c, struct wbuf *out)
+{
+	static const char *const syntax = "syntax: SHOW JOURNAL [ALL] [LIMIT n] [OFFSET m]";
+	bool all = false, limited = false;
+	long long limit = JOURNAL_PAGE_DEFAULT, offset = 0;
+	size_t i = 2;
+	if (is_kw(c, i, "ALL")) {
+		all = true;
+		i++;
 	}
-	complete_show(out, n);
+	if (is_kw(c, i, "LIMIT")) {
+		if ((limit = token_count(c, i + 1, JOURNAL_PAGE_MAX)) < 0) {
+			error_out(out, "22023", "LIMIT takes a whole number from 0 to 100000", syntax);
+			return;
+		}
+		limited = true;
+		i += 2;
+	}
+	if (is_kw(c, i, "OFFSET")) {
+		if ((offset = token_count(c, i + 1, (long long)1 << 62)) < 0) {
+			error_out(out, "22023", "OFFSET takes a whole number", syntax);
+			return;
+		}
+		i += 2;
+	}
+	if (i != c->n) {
+		error_out(out, "42601", syntax, "SHOW JOURNAL shows the unrepaired entries, 100 at a time");
+		return;
+	}
+	struct journal *jn = rt->journal;
+	if (jn && !journal_indexed(jn)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "the journal is still being indexed (%llu of %llu bytes): "
+			 "the rows are of the entries indexed so far",
+			 (unsigned long long)journal_indexed_bytes(jn), (unsigned long long)journal_size(jn));
+		notice_out(out, msg);
+	}
+	size_t n = journal_count(jn);
+	size_t first = all ? 0 : journal_first_unrepaired(jn);
+	size_t from = first + (size_t)offset < n ? first + (size_t)offset : n;
+	size_t to = n - from > (size_t)limit ? from + (size_t)limit : n;
+	if (!limited && to < n) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "showing %zu of %zu %s entries (a page of %d); SHOW JOURNAL "
+			 "LIMIT n OFFSET m pages through them%s", to - from, n - first,
+			 all ? "journal" : "unrepaired", JOURNAL_PAGE_DEFAULT,
+			 all ? "" : ", SHOW JOURNAL ALL includes repaired ones");
+		notice_out(out, msg);
+	}
+	static const char *const cols[] = { "entry", "time", "session", "path", "fingerprint",
+					     "statement", "parameters", "error", "repaired" };
+	build_row_description(out, cols, 9);
+	size_t rows = 0;
+	for (size_t k = from; k < to; k++) {
+		struct journal_entry e;
+		char entry[32], session[32];
+		snprintf(entry, sizeof(entry), "%zu", k + 1);
+		if (journal_read(jn, k, &e) < 0) {
+			const char *row[] = { entry, NULL, NULL, NULL, NULL, NULL, NULL,
+					      "unreadable: the file changed or memory ran out", NULL };
+			build_data_row(out, row, 9);
+			rows++;
+			continue;
+		}
+		snprintf(session, sizeof(session), "%llu", (unsigned long long)e.session);
+		const char *row[] = { entry, e.time, session, e.path, e.fingerprint, e.statement,
+				      e.parameters, e.error, e.repaired ? "true" : "false" };
+		build_data_row(out, row, 9);
+		journal_entry_clear(&e);
+		rows++;
+	}
+	complete_show(out, rows);
+}
+
+/* ROTATE JOURNAL [FORCE]: moves the file aside for `repair --journal`;
+ * refused while entries are unrepaired unless FORCE. */
+static void rotate_journal(const struct cmd *c, struct wbuf *out)
+{
+	bool force = c->n == 3 && is_kw(c, 2, "FORCE");
+	if (c->n != 2 && !force) {
+		error_out(out, "42601", "syntax: ROTATE JOURNAL [FORCE]", NULL);
+		return;
+	}
+	struct journal *jn = rt->journal;
+	if (!jn) {
+		error_out(out, "55000", "there is no dual-write journal (journal_dir is unset or unusable)",
+			  NULL);
+		return;
+	}
+	size_t unrepaired = journal_count(jn) - journal_first_unrepaired(jn);
+	if (!force && (unrepaired > 0 || !journal_indexed(jn))) {
+		char msg[256];
+		if (unrepaired > 0)
+			snprintf(msg, sizeof(msg), "refused: %zu journal entries are unrepaired; run "
+				 "pgturnout repair --journal first (it reads rotated files too), or "
+				 "append FORCE", unrepaired);
+		else
+			snprintf(msg, sizeof(msg), "refused: the journal is still being indexed; "
+				 "try again in a moment, or append FORCE");
+		error_out(out, "55000", msg, NULL);
+		return;
+	}
+	char rotated[4096], err[512];
+	if (journal_rotate(jn, rotated, sizeof(rotated), err, sizeof(err)) < 0) {
+		error_out(out, "58030", err, NULL);
+		return;
+	}
+	char msg[4400];
+	snprintf(msg, sizeof(msg), "journal rotated to %s%s", rotated,
+		 unrepaired ? "; its unrepaired entries are no longer counted by SHOW JOURNAL: "
+			      "pgturnout repair --journal still repairs them" : "");
+	notice_out(out, msg);
+	build_command_complete(out, "ROTATE");
+}
+
+/* ---- SHOW VERIFY ---- */
+
+/* The last verify's result per table pair (io/verify_state.h). */
+static void show_verify(struct wbuf *out)
+{
+	static const char *const cols[] = { "table", "new_table", "rows", "missing_on_old",
+					     "missing_on_new", "different", "sequences_behind",
+					     "result", "time", "tool" };
+	const struct verify_state *v = verify_state_get(rt->cfg->journal_dir);
+	if (v == NULL)
+		notice_out(out, "no verify result yet: run pgturnout verify (it records its result in "
+			   "journal_dir/" VERIFY_STATE_FILE ")");
+	else if (!v->complete)
+		notice_out(out, "the last verify compared only some table pairs (--table) or resumed "
+			   "an interrupted run");
+	build_row_description(out, cols, 10);
+	size_t rows = 0;
+	for (size_t i = 0; v && i < v->n_tables; i++) {
+		const struct verify_state_table *t = &v->tables[i];
+		char n[5][24];
+		const uint64_t c[5] = { t->rows, t->missing_on_old, t->missing_on_new, t->different,
+					t->sequences_behind };
+		for (int k = 0; k < 5; k++)
+			snprintf(n[k], sizeof(n[k]), "%" PRIu64, c[k]);
+		bool equal = c[1] == 0 && c[2] == 0 && c[3] == 0 && c[4] == 0;
+		const char *row[] = { t->table, t->new_table, t->problem ? NULL : n[0],
+				      t->problem ? NULL : n[1], t->problem ? NULL : n[2],
+				      t->problem ? NULL : n[3], t->problem ? NULL : n[4],
+				      t->problem ? t->problem : equal ? "equal" : "different",
+				      v->time, v->tool };
+		build_data_row(out, row, 10);
+		rows++;
+	}
+	complete_show(out, rows);
 }
 
 /* ---- SHOW FLEET ---- */
@@ -713,6 +872,8 @@ static void set_answer(struct admin_job *j)
 		error_out(out, state, err, NULL);
 		return;
 	}
+	if (j->ans.rc == 0 && err[0] != '\0')
+		build_error(out, 'N', "WARNING", "01000", err, NULL, NULL);
 	if (j->ans.rc == 1) {
 		char msg[FLAGS_VALUE_MAX + 64];
 		char cur[FLAGS_VALUE_MAX];
@@ -795,7 +956,9 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 				{ "CONFIG", show_config }, { "FLAGS", show_flags },
 				{ "HISTORY", show_history }, { "CLIENTS", show_clients },
 				{ "PATHS", show_paths }, { "STATS", show_stats },
-				{ "JOURNAL", show_journal }, { "FLEET", show_fleet },
+				{ "FLEET", show_fleet },
+				{ "GUARDS", admin_show_guards },
+				{ "SHADOW_READS", admin_show_shadow_reads }, { "VERIFY", show_verify },
 				{ "MAPPING", show_mapping },
 			};
 			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
@@ -809,8 +972,16 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 			show_rewrite(c, out);
 			return;
 		}
+		if (is_kw(c, 1, "JOURNAL")) {
+			show_journal(c, out);
+			return;
+		}
 	} else if (is_kw(c, 0, "SET")) {
 		set_flag(c, j);
+		return;
+	} else if (c->n == 3 && is_kw(c, 0, "RESET") && is_kw(c, 1, "GUARD") &&
+		   (c->t[2].kind == TOK_WORD || c->t[2].kind == TOK_STRING || c->t[2].kind == TOK_IDENT)) {
+		admin_reset_guard(c->t[2].text, who, out);
 		return;
 	} else if (c->n == 1 && is_kw(c, 0, "RELOAD")) {
 		if (control_reload(who) < 0) {
@@ -819,6 +990,9 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 			return;
 		}
 		build_command_complete(out, "RELOAD");
+		return;
+	} else if (c->n >= 2 && is_kw(c, 0, "ROTATE") && is_kw(c, 1, "JOURNAL")) {
+		rotate_journal(c, out);
 		return;
 	} else if (c->n == 1 && is_kw(c, 0, "PAUSE")) {
 		runtime_pause(true);

@@ -375,8 +375,9 @@ static json_t *per_flag(json_t *(*text)(int id))
 static json_t *flag_value(int id)
 {
 	char value[FLAGS_VALUE_MAX];
-	int32_t milli = rt->flags->values.canary_milli;
-	if (id == FLAG_CANARY_PERCENT)
+	int32_t milli = id == FLAG_SHADOW_READS ? rt->flags->values.shadow_reads_milli
+						 : rt->flags->values.canary_milli;
+	if (id == FLAG_CANARY_PERCENT || id == FLAG_SHADOW_READS)
 		return milli % 1000 == 0 ? json_integer(milli / 1000) : json_real(milli / 1000.0);
 	if (id == FLAG_DUAL_WRITE)
 		return json_boolean(rt->flags->values.dual_write);
@@ -573,7 +574,8 @@ static int prevalidate(int id, const struct http_json_member *m, char *err, size
 	char why[256] = "";
 	int rc = 0;
 	switch (id) {
-	case FLAG_CANARY_PERCENT: {
+	case FLAG_CANARY_PERCENT:
+	case FLAG_SHADOW_READS: {
 		int32_t milli;
 		rc = m->kind == 'b' ? -1 : config_parse_percent_milli(m->value, &milli, why, sizeof(why));
 		if (m->kind == 'b')

@@ -14,9 +14,13 @@
 
 #include "core/wbuf.h"
 #include "conf/config.h"
+#include "io/verify_state.h"
 #include "route/flags.h"
 #include "session/client.h"
 #include "session/fleet.h"
+#include "session/guard_watch.h"
+#include "session/shadow_read.h"
+#include "session/journal.h"
 #include "session/runtime.h"
 #include "sql/cache.h"
 
@@ -123,6 +127,10 @@ static void flag_metrics(struct wbuf *out)
 	for (int v = SHADOW_FAILURE_JOURNAL; v <= SHADOW_FAILURE_FAIL; v++)
 		put(out, "pgturnout_flag_shadow_failure{value=\"%s\"} %d\n",
 		    config_shadow_failure_name((enum shadow_failure)v), (int)f->shadow_failure == v);
+	config_format_percent_milli(f->shadow_reads_milli, pct, sizeof(pct));
+	family(out, "pgturnout_flag_shadow_reads", "gauge",
+	       "Share of sessions whose reads also run on the other path and are compared, in percent.");
+	put(out, "pgturnout_flag_shadow_reads %s\n", pct);
 	single(out, "pgturnout_flags_generation", "gauge",
 	       "Flags generation: grows by one on every flag change.", rt->flags->generation);
 	single(out, "pgturnout_flag_changes_total", "counter",
@@ -215,6 +223,9 @@ static void query_metrics(struct wbuf *out)
 	per_path(out, "pgturnout_mismatches_total", "counter",
 		 "Dual writes whose primary and shadow results differed.",
 		 offsetof(struct path_stats, mismatches));
+	per_path(out, "pgturnout_request_errors_total", "counter",
+		 "Errors the session path answered its clients with (ErrorResponse).",
+		 offsetof(struct path_stats, errors));
 	per_path(out, "pgturnout_server_connects_total", "counter",
 		 "Backend connections opened per path.",
 		 offsetof(struct path_stats, server_connects));
@@ -260,6 +271,123 @@ static void fleet_metrics(struct wbuf *out)
 	       fleet_store_up(f) ? 1 : 0);
 }
 
+/* SPEC §12: shadow reads. */
+static void shadow_read_metrics(struct wbuf *out)
+{
+	const struct shadow_read_stats *s = shadow_read_stats();
+
+	single(out, "pgturnout_shadow_reads_total", "counter",
+	       "Reads run on both paths and compared (shadow reads).", s->compared);
+	single(out, "pgturnout_shadow_read_mismatches_total", "counter",
+	       "Shadow reads whose two results differed (errors on one side included).",
+	       s->mismatches);
+	single(out, "pgturnout_shadow_read_errors_total", "counter",
+	       "Shadow reads that failed on one path only.", s->errors);
+	single(out, "pgturnout_shadow_read_unstable_total", "counter",
+	       "Reads not compared because their result cannot be stable (volatile functions, "
+	       "LIMIT or OFFSET without ORDER BY).", s->unstable);
+	family(out, "pgturnout_shadow_reads_dropped_total", "counter",
+	       "Shadow reads given up, by reason (queue_full: a path lags; path_down; timeout).");
+	for (int r = 0; r < SHADOW_DROP__COUNT; r++)
+		put(out, "pgturnout_shadow_reads_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
+		    shadow_drop_name((enum shadow_drop)r), s->dropped[r]);
+	family(out, "pgturnout_shadow_reads_skipped_total", "counter",
+	       "Reads of sampled sessions not shadowed, by reason.");
+	for (int r = 0; r < SHADOW_SKIP__COUNT; r++)
+		put(out, "pgturnout_shadow_reads_skipped_total{reason=\"%s\"} %" PRIu64 "\n",
+		    shadow_skip_name((enum shadow_skip)r), s->skipped[r]);
+	single(out, "pgturnout_shadow_read_queue", "gauge", "Shadow reads waiting to run.", s->queued);
+	family(out, "pgturnout_shadow_read_duration_seconds", "summary",
+	       "Time each path took to answer the compared shadow reads.");
+	for (int p = 0; p < SLOT__COUNT; p++) {
+		put(out, "pgturnout_shadow_read_duration_seconds_sum{path=\"%s\"} %" PRIu64 ".%06" PRIu64
+		    "\n", roles[p], s->latency_sum_us[p] / 1000000, s->latency_sum_us[p] % 1000000);
+		put(out, "pgturnout_shadow_read_duration_seconds_count{path=\"%s\"} %" PRIu64 "\n",
+		    roles[p], s->latency_count[p]);
+	}
+}
+
+/* SPEC §12: one sample per [guard] key, configured or not. */
+static void guard_metrics(struct wbuf *out)
+{
+	struct guard_view v[GUARD__COUNT];
+
+	for (int k = 0; k < GUARD__COUNT; k++)
+		guard_watch_view((enum guard_kind)k, &v[k]);
+	family(out, "pgturnout_guard_tripped", "gauge",
+	       "1 while the guard is tripped (until RESET GUARD), 0 otherwise.");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		put(out, "pgturnout_guard_tripped{guard=\"%s\"} %d\n", v[k].name, v[k].tripped ? 1 : 0);
+	family(out, "pgturnout_guard_trips_total", "counter", "Times the guard tripped.");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		put(out, "pgturnout_guard_trips_total{guard=\"%s\"} %" PRIu64 "\n", v[k].name,
+		    v[k].trips);
+	family(out, "pgturnout_guard_value", "gauge",
+	       "The figure the guard compares with its threshold, as last judged (absent while "
+	       "the guard is off or waiting for a sample).");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		if (v[k].rule->on && v[k].last->judged)
+			put(out, "pgturnout_guard_value{guard=\"%s\"} %.6g\n", v[k].name,
+			    v[k].last->value);
+	family(out, "pgturnout_guard_threshold", "gauge", "The guard's threshold (configured guards).");
+	for (int k = 0; k < GUARD__COUNT; k++)
+		if (v[k].rule->on)
+			put(out, "pgturnout_guard_threshold{guard=\"%s\",action=\"%s\"} %.6g\n",
+			    v[k].name, v[k].rule->action == GUARD_ACTION_ROLLBACK ? "rollback" : "alert",
+			    v[k].rule->threshold);
+}
+
+/* A label value with \\, " and newline escaped (exposition format). */
+static void put_label(struct wbuf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			wbuf_put_u8(out, '\\');
+		if (*v == '\n') {
+			wbuf_put(out, "\\n", 2);
+			continue;
+		}
+		wbuf_put_u8(out, (uint8_t)*v);
+	}
+}
+
+/* The drift dashboard (SPEC §11): the journal's unrepaired entries and the
+ * last verify's result (io/verify_state.h). */
+static void drift_metrics(struct wbuf *out)
+{
+	struct journal *j = rt->journal;
+	size_t n = journal_count(j);
+	single(out, "pgturnout_journal_entries", "gauge",
+	       "Entries in the dual-write journal file (indexed so far).", n);
+	single(out, "pgturnout_journal_unrepaired", "gauge",
+	       "Journal entries not yet marked repaired by pgturnout repair --journal.",
+	       n - journal_first_unrepaired(j));
+	single(out, "pgturnout_journal_indexed", "gauge",
+	       "1 once the journal file is indexed, 0 while start-up indexing runs.",
+	       j == NULL || journal_indexed(j) ? 1 : 0);
+	const struct verify_state *v = verify_state_get(rt->cfg->journal_dir);
+	if (v == NULL)
+		return;
+	single(out, "pgturnout_verify_last_run_timestamp_seconds", "gauge",
+	       "When the last pgturnout verify ended (Unix time).", (uint64_t)v->timestamp);
+	single(out, "pgturnout_verify_last_differences", "gauge",
+	       "Rows missing on either side or different, and sequences behind, in the last verify.",
+	       v->differences);
+	single(out, "pgturnout_verify_last_equal", "gauge",
+	       "1 when the last verify compared every table pair and found them equal.",
+	       v->complete && strcmp(v->result, "equal") == 0 ? 1 : 0);
+	family(out, "pgturnout_drift_rows", "gauge",
+	       "Per table pair, rows missing on either side or different in the last verify.");
+	for (size_t i = 0; i < v->n_tables; i++) {
+		const struct verify_state_table *t = &v->tables[i];
+		if (t->problem)
+			continue;
+		put(out, "pgturnout_drift_rows{table=\"");
+		put_label(out, t->table);
+		put(out, "\"} %" PRIu64 "\n", t->missing_on_old + t->missing_on_new + t->different);
+	}
+}
+
 void metrics_render(struct wbuf *out)
 {
 	family(out, "pgturnout_info", "gauge", "Version of the running pgturnout.");
@@ -271,4 +399,7 @@ void metrics_render(struct wbuf *out)
 	flag_metrics(out);
 	cache_metrics(out);
 	fleet_metrics(out);
+	shadow_read_metrics(out);
+	guard_metrics(out);
+	drift_metrics(out);
 }

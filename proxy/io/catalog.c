@@ -459,7 +459,15 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 	memset(out, 0, sizeof(*out));
 	PGresult *r = catalog_query(conn,
 		"SELECT s.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid), a.attname,"
-		"       a.attgenerated"
+		"       a.attgenerated,"
+		"       EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep"
+		"                 JOIN pg_catalog.pg_sequence q ON q.seqrelid = dep.objid"
+		"                WHERE dep.classid = 'pg_catalog.pg_class'::regclass"
+		"                  AND dep.refclassid = 'pg_catalog.pg_class'::regclass"
+		"                  AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum"
+		"                  AND dep.deptype IN ('a', 'i') AND q.seqincrement > 0),"
+		"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
+		"                  AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[]))"
 		"  FROM pg_catalog.pg_class c"
 		"  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace"
 		"  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
@@ -495,6 +503,16 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 		if (!gen)
 			goto oom;
 		t->generated = gen;
+		bool *seq = realloc(t->sequence, (t->n_cols + 1) * sizeof(*seq));
+		if (!seq)
+			goto oom;
+		t->sequence = seq;
+		t->sequence[t->n_cols] = PQgetvalue(r, i, 5)[0] == 't';
+		bool *key = realloc(t->key, (t->n_cols + 1) * sizeof(*key));
+		if (!key)
+			goto oom;
+		t->key = key;
+		t->key[t->n_cols] = PQgetvalue(r, i, 6)[0] == 't';
 		t->cols[t->n_cols] = strdup(PQgetvalue(r, i, 3));
 		if (!t->cols[t->n_cols])
 			goto oom;
@@ -519,6 +537,8 @@ void catalog_shapes_free(struct catalog_shapes *s)
 			free(t->cols[k]);
 		free(t->cols);
 		free(t->generated);
+		free(t->sequence);
+		free(t->key);
 		free(t->schema);
 		free(t->name);
 	}

@@ -2,3 +2,4 @@
 list(APPEND PGT_SOURCES proxy/io/tls.c proxy/io/listener.c proxy/io/conn.c)
 list(APPEND PGT_SOURCES proxy/io/catalog.c)
 list(APPEND PGT_SOURCES proxy/io/sockopt.c)
+list(APPEND PGT_SOURCES proxy/io/verify_state.c)

@@ -21,6 +21,7 @@ static const char *const flag_names[FLAGS__COUNT] = {
 	[FLAG_DUAL_WRITE] = "dual_write",
 	[FLAG_SHADOW_FAILURE] = "shadow_failure",
 	[FLAG_FORCE_PATH] = "force_path",
+	[FLAG_SHADOW_READS] = "shadow_reads",
 	[FLAGS_SALT] = "salt",
 };
 
@@ -179,6 +180,9 @@ flags_format_values(const struct flags_config *v, const char *salt, int id,
 	case FLAG_FORCE_PATH:
 		n = snprintf(buf, len, "%s", flags_force_path_str(v->force_path));
 		break;
+	case FLAG_SHADOW_READS:
+		flags_format_percent(v->shadow_reads_milli, buf, len);
+		return 0;
 	case FLAGS_SALT:
 		n = snprintf(buf, len, "%s", salt != NULL ? salt : "");
 		break;
@@ -200,7 +204,39 @@ static bool
 flags_values_equal(const struct flags_config *a, const struct flags_config *b)
 {
 	return a->canary_milli == b->canary_milli && a->dual_write == b->dual_write
-	       && a->shadow_failure == b->shadow_failure && a->force_path == b->force_path;
+	       && a->shadow_failure == b->shadow_failure && a->force_path == b->force_path
+	       && a->shadow_reads_milli == b->shadow_reads_milli;
+}
+
+/*
+ * Whether turning dual_write on again leaves the new side without writes
+ * (it was off after having been on, or the journal holds unrepaired losses,
+ * and no complete verify has passed since); if so, the explanation between
+ * PREFIX and SUFFIX in err.
+ */
+bool
+flags_behind_message(const struct flags_guard *g, const char *prefix, const char *suffix,
+		     char *err, size_t errlen)
+{
+	char off[64] = "", lost[64] = "";
+
+	if (g->verified_since || (g->dual_write_off_ms <= 0 && g->journal_unrepaired == 0))
+		return false;
+	if (g->dual_write_off_ms > 0) {
+		time_t sec = (time_t)(g->dual_write_off_ms / 1000);
+		struct tm tm;
+		gmtime_r(&sec, &tm);
+		strftime(off, sizeof(off), "dual_write was off since %Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (g->journal_unrepaired > 0)
+		snprintf(lost, sizeof(lost), "%llu journal entries are unrepaired",
+			 (unsigned long long)g->journal_unrepaired);
+	snprintf(err, errlen,
+		 "%sthe new side missed writes (%s%s%s) and no complete verify has passed since: "
+		 "copy them with pgturnout backfill or pgturnout repair (--table, --journal), then "
+		 "check with pgturnout verify%s", prefix, off, off[0] && lost[0] ? "; " : "", lost,
+		 suffix);
+	return true;
 }
 
 /*
@@ -238,6 +274,9 @@ flags_check_guard(const struct flags *f, int id, const struct flags_config *next
 		}
 		return 0;
 	case FLAG_DUAL_WRITE:
+		if (!f->values.dual_write && next->dual_write)
+			return flags_behind_message(g, "refused: ", "; append FORCE to turn it on anyway",
+						    err, errlen) ? -1 : 0;
 		if (!f->values.dual_write || next->dual_write)
 			return 0;
 		if (g->unmirrored_new_writes > 0) {
@@ -280,7 +319,7 @@ flags_set(struct flags *f, const char *name, const char *value, const char *who,
 	if (id < 0) {
 		snprintf(err, errlen,
 			 "unknown flag '%s': allowed flags are canary_percent, dual_write, "
-			 "shadow_failure, force_path, salt", name != NULL ? name : "");
+			 "shadow_failure, force_path, shadow_reads, salt", name != NULL ? name : "");
 		return -1;
 	}
 	if (value == NULL)
@@ -301,6 +340,9 @@ flags_set(struct flags *f, const char *name, const char *value, const char *who,
 		break;
 	case FLAG_FORCE_PATH:
 		rc = config_parse_force_path(value, &next.force_path, perr, sizeof(perr));
+		break;
+	case FLAG_SHADOW_READS:
+		rc = config_parse_percent_milli(value, &next.shadow_reads_milli, perr, sizeof(perr));
 		break;
 	case FLAGS_SALT:
 		if (value[0] == '\0' || strlen(value) >= FLAGS_VALUE_MAX) {
@@ -357,7 +399,7 @@ flags_apply_reload(struct flags *f, const struct flags_config *old_flags,
 {
 	static const int order[] = {
 		FLAG_CANARY_PERCENT, FLAG_DUAL_WRITE, FLAG_SHADOW_FAILURE,
-		FLAG_FORCE_PATH, FLAGS_SALT,
+		FLAG_FORCE_PATH, FLAG_SHADOW_READS, FLAGS_SALT,
 	};
 	struct flag_change applied[FLAGS__COUNT];
 	struct flags saved = *f;

@@ -5,4 +5,5 @@ list(APPEND PGT_SOURCES
   proxy/route/flags.c
   proxy/route/flag_history.c
   proxy/route/router.c
+  proxy/route/guard.c
 )

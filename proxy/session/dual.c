@@ -24,7 +24,9 @@
  */
 #include "session/dual.h"
 
+#include "core/json.h"
 #include "core/log.h"
+#include "core/strmap.h"
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "route/flags.h"
@@ -45,6 +47,7 @@
 #include "wire/proto.h"
 
 #include <event2/buffer.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +59,10 @@
 struct dual_stmt {
 	char *text;             /* owns: as sent (or to be sent) to the shadow */
 	char *params;           /* owns: text form of the Bind parameters, or NULL */
+	/* the rows it wrote, when captured (for the journal) */
+	char *table;            /* owns: old's table as the statement names it, or NULL */
+	char *keys;             /* owns: JSON array of old's key columns per row, or NULL */
+	int auth_slot;          /* the path slot holding the rows as they should be */
 };
 
 /* A named statement or portal the shadow knows (mirrored). */
@@ -123,6 +130,7 @@ struct dual {
 	struct wbuf held;       /* owns: the client's messages for the primary, held
 				   while the shadow (old) runs the request first */
 	bool holding;           /* this batch's messages go to held */
+	bool held_raw;          /* held is a Query of ours in new's names: sent unrewritten */
 	bool fail_verdict;      /* fail mode: the shadow's error fails the request */
 	bool wrapped;           /* the primary runs the request in a transaction of ours */
 	bool autocommit;        /* the request is a write outside a transaction block */
@@ -165,10 +173,9 @@ struct dual {
 	size_t n_tx, cap_tx;
 
 	/* extended protocol: what the shadow knows */
-	struct dual_name *stmts;  /* owns: mirrored statements, "" = unnamed */
-	size_t n_stmts;
-	struct dual_name *portals;  /* owns: mirrored portals */
-	size_t n_portals;
+	struct strmap stmts;    /* owns: name -> struct dual_name (owns), mirrored
+				   statements, "" = unnamed */
+	struct strmap portals;  /* owns: name -> struct dual_name (owns), mirrored portals */
 	bool batch_mirrored;    /* this batch (up to Sync) sent something */
 	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
 	bool copy_open;         /* the request is a COPY FROM: its data must flow */
@@ -186,7 +193,8 @@ struct dual {
 	 * Execute), found by position among the batch's answers of each kind */
 	uint32_t sent_parse, sent_bind, sent_close, sent_describe; /* sent to the primary in this batch */
 	uint32_t seen_parse, seen_bind, seen_close, seen_describe; /* their answers seen */
-	uint32_t own_parse, own_bind, own_close, own_describe;    /* position of ours; 0: none */
+	uint32_t own_parse, own_bind, own_close, own_describe;    /* first position of ours; 0: none */
+	uint32_t n_own_parse, n_own_bind, n_own_close, n_own_describe; /* how many of ours from there */
 	bool held_exec;         /* held: the client's Execute at held_exec_off is to be replaced */
 	size_t held_exec_off;
 	uint8_t *inj_rfmt;      /* owns: its result format codes, for the statement replacing it */
@@ -197,7 +205,28 @@ struct dual {
 	size_t n_cap_all;       /* columns after the marker (kept or not) */
 	size_t cap_pend_off;    /* extended, old primary: where in pend new's part goes */
 	size_t n_cap_cols;
+	/* one key source: per captured column, whether new's column may own a
+	 * sequence (an integer column that owns one, or any integer column
+	 * when new's catalog is unknown), and the largest value captured */
+	bool *cap_seq;          /* owns, n_cap_cols */
+	/* applied by key (UPDATE, DELETE, ON CONFLICT DO UPDATE): rows as JSON */
+	char **cap_new;         /* owns, n_cap_cols: new's names of the captured columns */
+	bool *cap_key;          /* owns, n_cap_cols: in new's primary key */
+	bool *cap_json;         /* owns, n_cap_cols: a json or jsonb column (value is JSON) */
+	long long *cap_max;     /* owns, n_cap_cols; LLONG_MIN: none yet */
+	uint32_t own_do;        /* "DO" tags of the primary that are ours (sequence advance) */
+	bool advanced;          /* the request moves new's sequences (see dual_seq_mark) */
+	uint32_t inj_count;     /* statements of ours in inj */
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
+	struct wbuf cap_keyrows; /* owns: '{"k": "v"}, ...': each row's key (old's names) */
+	/* value comparison (a session on old): the rows captured from old and
+	 * those new's apply returned, as an order-independent digest */
+	uint64_t cap_digest;    /* of the captured rows, as applied */
+	bool cmp_on;            /* new's DataRows of this request are the apply's */
+	uint64_t cmp_primary, cmp_shadow;  /* digests: old's rows, new's rows */
+	uint64_t cmp_shadow_rows;
+	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
+				   primary new); SIZE_MAX: none */
 	size_t cap_nrows;
 	char *cap_fallback;     /* owns: the shadow's statement, if values cannot be applied */
 };
@@ -235,8 +264,9 @@ static void dual_count_nondeterministic(struct client *c)
 	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
 }
 
-static void name_free(struct dual_name *e)
+static void name_free(void *p)
 {
+	struct dual_name *e = p;
 	free(e->name);
 	free(e->text);
 	free(e->parse);
@@ -244,64 +274,55 @@ static void name_free(struct dual_name *e)
 	free(e->ptypes);
 	free(e->params);
 	free(e->rfmt);
+	free(e);
 }
 
-static void names_clear(struct dual_name *v, size_t *n)
+static void names_clear(struct strmap *m)
 {
-	for (size_t i = 0; i < *n; i++)
-		name_free(&v[i]);
-	*n = 0;
+	strmap_clear(m, name_free);
 }
 
-static struct dual_name *names_find(struct dual_name *v, size_t n, const char *name)
+static struct dual_name *names_find(const struct strmap *m, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i].name, name) == 0)
-			return &v[i];
-	return NULL;
+	return strmap_get(m, name);
 }
 
-static void names_forget(struct dual_name *v, size_t *n, const char *name)
+static void names_forget(struct strmap *m, const char *name)
 {
-	struct dual_name *e = names_find(v, *n, name);
+	struct dual_name *e = strmap_remove(m, name);
+	if (e)
+		name_free(e);
+}
+
+/* A new entry NAME in M (replacing one of that name); -1 out of memory. */
+static int names_put(struct strmap *m, const char *name, const char *text, bool commit)
+{
+	names_forget(m, name);
+	struct dual_name *e = calloc(1, sizeof(*e));
 	if (!e)
-		return;
-	name_free(e);
-	*e = v[--*n];
-}
-
-static int names_put(struct dual_name **v, size_t *n, const char *name, const char *text, bool commit)
-{
-	names_forget(*v, n, name);
-	struct dual_name *p = realloc(*v, (*n + 1) * sizeof(*p));
-	if (!p)
 		return -1;
-	*v = p;
-	p[*n].name = strdup(name);
-	p[*n].text = strdup(text ? text : "");
-	p[*n].commit = commit;
-	p[*n].write = false;
-	p[*n].old_text = NULL;
-	p[*n].ptypes = p[*n].params = p[*n].rfmt = NULL;
-	p[*n].ptypes_len = p[*n].params_len = p[*n].rfmt_len = 0;
-	p[*n].parse = NULL;
-	p[*n].parse_len = 0;
-	p[*n].prepared = false;
-	if (!p[*n].name || !p[*n].text) {
-		free(p[*n].name);
-		free(p[*n].text);
+	e->name = strdup(name);
+	e->text = strdup(text ? text : "");
+	e->commit = commit;
+	if (!e->name || !e->text || strmap_put(m, name, e, NULL) < 0) {
+		name_free(e);
 		return -1;
 	}
-	(*n)++;
 	return 0;
+}
+
+static void tx_stmt_free(struct dual_stmt *e)
+{
+	free(e->text);
+	free(e->params);
+	free(e->table);
+	free(e->keys);
 }
 
 static void tx_clear(struct dual *d)
 {
-	for (size_t i = 0; i < d->n_tx; i++) {
-		free(d->tx[i].text);
-		free(d->tx[i].params);
-	}
+	for (size_t i = 0; i < d->n_tx; i++)
+		tx_stmt_free(&d->tx[i]);
 	d->n_tx = 0;
 	d->broken = false;
 }
@@ -329,6 +350,8 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	struct dual_stmt *e = &d->tx[d->n_tx];
 	e->text = strndup(text, len);
 	e->params = params ? strdup(params) : NULL;
+	e->table = e->keys = NULL;
+	e->auth_slot = SLOT_OLD;
 	if (!e->text) {
 		free(e->params);
 		return;
@@ -339,15 +362,29 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 static void dual_capture_free(struct dual *d)
 {
 	capture_plan_clear(&d->cap);
-	for (size_t i = 0; i < d->n_cap_cols; i++)
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
 		free(d->cap_cols[i]);
+		if (d->cap_new)
+			free(d->cap_new[i]);
+	}
 	free(d->cap_cols);
 	d->cap_cols = NULL;
+	free(d->cap_new);
+	d->cap_new = NULL;
 	d->n_cap_cols = 0;
 	free(d->cap_keep);
 	d->cap_keep = NULL;
+	free(d->cap_seq);
+	d->cap_seq = NULL;
+	free(d->cap_key);
+	d->cap_key = NULL;
+	free(d->cap_json);
+	d->cap_json = NULL;
+	free(d->cap_max);
+	d->cap_max = NULL;
 	d->n_cap_all = 0;
 	wbuf_free(&d->cap_rows);
+	wbuf_free(&d->cap_keyrows);
 	d->cap_nrows = 0;
 	d->cap_mark = -1;
 	d->cap_failed = false;
@@ -369,10 +406,8 @@ void dual_free(struct dual *d)
 		twophase_end(rt->twophase, d->tpc_n, false);  /* the resolver finishes it */
 	tx_clear(d);
 	free(d->tx);
-	names_clear(d->stmts, &d->n_stmts);
-	free(d->stmts);
-	names_clear(d->portals, &d->n_portals);
-	free(d->portals);
+	names_clear(&d->stmts);
+	names_clear(&d->portals);
 	free(d->pending_params);
 	wbuf_free(&d->pend);
 	wbuf_free(&d->held);
@@ -431,8 +466,8 @@ void dual_sync_flag(struct client *c)
 		/* The session switched paths: the shadow is the other one now;
 		 * what the old shadow knew of extended-protocol names is moot. */
 		d->shadow_slot = shadow_slot;
-		names_clear(d->stmts, &d->n_stmts);
-		names_clear(d->portals, &d->n_portals);
+		names_clear(&d->stmts);
+		names_clear(&d->portals);
 		d->down = false;
 	}
 	dual_connect_shadow(c);
@@ -506,11 +541,8 @@ static void dual_flush_pend(struct client *c)
 /* Forgets the statements this request recorded for the journal. */
 static void dual_forget_request(struct dual *d)
 {
-	while (d->n_tx > d->tx_at_request) {
-		d->n_tx--;
-		free(d->tx[d->n_tx].text);
-		free(d->tx[d->n_tx].params);
-	}
+	while (d->n_tx > d->tx_at_request)
+		tx_stmt_free(&d->tx[--d->n_tx]);
 }
 
 /* The primary failed the request: the shadow must not run its part (the
@@ -546,12 +578,20 @@ static bool tpc_client_prepare(struct client *c, struct server *p, const struct 
 			       const char *text, const uint8_t *msg, size_t len);
 static bool tpc_client_finish(struct client *c, struct server *p, const struct sql_analysis *a,
 			      const char *text);
+static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
 static void dual_expect_injected(struct dual *d, bool describe);
 static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
 				size_t ptypes_len, const uint8_t *params, size_t params_len,
 				const uint8_t *rfmt, size_t rfmt_len, bool describe);
+
+/* Whether the answer at position SEEN (of its kind, in the batch) is one
+ * of the N_OWN of ours from position OWN (0: none). */
+static bool dual_own_answer(uint32_t seen, uint32_t own, uint32_t n_own)
+{
+	return own && seen >= own && seen < own + n_own;
+}
 
 /* Affected rows in a CommandComplete tag of a data-modifying command. */
 static bool tag_rows(const char *tag, uint64_t *rows)
@@ -594,8 +634,9 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 	}
 	d->shadow_tx = false;
 	d->shadow_mark = 0;  /* counted on the connection that is gone */
-	for (size_t i = 0; i < d->n_stmts; i++)
-		d->stmts[i].prepared = false;  /* a new connection must be told again */
+	struct dual_name *named;
+	for (size_t it = 0; strmap_next(&d->stmts, &it, NULL, (void **)&named);)
+		named->prepared = false;  /* a new connection must be told again */
 	rt->stats.paths[d->shadow_slot].shadow_errors++;
 	client_resume(c);
 	dual_progress(c);
@@ -626,6 +667,16 @@ void dual_shadow_input(struct server *s)
 				d->shadow_tx = z[5] != 'I';
 				dual_progress(c);
 			}
+			continue;
+		}
+		if (mine && d->cmp_on && type == PqMsg_DataRow) {
+			uint8_t *row;
+			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &row, &len) != CONN_MSG_OK) {
+				dual_shadow_lost(c, s, "out of memory");
+				return;
+			}
+			dual_compare_row(d, row, 1 + (size_t)len);
+			free(row);
 			continue;
 		}
 		if (mine && d->cap_on && !d->cap_from_primary &&
@@ -692,8 +743,55 @@ static bool dual_capture_start(struct client *c, const char *old_text, size_t le
 	d->cap_on = true;
 	d->cap_from_primary = from_primary;
 	c->dual_capture = from_primary;
+	d->cap_stmt = SIZE_MAX;
+	d->cap_digest = 0;
 	wbuf_init(&d->cap_rows);
+	wbuf_init(&d->cap_keyrows);
 	return true;
+}
+
+/* FNV-1a over N bytes, continuing from H. */
+static uint64_t dual_fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* The digest of one row's values (N of them, V[i] of LEN[i] bytes, NULL:
+ * SQL NULL), to be summed over the rows: the sum does not depend on their
+ * order. */
+static uint64_t dual_row_digest(const uint8_t *const *v, const uint32_t *len, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t l = v[i] ? len[i] : 0xffffffffu;
+		h = dual_fnv(h, &l, sizeof(l));
+		if (v[i])
+			h = dual_fnv(h, v[i], len[i]);
+	}
+	return h;
+}
+
+/* A DataRow (MSG, LEN bytes) new returned for the apply: into its digest. */
+static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	uint16_t n = pkt_get_u16(&r);
+	const uint8_t *v[n ? n : 1];
+	uint32_t l[n ? n : 1];
+	for (uint16_t i = 0; i < n && !r.failed; i++) {
+		l[i] = pkt_get_u32(&r);
+		v[i] = l[i] == 0xffffffffu ? NULL : pkt_get_bytes(&r, l[i]);
+	}
+	if (r.failed)
+		return;
+	d->cmp_shadow += dual_row_digest(v, l, n);
+	d->cmp_shadow_rows++;
 }
 
 /* Makes room for N more bytes in B (its length unchanged). */
@@ -739,19 +837,81 @@ static const struct catalog_shape *dual_capture_target(const struct client *c, l
 	return catalog_shape_find(rt->new_shapes, d->cap.schema, d->cap.relname);
 }
 
-/* Whether old's column COL of the captured INSERT is applied to new: new has
- * it (under its mapped name) and does not generate it itself. Unknown
- * target: every column is. */
-static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
-			       long entry, const char *col)
+/* New's name of old's column COL of the captured INSERT (ENTRY: its rule
+ * entry, or -1). */
+static const char *dual_capture_new_name(const struct client *c, long entry, const char *col)
 {
-	if (!shape)
-		return true;
 	const char *mapped = entry >= 0 ? rewrite_rules_map_column(c->cfg->rules, (size_t)entry,
 								   REWRITE_SIDE_OLD, col)
 					: NULL;
-	int i = catalog_shape_column(shape, mapped ? mapped : col);
-	return i >= 0 && !shape->generated[i];
+	return mapped ? mapped : col;
+}
+
+/* Whether old's column COL of the captured INSERT is applied to new: new has
+ * it (under its mapped name) and does not generate it itself. Unknown
+ * target: every column is. *SEQ: new's column may own a sequence (it does,
+ * or the catalog is unknown). */
+static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
+			       long entry, const char *col, bool *seq, bool *key)
+{
+	*seq = !shape;
+	*key = false;
+	if (!shape)
+		return true;
+	int i = catalog_shape_column(shape, dual_capture_new_name(c, entry, col));
+	if (i < 0 || shape->generated[i])
+		return false;
+	*seq = shape->sequence && shape->sequence[i];
+	*key = shape->key && shape->key[i];
+	return true;
+}
+
+/* Whether the planned capture can be applied: a plain INSERT always; by
+ * key (UPDATE, DELETE, ON CONFLICT DO UPDATE) only when new's catalog knows
+ * the target's primary key, an UPDATE leaves the key alone, and the apply
+ * is written in new's names (sent as it is, never rewritten). */
+static bool dual_capture_by_key_ok(const struct client *c)
+{
+	const struct dual *d = c->dual;
+	if (d->cap.kind == CAPTURE_INSERT)
+		return true;
+	long entry = dual_capture_entry(c);
+	const struct catalog_shape *shape = dual_capture_target(c, entry);
+	bool key = false;
+	for (size_t i = 0; shape && i < shape->n_cols; i++)
+		key = key || (shape->key && shape->key[i]);
+	if (!key)
+		return false;
+	for (size_t i = 0; i < d->cap.n_set; i++) {
+		int k = catalog_shape_column(shape, dual_capture_new_name(c, entry, d->cap.set_cols[i]));
+		if (k >= 0 && shape->key[k])
+			return false;
+	}
+	return true;
+}
+
+/* A by-key apply goes to new in new's names: the client's RETURNING list
+ * (when new is its primary) is taken from its own TEXT (LEN bytes), in
+ * new's SQL, not from old's. 0 or -1. */
+static int dual_capture_client_returning(struct client *c, const char *text, size_t len)
+{
+	struct dual *d = c->dual;
+	struct capture_plan own;
+	if (c->dialect_slot != SLOT_NEW && !rewrite_rules_empty(c->cfg->rules)) {
+		const struct sql_analysis *r = sql_cache_get(rt->sql_cache, text, len,
+							     REWRITE_OLD_TO_NEW, c->cfg->rules);
+		if (!r || r->refused)
+			return -1;
+		text = r->text;
+		len = r->text_len;
+	}
+	if (capture_plan(text, len, &own) != 0)
+		return -1;
+	free(d->cap.returning);
+	d->cap.returning = own.returning;
+	own.returning = NULL;
+	capture_plan_clear(&own);
+	return 0;
 }
 
 /* A RowDescription or DataRow of the capturing side (MSG, LEN bytes,
@@ -788,7 +948,13 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		r.pos = mark_at;
 		d->cap_cols = calloc(n - mark, sizeof(char *));
 		d->cap_keep = calloc(n - mark, sizeof(bool));
-		if (!d->cap_cols || !d->cap_keep) {
+		d->cap_seq = calloc(n - mark, sizeof(bool));
+		d->cap_max = calloc(n - mark, sizeof(long long));
+		d->cap_new = calloc(n - mark, sizeof(char *));
+		d->cap_key = calloc(n - mark, sizeof(bool));
+		d->cap_json = calloc(n - mark, sizeof(bool));
+		if (!d->cap_cols || !d->cap_keep || !d->cap_seq || !d->cap_max || !d->cap_new ||
+		    !d->cap_key || !d->cap_json) {
 			d->cap_failed = true;
 			return;
 		}
@@ -796,11 +962,21 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		const struct catalog_shape *shape = dual_capture_target(c, entry);
 		for (uint16_t i = (uint16_t)(mark + 1); i < n && !r.failed; i++) {
 			const char *name = pkt_get_str(&r);
-			pkt_get_bytes(&r, 18);
-			bool keep = name && dual_capture_keeps(c, shape, entry, name);
+			const uint8_t *meta = pkt_get_bytes(&r, 18);
+			bool seq, key;
+			bool keep = name && meta && dual_capture_keeps(c, shape, entry, name, &seq, &key);
 			d->cap_keep[d->n_cap_all++] = keep;
 			if (!keep)
 				continue;
+			/* field: table oid (4), column (2), type oid (4), ... */
+			uint32_t type = proto_get_u32(meta + 6);
+			d->cap_seq[d->n_cap_cols] = seq && (type == 20 || type == 21 || type == 23);
+			d->cap_max[d->n_cap_cols] = LLONG_MIN;
+			d->cap_key[d->n_cap_cols] = key;
+			d->cap_json[d->n_cap_cols] = type == 114 || type == 3802;
+			d->cap_new[d->n_cap_cols] = strdup(dual_capture_new_name(c, entry, name));
+			if (!d->cap_new[d->n_cap_cols])
+				d->cap_failed = true;
 			d->cap_cols[d->n_cap_cols] = strdup(name);
 			if (!d->cap_cols[d->n_cap_cols++])
 				d->cap_failed = true;
@@ -820,9 +996,22 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 		return;
 	}
 	size_t client_end = 0;
+	bool by_key = d->cap.kind != CAPTURE_INSERT;
+	json_t *obj = by_key ? json_object() : NULL;
+	json_t *key = json_object();
+	if ((by_key && !obj) || !key) {
+		json_decref(obj);
+		json_decref(key);
+		d->cap_failed = true;
+		return;
+	}
 	if (d->cap_nrows++)
 		wbuf_put(&d->cap_rows, ", ", 2);
-	wbuf_put_u8(&d->cap_rows, '(');
+	if (!by_key)
+		wbuf_put_u8(&d->cap_rows, '(');
+	size_t kept = 0;
+	const uint8_t *kv_v[d->n_cap_cols ? d->n_cap_cols : 1];
+	uint32_t kv_l[d->n_cap_cols ? d->n_cap_cols : 1];
 	for (uint16_t i = 0; i < n && !r.failed; i++) {
 		uint32_t vlen = pkt_get_u32(&r);
 		const uint8_t *v = vlen == 0xffffffffu ? NULL : pkt_get_bytes(&r, vlen);
@@ -830,11 +1019,54 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 			client_end = r.pos;
 		if (i <= d->cap_mark || !d->cap_keep[i - d->cap_mark - 1])
 			continue;
-		if (wbuf_last(&d->cap_rows) != '(')
-			wbuf_put(&d->cap_rows, ", ", 2);
-		capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+		if (by_key) {
+			/* by name, as text (JSON as itself): jsonb_populate_recordset
+			 * reads each through its column's type */
+			json_t *jv = !v ? json_null()
+				     : d->cap_json[kept] ? json_loadb((const char *)v, vlen, JSON_DECODE_ANY, NULL)
+				     : json_stringn((const char *)v, vlen);
+			if (!jv || json_object_set_new(obj, d->cap_new[kept], jv) < 0)
+				d->cap_failed = true;
+		} else {
+			if (wbuf_last(&d->cap_rows) != '(')
+				wbuf_put(&d->cap_rows, ", ", 2);
+			capture_put_literal(&d->cap_rows, (const char *)v, v ? vlen : 0);
+		}
+		if (kept < d->n_cap_cols) {
+			kv_v[kept] = v;
+			kv_l[kept] = vlen;
+		}
+		if (v && d->cap_key[kept]) {
+			json_t *kv = json_stringn((const char *)v, vlen);
+			if (!kv || json_object_set_new(key, d->cap_cols[kept], kv) < 0)
+				d->cap_failed = true;
+		}
+		if (v && d->cap_seq[kept] && vlen < 24) {
+			char num[24];
+			memcpy(num, v, vlen);
+			num[vlen] = '\0';
+			long long x = strtoll(num, NULL, 10);
+			if (x > d->cap_max[kept])
+				d->cap_max[kept] = x;
+		}
+		kept++;
 	}
-	wbuf_put_u8(&d->cap_rows, ')');
+	if (kept == d->n_cap_cols)
+		d->cap_digest += dual_row_digest(kv_v, kv_l, kept);
+	if (json_object_size(key)) {
+		if (d->cap_keyrows.len)
+			wbuf_put(&d->cap_keyrows, ", ", 2);
+		if (json_append(&d->cap_keyrows, key, JSON_COMPACT) < 0)
+			d->cap_failed = true;
+	}
+	json_decref(key);
+	if (by_key) {
+		if (json_append(&d->cap_rows, obj, JSON_COMPACT) < 0)
+			d->cap_failed = true;
+		json_decref(obj);
+	} else {
+		wbuf_put_u8(&d->cap_rows, ')');
+	}
 	if (r.failed || !wbuf_ok(&d->cap_rows)) {
 		d->cap_failed = true;
 		return;
@@ -849,6 +1081,44 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 	}
 }
 
+/* The statement that applies the captured rows of an UPDATE, DELETE or ON
+ * CONFLICT DO UPDATE to new by key, in new's names (never rewritten); NULL
+ * when new's key is not among them. */
+static char *dual_capture_apply_by_key(struct client *c, bool with_returning)
+{
+	struct dual *d = c->dual;
+	const struct catalog_shape *shape = dual_capture_target(c, dual_capture_entry(c));
+	if (!shape)
+		return NULL;
+	size_t n_key = 0, shape_keys = 0;
+	for (size_t i = 0; i < d->n_cap_cols; i++)
+		n_key += d->cap_key[i];
+	for (size_t i = 0; i < shape->n_cols; i++)
+		shape_keys += shape->key && shape->key[i];
+	if (!n_key || n_key != shape_keys)
+		return NULL;  /* part of new's key is not captured */
+	struct wbuf rows;
+	wbuf_init(&rows);
+	wbuf_put_u8(&rows, '[');
+	wbuf_put(&rows, d->cap_rows.data, d->cap_rows.len);
+	wbuf_put_u8(&rows, ']');
+	struct wbuf b;
+	wbuf_init(&b);
+	int rc = wbuf_ok(&rows) ? capture_apply_by_key_sql(&b, &d->cap, shape->schema, shape->name,
+							   (const char *const *)d->cap_new, d->cap_key,
+							   d->n_cap_cols, (const char *)rows.data,
+							   rows.len, with_returning)
+				: -1;
+	wbuf_free(&rows);
+	wbuf_put_u8(&b, 0);
+	if (rc != 0 || !wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	log_debug(c->id, "captured rows applied by key: %.300s", (const char *)b.data);
+	return (char *)b.data;
+}
+
 /* The statement that applies the captured rows, for a session whose SQL is
  * written in DIALECT_NEW or not: written for old and, for a new-dialect
  * consumer, rewritten to new. NULL when nothing was captured, or it cannot
@@ -856,7 +1126,13 @@ static void dual_capture_message(struct client *c, const uint8_t *msg, size_t le
 static char *dual_capture_apply(struct client *c, bool with_returning, bool to_new)
 {
 	struct dual *d = c->dual;
-	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->n_cap_cols)
+	if (!d->cap_on || d->cap_failed || !d->n_cap_cols)
+		return NULL;
+	/* By key, no row is an answer too: the primary (new) must write
+	 * nothing, and its client still gets its tag and columns. */
+	if (d->cap.kind != CAPTURE_INSERT)
+		return dual_capture_apply_by_key(c, with_returning);
+	if (d->cap_nrows == 0)
 		return NULL;
 	struct wbuf b;
 	wbuf_init(&b);
@@ -880,6 +1156,107 @@ static char *dual_capture_apply(struct client *c, bool with_returning, bool to_n
 	char *out = strndup(a->text, a->text_len);
 	sql_analysis_unref(a);
 	return out;
+}
+
+/*
+ * One key source, kept cheap: new's sequences are set DUAL_SEQ_AHEAD past a
+ * key they were behind, and this process remembers, per column of new's,
+ * the value its sequence is past. Keys below it need no statement: old's
+ * keys grow, so most inserts pay nothing. Sequences only go up, so the
+ * memory can only be too low, never too high, unless an advance failed:
+ * then (and at reload) it is forgotten.
+ */
+#define DUAL_SEQ_AHEAD 1000
+
+struct dual_seq_mark {
+	char *column;           /* owns: "schema.table.column" of new's */
+	long long past;         /* new's sequence is at or past this value */
+};
+
+static struct dual_seq_mark *dual_seq_marks;  /* owns, n_dual_seq_marks */
+static size_t n_dual_seq_marks;
+
+void dual_forget_sequences(void)
+{
+	for (size_t i = 0; i < n_dual_seq_marks; i++)
+		free(dual_seq_marks[i].column);
+	free(dual_seq_marks);
+	dual_seq_marks = NULL;
+	n_dual_seq_marks = 0;
+}
+
+static struct dual_seq_mark *dual_seq_mark(const char *schema, const char *name, const char *col,
+					   bool add)
+{
+	char key[512];
+	snprintf(key, sizeof(key), "%s.%s.%s", schema ? schema : "", name, col);
+	for (size_t i = 0; i < n_dual_seq_marks; i++)
+		if (strcmp(dual_seq_marks[i].column, key) == 0)
+			return &dual_seq_marks[i];
+	if (!add)
+		return NULL;
+	struct dual_seq_mark *v = realloc(dual_seq_marks, (n_dual_seq_marks + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	dual_seq_marks = v;
+	v[n_dual_seq_marks].column = strdup(key);
+	v[n_dual_seq_marks].past = LLONG_MIN;
+	return v[n_dual_seq_marks].column ? &v[n_dual_seq_marks++] : NULL;
+}
+
+/* One key source: the statement that moves new's sequences past the keys
+ * captured (see capture_advance_sql), or NULL when no captured column may
+ * own one or new's sequences are known to be past them already. Names are
+ * new's: the statement is never rewritten. */
+static char *dual_capture_advance(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->cap_seq ||
+	    d->cap.kind == CAPTURE_UPDATE || d->cap.kind == CAPTURE_DELETE)
+		return NULL;
+	const char *cols[d->n_cap_cols ? d->n_cap_cols : 1];
+	long long max[d->n_cap_cols ? d->n_cap_cols : 1];
+	size_t n = 0;
+	long entry = dual_capture_entry(c);
+	const char *schema = d->cap.schema, *name = d->cap.relname;
+	const struct catalog_shape *shape = dual_capture_target(c, entry);
+	struct rewrite_entry ent;
+	if (shape) {
+		schema = shape->schema;
+		name = shape->name;
+	} else if (entry >= 0 && rewrite_rules_entry(c->cfg->rules, (size_t)entry, &ent) == 0) {
+		schema = ent.schema[REWRITE_SIDE_NEW];
+		name = ent.name[REWRITE_SIDE_NEW];
+	}
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
+		if (!d->cap_seq[i] || d->cap_max[i] == LLONG_MIN)
+			continue;
+		const char *col = dual_capture_new_name(c, entry, d->cap_cols[i]);
+		struct dual_seq_mark *m = dual_seq_mark(schema, name, col, true);
+		if (m && m->past >= d->cap_max[i])
+			continue;  /* new's sequence is past it already */
+		if (m)  /* forgotten if the statement fails (dual_note_outcome) */
+			m->past = d->cap_max[i] > LLONG_MAX - DUAL_SEQ_AHEAD ? d->cap_max[i]
+				  : d->cap_max[i] + DUAL_SEQ_AHEAD;
+		cols[n] = col;
+		max[n++] = d->cap_max[i];
+	}
+	if (!n)
+		return NULL;
+	d->advanced = true;
+	struct wbuf b;
+	wbuf_init(&b);
+	if (capture_advance_sql(&b, schema, name, cols, max, n, DUAL_SEQ_AHEAD) != 0) {
+		dual_forget_sequences();
+		wbuf_free(&b);
+		return NULL;
+	}
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
 }
 
 /* ---- the primary's side ----------------------------------------------- */
@@ -941,8 +1318,12 @@ static void dual_release_held(struct client *c)
 		size_t len = 1 + (size_t)proto_get_u32(held.data + off + 1);
 		if (d->held_exec && off == d->held_exec_off && d->inj.len) {
 			/* the client's Execute: the statement applying old's values */
-			dual_expect_injected(d, false);
+			for (uint32_t i = 0; i < d->inj_count; i++)
+				dual_expect_injected(d, false);
 			if (conn_write(p->conn, d->inj.data, d->inj.len) < 0)
+				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		} else if (d->held_raw && held.data[off] == PqMsg_Query) {
+			if (conn_write(p->conn, held.data + off, len) < 0)
 				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		} else {
 			dual_count_sent(d, held.data[off]);
@@ -952,7 +1333,9 @@ static void dual_release_held(struct client *c)
 	}
 	wbuf_free(&held);
 	wbuf_reset(&d->inj);
+	d->inj_count = 0;
 	d->held_exec = false;
+	d->held_raw = false;
 }
 
 /* The client's message MSG for the primary P: held while the shadow runs
@@ -970,11 +1353,94 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 	steer_forward(c, p, msg, len);
 }
 
+/* "c1, c2, ...": the captured columns, as the apply names them (old's
+ * names for an INSERT, which is rewritten; new's for one by key). NULL
+ * when none or out of memory. */
+static char *dual_capture_columns(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->n_cap_cols || !d->cap_cols || !d->cap_new)
+		return NULL;
+	struct wbuf b;
+	wbuf_init(&b);
+	for (size_t i = 0; i < d->n_cap_cols; i++) {
+		const char *name = d->cap.kind == CAPTURE_INSERT ? d->cap_cols[i] : d->cap_new[i];
+		if (i)
+			wbuf_put(&b, ", ", 2);
+		wbuf_put_u8(&b, '"');
+		for (const char *p = name; *p; p++) {
+			if (*p == '"')
+				wbuf_put_u8(&b, '"');
+			wbuf_put_u8(&b, (uint8_t)*p);
+		}
+		wbuf_put_u8(&b, '"');
+	}
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+/* Gives the journal record I of this transaction the keys of the rows
+ * captured, held right by path slot AUTH (when new's key is known). */
+static void dual_tx_keys(struct client *c, size_t i, int auth)
+{
+	struct dual *d = c->dual;
+	if (i >= d->n_tx || !d->cap_on || d->cap_failed || !d->cap_keyrows.len ||
+	    !wbuf_ok(&d->cap_keyrows))
+		return;
+	struct dual_stmt *e = &d->tx[i];
+	size_t tlen = (d->cap.schema ? strlen(d->cap.schema) + 1 : 0) + strlen(d->cap.relname) + 1;
+	free(e->table);
+	free(e->keys);
+	e->table = malloc(tlen);
+	e->keys = malloc(d->cap_keyrows.len + 3);
+	if (e->table)
+		snprintf(e->table, tlen, "%s%s%s", d->cap.schema ? d->cap.schema : "",
+			 d->cap.schema ? "." : "", d->cap.relname);
+	if (e->keys)
+		snprintf(e->keys, d->cap_keyrows.len + 3, "[%.*s]", (int)d->cap_keyrows.len,
+			 (const char *)d->cap_keyrows.data);
+	e->auth_slot = auth;
+}
+
 /* Old (the primary) ran the INSERT: new gets the values it wrote. */
 static void dual_queue_captured(struct client *c)
 {
 	struct dual *d = c->dual;
-	char *apply = dual_capture_apply(c, false, true);
+	if (d->cap_on && !d->cap_failed && d->cap_mark >= 0 && d->cap_nrows == 0)
+		return;  /* no row written: nothing to apply */
+	/* New returns the rows it wrote, to be compared with old's (a simple
+	 * Query only: an extended batch may hold other rows of new's). */
+	char *returning = d->cap_extended ? NULL : dual_capture_columns(c);
+	char *client_returning = d->cap.returning;
+	if (returning)
+		d->cap.returning = returning;
+	char *apply = dual_capture_apply(c, returning != NULL, true);
+	d->cap.returning = client_returning;
+	free(returning);
+	if (apply && returning) {
+		d->cmp_on = true;
+		d->cmp_primary = d->cap_digest;
+		d->cmp_shadow = 0;
+		d->cmp_shadow_rows = 0;
+	}
+	/* (only when it will be sent: it moves what this process remembers) */
+	char *advance = apply && dual_shadow(c) && !d->broken ? dual_capture_advance(c) : NULL;
+	if (advance && !d->cap_extended) {
+		/* one Query: the rows, then new's sequences past their keys */
+		size_t n = strlen(apply) + strlen(advance) + 3;
+		char *both = malloc(n);
+		if (both) {
+			snprintf(both, n, "%s;\n%s", apply, advance);
+			free(apply);
+			apply = both;
+		}
+		free(advance);
+		advance = NULL;
+	}
 	const char *sql = apply;
 	if (!apply) {
 		if (!d->cap_failed && d->cap_nrows == 0)
@@ -996,6 +1462,8 @@ static void dual_queue_captured(struct client *c)
 		}
 	}
 	tx_record(d, sql, strlen(sql), NULL);
+	if (apply)
+		dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
 	if (dual_shadow(c) && !d->broken) {
 		if (d->cap_extended) {
 			/* In the batch where the Execute stood, so that what the
@@ -1003,6 +1471,8 @@ static void dual_queue_captured(struct client *c)
 			struct wbuf b;
 			wbuf_init(&b);
 			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, false);
+			if (advance)
+				dual_build_injected(&b, advance, NULL, 0, NULL, 0, NULL, 0, false);
 			size_t at = d->cap_pend_off <= d->pend.len ? d->cap_pend_off : d->pend.len;
 			if (wbuf_ok(&b) && wbuf_reserve_for(&d->pend, b.len)) {
 				memmove(d->pend.data + at + b.len, d->pend.data + at, d->pend.len - at);
@@ -1018,6 +1488,7 @@ static void dual_queue_captured(struct client *c)
 		}
 	}
 	free(apply);
+	free(advance);
 }
 
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
@@ -1033,18 +1504,17 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 	    msg[0] == PqMsg_CloseComplete) {
 		uint32_t *seen = msg[0] == PqMsg_ParseComplete ? &d->seen_parse
 				 : msg[0] == PqMsg_BindComplete ? &d->seen_bind : &d->seen_close;
-		uint32_t *own = msg[0] == PqMsg_ParseComplete ? &d->own_parse
-				: msg[0] == PqMsg_BindComplete ? &d->own_bind : &d->own_close;
-		if (++*seen != *own)
-			return false;
-		*own = 0;
-		return true;  /* the answer to our injected statement */
+		uint32_t own = msg[0] == PqMsg_ParseComplete ? d->own_parse
+			       : msg[0] == PqMsg_BindComplete ? d->own_bind : d->own_close;
+		uint32_t n_own = msg[0] == PqMsg_ParseComplete ? d->n_own_parse
+				 : msg[0] == PqMsg_BindComplete ? d->n_own_bind : d->n_own_close;
+		/* the answer to one of our injected statements? */
+		return dual_own_answer(++*seen, own, n_own);
 	}
 	if (msg[0] == PqMsg_NoData || (msg[0] == PqMsg_RowDescription && d->sent_describe)) {
 		/* the answer to a Describe of this extended batch */
-		if (++d->seen_describe != d->own_describe)
+		if (!dual_own_answer(++d->seen_describe, d->own_describe, d->n_own_describe))
 			return false;
-		d->own_describe = 0;
 		/* our own Describe: the columns are learnt, nothing is shown */
 		if (msg[0] == PqMsg_RowDescription && d->cap_on)
 			dual_capture_message(c, msg, len, NULL);
@@ -1064,6 +1534,11 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		return true;
 	}
 	if (msg[0] == PqMsg_CommandComplete) {
+		if (d->own_do && msg[len - 1] == '\0' &&
+		    strcmp((const char *)msg + MSG_HEADER_LEN, "DO") == 0) {
+			d->own_do--;  /* the sequence advance after captured rows */
+			return true;
+		}
 		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END)) {
 			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction. */
 			d->own_tags--;
@@ -1097,6 +1572,7 @@ bool dual_hold_ready(struct client *c, char status)
 	d->sent_parse = d->sent_bind = d->sent_close = d->sent_describe = 0;
 	d->seen_parse = d->seen_bind = d->seen_close = d->seen_describe = 0;
 	d->own_parse = d->own_bind = d->own_close = d->own_describe = 0;
+	d->n_own_parse = d->n_own_bind = d->n_own_close = d->n_own_describe = 0;
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
 	if (d->phase == DUAL_TWOPHASE) {
@@ -1147,6 +1623,8 @@ static void dual_note_outcome(struct client *c)
 	if (!d->req_mirrored)
 		return;
 	struct path_stats *ps = &rt->stats.paths[d->shadow_slot];
+	if (d->advanced && (d->shadow_error || d->primary_error || d->down))
+		dual_forget_sequences();  /* an advance may have failed */
 	/* An error of the primary only, after the shadow ran first, is undone
 	 * with the transaction: not a difference. */
 	bool first = d->primary_error && !d->shadow_error && d->tx_at_request == d->n_tx;
@@ -1160,6 +1638,18 @@ static void dual_note_outcome(struct client *c)
 				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
 					 d->shadow_sqlstate, d->shadow_message);
 		}
+	}
+	if (!mismatch && d->cmp_on && !d->primary_error && !d->shadow_error &&
+	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->primary_rows)) {
+		/* same row counts, but new wrote other values than old's */
+		ps->mismatches++;
+		log_warning(c->id,
+			    "dual-write mismatch on path %s (fingerprint %016llx): the values written differ "
+			    "from the primary's (%llu rows compared)",
+			    dual_shadow_name(c),
+			    (unsigned long long)dual_fingerprint(d->n_tx > d->tx_at_request
+								 ? d->tx[d->tx_at_request].text : NULL),
+			    (unsigned long long)d->cmp_shadow_rows);
 	}
 	if (mismatch) {
 		ps->mismatches++;
@@ -1194,9 +1684,16 @@ static int dual_journal_lost(struct client *c)
 		snprintf(error, sizeof(error), "%s",
 			 d->down ? "shadow path unavailable" : "shadow transaction failed");
 	int rc = rt->journal ? 0 : -1;
-	for (size_t i = 0; i < d->n_tx && rc == 0; i++)
-		rc = journal_add(rt->journal, c->id, dual_shadow_name(c), dual_fingerprint(d->tx[i].text),
-				 d->tx[i].text, d->tx[i].params, error);
+	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
+		const struct dual_stmt *e = &d->tx[i];
+		struct journal_keys keys = {
+			.table = e->table, .keys = e->keys,
+			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
+		};
+		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
+				       dual_fingerprint(e->text), e->text, e->params, error,
+				       e->table && e->keys ? &keys : NULL);
+	}
 	if (rc == 0)
 		rc = journal_sync(rt->journal);
 	if (rc < 0) {
@@ -1271,6 +1768,9 @@ static void dual_reset_request(struct client *c)
 	d->autocommit = false;
 	d->own_ready = 0;
 	d->own_tags = 0;
+	d->own_do = 0;
+	d->advanced = false;
+	d->cmp_on = false;
 	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;
@@ -1832,15 +2332,27 @@ static void dual_progress(struct client *c)
 		/* The shadow (old) has run it: now the primary, with the values
 		 * old wrote when they were captured. */
 		dual_set_phase(c, DUAL_PRIMARY);
+		if (d->cap_on)
+			dual_tx_keys(c, d->cap_stmt, c->active_slot);  /* new holds the rows */
 		if (d->cap_on && d->cap_extended) {
 			/* the held Execute becomes the statement with old's values */
 			char *apply = !d->shadow_error && d->held_exec ? dual_capture_apply(c, true, true)
 								       : NULL;
+			char *advance = apply ? dual_capture_advance(c) : NULL;
 			wbuf_reset(&d->inj);
+			d->inj_count = 0;
 			if (apply) {
 				dual_build_injected(&d->inj, apply, NULL, 0, NULL, 0, d->inj_rfmt,
 						    d->inj_rfmt_len, false);
+				d->inj_count = 1;
+				if (advance) {
+					dual_build_injected(&d->inj, advance, NULL, 0, NULL, 0, NULL, 0,
+							    false);
+					d->inj_count = 2;
+					d->own_do++;
+				}
 				free(apply);
+				free(advance);
 			} else if (d->cap_failed) {
 				dual_count_nondeterministic(c);
 				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
@@ -1856,10 +2368,23 @@ static void dual_progress(struct client *c)
 			char *apply = !d->shadow_error
 					      ? dual_capture_apply(c, true, c->dialect_slot == SLOT_NEW)
 					      : NULL;
+			char *advance = apply ? dual_capture_advance(c) : NULL;
 			if (apply) {
+				/* the rows, then new's sequences past their keys (its
+				 * "DO" tag is not the client's) */
 				wbuf_reset(&d->held);
-				build_query(&d->held, apply);
+				size_t off = build_begin(&d->held, PqMsg_Query);
+				wbuf_put(&d->held, apply, strlen(apply));
+				if (advance) {
+					wbuf_put(&d->held, ";\n", 2);
+					wbuf_put(&d->held, advance, strlen(advance));
+					d->own_do++;
+				}
+				wbuf_put_u8(&d->held, 0);
+				build_end(&d->held, off);
+				d->held_raw = d->cap.kind != CAPTURE_INSERT;
 				free(apply);
+				free(advance);
 			} else if (d->cap_failed) {
 				dual_count_nondeterministic(c);
 				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
@@ -2155,11 +2680,15 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		}
 	}
 	wbuf_put_u8(&sh, 0);
-	/* Values, not statements: a lone INSERT runs on old with a capture of
-	 * the rows it wrote; new gets those values. */
+	/* Values, not statements: a lone INSERT, or an UPDATE or DELETE that
+	 * calls volatile functions, runs on old with a capture of the rows it
+	 * wrote; new gets those values (by key, but for a plain INSERT). */
 	bool capture = false, capture_primary = false;
+	const char *tag = a && a->n_stmts == 1 ? a->stmts[0].tag : NULL;
+	bool volatile_dml = tag && (a->stmts[0].flags & SQL_F_VOLATILE) &&
+			    (strcmp(tag, "UPDATE") == 0 || strcmp(tag, "DELETE") == 0);
 	if (any && wbuf_ok(&sh) && a->n_stmts == 1 && a->stmts[0].cls == SQL_WRITE &&
-	    a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 && dual_shadow(c) && !d->broken) {
+	    tag && (strcmp(tag, "INSERT") == 0 || volatile_dml) && dual_shadow(c) && !d->broken) {
 		if (d->shadow_slot == SLOT_OLD) {
 			capture = dual_capture_start(c, (const char *)sh.data, sh.len - 1, false);
 		} else if (c->dialect_slot == SLOT_OLD &&
@@ -2167,6 +2696,15 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 			/* (fail mode runs the shadow, new, first: no values to take) */
 			capture = capture_primary =
 				dual_capture_start(c, text + a->stmts[0].offset, a->stmts[0].len, true);
+		}
+		if (capture && !dual_capture_by_key_ok(c)) {
+			dual_capture_reset(c);
+			capture = capture_primary = false;
+		}
+		if (capture && !capture_primary && d->cap.kind != CAPTURE_INSERT &&
+		    dual_capture_client_returning(c, text + a->stmts[0].offset, a->stmts[0].len) < 0) {
+			dual_capture_reset(c);
+			capture = false;
 		}
 		if (capture && capture_primary) {
 			d->cap_fallback = strdup((const char *)sh.data);
@@ -2204,6 +2742,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		any = false;
 	}
 	if (any && wbuf_ok(&sh)) {
+		if (capture && !capture_primary)
+			d->cap_stmt = d->n_tx;
 		if (!lock_only)
 			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
 		if (dual_shadow(c) && !d->broken) {
@@ -2361,7 +2901,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	size_t rest = MSG_HEADER_LEN + r.pos;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), REWRITE_NONE, NULL);
 	if (dual_has_prepare(a)) {
-		names_forget(d->stmts, &d->n_stmts, name);
+		names_forget(&d->stmts, name);
 		dual_refuse_prepare(c, p, PqMsg_Parse, name);
 		return;
 	}
@@ -2373,7 +2913,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	bool is_insert = is_write && a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 &&
 			 rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL;
 	a = NULL;  /* the next lookup may evict it */
-	names_forget(d->stmts, &d->n_stmts, name);
+	names_forget(&d->stmts, name);
 	if (mirror || commit) {
 		const struct sql_analysis *rw = sql_cache_get(rt->sql_cache, text, strlen(text),
 							      dual_dir(c), c->cfg->rules);
@@ -2382,9 +2922,9 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 				    dual_shadow_name(c), rw && rw->message ? rw->message : "out of memory");
 			if (is_write)
 				d->broken = true;
-		} else if (names_put(&d->stmts, &d->n_stmts, name, rw ? rw->text : text, commit) == 0 &&
+		} else if (names_put(&d->stmts, name, rw ? rw->text : text, commit) == 0 &&
 			   mirror) {
-			struct dual_name *named = names_find(d->stmts, d->n_stmts, name);
+			struct dual_name *named = names_find(&d->stmts, name);
 			if (named)
 				named->write = is_write;
 			/* Values, not statements: an INSERT whose text old can run
@@ -2393,8 +2933,12 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 					       : d->shadow_slot == SLOT_OLD ? rw->text
 					       : c->dialect_slot == SLOT_OLD ? text : NULL;
 			struct capture_plan probe;
-			if (named && old_text && capture_plan(old_text, strlen(old_text), &probe) == 0) {
+			bool plain = named && old_text &&
+				     capture_plan(old_text, strlen(old_text), &probe) == 0 &&
+				     probe.kind == CAPTURE_INSERT;
+			if (named && old_text)
 				capture_plan_clear(&probe);
+			if (plain) {
 				named->old_text = strdup(old_text);
 				named->ptypes = malloc(len - rest);
 				if (named->ptypes)
@@ -2421,7 +2965,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 			} else {
 				wbuf_put(&b, msg, len);
 			}
-			struct dual_name *e = names_find(d->stmts, d->n_stmts, name);
+			struct dual_name *e = names_find(&d->stmts, name);
 			if (wbuf_ok(&b) && e) {
 				e->parse = b.data;  /* takes the buffer */
 				e->parse_len = b.len;
@@ -2484,7 +3028,8 @@ static void dual_portal_capture(struct dual_name *po, const struct dual_name *st
 /* Appends to B the execution of SQL as a statement and portal of ours:
  * Parse (parameter types PTYPES), Bind (parameters PARAMS, result formats
  * RFMT; NULL: none, all text), Describe of the portal when DESCRIBE,
- * Execute, Close of the statement. */
+ * Execute, Close of the portal (inside a transaction block it would outlive
+ * the batch and clash with the next one of ours) and of the statement. */
 static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
 				size_t ptypes_len, const uint8_t *params, size_t params_len,
 				const uint8_t *rfmt, size_t rfmt_len, bool describe)
@@ -2522,21 +3067,37 @@ static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *
 	wbuf_put_u32(b, 0);
 	build_end(b, off);
 	off = build_begin(b, PqMsg_Close);
+	wbuf_put_u8(b, 'P');
+	wbuf_put_str(b, DUAL_INJECTED);
+	build_end(b, off);
+	off = build_begin(b, PqMsg_Close);
 	wbuf_put_u8(b, 'S');
 	wbuf_put_str(b, DUAL_INJECTED);
 	build_end(b, off);
 }
 
 /* Our injected statement goes to the primary now: its ParseComplete,
- * BindComplete and CloseComplete are the next of their kinds after the
+ * BindComplete and two CloseCompletes are the next of their kinds after the
  * batch's answers so far. */
+static void dual_expect_one(uint32_t *sent, uint32_t *own, uint32_t *n_own)
+{
+	++*sent;
+	if (*own && *own + *n_own == *sent) {
+		++*n_own;  /* right after the last of ours */
+		return;
+	}
+	*own = *sent;
+	*n_own = 1;
+}
+
 static void dual_expect_injected(struct dual *d, bool describe)
 {
-	d->own_parse = ++d->sent_parse;
-	d->own_bind = ++d->sent_bind;
-	d->own_close = ++d->sent_close;
+	dual_expect_one(&d->sent_parse, &d->own_parse, &d->n_own_parse);
+	dual_expect_one(&d->sent_bind, &d->own_bind, &d->n_own_bind);
+	dual_expect_one(&d->sent_close, &d->own_close, &d->n_own_close);
+	dual_expect_one(&d->sent_close, &d->own_close, &d->n_own_close);
 	if (describe)
-		d->own_describe = ++d->sent_describe;
+		dual_expect_one(&d->sent_describe, &d->own_describe, &d->n_own_describe);
 }
 
 /*
@@ -2587,6 +3148,7 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 	}
 	/* Old, the shadow, runs it first; the client's Execute waits in held
 	 * for the values. */
+	d->cap_stmt = d->n_tx;
 	tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
 	dual_mirror_extended(c, b.data, b.len);
 	wbuf_free(&b);
@@ -2620,8 +3182,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		const char *portal = pkt_get_str(&r);
 		const char *stmt = pkt_get_str(&r);
 		if (portal && stmt) {
-			struct dual_name *st = names_find(d->stmts, d->n_stmts, stmt);
-			names_forget(d->portals, &d->n_portals, portal);
+			struct dual_name *st = names_find(&d->stmts, stmt);
+			names_forget(&d->portals, portal);
 			if (st) {
 				if (!st->commit && !st->prepared && st->parse && !d->broken && dual_shadow(c)) {
 					/* A shadow connection opened since the Parse. */
@@ -2629,8 +3191,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 					st->prepared = true;
 				}
 				bool write = st->write;
-				if (names_put(&d->portals, &d->n_portals, portal, st->text, st->commit) == 0) {
-					struct dual_name *po = names_find(d->portals, d->n_portals, portal);
+				if (names_put(&d->portals, portal, st->text, st->commit) == 0) {
+					struct dual_name *po = names_find(&d->portals, portal);
 					po->write = write;
 					if (st->old_text)
 						dual_portal_capture(po, st, &r, msg + MSG_HEADER_LEN,
@@ -2649,7 +3211,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 	case PqMsg_Execute: {
 		const char *portal = len > MSG_HEADER_LEN ? (const char *)msg + MSG_HEADER_LEN : NULL;
 		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
-					       ? names_find(d->portals, d->n_portals, portal) : NULL;
+					       ? names_find(&d->portals, portal) : NULL;
 		if (po && po->commit && dual_intent(c) < 0)
 			log_error(c->id, "COMMIT goes to the primary without a durable intent");
 		if (po && po->old_text && dual_execute_captured(c, p, po, msg, len))
@@ -2666,14 +3228,14 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (len > MSG_HEADER_LEN + 1 && msg[len - 1] == '\0') {
 			const char *name = (const char *)msg + MSG_HEADER_LEN + 1;
 			bool stmt = msg[MSG_HEADER_LEN] == 'S';
-			struct dual_name *e = stmt ? names_find(d->stmts, d->n_stmts, name)
-						   : names_find(d->portals, d->n_portals, name);
+			struct dual_name *e = stmt ? names_find(&d->stmts, name)
+						   : names_find(&d->portals, name);
 			if (e && !e->commit)
 				dual_mirror_extended(c, msg, len);
 			if (stmt)
-				names_forget(d->stmts, &d->n_stmts, name);
+				names_forget(&d->stmts, name);
 			else
-				names_forget(d->portals, &d->n_portals, name);
+				names_forget(&d->portals, name);
 		}
 		break;
 	case PqMsg_Sync: {
@@ -2689,7 +3251,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
 			dual_set_phase(c, DUAL_PRIMARY);
 		d->batch_mirrored = false;
-		names_forget(d->portals, &d->n_portals, "");
+		names_forget(&d->portals, "");
 		if (d->holding) {
 			if (mirrored && dual_shadow(c)) {
 				/* The shadow (old) runs the batch first. */

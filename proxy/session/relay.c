@@ -115,6 +115,8 @@ static bool relay_inspect_backend(struct server *s, struct evbuffer *in, size_t 
 		struct pg_error_fields f;
 		if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0)
 			s->last_error_fatal = proto_error_is_fatal(&f);
+		if (s == c->servers[c->active_slot])
+			rt->stats.paths[c->active_slot].errors++;
 	}
 	if (c->dual)
 		own = dual_primary_message(c, m, n);

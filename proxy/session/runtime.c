@@ -47,6 +47,7 @@ void runtime_record_latency(int slot, uint64_t us)
 	while (b < LATENCY_BUCKETS - 1 && us >= (1ull << b))
 		b++;
 	ps->latency[b]++;
+	ps->guard_latency[guard_latency_bucket(us)]++;
 	ps->latency_sum_us += us;
 	ps->queries++;
 }

@@ -27,6 +27,7 @@
 #include "session/replay.h"
 #include "session/runtime.h"
 #include "session/server.h"
+#include "session/shadow_read.h"
 #include "sql/analyze.h"
 #include "sql/cache.h"
 #include "sql/quick.h"
@@ -469,6 +470,8 @@ static bool steer_forward_query(struct client *c, struct server *s, const uint8_
 		return false;
 	}
 	tlen--;
+	if (rt->flags->values.shadow_reads_milli > 0)
+		shadow_read_offer(c, text, tlen);
 	if (steer_fast(c, text, tlen))
 		return true;
 	return steer_forward_analysed(c, s, msg, len, text, tlen);

@@ -24,6 +24,10 @@ void capture_plan_clear(struct capture_plan *p)
 	free(p->returning);
 	free(p->schema);
 	free(p->relname);
+	free(p->alias);
+	for (size_t i = 0; i < p->n_set; i++)
+		free(p->set_cols[i]);
+	free(p->set_cols);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -95,43 +99,90 @@ int capture_plan(const char *text, size_t len, struct capture_plan *out)
 	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
 					      (const uint8_t *)pr.parse_tree.data);
 	pg_query_free_protobuf_parse_result(pr);
-	if (!tree || tree->n_stmts != 1 || !tree->stmts[0]->stmt ||
-	    tree->stmts[0]->stmt->node_case != PG_QUERY__NODE__NODE_INSERT_STMT)
+	if (!tree || tree->n_stmts != 1 || !tree->stmts[0]->stmt)
 		goto out;
 	const PgQuery__RawStmt *rs = tree->stmts[0];
-	const PgQuery__InsertStmt *ins = rs->stmt->insert_stmt;
-	if (!ins->relation || ins->with_clause)
-		goto out;
-	if (ins->on_conflict_clause) {
-		if (ins->on_conflict_clause->action != PG_QUERY__ON_CONFLICT_ACTION__ONCONFLICT_NOTHING)
-			goto out;
-		out->on_conflict_nothing = true;
+	const PgQuery__RangeVar *rv;
+	const void *with;
+	PgQuery__Node **returning;
+	size_t n_returning;
+	switch (rs->stmt->node_case) {
+	case PG_QUERY__NODE__NODE_INSERT_STMT: {
+		const PgQuery__InsertStmt *ins = rs->stmt->insert_stmt;
+		rv = ins->relation, with = ins->with_clause;
+		returning = ins->returning_list, n_returning = ins->n_returning_list;
+		out->kind = CAPTURE_INSERT;
+		if (ins->on_conflict_clause) {
+			if (ins->on_conflict_clause->action == PG_QUERY__ON_CONFLICT_ACTION__ONCONFLICT_NOTHING)
+				out->on_conflict_nothing = true;
+			else
+				out->kind = CAPTURE_UPSERT;
+		}
+		break;
 	}
-	const PgQuery__RangeVar *rv = ins->relation;
+	case PG_QUERY__NODE__NODE_UPDATE_STMT: {
+		const PgQuery__UpdateStmt *up = rs->stmt->update_stmt;
+		rv = up->relation, with = up->with_clause;
+		returning = up->returning_list, n_returning = up->n_returning_list;
+		out->kind = CAPTURE_UPDATE;
+		out->set_cols = calloc(up->n_target_list + 1, sizeof(char *));
+		if (!out->set_cols) {
+			rc = -1;
+			goto out;
+		}
+		for (size_t i = 0; i < up->n_target_list; i++) {
+			const PgQuery__Node *t = up->target_list[i];
+			if (t->node_case != PG_QUERY__NODE__NODE_RES_TARGET || !t->res_target->name)
+				continue;
+			if (!(out->set_cols[out->n_set] = strdup(t->res_target->name))) {
+				capture_plan_clear(out);
+				rc = -1;
+				goto out;
+			}
+			out->n_set++;
+		}
+		break;
+	}
+	case PG_QUERY__NODE__NODE_DELETE_STMT: {
+		const PgQuery__DeleteStmt *del = rs->stmt->delete_stmt;
+		rv = del->relation, with = del->with_clause;
+		returning = del->returning_list, n_returning = del->n_returning_list;
+		out->kind = CAPTURE_DELETE;
+		break;
+	}
+	default:
+		goto out;
+	}
+	if (!rv || with) {
+		capture_plan_clear(out);
+		goto out;
+	}
 	const char *ref = rv->alias && rv->alias->aliasname ? rv->alias->aliasname : rv->relname;
 	size_t off = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
 	size_t slen = rs->stmt_len > 0 ? (size_t)rs->stmt_len : len - off;
-	if (off > len || slen > len - off)
+	if (off > len || slen > len - off) {
+		capture_plan_clear(out);
 		goto out;
+	}
 	size_t end = stmt_end(src, off, slen);
 
 	struct wbuf b;
 	wbuf_init(&b);
 	/* the client's RETURNING list, as written */
-	if (ins->n_returning_list > 0) {
-		const PgQuery__Node *first = ins->returning_list[0];
+	if (n_returning > 0) {
+		const PgQuery__Node *first = returning[0];
 		int loc = first->node_case == PG_QUERY__NODE__NODE_RES_TARGET
 				  ? first->res_target->location : -1;
 		if (loc < 0 || (size_t)loc >= end) {
 			wbuf_free(&b);
+			capture_plan_clear(out);
 			goto out;
 		}
 		out->returning = strndup(src + loc, end - (size_t)loc);
 	}
 	/* the statement with the capture */
 	wbuf_put(&b, src, end);
-	wbuf_put(&b, ins->n_returning_list > 0 ? "\n, " : "\nRETURNING ",
-		 ins->n_returning_list > 0 ? 3 : 11);
+	wbuf_put(&b, n_returning > 0 ? "\n, " : "\nRETURNING ", n_returning > 0 ? 3 : 11);
 	put_s(&b, "NULL::text AS " CAPTURE_MARK ", ");
 	put_ident(&b, ref);
 	wbuf_put(&b, ".*", 2);
@@ -150,7 +201,7 @@ int capture_plan(const char *text, size_t len, struct capture_plan *out)
 		put_ident(&t, rv->alias->aliasname);
 	}
 	wbuf_put_u8(&t, 0);
-	if (!wbuf_ok(&b) || !wbuf_ok(&t) || (ins->n_returning_list > 0 && !out->returning)) {
+	if (!wbuf_ok(&b) || !wbuf_ok(&t) || (n_returning > 0 && !out->returning)) {
 		wbuf_free(&b);
 		wbuf_free(&t);
 		capture_plan_clear(out);
@@ -162,7 +213,9 @@ int capture_plan(const char *text, size_t len, struct capture_plan *out)
 	out->target = (char *)t.data;
 	out->relname = strdup(rv->relname);
 	out->schema = rv->schemaname && rv->schemaname[0] ? strdup(rv->schemaname) : NULL;
-	if (!out->relname || (rv->schemaname && rv->schemaname[0] && !out->schema)) {
+	out->alias = rv->alias && rv->alias->aliasname ? strdup(rv->alias->aliasname) : NULL;
+	if (!out->relname || (rv->schemaname && rv->schemaname[0] && !out->schema) ||
+	    (rv->alias && rv->alias->aliasname && !out->alias)) {
 		capture_plan_clear(out);
 		rc = -1;
 		goto out;
@@ -175,16 +228,42 @@ out:
 	return rc;
 }
 
+/* How put_cols() prefixes each column. */
+enum cols_prefix {
+	COLS_BARE,              /* c1, c2 */
+	COLS_REF,               /* REF.c1, REF.c2 */
+	COLS_R,                 /* r.c1, r.c2 */
+	COLS_V,                 /* (pgturnout_v.r).c1, ... */
+};
+
+/* Appends the columns of COLS (N) that WANT (key or not, by IS_KEY; ALL:
+ * every column), separated by ", ", prefixed as PREFIX says. */
+static void put_cols(struct wbuf *b, enum cols_prefix prefix, const char *ref,
+		     const char *const *cols, const bool *is_key, size_t n, bool all, bool want)
+{
+	bool first = true;
+	for (size_t i = 0; i < n; i++) {
+		if (!all && is_key[i] != want)
+			continue;
+		if (!first)
+			wbuf_put(b, ", ", 2);
+		first = false;
+		if (prefix == COLS_REF) {
+			put_ident(b, ref);
+			wbuf_put_u8(b, '.');
+		} else if (prefix != COLS_BARE) {
+			put_s(b, prefix == COLS_R ? "r." : "(pgturnout_v.r).");
+		}
+		put_ident(b, cols[i]);
+	}
+}
+
 void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const char *const *cols,
 		       size_t n, const char *rows, size_t rows_len, bool with_returning)
 {
 	put_s(b, plan->target);
 	put_s(b, " (");
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			wbuf_put(b, ", ", 2);
-		put_ident(b, cols[i]);
-	}
+	put_cols(b, COLS_BARE, NULL, cols, NULL, n, true, false);
 	put_s(b, ") OVERRIDING SYSTEM VALUE VALUES ");
 	wbuf_put(b, rows, rows_len);
 	if (plan->on_conflict_nothing)
@@ -193,4 +272,160 @@ void capture_apply_sql(struct wbuf *b, const struct capture_plan *plan, const ch
 		put_s(b, " RETURNING ");
 		put_s(b, plan->returning);
 	}
+}
+
+/* Initialises T with "SCHEMA.NAME" (SCHEMA NULL: "NAME"), identifiers
+ * quoted as needed, NUL-terminated. */
+static void put_qualified(struct wbuf *t, const char *schema, const char *name)
+{
+	wbuf_init(t);
+	if (schema) {
+		put_ident(t, schema);
+		wbuf_put_u8(t, '.');
+	}
+	put_ident(t, name);
+	wbuf_put_u8(t, 0);
+}
+
+#define ADVANCE_TAG "$pgturnout_seq$"
+/* Advisory lock keys: 'pgt\0' in the high half, the sequence's oid low. */
+#define ADVANCE_KEY "((1885828096::bigint << 32) | s::oid::bigint)"
+
+int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
+			const char *const *cols, const long long *max, size_t n, long long ahead)
+{
+	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(cols[i], "$pgturnout"))
+			return 1;
+	struct wbuf t;
+	put_qualified(&t, schema, name);
+	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
+		 "mx bigint;\n"
+		 "BEGIN\n"
+		 "FOR s, v IN SELECT pg_catalog.pg_get_serial_sequence(");
+	capture_put_literal(b, (const char *)t.data, t.len ? t.len - 1 : 0);
+	wbuf_free(&t);
+	put_s(b, ", x.c)::regclass, x.m FROM (VALUES ");
+	for (size_t i = 0; i < n; i++) {
+		char num[32];
+		snprintf(num, sizeof(num), ", %lld::bigint)", max[i]);
+		put_s(b, i ? ", (" : "(");
+		capture_put_literal(b, cols[i], strlen(cols[i]));
+		put_s(b, num);
+	}
+	put_s(b, ") AS x(c, m) LOOP\n"
+		 "  CONTINUE WHEN s IS NULL;\n"
+		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
+		 "  BEGIN\n"
+		 "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
+		 "    IF lv < v OR (lv = v AND NOT called) THEN\n"
+		 "      SELECT q.seqmax INTO mx FROM pg_catalog.pg_sequence q WHERE q.seqrelid = s;\n"
+		 "      PERFORM pg_catalog.setval(s, LEAST(v + ");
+	char num[32];
+	snprintf(num, sizeof(num), "%lld", ahead > 0 ? ahead : 0);
+	put_s(b, num);
+	put_s(b, ", GREATEST(mx, v)));\n"
+		 "    END IF;\n"
+		 "  EXCEPTION WHEN OTHERS THEN\n"
+		 "    PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
+		 "    RAISE;\n"
+		 "  END;\n"
+		 "  PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
+		 "END LOOP;\n"
+		 "END" ADVANCE_TAG);
+	return 0;
+}
+
+int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, const char *schema,
+			     const char *name, const char *const *cols, const bool *is_key, size_t n,
+			     const char *rows, size_t rows_len, bool with_returning)
+{
+	size_t n_key = 0;
+	for (size_t i = 0; i < n; i++)
+		n_key += is_key[i];
+	if (!n_key)
+		return 1;
+	struct wbuf t;
+	put_qualified(&t, schema, name);
+	const char *target = wbuf_ok(&t) ? (const char *)t.data : "";
+	const char *ref = plan->alias ? plan->alias : name;
+	/* the rows, typed as the target's row type */
+	struct wbuf src;
+	wbuf_init(&src);
+	put_s(&src, "pg_catalog.jsonb_populate_recordset(NULL::");
+	put_s(&src, target);
+	put_s(&src, ", ");
+	capture_put_literal(&src, rows, rows_len);
+	put_s(&src, ") r");
+	wbuf_put_u8(&src, 0);
+	const char *rs = wbuf_ok(&src) ? (const char *)src.data : "";
+	if (plan->kind == CAPTURE_UPSERT) {
+		put_s(b, "INSERT INTO ");
+		put_s(b, target);
+		if (plan->alias) {
+			put_s(b, " AS ");
+			put_ident(b, plan->alias);
+		}
+		put_s(b, " (");
+		put_cols(b, COLS_BARE, NULL, cols, is_key, n, true, false);
+		put_s(b, ") OVERRIDING SYSTEM VALUE SELECT ");
+		put_cols(b, COLS_R, NULL, cols, is_key, n, true, false);
+		put_s(b, " FROM ");
+		put_s(b, rs);
+		put_s(b, " ON CONFLICT (");
+		put_cols(b, COLS_BARE, NULL, cols, is_key, n, false, true);
+		put_s(b, ") DO UPDATE SET ");
+		bool keys_only = n_key == n;
+		for (size_t i = 0, k = 0; i < n; i++) {
+			if (is_key[i] && !keys_only)
+				continue;
+			if (k++)
+				wbuf_put(b, ", ", 2);
+			put_ident(b, cols[i]);
+			put_s(b, " = EXCLUDED.");
+			put_ident(b, cols[i]);
+		}
+	} else {
+		put_s(b, "WITH pgturnout_v AS (SELECT r FROM ");
+		put_s(b, rs);
+		put_s(b, plan->kind == CAPTURE_UPDATE ? ") UPDATE " : ") DELETE FROM ");
+		put_s(b, target);
+		put_s(b, " AS ");
+		put_ident(b, ref);
+		if (plan->kind == CAPTURE_UPDATE && n_key < n) {
+			put_s(b, " SET (");
+			put_cols(b, COLS_BARE, NULL, cols, is_key, n, false, false);
+			put_s(b, ") = (SELECT ");
+			put_cols(b, COLS_V, NULL, cols, is_key, n, false, false);
+			put_s(b, " FROM pgturnout_v WHERE (");
+			put_cols(b, COLS_V, NULL, cols, is_key, n, false, true);
+			put_s(b, ") = (");
+			put_cols(b, COLS_REF, ref, cols, is_key, n, false, true);
+			put_s(b, ") LIMIT 1)");
+		} else if (plan->kind == CAPTURE_UPDATE) {
+			/* every column is a key: the row is there or not */
+			put_s(b, " SET ");
+			put_ident(b, cols[0]);
+			put_s(b, " = ");
+			put_ident(b, ref);
+			wbuf_put_u8(b, '.');
+			put_ident(b, cols[0]);
+		}
+		put_s(b, " WHERE (");
+		put_cols(b, COLS_REF, ref, cols, is_key, n, false, true);
+		put_s(b, ") IN (SELECT ");
+		put_cols(b, COLS_V, NULL, cols, is_key, n, false, true);
+		put_s(b, " FROM pgturnout_v)");
+	}
+	if (with_returning && plan->returning) {
+		put_s(b, " RETURNING ");
+		put_s(b, plan->returning);
+	}
+	if (!wbuf_ok(&t) || !wbuf_ok(&src))
+		b->failed = true;
+	wbuf_free(&t);
+	wbuf_free(&src);
+	return 0;
 }

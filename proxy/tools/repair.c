@@ -32,7 +32,9 @@
 #include "session/journal.h"
 #include "sql/analyze.h"
 #include "tools/pairs.h"
+#include "tools/progress.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libpq-fe.h>
@@ -48,9 +50,6 @@
 #define REPAIR_BATCH_PARAMS 30000	/* parameters of one multi-row INSERT */
 #define REPAIR_BATCH_ROWS 500
 #define REPAIR_RETRIES 5
-#define JOURNAL_FILE "dual_write_journal.log"
-#define JOURNAL_REPAIRED_FILE "dual_write_journal.repaired"
-#define JOURNAL_REPAIRED_MAGIC "pgturnout journal repaired 1"
 #define BACKFILL_CHECKPOINT_FILE "backfill.checkpoint"
 #define BACKFILL_CHECKPOINT_MAGIC "pgturnout backfill checkpoint 1"
 
@@ -91,6 +90,18 @@ struct repair_pair {
 	/* --report: the keys to repair, old's key column order */
 	struct pairs_bound *keys;	/* owns, n_keys of cap_keys */
 	size_t n_keys, cap_keys;
+	/* --journal: the keys its entries name (a JSON array of objects, old's
+	 * column names), used when no entry for the pair lacks them */
+	json_t *jkeys;			/* owns, or NULL */
+	bool whole;			/* an entry names the table without keys */
+};
+
+/* One journal file read by --journal: the byte range of the entries repaired. */
+struct journal_part {
+	char *path;			/* owns */
+	char *repaired_path;		/* owns: its sidecar */
+	long long from, to;
+	uint64_t lines_before, lines;	/* lines before from (the sidecar's), and read past it */
 };
 
 struct repair_run {
@@ -100,10 +111,11 @@ struct repair_run {
 	struct repair_pair *pairs;	/* owns, n_pairs */
 	size_t n_pairs;
 	/* --journal */
-	char *journal_path;		/* owns */
-	char *repaired_path;		/* owns */
-	long long journal_from, journal_to;	/* byte range of the entries repaired */
-	uint64_t journal_lines_before, journal_entries, journal_unparsed;
+	struct journal_part *jparts;	/* owns, n_jparts: rotated files (oldest first), then
+					 * the current one */
+	size_t n_jparts;
+	long long journal_to;		/* the current file's offset repaired up to */
+	uint64_t journal_entries, journal_unparsed;
 	/* backfill */
 	char *checkpoint_path;		/* owns */
 	char *resume_name;		/* owns: pair (old name) the checkpoint stopped in */
@@ -111,10 +123,10 @@ struct repair_run {
 	size_t n_resume_lo;		/* values in resume_lo */
 	char **done_names;		/* owns, n_done: pairs the checkpoint lists as finished */
 	size_t n_done;
-	/* progress */
-	double started, last_progress;
+	/* progress and throttling */
+	struct progress progress;
+	double started;
 	uint64_t rows_this_run;
-	bool tty;
 };
 
 /* ---- the two connections of a chunk ------------------------------------------ */
@@ -748,20 +760,20 @@ static int read_report(struct repair_run *run)
 
 /* The sidecar: "pgturnout journal repaired 1\n<offset> <lines>\n". 0 (and
  * *offset, *lines 0) when there is none. */
-static int repaired_read(struct repair_run *run, long long *offset, uint64_t *lines)
+static int repaired_read(const char *path, long long *offset, uint64_t *lines)
 {
 	*offset = 0;
 	*lines = 0;
-	FILE *f = fopen(run->repaired_path, "r");
+	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		return errno == ENOENT ? 0 : (pairs_err("%s: %s", run->repaired_path, strerror(errno)), -1);
+		return errno == ENOENT ? 0 : (pairs_err("%s: %s", path, strerror(errno)), -1);
 	char magic[64] = "";
 	unsigned long long l = 0;
 	int rc = 0;
 	if (fgets(magic, sizeof(magic), f) == NULL || strncmp(magic, JOURNAL_REPAIRED_MAGIC,
 							       strlen(JOURNAL_REPAIRED_MAGIC)) != 0 ||
 	    fscanf(f, "%lld %llu", offset, &l) != 2 || *offset < 0) {
-		pairs_err("%s: unreadable; remove it to repair the whole journal", run->repaired_path);
+		pairs_err("%s: unreadable; remove it to repair the whole journal", path);
 		rc = -1;
 	}
 	*lines = l;
@@ -771,71 +783,110 @@ static int repaired_read(struct repair_run *run, long long *offset, uint64_t *li
 
 static int repaired_write(struct repair_run *run)
 {
-	struct wbuf b;
-	wbuf_init(&b);
-	pairs_put_f(&b, "%s\n%lld %llu\n", JOURNAL_REPAIRED_MAGIC, run->journal_to,
-		    (unsigned long long)(run->journal_lines_before + run->journal_entries +
-					 run->journal_unparsed));
-	int rc = pairs_write_file(run->repaired_path, &b);
-	wbuf_free(&b);
+	int rc = 0;
+	for (size_t i = 0; i < run->n_jparts && rc == 0; i++) {
+		const struct journal_part *jp = &run->jparts[i];
+		if (jp->to == jp->from && jp->lines == 0)
+			continue;	/* nothing new in it */
+		struct wbuf b;
+		wbuf_init(&b);
+		pairs_put_f(&b, "%s\n%lld %llu\n", JOURNAL_REPAIRED_MAGIC, jp->to,
+			    (unsigned long long)(jp->lines_before + jp->lines));
+		rc = pairs_write_file(jp->repaired_path, &b);
+		wbuf_free(&b);
+	}
 	return rc;
 }
 
+/* The pair of table T (old or new name) repaired from side FROM, added
+ * when new: *OUT. 0 or -1. */
+static int journal_pair(struct repair_run *run, const char *t, int from, struct repair_pair **out)
+{
+	struct pairs_pair *tps = NULL;
+	size_t n = 0;
+	if (pairs_add_named(&run->pp, &tps, &n, t) < 0)
+		return -1;
+	*out = NULL;
+	for (size_t j = 0; j < run->n_pairs && !*out; j++)
+		if (strcmp(run->pairs[j].tp.name[OLD], tps[0].name[OLD]) == 0 &&
+		    run->pairs[j].from == from)
+			*out = &run->pairs[j];
+	if (*out) {
+		pairs_pair_free(&tps[0]);
+		free(tps);
+		return 0;
+	}
+	struct repair_pair *v = realloc(run->pairs, (run->n_pairs + 1) * sizeof(*v));
+	if (v == NULL) {
+		pairs_pair_free(&tps[0]);
+		free(tps);
+		return -1;
+	}
+	run->pairs = v;
+	memset(&v[run->n_pairs], 0, sizeof(*v));
+	v[run->n_pairs].tp = tps[0];
+	v[run->n_pairs].from = from;
+	*out = &v[run->n_pairs++];
+	free(tps);
+	return 0;
+}
+
+/* An entry that names the rows it lost (table, keys, authoritative path):
+ * those keys of that table, from the authoritative side. 1 when it does
+ * not, 0, or -1. */
+static int journal_keyed(struct repair_run *run, const json_t *o)
+{
+	const char *table = json_get_text(o, "table");
+	const char *auth = json_get_text(o, "authoritative");
+	json_t *keys = json_object_get(o, "keys");
+	if (table == NULL || auth == NULL || !json_is_array(keys) || json_array_size(keys) == 0)
+		return 1;
+	int from = -1;
+	for (int s = OLD; s <= NEW; s++)
+		if (strcmp(auth, run->pp.path[s]->name) == 0)
+			from = s;
+	if (from < 0)
+		return 1;
+	struct repair_pair *p;
+	if (journal_pair(run, table, from, &p) < 0)
+		return -1;
+	if (p->jkeys == NULL && (p->jkeys = json_array()) == NULL)
+		return -1;
+	return json_array_extend(p->jkeys, keys) < 0 ? -1 : 0;
+}
+
 /* Adds the pairs a journal line's statement wrote, to be repaired from the
- * side that did not lose it. 1 when the line names no table (counted as
- * unparsed), 0, or -1. */
+ * side that did not lose it: by key when the entry names its rows, else
+ * whole tables. 1 when the line names no table (counted as unparsed), 0,
+ * or -1. */
 static int journal_line(struct repair_run *run, char *line, size_t len)
 {
-	if (len < 10 || line[8] != ' ')
-		return 1;
-	char crc[9];
-	memcpy(crc, line, 8);
-	crc[8] = '\0';
-	if (strtoul(crc, NULL, 16) != journal_crc32(line + 9, len - 9))
+	if (!journal_line_ok(line, len))
 		return 1;
 	json_t *o = json_loadb(line + 9, len - 9, 0, NULL);
+	int rc = o != NULL ? journal_keyed(run, o) : 1;
+	if (rc <= 0) {
+		json_decref(o);
+		return rc;
+	}
 	const char *path = o != NULL ? json_get_text(o, "path") : NULL;
 	const char *stmt = o != NULL ? json_get_text(o, "statement") : NULL;
-	int lost = -1, from;
+	int lost = -1;
 	for (int s = OLD; s <= NEW && path != NULL; s++)
 		if (strcmp(path, run->pp.path[s]->name) == 0)
 			lost = s;
-	int rc = 1;
-	from = lost == OLD ? NEW : OLD;
+	rc = 1;
+	int from = lost == OLD ? NEW : OLD;
 	if (lost >= 0 && stmt != NULL) {
 		struct sql_analysis *a = sql_analyze(stmt, strlen(stmt), REWRITE_NONE, NULL);
-		for (size_t i = 0; a != NULL && i < a->n_stmts; i++)
-			for (size_t w = 0; w < a->stmts[i].n_writes; w++) {
-				struct pairs_pair *tps = NULL;
-				size_t n = 0;
-				if (pairs_add_named(&run->pp, &tps, &n, a->stmts[i].writes[w]) < 0) {
-					sql_analysis_unref(a);
-					json_decref(o);
-					return -1;
+		for (size_t i = 0; a != NULL && i < a->n_stmts && rc >= 0; i++)
+			for (size_t w = 0; w < a->stmts[i].n_writes && rc >= 0; w++) {
+				struct repair_pair *p;
+				if (journal_pair(run, a->stmts[i].writes[w], from, &p) < 0) {
+					rc = -1;
+					break;
 				}
-				bool known = false;
-				for (size_t j = 0; j < run->n_pairs && !known; j++)
-					known = strcmp(run->pairs[j].tp.name[OLD], tps[0].name[OLD]) == 0 &&
-						run->pairs[j].from == from;
-				struct repair_pair *v = known ? NULL
-					: realloc(run->pairs, (run->n_pairs + 1) * sizeof(*v));
-				if (!known && v == NULL) {
-					pairs_pair_free(&tps[0]);
-					free(tps);
-					sql_analysis_unref(a);
-					json_decref(o);
-					return -1;
-				}
-				if (known) {
-					pairs_pair_free(&tps[0]);
-				} else {
-					run->pairs = v;
-					memset(&v[run->n_pairs], 0, sizeof(*v));
-					v[run->n_pairs].tp = tps[0];
-					v[run->n_pairs].from = from;
-					run->n_pairs++;
-				}
-				free(tps);
+				p->whole = true;
 				rc = 0;
 			}
 		sql_analysis_unref(a);
@@ -844,37 +895,57 @@ static int journal_line(struct repair_run *run, char *line, size_t len)
 	return rc;
 }
 
-/* Reads the journal's entries past the sidecar's offset. */
-static int read_journal(struct repair_run *run)
+/* --journal, once the pairs are prepared: the keys of pairs that only keyed
+ * entries name; a key that does not name the pair's key columns makes the
+ * whole table repaired instead. -1 out of memory. */
+static int journal_keys_apply(struct repair_run *run)
 {
-	const char *dir = run->pp.cfg->journal_dir;
-	run->journal_path = pairs_asprintf("%s/%s", dir, JOURNAL_FILE);
-	run->repaired_path = pairs_asprintf("%s/%s", dir, JOURNAL_REPAIRED_FILE);
-	if (run->journal_path == NULL || run->repaired_path == NULL)
+	for (size_t i = 0; i < run->n_pairs; i++) {
+		struct repair_pair *p = &run->pairs[i];
+		if (p->whole || p->jkeys == NULL || p->tp.problem != NULL || p->tp.skipped != NULL)
+			continue;
+		size_t k;
+		json_t *key;
+		json_array_foreach(p->jkeys, k, key) {
+			int r = json_is_object(key) ? pair_add_key(p, key) : 1;
+			if (r < 0)
+				return -1;
+			if (r > 0) {
+				pairs_err("journal: a key of %s does not name its key columns; the whole "
+					  "table is repaired", p->tp.name[OLD]);
+				p->whole = true;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Reads one journal file's entries past its sidecar's offset. */
+static int read_journal_file(struct repair_run *run, struct journal_part *jp)
+{
+	if (repaired_read(jp->repaired_path, &jp->from, &jp->lines_before) < 0)
 		return -1;
-	if (repaired_read(run, &run->journal_from, &run->journal_lines_before) < 0)
-		return -1;
-	FILE *f = fopen(run->journal_path, "r");
+	jp->to = jp->from;
+	FILE *f = fopen(jp->path, "r");
 	if (f == NULL) {
 		if (errno != ENOENT) {
-			pairs_err("%s: %s", run->journal_path, strerror(errno));
+			pairs_err("%s: %s", jp->path, strerror(errno));
 			return -1;
 		}
-		run->journal_to = run->journal_from;
 		return 0;
 	}
 	struct stat st;
-	if (fstat(fileno(f), &st) == 0 && st.st_size < run->journal_from) {
+	if (fstat(fileno(f), &st) == 0 && st.st_size < jp->from) {
 		/* the journal was started afresh: everything in it is new */
-		run->journal_from = 0;
-		run->journal_lines_before = 0;
+		jp->from = jp->to = 0;
+		jp->lines_before = 0;
 	}
-	if (fseeko(f, run->journal_from, SEEK_SET) < 0) {
-		pairs_err("%s: %s", run->journal_path, strerror(errno));
+	if (fseeko(f, jp->from, SEEK_SET) < 0) {
+		pairs_err("%s: %s", jp->path, strerror(errno));
 		fclose(f);
 		return -1;
 	}
-	run->journal_to = run->journal_from;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
@@ -888,10 +959,63 @@ static int read_journal(struct repair_run *run)
 			run->journal_unparsed++;
 		else
 			run->journal_entries++;
-		run->journal_to += len;
+		jp->to += len;
+		jp->lines++;
 	}
 	free(line);
 	fclose(f);
+	return rc;
+}
+
+/* Names of the rotated journal files (ROTATE JOURNAL), in rotation order. */
+static int rotated_filter(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name), p = strlen(JOURNAL_ROTATED_PREFIX);
+	return n > p + 4 && strncmp(d->d_name, JOURNAL_ROTATED_PREFIX, p) == 0 &&
+	       strcmp(d->d_name + n - 4, ".log") == 0 && strcmp(d->d_name, JOURNAL_FILE) != 0;
+}
+
+static int journal_part_add(struct repair_run *run, const char *dir, const char *name)
+{
+	struct journal_part *v = realloc(run->jparts, (run->n_jparts + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	run->jparts = v;
+	struct journal_part *jp = &v[run->n_jparts];
+	memset(jp, 0, sizeof(*jp));
+	size_t base = strlen(name) - 4;	/* without ".log" */
+	jp->path = pairs_asprintf("%s/%s", dir, name);
+	jp->repaired_path = strcmp(name, JOURNAL_FILE) == 0
+		? pairs_asprintf("%s/%s", dir, JOURNAL_REPAIRED_FILE)
+		: pairs_asprintf("%s/%.*s.repaired", dir, (int)base, name);
+	run->n_jparts++;
+	return jp->path != NULL && jp->repaired_path != NULL ? 0 : -1;
+}
+
+/* Reads the entries past each sidecar's offset: the rotated files, oldest
+ * first, then the current one. */
+static int read_journal(struct repair_run *run)
+{
+	const char *dir = run->pp.cfg->journal_dir;
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, rotated_filter, alphasort);
+	if (n < 0 && errno != ENOENT) {
+		pairs_err("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (rc == 0 && journal_part_add(run, dir, names[i]->d_name) < 0)
+			rc = -1;
+		free(names[i]);
+	}
+	free(names);
+	if (rc == 0 && journal_part_add(run, dir, JOURNAL_FILE) < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < run->n_jparts; i++)
+		rc = read_journal_file(run, &run->jparts[i]);
+	if (rc == 0)
+		run->journal_to = run->jparts[run->n_jparts - 1].to;
 	return rc;
 }
 
@@ -1041,18 +1165,14 @@ static int set_sequences(struct repair_run *run, struct repair_pair *p)
 
 /* ---- output ------------------------------------------------------------------------ */
 
-static void progress(struct repair_run *run, const struct repair_pair *p, bool final)
+static void progress(struct repair_run *run, const struct repair_pair *p, bool done)
 {
-	double now = pairs_now();
-	if (!final && now - run->last_progress < (run->tty ? 0.5 : 10.0))
-		return;
-	run->last_progress = now;
-	double elapsed = now - run->started;
-	double rate = elapsed > 0 ? (double)run->rows_this_run / elapsed : 0;
-	fprintf(stderr, "%s%s: %s: %llu rows, %.0f rows/s%s", run->tty ? "\r\033[K" : "", run->tool,
-		p != NULL ? p->tp.name[OLD] : "done", (unsigned long long)run->rows_this_run, rate,
-		run->tty && !final ? "" : "\n");
-	fflush(stderr);
+	char label[160];
+	snprintf(label, sizeof(label), "%s -> %s", p->tp.name[p->from], p->tp.name[target(p)]);
+	/* keys: exactly that many; a table: the source's estimate */
+	double total = p->keys != NULL && !p->whole ? (double)p->n_keys
+			: p->tp.t[p->from] ? p->tp.t[p->from]->reltuples : 0;
+	progress_show(&run->progress, label, p->c.compared, total, done);
 }
 
 static void print_text(const struct repair_run *run, int code)
@@ -1257,10 +1377,14 @@ static void run_free(struct repair_run *run)
 		for (size_t k = 0; k < p->n_keys; k++)
 			pairs_bound_clear(&p->keys[k]);
 		free(p->keys);
+		json_decref(p->jkeys);
 	}
 	free(run->pairs);
-	free(run->journal_path);
-	free(run->repaired_path);
+	for (size_t i = 0; i < run->n_jparts; i++) {
+		free(run->jparts[i].path);
+		free(run->jparts[i].repaired_path);
+	}
+	free(run->jparts);
 	free(run->checkpoint_path);
 	free(run->resume_name);
 	pairs_bound_clear(&run->resume_lo);
@@ -1293,7 +1417,9 @@ static int add_table_pairs(struct repair_run *run)
 static int run_pair(struct repair_run *run, struct repair_pair *p)
 {
 	int rc;
-	if (run->opt.source == SOURCE_REPORT && !run->opt.backfill) {
+	if ((run->opt.source == SOURCE_REPORT ||
+	     (run->opt.source == SOURCE_JOURNAL && !p->whole && p->jkeys != NULL)) &&
+	    !run->opt.backfill) {
 		rc = sync_keys(run, p);
 	} else {
 		struct pairs_bound lo = { 0 };
@@ -1309,6 +1435,8 @@ static int run_pair(struct repair_run *run, struct repair_pair *p)
 	 * those out again */
 	if (rc == 0 && !run->opt.dry_run)
 		rc = set_sequences(run, p);
+	if (rc == 0)
+		progress(run, p, true);
 	return rc;
 }
 
@@ -1324,7 +1452,7 @@ static int tool_main(int argc, char **argv, bool backfill)
 		return REPAIR_ERROR;
 	}
 	int code = REPAIR_ERROR;
-	run.tty = isatty(STDERR_FILENO);
+	progress_start(&run.progress, run.tool);
 	if (pairs_open(&run.pp, run.opt.config_file, backfill ? "pgturnout backfill" : "pgturnout repair",
 		       run.opt.dry_run) < 0)
 		goto out;
@@ -1353,6 +1481,8 @@ static int tool_main(int argc, char **argv, bool backfill)
 	}
 	if (run.opt.source == SOURCE_REPORT && read_report(&run) < 0)
 		goto out;
+	if (run.opt.source == SOURCE_JOURNAL && journal_keys_apply(&run) < 0)
+		goto out;
 	for (size_t i = 0; i < run.n_pairs; i++)
 		if (run.pairs[i].tp.problem != NULL) {
 			pairs_err("%s: not repaired: %s", run.pairs[i].tp.name[OLD], run.pairs[i].tp.problem);
@@ -1369,7 +1499,7 @@ static int tool_main(int argc, char **argv, bool backfill)
 		if (backfill && checkpoint_write(&run, NULL, NULL) < 0)
 			goto out;
 	}
-	progress(&run, NULL, true);
+	progress_end(&run.progress);
 	bool changed = false;
 	for (size_t i = 0; i < run.n_pairs; i++)
 		changed |= run.pairs[i].c.inserted || run.pairs[i].c.updated || run.pairs[i].c.deleted;

@@ -35,11 +35,14 @@
 #include "tools/verify.h"
 
 #include "core/hash.h"
+#include "io/verify_state.h"
+
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "io/catalog.h"
 #include "sql/rules_walk.h"
 #include "tools/pairs.h"
+#include "tools/progress.h"
 #include "core/json.h"
 
 #include <errno.h>
@@ -51,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,11 +118,11 @@ struct verify_run {
 	struct pairs_bound *pending;	/* owns, n_pending of cap_pending */
 	size_t n_pending, cap_pending;
 	double pending_since;		/* when the oldest was found */
-	/* progress */
-	double started, last_progress;
+	/* progress and throttling */
+	struct progress progress;
+	double started;
+	double started_wall;		/* Unix seconds, for the state file */
 	uint64_t rows_this_run;
-	double total_estimate;
-	bool tty;
 };
 
 /* ---- pairs: which tables, which columns ------------------------------------ */
@@ -676,29 +680,13 @@ out:
 
 /* ---- progress ---------------------------------------------------------------- */
 
-static void progress(struct verify_run *run, const struct verify_pair *p, bool final)
+static void progress(struct verify_run *run, const struct verify_pair *p, bool done)
 {
-	double now = pairs_now();
-	double interval = run->tty ? 0.5 : 10.0;
-	if (!final && now - run->last_progress < interval)
-		return;
-	run->last_progress = now;
-	uint64_t done = 0;
-	for (size_t i = 0; i < run->n_pairs; i++)
-		done += run->pairs[i].c.rows_old > run->pairs[i].c.rows_new ? run->pairs[i].c.rows_old
-									    : run->pairs[i].c.rows_new;
-	double elapsed = now - run->started;
-	double rate = elapsed > 0 ? (double)run->rows_this_run / elapsed : 0;
-	char eta[64] = "";
-	if (run->total_estimate > (double)done && rate > 0)
-		snprintf(eta, sizeof(eta), ", ETA %.0fs", (run->total_estimate - (double)done) / rate);
-	char total[64] = "";
-	if (run->total_estimate > 0)
-		snprintf(total, sizeof(total), " of ~%.0f", run->total_estimate);
-	fprintf(stderr, "%sverify: %s: %llu%s rows, %.0f rows/s%s%s", run->tty ? "\r\033[K" : "",
-		p != NULL ? pair_label(p) : "done", (unsigned long long)done, total, rate, eta,
-		run->tty && !final ? "" : "\n");
-	fflush(stderr);
+	double a = p->tp.t[OLD] ? p->tp.t[OLD]->reltuples : 0, b = p->tp.t[NEW] ? p->tp.t[NEW]->reltuples : 0;
+	char label[160];
+	snprintf(label, sizeof(label), "%s -> %s", p->tp.name[OLD], p->tp.name[NEW]);
+	progress_show(&run->progress, label, p->c.rows_old > p->c.rows_new ? p->c.rows_old : p->c.rows_new,
+		      a > b ? a : b, done);
 }
 
 static void throttle(struct verify_run *run)
@@ -856,11 +844,33 @@ static void json_counts(struct wbuf *b, const char *name, uint64_t v)
 	pairs_put_f(b, ",\"%s\":%llu", name, (unsigned long long)v);
 }
 
-static void print_json(const struct verify_run *run, int code)
+/* The --json summary; with STATE, the members of the state file the proxy
+ * reads (io/verify_state.h) first. */
+static void summary_json(const struct verify_run *run, int code, bool state, struct wbuf *out)
 {
 	struct wbuf b;
 	wbuf_init(&b);
-	pairs_put_f(&b, "{\"result\":\"%s\",\"exit\":%d,\"report\":",
+	pairs_put_s(&b, "{");
+	if (state) {
+		uint64_t differences = 0;
+		for (size_t i = 0; i < run->n_pairs; i++) {
+			const struct verify_pair *p = &run->pairs[i];
+			differences += p->c.missing_old + p->c.missing_new + p->c.different +
+				       p->c.sequences_behind;
+		}
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		struct tm tm;
+		gmtime_r(&tv.tv_sec, &tm);
+		char when[40];
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		pairs_put_f(&b, "\"tool\":\"verify\",\"time\":\"%s\",\"timestamp\":%lld,"
+			    "\"started_ms\":%lld,\"complete\":%s,\"differences\":%llu,", when,
+			    (long long)tv.tv_sec, (long long)(run->started_wall * 1000.0),
+			    run->opt.n_tables == 0 && !run->opt.resume ? "true" : "false",
+			    (unsigned long long)differences);
+	}
+	pairs_put_f(&b, "\"result\":\"%s\",\"exit\":%d,\"report\":",
 	      code == VERIFY_EQUAL ? "equal" : code == VERIFY_DIFFERENT ? "different" : "incomplete", code);
 	pairs_put_json_str(&b, run->report_path);
 	pairs_put_s(&b, ",\"tables\":[");
@@ -917,9 +927,29 @@ static void print_json(const struct verify_run *run, int code)
 		pairs_put_s(&b, "}");
 	}
 	pairs_put_s(&b, "]}\n");
+	*out = b;
+}
+
+static void print_json(const struct verify_run *run, int code)
+{
+	struct wbuf b;
+	summary_json(run, code, false, &b);
 	if (wbuf_ok(&b))
 		fwrite(b.data, 1, b.len, stdout);
 	wbuf_free(&b);
+}
+
+/* JOURNAL_DIR/verify.last.json: what SHOW VERIFY, the metrics and the
+ * dual_write guard rail read. */
+static void write_state(const struct verify_run *run, int code)
+{
+	char *path = pairs_asprintf("%s/%s", run->pp.cfg->journal_dir, VERIFY_STATE_FILE);
+	struct wbuf b;
+	summary_json(run, code, true, &b);
+	if (path == NULL || pairs_write_file(path, &b) < 0)
+		pairs_err("the result was not recorded for the proxy (SHOW VERIFY)");
+	wbuf_free(&b);
+	free(path);
 }
 
 /* ---- command line ------------------------------------------------------------- */
@@ -1075,7 +1105,7 @@ int verify_main(int argc, char **argv)
 		free(run.opt.tables);
 		return VERIFY_ERROR;
 	}
-	run.tty = isatty(STDERR_FILENO);
+	progress_start(&run.progress, "verify");
 	if (pairs_open(&run.pp, run.opt.config_file, VERIFY_APPNAME, true) < 0)
 		goto out;
 	struct pairs_pair *found = NULL;
@@ -1101,22 +1131,25 @@ int verify_main(int argc, char **argv)
 		if (p->tp.problem != NULL) {
 			pairs_err("%s: not compared: %s", pair_label(p), p->tp.problem);
 			problems = true;
-		} else if (p->tp.skipped == NULL) {
-			double a = p->tp.t[OLD]->reltuples, b = p->tp.t[NEW]->reltuples;
-			run.total_estimate += a > b ? a : b > 0 ? b : 0;
 		}
 	}
 	if (open_files(&run) < 0)
 		goto out;
 	run.started = pairs_now();
+	{
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		run.started_wall = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	}
 	for (size_t i = run.resume_pair; i < run.n_pairs; i++) {
 		struct verify_pair *p = &run.pairs[i];
 		if (p->done || p->tp.problem != NULL || p->tp.skipped != NULL)
 			continue;
 		if (verify_pair(&run, i) < 0)
 			goto out;
+		progress(&run, p, true);
 	}
-	progress(&run, NULL, true);
+	progress_end(&run.progress);
 	if (fflush(run.report) != 0) {
 		pairs_err("%s: %s", run.report_path, strerror(errno));
 		goto out;
@@ -1125,6 +1158,7 @@ int verify_main(int argc, char **argv)
 	for (size_t i = 0; i < run.n_pairs; i++)
 		differs |= pair_differs(&run.pairs[i]);
 	code = differs ? VERIFY_DIFFERENT : problems ? VERIFY_ERROR : VERIFY_EQUAL;
+	write_state(&run, code);
 	if (run.opt.json)
 		print_json(&run, code);
 	else

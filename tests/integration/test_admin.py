@@ -74,7 +74,12 @@ SHOWS = {
     "STATS": ["path", "name", "sessions", "queries", "reads", "writes", "rewritten", "refused",
               "shadow_writes", "shadow_errors", "mismatches", "latency_p50_ms",
               "latency_p99_ms", "latency_avg_ms", "nondeterministic", "journaled"],
-    "JOURNAL": ["time", "session", "path", "fingerprint", "statement", "parameters", "error"],
+    "JOURNAL": ["entry", "time", "session", "path", "fingerprint", "statement", "parameters", "error",
+                "repaired"],
+    "GUARDS": ["guard", "threshold", "action", "state", "value", "figures", "tripped_at",
+               "tripped_by", "action_taken", "trips"],
+    "SHADOW_READS": ["fingerprint", "runs", "mismatches", "errors", "unstable", "old_avg_ms",
+                     "new_avg_ms", "sample", "last_difference"],
 }
 
 
@@ -89,7 +94,7 @@ def test_admin_every_show_command_returns_a_table(proxy):
     config = as_dicts(psql(proxy, "SHOW CONFIG"))
     assert any(r["key"] == "listen" and r["value"] == "127.0.0.1:%d" % proxy.port for r in config)
     assert set(flags(proxy)) == {"canary_percent", "dual_write", "shadow_failure",
-                                 "force_path", "salt"}
+                                 "force_path", "shadow_reads", "salt"}
 
 
 def test_admin_set_changes_flag_and_history_records_it(proxy):

@@ -387,7 +387,8 @@ def test_guard_rails_are_judged_across_the_fleet(proxy_factory, tmp_path, pg, st
             e = admin_set(ps[1], "SET dual_write = off")
             if e is not None or time.time() > deadline:
                 break
-            assert admin_set(ps[1], "SET dual_write = on") is None
+            # on again after off: FORCE (guard rail: new may have missed writes)
+            assert admin_set(ps[1], "SET dual_write = on FORCE") is None
             time.sleep(0.2)
         assert e is not None and e.pgcode == "55000", e
         assert "1 sessions on new" in str(e), str(e)

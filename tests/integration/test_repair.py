@@ -361,3 +361,96 @@ def test_backfill_killed_and_resumed(layout, tmp_path):
     assert expected_user_diffs(lay) == {}
     code, _ = verify_json(config, "--table", "users", "--report", tmp_path / "r.jsonl")
     assert code == 0
+
+
+def checkpoint_lo(path):
+    """The key (an int) the backfill checkpoint resumes at, or None."""
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith("at "):
+            parts = line.split()
+            return int(bytes.fromhex(parts[3]).decode())
+    return None
+
+
+def test_backfill_killed_five_times_then_resumed(layout, tmp_path):
+    """SIGKILL at five random points, each run resuming the last: at every kill
+    the rows already copied past the checkpoint are at most one chunk (the only
+    chunk a resume walks again, so none is copied more than twice), and the
+    end is equal."""
+    import random
+    lay = layout
+    rows, chunk = 20000, 500
+    fill_old(lay, rows)
+    config = write_config(lay.pg, lay, tmp_path)
+    checkpoint = tmp_path / "journal" / "backfill.checkpoint"
+    count = lambda lo=0: lay.pg.sql("SELECT count(*) FROM %s.users_v2 WHERE id >= %d"  # noqa: E731
+                                    % (lay.schema("new"), lo))[0][0]
+    rng = random.Random(os.environ.get("PGT_SEED", "backfill"))
+    kills = []
+    for i in range(5):
+        args = [pgt_bin(), "backfill", "-c", config, "--table", "users", "--chunk-rows", str(chunk),
+                "--max-rate", "8000"] + (["--resume"] if i else [])
+        before = count()
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # a random point after this run has copied something
+            wait_for(lambda: count() > before, "run %d copying" % i, timeout=30)
+            time.sleep(rng.uniform(0.0, 0.4))
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=30)
+        assert p.returncode == -signal.SIGKILL, "run %d ended before its kill" % i
+        lo = checkpoint_lo(checkpoint)
+        done = count()
+        again = count(lo) if lo is not None else done
+        kills.append((done, lo, again))
+        assert again <= chunk, kills
+    assert kills[-1][0] < rows, kills
+    code, s = tool_json("backfill", config, "--table", "users", "--chunk-rows", str(chunk), "--resume")
+    assert code == 0
+    u = tables_by_name(s)["users"]
+    assert u["inserted"] == rows - kills[-1][0]
+    assert u["rows"] <= rows - kills[-1][0] + chunk, (u, kills)
+    print("kills (rows on new, checkpoint key, rows a resume walks again): %s" % kills)
+    assert not checkpoint.exists()
+    assert expected_user_diffs(lay) == {}
+    code, _ = verify_json(config, "--table", "users", "--report", tmp_path / "r.jsonl")
+    assert code == 0
+
+
+def test_repair_journal_by_keys(layout, proxy_factory, tmp_path):
+    """Captured writes the shadow lost are journaled with their table, the
+    keys of their rows and the path that holds them right; repair --journal
+    then repairs those keys only (a difference planted elsewhere is left)."""
+    layout.fill(1000)
+    proxy = dual_proxy(proxy_factory, layout)
+    journal = os.path.join(proxy.dir, "journal", "dual_write_journal.log")
+    layout.sql("new", "ALTER TABLE users_v2 ADD CONSTRAINT no_refused"
+                      " CHECK (email IS DISTINCT FROM 'refused')")
+    c = proxy.connect(user="app")
+    cur = c.cursor()
+    try:
+        cur.execute("INSERT INTO users (id, name, email) VALUES (6000, 'k', 'refused'),"
+                    " (6001, 'k2', 'refused')")
+        cur.execute("UPDATE users SET email = 'refused', created = now() WHERE id IN (20, 21)")
+        cur.execute("DELETE FROM users WHERE id = 22 AND now() > '2000-01-01'")  # reaches new
+    finally:
+        c.close()
+    layout.sql("new", "ALTER TABLE users_v2 DROP CONSTRAINT no_refused")
+    layout.sql("new", "UPDATE users_v2 SET email = 'planted' WHERE id = 500")
+    wait_for(lambda: os.path.exists(journal) and len(open(journal).readlines()) >= 2,
+             "journal entries")
+    entries = [json.loads(l.split(" ", 1)[1]) for l in open(journal)]
+    keyed = [e for e in entries if "keys" in e]
+    assert len(keyed) == 2, entries
+    assert all(e["table"] == "users" and e["authoritative"] == "old" for e in keyed), keyed
+    assert sorted(k["id"] for e in keyed for k in e["keys"]) == ["20", "21", "6000", "6001"]
+    diffs = expected_user_diffs(layout)
+    assert set(diffs) == {"20", "21", "6000", "6001", "500"}, diffs
+    code, s = tool_json("repair", proxy.config_path, "--journal")
+    assert code == 0, s
+    assert tables_by_name(s)["users"]["from"] == "old"
+    assert counts(s, "users") == (2, 2, 0), s
+    assert set(expected_user_diffs(layout)) == {"500"}

@@ -778,7 +778,10 @@ def test_guard_rail_dual_write_off_while_sessions_may_write_to_new(proxy_factory
     admin = admins(p)
     # nothing on new, canary 0, force none: allowed
     admin.set("dual_write", "off")
-    admin.set("dual_write", "on")
+    # on again: new may have missed writes meanwhile, so it takes FORCE until a
+    # verify passes (test_journal.py has the rest of that guard rail)
+    assert admin.error("SET dual_write = on").pgcode == "55000"
+    admin.set("dual_write", "on", force=True)
     # a session on new (by tag), no write yet
     v2 = p.connect(options="-c pgturnout.version=v2")
     try:

@@ -116,8 +116,7 @@ def second_pg():
 @pytest.fixture(params=["schemas", "databases", "servers"])
 def layout(request, pg):
     second = request.getfixturevalue("second_pg") if request.param == "servers" else None
-    with created(Layout(pg, request.param, second)) as lay:
-        yield lay
+    yield from created(Layout(pg, request.param, second))
 
 
 def config(force_path, rules=RULES):

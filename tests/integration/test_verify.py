@@ -16,6 +16,7 @@ compared with what verify reports, key by key.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -157,6 +158,10 @@ def test_verify_equal_tables_exit_0(layout, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "result: equal" in r.stdout
     assert "only on old: nick" in r.stdout and "only on new: extra" in r.stdout
+    # progress on stderr, not a terminal: one plain line per table when done
+    done = [l for l in r.stderr.splitlines() if "done in" in l]
+    assert any(l.startswith("verify: users -> users_v2: %d of %d rows (100%%)" % (USERS_ROWS, USERS_ROWS))
+               for l in done), r.stderr
 
 
 def plant_differences(layout):
@@ -183,6 +188,37 @@ def plant_differences(layout):
     new("INSERT INTO users_v2 (id, full_name, email) VALUES (%d, 'late', NULL), (-5, 'early', NULL)"
         % (USERS_ROWS + 1000))
     new("UPDATE users_v2 SET full_name = 'x' WHERE id = %d" % USERS_ROWS)
+
+
+def test_verify_progress_on_a_terminal_draws_a_bar_per_table(layout, tmp_path):
+    """On a terminal each table gets a live line with a bar, rows, rate and
+    ETA, kept when the next table starts; stdout's summary follows."""
+    import pty
+    layout.fill()
+    config = write_config(layout.pg, layout, tmp_path)
+    layout.sql("old", "ANALYZE users")
+    layout.sql("new", "ANALYZE users_v2")
+    master, slave = pty.openpty()
+    p = subprocess.Popen(verify_cmd(config, "--chunk-rows", "100", "--max-rate", "20000"),
+                         stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    stdout, _ = p.communicate(timeout=120)
+    os.close(master)
+    assert p.returncode == 0, out
+    text = out.decode()
+    assert "\r\x1b[K" in text
+    assert re.search(r"verify users -> users_v2 \[#*\.*\] +\d+% [\d,]+/~[\d,]+ rows +[\d,]+ rows/s", text), text
+    assert re.search(r"verify users -> users_v2 \[#{24}\] 100% [\d,]+/[\d,]+ rows .* done in", text), text
+    assert "result: equal" in stdout
 
 
 def test_verify_finds_planted_differences(layout, tmp_path):

@@ -8,7 +8,6 @@
 - wait_for: polls a predicate.
 """
 
-import contextlib
 import time
 
 import psycopg2
@@ -68,9 +67,8 @@ class TwoPathLayout:
         return self.pg.sql("SET search_path = %s; %s" % (schema, query), dbname=db)
 
 
-@contextlib.contextmanager
 def created(layout):
-    """LAYOUT created for the block, dropped after it."""
+    """For a fixture: creates LAYOUT's objects, yields it, drops them."""
     layout.create()
     try:
         yield layout

@@ -541,7 +541,50 @@ static const struct text_case text_cases[] = {
 	{ MAIN "[path a]\n[fleet]\ndsn = host=db\npoll_interval = 0\n",
 	  "t.ini:6: [fleet] poll_interval must be more than 0" },
 	{ MAIN "[path a]\n[fleet]\nlisten = x\n", "t.ini:5: unknown key 'listen' in [fleet]" },
+	{ MAIN "[path a]\n[guard]\nnew_error_rate = 1% rollback\np99_latency_ratio = 2.0 alert\n"
+	  "dual_write_mismatches = 5 rollback\nshadow_errors = 0 alert\ndrift_rows = 10 ALERT\n"
+	  "window = 30s\nmin_sample = 50\n", NULL },
+	{ MAIN "[path a]\n[guard]\nnew_error_rate = 1%\n",
+	  "t.ini:5: invalid value '1%' for new_error_rate: expected THRESHOLD ACTION, e.g. '1% rollback'" },
+	{ MAIN "[path a]\n[guard]\nnew_error_rate = 101% rollback\n",
+	  "t.ini:5: invalid value '101% rollback' for new_error_rate: expected THRESHOLD ACTION" },
+	{ MAIN "[path a]\n[guard]\np99_latency_ratio = 0.5 alert\n",
+	  "t.ini:5: invalid value '0.5 alert' for p99_latency_ratio: expected THRESHOLD ACTION, e.g. "
+	  "'2.0 alert' (a ratio of at least 1" },
+	{ MAIN "[path a]\n[guard]\nshadow_errors = 5% alert\n",
+	  "t.ini:5: invalid value '5% alert' for shadow_errors: expected THRESHOLD ACTION" },
+	{ MAIN "[path a]\n[guard]\ndrift_rows = -1 alert\n",
+	  "t.ini:5: invalid value '-1 alert' for drift_rows: expected THRESHOLD ACTION" },
+	{ MAIN "[path a]\n[guard]\nnew_error_rate = 1% page\n",
+	  "t.ini:5: invalid value '1% page' for new_error_rate: expected THRESHOLD ACTION" },
+	{ MAIN "[path a]\n[guard]\nwindow = 500ms\n", "t.ini:5: [guard] window must be from 1s to 10min" },
+	{ MAIN "[path a]\n[guard]\nmin_sample = 0\n",
+	  "t.ini:5: invalid value '0' for min_sample: expected a whole number from 1 to 100000000" },
 };
+
+/* [guard] values round-trip through the formatter, as SHOW CONFIG shows them. */
+static void test_guard_values_round_trip(void **state)
+{
+	static const struct {
+		enum guard_kind kind;
+		const char *in, *out;
+	} cases[] = {
+		{ GUARD_NEW_ERROR_RATE, "1% rollback", "1% rollback" },
+		{ GUARD_NEW_ERROR_RATE, "0.5 alert", "0.5% alert" },
+		{ GUARD_P99_LATENCY_RATIO, " 2.0   Alert ", "2 alert" },
+		{ GUARD_DUAL_WRITE_MISMATCHES, "5 rollback", "5 rollback" },
+		{ GUARD_DRIFT_ROWS, "", "" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct guard_rule r;
+		char err[256], buf[64];
+
+		assert_int_equal(config_parse_guard(cases[i].kind, cases[i].in, &r, err, sizeof(err)), 0);
+		config_format_guard(cases[i].kind, &r, buf, sizeof(buf));
+		assert_string_equal(buf, cases[i].out);
+	}
+}
 
 static void test_inline_texts(void **state)
 {
@@ -664,8 +707,9 @@ static void test_foreach_shows_every_key_and_masks_secrets(void **state)
 
 	(void)state;
 	config_foreach(cfg, seen_cb, &s);
-	/* 39 [pgturnout] + 2 × 8 path + 7 migration + 2 versions + 2 rewrite + 4 flags + 5 fleet */
-	assert_int_equal(s.n, 39 + 16 + 7 + 2 + 2 + 4 + 5 + 1 + 1 + 2 * 2 + 1 + 3 + 1);
+	/* 46 [pgturnout] + 2 × 10 path + 7 migration + 2 versions + 2 rewrite + 5 flags + 5 fleet
+	 * + 8 guard */
+	assert_int_equal(s.n, 46 + 20 + 7 + 2 + 2 + 5 + 5 + 8);
 	assert_int_equal(s.listen, 1);
 	assert_false(s.listen_reloadable);
 	assert_int_equal(s.password_new, 1);
@@ -756,6 +800,7 @@ int main(void)
 		cmocka_unit_test(test_bad_fixtures_report_file_line_message),
 		cmocka_unit_test(test_missing_file_is_an_error),
 		cmocka_unit_test(test_inline_texts),
+		cmocka_unit_test(test_guard_values_round_trip),
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_foreach_shows_every_key_and_masks_secrets),
 		cmocka_unit_test(test_reload_diff_flags_restart_keys),

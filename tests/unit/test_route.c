@@ -19,6 +19,7 @@
 #include "route/bucket.h"
 #include "route/flag_history.h"
 #include "route/flags.h"
+#include "route/guard.h"
 #include "route/router.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -712,6 +713,161 @@ test_flag_history_record_members_must_be_strings(void **state)
 	assert_string_equal(e.new_value, "y");
 }
 
+/* ------------------------------------------------------------------ guards */
+
+static void test_guard_latency_buckets_are_monotonic_and_bound_their_values(void **state)
+{
+	static const uint64_t values[] = { 0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 100, 999, 1000, 1024,
+					   123456, 999999, 1ull << 33, (1ull << 33) + (1ull << 32) };
+	unsigned prev = 0;
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMS(values); i++) {
+		unsigned b = guard_latency_bucket(values[i]);
+
+		assert_true(b < GUARD_LAT_BUCKETS);
+		assert_true(b >= prev);
+		prev = b;
+		assert_true(values[i] <= guard_latency_upper_us(b));
+		/* within 25 % above */
+		if (values[i] >= 4)
+			assert_true(guard_latency_upper_us(b) < values[i] + values[i] / 4 + 1);
+		if (b > 0)
+			assert_true(values[i] > guard_latency_upper_us(b - 1));
+	}
+	assert_int_equal(guard_latency_bucket(UINT64_MAX), GUARD_LAT_BUCKETS - 1);
+}
+
+static void put_latency(struct guard_path_window *w, uint64_t us, uint64_t n)
+{
+	w->latency[guard_latency_bucket(us)] += n;
+	w->requests += n;
+}
+
+static void test_guard_error_rate_needs_a_sample_and_compares_with_old(void **state)
+{
+	struct guard_rule rule = { .on = true, .threshold = 1.0, .action = GUARD_ACTION_ROLLBACK };
+	struct guard_sample s;
+	struct guard_verdict v;
+
+	(void)state;
+	/* one error among 20 requests at a small canary: not judged */
+	memset(&s, 0, sizeof(s));
+	s.path[1].requests = 20;
+	s.path[1].errors = 1;
+	s.path[0].requests = 2000;
+	guard_judge(GUARD_NEW_ERROR_RATE, &rule, 200, &s, &v);
+	assert_false(v.judged);
+	assert_false(v.over);
+	assert_non_null(strstr(v.figures, "waiting for a sample: 20 of 200"));
+
+	/* 5 % failing on new, 4.5 % on old: 0.5 points, under 1 */
+	s.path[1].requests = 400;
+	s.path[1].errors = 20;
+	s.path[0].requests = 400;
+	s.path[0].errors = 18;
+	guard_judge(GUARD_NEW_ERROR_RATE, &rule, 200, &s, &v);
+	assert_true(v.judged);
+	assert_false(v.over);
+
+	/* 25 % on new against none on old */
+	s.path[1].errors = 100;
+	s.path[0].errors = 0;
+	guard_judge(GUARD_NEW_ERROR_RATE, &rule, 200, &s, &v);
+	assert_true(v.over);
+	assert_true(v.value > 24.9 && v.value < 25.1);
+	assert_string_equal(v.brief, "25.0% of 400 failed > 1%");
+
+	/* too few on old: old counts as failing none */
+	s.path[0].requests = 10;
+	s.path[0].errors = 10;
+	s.path[1].errors = 8;
+	guard_judge(GUARD_NEW_ERROR_RATE, &rule, 200, &s, &v);
+	assert_true(v.over);
+	assert_non_null(strstr(v.figures, "too few"));
+
+	/* more errors than requests (a failing pipeline): all failed, not more */
+	s.path[1].errors = 900;
+	guard_judge(GUARD_NEW_ERROR_RATE, &rule, 200, &s, &v);
+	assert_true(v.value <= 100.0);
+}
+
+static void test_guard_p99_ratio(void **state)
+{
+	struct guard_rule rule = { .on = true, .threshold = 2.0, .action = GUARD_ACTION_ALERT };
+	struct guard_sample s;
+	struct guard_verdict v;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	put_latency(&s.path[0], 1000, 990);
+	put_latency(&s.path[0], 2000, 10);
+	put_latency(&s.path[1], 1000, 990);
+	put_latency(&s.path[1], 2100, 10);
+	guard_judge(GUARD_P99_LATENCY_RATIO, &rule, 100, &s, &v);
+	assert_true(v.judged);
+	assert_false(v.over);
+	/* new's slowest 2 % take 10 ms */
+	put_latency(&s.path[1], 10000, 20);
+	guard_judge(GUARD_P99_LATENCY_RATIO, &rule, 100, &s, &v);
+	assert_true(v.over);
+	assert_true(v.value > 4.0);
+	/* old below the sample: not judged */
+	memset(&s.path[0], 0, sizeof(s.path[0]));
+	put_latency(&s.path[0], 1000, 50);
+	guard_judge(GUARD_P99_LATENCY_RATIO, &rule, 100, &s, &v);
+	assert_false(v.judged);
+	assert_int_equal(guard_latency_quantile_us(s.path[0].latency, 990),
+			 guard_latency_upper_us(guard_latency_bucket(1000)));
+}
+
+static void test_guard_counts_per_minute_and_drift(void **state)
+{
+	struct guard_rule rule = { .on = true, .threshold = 5, .action = GUARD_ACTION_ROLLBACK };
+	struct guard_sample s;
+	struct guard_verdict v;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.minute_mismatches = 5;
+	s.minute_shadow_errors = 6;
+	s.drift_rows = -1;
+	guard_judge(GUARD_DUAL_WRITE_MISMATCHES, &rule, 1, &s, &v);
+	assert_true(v.judged);
+	assert_false(v.over);           /* 5 is not above 5 */
+	guard_judge(GUARD_SHADOW_ERRORS, &rule, 1, &s, &v);
+	assert_true(v.over);
+	guard_judge(GUARD_DRIFT_ROWS, &rule, 1, &s, &v);
+	assert_false(v.judged);
+	s.drift_rows = 7;
+	guard_judge(GUARD_DRIFT_ROWS, &rule, 1, &s, &v);
+	assert_true(v.over);
+	assert_string_equal(v.brief, "7 rows > 5");
+}
+
+static void test_guard_shadow_read_mismatch_rate(void **state)
+{
+	struct guard_rule rule = { .on = true, .threshold = 1.0, .action = GUARD_ACTION_ROLLBACK };
+	struct guard_sample s;
+	struct guard_verdict v;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.shadow_compared = 40;
+	s.shadow_mismatches = 40;
+	guard_judge(GUARD_SHADOW_READ_MISMATCH_RATE, &rule, 50, &s, &v);
+	assert_false(v.judged);         /* 40 compared: under the sample */
+	s.shadow_compared = 1000;
+	s.shadow_mismatches = 5;
+	guard_judge(GUARD_SHADOW_READ_MISMATCH_RATE, &rule, 50, &s, &v);
+	assert_true(v.judged);
+	assert_false(v.over);
+	s.shadow_mismatches = 20;
+	guard_judge(GUARD_SHADOW_READ_MISMATCH_RATE, &rule, 50, &s, &v);
+	assert_true(v.over);
+	assert_string_equal(v.brief, "2.00% of 1000 differed > 1%");
+}
+
 int
 main(void)
 {
@@ -736,6 +892,11 @@ main(void)
 		cmocka_unit_test(test_flag_history_record_is_one_compact_json_line),
 		cmocka_unit_test(test_flag_history_record_escapes_and_replaces_bad_utf8),
 		cmocka_unit_test(test_flag_history_record_members_must_be_strings),
+		cmocka_unit_test(test_guard_latency_buckets_are_monotonic_and_bound_their_values),
+		cmocka_unit_test(test_guard_error_rate_needs_a_sample_and_compares_with_old),
+		cmocka_unit_test(test_guard_p99_ratio),
+		cmocka_unit_test(test_guard_counts_per_minute_and_drift),
+		cmocka_unit_test(test_guard_shadow_read_mismatch_rate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

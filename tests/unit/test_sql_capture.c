@@ -50,9 +50,9 @@ static void test_client_returning_list_is_kept_first(void **state)
 static void test_what_cannot_be_captured(void **state)
 {
 	static const char *const no[] = {
-		"UPDATE t SET a = 1",
-		"INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2",
 		"INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+		"WITH x AS (SELECT 1) UPDATE t SET a = 1",
+		"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
 		"WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
 		"INSERT INTO",
 		"SELECT 1",
@@ -67,6 +67,77 @@ static void test_what_cannot_be_captured(void **state)
 	const char *dn = "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING";
 	assert_int_equal(capture_plan(dn, strlen(dn), &p), 0);
 	assert_true(p.on_conflict_nothing);
+	assert_int_equal(p.kind, CAPTURE_INSERT);
+	capture_plan_clear(&p);
+}
+
+static void test_updates_deletes_and_upserts_are_captured(void **state)
+{
+	(void)state;
+	struct capture_plan p;
+	const char *up = "UPDATE t AS x SET a = now(), \"B\" = 2 FROM u WHERE x.id = u.id RETURNING x.id";
+	assert_int_equal(capture_plan(up, strlen(up), &p), 0);
+	assert_int_equal(p.kind, CAPTURE_UPDATE);
+	assert_string_equal(p.text, "UPDATE t AS x SET a = now(), \"B\" = 2 FROM u WHERE x.id = u.id "
+				    "RETURNING x.id\n, NULL::text AS pgturnout_capture, x.*");
+	assert_string_equal(p.alias, "x");
+	assert_int_equal(p.n_set, 2);
+	assert_string_equal(p.set_cols[0], "a");
+	assert_string_equal(p.set_cols[1], "B");
+	assert_string_equal(p.returning, "x.id");
+	capture_plan_clear(&p);
+
+	const char *del = "DELETE FROM s.t WHERE random() < 0.5";
+	assert_int_equal(capture_plan(del, strlen(del), &p), 0);
+	assert_int_equal(p.kind, CAPTURE_DELETE);
+	assert_string_equal(p.text, "DELETE FROM s.t WHERE random() < 0.5\nRETURNING NULL::text AS "
+				    "pgturnout_capture, t.*");
+	capture_plan_clear(&p);
+
+	const char *ups = "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2";
+	assert_int_equal(capture_plan(ups, strlen(ups), &p), 0);
+	assert_int_equal(p.kind, CAPTURE_UPSERT);
+	capture_plan_clear(&p);
+}
+
+static void test_apply_by_key(void **state)
+{
+	(void)state;
+	struct capture_plan p;
+	const char *up = "UPDATE t AS x SET a = now() WHERE id = 1 RETURNING x.a";
+	assert_int_equal(capture_plan(up, strlen(up), &p), 0);
+	const char *cols[] = { "id", "a" };
+	const bool key[] = { true, false };
+	const char *rows = "[{\"id\":\"1\",\"a\":\"it's\"}]";
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_apply_by_key_sql(&b, &p, "s", "T2", cols, key, 2, rows, strlen(rows),
+						  true), 0);
+	wbuf_put_u8(&b, 0);
+	assert_string_equal((const char *)b.data,
+		"WITH pgturnout_v AS (SELECT r FROM pg_catalog.jsonb_populate_recordset(NULL::s.\"T2\", "
+		"E'[{\"id\":\"1\",\"a\":\"it''s\"}]') r) UPDATE s.\"T2\" AS x SET (a) = (SELECT "
+		"(pgturnout_v.r).a FROM pgturnout_v WHERE ((pgturnout_v.r).id) = (x.id) LIMIT 1) "
+		"WHERE (x.id) IN (SELECT (pgturnout_v.r).id FROM pgturnout_v) RETURNING x.a");
+	wbuf_free(&b);
+	capture_plan_clear(&p);
+
+	const char *ups = "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2";
+	assert_int_equal(capture_plan(ups, strlen(ups), &p), 0);
+	wbuf_init(&b);
+	assert_int_equal(capture_apply_by_key_sql(&b, &p, NULL, "t", cols, key, 2, "[]", 2, false), 0);
+	wbuf_put_u8(&b, 0);
+	assert_string_equal((const char *)b.data,
+		"INSERT INTO t (id, a) OVERRIDING SYSTEM VALUE SELECT r.id, r.a FROM "
+		"pg_catalog.jsonb_populate_recordset(NULL::t, E'[]') r ON CONFLICT (id) DO UPDATE "
+		"SET a = EXCLUDED.a");
+	wbuf_free(&b);
+	/* no key: nothing to apply by */
+	const bool none[] = { false, false };
+	wbuf_init(&b);
+	assert_int_equal(capture_apply_by_key_sql(&b, &p, NULL, "t", cols, none, 2, "[]", 2, false), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
 	capture_plan_clear(&p);
 }
 
@@ -96,6 +167,38 @@ static void test_apply_reads_values_back_as_written(void **state)
 	capture_plan_clear(&p);
 }
 
+static void test_advance_names_new_side_sequences(void **state)
+{
+	(void)state;
+	const char *cols[] = { "id", "Odd'col" };
+	const long long max[] = { 42, -7 };
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_sql(&b, "p_new", "Items_v2", cols, max, 2, 1000), 0);
+	wbuf_put_u8(&b, 0);
+	const char *sql = (const char *)b.data;
+	assert_true(strncmp(sql, "DO $pgturnout_seq$", 18) == 0);
+	assert_non_null(strstr(sql, "pg_get_serial_sequence(E'p_new.\"Items_v2\"', x.c)"));
+	assert_non_null(strstr(sql, "(VALUES (E'id', 42::bigint), (E'Odd''col', -7::bigint))"));
+	/* never lower: set only when the sequence is behind the value */
+	assert_non_null(strstr(sql, "IF lv < v OR (lv = v AND NOT called) THEN"));
+	assert_non_null(strstr(sql, "setval(s, LEAST(v + 1000, GREATEST(mx, v)))"));
+	/* the lock is released on error as well as on success */
+	const char *unlock = strstr(sql, "pg_advisory_unlock");
+	assert_non_null(unlock);
+	assert_non_null(strstr(unlock + 1, "pg_advisory_unlock"));
+	size_t len = strlen(sql);
+	assert_string_equal(sql + len - 18, "END$pgturnout_seq$");
+	wbuf_free(&b);
+
+	/* a name that would end the dollar quote is refused */
+	const char *bad[] = { "x$pgturnout_seq$" };
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_sql(&b, NULL, "t", bad, max, 1, 0), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -103,6 +206,9 @@ int main(void)
 		cmocka_unit_test(test_client_returning_list_is_kept_first),
 		cmocka_unit_test(test_what_cannot_be_captured),
 		cmocka_unit_test(test_apply_reads_values_back_as_written),
+		cmocka_unit_test(test_advance_names_new_side_sequences),
+		cmocka_unit_test(test_updates_deletes_and_upserts_are_captured),
+		cmocka_unit_test(test_apply_by_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

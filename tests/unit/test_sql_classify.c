@@ -14,6 +14,7 @@
 
 #include "sql/analyze.h"
 #include "sql/cache.h"
+#include "sql/readshape.h"
 #include "sql/rules.h"
 
 struct cl_case {
@@ -473,6 +474,41 @@ static void test_sql_dry_run_shows_both_paths(void **state)
 	rewrite_rules_free(r);
 }
 
+/* What a shadow read's comparison depends on. */
+static void test_sql_read_shape_table(void **state)
+{
+	static const struct {
+		const char *sql;
+		bool select, ordered, limited;
+	} shapes[] = {
+		{ "SELECT id, name FROM users WHERE id = 3", true, false, false },
+		{ "select name from users order by id", true, true, false },
+		{ "SELECT id FROM users LIMIT 3", true, false, true },
+		{ "SELECT id FROM users ORDER BY id LIMIT 3 OFFSET 2", true, true, true },
+		{ "SELECT id FROM users OFFSET 2", true, false, true },
+		{ "SELECT id FROM users FETCH FIRST 2 ROWS ONLY", true, false, true },
+		/* an ORDER BY below the top level orders nothing the client sees */
+		{ "SELECT * FROM (SELECT id FROM users ORDER BY id) s", true, false, false },
+		{ "SELECT 1 UNION SELECT 2 ORDER BY 1", true, true, false },
+		{ "VALUES (1), (2)", true, false, false },
+		{ "WITH x AS (SELECT 1) SELECT * FROM x", true, false, false },
+		{ "SELECT id FROM users FOR UPDATE", false, false, false },
+		{ "SELECT id INTO t FROM users", false, false, false },
+		{ "SELECT 1; SELECT 2", false, false, false },
+		{ "INSERT INTO users VALUES (1)", false, false, false },
+		{ "SELEC oops", false, false, false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		struct sql_read_shape sh;
+		assert_int_equal(sql_read_shape(shapes[i].sql, strlen(shapes[i].sql), &sh), 0);
+		if (sh.select != shapes[i].select || sh.ordered != shapes[i].ordered ||
+		    sh.limited != shapes[i].limited)
+			fail_msg("%s: select %d ordered %d limited %d", shapes[i].sql, sh.select,
+				 sh.ordered, sh.limited);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_sql_cache_drops_entries_of_old_rules),
 		cmocka_unit_test(test_sql_fingerprint_ignores_constants),
 		cmocka_unit_test(test_sql_dry_run_shows_both_paths),
+		cmocka_unit_test(test_sql_read_shape_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
