@@ -11,6 +11,7 @@
  */
 #include "core/log.h"
 #include "conf/config.h"
+#include "app/mapping.h"
 #include "app/process.h"
 #include "session/runtime.h"
 #include "tools/repair.h"
@@ -124,6 +125,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	config_errors_free(&errs);
+	struct config_errors warns = { 0 };
+	int mapped = mapping_check(cfg, &errs, &warns);
+	for (size_t i = 0; i < warns.n; i++)
+		fprintf(stderr, "warning: %s\n", warns.items[i]);
+	config_errors_free(&warns);
+	if (mapped < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.items[i]);
+		config_errors_free(&errs);
+		config_unref(cfg);
+		return 1;
+	}
 	if (check) {
 		printf("%s: configuration is valid\n", file);
 		config_unref(cfg);

@@ -61,6 +61,9 @@ pgturnout is running (pid $proxy_pid), PostgreSQL 15 on 127.0.0.1:$PGT_PGPORT.
   admin console:  psql -h 127.0.0.1 -p $port -U admin pgturnout                  password: admin
   HTTP:           curl http://127.0.0.1:$http_port/healthz
 Try:  SELECT id, name FROM users;   (v1 SQL; runs on app_v2.users_v2 when routed to new)
+      SELECT id, nickname FROM users;              (v1 on new: nickname from full_name)
+      SELECT id, email_domain FROM users_v2;       (v2 on old: email_domain from email)
+      SET force_path = new   /   SHOW MAPPING      (in the admin console)
 Press Ctrl-C to stop.
 
 EOF

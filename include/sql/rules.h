@@ -5,6 +5,12 @@
  *   table.app.orders = app_v2.orders     "schema.table")
  *   column.users.name = full_name       (column of the OLD table -> column of
  *                                        the NEW table)
+ *   up.users_v2.email_domain = split_part(email, '@', 2)
+ *                                       (a NEW table's column computed from
+ *                                        the old row, in old names)
+ *   down.users.nickname = split_part(full_name, ' ', 1)
+ *                                       (an OLD table's column computed from
+ *                                        the new row, in new names)
  *
  * The reverse mapping (new -> old) is derived. Identifiers follow SQL rules:
  * unquoted names are folded to lower case, "Quoted" names keep their case.
@@ -33,6 +39,23 @@ int rewrite_rules_add(struct rewrite_rules *r, const char *key, const char *valu
 int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen);
 bool rewrite_rules_empty(const struct rewrite_rules *r);
 
+/*
+ * Before finish: the columns COLS (N, names as stored) of table (SCHEMA,
+ * NAME) as named on the new side (NEW_SIDE) or the old one, as its catalog
+ * says; FILL[i] tells whether a write may leave column i out (nullable or
+ * with a default); TYPES (NULL, or NULL entries, when unknown) the type of
+ * column i as SQL text that the other side also knows. At finish they are
+ * given to the rule entry of that name (ignored when no rule names the
+ * table). With both sides known, a read of a column the target side lacks,
+ * with neither rule nor expression, is refused (0A000) instead of failing on
+ * the server; an expression column with a type is read cast to it, so that
+ * the client sees the type it would see on its own side. 0 or -1 (out of
+ * memory).
+ */
+int rewrite_rules_add_columns(struct rewrite_rules *r, bool new_side, const char *schema,
+			      const char *name, const char *const *cols, const bool *fill,
+			      const char *const *types, size_t n, char *err, size_t errlen);
+
 /* ---- additions used by the SQL layer and the cache ------------------------ */
 
 #include <stdint.h>
@@ -50,6 +73,8 @@ uint64_t rewrite_rules_id(const struct rewrite_rules *r);
 /* Number of table rules / column rules after finish (for SHOW CONFIG, tests). */
 size_t rewrite_rules_table_count(const struct rewrite_rules *r);
 size_t rewrite_rules_column_count(const struct rewrite_rules *r);
+/* Number of up and down expressions. */
+size_t rewrite_rules_expr_count(const struct rewrite_rules *r);
 /* Whether a statement sent in DIR may need editing under R (false for
  * REWRITE_NONE, a NULL, empty or unfinished R): the session's fast-path
  * test. */

@@ -37,8 +37,35 @@ int rewrite_rules_entry(const struct rewrite_rules *r, size_t i, struct rewrite_
 long rewrite_rules_find_entry(const struct rewrite_rules *r, enum rewrite_side side,
 			      const char *schema, const char *name);
 /* The other side's name of column COL (named as on SIDE) of entry I: the
- * rule's counterpart, or NULL when no rule renames COL. */
+ * rule's counterpart, or NULL when no rule renames COL, or when an up or
+ * down expression computes it (its value cannot be copied or compared as
+ * it is). */
 const char *rewrite_rules_map_column(const struct rewrite_rules *r, size_t i,
 				     enum rewrite_side side, const char *col);
+
+/*
+ * Column rules of entry I, numbered 0 .. n_columns - 1: a rename, an
+ * expression column (name "" on the side without it), or both. expr[S],
+ * when not NULL, gives the value of name[S] from the other side's row (an
+ * up expression for S = new, a down one for S = old); refs[S] are the
+ * other side's columns it reads; key[S] is its [rewrite] key as written.
+ */
+struct rewrite_column_rule {
+	const char *name[2];		/* borrows */
+	const char *expr[2];		/* borrows; NULL when none */
+	const char *key[2];		/* borrows; NULL when no expression */
+	char *const *refs[2];		/* borrows, n_refs[S] */
+	size_t n_refs[2];
+};
+int rewrite_rules_column_rule(const struct rewrite_rules *r, size_t i, size_t k,
+			      struct rewrite_column_rule *out) __attribute__((warn_unused_result));
+
+/*
+ * The columns of side SIDE of entry I as the catalog said at load
+ * (rewrite_rules_add_columns): their number (0 when not known), *COLS the
+ * names and *FILL whether a write may leave each out. Borrowed.
+ */
+size_t rewrite_rules_known_columns(const struct rewrite_rules *r, size_t i,
+				   enum rewrite_side side, char *const **cols, const bool **fill);
 
 #endif

@@ -10,6 +10,7 @@
 #include "app/process.h"
 
 #include "app/flag_restore.h"
+#include "app/mapping.h"
 
 #include "conf/config.h"
 #include "core/log.h"
@@ -648,6 +649,19 @@ int process_reload(const char *who)
 		config_errors_free(&errs);
 		return -1;
 	}
+	struct config_errors warns = { 0 };
+	if (mapping_check(cfg, &errs, &warns) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_error(0, "reload refused: %s", errs.items[i]);
+		log_error(0, "reload (%s) refused: keeping the configuration in force", who);
+		config_errors_free(&errs);
+		config_errors_free(&warns);
+		config_unref(cfg);
+		return -1;
+	}
+	for (size_t i = 0; i < warns.n; i++)
+		log_warning(0, "reload: %s", warns.items[i]);
+	config_errors_free(&warns);
 	config_errors_free(&errs);
 	char err[512];
 	struct tls_set *tls = tls_set_new(cfg, err, sizeof(err));

@@ -2,3 +2,4 @@
 # wiring (start, listen, reload, flag changes, shutdown), the top floor.
 list(APPEND PGT_SOURCES proxy/app/process.c)
 list(APPEND PGT_SOURCES proxy/app/flag_restore.c)
+list(APPEND PGT_SOURCES proxy/app/mapping.c)

@@ -30,6 +30,7 @@
 #include "session/pool.h"
 #include "session/runtime.h"
 #include "sql/analyze.h"
+#include "sql/rules_walk.h"
 #include "wire/build.h"
 
 #include <ctype.h>
@@ -223,6 +224,7 @@ static const char *const help_rows[][2] = {
 	{ "RESET GUARD <name>", "re-arm a tripped guard (canary_percent may be raised again); its window starts over" },
 	{ "SHOW FLEET", "the instances sharing the flag store: address, version, last seen, epoch applied" },
 	{ "SHOW REWRITE '<sql>' [FROM old|new]", "dry run: classification and the text each path receives" },
+	{ "SHOW MAPPING", "every [rewrite] table pair, per column: same, rename, up, down, default-only or unservable" },
 	{ "SET <flag> = <value> [FORCE] [WAIT]", "change a flag (canary_percent, dual_write, shadow_failure, force_path, shadow_reads, salt); WAIT: answer once every live instance of the fleet applied it" },
 	{ "RELOAD", "re-read the configuration file" },
 	{ "PAUSE", "stop sessions at their next transaction boundary" },
@@ -719,6 +721,88 @@ static void show_fleet(struct wbuf *out)
 	complete_show(out, n);
 }
 
+/* ---- SHOW MAPPING ---- */
+
+/* Whether NAME is among the N names of COLS. */
+static bool mapping_has(char *const *cols, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(cols[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* One row per column a rule names, then (where the catalog was read at load)
+ * one per other column: same on both sides, or on one side only:
+ * default-only (a write in the other dialect leaves it to its default or
+ * NULL) or unservable (NOT NULL without a default: such a write fails). */
+static void show_mapping(struct wbuf *out)
+{
+	static const char *const cols[] = { "old_table", "new_table", "old_column", "new_column",
+					    "kind", "up", "down" };
+	const struct rewrite_rules *r = rt->cfg->rules;
+	size_t rows = 0;
+
+	build_row_description(out, cols, 7);
+	for (size_t i = 0; i < rewrite_rules_entry_count(r); i++) {
+		struct rewrite_entry e;
+		char *const *known[2];
+		const bool *fill[2];
+		size_t nk[2];
+
+		if (rewrite_rules_entry(r, i, &e) != 0)
+			continue;
+		for (int s = 0; s < 2; s++)
+			nk[s] = rewrite_rules_known_columns(r, i, (enum rewrite_side)s, &known[s],
+							    &fill[s]);
+		for (size_t k = 0; k < e.n_columns; k++) {
+			struct rewrite_column_rule cr;
+			char kind[32] = "";
+
+			if (rewrite_rules_column_rule(r, i, k, &cr) != 0)
+				continue;
+			if (cr.name[0][0] && cr.name[1][0] && strcmp(cr.name[0], cr.name[1]) != 0)
+				strcat(kind, "rename");
+			if (cr.expr[1] != NULL)
+				strcat(kind, kind[0] ? "+up" : "up");
+			if (cr.expr[0] != NULL)
+				strcat(kind, kind[0] ? "+down" : "down");
+			const char *row[] = { e.sql[0], e.sql[1], cr.name[0], cr.name[1], kind,
+					      cr.expr[1], cr.expr[0] };
+			build_data_row(out, row, 7);
+			rows++;
+		}
+		for (int s = 0; nk[0] > 0 && nk[1] > 0 && s < 2; s++) {
+			for (size_t c = 0; c < nk[s]; c++) {
+				const char *nm = known[s][c];
+				bool both = mapping_has(known[1 - s], nk[1 - s], nm);
+
+				if (rewrite_rules_map_column(r, i, (enum rewrite_side)s, nm) != NULL ||
+				    (s == 1 && both))
+					continue;
+				bool ruled = false;
+				for (size_t k = 0; k < e.n_columns && !ruled; k++) {
+					struct rewrite_column_rule cr;
+
+					ruled = rewrite_rules_column_rule(r, i, k, &cr) == 0 &&
+						(strcmp(cr.name[s], nm) == 0 ||
+						 (both && strcmp(cr.name[1 - s], nm) == 0));
+				}
+				if (ruled)
+					continue;
+				const char *row[] = { e.sql[0], e.sql[1], s == 0 ? nm : "",
+						      s == 1 || both ? nm : "",
+						      both ? "same" : fill[s][c] ? "default-only"
+										: "unservable",
+						      NULL, NULL };
+				build_data_row(out, row, 7);
+				rows++;
+			}
+		}
+	}
+	complete_show(out, rows);
+}
+
 /* ---- SHOW REWRITE ---- */
 
 static void show_rewrite(const struct cmd *c, struct wbuf *out)
@@ -875,6 +959,7 @@ static void run_command(const struct cmd *c, struct admin_job *j)
 				{ "FLEET", show_fleet },
 				{ "GUARDS", admin_show_guards },
 				{ "SHADOW_READS", admin_show_shadow_reads }, { "VERIFY", show_verify },
+				{ "MAPPING", show_mapping },
 			};
 			for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
 				if (is_kw(c, 1, shows[i].kw)) {

@@ -585,6 +585,66 @@ static const struct an_entry *an_resolve_bare(struct an_ctx *c, const struct an_
 }
 
 /*
+ * Replaces tokens FIRST..LAST (a reference to COL) by COL's expression for
+ * the statement's side, its column references qualified with QUAL (QLEN
+ * bytes) when QUAL is not NULL.
+ */
+static void an_expr_edit(struct an_ctx *c, const struct rw_column *col, long first, long last,
+			 const char *qual, size_t qlen)
+{
+	char *text;
+
+	if (first < 0 || last < 0)
+		return;
+	text = rw_expr_render(col->expr[c->from], qual, qlen);
+	if (text == NULL) {
+		c->oom = true;
+		return;
+	}
+	an_edit(c, an_tok(c, first)->start, an_tok(c, last)->end, NULL, text);
+}
+
+/* Whether COL may be written as a target; refuses when its value on the
+ * other side comes from an expression (a write would need the values path). */
+static bool an_col_writable(struct an_ctx *c, const struct rw_column *col, int loc)
+{
+	if (col->expr[c->from] == NULL)
+		return true;
+	an_refuse(c, loc, "column \"%s\" is computed on the %s path by %s: writing it cannot "
+		  "be translated", col->name[c->from], c->to == RW_NEW ? "new" : "old",
+		  col->expr[c->from]->key);
+	return false;
+}
+
+/* Refuses a read of column NAME of T that the target side lacks. */
+static void an_refuse_unservable(struct an_ctx *c, const struct rw_table *t, const char *name,
+				 int loc)
+{
+	an_refuse(c, loc, "column \"%s\" of table \"%s\" does not exist on the %s path and "
+		  "has no %s expression", name, t->name[c->from], c->to == RW_NEW ? "new" : "old",
+		  c->from == RW_NEW ? "up" : "down");
+}
+
+/* A bare NAME that is no rule's: refused when the nearest query level
+ * holding a table that has it is a table whose other side lacks it. */
+static void an_bare_unservable(struct an_ctx *c, const struct an_scope *s, const char *name,
+			       int loc)
+{
+	for (; s != NULL && !s->opaque; s = s->outer) {
+		for (size_t i = 0; i < s->n; i++) {
+			const struct rw_table *t = s->e[i].t;
+
+			if (t == NULL || s->e[i].qualified_only ||
+			    rw_known_find(&t->known[c->from], name) < 0)
+				continue;
+			if (rw_unservable(t, c->from, name))
+				an_refuse_unservable(c, t, name, loc);
+			return;
+		}
+	}
+}
+
+/*
  * Rewrites a ColumnRef. Returns the token index of the column name when the
  * column was renamed (so a select list can keep its output name), else -1.
  */
@@ -617,11 +677,15 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 				an_refuse(c, cr->location,
 					  "\"%s\" may be a column or the whole row of renamed "
 					  "table \"%s\"", f[0], f[0]);
+			else
+				an_bare_unservable(c, s, f[0], cr->location);
 			return -1;
 		}
 		col = rw_find_column(c->rules, e->t, c->from, f[0]);
 		ct = an_tok_at(c, cr->location);
-		if (ct >= 0 && col != NULL)
+		if (ct >= 0 && col != NULL && col->expr[c->from] != NULL)
+			an_expr_edit(c, col, ct, ct, NULL, 0);
+		else if (ct >= 0 && col != NULL)
 			an_edit_tok(c, ct, ct, col->emit[c->to]);
 		return ct;
 	}
@@ -646,6 +710,31 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 	first = an_tok_at(c, cr->location);
 	if (first < 0)
 		return -1;
+	col = f[col_idx] != NULL ? rw_find_column(c->rules, e->t, c->from, f[col_idx]) : NULL;
+	if (col != NULL && col->expr[c->from] != NULL) {
+		/* q.col -> (expr with q. before each column it reads) */
+		long q1 = an_tok_part(c, first, (int)col_idx - 1);
+		const char *qual;
+		size_t qlen;
+
+		ct = an_tok_part(c, first, (int)col_idx);
+		if (q1 < 0 || ct < 0)
+			return -1;
+		if (nf == 4) {
+			an_refuse(c, cr->location, "a column computed by %s named with its "
+				  "database", col->expr[c->from]->key);
+			return -1;
+		}
+		if (e->relname_ref && e->t->renamed) {
+			qual = qual_parts == 2 ? e->t->emit_full[c->to] : e->t->emit_name[c->to];
+			qlen = strlen(qual);
+		} else {
+			qual = c->src + an_tok(c, first)->start;
+			qlen = (size_t)(an_tok(c, q1)->end - an_tok(c, first)->start);
+		}
+		an_expr_edit(c, col, first, ct, qual, qlen);
+		return col_idx == nf - 1 ? ct : -1;
+	}
 	if (e->relname_ref && e->t->renamed) {
 		long q0 = an_tok_part(c, first, (int)(col_idx - qual_parts));
 		long q1 = an_tok_part(c, first, (int)col_idx - 1);
@@ -653,11 +742,12 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 		an_edit_tok(c, q0, q1, qual_parts == 2 ? e->t->emit_full[c->to]
 						       : e->t->emit_name[c->to]);
 	}
-	if (f[col_idx] == NULL)
-		return -1;	/* q.* */
-	col = rw_find_column(c->rules, e->t, c->from, f[col_idx]);
-	if (col == NULL)
+	if (col == NULL) {
+		/* q.*, or a column without a rule */
+		if (f[col_idx] != NULL && rw_unservable(e->t, c->from, f[col_idx]))
+			an_refuse_unservable(c, e->t, f[col_idx], cr->location);
 		return -1;
+	}
 	ct = an_tok_part(c, first, (int)col_idx);
 	an_edit_tok(c, ct, ct, col->emit[c->to]);
 	return col_idx == nf - 1 ? ct : -1;
@@ -673,7 +763,7 @@ static void an_target_col(struct an_ctx *c, const struct rw_table *t, const char
 	if (t == NULL || !an_rewriting(c) || an_empty(name))
 		return;
 	col = rw_find_column(c->rules, t, c->from, name);
-	if (col == NULL)
+	if (col == NULL || !an_col_writable(c, col, loc))
 		return;
 	tk = an_tok_at(c, loc);
 	an_edit_tok(c, tk, tk, col->emit[c->to]);
@@ -753,7 +843,7 @@ static void an_name_list(struct an_ctx *c, const struct rw_table *t, int loc,
 		if (an_empty(nm))
 			continue;
 		col = rw_find_column(c->rules, t, c->from, nm);
-		if (col != NULL)
+		if (col != NULL && an_col_writable(c, col, loc))
 			an_edit_tok(c, toks[i], toks[i], col->emit[c->to]);
 	}
 }
@@ -911,7 +1001,7 @@ static void an_target_list(struct an_ctx *c, node_t *const *l, size_t n, struct 
 		}
 		ct = an_column_ref(c, rt->val->column_ref, s);
 		if (ct >= 0 && !c->refused && c->n_edits > 0 &&
-		    c->edits[c->n_edits - 1].start == an_tok(c, ct)->start) {
+		    c->edits[c->n_edits - 1].end == an_tok(c, ct)->end) {
 			const PgQuery__ScanToken *tk = an_tok(c, ct);
 			size_t tl = (size_t)(tk->end - tk->start);
 			char *a = malloc(tl + 5);
@@ -954,6 +1044,11 @@ static void an_using(struct an_ctx *c, const PgQuery__JoinExpr *j, struct an_sco
 			if (col == NULL) {
 				plain = true;
 				continue;
+			}
+			if (col->expr[c->from] != NULL) {
+				an_refuse(c, -1, "JOIN ... USING on column \"%s\", computed by %s",
+					  nm, col->expr[c->from]->key);
+				return;
 			}
 			if (seen != NULL && strcmp(seen->name[c->to], col->name[c->to]) != 0)
 				mixed = true;
@@ -1781,6 +1876,12 @@ static int an_edit_cmp(const void *x, const void *y)
 }
 
 /* Applies the edits to c->src; NULL on out of memory, refusing on overlap. */
+/* Whether C continues an identifier or keyword. */
+static bool an_ident_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
 static char *an_apply(struct an_ctx *c, size_t *out_len)
 {
 	size_t total = c->len, k = 0;
@@ -1810,7 +1911,7 @@ static char *an_apply(struct an_ctx *c, size_t *out_len)
 			}
 		}
 		c->edits[k++] = *e;
-		total += strlen(e->repl) + (size_t)(e->start - e->end);
+		total += strlen(e->repl) + 2 + (size_t)(e->start - e->end);
 	}
 	c->n_edits = k;
 	out = malloc(total + 1);
@@ -1820,12 +1921,21 @@ static char *an_apply(struct an_ctx *c, size_t *out_len)
 	for (size_t i = 0; i < c->n_edits; i++) {
 		const struct an_edit *e = &c->edits[i];
 		size_t rl = strlen(e->repl);
+		char next;
 
 		memcpy(o, c->src + pos, (size_t)(e->start - pos));
 		o += e->start - pos;
+		/* a bare name where a quoted one touched a word ("FROM\"t\"") */
+		if (rl > 0 && o > out && an_ident_char(o[-1]) && an_ident_char(e->repl[0]))
+			*o++ = ' ';
 		memcpy(o, e->repl, rl);
 		o += rl;
 		pos = e->end;
+		next = i + 1 < c->n_edits && c->edits[i + 1].start == pos && c->edits[i + 1].repl[0]
+			       ? c->edits[i + 1].repl[0]
+			       : (size_t)pos < c->len ? c->src[pos] : ' ';
+		if (rl > 0 && an_ident_char(e->repl[rl - 1]) && an_ident_char(next))
+			*o++ = ' ';
 	}
 	memcpy(o, c->src + pos, c->len - (size_t)pos);
 	o += c->len - (size_t)pos;

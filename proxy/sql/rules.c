@@ -27,6 +27,33 @@
 
 static atomic_uint_fast64_t rules_next_id = 1;
 
+static void rules_known_free(struct rw_known *k)
+{
+	for (size_t i = 0; i < k->n; i++) {
+		free(k->cols[i]);
+		if (k->types != NULL)
+			free(k->types[i]);
+	}
+	free(k->cols);
+	free(k->fill);
+	free(k->types);
+	memset(k, 0, sizeof(*k));
+}
+
+static void rules_expr_free(struct rw_expr *e)
+{
+	if (e == NULL)
+		return;
+	for (size_t i = 0; i < e->n_refs; i++)
+		free(e->refs[i]);
+	free(e->refs);
+	free(e->ref_pos);
+	free(e->key);
+	free(e->text);
+	free(e->cast);
+	free(e);
+}
+
 struct rewrite_rules *rewrite_rules_new(void)
 {
 	struct rewrite_rules *r = calloc(1, sizeof(*r));
@@ -58,8 +85,18 @@ void rewrite_rules_free(struct rewrite_rules *r)
 		for (int s = 0; s < 2; s++) {
 			free(c->name[s]);
 			free(c->emit[s]);
+			rules_expr_free(c->expr[s]);
 		}
 	}
+	for (size_t i = 0; i < r->n_tables; i++)
+		for (int s = 0; s < 2; s++)
+			rules_known_free(&r->tables[i].known[s]);
+	for (size_t i = 0; i < r->n_shapes; i++) {
+		free(r->shapes[i].schema);
+		free(r->shapes[i].name);
+		rules_known_free(&r->shapes[i].k);
+	}
+	free(r->shapes);
 	free(r->tables);
 	free(r->cols);
 	free(r);
@@ -88,7 +125,19 @@ size_t rewrite_rules_table_count(const struct rewrite_rules *r)
 
 size_t rewrite_rules_column_count(const struct rewrite_rules *r)
 {
-	return r != NULL ? r->n_cols : 0;
+	size_t n = 0;
+
+	if (r == NULL)
+		return 0;
+	for (size_t i = 0; i < r->n_cols; i++)
+		n += r->cols[i].name[RW_OLD][0] != '\0' && r->cols[i].name[RW_NEW][0] != '\0' &&
+		     strcmp(r->cols[i].name[RW_OLD], r->cols[i].name[RW_NEW]) != 0;
+	return n;
+}
+
+size_t rewrite_rules_expr_count(const struct rewrite_rules *r)
+{
+	return r != NULL ? r->n_exprs : 0;
 }
 
 bool rewrite_rules_apply(const struct rewrite_rules *r, enum rewrite_dir dir)
@@ -240,6 +289,11 @@ static char *rules_emit(const char *schema, const char *name)
 	return strdup(buf);
 }
 
+static bool rules_empty(const char *s)
+{
+	return s == NULL || s[0] == '\0';
+}
+
 static bool rules_streq(const char *a, const char *b)
 {
 	if (a == NULL || b == NULL)
@@ -290,7 +344,57 @@ const struct rw_column *rw_find_column(const struct rewrite_rules *r,
 	return NULL;
 }
 
+long rw_known_find(const struct rw_known *k, const char *name)
+{
+	for (size_t i = 0; i < k->n; i++)
+		if (strcmp(k->cols[i], name) == 0)
+			return (long)i;
+	return -1;
+}
+
+bool rw_unservable(const struct rw_table *t, int from, const char *name)
+{
+	const struct rw_known *have = &t->known[from], *want = &t->known[1 - from];
+
+	return have->n > 0 && want->n > 0 && rw_known_find(have, name) >= 0 &&
+	       rw_known_find(want, name) < 0;
+}
+
 /* ---- building ------------------------------------------------------------ */
+
+/* Makes room for one more element of SIZE bytes in the array *ARR points
+ * to (N used, *CAP allocated) and returns it zeroed, or NULL. ARR is the
+ * address of the array's pointer, of any element type. */
+static void *rules_slot(void *arr, size_t n, size_t *cap, size_t size)
+{
+	char *base;
+
+	memcpy(&base, arr, sizeof(base));
+	if (n == *cap) {
+		size_t nc = *cap ? 2 * *cap : 8;
+		char *grown = realloc(base, nc * size);
+
+		if (grown == NULL)
+			return NULL;
+		base = grown;
+		memcpy(arr, &base, sizeof(base));
+		*cap = nc;
+	}
+	memset(base + n * size, 0, size);
+	return base + n * size;
+}
+
+/* A zeroed new table entry at the end of r->tables (not counted), or NULL. */
+static struct rw_table *rules_table_slot(struct rewrite_rules *r)
+{
+	return rules_slot(&r->tables, r->n_tables, &r->cap_tables, sizeof(*r->tables));
+}
+
+/* A zeroed new column entry at the end of r->cols (not counted), or NULL. */
+static struct rw_column *rules_col_slot(struct rewrite_rules *r)
+{
+	return rules_slot(&r->cols, r->n_cols, &r->cap_cols, sizeof(*r->cols));
+}
 
 static int rules_add_table(struct rewrite_rules *r, const char *key, const char *value,
 			   char *err, size_t errlen)
@@ -330,17 +434,9 @@ static int rules_add_table(struct rewrite_rules *r, const char *key, const char 
 			return -1;
 		}
 	}
-	if (r->n_tables == r->cap_tables) {
-		size_t cap = r->cap_tables ? 2 * r->cap_tables : 8;
-		struct rw_table *nt = realloc(r->tables, cap * sizeof(*nt));
-
-		if (nt == NULL)
-			goto oom;
-		r->tables = nt;
-		r->cap_tables = cap;
-	}
-	t = &r->tables[r->n_tables];
-	memset(t, 0, sizeof(*t));
+	t = rules_table_slot(r);
+	if (t == NULL)
+		goto oom;
 	t->renamed = true;
 	t->line = (int)(r->n_tables + r->n_cols);
 	t->schema[RW_OLD] = rules_dup_opt(os);
@@ -355,6 +451,18 @@ static int rules_add_table(struct rewrite_rules *r, const char *key, const char 
 oom:
 	set_err(err, errlen, "rewrite: out of memory");
 	return -1;
+}
+
+/* Sets the names of column entry C; -1 when out of memory (C is then freed
+ * with the rule set as it stands). */
+static int rules_col_names(struct rw_column *c, const char *ts, const char *tn,
+			   const char *old_name, const char *new_name)
+{
+	c->tschema = rules_dup_opt(ts);
+	c->tname = strdup(tn);
+	c->name[RW_OLD] = strdup(old_name);
+	c->name[RW_NEW] = strdup(new_name);
+	return (ts && !c->tschema) || !c->tname || !c->name[RW_OLD] || !c->name[RW_NEW] ? -1 : 0;
 }
 
 static int rules_add_column(struct rewrite_rules *r, const char *key, const char *value,
@@ -385,7 +493,8 @@ static int rules_add_column(struct rewrite_rules *r, const char *key, const char
 	}
 	for (size_t i = 0; i < r->n_cols; i++) {
 		c = &r->cols[i];
-		if (strcmp(c->tname, tn) != 0 || !rules_streq(c->tschema, ts))
+		if (c->key_side != RW_OLD || c->expr[RW_OLD] != NULL ||
+		    strcmp(c->tname, tn) != 0 || !rules_streq(c->tschema, ts))
 			continue;
 		if (strcmp(c->name[RW_OLD], oc) == 0) {
 			set_err(err, errlen, "rewrite: duplicate mapping for column %s", key);
@@ -398,24 +507,339 @@ static int rules_add_column(struct rewrite_rules *r, const char *key, const char
 			return -1;
 		}
 	}
-	if (r->n_cols == r->cap_cols) {
-		size_t cap = r->cap_cols ? 2 * r->cap_cols : 8;
-		struct rw_column *nc = realloc(r->cols, cap * sizeof(*nc));
-
-		if (nc == NULL)
-			goto oom;
-		r->cols = nc;
-		r->cap_cols = cap;
-	}
-	c = &r->cols[r->n_cols];
-	memset(c, 0, sizeof(*c));
-	c->tschema = rules_dup_opt(ts);
-	c->tname = strdup(tn);
-	c->name[RW_OLD] = strdup(oc);
-	c->name[RW_NEW] = strdup(n[0]);
-	r->n_cols++;
-	if ((ts && !c->tschema) || !c->tname || !c->name[RW_OLD] || !c->name[RW_NEW])
+	c = rules_col_slot(r);
+	if (c == NULL)
 		goto oom;
+	r->n_cols++;
+	if (rules_col_names(c, ts, tn, oc, n[0]) < 0)
+		goto oom;
+	return 0;
+oom:
+	set_err(err, errlen, "rewrite: out of memory");
+	return -1;
+}
+
+/* ---- up/down expressions ------------------------------------------------ */
+
+#define RULES_EXPR_PREFIX "SELECT "
+#define RULES_EXPR_MAX_DEPTH 200
+
+struct rules_expr_walk {
+	struct rw_expr *e;
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+static void rules_expr_fail(struct rules_expr_walk *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void rules_expr_fail(struct rules_expr_walk *w, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (w->failed)
+		return;
+	w->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(w->err, w->errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void rules_expr_ref(struct rules_expr_walk *w, const PgQuery__ColumnRef *cr)
+{
+	struct rw_expr *e = w->e;
+	const char *name;
+	char **refs;
+	int *pos;
+
+	if (cr->n_fields != 1 || cr->fields[0]->node_case != PG_QUERY__NODE__NODE_STRING) {
+		rules_expr_fail(w, "column references in an expression are bare column names of "
+				"the other side's table (found a qualified name or '*')");
+		return;
+	}
+	name = cr->fields[0]->string->sval;
+	refs = realloc(e->refs, (e->n_refs + 1) * sizeof(*refs));
+	if (refs != NULL)
+		e->refs = refs;
+	pos = realloc(e->ref_pos, (e->n_refs + 1) * sizeof(*pos));
+	if (pos != NULL)
+		e->ref_pos = pos;
+	if (refs == NULL || pos == NULL ||
+	    (e->refs[e->n_refs] = strdup(name)) == NULL) {
+		rules_expr_fail(w, "out of memory");
+		return;
+	}
+	e->ref_pos[e->n_refs++] = cr->location - (int)strlen(RULES_EXPR_PREFIX);
+}
+
+/* Walks every message under M: records column references, refuses what an
+ * expression over one row cannot hold. */
+static void rules_expr_walk(struct rules_expr_walk *w, const ProtobufCMessage *m, int depth)
+{
+	const ProtobufCMessageDescriptor *d;
+
+	if (m == NULL || w->failed)
+		return;
+	if (depth > RULES_EXPR_MAX_DEPTH) {
+		rules_expr_fail(w, "expression nested too deeply");
+		return;
+	}
+	d = m->descriptor;
+	if (d == &pg_query__column_ref__descriptor) {
+		rules_expr_ref(w, (const PgQuery__ColumnRef *)m);
+		return;
+	}
+	if (d == &pg_query__sub_link__descriptor || d == &pg_query__select_stmt__descriptor) {
+		rules_expr_fail(w, "subqueries are not allowed in an expression");
+		return;
+	}
+	if (d == &pg_query__param_ref__descriptor) {
+		rules_expr_fail(w, "parameters ($n) are not allowed in an expression");
+		return;
+	}
+	if (d == &pg_query__func_call__descriptor &&
+	    (((const PgQuery__FuncCall *)m)->over != NULL ||
+	     ((const PgQuery__FuncCall *)m)->agg_star)) {
+		rules_expr_fail(w, "window and aggregate calls are not allowed in an expression");
+		return;
+	}
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *arr =
+				*(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t k = 0; k < n; k++)
+				rules_expr_walk(w, arr[k], depth + 1);
+		} else {
+			rules_expr_walk(w, *(const ProtobufCMessage *const *)(base + f->offset),
+					depth + 1);
+		}
+	}
+}
+
+/*
+ * Parses VALUE as one SQL expression (as the select list of "SELECT VALUE")
+ * into a new rw_expr (caller owns), or NULL with a message.
+ */
+static struct rw_expr *rules_parse_expr(const char *key, const char *value, char *err,
+					size_t errlen)
+{
+	struct rules_expr_walk w = { .err = err, .errlen = errlen };
+	PgQueryProtobufParseResult res;
+	PgQuery__ParseResult *tree = NULL;
+	const PgQuery__SelectStmt *sel;
+	struct rw_expr *e;
+	size_t vlen, plen = strlen(RULES_EXPR_PREFIX);
+	char *sql;
+
+	while (isspace((unsigned char)*value))
+		value++;
+	vlen = strlen(value);
+	while (vlen > 0 && isspace((unsigned char)value[vlen - 1]))
+		vlen--;
+	if (vlen == 0) {
+		set_err(err, errlen, "rewrite: %s: empty expression", key);
+		return NULL;
+	}
+	e = calloc(1, sizeof(*e));
+	sql = malloc(plen + vlen + 1);
+	if (e == NULL || sql == NULL || (e->key = strdup(key)) == NULL ||
+	    (e->text = strndup(value, vlen)) == NULL) {
+		free(sql);
+		rules_expr_free(e);
+		set_err(err, errlen, "rewrite: out of memory");
+		return NULL;
+	}
+	memcpy(sql, RULES_EXPR_PREFIX, plen);
+	memcpy(sql + plen, value, vlen);
+	sql[plen + vlen] = '\0';
+	res = pg_query_parse_protobuf(sql);
+	free(sql);
+	if (res.error != NULL) {
+		set_err(err, errlen, "rewrite: %s: expression '%s' does not parse: %s", key,
+			e->text, res.error->message);
+		goto fail;
+	}
+	tree = pg_query__parse_result__unpack(NULL, res.parse_tree.len,
+					      (const uint8_t *)res.parse_tree.data);
+	if (tree == NULL) {
+		set_err(err, errlen, "rewrite: out of memory");
+		goto fail;
+	}
+	sel = tree->n_stmts == 1 && tree->stmts[0]->stmt != NULL &&
+	      tree->stmts[0]->stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT ?
+		      tree->stmts[0]->stmt->select_stmt : NULL;
+	if (sel == NULL || sel->n_target_list != 1 || sel->n_from_clause != 0 ||
+	    sel->where_clause != NULL || sel->n_group_clause != 0 || sel->having_clause != NULL ||
+	    sel->n_sort_clause != 0 || sel->limit_count != NULL || sel->limit_offset != NULL ||
+	    sel->n_distinct_clause != 0 || sel->n_locking_clause != 0 || sel->with_clause != NULL ||
+	    sel->op != PG_QUERY__SET_OPERATION__SETOP_NONE ||
+	    sel->target_list[0]->node_case != PG_QUERY__NODE__NODE_RES_TARGET ||
+	    !rules_empty(sel->target_list[0]->res_target->name)) {
+		set_err(err, errlen, "rewrite: %s: '%s' is not one expression", key, e->text);
+		goto fail;
+	}
+	w.e = e;
+	rules_expr_walk(&w, (const ProtobufCMessage *)sel->target_list[0]->res_target->val, 0);
+	/* the tree is not walked in text order everywhere; rendering needs it */
+	for (size_t i = 1; !w.failed && i < e->n_refs; i++) {
+		for (size_t k = i; k > 0 && e->ref_pos[k - 1] > e->ref_pos[k]; k--) {
+			int p = e->ref_pos[k];
+			char *r = e->refs[k];
+
+			e->ref_pos[k] = e->ref_pos[k - 1];
+			e->refs[k] = e->refs[k - 1];
+			e->ref_pos[k - 1] = p;
+			e->refs[k - 1] = r;
+		}
+	}
+	if (w.failed) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", err);
+		set_err(err, errlen, "rewrite: %s: %s", key, msg);
+		goto fail;
+	}
+	pg_query__parse_result__free_unpacked(tree, NULL);
+	pg_query_free_protobuf_parse_result(res);
+	return e;
+fail:
+	if (tree != NULL)
+		pg_query__parse_result__free_unpacked(tree, NULL);
+	pg_query_free_protobuf_parse_result(res);
+	rules_expr_free(e);
+	return NULL;
+}
+
+char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen)
+{
+	size_t tl = strlen(e->text), n = 0, at = 0;
+	size_t cl = e->cast != NULL ? strlen(e->cast) + 4 : 0;
+	char *out = malloc(tl + 3 + cl + (qual != NULL ? e->n_refs * (qlen + 1) : 0));
+
+	if (out == NULL)
+		return NULL;
+	if (e->cast != NULL)
+		out[n++] = '(';
+	out[n++] = '(';
+	for (size_t i = 0; qual != NULL && i < e->n_refs; i++) {
+		size_t pos = (size_t)e->ref_pos[i];
+
+		if (pos < at || pos > tl)
+			continue;
+		memcpy(out + n, e->text + at, pos - at);
+		n += pos - at;
+		memcpy(out + n, qual, qlen);
+		n += qlen;
+		out[n++] = '.';
+		at = pos;
+	}
+	memcpy(out + n, e->text + at, tl - at);
+	n += tl - at;
+	out[n++] = ')';
+	if (e->cast != NULL) {
+		memcpy(out + n, "::", 2);
+		memcpy(out + n + 2, e->cast, cl - 4);
+		n += cl - 2;
+		out[n++] = ')';
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* up.[schema.]table.column (SIDE RW_NEW) or down.... (RW_OLD) = EXPR. */
+static int rules_add_expr(struct rewrite_rules *r, const char *key, const char *rest,
+			  const char *value, int side, char *err, size_t errlen)
+{
+	char o[RULES_MAX_PARTS][RULES_MAX_IDENT + 1];
+	int no;
+	const char *ts, *tn, *col;
+	struct rw_column *c;
+	struct rw_expr *e;
+
+	no = rules_split(rest, o, 3, "rewrite key", err, errlen);
+	if (no < 0)
+		return -1;
+	if (no < 2) {
+		set_err(err, errlen, "rewrite key %s: expected %s.<table>.<column>", key,
+			side == RW_NEW ? "up" : "down");
+		return -1;
+	}
+	ts = no == 3 ? o[0] : NULL;
+	tn = o[no - 2];
+	col = o[no - 1];
+	for (size_t i = 0; i < r->n_cols; i++) {
+		c = &r->cols[i];
+		if (c->key_side == side && c->expr[side] != NULL && strcmp(c->tname, tn) == 0 &&
+		    rules_streq(c->tschema, ts) && strcmp(c->name[side], col) == 0) {
+			set_err(err, errlen, "rewrite: %s: column %s.%s already has an expression",
+				key, tn, col);
+			return -1;
+		}
+	}
+	e = rules_parse_expr(key, value, err, errlen);
+	if (e == NULL)
+		return -1;
+	c = rules_col_slot(r);
+	if (c == NULL) {
+		rules_expr_free(e);
+		goto oom;
+	}
+	c->key_side = side;
+	c->expr[side] = e;
+	r->n_cols++;
+	r->n_exprs++;
+	if (rules_col_names(c, ts, tn, side == RW_OLD ? col : "", side == RW_NEW ? col : "") < 0)
+		goto oom;
+	return 0;
+oom:
+	set_err(err, errlen, "rewrite: out of memory");
+	return -1;
+}
+
+int rewrite_rules_add_columns(struct rewrite_rules *r, bool new_side, const char *schema,
+			      const char *name, const char *const *cols, const bool *fill,
+			      const char *const *types, size_t n, char *err, size_t errlen)
+{
+	struct rw_shape *sh;
+
+	if (r == NULL || r->finished || name == NULL) {
+		set_err(err, errlen, "rewrite: columns added to a finished rule set");
+		return -1;
+	}
+	sh = rules_slot(&r->shapes, r->n_shapes, &r->cap_shapes, sizeof(*r->shapes));
+	if (sh == NULL)
+		goto oom;
+	r->n_shapes++;
+	sh->side = new_side ? RW_NEW : RW_OLD;
+	sh->schema = rules_dup_opt(schema != NULL && schema[0] != '\0' ? schema : NULL);
+	sh->name = strdup(name);
+	sh->k.cols = calloc(n ? n : 1, sizeof(*sh->k.cols));
+	sh->k.fill = calloc(n ? n : 1, sizeof(*sh->k.fill));
+	sh->k.types = calloc(n ? n : 1, sizeof(*sh->k.types));
+	if ((schema && schema[0] && !sh->schema) || !sh->name || !sh->k.cols || !sh->k.fill ||
+	    !sh->k.types)
+		goto oom;
+	for (; sh->k.n < n; sh->k.n++) {
+		size_t i = sh->k.n;
+
+		sh->k.fill[i] = fill[i];
+		if ((sh->k.cols[i] = strdup(cols[i])) == NULL ||
+		    (types != NULL && types[i] != NULL && (sh->k.types[i] = strdup(types[i])) == NULL)) {
+			sh->k.n++;	/* freed with the rest */
+			goto oom;
+		}
+	}
 	return 0;
 oom:
 	set_err(err, errlen, "rewrite: out of memory");
@@ -437,9 +861,13 @@ int rewrite_rules_add(struct rewrite_rules *r, const char *key, const char *valu
 		return rules_add_table(r, key + 6, value, err, errlen);
 	if (strncmp(key, "column.", 7) == 0)
 		return rules_add_column(r, key + 7, value, err, errlen);
+	if (strncmp(key, "up.", 3) == 0)
+		return rules_add_expr(r, key, key + 3, value, RW_NEW, err, errlen);
+	if (strncmp(key, "down.", 5) == 0)
+		return rules_add_expr(r, key, key + 5, value, RW_OLD, err, errlen);
 	set_err(err, errlen,
-		  "rewrite: unknown key '%s' (expected table.<name> or column.<table>.<column>)",
-		  key);
+		  "rewrite: unknown key '%s' (expected table.<name>, column.<table>.<column>, "
+		  "up.<new table>.<column> or down.<old table>.<column>)", key);
 	return -1;
 }
 
@@ -448,6 +876,52 @@ static int rules_col_cmp(const void *a, const void *b)
 	const struct rw_column *x = a, *y = b;
 
 	return x->table < y->table ? -1 : x->table > y->table;
+}
+
+/*
+ * Gives each expression that defines a renamed column (a retyped column:
+ * column.orders.price = price_cents with up.orders.price_cents) to the
+ * rename's entry, and refuses two expressions for one column.
+ */
+static int rules_merge_exprs(struct rewrite_rules *r, char *err, size_t errlen)
+{
+	const size_t dead = (size_t)-1;
+	size_t keep = 0;
+
+	for (size_t i = 0; i < r->n_cols; i++) {
+		struct rw_column *x = &r->cols[i];
+		int side = x->expr[RW_NEW] != NULL ? RW_NEW : RW_OLD;
+
+		if (x->expr[side] == NULL || x->name[1 - side][0] != '\0')
+			continue;
+		for (size_t k = 0; k < r->n_cols; k++) {
+			struct rw_column *y = &r->cols[k];
+
+			if (k == i || y->table != x->table || strcmp(y->name[side], x->name[side]) != 0)
+				continue;
+			if (y->expr[side] != NULL && y->name[1 - side][0] == '\0' && k > i)
+				continue;	/* reported when k's turn comes */
+			if (y->expr[side] != NULL) {
+				set_err(err, errlen, "rewrite: %s: column %s already has an "
+					"expression (%s)", x->expr[side]->key, x->name[side],
+					y->expr[side]->key);
+				return -1;
+			}
+			y->expr[side] = x->expr[side];
+			x->expr[side] = NULL;
+			free(x->tschema);
+			free(x->tname);
+			for (int s = 0; s < 2; s++)
+				free(x->name[s]);
+			x->table = dead;
+			break;
+		}
+	}
+	for (size_t i = 0; i < r->n_cols; i++)
+		if (r->cols[i].table != dead)
+			r->cols[keep++] = r->cols[i];
+	r->n_cols = keep;
+	return 0;
 }
 
 int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
@@ -461,32 +935,38 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 	/* Link each column rule to its table, creating unrenamed entries. */
 	for (size_t i = 0; i < r->n_cols; i++) {
 		struct rw_column *c = &r->cols[i];
-		const struct rw_table *t = rw_find_table(r, RW_OLD, c->tschema, c->tname);
+		int ks = c->key_side;
+		const struct rw_table *t = rw_find_table(r, ks, c->tschema, c->tname);
 
 		if (t == NULL) {
-			const struct rw_table *clash = rw_find_table(r, RW_NEW, c->tschema, c->tname);
+			const struct rw_table *clash = rw_find_table(r, 1 - ks, c->tschema, c->tname);
 			struct rw_table *nt;
 
 			if (clash != NULL && clash->renamed) {
 				char a[2 * RULES_MAX_IDENT + 2];
 
-				rules_fmt_name(a, sizeof(a), clash->schema[RW_OLD], clash->name[RW_OLD]);
-				set_err(err, errlen,
-					  "rewrite: column rule on %s: that is the new name of table "
-					  "%s; key column rules by the old table name", c->tname, a);
+				rules_fmt_name(a, sizeof(a), clash->schema[1 - ks], clash->name[1 - ks]);
+				if (c->expr[RW_NEW] != NULL)
+					set_err(err, errlen,
+						"rewrite: %s: %s is the old name of table %s; key up "
+						"rules by the new table name", c->expr[RW_NEW]->key,
+						c->tname, a);
+				else if (c->expr[RW_OLD] != NULL)
+					set_err(err, errlen,
+						"rewrite: %s: %s is the new name of table %s; key down "
+						"rules by the old table name", c->expr[RW_OLD]->key,
+						c->tname, a);
+				else
+					set_err(err, errlen,
+						"rewrite: column rule on %s: that is the new name of "
+						"table %s; key column rules by the old table name",
+						c->tname, a);
 				return -1;
 			}
-			if (r->n_tables == r->cap_tables) {
-				size_t cap = r->cap_tables ? 2 * r->cap_tables : 8;
-				struct rw_table *tt = realloc(r->tables, cap * sizeof(*tt));
-
-				if (tt == NULL)
-					goto oom;
-				r->tables = tt;
-				r->cap_tables = cap;
-			}
-			nt = &r->tables[r->n_tables++];
-			memset(nt, 0, sizeof(*nt));
+			nt = rules_table_slot(r);
+			if (nt == NULL)
+				goto oom;
+			r->n_tables++;
 			for (int s = 0; s < 2; s++) {
 				nt->schema[s] = rules_dup_opt(c->tschema);
 				nt->name[s] = strdup(c->tname);
@@ -521,6 +1001,8 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 			}
 		}
 	}
+	if (rules_merge_exprs(r, err, errlen) < 0)
+		return -1;
 	if (r->n_cols > 1)
 		qsort(r->cols, r->n_cols, sizeof(*r->cols), rules_col_cmp);
 	for (size_t i = 0; i < r->n_tables; i++) {
@@ -546,8 +1028,33 @@ int rewrite_rules_finish(struct rewrite_rules *r, char *err, size_t errlen)
 		struct rw_column *c = &r->cols[k];
 
 		for (int s = 0; s < 2; s++) {
-			c->emit[s] = rules_emit(NULL, c->name[s]);
+			c->emit[s] = c->name[s][0] != '\0' ? rules_emit(NULL, c->name[s]) : strdup("");
 			if (c->emit[s] == NULL)
+				goto oom;
+		}
+	}
+	for (size_t i = 0; i < r->n_shapes; i++) {
+		struct rw_shape *sh = &r->shapes[i];
+		struct rw_table *t = (struct rw_table *)rw_find_table(r, sh->side, sh->schema,
+								      sh->name);
+
+		if (t == NULL || t->known[sh->side].n > 0)
+			continue;
+		t->known[sh->side] = sh->k;
+		memset(&sh->k, 0, sizeof(sh->k));
+	}
+	/* an expression column of known type is read as that type */
+	for (size_t k = 0; k < r->n_cols; k++) {
+		struct rw_column *c = &r->cols[k];
+
+		for (int s = 0; s < 2; s++) {
+			const struct rw_known *kn = &r->tables[c->table].known[s];
+			long i = c->expr[s] != NULL ? rw_known_find(kn, c->name[s]) : -1;
+
+			if (i < 0 || kn->types[i] == NULL)
+				continue;
+			c->expr[s]->cast = strdup(kn->types[i]);
+			if (c->expr[s]->cast == NULL)
 				goto oom;
 		}
 	}

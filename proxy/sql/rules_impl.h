@@ -22,6 +22,14 @@
 
 enum { RW_OLD = 0, RW_NEW = 1 };
 
+/* The columns of one side of a table pair, as its catalog said at load. */
+struct rw_known {
+	char **cols;		/* owns, n: names as stored */
+	bool *fill;		/* owns, n: nullable or with a default (a write may omit it) */
+	char **types;		/* owns, n: SQL type the other side may cast to, or NULL */
+	size_t n;		/* 0: not known */
+};
+
 struct rw_table {
 	char *schema[2];	/* owns; NULL when unqualified; [RW_OLD]/[RW_NEW] */
 	char *name[2];		/* owns */
@@ -31,14 +39,38 @@ struct rw_table {
 	size_t first_col;	/* column rules of this table: cols[first_col ..] */
 	size_t n_cols;
 	int line;		/* order of the rule, for messages */
+	struct rw_known known[2];	/* owns; each side's columns when read */
 };
 
+/*
+ * An up or down expression: the value of a column on one side computed from
+ * the other side's row. Its column references are bare names of the other
+ * side's table.
+ */
+struct rw_expr {
+	char *key;		/* owns; the [rewrite] key as written, for messages */
+	char *text;		/* owns; the expression as written (trimmed) */
+	char **refs;		/* owns; folded names of the columns it reads */
+	int *ref_pos;		/* owns; byte offset of each reference in text */
+	size_t n_refs;
+	char *cast;		/* owns; the column's own type, to cast the value to, or NULL */
+};
+
+/*
+ * A column rule: a rename (both names set), an expression column (the name
+ * on the side without the column is "", which no lookup matches), or a
+ * rename with expressions (a retyped column). expr[S], when set, gives the
+ * value of name[S] from the other side's row: expr[RW_NEW] is an up
+ * expression (written in old names), expr[RW_OLD] a down expression.
+ */
 struct rw_column {
-	char *tschema;		/* owns; the OLD table as written in the key */
+	char *tschema;		/* owns; the table as written in the key */
 	char *tname;		/* owns */
-	char *name[2];		/* owns; column name on each side */
-	char *emit[2];		/* owns; quoted as needed */
+	char *name[2];		/* owns; column name on each side ("" when none) */
+	char *emit[2];		/* owns; quoted as needed ("" when none) */
+	struct rw_expr *expr[2];	/* owns; NULL when none */
 	size_t table;		/* index into tables[] (after finish) */
+	int key_side;		/* side the key's table name is on (RW_OLD for column.) */
 };
 
 struct rewrite_rules {
@@ -48,6 +80,17 @@ struct rewrite_rules {
 	size_t n_tables, cap_tables;
 	struct rw_column *cols;		/* owns; sorted by table after finish */
 	size_t n_cols, cap_cols;
+	size_t n_exprs;			/* up and down expressions among cols */
+	struct rw_shape *shapes;	/* owns; columns added before finish */
+	size_t n_shapes, cap_shapes;
+};
+
+/* Columns of a table added before finish (rewrite_rules_add_columns). */
+struct rw_shape {
+	int side;
+	char *schema;		/* owns; NULL when unqualified */
+	char *name;		/* owns */
+	struct rw_known k;	/* owns until given to the table entry */
 };
 
 /* Side a statement's names are written in, and the side to translate to. */
@@ -64,5 +107,20 @@ const struct rw_table *rw_find_table(const struct rewrite_rules *r, int side,
 const struct rw_column *rw_find_column(const struct rewrite_rules *r,
 				       const struct rw_table *t, int side,
 				       const char *col);
+
+/* Index of column NAME in K, or -1. */
+long rw_known_find(const struct rw_known *k, const char *name);
+
+/* Whether column NAME, named on side FROM of table T, is known to exist on
+ * FROM and not on the other side (and has no rule: the caller checked). */
+bool rw_unservable(const struct rw_table *t, int from, const char *name);
+
+/*
+ * The text that replaces a reference to a column computed by E: "(expr)", or
+ * "((expr)::type)" when the column's type is known,
+ * each column reference of E prefixed with QUAL and a dot when QUAL is not
+ * NULL (QLEN bytes). Caller owns the result; NULL when out of memory.
+ */
+char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen);
 
 #endif

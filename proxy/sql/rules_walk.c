@@ -44,5 +44,37 @@ const char *rewrite_rules_map_column(const struct rewrite_rules *r, size_t i,
 		return NULL;
 	int from = side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD;
 	const struct rw_column *c = rw_find_column(r, &r->tables[i], from, col);
-	return c != NULL ? c->name[1 - from] : NULL;
+	/* a column whose value is computed by an expression has no counterpart
+	 * whose value can be copied or compared as it is */
+	if (c == NULL || c->expr[RW_OLD] != NULL || c->expr[RW_NEW] != NULL)
+		return NULL;
+	return c->name[1 - from];
+}
+
+int rewrite_rules_column_rule(const struct rewrite_rules *r, size_t i, size_t k,
+			      struct rewrite_column_rule *out)
+{
+	if (i >= rewrite_rules_entry_count(r) || k >= r->tables[i].n_cols)
+		return -1;
+	const struct rw_column *c = &r->cols[r->tables[i].first_col + k];
+	for (int side = RW_OLD; side <= RW_NEW; side++) {
+		const struct rw_expr *e = c->expr[side];
+		out->name[side] = c->name[side];
+		out->expr[side] = e ? e->text : NULL;
+		out->key[side] = e ? e->key : NULL;
+		out->refs[side] = e ? e->refs : NULL;
+		out->n_refs[side] = e ? e->n_refs : 0;
+	}
+	return 0;
+}
+
+size_t rewrite_rules_known_columns(const struct rewrite_rules *r, size_t i,
+				   enum rewrite_side side, char *const **cols, const bool **fill)
+{
+	if (i >= rewrite_rules_entry_count(r))
+		return 0;
+	const struct rw_known *k = &r->tables[i].known[side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD];
+	*cols = k->cols;
+	*fill = k->fill;
+	return k->n;
 }

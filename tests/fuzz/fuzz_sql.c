@@ -26,13 +26,28 @@ static void fuzz_init(void)
 		{ "column.app.orders.amt", "amount" },
 		{ "column.accounts.email", "\"Email\"" },
 		{ "table.t", "\"select\"" },
+		{ "up.users_v2.email_domain", "split_part(email, '@', 2)" },
+		{ "down.users.nickname", "split_part(full_name, ' ', 1)" },
+		{ "up.app_v2.orders.amount", "(amt * 100)::bigint" },
+		{ "down.app.orders.amt", "amount / 100.0" },
+		{ "up.\"select\".\"Mixed\"", "CASE WHEN a IS NULL THEN \"B\" ELSE ts AT TIME ZONE tz END" },
 	};
+	/* what a catalog would say of users: legacy and extra on one side only */
+	static const char *const oc[] = { "id", "name", "email", "nickname", "legacy" };
+	static const char *const nc[] = { "id", "full_name", "email", "email_domain", "extra" };
+	static const char *const types[] = { "integer", "text", "text", "text", "integer" };
+	static const bool fill[] = { false, false, true, true, true };
 	char err[256];
 
 	fuzz_rules = rewrite_rules_new();
 	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
 		if (rewrite_rules_add(fuzz_rules, kv[i][0], kv[i][1], err, sizeof(err)) != 0)
 			abort();
+	if (rewrite_rules_add_columns(fuzz_rules, false, NULL, "users", oc, fill, types, 5, err,
+				      sizeof(err)) != 0 ||
+	    rewrite_rules_add_columns(fuzz_rules, true, NULL, "users_v2", nc, fill, types, 5, err,
+				      sizeof(err)) != 0)
+		abort();
 	if (rewrite_rules_finish(fuzz_rules, err, sizeof(err)) != 0)
 		abort();
 	fuzz_cache = sql_cache_new(64, 1 << 20);

@@ -53,6 +53,21 @@ def message(kind, body=b""):
     return kind + struct.pack("!I", len(body) + 4) + body
 
 
+def parse_data_row(body):
+    """A DataRow's values: a tuple of str (text format) or None."""
+    (n,) = struct.unpack("!H", body[:2])
+    pos, row = 2, []
+    for _ in range(n):
+        (ln,) = struct.unpack("!i", body[pos:pos + 4])
+        pos += 4
+        if ln < 0:
+            row.append(None)
+        else:
+            row.append(body[pos:pos + ln].decode())
+            pos += ln
+    return tuple(row)
+
+
 def parse_error_fields(body):
     fields = {}
     for part in body.split(b"\0"):
@@ -213,17 +228,7 @@ class Conn:
             if kind == b"T":
                 rows = []
             elif kind == b"D":
-                (n,) = struct.unpack("!H", body[:2])
-                pos, row = 2, []
-                for _ in range(n):
-                    (ln,) = struct.unpack("!i", body[pos:pos + 4])
-                    pos += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(body[pos:pos + ln].decode())
-                        pos += ln
-                rows.append(tuple(row))
+                rows.append(parse_data_row(body))
             elif kind == b"E":
                 err = WireError(parse_error_fields(body))
             elif kind == b"Z":

@@ -160,16 +160,31 @@ def demo_db(pg):
     pg.sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
 
 
+def demo_rewrite_section():
+    """The [rewrite] section of the demo's config (docker/pgturnout.ini)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out, inside = [], False
+    with open(os.path.join(here, "..", "..", "docker", "pgturnout.ini")) as f:
+        for line in f:
+            if line.startswith("["):
+                inside = line.strip() == "[rewrite]"
+            if inside and not line.startswith(";"):
+                out.append(line)
+    assert any(l.startswith("up.") for l in out), out
+    return "".join(out)
+
+
 @pytest.mark.parametrize("canary", ["0", "50"])
 def test_demo_schema_stays_identical(proxy_factory, pg, demo_db, canary):
     """scripts/demo.sh's schema and rules: serial users.id on old, a plain
     integer users_v2.id on new; v1 and v2 clients insert, update, delete."""
-    paths = {"old": {"dbname": demo_db},
-             "new": {"dbname": demo_db, "search_path": "app_v2, public"}}
+    # as the demo's config: the catalog read as app (captured INSERTs then
+    # leave out old's nickname, which new does not have), its [rewrite] lines
+    paths = {"old": {"dbname": demo_db, "user": "app"},
+             "new": {"dbname": demo_db, "search_path": "app_v2, public", "user": "app"}}
     extra = ("\n[migration]\nold = old\nnew = new\nsalt = %s\nversion.v1 = old\n"
-             "version.v2 = new\n\n[rewrite]\ntable.users = users_v2\n"
-             "column.users.name = full_name\n\n[flags]\ndual_write = on\n"
-             "canary_percent = %s\n" % (unique("salt"), canary))
+             "version.v2 = new\n\n%s\n[flags]\ndual_write = on\n"
+             "canary_percent = %s\n" % (unique("salt"), demo_rewrite_section(), canary))
     p = proxy_factory(paths=paths, extra=extra)
     v1 = p.connect(options="-c pgturnout.version=v1")
     v2 = p.connect(options="-c pgturnout.version=v2")

@@ -16,7 +16,7 @@
 #include "sql/analyze.h"
 #include "sql/rules.h"
 
-enum rs { RS_STD, RS_QUOTE, RS_SCHEMA, RS_EMPTY, RS_COUNT };
+enum rs { RS_STD, RS_QUOTE, RS_SCHEMA, RS_EMPTY, RS_EXPR, RS_COUNT };
 
 static const char *const rs_std[][2] = {
 	{ "table.users", "users_v2" },
@@ -41,9 +41,31 @@ static const char *const rs_schema[][2] = {
 	{ NULL, NULL },
 };
 static const char *const rs_empty[][2] = { { NULL, NULL } };
+/* up/down expressions: a derived column, a dropped one, a retyped one (renamed
+ * with a value each way), a type changed in place, and a table without a
+ * table rule. */
+static const char *const rs_expr[][2] = {
+	{ "table.users", "users_v2" },
+	{ "column.users.name", "full_name" },
+	{ "up.users_v2.email_domain", "split_part(email, '@', 2)" },
+	{ "down.users.nickname", "split_part(full_name, ' ', 1)" },
+	{ "up.orders.price_cents", "(price * 100)::bigint" },
+	{ "column.orders.price", "price_cents" },
+	{ "down.orders.price", "price_cents / 100.0" },
+	{ "up.items.weight", "grams::numeric / 1000" },
+	{ "down.items.weight", "(weight * 1000)::int" },
+	{ "up.persons.first_name", "split_part(\"Full\", ' ', 1)" },
+	{ "table.people", "people_v2" },
+	{ "up.people_v2.first_name", "split_part(full_name, ' ', 1)" },
+	{ "up.people_v2.last_name", "substr(full_name, length(split_part(full_name, ' ', 1)) + 2)" },
+	{ "down.people.full_name", "first_name || ' ' || last_name" },
+	{ "up.boxes.label", "CASE WHEN n IS NULL THEN tag ELSE tag || '-' || n::text END" },
+	{ "up.boxes.made_local", "made AT TIME ZONE tz" },
+	{ NULL, NULL },
+};
 
 static const char *const (*const rs_defs[RS_COUNT])[2] = {
-	rs_std, rs_quote, rs_schema, rs_empty,
+	rs_std, rs_quote, rs_schema, rs_empty, rs_expr,
 };
 
 #define O2N REWRITE_OLD_TO_NEW
@@ -394,6 +416,111 @@ static const struct rw_case cases[] = {
 	REF("CREATE INDEX ON users (name)", "DDL"),
 	REF("CREATE TABLE users (id int)", "DDL"),
 	REF("SELECT name INTO users FROM t", "DDL"),
+	/* --- up/down expressions: reads see the column through its expression --- */
+#define X(dir, in, out) { RS_EXPR, dir, in, out, NULL }
+#define XREF(dir, in, err) { RS_EXPR, dir, in, NULL, err }
+	X(N2O, "SELECT email_domain FROM users_v2",
+	  "SELECT (split_part(email, '@', 2)) AS email_domain FROM users"),
+	X(N2O, "SELECT id, email_domain, full_name FROM users_v2 WHERE id = $1",
+	  "SELECT id, (split_part(email, '@', 2)) AS email_domain, name AS full_name FROM users WHERE id = $1"),
+	X(N2O, "SELECT u.email_domain FROM users_v2 u",
+	  "SELECT (split_part(u.email, '@', 2)) AS email_domain FROM users u"),
+	X(N2O, "SELECT users_v2.email_domain FROM users_v2",
+	  "SELECT (split_part(users.email, '@', 2)) AS email_domain FROM users"),
+	X(N2O, "SELECT id FROM users_v2 WHERE email_domain = 'example.com'",
+	  "SELECT id FROM users WHERE (split_part(email, '@', 2)) = 'example.com'"),
+	X(N2O, "SELECT id FROM users_v2 u WHERE u.email_domain = 'email_domain' -- email_domain",
+	  "SELECT id FROM users u WHERE (split_part(u.email, '@', 2)) = 'email_domain' -- email_domain"),
+	X(N2O, "SELECT email_domain, count(*) FROM users_v2 GROUP BY email_domain ORDER BY email_domain",
+	  "SELECT (split_part(email, '@', 2)) AS email_domain, count(*) FROM users GROUP BY (split_part(email, '@', 2)) ORDER BY email_domain"),
+	X(N2O, "SELECT id FROM users_v2 ORDER BY email_domain DESC",
+	  "SELECT id FROM users ORDER BY (split_part(email, '@', 2)) DESC"),
+	X(N2O, "SELECT upper(email_domain) AS d FROM users_v2",
+	  "SELECT upper((split_part(email, '@', 2))) AS d FROM users"),
+	X(N2O, "SELECT d FROM (SELECT email_domain AS d FROM users_v2) s",
+	  "SELECT d FROM (SELECT (split_part(email, '@', 2)) AS d FROM users) s"),
+	X(N2O, "SELECT email_domain FROM (SELECT email_domain FROM users_v2) s",
+	  "SELECT email_domain FROM (SELECT (split_part(email, '@', 2)) AS email_domain FROM users) s"),
+	X(N2O, "WITH d AS (SELECT id, email_domain FROM users_v2) SELECT email_domain FROM d",
+	  "WITH d AS (SELECT id, (split_part(email, '@', 2)) AS email_domain FROM users) SELECT email_domain FROM d"),
+	X(N2O, "SELECT o.id FROM orders o JOIN users_v2 u ON u.email_domain = o.domain",
+	  "SELECT o.id FROM orders o JOIN users u ON (split_part(u.email, '@', 2)) = o.domain"),
+	X(N2O, "SELECT id FROM t WHERE x IN (SELECT email_domain FROM users_v2)",
+	  "SELECT id FROM t WHERE x IN (SELECT (split_part(email, '@', 2)) AS email_domain FROM users)"),
+	X(N2O, "SELECT id FROM users_v2 u WHERE EXISTS (SELECT 1 FROM t WHERE t.d = u.email_domain)",
+	  "SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM t WHERE t.d = (split_part(u.email, '@', 2)))"),
+	X(N2O, "UPDATE users_v2 SET full_name = 'x' WHERE email_domain = 'a.b'",
+	  "UPDATE users SET name = 'x' WHERE (split_part(email, '@', 2)) = 'a.b'"),
+	X(N2O, "DELETE FROM users_v2 WHERE email_domain = $1 RETURNING email_domain",
+	  "DELETE FROM users WHERE (split_part(email, '@', 2)) = $1 RETURNING (split_part(email, '@', 2)) AS email_domain"),
+	X(N2O, "SELECT email FROM users_v2", "SELECT email FROM users"),
+	X(O2N, "SELECT email_domain FROM users", "SELECT email_domain FROM users_v2"),
+	/* down: old clients on the new path */
+	X(O2N, "SELECT nickname FROM users",
+	  "SELECT (split_part(full_name, ' ', 1)) AS nickname FROM users_v2"),
+	X(O2N, "SELECT id, nickname, name FROM users WHERE nickname LIKE 'A%'",
+	  "SELECT id, (split_part(full_name, ' ', 1)) AS nickname, full_name AS name FROM users_v2 WHERE (split_part(full_name, ' ', 1)) LIKE 'A%'"),
+	X(O2N, "SELECT users.nickname FROM users",
+	  "SELECT (split_part(users_v2.full_name, ' ', 1)) AS nickname FROM users_v2"),
+	X(O2N, "SELECT x.nickname FROM users AS x /* nickname */",
+	  "SELECT (split_part(x.full_name, ' ', 1)) AS nickname FROM users_v2 AS x /* nickname */"),
+	X(N2O, "SELECT nickname FROM users_v2", "SELECT nickname FROM users"),
+	/* a retyped column: renamed, with a value each way */
+	X(O2N, "SELECT price FROM orders WHERE price > 10",
+	  "SELECT (price_cents / 100.0) AS price FROM orders WHERE (price_cents / 100.0) > 10"),
+	X(N2O, "SELECT price_cents FROM orders", "SELECT ((price * 100)::bigint) AS price_cents FROM orders"),
+	X(N2O, "SELECT sum(o.price_cents) FROM orders o",
+	  "SELECT sum(((o.price * 100)::bigint)) FROM orders o"),
+	/* a type changed in place: same name, an expression each way */
+	X(O2N, "SELECT weight FROM items", "SELECT ((weight * 1000)::int) AS weight FROM items"),
+	X(N2O, "SELECT weight FROM items", "SELECT (grams::numeric / 1000) AS weight FROM items"),
+	X(N2O, "SELECT i.weight FROM items i", "SELECT (i.grams::numeric / 1000) AS weight FROM items i"),
+	/* quoted names in the expression are qualified as written */
+	X(N2O, "SELECT p.first_name FROM persons p", "SELECT (split_part(p.\"Full\", ' ', 1)) AS first_name FROM persons p"),
+	/* every column the expression reads gets the qualifier, whatever the
+	 * order the parse tree holds them in (AT TIME ZONE is timezone(tz, made)) */
+	X(N2O, "SELECT b.made_local, b.label FROM boxes b",
+	  "SELECT (b.made AT TIME ZONE b.tz) AS made_local, (CASE WHEN b.n IS NULL THEN b.tag ELSE b.tag || '-' || b.n::text END) AS label FROM boxes b"),
+	/* the worked examples of docs/rewriting.md */
+	X(N2O, "SELECT id, email_domain FROM users_v2 WHERE email_domain = 'example.com'",
+	  "SELECT id, (split_part(email, '@', 2)) AS email_domain FROM users WHERE (split_part(email, '@', 2)) = 'example.com'"),
+	X(O2N, "SELECT id, nickname FROM users WHERE nickname LIKE 'A%'",
+	  "SELECT id, (split_part(full_name, ' ', 1)) AS nickname FROM users_v2 WHERE (split_part(full_name, ' ', 1)) LIKE 'A%'"),
+	X(O2N, "SELECT id, price FROM orders WHERE price > 10 ORDER BY price",
+	  "SELECT id, (price_cents / 100.0) AS price FROM orders WHERE (price_cents / 100.0) > 10 ORDER BY price"),
+	X(N2O, "SELECT first_name FROM people_v2 p WHERE p.last_name = 'Hopper'",
+	  "SELECT (split_part(full_name, ' ', 1)) AS first_name FROM people p WHERE (substr(p.full_name, length(split_part(p.full_name, ' ', 1)) + 2)) = 'Hopper'"),
+	X(O2N, "SELECT full_name FROM people ORDER BY full_name",
+	  "SELECT (first_name || ' ' || last_name) AS full_name FROM people_v2 ORDER BY full_name"),
+	X(N2O, "SELECT people_v2.first_name, last_name FROM people_v2",
+	  "SELECT (split_part(people.full_name, ' ', 1)) AS first_name, (substr(full_name, length(split_part(full_name, ' ', 1)) + 2)) AS last_name FROM people"),
+	/* literals and comments untouched, extended-protocol parameters kept */
+	X(N2O, "SELECT 'email_domain' AS email_domain, $1::text FROM users_v2 -- email_domain",
+	  "SELECT 'email_domain' AS email_domain, $1::text FROM users -- email_domain"),
+	/* writes of an expression column need the values path: refused */
+	XREF(N2O, "INSERT INTO users_v2 (id, email_domain) VALUES (1, 'x')", "email_domain"),
+	XREF(N2O, "UPDATE users_v2 SET email_domain = 'x'", "up.users_v2.email_domain"),
+	XREF(O2N, "INSERT INTO orders (id, price) VALUES (1, 2.5)", "down.orders.price"),
+	XREF(O2N, "UPDATE users SET nickname = 'x' WHERE id = 1", "nickname"),
+	XREF(N2O, "SELECT email_domain FROM users_v2, t", "ambiguous"),
+	XREF(O2N, "SELECT 1 FROM users JOIN users u2 USING (nickname)", "nickname"),
+	/* with both sides' columns known: a column on one side only, without an
+	 * expression, is refused on the path that lacks it */
+	XREF(O2N, "SELECT legacy FROM users", "column \"legacy\" of table \"users\" does not exist on the new path and has no down expression"),
+	XREF(O2N, "SELECT id FROM users u WHERE u.legacy IS NULL", "\"legacy\""),
+	XREF(O2N, "SELECT id FROM (SELECT id FROM users WHERE legacy > 0) s", "\"legacy\""),
+	XREF(N2O, "SELECT extra FROM users_v2", "does not exist on the old path and has no up expression"),
+	XREF(N2O, "SELECT id FROM users_v2 ORDER BY extra", "\"extra\""),
+	X(O2N, "SELECT id, email, 'legacy' FROM users -- legacy", "SELECT id, email, 'legacy' FROM users_v2 -- legacy"),
+	X(O2N, "SELECT legacy FROM t", "SELECT legacy FROM t"),
+	X(N2O, "SELECT legacy FROM users_v2", "SELECT legacy FROM users"),
+	X(O2N, "SELECT l.legacy FROM users u, (SELECT 1 AS legacy) l", "SELECT l.legacy FROM users_v2 u, (SELECT 1 AS legacy) l"),
+#undef X
+#undef XREF
+	/* --- a bare new name where a quoted old one touched a word --- */
+	R(RS_STD, N2O, "SELECT id FROM\"users_v2\"WHERE true", "SELECT id FROM users WHERE true"),
+	R(RS_STD, O2N, "SELECT\"name\"FROM users", "SELECT full_name AS \"name\"FROM users_v2"),
+	R(RS_STD, O2N, "SELECT u.\"name\"FROM users u", "SELECT u.full_name AS \"name\"FROM users_v2 u"),
 	/* --- syntax errors: reported, text unchanged --- */
 	SAME("SELEC name FROM users"),
 	SAME("SELECT name FROM users WHERE"),
@@ -421,6 +548,21 @@ static int setup(void **state)
 				fprintf(stderr, "rule %s: %s\n", rs_defs[i][k][0], err);
 				return -1;
 			}
+		}
+		if (i == RS_EXPR) {
+			/* what the catalog says of users: old has legacy, new has extra */
+			static const char *const oc[] = { "id", "name", "email", "nickname", "legacy" };
+			static const char *const nc[] = { "id", "full_name", "email", "email_domain",
+							  "extra" };
+			static const bool fill[] = { false, true, true, true, true };
+
+			if (rewrite_rules_add_columns(rules[i], false, NULL, "users", oc, fill, NULL, 5, err,
+						      sizeof(err)) != 0 ||
+			    rewrite_rules_add_columns(rules[i], true, NULL, "users_v2", nc, fill, NULL, 5, err,
+						      sizeof(err)) != 0 ||
+			    rewrite_rules_add_columns(rules[i], true, NULL, "unknown", nc, fill, NULL, 5, err,
+						      sizeof(err)) != 0)
+				return -1;
 		}
 		if (rewrite_rules_finish(rules[i], err, sizeof(err)) != 0) {
 			fprintf(stderr, "finish: %s\n", err);
@@ -529,6 +671,103 @@ static void test_sql_rewrite_length_bounded(void **state)
 	sql_analysis_unref(a);
 }
 
+/* Bad up/down rules are refused at load with a message naming the key. */
+static void test_sql_rewrite_expr_rules(void **state)
+{
+	static const struct {
+		const char *key, *value, *err;	/* err NULL: accepted by add, refused by finish */
+	} bad[] = {
+		{ "up.users_v2.d", "split_part(email,", "does not parse" },
+		{ "up.users_v2.d", "u.email", "bare column names" },
+		{ "up.users_v2.d", "*", "bare column names" },
+		{ "up.users_v2.d", "(SELECT 1)", "subqueries" },
+		{ "up.users_v2.d", "email || $1", "parameters" },
+		{ "up.users_v2.d", "count(*)", "aggregate" },
+		{ "up.users_v2.d", "1 FROM t", "not one expression" },
+		{ "up.users_v2.d", "1, 2", "not one expression" },
+		{ "up.users_v2.d", "email AS e", "not one expression" },
+		{ "up.users_v2.d", "   ", "empty expression" },
+		{ "up.users_v2", "email", "expected up.<table>.<column>" },
+		{ "down.a.b.c.d", "x", "too many dotted parts" },
+		{ "sideways.users.d", "x", "unknown key" },
+	};
+	char err[512];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rewrite_rules *r = rewrite_rules_new();
+
+		assert_non_null(r);
+		err[0] = '\0';
+		if (rewrite_rules_add(r, bad[i].key, bad[i].value, err, sizeof(err)) == 0)
+			fail_msg("accepted %s = %s", bad[i].key, bad[i].value);
+		if (strstr(err, bad[i].err) == NULL)
+			fail_msg("%s = %s: got '%s', expected '%s'", bad[i].key, bad[i].value, err,
+				 bad[i].err);
+		rewrite_rules_free(r);
+	}
+	/* refused when the set is finished */
+	static const char *const finish_bad[][3][2] = {
+		{ { "table.users", "users_v2" }, { "up.users.d", "email" }, { NULL, NULL } },
+		{ { "table.users", "users_v2" }, { "down.users_v2.d", "email" }, { NULL, NULL } },
+		{ { "up.t.d", "a" }, { "up.T.D", "b" }, { NULL, NULL } },
+		{ { "column.t.a", "b" }, { "up.t.b", "a + 1" }, { "up.t.b", "a" } },
+	};
+	static const char *const finish_err[] = { "key up rules by the new table name",
+		"key down rules by the old table name", "already has an expression",
+		"already has an expression" };
+	for (size_t i = 0; i < sizeof(finish_bad) / sizeof(finish_bad[0]); i++) {
+		struct rewrite_rules *r = rewrite_rules_new();
+		int rc = 0;
+
+		assert_non_null(r);
+		err[0] = '\0';
+		for (size_t k = 0; k < 3 && finish_bad[i][k][0] != NULL && rc == 0; k++)
+			rc = rewrite_rules_add(r, finish_bad[i][k][0], finish_bad[i][k][1], err,
+					       sizeof(err));
+		if (rc == 0)
+			rc = rewrite_rules_finish(r, err, sizeof(err));
+		assert_int_equal(rc, -1);
+		if (strstr(err, finish_err[i]) == NULL)
+			fail_msg("case %zu: got '%s', expected '%s'", i, err, finish_err[i]);
+		rewrite_rules_free(r);
+	}
+	assert_int_equal(rewrite_rules_expr_count(rules[RS_EXPR]), 12);
+	/* with the catalog's types, an expression column is read as its type */
+	{
+		static const char *const oc[] = { "id", "price" }, *const nc[] = { "id", "price_cents" };
+		static const char *const ot[] = { NULL, "numeric(12,2)" }, *const nt[] = { NULL, "bigint" };
+		static const bool fill[] = { false, false };
+		struct rewrite_rules *r = rewrite_rules_new();
+		struct sql_analysis *a;
+		const char *q = "SELECT o.price FROM orders o WHERE price > 1";
+
+		assert_non_null(r);
+		assert_int_equal(rewrite_rules_add(r, "column.orders.price", "price_cents", err,
+						   sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add(r, "down.orders.price", "price_cents / 100.0", err,
+						   sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add(r, "up.orders.price_cents", "(price * 100)::bigint",
+						   err, sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add_columns(r, false, NULL, "orders", oc, fill, ot, 2,
+							   err, sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_add_columns(r, true, NULL, "orders", nc, fill, nt, 2,
+							   err, sizeof(err)), 0);
+		assert_int_equal(rewrite_rules_finish(r, err, sizeof(err)), 0);
+		a = sql_analyze(q, strlen(q), O2N, r);
+		assert_non_null(a);
+		assert_string_equal(a->text, "SELECT ((o.price_cents / 100.0)::numeric(12,2)) AS price "
+				    "FROM orders o WHERE ((price_cents / 100.0)::numeric(12,2)) > 1");
+		sql_analysis_unref(a);
+		q = "SELECT price_cents FROM orders";
+		a = sql_analyze(q, strlen(q), N2O, r);
+		assert_non_null(a);
+		assert_string_equal(a->text, "SELECT (((price * 100)::bigint)::bigint) AS price_cents FROM orders");
+		sql_analysis_unref(a);
+		rewrite_rules_free(r);
+	}
+	assert_int_equal(rewrite_rules_column_count(rules[RS_EXPR]), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -536,6 +775,7 @@ int main(void)
 		cmocka_unit_test(test_sql_rewrite_is_deterministic),
 		cmocka_unit_test(test_sql_rewrite_round_trips),
 		cmocka_unit_test(test_sql_rewrite_length_bounded),
+		cmocka_unit_test(test_sql_rewrite_expr_rules),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
