@@ -83,10 +83,11 @@ struct path_conninfo {
 	const char *keys[16];
 	const char *vals[16];
 	char port[16];
+	char timeout[16];
 };
 void path_conninfo(struct path_conninfo *ci, const struct path_config *p,
 		   const struct userlist *users, const char *user, const char *dbname,
-		   const char *appname);
+		   const char *appname, int connect_timeout_s);
 
 /*
  * Connects to path P with synchronous libpq: host, port, dbname, user,
@@ -97,7 +98,10 @@ void path_conninfo(struct path_conninfo *ci, const struct path_config *p,
  * connection (caller owns: PQfinish), or NULL with a message in err.
  */
 PGconn *catalog_connect(const struct path_config *p, const struct userlist *users,
-			const char *appname, char *err, size_t errlen);
+			const char *appname, int connect_timeout_s, char *err, size_t errlen);
+/* What the proxy's own catalog reads at start and reload wait to connect
+ * (they run before it listens or in its loop; the tools wait 15 s). */
+#define CATALOG_PROXY_CONNECT_TIMEOUT_S 3
 
 /*
  * Pins the settings that change how values print as text, so that two

@@ -207,7 +207,8 @@ int mapping_check(struct config *cfg, struct config_errors *errs, struct config_
 	for (int s = 0; s < 2; s++) {
 		const struct path_config *p = &cfg->paths[s ? cfg->new_path : cfg->old_path];
 
-		conn[s] = catalog_connect(p, cfg->users, "pgturnout check", err, sizeof(err));
+		conn[s] = catalog_connect(p, cfg->users, "pgturnout check", CATALOG_PROXY_CONNECT_TIMEOUT_S,
+					  err, sizeof(err));
 		if (conn[s] == NULL) {
 			config_errors_add(warns, cfg->file, line0,
 					  "[rewrite]: catalog of the %s path (%s) not read, the rules "

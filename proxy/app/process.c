@@ -78,7 +78,8 @@ static void process_read_shapes(const struct config *cfg)
 		return;
 	}
 	char err[512];
-	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", err, sizeof(err));
+	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", CATALOG_PROXY_CONNECT_TIMEOUT_S,
+				       err, sizeof(err));
 	struct catalog_shapes *s = calloc(1, sizeof(*s));
 	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
 		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "

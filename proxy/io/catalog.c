@@ -38,7 +38,7 @@ static void catalog_pq_error(char *err, size_t errlen, const char *what, const c
 
 void path_conninfo(struct path_conninfo *ci, const struct path_config *p,
 		   const struct userlist *users, const char *user, const char *dbname,
-		   const char *appname)
+		   const char *appname, int connect_timeout_s)
 {
 	int n = 0;
 	const char **keys = ci->keys, **vals = ci->vals;
@@ -68,16 +68,17 @@ void path_conninfo(struct path_conninfo *ci, const struct path_config *p,
 	if (p->sslcert != NULL)
 		keys[n] = "sslcert", vals[n++] = p->sslcert, keys[n] = "sslkey", vals[n++] = p->sslkey;
 	keys[n] = "application_name", vals[n++] = appname;
-	keys[n] = "connect_timeout", vals[n++] = "15";
+	snprintf(ci->timeout, sizeof(ci->timeout), "%d", connect_timeout_s);
+	keys[n] = "connect_timeout", vals[n++] = ci->timeout;
 	keys[n] = NULL, vals[n] = NULL;
 }
 
 PGconn *catalog_connect(const struct path_config *p, const struct userlist *users,
-			const char *appname, char *err, size_t errlen)
+			const char *appname, int connect_timeout_s, char *err, size_t errlen)
 {
 	struct path_conninfo ci;
 
-	path_conninfo(&ci, p, users, NULL, NULL, appname);
+	path_conninfo(&ci, p, users, NULL, NULL, appname, connect_timeout_s);
 	PGconn *conn = PQconnectdbParams(ci.keys, ci.vals, 0);
 	if (conn == NULL) {
 		snprintf(err, errlen, "path %s: out of memory", p->name);

@@ -241,7 +241,9 @@ static int lookup_start(struct client *c)
 	l->c = c;
 	c->lookup = l;
 	struct path_conninfo ci;
-	path_conninfo(&ci, p, cfg->users, cfg->auth_user, c->database, "pgturnout auth_query");
+	uint32_t ms = cfg->server_connect_timeout_ms ? cfg->server_connect_timeout_ms : 15000;
+	path_conninfo(&ci, p, cfg->users, cfg->auth_user, c->database, "pgturnout auth_query",
+		      (int)((ms + 999) / 1000));
 	l->conn = PQconnectStartParams(ci.keys, ci.vals, 0);
 	if (l->conn == NULL) {
 		c->lookup = NULL;
@@ -255,7 +257,6 @@ static int lookup_start(struct client *c)
 		return 0;
 	}
 	l->deadline = evtimer_new(rt->base, lookup_on_deadline, l);
-	uint32_t ms = cfg->server_connect_timeout_ms ? cfg->server_connect_timeout_ms : 15000;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	if (l->deadline == NULL || evtimer_add(l->deadline, &tv) < 0 || lookup_watch(l, EV_WRITE) < 0)
 		lookup_end(l, NULL, "out of memory");

@@ -154,7 +154,8 @@ static void instance_part(const struct config *cfg, char *out, size_t cap)
 static PGconn *side_connect(const struct path_config *p, const struct userlist *users,
 			    char *err, size_t errlen)
 {
-	return catalog_connect(p, users, "pgturnout two-phase resolver", err, errlen);
+	return catalog_connect(p, users, "pgturnout two-phase resolver", CATALOG_PROXY_CONNECT_TIMEOUT_S,
+			       err, errlen);
 }
 
 bool twophase_wanted(const struct config *cfg, char *why, size_t whylen, char *err,

@@ -460,7 +460,8 @@ int pairs_open(struct pairs_paths *pp, const char *config_file, const char *appn
 			    strcmp(pp->path[OLD]->dbname, pp->path[NEW]->dbname) == 0;
 	char err[1024];
 	for (int s = OLD; s <= NEW; s++) {
-		pp->conn[s] = catalog_connect(pp->path[s], pp->cfg->users, appname, err, sizeof(err));
+		pp->conn[s] = catalog_connect(pp->path[s], pp->cfg->users, appname, 15, err,
+					      sizeof(err));
 		if (pp->conn[s] == NULL) {
 			pairs_err("%s", err);
 			return -1;

@@ -33,7 +33,7 @@ int main(int argc, char **argv)
 	int pi = config_path_index(cfg, argv[2]);
 	char err[1024];
 	int rc = 1;
-	PGconn *conn = pi < 0 ? NULL : catalog_connect(&cfg->paths[pi], cfg->users, "catalog_dump",
+	PGconn *conn = pi < 0 ? NULL : catalog_connect(&cfg->paths[pi], cfg->users, "catalog_dump", 15,
 							  err, sizeof(err));
 	if (conn == NULL) {
 		printf("error %s\n", pi < 0 ? "no such path" : err);
