@@ -179,6 +179,42 @@ def started_server(export=False):
         shutil.rmtree(d, ignore_errors=True)
 
 
+class StoppablePostgres(Postgres):
+    """A PostgreSQL of its own (scripts/pg.sh) that the test stops and starts
+    (a path's or the flag store's server going away); destroy() at the end."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pgturnout-pg2.")
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh"), "start", self.dir],
+                       check=True, capture_output=True)
+        env = {}
+        with open(os.path.join(self.dir, "env.sh")) as f:
+            for line in f:
+                m = re.match(r"export (\w+)=(.*)", line.strip())
+                if m:
+                    env[m.group(1)] = m.group(2)
+        super().__init__(env["PGT_PGHOST"], env["PGT_PGPORT"], env["PGT_PGSOCK"],
+                         env["PGT_CA_DIR"], env.get("PGT_PG_PID"))
+        self.pgbin = env["PGT_PGBIN"]
+
+    def ctl(self, *args):
+        cmd = [os.path.join(self.pgbin, "pg_ctl"), "-D", os.path.join(self.dir, "data"), *args]
+        if os.getuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    def stop(self):
+        self.ctl("-m", "fast", "-w", "-t", "30", "stop")
+
+    def start(self):
+        self.ctl("-l", os.path.join(self.dir, "postgres.log"), "-w", "-t", "60", "start")
+
+    def destroy(self):
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh"), "stop", self.dir],
+                       capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def pgt_bin():
     b = os.environ.get("PGT_BIN")
     if b:

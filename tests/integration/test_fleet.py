@@ -11,17 +11,15 @@ the store is down comes back with the flags it last applied."""
 import datetime
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 
 import psycopg2
 import pytest
 
-from conftest import ROOT, free_port, unique
+from conftest import ROOT, StoppablePostgres, free_port, unique
 from test_admin import as_dicts, psql
 from test_flag_restore import restart
 from test_http import call
@@ -269,43 +267,9 @@ def test_pgbench_through_three_instances_while_the_canary_flips(proxy_factory, t
         assert int(stats["new"]["queries"]) > 0, stats
 
 
-class StorePostgres:
-    """A second PostgreSQL (scripts/pg.sh), stopped and started by the test."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="pgturnout-store.")
-        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh"), "start", self.dir],
-                       check=True, capture_output=True)
-        env = {}
-        with open(os.path.join(self.dir, "env.sh")) as f:
-            for line in f:
-                m = re.match(r"export (\w+)=(.*)", line.strip())
-                if m:
-                    env[m.group(1)] = m.group(2)
-        self.port = int(env["PGT_PGPORT"])
-        self.pgbin = env["PGT_PGBIN"]
-
-    def ctl(self, *args):
-        cmd = [os.path.join(self.pgbin, "pg_ctl"), "-D", os.path.join(self.dir, "data"), *args]
-        if os.getuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-    def stop(self):
-        self.ctl("-m", "fast", "-w", "-t", "30", "stop")
-
-    def start(self):
-        self.ctl("-l", os.path.join(self.dir, "postgres.log"), "-w", "-t", "60", "start")
-
-    def destroy(self):
-        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg.sh"), "stop", self.dir],
-                       capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def store_pg():
-    s = StorePostgres()
+    s = StoppablePostgres()
     yield s
     s.destroy()
 
