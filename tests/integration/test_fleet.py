@@ -19,7 +19,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import ROOT, StoppablePostgres, free_port, unique
+from conftest import StoppablePostgres, free_port, unique
 from test_admin import as_dicts, psql
 from test_flag_restore import restart
 from test_http import call
