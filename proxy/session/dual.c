@@ -1781,7 +1781,7 @@ static void dual_client_error(struct client *c, const char *sqlstate, const char
 {
 	struct wbuf b;
 	wbuf_init(&b);
-	char m[400];
+	char m[1024];
 	snprintf(m, sizeof(m), "pgturnout: %s", message);
 	build_error(&b, PqMsg_ErrorResponse, "ERROR", sqlstate, m, NULL, NULL);
 	if (wbuf_ok(&b))
