@@ -103,11 +103,13 @@ static void lookup_free(struct auth_lookup *l)
 static void lookup_end(struct auth_lookup *l, struct user_secret *us, const char *why)
 {
 	struct client *c = l->c;
+	char msg[512];
+	/* WHY may be the connection's own error text: copied before it goes */
+	if (why != NULL)
+		snprintf(msg, sizeof(msg), "pgturnout: auth_query for user \"%s\" failed: %s", c->user, why);
 	c->lookup = NULL;
 	lookup_free(l);
 	if (why != NULL) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "pgturnout: auth_query for user \"%s\" failed: %s", c->user, why);
 		for (size_t n = strlen(msg); n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
 			msg[n - 1] = '\0';
 		log_warning(c->id, "%s", msg);

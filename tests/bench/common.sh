@@ -224,15 +224,19 @@ log_level = ${BENCH_PGT_LOG_LEVEL:-warning}
 server_connect_timeout = 120s
 client_login_timeout = 300s
 
+; TLS to the server off, as PgBouncer's server_tls_sslmode default: the
+; figures compare the proxies, not the encryption
 [path old]
 host = $PG_HOST
 port = $PG_PORT
 dbname = $PG_DB
+sslmode = disable
 
 [path new]
 host = $PG_HOST
 port = $PG_PORT
 dbname = $PG_DB
+sslmode = disable
 
 [migration]
 old = old
