@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import free_port, unique
+from conftest import free_port, sanitized_binary, unique
 from test_http import call
 from twopaths import Admin as BaseAdmin, TwoPathLayout, created, wait_for
 
@@ -305,7 +305,8 @@ def test_a_stopped_other_path_drops_work_and_leaves_clients_alone(proxy_factory,
         assert m['pgturnout_shadow_reads_dropped_total{reason="queue_full"}'] > 0
         assert m["pgturnout_shadow_read_queue"] <= 256
         assert m["pgturnout_shadow_reads_total"] == 0
-        assert rss_after - rss_before < 20 * 1024, (rss_before, rss_after)
+        if not sanitized_binary():  # ASan's quarantine grows RSS by itself
+            assert rss_after - rss_before < 20 * 1024, (rss_before, rss_after)
         # the clients never noticed; the proxy says why work is dropped
         assert "shadow reads: path new" in p.log() or \
             m['pgturnout_shadow_reads_dropped_total{reason="queue_full"}'] > 0
