@@ -425,6 +425,8 @@ static void dual_connect_shadow(struct client *c)
 	struct server *s = c->servers[d->shadow_slot];
 	if (s && s->state == SV_READY) {
 		d->down = false;
+		if (d->phase == DUAL_CONNECTING)
+			dual_set_phase(c, DUAL_IDLE);  /* a switch made the ready one the shadow */
 		return;
 	}
 	if (s && s->state != SV_CLOSED)
