@@ -201,6 +201,28 @@ static void test_dual_switch_while_shadow_connects(void **state)
 	hsession_close(&hs);
 }
 
+/* The same switch when dual writes are turned off with it: the backend
+ * logging in becomes the session's, and the statement runs there alone. */
+static void test_dual_off_and_switch_while_shadow_connects(void **state)
+{
+	(void)state;
+	struct hsession hs;
+	hsession_open(&hs, NULL);
+	harness_set_flag("dual_write", "off");
+	harness_set_flag("canary_percent", "100");
+	peer_send_query(&hs.app, "UPDATE t SET v = 4");
+	hsession_backend_login(&hs, SLOT_NEW);
+	struct peer *old = &hs.backend[SLOT_OLD], *new = &hs.backend[SLOT_NEW];
+
+	expect_query(new, "UPDATE t SET v = 4");
+	peer_expect_nothing(old);
+	answer(new, (const char *[]){ "UPDATE 1", NULL }, 'I');
+	expect_params_then_tag(&hs.app, "UPDATE 1");
+	expect_ready(&hs.app, 'I');
+	assert_null(hs.client->dual);
+	hsession_close(&hs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +233,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dual_transaction_commits_primary_first, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dual_switch_while_shadow_connects, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dual_off_and_switch_while_shadow_connects, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
