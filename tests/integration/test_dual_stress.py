@@ -8,7 +8,7 @@ Every client must finish (a session that never gets its answer is a hang:
 the test then prints what the servers' sessions wait for), and the test
 ends by comparing the two sides row by row through the rename map.
 
-PGT_STRESS_SECONDS sets the load's length (default 8 s; 60 s with PGT_BIG=1).
+PGT_STRESS_SECONDS sets the load's length (default 6 s; 60 s with PGT_BIG=1).
 """
 
 import os
@@ -19,11 +19,11 @@ import pytest
 
 from conftest import unique
 from test_verify import second_pg  # noqa: F401  (fixture)
-from twopaths import Admin
+from twopaths import Admin, drop_sides, open_sides, users_proxy
 
 pytestmark = pytest.mark.proxy_only
 
-SECONDS = int(os.environ.get("PGT_STRESS_SECONDS", "60" if os.environ.get("PGT_BIG") else "8"))
+SECONDS = int(os.environ.get("PGT_STRESS_SECONDS", "60" if os.environ.get("PGT_BIG") else "6"))
 ROWS = 40
 HOT = 8
 
@@ -50,23 +50,9 @@ SERVER_STATE = [
 ]
 
 
-class Side:
-    def __init__(self, server, schema):
-        self.server, self.schema = server, schema
-
-    def sql(self, q):
-        return self.server.sql("SET search_path = %s; %s" % (self.schema, q))
-
-
 @pytest.fixture(params=["one_database", "two_servers"])
 def sides(request, pg):
-    tag = unique("ds")
-    if request.param == "one_database":
-        s = {"old": Side(pg, "p_old_" + tag), "new": Side(pg, "p_new_" + tag)}
-    else:
-        s = {"old": Side(pg, "p_" + tag), "new": Side(request.getfixturevalue("second_pg"), "p_" + tag)}
-    for side in s.values():
-        side.server.sql("SET ROLE app; CREATE SCHEMA %s" % side.schema)
+    s = open_sides(request, pg, unique("ds"))
     fill = ("INSERT INTO %s (id, %s, email) SELECT g, 'user ' || g, 'u' || g"
             " FROM generate_series(1, %d) g")
     s["old"].sql("SET ROLE app; CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL,"
@@ -74,8 +60,7 @@ def sides(request, pg):
     s["new"].sql("SET ROLE app; CREATE TABLE users_v2 (id integer PRIMARY KEY, full_name text"
                  " NOT NULL, email text); " + fill % ("users_v2", "full_name", ROWS))
     yield s
-    for side in s.values():
-        side.server.sql("DROP SCHEMA IF EXISTS %s CASCADE" % side.schema)
+    drop_sides(s)
 
 
 def server_state(sides):
@@ -91,16 +76,8 @@ def server_state(sides):
 
 @pytest.mark.parametrize("commit", ["2pc", "ordered"])
 def test_dual_writes_under_canary_churn(sides, commit, proxy_factory):
-    paths = {}
-    for role, side in sides.items():
-        paths[role] = {"host": side.server.host, "port": side.server.port, "dbname": "app",
-                       "search_path": side.schema, "user": "app"}
-    p = proxy_factory(paths=paths, extra=(
-        "\n[migration]\nold = old\nnew = new\nsalt = %s\ncanary_key = connection\n"
-        "dual_commit = %s\nshadow_lock_timeout = 2s\n"
-        "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
-        "\n[flags]\ndual_write = on\ncanary_percent = 0\nforce_path = none\n"
-        "shadow_failure = journal\n" % (unique("salt"), commit)))
+    p = users_proxy(proxy_factory, sides, dual_write="on",
+                    migration="dual_commit = %s\nshadow_lock_timeout = 2s\n" % commit)
     p.wait_log("dual writes commit %s" % ("two-phase" if commit == "2pc" else "ordered"), timeout=10)
     script = p.dir + "/stress.sql"
     with open(script, "w") as f:
