@@ -418,17 +418,26 @@ void dual_free(struct dual *d)
 
 /* ---- on and off ------------------------------------------------------- */
 
-/* Opens (or re-opens) the shadow backend; the client waits for it. */
+/* Opens (or re-opens) the shadow backend. The client waits (phase
+ * connecting) exactly while one is on its way: dual_shadow_ready() or
+ * dual_shadow_lost() ends the wait. */
 static void dual_connect_shadow(struct client *c)
 {
 	struct dual *d = c->dual;
 	struct server *s = c->servers[d->shadow_slot];
-	if (s && s->state == SV_READY) {
+	if (s && s->state == SV_READY && !s->adopted) {
 		d->down = false;
+		if (d->phase == DUAL_CONNECTING)
+			dual_set_phase(c, DUAL_IDLE);  /* a path switch made the ready one the shadow */
 		return;
 	}
-	if (s && s->state != SV_CLOSED)
-		return;  /* already connecting */
+	if (s && s->state != SV_CLOSED) {
+		/* logging in, or just taken from the pool (told on the next turn) */
+		dual_set_phase(c, DUAL_CONNECTING);
+		return;
+	}
+	if (d->phase == DUAL_CONNECTING)
+		dual_set_phase(c, DUAL_IDLE);  /* what it waited for is gone */
 	if (d->down && runtime_now_us() - d->down_since_us < SHADOW_RETRY_US)
 		return;
 	server_free(s);
@@ -447,7 +456,10 @@ void dual_sync_flag(struct client *c)
 	bool on = rt->flags->values.dual_write && c->cfg->old_path != c->cfg->new_path &&
 		  !c->admin && !c->replication;
 	if (!on) {
-		if (c->dual && c->dual->phase == DUAL_IDLE && !c->dual->shadow_tx) {
+		if (c->dual && (c->dual->phase == DUAL_IDLE || c->dual->phase == DUAL_CONNECTING) &&
+		    !c->dual->shadow_tx) {
+			/* (a shadow still logging in is left to its login: a
+			 * backend of the session's other path) */
 			log_info(c->id, "dual writes off");
 			dual_free(c->dual);
 			c->dual = NULL;

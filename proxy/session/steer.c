@@ -163,8 +163,15 @@ static void steer_switch(struct client *c, int slot)
 		 router_reason_name((enum router_reason)c->route_reason));
 	rt->stats.paths[slot].switches_in++;
 	c->active_slot = slot;
-	if (s && s->state == SV_READY) {
+	if (s && s->state == SV_READY && !s->adopted) {
 		steer_server_ready(c, s);
+		return;
+	}
+	if (s && s->state != SV_CLOSED) {
+		/* Dual writes opened it as the shadow and it is still logging
+		 * in, or was just taken from the pool: it becomes the session's,
+		 * and client_server_ready() carries on once it is up (once
+		 * only: it replays the session's settings). */
 		return;
 	}
 	if (s) {

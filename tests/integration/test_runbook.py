@@ -20,7 +20,7 @@ import pytest
 from conftest import unique
 from test_repair import run_tool, tool_json
 from test_verify import second_pg  # noqa: F401  (fixture)
-from twopaths import Admin
+from twopaths import Admin, drop_sides, open_sides, users_proxy
 
 pytestmark = pytest.mark.proxy_only
 
@@ -39,23 +39,9 @@ COMMIT;
 """
 
 
-class Side:
-    def __init__(self, server, schema):
-        self.server, self.schema = server, schema
-
-    def sql(self, q):
-        return self.server.sql("SET search_path = %s; %s" % (self.schema, q))
-
-
 @pytest.fixture(params=["one_database", "two_servers"])
 def sides(request, pg):
-    tag = unique("rb")
-    if request.param == "one_database":
-        s = {"old": Side(pg, "p_old_" + tag), "new": Side(pg, "p_new_" + tag)}
-    else:
-        s = {"old": Side(pg, "p_" + tag), "new": Side(request.getfixturevalue("second_pg"), "p_" + tag)}
-    for side in s.values():
-        side.server.sql("SET ROLE app; CREATE SCHEMA %s" % side.schema)
+    s = open_sides(request, pg, unique("rb"))
     # the application's table, as in docker/init.sql; its sequence is past the
     # keys the workload inserts explicitly (verify checks sequence positions)
     s["old"].sql("SET ROLE app; CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text);"
@@ -63,8 +49,7 @@ def sides(request, pg):
                  " THEN NULL WHEN g %% 9 = 1 THEN '' ELSE 'u' || g || '@example.com' END"
                  " FROM generate_series(1, %d) g; SELECT setval('users_id_seq', 10000000)" % ROWS)
     yield s
-    for side in s.values():
-        side.server.sql("DROP SCHEMA IF EXISTS %s CASCADE" % side.schema)
+    drop_sides(s)
 
 
 def rows_through_the_map(sides):
@@ -82,15 +67,7 @@ def verify_zero(config, what):
 
 
 def test_runbook_under_pgbench(sides, proxy_factory, tmp_path):
-    paths = {}
-    for role, side in sides.items():
-        paths[role] = {"host": side.server.host, "port": side.server.port, "dbname": "app",
-                       "search_path": side.schema, "user": "app"}
-    p = proxy_factory(paths=paths, extra=(
-        "\n[migration]\nold = old\nnew = new\nsalt = %s\ncanary_key = connection\n"
-        "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
-        "\n[flags]\ndual_write = off\ncanary_percent = 0\nforce_path = none\n"
-        "shadow_failure = journal\n" % unique("salt")))
+    p = users_proxy(proxy_factory, sides)
     cfg = p.config_path
     script = tmp_path / "app.sql"
     script.write_text(SCRIPT % {"rows": ROWS})

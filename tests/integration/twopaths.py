@@ -12,6 +12,8 @@ import time
 
 import psycopg2
 
+from conftest import unique
+
 
 class TwoPathLayout:
     """role ("old"/"new") -> (database, schema); TAG makes the names unique."""
@@ -108,3 +110,47 @@ def wait_for(predicate, what, timeout=10):
         if time.time() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(0.1)
+
+
+class Side:
+    """One path's tables: schema SCHEMA of database app on SERVER."""
+
+    def __init__(self, server, schema):
+        self.server, self.schema = server, schema
+
+    def sql(self, q):
+        return self.server.sql("SET search_path = %s; %s" % (self.schema, q))
+
+
+def open_sides(request, pg, tag):
+    """{"old": Side, "new": Side} in the layout request.param names:
+    "one_database" (two schemas on PG) or "two_servers" (a schema on PG and
+    one on the module's second_pg fixture); the schemas created, owned by
+    app. drop_sides() removes them."""
+    if request.param == "one_database":
+        s = {"old": Side(pg, "p_old_" + tag), "new": Side(pg, "p_new_" + tag)}
+    else:
+        s = {"old": Side(pg, "p_" + tag), "new": Side(request.getfixturevalue("second_pg"), "p_" + tag)}
+    for side in s.values():
+        side.server.sql("SET ROLE app; CREATE SCHEMA %s" % side.schema)
+    return s
+
+
+def drop_sides(sides):
+    for side in sides.values():
+        side.server.sql("DROP SCHEMA IF EXISTS %s CASCADE" % side.schema)
+
+
+def users_proxy(proxy_factory, sides, migration="", dual_write="off"):
+    """A pgturnout over SIDES for the demo's users table (users_v2 on new,
+    name renamed full_name): canary by connection at 0, DUAL_WRITE, the
+    [migration] lines MIGRATION added."""
+    paths = {}
+    for role, side in sides.items():
+        paths[role] = {"host": side.server.host, "port": side.server.port, "dbname": "app",
+                       "search_path": side.schema, "user": "app"}
+    return proxy_factory(paths=paths, extra=(
+        "\n[migration]\nold = old\nnew = new\nsalt = %s\ncanary_key = connection\n%s"
+        "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
+        "\n[flags]\ndual_write = %s\ncanary_percent = 0\nforce_path = none\n"
+        "shadow_failure = journal\n" % (unique("salt"), migration, dual_write)))

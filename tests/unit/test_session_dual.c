@@ -57,6 +57,22 @@ static void expect_tag(struct peer *app, const char *tag)
 	peer_expect_msg(app, PqMsg_CommandComplete, tag, strlen(tag) + 1);
 }
 
+/* After a path switch: the new backend's ParameterStatus messages, then the
+ * command tag TAG. */
+static void expect_params_then_tag(struct peer *app, const char *tag)
+{
+	struct peer_msg m;
+	size_t params = 0;
+	for (peer_recv_msg(app, &m); m.type == PqMsg_ParameterStatus; peer_recv_msg(app, &m)) {
+		params++;
+		peer_msg_free(&m);
+	}
+	assert_true(params > 0);
+	assert_int_equal(m.type, PqMsg_CommandComplete);
+	assert_string_equal((const char *)m.body, tag);
+	peer_msg_free(&m);
+}
+
 static void expect_ready(struct peer *app, char status)
 {
 	peer_expect_msg(app, PqMsg_ReadyForQuery, &status, 1);
@@ -157,6 +173,56 @@ static void test_dual_transaction_commits_primary_first(void **state)
 	hsession_close(&hs);
 }
 
+/* The session switches paths (a canary change) at its first statement,
+ * while its shadow backend (new) is still logging in: that backend becomes
+ * the session's own, old the shadow, and the statement runs once new is up,
+ * old first. */
+static void test_dual_switch_while_shadow_connects(void **state)
+{
+	(void)state;
+	struct hsession hs;
+	hsession_open(&hs, NULL);  /* on old; the shadow on new is connecting */
+	harness_set_flag("canary_percent", "100");
+	peer_send_query(&hs.app, "UPDATE t SET v = 3");
+	hsession_backend_login(&hs, SLOT_NEW);  /* the session's path now */
+	struct peer *old = &hs.backend[SLOT_OLD], *new = &hs.backend[SLOT_NEW];
+
+	expect_query(old, SHADOW_BEGIN "UPDATE t SET v = 3");
+	peer_expect_nothing(new);
+	answer(old, (const char *[]){ "BEGIN", "SET", "UPDATE 1", NULL }, 'T');
+	expect_query(new, "UPDATE t SET v = 3");
+	answer(new, (const char *[]){ "UPDATE 1", NULL }, 'I');
+	expect_params_then_tag(&hs.app, "UPDATE 1");
+	expect_query(old, "COMMIT");
+	answer(old, (const char *[]){ "COMMIT", NULL }, 'I');
+	expect_ready(&hs.app, 'I');
+	assert_int_equal(rt->stats.paths[SLOT_NEW].switches_in, 1);
+	assert_int_equal(rt->stats.paths[SLOT_NEW].server_connects, 1);  /* the shadow's, kept */
+	hsession_close(&hs);
+}
+
+/* The same switch when dual writes are turned off with it: the backend
+ * logging in becomes the session's, and the statement runs there alone. */
+static void test_dual_off_and_switch_while_shadow_connects(void **state)
+{
+	(void)state;
+	struct hsession hs;
+	hsession_open(&hs, NULL);
+	harness_set_flag("dual_write", "off");
+	harness_set_flag("canary_percent", "100");
+	peer_send_query(&hs.app, "UPDATE t SET v = 4");
+	hsession_backend_login(&hs, SLOT_NEW);
+	struct peer *old = &hs.backend[SLOT_OLD], *new = &hs.backend[SLOT_NEW];
+
+	expect_query(new, "UPDATE t SET v = 4");
+	peer_expect_nothing(old);
+	answer(new, (const char *[]){ "UPDATE 1", NULL }, 'I');
+	expect_params_then_tag(&hs.app, "UPDATE 1");
+	expect_ready(&hs.app, 'I');
+	assert_null(hs.client->dual);
+	hsession_close(&hs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +231,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dual_session_on_new_runs_old_first, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dual_transaction_commits_primary_first, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dual_switch_while_shadow_connects, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dual_off_and_switch_while_shadow_connects, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
