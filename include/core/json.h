@@ -25,6 +25,9 @@ int json_set_text(json_t *obj, const char *key, const char *s)
 	__attribute__((warn_unused_result));
 /* The string value of member KEY of OBJ; NULL when missing or not a string. */
 const char *json_get_text(const json_t *obj, const char *key);
+/* A copy of the string member KEY of OBJ, "" when it is missing or no
+ * string; NULL only when out of memory. Caller frees. */
+char *json_dup_text(const json_t *obj, const char *key);
 /* Appends V to OUT as JSON text, jansson dump FLAGS (JSON_ENCODE_ANY is
  * added). 0, or -1 (OUT may hold part of it; wbuf_ok() may say false). */
 int json_append(struct wbuf *out, const json_t *v, size_t flags)

@@ -99,6 +99,12 @@ const char *json_get_text(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(obj, key));
 }
 
+char *json_dup_text(const json_t *obj, const char *key)
+{
+	const char *v = json_get_text(obj, key);
+	return strdup(v ? v : "");
+}
+
 static int put_chunk(const char *buf, size_t size, void *data)
 {
 	struct wbuf *out = data;

@@ -62,8 +62,8 @@ static int state_parse(struct verify_state *s, const json_t *o)
 		const char *problem = json_get_text(t, "error");
 		if (!problem)
 			problem = json_get_text(t, "skipped");
-		v->table = strdup(json_get_text(t, "table") ? json_get_text(t, "table") : "");
-		v->new_table = strdup(json_get_text(t, "new_table") ? json_get_text(t, "new_table") : "");
+		v->table = json_dup_text(t, "table");
+		v->new_table = json_dup_text(t, "new_table");
 		v->problem = dup_or_null(problem);
 		if (!v->table || !v->new_table || (problem && !v->problem))
 			return -1;

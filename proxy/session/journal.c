@@ -487,13 +487,6 @@ size_t journal_first_unrepaired(struct journal *j)
 	return lo;
 }
 
-/* A copy of the string member KEY of OBJ, "" when missing; NULL when out of memory. */
-static char *text_dup(const json_t *obj, const char *key)
-{
-	const char *v = json_get_text(obj, key);
-	return strdup(v ? v : "");
-}
-
 int journal_read(struct journal *j, size_t i, struct journal_entry *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -511,12 +504,12 @@ int journal_read(struct journal *j, size_t i, struct journal_entry *e)
 		json_decref(obj);
 		return -1;
 	}
-	e->time = text_dup(obj, "time");
-	e->path = text_dup(obj, "path");
-	e->fingerprint = text_dup(obj, "fingerprint");
-	e->statement = text_dup(obj, "statement");
-	e->parameters = text_dup(obj, "parameters");
-	e->error = text_dup(obj, "error");
+	e->time = json_dup_text(obj, "time");
+	e->path = json_dup_text(obj, "path");
+	e->fingerprint = json_dup_text(obj, "fingerprint");
+	e->statement = json_dup_text(obj, "statement");
+	e->parameters = json_dup_text(obj, "parameters");
+	e->error = json_dup_text(obj, "error");
 	e->session = (uint64_t)json_integer_value(json_object_get(obj, "session"));
 	e->offset = s->off;
 	json_decref(obj);
