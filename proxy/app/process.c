@@ -20,6 +20,7 @@
 #include "io/verify_state.h"
 #include "io/catalog.h"
 #include "io/conn.h"
+#include "io/durable.h"
 #include "io/listener.h"
 #include "io/tls.h"
 #include "route/flags.h"
@@ -221,6 +222,10 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	rt->drain_timer = evtimer_new(rt->base, process_on_drain_timeout, NULL);
 	if (!rt->dns || !rt->reaper || !rt->drain_timer) {
 		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (durable_start(rt->base) < 0) {
+		snprintf(err, errlen, "cannot start the commit log's sync thread: %s", strerror(errno));
 		return -1;
 	}
 	/* The reaper runs after the callbacks of the current loop pass. */
@@ -588,6 +593,7 @@ void process_free(void)
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
 	history_file_free(rt->history);
+	durable_stop();
 	twophase_free(rt->twophase);
 	intent_log_free(rt->intents);
 	dual_forget_sequences();

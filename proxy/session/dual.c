@@ -1743,9 +1743,15 @@ static int dual_intent(struct client *c)
 		stmts[i].text = d->tx[i].text;
 		stmts[i].params = d->tx[i].params;
 	}
-	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx);
-	if (d->intent)
+	uint64_t ticket;
+	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx, &ticket);
+	if (d->intent) {
+		/* the primary's COMMIT leaves once the intent is on disk */
+		struct server *p = c->servers[c->active_slot];
+		if (p && p->conn)
+			conn_hold(p->conn, ticket);
 		return 0;
+	}
 	rt->stats.journal_failures++;
 	return -1;
 }
@@ -2257,7 +2263,8 @@ static void tpc_next(struct client *c, struct server *sh)
 			tpc_finish(c, true, true);
 			return;
 		}
-		if (twophase_decide(rt->twophase, d->tpc_n) < 0) {
+		uint64_t ticket;
+		if (twophase_decide(rt->twophase, d->tpc_n, &ticket) < 0) {
 			rt->stats.journal_failures++;
 			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "53100");
 			snprintf(d->tpc_message, sizeof(d->tpc_message),
@@ -2266,6 +2273,10 @@ static void tpc_next(struct client *c, struct server *sh)
 			return;
 		}
 		tpc_step(c, TPC_COMMIT);
+		/* the COMMIT PREPAREDs leave once the decision is on disk */
+		for (int slot = 0; slot < SLOT__COUNT; slot++)
+			if (c->servers[slot] && c->servers[slot]->conn)
+				conn_hold(c->servers[slot]->conn, ticket);
 		tpc_send_gid(c, SLOT_OLD, "COMMIT PREPARED");
 		tpc_send_gid(c, SLOT_NEW, "COMMIT PREPARED");
 		return;

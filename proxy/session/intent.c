@@ -9,6 +9,7 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "io/durable.h"
 #include "core/wbuf.h"
 #include "session/journal.h"
 
@@ -183,8 +184,9 @@ static int intent_write(struct intent_log *l, const json_t *o)
 }
 
 uint64_t intent_begin(struct intent_log *l, uint64_t session, const char *path,
-		      const struct intent_stmt *stmts, size_t n)
+		      const struct intent_stmt *stmts, size_t n, uint64_t *ticket)
 {
+	*ticket = 0;
 	if (!l)
 		return 0;
 	uint64_t id = l->next_id++;
@@ -205,7 +207,7 @@ uint64_t intent_begin(struct intent_log *l, uint64_t session, const char *path,
 		rc = -1;
 	if (rc == 0)
 		rc = intent_write(l, o);
-	if (rc == 0 && fdatasync(l->fd) < 0)
+	if (rc == 0 && durable_request(l->fd, ticket) < 0)
 		rc = -1;
 	json_decref(arr);
 	json_decref(o);
