@@ -5,6 +5,7 @@
 #include "session/flag_state.h"
 
 #include "core/err.h"
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/wbuf.h"
 
@@ -44,22 +45,6 @@ int flag_state_load(const char *path, struct flag_state *st, char *err, size_t e
 	return 1;
 }
 
-/* Writes LEN bytes of DATA to FD, whole. 0 or -1 (errno set). */
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, data, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int flag_state_save(const char *path, const struct flag_state *st, char *err, size_t errlen)
 {
 	char tmp[4096];
@@ -85,7 +70,7 @@ int flag_state_save(const char *path, const struct flag_state *st, char *err, si
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0 || write_all(fd, (const char *)b.data, b.len) < 0 || fsync(fd) < 0) {
+	if (fd < 0 || fd_write_all(fd, b.data, b.len, NULL) < 0 || fsync(fd) < 0) {
 		set_err(err, errlen, "%s: cannot write the flag state: %s", tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);

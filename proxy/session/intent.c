@@ -7,6 +7,7 @@
  */
 #include "session/intent.h"
 
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "io/durable.h"
@@ -38,21 +39,6 @@ struct found {
 	uint64_t id;
 	json_t *obj;            /* owns */
 };
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 /* Moves the intents of the previous run that were never closed to the
  * journal. */
@@ -174,7 +160,7 @@ static int intent_write(struct intent_log *l, const json_t *o)
 	int rc = json_append(&b, o, JSON_COMPACT);
 	wbuf_put_u8(&b, '\n');
 	if (rc == 0 && wbuf_ok(&b))
-		rc = write_all(l->fd, b.data, b.len);
+		rc = fd_write_all(l->fd, b.data, b.len, NULL);
 	else
 		rc = -1;
 	if (rc == 0)

@@ -8,6 +8,7 @@
  */
 #include "session/journal.h"
 
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/wbuf.h"
@@ -383,17 +384,8 @@ int journal_add_keyed(struct journal *j, uint64_t session, const char *path, uin
 	wbuf_free(&obj);
 	int rc = -1;
 	size_t off = 0;
-	if (wbuf_ok(&line)) {
-		while (off < line.len) {
-			ssize_t w = write(j->fd, line.data + off, line.len - off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			off += (size_t)w;
-		}
-		rc = off == line.len ? 0 : -1;
-	}
+	if (wbuf_ok(&line))
+		rc = fd_write_all(j->fd, line.data, line.len, &off);
 	if (rc < 0) {
 		log_error(0, "cannot append to the dual-write journal: %s", strerror(errno));
 		if (off > 0 && ftruncate(j->fd, (off_t)j->end) < 0)

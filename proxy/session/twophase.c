@@ -14,6 +14,7 @@
 
 #include "conf/config.h"
 #include "conf/userlist.h"
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "io/catalog.h"
@@ -106,20 +107,6 @@ struct twophase {
 	size_t n_cdec, cap_cdec;
 	struct side sides[2];           /* SLOT order: old, new */
 };
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 static uint64_t now_us(void)
 {
@@ -321,7 +308,7 @@ static int decisions_rewrite(struct twophase *t)
 		char rec[3 * TWOPHASE_GID_MAX];
 		rc = decision_record(t, t->decided.v[i], rec, sizeof(rec));
 		if (rc == 0)
-			rc = write_all(fd, rec, strlen(rec));
+			rc = fd_write_all(fd, rec, strlen(rec), NULL);
 		t->size += strlen(rec);
 	}
 	if (rc == 0)
@@ -349,7 +336,7 @@ static int decisions_rewrite(struct twophase *t)
 static int decisions_append(struct twophase *t, const char *rec, bool sync, uint64_t *ticket)
 {
 	size_t len = strlen(rec);
-	if (write_all(t->fd, rec, len) < 0)
+	if (fd_write_all(t->fd, rec, len, NULL) < 0)
 		return -1;
 	t->size += len;
 	if (sync && ticket)
