@@ -47,10 +47,7 @@ struct journal {
 	size_t skipped;
 	char notice[256];
 	bool dirty;                     /* entries written but not yet fsync'd */
-	/* the repair sidecar as last read */
-	struct timespec side_mtime;
-	off_t side_size;
-	ino_t side_ino;
+	struct stat side_st;            /* the repair sidecar as last read */
 	bool side_seen;
 	uint64_t repaired_off;
 };
@@ -437,13 +434,10 @@ static uint64_t journal_repaired_offset(struct journal *j)
 		j->repaired_off = 0;
 		return 0;
 	}
-	if (j->side_seen && st.st_size == j->side_size && st.st_ino == j->side_ino &&
-	    st.st_mtim.tv_sec == j->side_mtime.tv_sec && st.st_mtim.tv_nsec == j->side_mtime.tv_nsec)
+	if (j->side_seen && fd_stat_same(&j->side_st, &st))
 		return j->repaired_off;
 	j->side_seen = true;
-	j->side_size = st.st_size;
-	j->side_ino = st.st_ino;
-	j->side_mtime = st.st_mtim;
+	j->side_st = st;
 	j->repaired_off = 0;
 	FILE *f = fopen(j->sidecar, "r");
 	char magic[64] = "";
