@@ -1706,8 +1706,17 @@ static int dual_journal_lost(struct client *c)
 				       dual_fingerprint(e->text), e->text, e->params, error,
 				       e->table && e->keys ? &keys : NULL);
 	}
+	uint64_t ticket = 0;
 	if (rc == 0)
-		rc = journal_sync(rt->journal);
+		rc = journal_sync_request(rt->journal, &ticket);
+	if (rc == 0 && ticket) {
+		/* neither the primary's COMMIT nor the client's answer leaves
+		 * before the entries are on disk */
+		struct server *p = c->servers[c->active_slot];
+		if (p && p->conn)
+			conn_hold(p->conn, ticket);
+		conn_hold(c->conn, ticket);
+	}
 	if (rc < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",

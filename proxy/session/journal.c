@@ -1,9 +1,10 @@
 /*
  * session/journal.c — the dual-write dead-letter journal; see journal.h.
  *
- * The file descriptor is kept open in append mode; journal_sync() is the
- * only place that blocks on the disk for writes, and it runs only when a
- * transaction that lost statements on the shadow is being acknowledged.
+ * The file descriptor is kept open in append mode. A transaction that lost
+ * statements on the shadow has them made durable by journal_sync_request()
+ * (io/durable.h: its COMMIT and its client's answer wait, the event loop
+ * does not); journal_sync() blocks, for rotation and recovery.
  * Memory holds one index slot (offset, length) per entry, never the entries.
  */
 #include "session/journal.h"
@@ -12,6 +13,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/wbuf.h"
+#include "io/durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -412,6 +414,19 @@ int journal_sync(struct journal *j)
 	if (!j->dirty)
 		return 0;
 	if (fsync(j->fd) < 0) {
+		log_error(0, "cannot fsync the dual-write journal: %s", strerror(errno));
+		return -1;
+	}
+	j->dirty = false;
+	return 0;
+}
+
+int journal_sync_request(struct journal *j, uint64_t *ticket)
+{
+	*ticket = 0;
+	if (!j->dirty)
+		return 0;
+	if (durable_request(j->fd, ticket) < 0) {
 		log_error(0, "cannot fsync the dual-write journal: %s", strerror(errno));
 		return -1;
 	}
