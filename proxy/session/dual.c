@@ -1676,6 +1676,14 @@ static void dual_note_outcome(struct client *c)
 	}
 }
 
+/* What is sent to the primary from now on waits for durable TICKET. */
+static void dual_hold_primary(struct client *c, uint64_t ticket)
+{
+	struct server *p = c->servers[c->active_slot];
+	if (p && p->conn)
+		conn_hold(p->conn, ticket);
+}
+
 /*
  * Journals the statements of the open transaction the shadow lost, durably
  * (fsync'd), and forgets them. 0 when they are on disk; -1 when they could
@@ -1712,9 +1720,7 @@ static int dual_journal_lost(struct client *c)
 	if (rc == 0 && ticket) {
 		/* neither the primary's COMMIT nor the client's answer leaves
 		 * before the entries are on disk */
-		struct server *p = c->servers[c->active_slot];
-		if (p && p->conn)
-			conn_hold(p->conn, ticket);
+		dual_hold_primary(c, ticket);
 		conn_hold(c->conn, ticket);
 	}
 	if (rc < 0) {
@@ -1756,9 +1762,7 @@ static int dual_intent(struct client *c)
 	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx, &ticket);
 	if (d->intent) {
 		/* the primary's COMMIT leaves once the intent is on disk */
-		struct server *p = c->servers[c->active_slot];
-		if (p && p->conn)
-			conn_hold(p->conn, ticket);
+		dual_hold_primary(c, ticket);
 		return 0;
 	}
 	rt->stats.journal_failures++;
