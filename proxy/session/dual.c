@@ -2338,21 +2338,17 @@ static void dual_progress(struct client *c)
 			return;
 		}
 		if (d->autocommit && (d->shadow_error || !sh) && d->n_tx) {
-			/* The primary commits this write as soon as it runs it:
-			 * what the shadow lost must be on disk first. */
+			/* The shadow lost the write. The primary runs it in a
+			 * transaction of ours: journaled before its COMMIT when it
+			 * succeeds there (dual_request_done), nothing to journal
+			 * when it fails there too. */
 			d->broken = true;
 			if (!d->lost_reason[0])
 				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
 					 d->shadow_error ? d->shadow_sqlstate : "08006",
 					 d->shadow_error ? d->shadow_message : "shadow path unavailable");
-			if (dual_journal_lost(c) < 0) {
-				d->shadow_error = true;
-				snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
-				snprintf(d->shadow_message, sizeof(d->shadow_message), "%s",
-					 DUAL_JOURNAL_FAILED);
-				dual_fail_request(c, sh);
-				return;
-			}
+			d->wrapped = true;
+			dual_primary_own(c, "BEGIN");
 		} else if (d->autocommit && !d->fail_verdict && tpc_applies(c)) {
 			/* The primary runs it in a transaction of ours too, which
 			 * commits in two phases with the shadow's. */
