@@ -18,16 +18,19 @@ reads compared; noise calibration: jitter()/stamp() statements are counted
 noisy (re-run on the session's own path, they differ from themselves), not
 as mismatches and not as guard input, while the wrong-rule statements stay
 mismatches after their calibration run; SHOW SHADOW_READS' noisy column and
-the per-fingerprint metrics (bounded to 20 fingerprints).
+the per-fingerprint metrics (bounded to 20 fingerprints); the proxy's RSS
+stays flat while two pgbench runs (one reconnecting for every transaction)
+are shadowed for 10 s (60 s with PGT_BIG=1).
 """
 
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
-from conftest import run_pqclient
+from conftest import run_pqclient, sanitized_binary
 from test_shadow_read import (Admin, Layout, NEW_OBJECTS, OLD_OBJECTS, RIGHT, WRONG, metrics,
                               run_all, start)
 from twopaths import created, wait_for
@@ -256,3 +259,47 @@ def test_per_fingerprint_metrics_are_bounded(proxy_factory, layout):
         admin.close()
     finally:
         conn.close()
+
+
+def test_memory_stays_bounded_under_pgbench_load(proxy_factory, layout, tmp_path):
+    """Shadow reads at 100 % under two pgbench runs at once (prepared, and
+    extended with a new connection per transaction, so that sessions and
+    their tracked statements come and go): RSS flat after the warm-up
+    (10 s; 60 s with PGT_BIG=1)."""
+    seconds = 60 if os.environ.get("PGT_BIG") == "1" else 10
+    p = start(proxy_factory, layout, RIGHT)
+    script = tmp_path / "select.sql"
+    script.write_text(SELECT_SCRIPT + "SELECT id, jitter() FROM users WHERE id = :id;\n")
+    env = dict(os.environ, **p.env())
+    runs = [subprocess.Popen(["pgbench", "-n", "-M", mode, "-c", "4", "-j", "1", "-T",
+                              str(seconds), "-f", str(script)] + extra + ["app"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for mode, extra in (("prepared", []), ("extended", ["-C"]))]
+    samples = []
+    try:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            samples.append(p.rss_kb())
+            time.sleep(1)
+        outs = [r.communicate(timeout=60)[0] for r in runs]
+    finally:
+        for r in runs:
+            if r.poll() is None:
+                r.kill()
+                r.wait()
+    for out in outs:
+        assert "number of failed transactions: 0" in out or "failed" not in out, out
+    m = wait_for(lambda: (lambda m: m if m["pgturnout_shadow_read_queue"] == 0 else None)(
+        metrics(p)), "an empty queue", 15)
+    tps = [re.search(r"tps = ([\d.]+)", o) for o in outs]
+    warm = samples[len(samples) // 4]
+    print("RSS over %d s (kB, every second): %s; after warm-up %d, max %d; pgbench tps %s; "
+          "compared %d, noisy %d, dropped %s" % (
+              seconds, samples, warm, max(samples), [t.group(1) if t else None for t in tps],
+              m["pgturnout_shadow_reads_total"], m["pgturnout_shadow_read_noisy_total"],
+              {k: v for k, v in m.items() if "dropped" in k and v}))
+    assert m["pgturnout_shadow_reads_total"] > 100, m
+    assert m["pgturnout_shadow_read_mismatches_total"] == 0, m
+    assert m["pgturnout_shadow_read_noisy_total"] > 0, m
+    if not sanitized_binary():  # ASan's quarantine grows RSS by itself
+        assert max(samples[len(samples) // 4:]) - warm < 8 * 1024, samples
