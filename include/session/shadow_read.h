@@ -24,9 +24,10 @@
  * more on the session's own path; if that result differs from the first
  * one the statement differs by nature (a volatile function behind a view
  * or a function of the application's, rows that change under concurrent
- * writes), and its fingerprint is marked noisy: this and every later
- * difference of it count as noise, not as mismatches, and are no guard
- * input.
+ * writes), and its fingerprint is marked noisy: this and later
+ * differences of it count as noise, not as mismatches, and are no guard
+ * input. Every SR_NOISE_RECHECK-th difference of a noisy fingerprint is
+ * calibrated again; a path that now agrees with itself clears the mark.
  *
  * A full queue, a path that cannot be reached or answers too slowly drop
  * work (counted by reason); the client never waits for any of it. Side

@@ -65,6 +65,8 @@
 #define SR_SESSION_BYTES (256u * 1024) /* of their texts */
 #define SR_PORTALS 4            /* bound portals waiting for their Execute, per session */
 #define SR_PARAMS_MAX 4096      /* parameters of a Bind that is shadowed */
+#define SR_NOISE_RECHECK 16     /* of a noisy fingerprint's differences, each so many-th is
+				   calibrated again */
 
 struct sr_job;
 
@@ -151,6 +153,8 @@ struct sr_fp {
 	bool used;
 	uint64_t fp;
 	uint64_t runs, mismatches, errors, unstable, noisy;
+	bool noisy_mark;                /* its results differ from themselves on one path */
+	uint32_t since_check;           /* differences counted noisy since the last calibration */
 	uint64_t latency_sum_us[2];
 	char sample[SR_SAMPLE_MAX];
 	char diff[SR_DIFF_MAX];
@@ -733,14 +737,22 @@ static void sr_job_calibrated(struct sr_job *j)
 		return;
 	}
 	const PGresult *again[2] = { j->first, j->res[slot] };
+	struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
 	if (sr_differ(again, j->ordered, self, sizeof(self))) {
-		struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
-		if (e != NULL && e->noisy == 0)
+		if (e != NULL && !e->noisy_mark) {
+			e->noisy_mark = true;
 			log_info(0, "shadow reads: fingerprint %016llx is noisy (differs when run twice "
 				 "on the same path: %.200s); its differences are not mismatches; "
 				 "statement: %.200s", (unsigned long long)j->fp, self, j->text);
+		}
 		sr_job_count(j, true, true, j->diff);
 		return;
+	}
+	if (e != NULL && e->noisy_mark) {
+		e->noisy_mark = false;
+		log_info(0, "shadow reads: fingerprint %016llx is no longer noisy (its path agreed "
+			 "with itself); its differences count as mismatches again",
+			 (unsigned long long)j->fp);
 	}
 	sr_job_count(j, true, false, j->diff);
 }
@@ -763,12 +775,14 @@ static void sr_job_finish(struct sr_job *j)
 	const PGresult *res[2] = { j->res[0], j->res[1] };
 	bool differ = sr_differ(res, j->ordered, diff, sizeof(diff));
 	if (differ) {
-		const struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
-		if (e != NULL && e->noisy > 0) {
+		struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
+		if (e != NULL && e->noisy_mark && ++e->since_check < SR_NOISE_RECHECK) {
 			sr_job_count(j, true, true, diff);      /* known noise */
 			sr_job_free(j);
 			return;
 		}
+		if (e != NULL)
+			e->since_check = 0;
 		if (sr_job_recalibrate(j, diff))
 			return;
 	}

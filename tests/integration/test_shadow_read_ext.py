@@ -40,6 +40,10 @@ pytestmark = pytest.mark.proxy_only
 FUNCTIONS = """
 CREATE FUNCTION jitter() RETURNS float8 LANGUAGE sql VOLATILE AS 'SELECT random()';
 CREATE FUNCTION stamp() RETURNS timestamptz LANGUAGE sql STABLE AS 'SELECT clock_timestamp()';
+CREATE TABLE knob (v int);
+INSERT INTO knob VALUES (1);
+CREATE FUNCTION knobbed() RETURNS float8 LANGUAGE sql VOLATILE
+  AS 'SELECT CASE WHEN (SELECT v FROM knob) = 1 THEN random() ELSE 0 END';
 """
 
 
@@ -224,6 +228,31 @@ def test_noise_calibration_counts_statements_that_differ_by_nature_apart(
                          r'path="new"\} 5$' % fp, text, re.M)
         assert re.search(r'pgturnout_shadow_read_fp_duration_seconds_sum\{fingerprint="%s",'
                          r'path="old"\} [\d.]+$' % fp, text, re.M)
+    finally:
+        conn.close()
+        admin.close()
+
+
+def test_a_fingerprint_whose_noise_settles_is_compared_again(proxy_factory, layout):
+    """Noisy while knob = 1 (knobbed() is random()); once knob = 0 the 16th
+    difference is calibrated again, the path agrees with itself, and the
+    wrong rule's difference is a mismatch from then on."""
+    p = start(proxy_factory, layout, WRONG)
+    admin = Admin(p)
+    conn = p.connect()
+    sql = "SELECT name, knobbed() FROM users WHERE id = 3"
+    try:
+        run_all(conn, [sql], times=3)
+        wait_for(lambda: rows_by_sample(admin).get(sql, {}).get("noisy") == "3", "3 noisy", 10)
+        for role in ("old", "new"):
+            layout.sql(role, "UPDATE knob SET v = 0")
+        run_all(conn, [sql], times=20)
+        r = wait_for(lambda: (lambda r: r if int(r["noisy"]) + int(r["mismatches"]) == 23
+                              else None)(rows_by_sample(admin)[sql]), "23 differences", 10)
+        # about 16 more noisy before the check (reads run on up to 4 side pairs at
+        # once, so a few may be judged while the check is in flight), then mismatches
+        assert 3 + 12 <= int(r["noisy"]) <= 3 + 16 and int(r["mismatches"]) >= 4, r
+        assert "is no longer noisy (its path agreed with itself)" in p.log()
     finally:
         conn.close()
         admin.close()
