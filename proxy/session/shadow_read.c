@@ -438,9 +438,11 @@ static void sr_side_on_deadline(evutil_socket_t fd, short what, void *arg)
 						    : "did not answer within 10 s");
 }
 
-/* The parameter types for slot SLOT: OIDs of user types differ between
- * databases, so the other path gets them unspecified (inferred, as a client
- * sending 0 gets them). */
+/* Sends J's TEXT on side S (idle) and makes S busy with J; -1 when S
+ * failed (it is closed). An extended job carries its parameters; the OIDs
+ * of types of the application's own differ between databases, so a side
+ * other than the session's own gets them unspecified (inferred by its
+ * server, as for a client that sends 0). */
 static int sr_side_send(struct sr_side *s, struct sr_job *j, const char *text)
 {
 	int ok;
