@@ -139,6 +139,7 @@ struct sr_portal {
 	char *name;                     /* owns; NULL: slot free */
 	struct sr_job *job;             /* owns; NULL: nothing to shadow (a write, untracked) */
 	bool read;                      /* its statement may be a read */
+	bool full;                      /* the queue was full at its Bind: no job was made */
 };
 
 struct shadow_session {
@@ -1223,9 +1224,9 @@ static void sr_bind(struct client *c, struct shadow_session *ss, const uint8_t *
 	struct sr_stmt *st = sr_stmt_find(c, ss, stmt, &made);
 	p->read = st == NULL || st->read;       /* untracked: counted at its Execute */
 	if (st != NULL && st->read) {
-		if (len - MSG_HEADER_LEN > SR_TEXT_MAX + st->len)
-			rt->shadows->stats.skipped[SHADOW_SKIP_TOO_LARGE]++;
-		else
+		/* a full queue would drop the job at its Execute: not made */
+		p->full = rt->shadows->stats.queued >= SR_QUEUE_MAX;
+		if (!p->full)
 			p->job = sr_bind_job(c, st, &r);
 	}
 	if (made)
@@ -1250,7 +1251,13 @@ static void sr_execute(struct client *c, struct shadow_session *ss, const uint8_
 	struct sr_job *j = p->job;
 	p->job = NULL;
 	if (j == NULL) {
-		rt->shadows->stats.skipped[SHADOW_SKIP_UNTRACKED]++;
+		if (p->full && c->tx_status == 'I' && !ss->wrote)
+			rt->shadows->stats.dropped[SHADOW_DROP_QUEUE_FULL]++;
+		else if (p->full)
+			rt->shadows->stats.skipped[SHADOW_SKIP_IN_TRANSACTION]++;
+		else
+			rt->shadows->stats.skipped[SHADOW_SKIP_UNTRACKED]++;
+		p->full = false;
 		return;
 	}
 	if (max_rows != 0) {
