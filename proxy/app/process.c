@@ -443,10 +443,17 @@ static void process_fleet_applied(void *arg, int64_t epoch)
 	flag_restore_note_epoch(epoch);
 }
 
+/* A guard's trip or reset from the flag store. */
+static void process_fleet_guard(void *arg, const struct fleet_change *c)
+{
+	guard_watch_store_change(c);
+}
+
 static const struct fleet_hooks process_fleet_hooks = {
 	.apply = process_fleet_apply,
 	.applied = process_fleet_applied,
 	.local_guard = process_local_guard,
+	.guard = process_fleet_guard,
 };
 
 /* A flag change waiting for the flag store (and, with WAIT, the fleet). */
