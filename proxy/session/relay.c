@@ -442,7 +442,10 @@ void relay_client_input(struct client *c)
 	    !boundary_reached(c))
 		return;  /* closed, or held until RESUME */
 	struct server *s = c->servers[c->active_slot];
-	if (c->state != CL_ACTIVE || !s || s->state != SV_READY)
+	/* An adopted server (just taken from the pool by a switch) is the
+	 * session's only once client_server_ready() has replayed its settings
+	 * and statements there, on the next turn: the request waits. */
+	if (c->state != CL_ACTIVE || !s || s->state != SV_READY || s->adopted)
 		return;
 	if (c->dual && dual_gated(c))
 		return;  /* a request involving the shadow is in flight */

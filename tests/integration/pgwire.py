@@ -281,3 +281,44 @@ def scram_verifier(password, iterations=4096, salt=None):
 
 def md5_secret(user, password):
     return "md5" + hashlib.md5((password + user).encode()).hexdigest()
+
+
+# ---- extended-protocol messages, and reading their answers ----------------
+
+def msg_parse(name, sql):
+    return message(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+
+
+def msg_bind(stmt, params, portal=""):
+    body = portal.encode() + b"\0" + stmt.encode() + b"\0" + struct.pack("!HH", 0, len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack("!i", -1)
+        else:
+            v = str(p).encode()
+            body += struct.pack("!I", len(v)) + v
+    return message(b"B", body + struct.pack("!H", 0))
+
+
+def msg_execute(portal=""):
+    return message(b"E", portal.encode() + b"\0" + struct.pack("!I", 0))
+
+
+def msg_sync():
+    return message(b"S")
+
+
+def read_results(conn, syncs):
+    """Reads answers up to SYNCS ReadyForQuery; returns a list with, per
+    request, (command tags, error sqlstate or None, transaction status)."""
+    out, tags, err = [], [], None
+    while len(out) < syncs:
+        kind, body = conn.recv_message()
+        if kind == b"C":
+            tags.append(body.rstrip(b"\0").decode())
+        elif kind == b"E":
+            err = parse_error_fields(body)
+        elif kind == b"Z":
+            out.append((tags, err, body.decode()))
+            tags, err = [], None
+    return out

@@ -43,6 +43,7 @@ import psycopg2
 import pytest
 
 import pgwire
+from pgwire import msg_bind, msg_execute, msg_parse, msg_sync, read_results
 from conftest import BIG, PASSWORDS, free_port, unique
 from twopaths import Admin as BaseAdmin, TwoPathLayout, wait_for
 
@@ -224,45 +225,6 @@ def pgbench(env, args, timeout=150):
 
 
 # Raw extended-protocol messages (pgwire knows the simple protocol only).
-
-def msg_parse(name, sql):
-    return pgwire.message(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
-
-
-def msg_bind(stmt, params, portal=""):
-    body = portal.encode() + b"\0" + stmt.encode() + b"\0" + struct.pack("!HH", 0, len(params))
-    for p in params:
-        if p is None:
-            body += struct.pack("!i", -1)
-        else:
-            v = str(p).encode()
-            body += struct.pack("!I", len(v)) + v
-    return pgwire.message(b"B", body + struct.pack("!H", 0))
-
-
-def msg_execute(portal=""):
-    return pgwire.message(b"E", portal.encode() + b"\0" + struct.pack("!I", 0))
-
-
-def msg_sync():
-    return pgwire.message(b"S")
-
-
-def read_results(conn, syncs):
-    """Reads answers up to SYNCS ReadyForQuery; returns a list with, per
-    request, (command tags, error sqlstate or None, transaction status)."""
-    out, tags, err = [], [], None
-    while len(out) < syncs:
-        kind, body = conn.recv_message()
-        if kind == b"C":
-            tags.append(body.rstrip(b"\0").decode())
-        elif kind == b"E":
-            err = pgwire.parse_error_fields(body)
-        elif kind == b"Z":
-            out.append((tags, err, body.decode()))
-            tags, err = [], None
-    return out
-
 
 def simple(conn, sql):
     """One simple Query on a pgwire connection: (tags, error fields, status)."""

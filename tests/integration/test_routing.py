@@ -39,6 +39,7 @@ import psycopg2
 import pytest
 
 import pgwire
+from pgwire import msg_bind, msg_execute, msg_parse, msg_sync, read_results
 from conftest import PASSWORDS, free_port, unique
 from twopaths import Admin as BaseAdmin, TwoPathLayout, wait_for
 
@@ -587,6 +588,35 @@ def test_prepared_statements_survive_switches(proxy_factory, layout, tmp_path):
     assert flipper.flips >= 3
     assert ("old", "new") in moves and ("new", "old") in moves, moves
     assert re.search(r"replayed \d+ settings and [1-9]\d* prepared statements", p.log())
+
+
+def test_prepared_statement_after_a_switch_onto_a_kept_connection(proxy_factory, layout,
+                                                                  admins):
+    """A switch that takes a kept server connection of the target path from
+    the pool replays the session's prepared statements before the request
+    that caused the switch reaches that backend (it was sent first, failed
+    with 26000 and left the session waiting for an answer)."""
+    p = start(proxy_factory, layout, settings={"log_level": "debug"})
+    admin = admins(p)
+    a = p.wire_login()
+    assert a.query("SELECT whereami()") == [("old",)]
+    a.terminate()  # its backend on old is kept for the next like it
+    admin.set("canary_percent", 100)
+    b = p.wire_login()
+    try:
+        b.send(msg_parse("where", "SELECT whereami()") + msg_sync())
+        assert read_results(b, 1)[0][1] is None
+        b.send(msg_bind("where", []) + msg_execute() + msg_sync())
+        assert read_results(b, 1)[0][1] is None
+        admin.set("canary_percent", 0, force=True)
+        for _ in range(3):
+            b.send(msg_bind("where", []) + msg_execute() + msg_sync())
+            tags, err, status = read_results(b, 1)[0]
+            assert err is None and tags == ["SELECT 1"] and status == "I", (tags, err)
+        assert b.query("SELECT whereami()") == [("old",)]
+    finally:
+        b.terminate()
+    assert re.search(r"reusing server connection to path old", p.log()), p.log()[-3000:]
 
 
 AUDIT_SCRIPT = """\\set tid :client_id * 1000000000000 + random(1, 999999999999)
