@@ -392,6 +392,41 @@ static int column_values(struct pairs_pair *p)
 	return 0;
 }
 
+/* Plans each expression (and cast) on the side that computes it, over no
+ * row: one that names a function, type or column that side lacks makes the
+ * pair one that cannot be compared, with the server's message. */
+static int check_exprs(const struct pairs_paths *pp, struct pairs_pair *p)
+{
+	for (size_t j = 0; j < p->n_cols && p->problem == NULL; j++) {
+		const struct pairs_column *c = &p->cols[j];
+		int s = c->idx[OLD] < 0 ? OLD : c->idx[NEW] < 0 ? NEW : -1;
+		if (s < 0 && !c->retyped)
+			continue;
+		if (s < 0)
+			s = OLD;
+		char *sql = pairs_asprintf("SELECT %s FROM %s LIMIT 0", c->val[s], p->t[s]->sql);
+		if (sql == NULL)
+			return -1;
+		PGresult *r = PQexec(pp->conn[s], sql);
+		free(sql);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			const char *msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			p->problem = c->key != NULL
+				? pairs_asprintf("%s = %s cannot be computed on path %s: %s", c->key, c->expr,
+						 pp->path[s]->name, msg ? msg : PQerrorMessage(pp->conn[s]))
+				: pairs_asprintf("column %s cannot be read as %s on path %s: %s",
+						 pairs_col(p, OLD, j)->name, pairs_col(p, NEW, j)->type,
+						 pp->path[s]->name, msg ? msg : PQerrorMessage(pp->conn[s]));
+			if (p->problem == NULL) {
+				PQclear(r);
+				return -1;
+			}
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
 /* Reads both sides' catalogs and matches columns and keys through the rules. */
 int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 {
@@ -506,6 +541,8 @@ out:
 	}
 	if (column_values(p) < 0)
 		return -1;
+	if (check_exprs(pp, p) < 0 || p->problem != NULL)
+		return p->problem != NULL ? 0 : -1;
 	for (int s = OLD; s <= NEW; s++) {
 		struct wbuf k;
 		wbuf_init(&k);

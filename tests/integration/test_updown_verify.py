@@ -247,6 +247,16 @@ def test_wrong_expression_is_caught(sides, tmp_path, proxy_factory, request):
     assert u["column_diffs"][0]["example"] == \
         "nickname: expected split_part(full_name, ' ', 2) = Last1, found First1 (id 1)"
 
+    # an expression the old side cannot compute: that pair is not compared,
+    # the others are
+    rules = RULES.replace("(price * 100)::bigint", "no_such_fn(price)")
+    code, s = verify_json(write_config(sides, tmp_path, rules, "bad.ini"), "--report", report)
+    assert code == 2
+    assert by_table(s)["orders"]["error"] == (
+        "up.orders.price_cents = no_such_fn(price) cannot be computed on path old:"
+        " function no_such_fn(numeric) does not exist"), s
+    assert by_table(s)["users"]["equal"] and by_table(s)["people"]["equal"]
+
     # the proxy shows it: SHOW VERIFY (one layout is enough)
     if request.node.callspec.params["sides"] != "one_database":
         return
