@@ -19,9 +19,12 @@
  * until the target holds their values, so a dual write to one of them
  * waits and lands after the copy, never under it. When both paths are one
  * database, one connection (the target's) does both in one transaction.
- * Columns on one side only are left alone. Values travel as text, printed
- * with the settings verify pins (catalog_pin_text_output) and cast to the
- * target column's type, so every type round-trips.
+ * The source reads each column written into the target (pairs.h,
+ * sel_copy): a column, or the up (into new) or down (into old) expression
+ * over the source row; columns on one side only without an expression are
+ * left alone. Values travel as text, printed with the settings verify pins
+ * (catalog_pin_text_output) and cast to the target column's type, so every
+ * type round-trips.
  *
  * A chunk that meets a deadlock or a serialization failure is retried.
  */

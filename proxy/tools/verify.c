@@ -6,8 +6,10 @@
  * Method. Each pair is walked in key order in chunks [lo, hi): hi is the
  * key CHUNK rows after lo on whichever side reaches it first, so a chunk
  * never holds more than CHUNK rows of either side. Both servers hash the
- * chunk (count and md5 over the per-row md5s of ROW(common columns)::text,
- * in key order): the record text prints NULL as nothing and '' as "", and
+ * chunk (count and md5 over the per-row md5s of ROW(compared values)::text,
+ * in key order; a value is a column, or an up/down expression computed by
+ * the side that has its inputs, cast to the compared column's type; see
+ * tools/pairs.h): the record text prints NULL as nothing and '' as "", and
  * concatenating fixed-size row digests lets no two differences cancel.
  * Equal chunks are done. A differing chunk is split down to rows: both
  * sides list (key, row md5), the lists are sorted and merged on the
