@@ -319,7 +319,7 @@ static const char *counterpart(const struct pairs_paths *pp, const struct pairs_
 
 /* Adds the compared column of KIND (UP or DOWN) for column IDX of its side,
  * computed on the other side by CR's expression. */
-static int add_expr_col(struct pairs_pair *p, enum pairs_col_kind kind, int idx,
+static void add_expr_col(struct pairs_pair *p, enum pairs_col_kind kind, int idx,
 			const struct rewrite_column_rule *cr)
 {
 	int side = kind == PAIRS_COL_UP ? NEW : OLD;
@@ -327,7 +327,6 @@ static int add_expr_col(struct pairs_pair *p, enum pairs_col_kind kind, int idx,
 	*c = (struct pairs_column){ .kind = kind, .expr = cr->expr[side], .key = cr->key[side] };
 	c->idx[side] = idx;
 	c->idx[1 - side] = -1;
-	return 0;
 }
 
 const char *pairs_not_compared_reason(const struct catalog_column *c)
@@ -460,8 +459,7 @@ int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 		struct rewrite_column_rule cr;
 		const char *name = to->cols[i].name;
 		if (rule_expr(pp, p, OLD, name, &cr)) {
-			if (add_expr_col(p, PAIRS_COL_DOWN, (int)i, &cr) < 0)
-				goto out;
+			add_expr_col(p, PAIRS_COL_DOWN, (int)i, &cr);
 			in_use[OLD][i] = true;
 			continue;
 		}
@@ -480,12 +478,12 @@ int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 		struct rewrite_column_rule cr;
 		const char *name = tn->cols[j].name;
 		if (rule_expr(pp, p, NEW, name, &cr)) {
-			if (add_expr_col(p, PAIRS_COL_UP, (int)j, &cr) < 0)
-				goto out;
+			add_expr_col(p, PAIRS_COL_UP, (int)j, &cr);
 			in_use[NEW][j] = true;
-		} else if (!in_use[NEW][j] &&
-			   catalog_column_index(to, counterpart(pp, p, NEW, name)) >= 0) {
-			in_use[NEW][j] = true;
+		} else if (!in_use[NEW][j]) {
+			int i = catalog_column_index(to, counterpart(pp, p, NEW, name));
+			in_use[NEW][j] = i >= 0 && rule_expr(pp, p, OLD, to->cols[i].name, &cr) &&
+					 catalog_column_index(tn, counterpart(pp, p, OLD, to->cols[i].name)) == (int)j;
 		}
 	}
 	for (int s = OLD; s <= NEW; s++) {
