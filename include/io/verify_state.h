@@ -25,6 +25,8 @@
 struct verify_state_table {
 	char *table, *new_table;        /* owns */
 	char *problem;                  /* owns: not compared / skipped, or NULL */
+	char *differing_columns;        /* owns: "price_cents: expected ... [40 rows]; ...", or NULL */
+	char *not_compared;             /* owns: "legacy (old, default-only), ...", or NULL */
 	uint64_t rows, missing_on_old, missing_on_new, different, sequences_behind;
 };
 

@@ -5,9 +5,12 @@
  *
  * A pair is one table on the old path and its counterpart on the new one:
  * each renamed table of [rewrite], and every other table present under the
- * same name on both paths. Its columns are those present on both sides
- * (matched through the column rules); its key is old's primary key (or
- * unique key over NOT NULL columns), which must be new's key too.
+ * same name on both paths. Its compared columns are those present on both
+ * sides (matched through the column rules), each new column an up
+ * expression computes (against the expression over the old row) and each
+ * old column a down expression computes (against the expression over the
+ * new row); its key is old's primary key (or unique key over NOT NULL
+ * columns), which must be new's key too.
  */
 #ifndef PGT_TOOLS_PAIRS_H
 #define PGT_TOOLS_PAIRS_H
@@ -40,23 +43,56 @@ struct pairs_bound {
 	char *v[PAIRS_MAX_KEY];		/* owns */
 };
 
-/* One column present on both sides: its index into each side's table. */
+/* A column of one side that is not compared, and why
+ * (pairs_not_compared_reason). */
+struct pairs_skip {
+	const char *name;		/* borrows (the pair's catalog table) */
+	const char *reason;		/* borrows (static) */
+};
+
+/* How a compared column gets its value on each side. */
+enum pairs_col_kind {
+	PAIRS_COL_SAME,		/* a column on both sides (renamed or not) */
+	PAIRS_COL_UP,		/* new's column; on old, its up expression over the row */
+	PAIRS_COL_DOWN,		/* old's column; on new, its down expression over the row */
+};
+
+/*
+ * One compared column. val[S] is the SQL of its value on side S, over that
+ * side's row (no qualifier): the quoted column, or the expression cast to
+ * the column's type. A column whose type differs between the sides
+ * (PAIRS_COL_SAME, not a key column) is read on old cast to new's type, so
+ * that values compare, and print, as the same type; copied into old
+ * (sel_copy[OLD]), new's value is read cast to old's type instead.
+ */
 struct pairs_column {
-	int idx[2];
+	int idx[2];			/* index into each side's table; -1 on the side
+					 * whose value is an expression */
+	enum pairs_col_kind kind;
+	bool retyped;			/* SAME, not a key column, of another type on each side */
+	char *val[2];			/* owns */
+	const char *expr;		/* borrows (rules): UP/DOWN, the expression as written */
+	const char *key;		/* borrows (rules): UP/DOWN, its [rewrite] key */
 };
 
 struct pairs_pair {
 	char *name[2];			/* owns: the name as resolved on each side (SQL text) */
 	long rule;			/* rewrite entry, or -1 */
 	struct catalog_table *t[2];	/* owns */
-	struct pairs_column *cols;	/* owns, n_cols: the common columns, old order */
+	struct pairs_column *cols;	/* owns, n_cols: the compared columns: old's (same,
+					 * renamed, down) in old's order, then new's up columns */
 	size_t n_cols;
 	size_t key[PAIRS_MAX_KEY];	/* indexes into cols[]: the key, in old key order */
 	size_t n_key;
-	char *only[2];			/* owns: "a, b" columns on one side only, or NULL */
+	char *only[2];			/* owns: "a (default-only), b (unservable)": the columns
+					 * of each side not compared, or NULL */
+	struct pairs_skip *skip[2];	/* owns, n_skip[S]: the same, one by one */
+	size_t n_skip[2];
 	char *problem;			/* owns: why the pair cannot be compared, or NULL */
 	char *skipped;			/* owns: why it need not be, or NULL */
-	char *sel_cols[2];		/* owns: "c1, c2": the common columns, quoted */
+	char *sel_cols[2];		/* owns: "v1, v2": every compared column's val[] */
+	char *sel_copy[2][2];		/* owns: [target][side]: the same list, NULL for each
+					 * column not copied into target (pairs_col_copied) */
 	char *sel_key[2];		/* owns: "k1, k2" (with COLLATE "C" when collate_c) */
 	bool collate_c;			/* order text keys bytewise: the sides may sort them differently */
 	char *sel_key_args[2][2];	/* owns: "$1::T1, $2::T2" numbered from 1 / from n_key+1 */
@@ -87,7 +123,23 @@ int pairs_discover(struct pairs_paths *pp, struct pairs_pair **pairs, size_t *n)
  * compared gets p->problem, one that need not be p->skipped. -1: error. */
 int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p) __attribute__((warn_unused_result));
 void pairs_pair_free(struct pairs_pair *p);
+/* Column J's catalog column on SIDE (idx[SIDE] must be >= 0). */
 const struct catalog_column *pairs_col(const struct pairs_pair *p, int side, size_t j);
+/* Column J's name in messages and reports: old's for SAME and DOWN, new's
+ * for UP. */
+const char *pairs_col_label(const struct pairs_pair *p, size_t j);
+/* Whether column J is written when TARGET is made equal to the other side:
+ * SAME always, UP into new, DOWN into old; never a generated column. */
+bool pairs_col_copied(const struct pairs_pair *p, int target, size_t j);
+/* Why column C of one side is not compared: "default-only" (a copy from
+ * the other side leaves it to its default or NULL) or "unservable" (NOT
+ * NULL without a default). */
+const char *pairs_not_compared_reason(const struct catalog_column *c);
+/* "up", "down" or "same". */
+const char *pairs_col_kind_name(enum pairs_col_kind kind);
+/* The side whose row gives column J's expected value: new for DOWN, old
+ * otherwise. */
+int pairs_col_source(const struct pairs_pair *p, size_t j);
 
 void pairs_bound_clear(struct pairs_bound *b);
 int pairs_bound_from_row(struct pairs_bound *b, const PGresult *r, int row, size_t n)

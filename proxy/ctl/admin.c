@@ -218,7 +218,7 @@ static const char *const help_rows[][2] = {
 	{ "SHOW STATS", "per path: queries, reads, writes, shadow writes/errors, mismatches, latency" },
 	{ "SHOW JOURNAL [ALL] [LIMIT n] [OFFSET m]", "dual-write dead letters: the unrepaired ones (ALL: every one), 100 at a time" },
 	{ "ROTATE JOURNAL [FORCE]", "move the journal file aside (kept for repair --journal) and start an empty one" },
-	{ "SHOW VERIFY", "the last pgturnout verify: per table pair rows, missing on old/new, different, when" },
+	{ "SHOW VERIFY", "the last pgturnout verify: per table pair rows, missing on old/new, different (and in which columns), when" },
 	{ "SHOW SHADOW_READS", "shadow reads per fingerprint: runs, mismatches, errors, unstable, latency per path, a sample, the last difference" },
 	{ "SHOW GUARDS", "the [guard] thresholds: state, figures of the window, tripped at/by, action taken" },
 	{ "RESET GUARD <name>", "re-arm a tripped guard (canary_percent may be raised again); its window starts over" },
@@ -661,7 +661,8 @@ static void show_verify(struct wbuf *out)
 {
 	static const char *const cols[] = { "table", "new_table", "rows", "missing_on_old",
 					     "missing_on_new", "different", "sequences_behind",
-					     "result", "time", "tool" };
+					     "result", "time", "tool", "differing_columns",
+					     "not_compared" };
 	const struct verify_state *v = verify_state_get(rt->cfg->journal_dir);
 	if (v == NULL)
 		notice_out(out, "no verify result yet: run pgturnout verify (it records its result in "
@@ -669,7 +670,7 @@ static void show_verify(struct wbuf *out)
 	else if (!v->complete)
 		notice_out(out, "the last verify compared only some table pairs (--table) or resumed "
 			   "an interrupted run");
-	build_row_description(out, cols, 10);
+	build_row_description(out, cols, 12);
 	size_t rows = 0;
 	for (size_t i = 0; v && i < v->n_tables; i++) {
 		const struct verify_state_table *t = &v->tables[i];
@@ -683,8 +684,8 @@ static void show_verify(struct wbuf *out)
 				      t->problem ? NULL : n[1], t->problem ? NULL : n[2],
 				      t->problem ? NULL : n[3], t->problem ? NULL : n[4],
 				      t->problem ? t->problem : equal ? "equal" : "different",
-				      v->time, v->tool };
-		build_data_row(out, row, 10);
+				      v->time, v->tool, t->differing_columns, t->not_compared };
+		build_data_row(out, row, 12);
 		rows++;
 	}
 	complete_show(out, rows);

@@ -6,6 +6,7 @@
 #include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/wbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@ static void state_clear(struct verify_state *s)
 		free(s->tables[i].table);
 		free(s->tables[i].new_table);
 		free(s->tables[i].problem);
+		free(s->tables[i].differing_columns);
+		free(s->tables[i].not_compared);
 	}
 	free(s->tables);
 	memset(s, 0, sizeof(*s));
@@ -37,6 +40,35 @@ static uint64_t count_of(const json_t *o, const char *key)
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
+}
+
+/* "legacy (old, default-only), extra (new, default-only)" from verify's
+ * not_compared array, in *OUT (NULL when it is empty). */
+static int not_compared_text(const json_t *a, char **out)
+{
+	struct wbuf b;
+	wbuf_init(&b);
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		const json_t *c = json_array_get(a, i);
+		const char *col = json_get_text(c, "column"), *side = json_get_text(c, "side"),
+			   *why = json_get_text(c, "reason");
+		char item[512];
+		int n = snprintf(item, sizeof(item), "%s%s (%s, %s)", b.len ? ", " : "",
+				 col ? col : "?", side ? side : "?", why ? why : "?");
+		wbuf_put(&b, item, n < (int)sizeof(item) ? (size_t)n : sizeof(item) - 1);
+	}
+	*out = NULL;
+	if (b.len == 0) {
+		wbuf_free(&b);
+		return 0;
+	}
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return -1;
+	}
+	*out = (char *)b.data;
+	return 0;
 }
 
 static int state_parse(struct verify_state *s, const json_t *o)
@@ -67,6 +99,12 @@ static int state_parse(struct verify_state *s, const json_t *o)
 		v->new_table = json_dup_text(t, "new_table");
 		v->problem = dup_or_null(problem);
 		if (!v->table || !v->new_table || (problem && !v->problem))
+			return -1;
+		const char *differing = json_get_text(t, "differing_columns");
+		if (differing != NULL && *differing != '\0' &&
+		    (v->differing_columns = strdup(differing)) == NULL)
+			return -1;
+		if (not_compared_text(json_object_get(t, "not_compared"), &v->not_compared) < 0)
 			return -1;
 		v->rows = count_of(t, "rows");
 		v->missing_on_old = count_of(t, "missing_on_old");

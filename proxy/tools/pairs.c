@@ -63,13 +63,25 @@ void pairs_put_s(struct wbuf *b, const char *s)
 
 void pairs_put_f(struct wbuf *b, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[512], *big = NULL;
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (n >= (int)sizeof(buf)) {
+		/* longer than the buffer (a wide table's column list): whole */
+		va_start(ap, fmt);
+		if (vasprintf(&big, fmt, ap) < 0)
+			big = NULL;
+		va_end(ap);
+		if (big == NULL) {
+			b->failed = true;
+			return;
+		}
+	}
 	if (n > 0)
-		wbuf_put(b, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+		wbuf_put(b, big != NULL ? big : buf, (size_t)n);
+	free(big);
 }
 
 /* The buffer's text as a new string (caller owns), or NULL when out of memory. */
@@ -116,16 +128,46 @@ const struct catalog_column *pairs_col(const struct pairs_pair *p, int side, siz
 	return &p->t[side]->cols[p->cols[j].idx[side]];
 }
 
+const char *pairs_col_label(const struct pairs_pair *p, size_t j)
+{
+	return pairs_col(p, p->cols[j].kind == PAIRS_COL_UP ? NEW : OLD, j)->name;
+}
+
+bool pairs_col_copied(const struct pairs_pair *p, int target, size_t j)
+{
+	const struct pairs_column *c = &p->cols[j];
+	if (c->idx[target] < 0 || pairs_col(p, target, j)->generated != 0)
+		return false;
+	return c->kind == PAIRS_COL_SAME || (c->kind == PAIRS_COL_UP) == (target == NEW);
+}
+
+const char *pairs_col_kind_name(enum pairs_col_kind kind)
+{
+	return kind == PAIRS_COL_UP ? "up" : kind == PAIRS_COL_DOWN ? "down" : "same";
+}
+
+int pairs_col_source(const struct pairs_pair *p, size_t j)
+{
+	return p->cols[j].kind == PAIRS_COL_DOWN ? NEW : OLD;
+}
+
 void pairs_pair_free(struct pairs_pair *p)
 {
 	for (int s = OLD; s <= NEW; s++) {
 		free(p->name[s]);
 		catalog_table_free(p->t[s]);
 		free(p->only[s]);
+		free(p->skip[s]);
 		free(p->sel_cols[s]);
+		free(p->sel_copy[s][OLD]);
+		free(p->sel_copy[s][NEW]);
 		free(p->sel_key[s]);
 		free(p->sel_key_args[s][0]);
 		free(p->sel_key_args[s][1]);
+	}
+	for (size_t j = 0; p->cols != NULL && j < p->n_cols; j++) {
+		free(p->cols[j].val[OLD]);
+		free(p->cols[j].val[NEW]);
 	}
 	free(p->cols);
 	free(p->problem);
@@ -244,6 +286,146 @@ static char *key_args(const struct pairs_pair *p, int side, int first)
 	return pairs_take(&b);
 }
 
+/* Whether entry P->rule has an expression for column NAME of SIDE (an up
+ * expression for new's, a down one for old's); its rule in *OUT. */
+static bool rule_expr(const struct pairs_paths *pp, const struct pairs_pair *p, int side,
+		      const char *name, struct rewrite_column_rule *out)
+{
+	struct rewrite_entry e;
+	if (p->rule < 0 || rewrite_rules_entry(pp->cfg->rules, (size_t)p->rule, &e) < 0)
+		return false;
+	for (size_t k = 0; k < e.n_columns; k++)
+		if (rewrite_rules_column_rule(pp->cfg->rules, (size_t)p->rule, k, out) == 0 &&
+		    out->expr[side] != NULL && strcmp(out->name[side], name) == 0)
+			return true;
+	return false;
+}
+
+/* The other side's name of column NAME of SIDE: its rename (also that of a
+ * retyped column, renamed with expressions), else the same name. */
+static const char *counterpart(const struct pairs_paths *pp, const struct pairs_pair *p, int side,
+			       const char *name)
+{
+	struct rewrite_entry e;
+	struct rewrite_column_rule cr;
+	if (p->rule < 0 || rewrite_rules_entry(pp->cfg->rules, (size_t)p->rule, &e) < 0)
+		return name;
+	for (size_t k = 0; k < e.n_columns; k++)
+		if (rewrite_rules_column_rule(pp->cfg->rules, (size_t)p->rule, k, &cr) == 0 &&
+		    strcmp(cr.name[side], name) == 0 && cr.name[1 - side][0] != '\0')
+			return cr.name[1 - side];
+	return name;
+}
+
+/* Adds the compared column of KIND (UP or DOWN) for column IDX of its side,
+ * computed on the other side by CR's expression. */
+static void add_expr_col(struct pairs_pair *p, enum pairs_col_kind kind, int idx,
+			const struct rewrite_column_rule *cr)
+{
+	int side = kind == PAIRS_COL_UP ? NEW : OLD;
+	struct pairs_column *c = &p->cols[p->n_cols++];
+	*c = (struct pairs_column){ .kind = kind, .expr = cr->expr[side], .key = cr->key[side] };
+	c->idx[side] = idx;
+	c->idx[1 - side] = -1;
+}
+
+const char *pairs_not_compared_reason(const struct catalog_column *c)
+{
+	return c->not_null && c->default_expr == NULL && c->identity == 0 && c->generated == 0
+		? "unservable" : "default-only";
+}
+
+/* Each compared column's val[] (see pairs.h), and the select lists built of
+ * them. The expression is written on a line of its own, so that a comment
+ * ending it cannot swallow the cast. */
+static int column_values(struct pairs_pair *p)
+{
+	for (size_t j = 0; j < p->n_cols; j++) {
+		struct pairs_column *c = &p->cols[j];
+		bool is_key = false;
+		for (size_t k = 0; k < p->n_key; k++)
+			is_key |= p->key[k] == j;
+		for (int s = OLD; s <= NEW; s++) {
+			struct wbuf v;
+			wbuf_init(&v);
+			if (c->idx[s] < 0) {
+				pairs_put_f(&v, "((%s\n))::%s", c->expr, pairs_col(p, 1 - s, j)->type);
+			} else {
+				c->retyped = c->kind == PAIRS_COL_SAME && !is_key &&
+					     strcmp(pairs_col(p, OLD, j)->type, pairs_col(p, NEW, j)->type) != 0;
+				pairs_put_ident(&v, pairs_col(p, s, j)->name);
+				if (s == OLD && c->retyped)
+					pairs_put_f(&v, "::%s", pairs_col(p, NEW, j)->type);
+			}
+			if ((c->val[s] = pairs_take(&v)) == NULL)
+				return -1;
+		}
+	}
+	for (int s = OLD; s <= NEW; s++) {
+		struct wbuf all, copy[2];
+		wbuf_init(&all);
+		wbuf_init(&copy[OLD]);
+		wbuf_init(&copy[NEW]);
+		for (size_t j = 0; j < p->n_cols; j++) {
+			pairs_put_f(&all, "%s%s", j ? ", " : "", p->cols[j].val[s]);
+			for (int t = OLD; t <= NEW; t++) {
+				pairs_put_s(&copy[t], j ? ", " : "");
+				if (!pairs_col_copied(p, t, j)) {
+					pairs_put_s(&copy[t], "NULL");
+				} else if (t == OLD && p->cols[j].retyped) {
+					/* into old: new's value as old's type */
+					pairs_put_ident(&copy[t], pairs_col(p, s, j)->name);
+					if (s == NEW)
+						pairs_put_f(&copy[t], "::%s", pairs_col(p, OLD, j)->type);
+				} else {
+					pairs_put_s(&copy[t], p->cols[j].val[s]);
+				}
+			}
+		}
+		p->sel_cols[s] = pairs_take(&all);
+		p->sel_copy[OLD][s] = pairs_take(&copy[OLD]);
+		p->sel_copy[NEW][s] = pairs_take(&copy[NEW]);
+		if (!p->sel_cols[s] || !p->sel_copy[OLD][s] || !p->sel_copy[NEW][s])
+			return -1;
+	}
+	return 0;
+}
+
+/* Plans each expression (and cast) on the side that computes it, over no
+ * row: one that names a function, type or column that side lacks makes the
+ * pair one that cannot be compared, with the server's message. */
+static int check_exprs(const struct pairs_paths *pp, struct pairs_pair *p)
+{
+	for (size_t j = 0; j < p->n_cols && p->problem == NULL; j++) {
+		const struct pairs_column *c = &p->cols[j];
+		int s = c->idx[OLD] < 0 ? OLD : c->idx[NEW] < 0 ? NEW : -1;
+		if (s < 0 && !c->retyped)
+			continue;
+		if (s < 0)
+			s = OLD;
+		char *sql = pairs_asprintf("SELECT %s FROM %s LIMIT 0", c->val[s], p->t[s]->sql);
+		if (sql == NULL)
+			return -1;
+		PGresult *r = PQexec(pp->conn[s], sql);
+		free(sql);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			const char *msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			p->problem = c->key != NULL
+				? pairs_asprintf("%s = %s cannot be computed on path %s: %s", c->key, c->expr,
+						 pp->path[s]->name, msg ? msg : PQerrorMessage(pp->conn[s]))
+				: pairs_asprintf("column %s cannot be read as %s on path %s: %s",
+						 pairs_col(p, OLD, j)->name, pairs_col(p, NEW, j)->type,
+						 pp->path[s]->name, msg ? msg : PQerrorMessage(pp->conn[s]));
+			if (p->problem == NULL) {
+				PQclear(r);
+				return -1;
+			}
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
 /* Reads both sides' catalogs and matches columns and keys through the rules. */
 int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 {
@@ -266,36 +448,65 @@ int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 		return p->skipped != NULL ? 0 : -1;
 	}
 	const struct catalog_table *to = p->t[OLD], *tn = p->t[NEW];
-	p->cols = calloc(to->n_cols + 1, sizeof(*p->cols));
-	bool *matched_new = calloc(tn->n_cols + 1, sizeof(bool));
-	struct wbuf only[2];
-	wbuf_init(&only[OLD]);
-	wbuf_init(&only[NEW]);
-	if (p->cols == NULL || matched_new == NULL) {
-		free(matched_new);
-		return -1;
-	}
+	p->cols = calloc(to->n_cols + tn->n_cols + 1, sizeof(*p->cols));
+	bool *in_use[2] = { calloc(to->n_cols + 1, sizeof(bool)), calloc(tn->n_cols + 1, sizeof(bool)) };
+	int rc = -1;
+	if (p->cols == NULL || in_use[OLD] == NULL || in_use[NEW] == NULL)
+		goto out;
+	/* old's columns: through a down expression, else to their counterpart
+	 * unless an up expression computes that one */
 	for (size_t i = 0; i < to->n_cols; i++) {
-		const char *mapped = p->rule >= 0
-			? rewrite_rules_map_column(pp->cfg->rules, (size_t)p->rule, REWRITE_SIDE_OLD,
-						   to->cols[i].name)
-			: NULL;
-		int j = catalog_column_index(tn, mapped != NULL ? mapped : to->cols[i].name);
-		if (j < 0) {
-			pairs_put_f(&only[OLD], "%s%s", only[OLD].len ? ", " : "", to->cols[i].name);
+		struct rewrite_column_rule cr;
+		const char *name = to->cols[i].name;
+		if (rule_expr(pp, p, OLD, name, &cr)) {
+			add_expr_col(p, PAIRS_COL_DOWN, (int)i, &cr);
+			in_use[OLD][i] = true;
 			continue;
 		}
-		matched_new[j] = true;
-		p->cols[p->n_cols].idx[OLD] = (int)i;
-		p->cols[p->n_cols].idx[NEW] = j;
-		p->n_cols++;
+		int j = catalog_column_index(tn, counterpart(pp, p, OLD, name));
+		if (j < 0)
+			continue;
+		in_use[OLD][i] = true;	/* with an up expression: its input, compared through it */
+		if (rule_expr(pp, p, NEW, tn->cols[j].name, &cr))
+			continue;
+		in_use[NEW][j] = true;
+		p->cols[p->n_cols++] = (struct pairs_column){ .idx = { (int)i, j }, .kind = PAIRS_COL_SAME };
 	}
-	for (size_t j = 0; j < tn->n_cols; j++)
-		if (!matched_new[j])
-			pairs_put_f(&only[NEW], "%s%s", only[NEW].len ? ", " : "", tn->cols[j].name);
-	free(matched_new);
-	for (int s = OLD; s <= NEW; s++)
-		p->only[s] = only[s].len ? pairs_take(&only[s]) : (wbuf_free(&only[s]), NULL);
+	/* new's columns an up expression computes; a counterpart of a column a
+	 * down expression computes is compared through it */
+	for (size_t j = 0; j < tn->n_cols; j++) {
+		struct rewrite_column_rule cr;
+		const char *name = tn->cols[j].name;
+		if (rule_expr(pp, p, NEW, name, &cr)) {
+			add_expr_col(p, PAIRS_COL_UP, (int)j, &cr);
+			in_use[NEW][j] = true;
+		} else if (!in_use[NEW][j]) {
+			int i = catalog_column_index(to, counterpart(pp, p, NEW, name));
+			in_use[NEW][j] = i >= 0 && rule_expr(pp, p, OLD, to->cols[i].name, &cr) &&
+					 catalog_column_index(tn, counterpart(pp, p, OLD, to->cols[i].name)) == (int)j;
+		}
+	}
+	for (int s = OLD; s <= NEW; s++) {
+		struct wbuf only;
+		wbuf_init(&only);
+		if ((p->skip[s] = calloc(p->t[s]->n_cols + 1, sizeof(*p->skip[s]))) == NULL)
+			goto out;
+		for (size_t c = 0; c < p->t[s]->n_cols; c++) {
+			if (in_use[s][c])
+				continue;
+			struct pairs_skip *k = &p->skip[s][p->n_skip[s]++];
+			k->name = p->t[s]->cols[c].name;
+			k->reason = pairs_not_compared_reason(&p->t[s]->cols[c]);
+			pairs_put_f(&only, "%s%s (%s)", only.len ? ", " : "", k->name, k->reason);
+		}
+		p->only[s] = only.len ? pairs_take(&only) : (wbuf_free(&only), NULL);
+	}
+	rc = 0;
+out:
+	free(in_use[OLD]);
+	free(in_use[NEW]);
+	if (rc < 0)
+		return -1;
 
 	/* The key: old's key columns, which must be new's key columns. */
 	for (int s = OLD; s <= NEW; s++)
@@ -308,7 +519,8 @@ int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 		goto key_differs;
 	for (size_t k = 0; k < to->n_key; k++) {
 		size_t j = 0;
-		while (j < p->n_cols && p->cols[j].idx[OLD] != to->key[k])
+		while (j < p->n_cols && (p->cols[j].kind != PAIRS_COL_SAME ||
+					 p->cols[j].idx[OLD] != to->key[k]))
 			j++;
 		if (j == p->n_cols)
 			goto key_differs;
@@ -325,15 +537,13 @@ int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 		if (co != NULL && (!same_db || cn == NULL || strcmp(co, cn) != 0))
 			p->collate_c = true;
 	}
+	if (column_values(p) < 0)
+		return -1;
+	if (check_exprs(pp, p) < 0 || p->problem != NULL)
+		return p->problem != NULL ? 0 : -1;
 	for (int s = OLD; s <= NEW; s++) {
-		struct wbuf c, k;
-		wbuf_init(&c);
+		struct wbuf k;
 		wbuf_init(&k);
-		for (size_t j = 0; j < p->n_cols; j++) {
-			if (j)
-				pairs_put_s(&c, ", ");
-			pairs_put_ident(&c, pairs_col(p, s, j)->name);
-		}
 		for (size_t j = 0; j < p->n_key; j++) {
 			if (j)
 				pairs_put_s(&k, ", ");
@@ -341,11 +551,10 @@ int pairs_prepare(struct pairs_paths *pp, struct pairs_pair *p)
 			if (p->collate_c && pairs_col(p, s, p->key[j])->collation != NULL)
 				pairs_put_s(&k, " COLLATE \"C\"");
 		}
-		p->sel_cols[s] = pairs_take(&c);
 		p->sel_key[s] = pairs_take(&k);
 		p->sel_key_args[s][0] = key_args(p, s, 1);
 		p->sel_key_args[s][1] = key_args(p, s, (int)p->n_key + 1);
-		if (!p->sel_cols[s] || !p->sel_key[s] || !p->sel_key_args[s][0] || !p->sel_key_args[s][1])
+		if (!p->sel_key[s] || !p->sel_key_args[s][0] || !p->sel_key_args[s][1])
 			return -1;
 	}
 	return 0;

@@ -19,9 +19,12 @@
  * until the target holds their values, so a dual write to one of them
  * waits and lands after the copy, never under it. When both paths are one
  * database, one connection (the target's) does both in one transaction.
- * Columns on one side only are left alone. Values travel as text, printed
- * with the settings verify pins (catalog_pin_text_output) and cast to the
- * target column's type, so every type round-trips.
+ * The source reads each column written into the target (pairs.h,
+ * sel_copy): a column, or the up (into new) or down (into old) expression
+ * over the source row; columns on one side only without an expression are
+ * left alone. Values travel as text, printed with the settings verify pins
+ * (catalog_pin_text_output) and cast to the target column's type, so every
+ * type round-trips.
  *
  * A chunk that meets a deadlock or a serialization failure is retried.
  */
@@ -239,7 +242,7 @@ static PGresult *read_rows(struct repair_run *run, const struct repair_pair *p, 
 	struct wbuf sql;
 	wbuf_init(&sql);
 	const struct pairs_pair *tp = &p->tp;
-	pairs_put_f(&sql, "SELECT %s FROM %s%s", tp->sel_cols[side], tp->t[side]->sql, where);
+	pairs_put_f(&sql, "SELECT %s FROM %s%s", tp->sel_copy[target(p)][side], tp->t[side]->sql, where);
 	if (!run->opt.dry_run)
 		pairs_put_s(&sql, side == p->from ? " FOR SHARE" : " FOR UPDATE");
 	char *text = pairs_take(&sql);
@@ -253,13 +256,6 @@ static PGresult *read_rows(struct repair_run *run, const struct repair_pair *p, 
 	return r;
 }
 
-/* Whether the target should be written: a column to write is neither
- * generated nor (for the key) left out. */
-static bool column_written(const struct pairs_pair *p, int side, size_t j)
-{
-	return pairs_col(p, side, j)->generated == 0;
-}
-
 /* Upserts rows ROWS[0..n) of the source result RS into the target, in
  * multi-row INSERTs; adds the rows the server wrote to *written. */
 static int write_rows(struct repair_run *run, const struct repair_pair *p, const PGresult *rs,
@@ -270,7 +266,7 @@ static int write_rows(struct repair_run *run, const struct repair_pair *p, const
 	size_t n_cols = 0;
 	bool overriding = false;
 	for (size_t j = 0; j < tp->n_cols; j++)
-		if (column_written(tp, t, j)) {
+		if (pairs_col_copied(tp, t, j)) {
 			n_cols++;
 			overriding |= pairs_col(tp, t, j)->identity == 'a';
 		}
@@ -292,7 +288,7 @@ static int write_rows(struct repair_run *run, const struct repair_pair *p, const
 		pairs_put_f(&sql, "INSERT INTO %s (", tp->t[t]->sql);
 		bool first = true;
 		for (size_t j = 0; j < tp->n_cols; j++)
-			if (column_written(tp, t, j)) {
+			if (pairs_col_copied(tp, t, j)) {
 				if (!first)
 					pairs_put_s(&sql, ", ");
 				first = false;
@@ -304,7 +300,7 @@ static int write_rows(struct repair_run *run, const struct repair_pair *p, const
 			pairs_put_s(&sql, i ? ", (" : "(");
 			first = true;
 			for (size_t j = 0; j < tp->n_cols; j++) {
-				if (!column_written(tp, t, j))
+				if (!pairs_col_copied(tp, t, j))
 					continue;
 				pairs_put_f(&sql, "%s$%d::%s", first ? "" : ", ", arg + 1,
 					    pairs_col(tp, t, j)->type);
@@ -323,7 +319,7 @@ static int write_rows(struct repair_run *run, const struct repair_pair *p, const
 				bool is_key = false;
 				for (size_t k = 0; k < tp->n_key; k++)
 					is_key |= tp->key[k] == j;
-				if (is_key || !column_written(tp, t, j))
+				if (is_key || !pairs_col_copied(tp, t, j))
 					continue;
 				pairs_put_s(&sql, set ? ", " : "UPDATE SET ");
 				set = true;

@@ -6,8 +6,10 @@
  * Method. Each pair is walked in key order in chunks [lo, hi): hi is the
  * key CHUNK rows after lo on whichever side reaches it first, so a chunk
  * never holds more than CHUNK rows of either side. Both servers hash the
- * chunk (count and md5 over the per-row md5s of ROW(common columns)::text,
- * in key order): the record text prints NULL as nothing and '' as "", and
+ * chunk (count and md5 over the per-row md5s of ROW(compared values)::text,
+ * in key order; a value is a column, or an up/down expression computed by
+ * the side that has its inputs, cast to the compared column's type; see
+ * tools/pairs.h): the record text prints NULL as nothing and '' as "", and
  * concatenating fixed-size row digests lets no two differences cancel.
  * Equal chunks are done. A differing chunk is split down to rows: both
  * sides list (key, row md5), the lists are sorted and merged on the
@@ -99,6 +101,8 @@ struct verify_pair {
 	bool done;
 	struct verify_counts c;
 	uint64_t *col_diff;		/* owns, tp.n_cols: rows differing in each column */
+	char **col_example;		/* owns, tp.n_cols: the first difference in each column
+					 * this run found (col_message()), or NULL */
 };
 
 struct verify_run {
@@ -283,9 +287,96 @@ static void report_head(struct wbuf *b, const struct verify_pair *p)
 	pairs_put_json_str(b, p->tp.t[NEW]->sql);
 }
 
+/* Whether compared column J differs between the single rows of RO and RN. */
+static bool col_differs(const PGresult *ro, const PGresult *rn, size_t j)
+{
+	bool n0 = PQgetisnull(ro, 0, (int)j), n1 = PQgetisnull(rn, 0, (int)j);
+	return n0 != n1 || (!n0 && strcmp(PQgetvalue(ro, 0, (int)j), PQgetvalue(rn, 0, (int)j)) != 0);
+}
+
+/* Appends column J's value in R (row 0) for a message: NULL, or the text,
+ * cut after about 80 bytes (on a character boundary). */
+static void put_value(struct wbuf *b, const PGresult *r, size_t j)
+{
+	if (PQgetisnull(r, 0, (int)j)) {
+		pairs_put_s(b, "NULL");
+		return;
+	}
+	const char *v = PQgetvalue(r, 0, (int)j);
+	size_t n = strlen(v);
+	if (n <= 80) {
+		wbuf_put(b, v, n);
+		return;
+	}
+	n = 80;
+	while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
+		n--;
+	wbuf_put(b, v, n);
+	pairs_put_s(b, "...");
+}
+
+/*
+ * What differs in compared column J, R[side] being the rows of KEY:
+ *   price_cents: expected (price * 100)::bigint = 1200, found 120 (id 7)
+ * for a column an expression computes (the value computed from the other
+ * side's row, then the column's own), and for one on both sides
+ *   name/full_name: old = Ann, new = Anne (id 7)
+ */
+static char *col_message(const struct verify_pair *p, size_t j, const struct pairs_bound *key,
+			 PGresult *const r[2])
+{
+	const struct pairs_pair *tp = &p->tp;
+	const struct pairs_column *c = &tp->cols[j];
+	struct wbuf b;
+	wbuf_init(&b);
+	pairs_put_s(&b, pairs_col_label(tp, j));
+	if (c->kind == PAIRS_COL_SAME) {
+		const char *n = pairs_col(tp, NEW, j)->name;
+		if (strcmp(n, pairs_col_label(tp, j)) != 0)
+			pairs_put_f(&b, "/%s", n);
+		pairs_put_s(&b, ": old = ");
+		put_value(&b, r[OLD], j);
+		pairs_put_s(&b, ", new = ");
+		put_value(&b, r[NEW], j);
+	} else {
+		int from = pairs_col_source(tp, j);
+		pairs_put_s(&b, ": expected ");
+		pairs_put_s(&b, c->expr);
+		pairs_put_s(&b, " = ");
+		put_value(&b, r[from], j);
+		pairs_put_s(&b, ", found ");
+		put_value(&b, r[1 - from], j);
+	}
+	pairs_put_s(&b, " (");
+	for (size_t k = 0; k < tp->n_key; k++)
+		pairs_put_f(&b, "%s%s %s", k ? ", " : "", pairs_col(tp, OLD, tp->key[k])->name, key->v[k]);
+	pairs_put_s(&b, ")");
+	return pairs_take(&b);
+}
+
+/* Appends column J's value in R (row 0) as JSON: null or a string. */
+static void put_json_value(struct wbuf *b, const PGresult *r, size_t j)
+{
+	if (PQgetisnull(r, 0, (int)j))
+		pairs_put_s(b, "null");
+	else
+		pairs_put_json_str(b, PQgetvalue(r, 0, (int)j));
+}
+
+/* "kind":"up","expression":"..." of compared column C (no expression for
+ * a column on both sides). */
+static void put_json_how(struct wbuf *b, const struct pairs_column *c)
+{
+	pairs_put_s(b, "\"kind\":");
+	pairs_put_json_str(b, pairs_col_kind_name(c->kind));
+	if (c->expr != NULL) {
+		pairs_put_s(b, ",\"expression\":");
+		pairs_put_json_str(b, c->expr);
+	}
+}
+
 static void report_line(struct verify_run *run, const struct verify_pair *p,
-			const struct pairs_bound *key, const char *kind, const PGresult *ro,
-			const PGresult *rn)
+			const struct pairs_bound *key, const char *kind, PGresult *const *r)
 {
 	struct wbuf b;
 	report_head(&b, p);
@@ -300,19 +391,35 @@ static void report_line(struct verify_run *run, const struct verify_pair *p,
 	pairs_put_s(&b, "},\"kind\":");
 	pairs_put_json_str(&b, kind);
 	pairs_put_s(&b, ",\"columns\":[");
-	if (ro != NULL && rn != NULL) {
-		bool first = true;
-		for (size_t j = 0; j < p->tp.n_cols; j++) {
-			bool n0 = PQgetisnull(ro, 0, (int)j), n1 = PQgetisnull(rn, 0, (int)j);
-			if (n0 == n1 && (n0 || strcmp(PQgetvalue(ro, 0, (int)j), PQgetvalue(rn, 0, (int)j)) == 0))
-				continue;
-			if (!first)
-				pairs_put_s(&b, ",");
-			first = false;
-			pairs_put_json_str(&b, pairs_col(&p->tp, OLD, j)->name);
+	for (size_t j = 0, first = 1; r != NULL && j < p->tp.n_cols; j++)
+		if (col_differs(r[OLD], r[NEW], j)) {
+			pairs_put_s(&b, first ? "" : ",");
+			first = 0;
+			pairs_put_json_str(&b, pairs_col_label(&p->tp, j));
 		}
+	pairs_put_s(&b, "]");
+	/* each differing column: the value expected (old's, or the expression's
+	 * over the other side's row) and the one found */
+	if (r != NULL) {
+		pairs_put_s(&b, ",\"values\":{");
+		for (size_t j = 0, first = 1; j < p->tp.n_cols; j++) {
+			if (!col_differs(r[OLD], r[NEW], j))
+				continue;
+			int from = pairs_col_source(&p->tp, j);
+			pairs_put_s(&b, first ? "" : ",");
+			first = 0;
+			pairs_put_json_str(&b, pairs_col_label(&p->tp, j));
+			pairs_put_s(&b, ":{");
+			put_json_how(&b, &p->tp.cols[j]);
+			pairs_put_s(&b, ",\"expected\":");
+			put_json_value(&b, r[from], j);
+			pairs_put_s(&b, ",\"found\":");
+			put_json_value(&b, r[1 - from], j);
+			pairs_put_s(&b, "}");
+		}
+		pairs_put_s(&b, "}");
 	}
-	pairs_put_s(&b, "]}\n");
+	pairs_put_s(&b, "}\n");
 	if (wbuf_ok(&b))
 		fwrite(b.data, 1, b.len, run->report);
 	wbuf_free(&b);
@@ -331,23 +438,23 @@ static int recheck_key(struct verify_run *run, struct verify_pair *p,
 	bool has_old = PQntuples(r[OLD]) > 0, has_new = PQntuples(r[NEW]) > 0;
 	if (has_old && !has_new) {
 		p->c.missing_new++;
-		report_line(run, p, key, "missing_on_new", NULL, NULL);
+		report_line(run, p, key, "missing_on_new", NULL);
 	} else if (!has_old && has_new) {
 		p->c.missing_old++;
-		report_line(run, p, key, "missing_on_old", NULL, NULL);
+		report_line(run, p, key, "missing_on_old", NULL);
 	} else if (has_old && has_new) {
 		bool differs = false;
 		for (size_t j = 0; j < p->tp.n_cols; j++) {
-			bool n0 = PQgetisnull(r[OLD], 0, (int)j), n1 = PQgetisnull(r[NEW], 0, (int)j);
-			if (n0 == n1 && (n0 || strcmp(PQgetvalue(r[OLD], 0, (int)j),
-						      PQgetvalue(r[NEW], 0, (int)j)) == 0))
+			if (!col_differs(r[OLD], r[NEW], j))
 				continue;
 			p->col_diff[j]++;
 			differs = true;
+			if (p->col_example[j] == NULL)
+				p->col_example[j] = col_message(p, j, key, r);
 		}
 		if (differs) {
 			p->c.different++;
-			report_line(run, p, key, "different", r[OLD], r[NEW]);
+			report_line(run, p, key, "different", r);
 		} else {
 			p->c.settled++;
 		}
@@ -800,6 +907,22 @@ static bool pair_differs(const struct verify_pair *p)
 	return p->c.missing_old || p->c.missing_new || p->c.different || p->c.sequences_behind;
 }
 
+/* "name/full_name (3), price_cents (40)": the differing columns of P and
+ * how many rows differ in each, into COLS (initialised here). */
+static void diff_columns(const struct verify_pair *p, struct wbuf *cols)
+{
+	wbuf_init(cols);
+	for (size_t j = 0; j < p->tp.n_cols; j++) {
+		if (!p->col_diff[j])
+			continue;
+		const char *o = pairs_col_label(&p->tp, j);
+		pairs_put_f(cols, "%s%s", cols->len ? ", " : "", o);
+		if (p->tp.cols[j].kind == PAIRS_COL_SAME && strcmp(o, pairs_col(&p->tp, NEW, j)->name) != 0)
+			pairs_put_f(cols, "/%s", pairs_col(&p->tp, NEW, j)->name);
+		pairs_put_f(cols, " (%llu)", (unsigned long long)p->col_diff[j]);
+	}
+}
+
 static void print_text(const struct verify_run *run, int code)
 {
 	printf("%-28s %-28s %10s %10s %10s %10s  %s\n", "table (old)", "table (new)", "rows",
@@ -812,24 +935,30 @@ static void print_text(const struct verify_run *run, int code)
 			continue;
 		}
 		struct wbuf cols;
-		wbuf_init(&cols);
-		for (size_t j = 0; j < p->tp.n_cols; j++)
-			if (p->col_diff[j]) {
-				const char *o = pairs_col(&p->tp, OLD, j)->name, *n = pairs_col(&p->tp, NEW, j)->name;
-				pairs_put_f(&cols, "%s%s", cols.len ? ", " : "", o);
-				if (strcmp(o, n) != 0)
-					pairs_put_f(&cols, "/%s", n);
-				pairs_put_f(&cols, " (%llu)", (unsigned long long)p->col_diff[j]);
-			}
+		diff_columns(p, &cols);
 		wbuf_put_u8(&cols, 0);
 		printf("%-28s %-28s %10llu %10llu %10llu %10llu  %s\n", p->tp.t[OLD]->sql, p->tp.t[NEW]->sql,
 		       (unsigned long long)p->c.rows, (unsigned long long)p->c.missing_old,
 		       (unsigned long long)p->c.missing_new, (unsigned long long)p->c.different,
 		       wbuf_ok(&cols) ? (const char *)cols.data : "");
 		wbuf_free(&cols);
+		for (size_t j = 0; j < p->tp.n_cols; j++)
+			if (p->col_example[j] != NULL)
+				printf("    %s\n", p->col_example[j]);
+		struct wbuf through;
+		wbuf_init(&through);
+		for (size_t j = 0; j < p->tp.n_cols; j++)
+			if (p->tp.cols[j].kind != PAIRS_COL_SAME)
+				pairs_put_f(&through, "%s%s = %s (%s)", through.len ? "; " : "",
+					    pairs_col_label(&p->tp, j), p->tp.cols[j].expr,
+					    pairs_col_kind_name(p->tp.cols[j].kind));
+		wbuf_put_u8(&through, 0);
+		if (wbuf_ok(&through) && through.len > 1)
+			printf("    compared through expressions: %s\n", (const char *)through.data);
+		wbuf_free(&through);
 		for (int s = OLD; s <= NEW; s++)
 			if (p->tp.only[s] != NULL)
-				printf("    only on %s: %s (not compared)\n", run->pp.path[s]->name, p->tp.only[s]);
+				printf("    only on %s: %s: not compared\n", run->pp.path[s]->name, p->tp.only[s]);
 		if (p->c.sequences_behind)
 			printf("    sequences behind their column's largest value: %llu\n",
 			       (unsigned long long)p->c.sequences_behind);
@@ -903,28 +1032,73 @@ static void summary_json(const struct verify_run *run, int code, bool state, str
 			if (!first)
 				pairs_put_s(&b, ",");
 			first = false;
-			pairs_put_json_str(&b, pairs_col(&p->tp, OLD, j)->name);
+			pairs_put_json_str(&b, pairs_col_label(&p->tp, j));
 			pairs_put_f(&b, ":%llu", (unsigned long long)p->col_diff[j]);
 		}
-		pairs_put_s(&b, "}");
+		pairs_put_s(&b, "},\"column_diffs\":[");
+		first = true;
+		for (size_t j = 0; j < p->tp.n_cols; j++) {
+			if (!p->col_diff[j])
+				continue;
+			pairs_put_s(&b, first ? "{\"column\":" : ",{\"column\":");
+			first = false;
+			pairs_put_json_str(&b, pairs_col_label(&p->tp, j));
+			pairs_put_s(&b, ",");
+			put_json_how(&b, &p->tp.cols[j]);
+			pairs_put_f(&b, ",\"rows\":%llu", (unsigned long long)p->col_diff[j]);
+			if (p->col_example[j] != NULL) {
+				pairs_put_s(&b, ",\"example\":");
+				pairs_put_json_str(&b, p->col_example[j]);
+			}
+			pairs_put_s(&b, "}");
+		}
+		/* the same as one line, for SHOW VERIFY */
+		struct wbuf text;
+		wbuf_init(&text);
+		for (size_t j = 0; j < p->tp.n_cols; j++)
+			if (p->col_diff[j])
+				pairs_put_f(&text, "%s%s [%llu row%s]", text.len ? "; " : "",
+					    p->col_example[j] != NULL ? p->col_example[j] : pairs_col_label(&p->tp, j),
+					    (unsigned long long)p->col_diff[j], p->col_diff[j] == 1 ? "" : "s");
+		wbuf_put_u8(&text, 0);
+		pairs_put_s(&b, "],\"differing_columns\":");
+		pairs_put_json_str(&b, wbuf_ok(&text) ? (const char *)text.data : "");
+		wbuf_free(&text);
+		pairs_put_s(&b, ",\"expressions\":[");
+		first = true;
+		for (size_t j = 0; j < p->tp.n_cols; j++) {
+			const struct pairs_column *c = &p->tp.cols[j];
+			if (c->kind == PAIRS_COL_SAME)
+				continue;
+			pairs_put_s(&b, first ? "{\"column\":" : ",{\"column\":");
+			first = false;
+			pairs_put_json_str(&b, pairs_col_label(&p->tp, j));
+			pairs_put_s(&b, ",");
+			put_json_how(&b, c);
+			pairs_put_s(&b, "}");
+		}
+		pairs_put_s(&b, "]");
 		for (int s = OLD; s <= NEW; s++) {
 			pairs_put_f(&b, ",\"only_on_%s\":[", side_name[s]);
-			const struct catalog_table *t = p->tp.t[s];
-			bool any = false;
-			for (size_t c = 0; c < t->n_cols; c++) {
-				bool common = false;
-				for (size_t j = 0; j < p->tp.n_cols && !common; j++)
-					common = p->tp.cols[j].idx[s] == (int)c;
-				if (common)
-					continue;
-				if (any)
+			for (size_t k = 0; k < p->tp.n_skip[s]; k++) {
+				if (k)
 					pairs_put_s(&b, ",");
-				any = true;
-				pairs_put_json_str(&b, t->cols[c].name);
+				pairs_put_json_str(&b, p->tp.skip[s][k].name);
 			}
 			pairs_put_s(&b, "]");
 		}
-		pairs_put_s(&b, "}");
+		pairs_put_s(&b, ",\"not_compared\":[");
+		first = true;
+		for (int s = OLD; s <= NEW; s++)
+			for (size_t k = 0; k < p->tp.n_skip[s]; k++) {
+				pairs_put_s(&b, first ? "{\"column\":" : ",{\"column\":");
+				first = false;
+				pairs_put_json_str(&b, p->tp.skip[s][k].name);
+				pairs_put_f(&b, ",\"side\":\"%s\",\"reason\":", side_name[s]);
+				pairs_put_json_str(&b, p->tp.skip[s][k].reason);
+				pairs_put_s(&b, "}");
+			}
+		pairs_put_s(&b, "]}");
 	}
 	pairs_put_s(&b, "]}\n");
 	*out = b;
@@ -1078,6 +1252,9 @@ static void run_free(struct verify_run *run)
 {
 	for (size_t i = 0; i < run->n_pairs; i++)
 {
+		for (size_t j = 0; run->pairs[i].col_example != NULL && j < run->pairs[i].tp.n_cols; j++)
+			free(run->pairs[i].col_example[j]);
+		free(run->pairs[i].col_example);
 		pairs_pair_free(&run->pairs[i].tp);
 		free(run->pairs[i].col_diff);
 	}
@@ -1126,7 +1303,8 @@ int verify_main(int argc, char **argv)
 		struct verify_pair *p = &run.pairs[i];
 		if (pairs_prepare(&run.pp, &p->tp) < 0)
 			goto out;
-		if ((p->col_diff = calloc(p->tp.n_cols + 1, sizeof(*p->col_diff))) == NULL)
+		if ((p->col_diff = calloc(p->tp.n_cols + 1, sizeof(*p->col_diff))) == NULL ||
+		    (p->col_example = calloc(p->tp.n_cols + 1, sizeof(*p->col_example))) == NULL)
 			goto out;
 		if (p->tp.problem != NULL) {
 			pairs_err("%s: not compared: %s", pair_label(p), p->tp.problem);

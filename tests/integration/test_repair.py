@@ -330,6 +330,19 @@ def test_backfill_during_dual_writes(layout, proxy_factory, tmp_path):
     assert code == 0 and tables_by_name(s)["users"]["inserted"] == 0
 
 
+def backfill_killed(config, table, chunk, max_rate, under_way):
+    """Starts `backfill --table TABLE` and SIGKILLs it once UNDER_WAY() holds."""
+    p = subprocess.Popen([pgt_bin(), "backfill", "-c", config, "--table", table, "--chunk-rows",
+                          str(chunk), "--max-rate", str(max_rate)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(under_way, "the backfill under way", timeout=30)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=30)
+    assert p.returncode == -signal.SIGKILL
+
+
 def test_backfill_killed_and_resumed(layout, tmp_path):
     lay = layout
     rows = 20000
@@ -337,16 +350,8 @@ def test_backfill_killed_and_resumed(layout, tmp_path):
     fill_old(lay, rows)
     config = write_config(lay.pg, lay, tmp_path)
     checkpoint = tmp_path / "journal" / "backfill.checkpoint"
-    p = subprocess.Popen([pgt_bin(), "backfill", "-c", config, "--table", "users", "--chunk-rows",
-                          str(chunk), "--max-rate", "4000"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
     count = lambda: lay.pg.sql("SELECT count(*) FROM %s.users_v2" % lay.schema("new"))[0][0]  # noqa: E731
-    try:
-        wait_for(lambda: count() >= 4000, "the backfill under way", timeout=30)
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.communicate(timeout=30)
-    assert p.returncode == -signal.SIGKILL
+    backfill_killed(config, "users", chunk, 4000, lambda: count() >= 4000)
     copied = count()
     assert 4000 <= copied < rows
     assert checkpoint.exists()

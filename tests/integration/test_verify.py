@@ -268,7 +268,8 @@ def test_verify_table_option_selects_pairs(layout, tmp_path):
     assert code == 1 and list(tables_by_name(s)) == ["items"]
     assert report_rows(s["report"]) == [{
         "table": "%s.items" % layout.schema("old"), "new_table": "%s.items" % layout.schema("new"),
-        "key": {"id": "7"}, "kind": "different", "columns": ["v"]}]
+        "key": {"id": "7"}, "kind": "different", "columns": ["v"],
+        "values": {"v": {"kind": "same", "expected": "item 7", "found": "changed"}}}]
     code, s = run_json(config, "--table", "nosuch")
     assert code == 2 and "not found" in s["tables"][0]["error"]
 
