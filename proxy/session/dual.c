@@ -63,6 +63,7 @@ struct dual_stmt {
 	char *table;            /* owns: old's table as the statement names it, or NULL */
 	char *keys;             /* owns: JSON array of old's key columns per row, or NULL */
 	int auth_slot;          /* the path slot holding the rows as they should be */
+	bool mismatch;          /* the shadow wrote other values than the primary's */
 };
 
 /* A named statement or portal the shadow knows (mirrored). */
@@ -368,6 +369,7 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	e->params = params ? strdup(params) : NULL;
 	e->table = e->keys = NULL;
 	e->auth_slot = SLOT_OLD;
+	e->mismatch = false;
 	if (!e->text) {
 		free(e->params);
 		return;
@@ -1683,8 +1685,11 @@ static void dual_note_outcome(struct client *c)
 	}
 	if (!mismatch && d->cmp_on && !d->primary_error && !d->shadow_error &&
 	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->primary_rows)) {
-		/* same row counts, but new wrote other values than old's */
+		/* same row counts, but new wrote other values than old's: its
+		 * rows are journaled by key once the transaction commits */
 		ps->mismatches++;
+		for (size_t i = d->tx_at_request; i < d->n_tx; i++)
+			d->tx[i].mismatch = d->tx[i].keys != NULL;
 		log_warning(c->id,
 			    "dual-write mismatch on path %s (fingerprint %016llx): the values written differ "
 			    "from the primary's (%llu rows compared)",
@@ -1706,6 +1711,54 @@ static void dual_note_outcome(struct client *c)
 	}
 }
 
+/* Appends the open transaction's statements (ONLY_MISMATCH: those whose
+ * values the shadow wrote otherwise) to the journal with ERROR, and makes
+ * them durable. 0 or -1. */
+static int dual_journal_write(struct client *c, bool only_mismatch, const char *error)
+{
+	struct dual *d = c->dual;
+	int rc = rt->journal ? 0 : -1;
+	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
+		const struct dual_stmt *e = &d->tx[i];
+		if (only_mismatch && !e->mismatch)
+			continue;
+		struct journal_keys keys = {
+			.table = e->table, .keys = e->keys,
+			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
+		};
+		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
+				       dual_fingerprint(e->text), e->text, e->params, error,
+				       e->table && e->keys ? &keys : NULL);
+	}
+	if (rc == 0)
+		rc = journal_sync(rt->journal);
+	return rc;
+}
+
+/* Both sides committed, but the shadow wrote other values than the
+ * primary's for some statements: their rows are journaled by key, with the
+ * primary's path as authoritative, for repair --journal. */
+static void dual_journal_mismatches(struct client *c)
+{
+	struct dual *d = c->dual;
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_tx; i++)
+		n += d->tx[i].mismatch;
+	if (!n)
+		return;
+	if (dual_journal_write(c, true, "value mismatch: the values written differ from the "
+			       "primary's") < 0) {
+		rt->stats.journal_failures++;
+		log_error(c->id, "cannot journal the keys of %zu statement(s) whose values differ on "
+			  "path %s", n, dual_shadow_name(c));
+		return;
+	}
+	rt->stats.journaled += n;
+	rt->stats.paths[d->shadow_slot].journaled += n;
+	log_warning(c->id, "journaled the keys of %zu statement(s) whose values differ on path %s",
+		    n, dual_shadow_name(c));
+}
+
 /*
  * Journals the statements of the open transaction the shadow lost, durably
  * (fsync'd), and forgets them. 0 when they are on disk; -1 when they could
@@ -1725,19 +1778,7 @@ static int dual_journal_lost(struct client *c)
 	else
 		snprintf(error, sizeof(error), "%s",
 			 d->down ? "shadow path unavailable" : "shadow transaction failed");
-	int rc = rt->journal ? 0 : -1;
-	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
-		const struct dual_stmt *e = &d->tx[i];
-		struct journal_keys keys = {
-			.table = e->table, .keys = e->keys,
-			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
-		};
-		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
-				       dual_fingerprint(e->text), e->text, e->params, error,
-				       e->table && e->keys ? &keys : NULL);
-	}
-	if (rc == 0)
-		rc = journal_sync(rt->journal);
+	int rc = dual_journal_write(c, false, error);
 	if (rc < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",
@@ -1790,6 +1831,8 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	}
 	if (primary_committed && !shadow_committed && d->n_tx)
 		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
+	else if (primary_committed && shadow_committed)
+		dual_journal_mismatches(c);
 	tx_clear(d);
 	d->shadow_error = false;
 	d->lost_reason[0] = '\0';

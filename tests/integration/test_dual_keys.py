@@ -11,9 +11,13 @@ integer columns are offered to the server, which finds their sequences).
 Each run ends by comparing the two sides row by row through the rename map.
 """
 
+import json
+import subprocess
+import zlib
+
 import pytest
 
-from conftest import BIG, unique
+from conftest import BIG, pgt_bin, unique
 from test_dual import journal_file, pgbench, read_journal, run
 from twopaths import Admin, TwoPathLayout
 
@@ -275,6 +279,17 @@ def test_volatile_updates_deletes_and_upserts_reach_new_by_key(proxy_factory, ho
     assert_applied_by_key(hot, p)
 
 
+def journal_entries(path):
+    """The journal's entries with every field (the keys of captured writes)."""
+    out = []
+    with open(path, "rb") as f:
+        for line in f:
+            crc, _, obj = line.rstrip(b"\n").partition(b" ")
+            assert int(crc, 16) == zlib.crc32(obj), line
+            out.append(json.loads(obj))
+    return out
+
+
 def assert_applied_by_key(hot, p):
     """Both sides' hot rows identical row by row, nothing journaled, no
     mismatch and nothing counted non-deterministic (every volatile write
@@ -320,3 +335,16 @@ def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
         c.close()
     p.wait_log(r"dual-write mismatch on path new \(fingerprint [0-9a-f]{16}\): the values "
                r"written differ from the primary's \(2 rows compared\)")
+    # journaled by key, old authoritative: repair --journal makes new equal
+    # again once new's trigger is gone
+    entries = journal_entries(journal_file(p))
+    assert [(e["table"], sorted(k["id"] for k in e["keys"]),
+             e["authoritative"]) for e in entries] == [("hot", ["101"], "old"),
+                                                       ("hot", ["1", "2"], "old")], entries
+    assert all(e["error"].startswith("value mismatch") for e in entries), entries
+    assert hot.rows("old") != hot.rows("new")
+    hot.sql("new", "DROP TRIGGER shout ON %s" % hot.table("new"))
+    r = subprocess.run([pgt_bin(), "repair", "-c", p.config_path, "--journal"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert hot.rows("old") == hot.rows("new")
