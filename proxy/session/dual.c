@@ -202,6 +202,8 @@ struct dual {
 	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
 	bool cap_failed;
 	bool cap_extended;      /* the capture runs as a statement of ours in an extended batch */
+	bool cap_rows_now;      /* cap_extended: the primary's rows coming are the capture's
+				   (after its Describe, up to its CommandComplete) */
 	/* extended batches: answers of the primary that are ours (ParseComplete,
 	 * BindComplete, CloseComplete of the statement injected in place of an
 	 * Execute), found by position among the batch's answers of each kind */
@@ -239,8 +241,11 @@ struct dual {
 	 * those new's apply returned, as an order-independent digest */
 	uint64_t cap_digest;    /* of the captured rows, as applied */
 	bool cmp_on;            /* new's DataRows of this request are the apply's */
+	bool cmp_marked;        /* ... only those after a RowDescription starting with
+				   CAPTURE_MARK (an extended batch), the marker not compared */
+	bool cmp_active;        /* the rows coming are the apply's (cmp_marked) */
 	uint64_t cmp_primary, cmp_shadow;  /* digests: old's rows, new's rows */
-	uint64_t cmp_shadow_rows;
+	uint64_t cmp_primary_rows, cmp_shadow_rows;
 	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
 				   primary new); SIZE_MAX: none */
 	size_t cap_nrows;
@@ -410,6 +415,7 @@ static void dual_capture_free(struct dual *d)
 	free(d->cap_fallback);
 	d->cap_fallback = NULL;
 	d->cap_extended = false;
+	d->cap_rows_now = false;
 	d->held_exec = false;
 	free(d->inj_rfmt);
 	d->inj_rfmt = NULL;
@@ -705,7 +711,23 @@ void dual_shadow_input(struct server *s)
 			}
 			continue;
 		}
-		if (mine && d->cmp_on && type == PqMsg_DataRow) {
+		if (mine && type == PqMsg_CommandComplete)
+			d->cmp_active = false;
+		if (mine && d->cmp_marked && type == PqMsg_RowDescription) {
+			/* an extended batch: is it the apply's? (its marker first) */
+			uint8_t *desc;
+			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &desc, &len) != CONN_MSG_OK) {
+				dual_shadow_lost(c, s, "out of memory");
+				return;
+			}
+			size_t ml = strlen(CAPTURE_MARK);
+			d->cmp_active = len >= 7 + ml && proto_get_u16(desc + MSG_HEADER_LEN) > 0 &&
+					memcmp(desc + MSG_HEADER_LEN + 2, CAPTURE_MARK, ml + 1) == 0;
+			free(desc);
+			continue;
+		}
+		if (mine && d->cmp_on && (!d->cmp_marked || d->cmp_active) &&
+		    type == PqMsg_DataRow) {
 			uint8_t *row;
 			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &row, &len) != CONN_MSG_OK) {
 				dual_shadow_lost(c, s, "out of memory");
@@ -826,7 +848,8 @@ static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len)
 	}
 	if (r.failed)
 		return;
-	d->cmp_shadow += dual_row_digest(v, l, n);
+	size_t skip = d->cmp_marked && n > 0;  /* the marker */
+	d->cmp_shadow += dual_row_digest(v + skip, l + skip, n - skip);
 	d->cmp_shadow_rows++;
 }
 
@@ -1390,15 +1413,19 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 }
 
 /* "c1, c2, ...": the captured columns, as the apply names them (old's
- * names for an INSERT, which is rewritten; new's for one by key). NULL
- * when none or out of memory. */
-static char *dual_capture_columns(struct client *c)
+ * names for an INSERT, which is rewritten; new's for one by key), after a
+ * NULL named CAPTURE_MARK when MARKER. NULL when none or out of memory. */
+static char *dual_capture_columns(struct client *c, bool marker)
 {
 	struct dual *d = c->dual;
 	if (!d->n_cap_cols || !d->cap_cols || !d->cap_new)
 		return NULL;
 	struct wbuf b;
 	wbuf_init(&b);
+	if (marker) {
+		const char *m = "NULL::text AS " CAPTURE_MARK ", ";
+		wbuf_put(&b, m, strlen(m));
+	}
 	for (size_t i = 0; i < d->n_cap_cols; i++) {
 		const char *name = d->cap.kind == CAPTURE_INSERT ? d->cap_cols[i] : d->cap_new[i];
 		if (i)
@@ -1448,9 +1475,10 @@ static void dual_queue_captured(struct client *c)
 	struct dual *d = c->dual;
 	if (d->cap_on && !d->cap_failed && d->cap_mark >= 0 && d->cap_nrows == 0)
 		return;  /* no row written: nothing to apply */
-	/* New returns the rows it wrote, to be compared with old's (a simple
-	 * Query only: an extended batch may hold other rows of new's). */
-	char *returning = d->cap_extended ? NULL : dual_capture_columns(c);
+	/* New returns the rows it wrote, to be compared with old's (in an
+	 * extended batch, which may hold other rows of new's, after a marker
+	 * column that tells them apart). */
+	char *returning = dual_capture_columns(c, d->cap_extended);
 	char *client_returning = d->cap.returning;
 	if (returning)
 		d->cap.returning = returning;
@@ -1459,7 +1487,10 @@ static void dual_queue_captured(struct client *c)
 	free(returning);
 	if (apply && returning) {
 		d->cmp_on = true;
+		d->cmp_marked = d->cap_extended;
+		d->cmp_active = false;
 		d->cmp_primary = d->cap_digest;
+		d->cmp_primary_rows = d->cap_nrows;
 		d->cmp_shadow = 0;
 		d->cmp_shadow_rows = 0;
 	}
@@ -1506,7 +1537,8 @@ static void dual_queue_captured(struct client *c)
 			 * batch does after it on new comes after it too. */
 			struct wbuf b;
 			wbuf_init(&b);
-			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, false);
+			/* (described: its RowDescription tells its rows apart) */
+			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, d->cmp_on);
 			if (advance)
 				dual_build_injected(&b, advance, NULL, 0, NULL, 0, NULL, 0, false);
 			size_t at = d->cap_pend_off <= d->pend.len ? d->cap_pend_off : d->pend.len;
@@ -1552,12 +1584,15 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		if (!dual_own_answer(++d->seen_describe, d->own_describe, d->n_own_describe))
 			return false;
 		/* our own Describe: the columns are learnt, nothing is shown */
-		if (msg[0] == PqMsg_RowDescription && d->cap_on)
+		if (msg[0] == PqMsg_RowDescription && d->cap_on) {
 			dual_capture_message(c, msg, len, NULL);
+			d->cap_rows_now = true;
+		}
 		return true;
 	}
 	if (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) {
-		if (!d->cap_on || !d->cap_from_primary)
+		/* (in an extended batch, other statements' rows are the client's) */
+		if (!d->cap_on || !d->cap_from_primary || (d->cap_extended && !d->cap_rows_now))
 			return false;
 		/* The client gets its own columns only, never the capture. */
 		struct wbuf part;
@@ -1570,6 +1605,7 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		return true;
 	}
 	if (msg[0] == PqMsg_CommandComplete) {
+		d->cap_rows_now = false;
 		if (d->own_begin && msg[len - 1] == '\0' &&
 		    strcmp((const char *)msg + MSG_HEADER_LEN, "BEGIN") == 0) {
 			d->own_begin--;  /* the BEGIN wrapping an extended autocommit write */
@@ -1684,7 +1720,7 @@ static void dual_note_outcome(struct client *c)
 		}
 	}
 	if (!mismatch && d->cmp_on && !d->primary_error && !d->shadow_error &&
-	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->primary_rows)) {
+	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->cmp_primary_rows)) {
 		/* same row counts, but new wrote other values than old's: its
 		 * rows are journaled by key once the transaction commits */
 		ps->mismatches++;
@@ -1855,7 +1891,7 @@ static void dual_reset_request(struct client *c)
 	d->own_tags = 0;
 	d->own_do = 0;
 	d->advanced = false;
-	d->cmp_on = false;
+	d->cmp_on = d->cmp_marked = d->cmp_active = false;
 	d->ext_txn = SQL_TXN_NONE;
 	free(d->ext_text);
 	d->ext_text = NULL;
@@ -2762,7 +2798,7 @@ static bool dual_ext_txn_run(struct client *c)
 	/* a request of pgturnout's: compared on its own */
 	d->req_mirrored = false;
 	d->primary_rows = d->shadow_rows = 0;
-	d->cmp_on = false;
+	d->cmp_on = d->cmp_marked = false;
 	d->tx_at_request = d->n_tx;
 	switch (txn) {
 	case SQL_TXN_COMMIT:

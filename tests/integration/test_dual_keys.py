@@ -18,7 +18,8 @@ import zlib
 import pytest
 
 from conftest import BIG, pgt_bin, unique
-from test_dual import journal_file, pgbench, read_journal, run
+from test_dual import (journal_file, msg_bind, msg_execute, msg_parse, msg_sync, pgbench,
+                       read_journal, read_results, run)
 from twopaths import Admin, TwoPathLayout
 
 pytestmark = pytest.mark.proxy_only
@@ -308,7 +309,9 @@ def assert_applied_by_key(hot, p):
 def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
     """New returns the rows it applied; a trigger of new's that changes a
     value makes them differ from old's: a mismatch, counted and logged with
-    the fingerprint, the row counts being equal."""
+    the fingerprint, the row counts being equal, in a simple Query and in an
+    extended batch (where another statement's rows on new are not the
+    apply's); journaled by key."""
     paths = {role: dict(p, user="app") for role, p in hot.paths.items()}
     text = ("\n[migration]\nold = old\nnew = new\nsalt = %s\n" % unique("salt"))
     if hot.renamed():
@@ -320,6 +323,15 @@ def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
     try:
         run(c, "INSERT INTO hot (id, v, at) VALUES (100, 'same', now())",
             "UPDATE hot SET at = now() WHERE id = 100")
+        w = p.wire_login()
+        try:  # equal values, in an extended batch with other rows of new's
+            w.send(msg_parse("", "UPDATE hot SET n = n + 1 WHERE id = $1 RETURNING id, v") +
+                   msg_bind("", [6]) + msg_execute() +
+                   msg_parse("", "UPDATE hot SET at = now() WHERE id = $1 RETURNING v") +
+                   msg_bind("", [7]) + msg_execute() + msg_sync())
+            assert read_results(w, 1)[0][:2] == (["UPDATE 1", "UPDATE 1"], None)
+        finally:
+            w.terminate()
         stats = Admin(p).stats()
         assert int(stats["new"]["mismatches"]) == 0, stats
         hot.sql("new", "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
@@ -331,6 +343,19 @@ def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
         assert int(Admin(p).stats()["new"]["mismatches"]) == 1
         run(c, "UPDATE hot SET at = clock_timestamp() WHERE id IN (1, 2)")
         assert int(Admin(p).stats()["new"]["mismatches"]) == 2
+        # extended: a copied UPDATE returning rows (left alone by the
+        # trigger), then a captured one, in one batch
+        w = p.wire_login()
+        try:
+            w.send(msg_parse("", "UPDATE hot SET v = 'X' || id WHERE id = $1 RETURNING id, v") +
+                   msg_bind("", [4]) + msg_execute() +
+                   msg_parse("", "UPDATE hot SET at = now() WHERE id = $1") + msg_bind("", [5]) +
+                   msg_execute() + msg_sync())
+            tags, err, status = read_results(w, 1)[0]
+            assert (tags, err) == (["UPDATE 1", "UPDATE 1"], None)
+        finally:
+            w.terminate()
+        assert int(Admin(p).stats()["new"]["mismatches"]) == 3
     finally:
         c.close()
     p.wait_log(r"dual-write mismatch on path new \(fingerprint [0-9a-f]{16}\): the values "
@@ -340,7 +365,8 @@ def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
     entries = journal_entries(journal_file(p))
     assert [(e["table"], sorted(k["id"] for k in e["keys"]),
              e["authoritative"]) for e in entries] == [("hot", ["101"], "old"),
-                                                       ("hot", ["1", "2"], "old")], entries
+                                                       ("hot", ["1", "2"], "old"),
+                                                       ("hot", ["5"], "old")], entries
     assert all(e["error"].startswith("value mismatch") for e in entries), entries
     assert hot.rows("old") != hot.rows("new")
     hot.sql("new", "DROP TRIGGER shout ON %s" % hot.table("new"))
