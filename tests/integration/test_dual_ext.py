@@ -21,14 +21,16 @@ import pytest
 
 import pgwire
 from conftest import BIG, free_port
-from test_dual import (journal_file, layout, metrics, msg_bind, msg_execute,  # noqa: F401
-                       msg_parse, msg_sync, pgbench, read_journal, read_results, run)
+from test_dual import (databases_layout, journal_file, layout, metrics,  # noqa: F401
+                       msg_bind, msg_execute, msg_parse, msg_sync, pgbench, read_journal,
+                       read_results, run, schemas_layout)
 from test_dual_2pc import gid_prefix, prepared, twopc_config, twopc_paths, users_ids
-from test_dual_keys import assert_applied_by_key, config as keys_config, hot, hot_script  # noqa: F401,E501
+from test_dual_keys import assert_applied_by_key, hot, hot_script  # noqa: F401
+from test_dual_keys import config as keys_config
 
 pytestmark = pytest.mark.proxy_only
 
-HOT_SECONDS = 30 if BIG else 4
+HOT_SECONDS = 30 if BIG else 3
 
 
 def ext(w, sql, params=(), stmt=""):
@@ -54,8 +56,13 @@ def start(proxy_factory, layout, commit, flags=None):
     return p
 
 
-@pytest.mark.parametrize("commit,canary", [("2pc", "0"), ("2pc", "100"), ("ordered", "0")])
-def test_extended_commit_goes_through_the_commit_path(proxy_factory, layout, commit, canary):
+# (each mode and primary in one layout or the other, to keep the file short)
+@pytest.mark.parametrize("commit,canary,kind", [
+    ("2pc", "0", "schemas"), ("2pc", "100", "databases"),
+    ("ordered", "0", "databases"), ("ordered", "100", "schemas")])
+def test_extended_commit_goes_through_the_commit_path(proxy_factory, request, commit, canary,
+                                                      kind):
+    layout = request.getfixturevalue(kind + "_layout")
     p = start(proxy_factory, layout, commit, {"canary_percent": canary})
     ins = "INSERT INTO users (id, name, email) VALUES ($1, $2, $3)"
     w = p.wire_login()
@@ -198,9 +205,9 @@ def hot_order(layout, role):
     return out
 
 
-@pytest.mark.parametrize("commit,canary", [("ordered", "50"), ("2pc", "50")])
-def test_extended_autocommit_hot_rows_reach_both_sides_in_one_order(proxy_factory, layout,
-                                                                    tmp_path, commit, canary):
+@pytest.mark.parametrize("commit,kind", [("ordered", "schemas"), ("2pc", "databases")])
+def test_extended_autocommit_hot_rows_reach_both_sides_in_one_order(proxy_factory, request,
+                                                                    tmp_path, commit, kind):
     """16 sessions of prepared (extended-protocol) autocommit absolute updates
     on 10 hot rows (half of them on each path at canary 50): an autocommit
     write of a session on old keeps old's row locks until new applied it,
@@ -209,10 +216,11 @@ def test_extended_autocommit_hot_rows_reach_both_sides_in_one_order(proxy_factor
     is made the slower side (a statement trigger sleeping up to 20 ms before
     any row is locked), so that writes leaving old in one order would often
     reach new in another."""
+    layout = request.getfixturevalue(kind + "_layout")
     for role in ("old", "new"):
         layout.sql(role, HOT_LOG % layout.table(role))
     layout.sql("new", SLOW_START % layout.table("new"))
-    p = start(proxy_factory, layout, commit, {"canary_percent": canary})
+    p = start(proxy_factory, layout, commit, {"canary_percent": "50"})
     seed = p.connect(options="-c pgturnout.version=v1")
     run(seed, "INSERT INTO users (id, name, email) SELECT g, 'n' || g, '0' "
         "FROM generate_series(1, 10) g")
