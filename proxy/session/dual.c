@@ -63,16 +63,23 @@ struct dual_stmt {
 	char *table;            /* owns: old's table as the statement names it, or NULL */
 	char *keys;             /* owns: JSON array of old's key columns per row, or NULL */
 	int auth_slot;          /* the path slot holding the rows as they should be */
+	bool mismatch;          /* the shadow wrote other values than the primary's */
 };
 
 /* A named statement or portal the shadow knows (mirrored). */
 struct dual_name {
 	char *name;             /* owns */
 	char *text;             /* owns: statement text (for the journal) */
-	bool commit;            /* the statement is COMMIT/END: handled at the end */
+	bool commit;            /* the statement ends or prepares the transaction (txn):
+				   not mirrored, run by pgturnout at its Execute */
+	int txn;                /* with commit: SQL_TXN_COMMIT, _PREPARE, _COMMIT_PREPARED
+				   or _ROLLBACK_PREPARED */
 	bool write;             /* the statement writes: its executions count as shadow writes */
 	/* an INSERT whose values are captured when executed (extended protocol) */
 	char *old_text;         /* owns: the statement for old; NULL: not captured */
+	char *own_text;         /* owns: with old_text, the client's own text (an UPDATE,
+				   DELETE or upsert applied by key takes its RETURNING) */
+	bool volatile_write;    /* with old_text: the copy of the statement may differ */
 	uint8_t *ptypes;        /* owns: the Parse's parameter types (count + OIDs) */
 	size_t ptypes_len;
 	uint8_t *params;        /* owns (portals): the Bind's parameter formats and values */
@@ -177,9 +184,16 @@ struct dual {
 				   statements, "" = unnamed */
 	struct strmap portals;  /* owns: name -> struct dual_name (owns), mirrored portals */
 	bool batch_mirrored;    /* this batch (up to Sync) sent something */
+	bool batch_began;       /* this batch executed a BEGIN */
 	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
 	bool copy_open;         /* the request is a COPY FROM: its data must flow */
 	char *pending_params;   /* owns: parameters of the last mirrored Bind */
+	/* an extended-protocol COMMIT, PREPARE TRANSACTION, COMMIT or ROLLBACK
+	 * PREPARED held back at its Execute, run once the batch before it
+	 * has run on both sides (dual_ext_txn_run); SQL_TXN_NONE: none */
+	int ext_txn;
+	char *ext_text;         /* owns: its statement text */
+	struct wbuf ext_exec;   /* owns: the client's Execute */
 
 	/* values, not statements: the request's INSERT run on old with a
 	 * capture of the rows it wrote, applied to new as literals */
@@ -188,6 +202,8 @@ struct dual {
 	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
 	bool cap_failed;
 	bool cap_extended;      /* the capture runs as a statement of ours in an extended batch */
+	bool cap_rows_now;      /* cap_extended: the primary's rows coming are the capture's
+				   (after its Describe, up to its CommandComplete) */
 	/* extended batches: answers of the primary that are ours (ParseComplete,
 	 * BindComplete, CloseComplete of the statement injected in place of an
 	 * Execute), found by position among the batch's answers of each kind */
@@ -215,6 +231,8 @@ struct dual {
 	bool *cap_json;         /* owns, n_cap_cols: a json or jsonb column (value is JSON) */
 	long long *cap_max;     /* owns, n_cap_cols; LLONG_MIN: none yet */
 	uint32_t own_do;        /* "DO" tags of the primary that are ours (sequence advance) */
+	uint32_t own_begin;     /* "BEGIN" tags of the primary that are ours (an extended
+				   autocommit write wrapped, dual_ext_wrap) */
 	bool advanced;          /* the request moves new's sequences (see dual_seq_mark) */
 	uint32_t inj_count;     /* statements of ours in inj */
 	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
@@ -223,8 +241,11 @@ struct dual {
 	 * those new's apply returned, as an order-independent digest */
 	uint64_t cap_digest;    /* of the captured rows, as applied */
 	bool cmp_on;            /* new's DataRows of this request are the apply's */
+	bool cmp_marked;        /* ... only those after a RowDescription starting with
+				   CAPTURE_MARK (an extended batch), the marker not compared */
+	bool cmp_active;        /* the rows coming are the apply's (cmp_marked) */
 	uint64_t cmp_primary, cmp_shadow;  /* digests: old's rows, new's rows */
-	uint64_t cmp_shadow_rows;
+	uint64_t cmp_primary_rows, cmp_shadow_rows;
 	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
 				   primary new); SIZE_MAX: none */
 	size_t cap_nrows;
@@ -271,6 +292,7 @@ static void name_free(void *p)
 	free(e->text);
 	free(e->parse);
 	free(e->old_text);
+	free(e->own_text);
 	free(e->ptypes);
 	free(e->params);
 	free(e->rfmt);
@@ -352,6 +374,7 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	e->params = params ? strdup(params) : NULL;
 	e->table = e->keys = NULL;
 	e->auth_slot = SLOT_OLD;
+	e->mismatch = false;
 	if (!e->text) {
 		free(e->params);
 		return;
@@ -392,6 +415,7 @@ static void dual_capture_free(struct dual *d)
 	free(d->cap_fallback);
 	d->cap_fallback = NULL;
 	d->cap_extended = false;
+	d->cap_rows_now = false;
 	d->held_exec = false;
 	free(d->inj_rfmt);
 	d->inj_rfmt = NULL;
@@ -409,6 +433,8 @@ void dual_free(struct dual *d)
 	names_clear(&d->stmts);
 	names_clear(&d->portals);
 	free(d->pending_params);
+	free(d->ext_text);
+	wbuf_free(&d->ext_exec);
 	wbuf_free(&d->pend);
 	wbuf_free(&d->held);
 	wbuf_free(&d->inj);
@@ -590,6 +616,10 @@ static bool tpc_client_prepare(struct client *c, struct server *p, const struct 
 			       const char *text, const uint8_t *msg, size_t len);
 static bool tpc_client_finish(struct client *c, struct server *p, const struct sql_analysis *a,
 			      const char *text);
+static bool tpc_client_prepare_gid(struct client *c, const char *stmt, size_t len);
+static bool tpc_client_finish_gid(struct client *c, struct server *p, bool commit,
+				  const char *stmt, size_t len, bool replaces);
+static bool dual_ext_txn_run(struct client *c);
 static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
@@ -681,7 +711,23 @@ void dual_shadow_input(struct server *s)
 			}
 			continue;
 		}
-		if (mine && d->cmp_on && type == PqMsg_DataRow) {
+		if (mine && type == PqMsg_CommandComplete)
+			d->cmp_active = false;
+		if (mine && d->cmp_marked && type == PqMsg_RowDescription) {
+			/* an extended batch: is it the apply's? (its marker first) */
+			uint8_t *desc;
+			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &desc, &len) != CONN_MSG_OK) {
+				dual_shadow_lost(c, s, "out of memory");
+				return;
+			}
+			size_t ml = strlen(CAPTURE_MARK);
+			d->cmp_active = len >= 7 + ml && proto_get_u16(desc + MSG_HEADER_LEN) > 0 &&
+					memcmp(desc + MSG_HEADER_LEN + 2, CAPTURE_MARK, ml + 1) == 0;
+			free(desc);
+			continue;
+		}
+		if (mine && d->cmp_on && (!d->cmp_marked || d->cmp_active) &&
+		    type == PqMsg_DataRow) {
 			uint8_t *row;
 			if (conn_read_msg(in, NULL, DUAL_CAPTURE_MAX, &row, &len) != CONN_MSG_OK) {
 				dual_shadow_lost(c, s, "out of memory");
@@ -802,7 +848,8 @@ static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len)
 	}
 	if (r.failed)
 		return;
-	d->cmp_shadow += dual_row_digest(v, l, n);
+	size_t skip = d->cmp_marked && n > 0;  /* the marker */
+	d->cmp_shadow += dual_row_digest(v + skip, l + skip, n - skip);
 	d->cmp_shadow_rows++;
 }
 
@@ -1366,15 +1413,19 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 }
 
 /* "c1, c2, ...": the captured columns, as the apply names them (old's
- * names for an INSERT, which is rewritten; new's for one by key). NULL
- * when none or out of memory. */
-static char *dual_capture_columns(struct client *c)
+ * names for an INSERT, which is rewritten; new's for one by key), after a
+ * NULL named CAPTURE_MARK when MARKER. NULL when none or out of memory. */
+static char *dual_capture_columns(struct client *c, bool marker)
 {
 	struct dual *d = c->dual;
 	if (!d->n_cap_cols || !d->cap_cols || !d->cap_new)
 		return NULL;
 	struct wbuf b;
 	wbuf_init(&b);
+	if (marker) {
+		const char *m = "NULL::text AS " CAPTURE_MARK ", ";
+		wbuf_put(&b, m, strlen(m));
+	}
 	for (size_t i = 0; i < d->n_cap_cols; i++) {
 		const char *name = d->cap.kind == CAPTURE_INSERT ? d->cap_cols[i] : d->cap_new[i];
 		if (i)
@@ -1424,9 +1475,10 @@ static void dual_queue_captured(struct client *c)
 	struct dual *d = c->dual;
 	if (d->cap_on && !d->cap_failed && d->cap_mark >= 0 && d->cap_nrows == 0)
 		return;  /* no row written: nothing to apply */
-	/* New returns the rows it wrote, to be compared with old's (a simple
-	 * Query only: an extended batch may hold other rows of new's). */
-	char *returning = d->cap_extended ? NULL : dual_capture_columns(c);
+	/* New returns the rows it wrote, to be compared with old's (in an
+	 * extended batch, which may hold other rows of new's, after a marker
+	 * column that tells them apart). */
+	char *returning = dual_capture_columns(c, d->cap_extended);
 	char *client_returning = d->cap.returning;
 	if (returning)
 		d->cap.returning = returning;
@@ -1435,7 +1487,10 @@ static void dual_queue_captured(struct client *c)
 	free(returning);
 	if (apply && returning) {
 		d->cmp_on = true;
+		d->cmp_marked = d->cap_extended;
+		d->cmp_active = false;
 		d->cmp_primary = d->cap_digest;
+		d->cmp_primary_rows = d->cap_nrows;
 		d->cmp_shadow = 0;
 		d->cmp_shadow_rows = 0;
 	}
@@ -1482,7 +1537,8 @@ static void dual_queue_captured(struct client *c)
 			 * batch does after it on new comes after it too. */
 			struct wbuf b;
 			wbuf_init(&b);
-			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, false);
+			/* (described: its RowDescription tells its rows apart) */
+			dual_build_injected(&b, sql, NULL, 0, NULL, 0, NULL, 0, d->cmp_on);
 			if (advance)
 				dual_build_injected(&b, advance, NULL, 0, NULL, 0, NULL, 0, false);
 			size_t at = d->cap_pend_off <= d->pend.len ? d->cap_pend_off : d->pend.len;
@@ -1528,12 +1584,15 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		if (!dual_own_answer(++d->seen_describe, d->own_describe, d->n_own_describe))
 			return false;
 		/* our own Describe: the columns are learnt, nothing is shown */
-		if (msg[0] == PqMsg_RowDescription && d->cap_on)
+		if (msg[0] == PqMsg_RowDescription && d->cap_on) {
 			dual_capture_message(c, msg, len, NULL);
+			d->cap_rows_now = true;
+		}
 		return true;
 	}
 	if (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) {
-		if (!d->cap_on || !d->cap_from_primary)
+		/* (in an extended batch, other statements' rows are the client's) */
+		if (!d->cap_on || !d->cap_from_primary || (d->cap_extended && !d->cap_rows_now))
 			return false;
 		/* The client gets its own columns only, never the capture. */
 		struct wbuf part;
@@ -1546,6 +1605,12 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		return true;
 	}
 	if (msg[0] == PqMsg_CommandComplete) {
+		d->cap_rows_now = false;
+		if (d->own_begin && msg[len - 1] == '\0' &&
+		    strcmp((const char *)msg + MSG_HEADER_LEN, "BEGIN") == 0) {
+			d->own_begin--;  /* the BEGIN wrapping an extended autocommit write */
+			return true;
+		}
 		if (d->own_do && msg[len - 1] == '\0' &&
 		    strcmp((const char *)msg + MSG_HEADER_LEN, "DO") == 0) {
 			d->own_do--;  /* the sequence advance after captured rows */
@@ -1580,21 +1645,24 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 bool dual_hold_ready(struct client *c, char status)
 {
 	struct dual *d = c->dual;
+	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
+		/* the answer to a wrapping BEGIN of ours, sent before the
+		 * client's batch: that batch's answers are still to come */
+		d->own_ready--;
+		return true;
+	}
 	/* a batch ended: its answers are all in */
 	d->sent_parse = d->sent_bind = d->sent_close = d->sent_describe = 0;
 	d->seen_parse = d->seen_bind = d->seen_close = d->seen_describe = 0;
 	d->own_parse = d->own_bind = d->own_close = d->own_describe = 0;
 	d->n_own_parse = d->n_own_bind = d->n_own_close = d->n_own_describe = 0;
+	d->own_begin = 0;  /* (not reached: an earlier error skipped it) */
 	if (d->phase == DUAL_IDLE || d->phase == DUAL_CONNECTING)
 		return false;
 	if (d->phase == DUAL_TWOPHASE) {
 		if (d->tpc_wait)
 			d->tpc_wait--;
 		dual_progress(c);
-		return true;
-	}
-	if (d->own_ready > 0 && d->phase == DUAL_PRIMARY) {
-		d->own_ready--;  /* the wrapping BEGIN's answer */
 		return true;
 	}
 	if (d->phase == DUAL_PRIMARY_END) {
@@ -1652,9 +1720,12 @@ static void dual_note_outcome(struct client *c)
 		}
 	}
 	if (!mismatch && d->cmp_on && !d->primary_error && !d->shadow_error &&
-	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->primary_rows)) {
-		/* same row counts, but new wrote other values than old's */
+	    (d->cmp_primary != d->cmp_shadow || d->cmp_shadow_rows != d->cmp_primary_rows)) {
+		/* same row counts, but new wrote other values than old's: its
+		 * rows are journaled by key once the transaction commits */
 		ps->mismatches++;
+		for (size_t i = d->tx_at_request; i < d->n_tx; i++)
+			d->tx[i].mismatch = d->tx[i].keys != NULL;
 		log_warning(c->id,
 			    "dual-write mismatch on path %s (fingerprint %016llx): the values written differ "
 			    "from the primary's (%llu rows compared)",
@@ -1684,6 +1755,61 @@ static void dual_hold_primary(struct client *c, uint64_t ticket)
 		conn_hold(p->conn, ticket);
 }
 
+/* Appends the open transaction's statements (ONLY_MISMATCH: those whose
+ * values the shadow wrote otherwise) to the journal with ERROR, and makes
+ * them durable. 0 or -1. */
+static int dual_journal_write(struct client *c, bool only_mismatch, const char *error)
+{
+	struct dual *d = c->dual;
+	int rc = rt->journal ? 0 : -1;
+	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
+		const struct dual_stmt *e = &d->tx[i];
+		if (only_mismatch && !e->mismatch)
+			continue;
+		struct journal_keys keys = {
+			.table = e->table, .keys = e->keys,
+			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
+		};
+		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
+				       dual_fingerprint(e->text), e->text, e->params, error,
+				       e->table && e->keys ? &keys : NULL);
+	}
+	uint64_t ticket = 0;
+	if (rc == 0)
+		rc = journal_sync_request(rt->journal, &ticket);
+	if (rc == 0 && ticket) {
+		/* neither the primary's COMMIT nor the client's answer leaves
+		 * before the entries are on disk */
+		dual_hold_primary(c, ticket);
+		conn_hold(c->conn, ticket);
+	}
+	return rc;
+}
+
+/* Both sides committed, but the shadow wrote other values than the
+ * primary's for some statements: their rows are journaled by key, with the
+ * primary's path as authoritative, for repair --journal. */
+static void dual_journal_mismatches(struct client *c)
+{
+	struct dual *d = c->dual;
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_tx; i++)
+		n += d->tx[i].mismatch;
+	if (!n)
+		return;
+	if (dual_journal_write(c, true, "value mismatch: the values written differ from the "
+			       "primary's") < 0) {
+		rt->stats.journal_failures++;
+		log_error(c->id, "cannot journal the keys of %zu statement(s) whose values differ on "
+			  "path %s", n, dual_shadow_name(c));
+		return;
+	}
+	rt->stats.journaled += n;
+	rt->stats.paths[d->shadow_slot].journaled += n;
+	log_warning(c->id, "journaled the keys of %zu statement(s) whose values differ on path %s",
+		    n, dual_shadow_name(c));
+}
+
 /*
  * Journals the statements of the open transaction the shadow lost, durably
  * (fsync'd), and forgets them. 0 when they are on disk; -1 when they could
@@ -1703,26 +1829,7 @@ static int dual_journal_lost(struct client *c)
 	else
 		snprintf(error, sizeof(error), "%s",
 			 d->down ? "shadow path unavailable" : "shadow transaction failed");
-	int rc = rt->journal ? 0 : -1;
-	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
-		const struct dual_stmt *e = &d->tx[i];
-		struct journal_keys keys = {
-			.table = e->table, .keys = e->keys,
-			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
-		};
-		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
-				       dual_fingerprint(e->text), e->text, e->params, error,
-				       e->table && e->keys ? &keys : NULL);
-	}
-	uint64_t ticket = 0;
-	if (rc == 0)
-		rc = journal_sync_request(rt->journal, &ticket);
-	if (rc == 0 && ticket) {
-		/* neither the primary's COMMIT nor the client's answer leaves
-		 * before the entries are on disk */
-		dual_hold_primary(c, ticket);
-		conn_hold(c->conn, ticket);
-	}
+	int rc = dual_journal_write(c, false, error);
 	if (rc < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",
@@ -1779,6 +1886,8 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	}
 	if (primary_committed && !shadow_committed && d->n_tx)
 		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
+	else if (primary_committed && shadow_committed)
+		dual_journal_mismatches(c);
 	tx_clear(d);
 	d->shadow_error = false;
 	d->lost_reason[0] = '\0';
@@ -1801,7 +1910,11 @@ static void dual_reset_request(struct client *c)
 	d->own_tags = 0;
 	d->own_do = 0;
 	d->advanced = false;
-	d->cmp_on = false;
+	d->cmp_on = d->cmp_marked = d->cmp_active = false;
+	d->ext_txn = SQL_TXN_NONE;
+	free(d->ext_text);
+	d->ext_text = NULL;
+	wbuf_reset(&d->ext_exec);
 	dual_capture_reset(c);
 	if (!d->broken)
 		d->shadow_error = false;
@@ -1882,6 +1995,10 @@ static void dual_request_done(struct client *c, struct server *sh)
 {
 	struct dual *d = c->dual;
 	dual_note_outcome(c);
+	if (d->ext_txn != SQL_TXN_NONE && dual_ext_txn_run(c))
+		return;
+	if (d->wrapped && d->primary_status == 'I')
+		d->wrapped = false;  /* the batch failed before our BEGIN: nothing to end */
 	if (d->wrapped) {
 		/* Our own transaction on the primary: commit it now that the
 		 * shadow has the write (or roll it back after an error). What the
@@ -2126,12 +2243,22 @@ static bool tpc_client_prepare(struct client *c, struct server *p, const struct 
 		steer_forward(c, p, msg, len);  /* nothing mirrored: the primary's alone */
 		return true;
 	}
+	if (!tpc_client_prepare_gid(c, text + st->offset, st->len))
+		return false;
+	server_unsend(p);  /* answered by the two-phase steps */
+	return true;
+}
+
+/* Prepares the open transaction in two phases under the name in STMT (a
+ * PREPARE TRANSACTION of LEN bytes); false when it cannot be. */
+static bool tpc_client_prepare_gid(struct client *c, const char *stmt, size_t len)
+{
+	struct dual *d = c->dual;
 	char gid[TWOPHASE_GID_MAX];
-	if (!tpc_applies(c) || !tpc_gid_literal(text + st->offset, st->len, gid, sizeof(gid)) ||
+	if (!tpc_applies(c) || !tpc_gid_literal(stmt, len, gid, sizeof(gid)) ||
 	    twophase_mirror_gid(gid, d->tpc_gid[SLOT_NEW]) < 0)
 		return false;
 	snprintf(d->tpc_gid[SLOT_OLD], sizeof(d->tpc_gid[SLOT_OLD]), "%s", gid);
-	server_unsend(p);
 	d->tpc_n = 0;
 	tpc_init(c, "PREPARE TRANSACTION", true);
 	tpc_prepare_old(c);
@@ -2153,25 +2280,41 @@ static bool tpc_client_finish(struct client *c, struct server *p, const struct s
 	    (st->kind != SQL_TXN_COMMIT_PREPARED && st->kind != SQL_TXN_ROLLBACK_PREPARED) ||
 	    c->tx_status != 'I' || d->shadow_tx || !dual_shadow(c))
 		return false;
+	return tpc_client_finish_gid(c, p, st->kind == SQL_TXN_COMMIT_PREPARED, text + st->offset,
+				     st->len, true);
+}
+
+/* COMMIT (COMMIT) or ROLLBACK PREPARED with the name in STMT (LEN bytes)
+ * on both sides. REPLACES: in place of the client's Query (else after its
+ * request was answered). False when the name does not fit: the primary's
+ * alone, as written. */
+static bool tpc_client_finish_gid(struct client *c, struct server *p, bool commit,
+				  const char *stmt, size_t len, bool replaces)
+{
+	struct dual *d = c->dual;
 	char gid[TWOPHASE_GID_MAX];
-	if (!tpc_gid_literal(text + st->offset, st->len, gid, sizeof(gid)) ||
+	if (!tpc_gid_literal(stmt, len, gid, sizeof(gid)) ||
 	    twophase_mirror_gid(gid, d->tpc_gid[SLOT_NEW]) < 0)
-		return false;  /* the primary's alone, as written */
+		return false;
 	snprintf(d->tpc_gid[SLOT_OLD], sizeof(d->tpc_gid[SLOT_OLD]), "%s", gid);
-	bool commit = st->kind == SQL_TXN_COMMIT_PREPARED;
 	d->tpc_n = 0;
 	if (commit) {
 		d->tpc_n = twophase_decide_client(rt->twophase, d->tpc_gid[SLOT_OLD],
 						  d->tpc_gid[SLOT_NEW]);
 		if (!d->tpc_n) {
 			rt->stats.journal_failures++;
+			if (!replaces)
+				dual_set_phase(c, DUAL_PRIMARY);
 			dual_raise(c, p, PqMsg_Query, NULL, "53100",
 				   "pgturnout: the commit decision cannot be made durable in journal_dir; "
 				   "nothing was committed");
+			if (!replaces)
+				server_sent(p, 1);
 			return true;
 		}
 	}
-	server_unsend(p);
+	if (replaces)
+		server_unsend(p);
 	tpc_init(c, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED", true);
 	tpc_step(c, commit ? TPC_COMMIT : TPC_CLIENT_ROLLBACK);
 	tpc_send_gid(c, SLOT_OLD, commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED");
@@ -2638,6 +2781,132 @@ static void dual_refuse_prepare(struct client *c, struct server *p, uint8_t type
 	dual_raise(c, p, type, name, "0A000", DUAL_PREPARE_REFUSED);
 }
 
+/* A statement raising SQLSTATE with MESSAGE, as a request of pgturnout's
+ * on the primary after the client's was answered: its error and
+ * ReadyForQuery are the client's. */
+static void dual_raise_own(struct client *c, struct server *p, const char *sqlstate,
+			   const char *message)
+{
+	dual_set_phase(c, DUAL_PRIMARY);
+	dual_raise(c, p, PqMsg_Query, NULL, sqlstate, message);
+	server_sent(p, 1);
+}
+
+/*
+ * The extended-protocol COMMIT, PREPARE TRANSACTION, COMMIT or ROLLBACK
+ * PREPARED held back at its Execute: the batch before it has run on both
+ * sides and the primary answered its Sync (not relayed). It now runs as
+ * the same statement sent as a simple Query would: two-phase commit, or
+ * the journal and the commit intent before the primary's COMMIT. False
+ * when the primary never reached it (an earlier error of the batch made it
+ * skip the rest): the batch's answer goes to the client as it is.
+ */
+static bool dual_ext_txn_run(struct client *c)
+{
+	struct dual *d = c->dual;
+	struct server *p = c->servers[c->active_slot];
+	int txn = d->ext_txn;
+	char *text = d->ext_text;
+	d->ext_txn = SQL_TXN_NONE;
+	d->ext_text = NULL;
+	wbuf_reset(&d->ext_exec);
+	bool in_block = txn == SQL_TXN_COMMIT || txn == SQL_TXN_PREPARE;
+	if (!text || d->primary_error || d->primary_status != (in_block ? 'T' : 'I')) {
+		free(text);
+		return false;
+	}
+	/* a request of pgturnout's: compared on its own */
+	d->req_mirrored = false;
+	d->primary_rows = d->shadow_rows = 0;
+	d->cmp_on = d->cmp_marked = false;
+	d->tx_at_request = d->n_tx;
+	switch (txn) {
+	case SQL_TXN_COMMIT:
+		if (tpc_applies(c)) {
+			tpc_start(c, true);
+			break;
+		}
+		dual_set_phase(c, DUAL_PRIMARY);
+		if (d->n_tx && ((d->broken && dual_journal_lost(c) < 0) || dual_intent(c) < 0)) {
+			/* as for a simple COMMIT: the primary must not commit */
+			dual_primary_own(c, "ROLLBACK");
+			dual_raise_own(c, p, "53100", DUAL_JOURNAL_FAILED);
+		} else {
+			dual_primary_query(c, "COMMIT");  /* its tag is the client's */
+		}
+		break;
+	case SQL_TXN_PREPARE:
+		if (!tpc_client_prepare_gid(c, text, strlen(text))) {
+			log_info(c->id, "refused PREPARE TRANSACTION while dual writes are on");
+			dual_raise_own(c, p, "0A000", DUAL_PREPARE_REFUSED);
+		}
+		break;
+	default:
+		if (!tpc_client_finish_gid(c, p, txn == SQL_TXN_COMMIT_PREPARED, text, strlen(text),
+					   false)) {
+			dual_set_phase(c, DUAL_PRIMARY);
+			dual_primary_query(c, text);  /* the primary's alone, as written */
+		}
+		break;
+	}
+	free(text);
+	return true;
+}
+
+/* Whether the Execute of portal PO (a COMMIT, PREPARE TRANSACTION, COMMIT
+ * or ROLLBACK PREPARED) is held back until the batch's Sync, to run through
+ * the same commit path as a simple Query (dual_ext_txn_run). */
+static bool dual_ext_txn_hold(struct client *c, const struct dual_name *po, const uint8_t *msg,
+			      size_t len)
+{
+	struct dual *d = c->dual;
+	if (d->ext_txn != SQL_TXN_NONE || !dual_shadow(c))
+		return false;
+	bool mirrored = d->shadow_tx || d->n_tx || d->broken || d->batch_mirrored;
+	if (po->txn == SQL_TXN_COMMIT || po->txn == SQL_TXN_PREPARE) {
+		if ((c->tx_status != 'T' && !d->batch_began) || !mirrored)
+			return false;
+	} else if (!rt->twophase || c->tx_status != 'I' || mirrored) {
+		return false;
+	}
+	d->ext_text = strdup(po->text);
+	wbuf_reset(&d->ext_exec);
+	wbuf_put(&d->ext_exec, msg, len);
+	if (!d->ext_text || !wbuf_ok(&d->ext_exec)) {
+		free(d->ext_text);
+		d->ext_text = NULL;
+		return false;
+	}
+	d->ext_txn = po->txn;
+	return true;
+}
+
+/* More of the batch follows a held-back Execute (MSG, not a Sync): it goes
+ * to the primary now, in its place, as it did before dual writes held
+ * anything back (a COMMIT then commits after the primary, ordered). A
+ * held-back PREPARE TRANSACTION cannot: the session is ended. */
+static void dual_ext_txn_release(struct client *c, struct server *p)
+{
+	struct dual *d = c->dual;
+	int txn = d->ext_txn;
+	d->ext_txn = SQL_TXN_NONE;
+	free(d->ext_text);
+	d->ext_text = NULL;
+	if (txn == SQL_TXN_PREPARE) {
+		client_close(c, CLOSE_PROTOCOL_VIOLATION,
+			     "PREPARE TRANSACTION must be the last statement of its extended-protocol "
+			     "batch (before Sync) while dual writes are on");
+		return;
+	}
+	if (txn == SQL_TXN_COMMIT && dual_intent(c) < 0)
+		log_error(c->id, "COMMIT goes to the primary without a durable intent");
+	struct wbuf exec = d->ext_exec;
+	wbuf_init(&d->ext_exec);
+	if (wbuf_ok(&exec))
+		dual_to_primary(c, p, exec.data, exec.len);
+	wbuf_free(&exec);
+}
+
 static void dual_query_analysed(struct client *c, struct server *p, const uint8_t *msg, size_t len,
 				const struct sql_analysis *a)
 {
@@ -2932,17 +3201,25 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 	}
 	size_t rest = MSG_HEADER_LEN + r.pos;
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, strlen(text), REWRITE_NONE, NULL);
-	if (dual_has_prepare(a)) {
+	if (dual_has_prepare(a) && (!rt->twophase || a->n_stmts != 1)) {
 		names_forget(&d->stmts, name);
 		dual_refuse_prepare(c, p, PqMsg_Parse, name);
 		return;
 	}
 	bool mirror = a && a->n_stmts == 1 && dual_mirrors(&a->stmts[0]);
-	bool commit = a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN &&
-		      a->stmts[0].kind == SQL_TXN_COMMIT;
+	int txn = a && a->n_stmts == 1 && a->stmts[0].cls == SQL_TXN ? (int)a->stmts[0].kind
+								     : SQL_TXN_NONE;
+	/* ended or prepared by pgturnout at the Execute (dual_ext_txn_hold) */
+	bool commit = txn == SQL_TXN_COMMIT || txn == SQL_TXN_PREPARE ||
+		      txn == SQL_TXN_COMMIT_PREPARED || txn == SQL_TXN_ROLLBACK_PREPARED;
 	bool is_write = mirror && a->stmts[0].cls == SQL_WRITE;
 	bool is_volatile = mirror && (a->stmts[0].flags & SQL_F_VOLATILE);
-	bool is_insert = is_write && a->stmts[0].tag && strcmp(a->stmts[0].tag, "INSERT") == 0 &&
+	const char *tag = is_write ? a->stmts[0].tag : NULL;
+	/* values, not statements: INSERTs, and UPDATEs and DELETEs calling
+	 * volatile functions (applied by key), as in a simple Query */
+	bool is_captured = tag && (strcmp(tag, "INSERT") == 0 ||
+				 (is_volatile && (strcmp(tag, "UPDATE") == 0 ||
+						  strcmp(tag, "DELETE") == 0))) &&
 			 rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL;
 	a = NULL;  /* the next lookup may evict it */
 	names_forget(&d->stmts, name);
@@ -2955,28 +3232,36 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 			if (is_write)
 				d->broken = true;
 		} else if (names_put(&d->stmts, name, rw ? rw->text : text, commit) == 0 &&
-			   mirror) {
+			   commit) {
 			struct dual_name *named = names_find(&d->stmts, name);
 			if (named)
+				named->txn = txn;
+		} else if (mirror) {
+			struct dual_name *named = names_find(&d->stmts, name);
+			if (named) {
 				named->write = is_write;
-			/* Values, not statements: an INSERT whose text old can run
-			 * with a capture is executed that way (dual_execute_captured). */
-			const char *old_text = !is_insert ? NULL
+				named->txn = txn;
+			}
+			/* Values, not statements: an INSERT (UPDATE, DELETE) whose
+			 * text old can run with a capture is executed that way
+			 * (dual_execute_captured). */
+			const char *old_text = !is_captured ? NULL
 					       : d->shadow_slot == SLOT_OLD ? rw->text
 					       : c->dialect_slot == SLOT_OLD ? text : NULL;
 			struct capture_plan probe;
 			bool plain = named && old_text &&
-				     capture_plan(old_text, strlen(old_text), &probe) == 0 &&
-				     probe.kind == CAPTURE_INSERT;
+				     capture_plan(old_text, strlen(old_text), &probe) == 0;
 			if (named && old_text)
 				capture_plan_clear(&probe);
 			if (plain) {
 				named->old_text = strdup(old_text);
+				named->own_text = strdup(text);
+				named->volatile_write = is_volatile;
 				named->ptypes = malloc(len - rest);
 				if (named->ptypes)
 					memcpy(named->ptypes, msg + rest, len - rest);
 				named->ptypes_len = len - rest;
-				if (!named->old_text || !named->ptypes) {
+				if (!named->old_text || !named->own_text || !named->ptypes) {
 					free(named->old_text);
 					named->old_text = NULL;
 				}
@@ -3039,10 +3324,12 @@ static void dual_portal_capture(struct dual_name *po, const struct dual_name *st
 	if (r->failed || !text)
 		return;
 	po->old_text = strdup(st->old_text);
+	po->own_text = strdup(st->own_text);
+	po->volatile_write = st->volatile_write;
 	po->ptypes = malloc(st->ptypes_len);
 	po->params = malloc(rfmt_at - params_at);
 	po->rfmt = malloc(len - rfmt_at);
-	if (!po->old_text || !po->ptypes || !po->params || !po->rfmt) {
+	if (!po->old_text || !po->own_text || !po->ptypes || !po->params || !po->rfmt) {
 		free(po->old_text);
 		po->old_text = NULL;
 		return;
@@ -3152,6 +3439,14 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 		return false;
 	if (!dual_capture_start(c, po->old_text, strlen(po->old_text), primary_first))
 		return false;
+	/* by key: new's primary key known, and (primary new) the client's
+	 * RETURNING in new's names */
+	if (!dual_capture_by_key_ok(c) ||
+	    (!primary_first && d->cap.kind != CAPTURE_INSERT &&
+	     dual_capture_client_returning(c, po->own_text, strlen(po->own_text)) < 0)) {
+		dual_capture_reset(c);
+		return false;
+	}
 	d->cap_extended = true;
 	struct wbuf b;
 	wbuf_init(&b);
@@ -3197,10 +3492,43 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 	return true;
 }
 
+/*
+ * Ordered autocommit in the extended protocol: before the first Execute of
+ * a write in a batch outside a transaction block, whose primary (old) runs
+ * first, the primary gets a BEGIN of ours (Parse/Bind/Execute, its answers
+ * dropped), so that the batch's Sync leaves the write uncommitted, with its
+ * row locks, until the shadow has applied it; dual_request_done commits it
+ * (in two phases with 2pc) as for a simple-protocol autocommit write.
+ */
+static void dual_ext_wrap(struct client *c, struct server *p)
+{
+	struct dual *d = c->dual;
+	if (d->wrapped || d->holding || d->shadow_slot != SLOT_NEW || c->tx_status != 'I' ||
+	    d->batch_began || d->broken || !dual_shadow(c))
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	dual_build_injected(&b, "BEGIN", NULL, 0, NULL, 0, NULL, 0, false);
+	if (!wbuf_ok(&b) || conn_write(p->conn, b.data, b.len) < 0) {
+		wbuf_free(&b);
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	wbuf_free(&b);
+	dual_expect_injected(d, false);
+	d->own_begin++;
+	d->wrapped = true;
+}
+
 void dual_client_message(struct client *c, struct server *p, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
 	struct server *sh;
+	if (d->ext_txn != SQL_TXN_NONE && msg[0] != PqMsg_Sync) {
+		dual_ext_txn_release(c, p);
+		if (c->state != CL_ACTIVE)
+			return;
+	}
 	switch (msg[0]) {
 	case PqMsg_Query:
 		dual_query(c, p, msg, len);
@@ -3226,6 +3554,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 				if (names_put(&d->portals, portal, st->text, st->commit) == 0) {
 					struct dual_name *po = names_find(&d->portals, portal);
 					po->write = write;
+					po->txn = st->txn;
 					if (st->old_text)
 						dual_portal_capture(po, st, &r, msg + MSG_HEADER_LEN,
 								    len - MSG_HEADER_LEN);
@@ -3244,10 +3573,24 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		const char *portal = len > MSG_HEADER_LEN ? (const char *)msg + MSG_HEADER_LEN : NULL;
 		struct dual_name *po = portal && memchr(portal, 0, len - MSG_HEADER_LEN)
 					       ? names_find(&d->portals, portal) : NULL;
-		if (po && po->commit && dual_intent(c) < 0)
+		if (po && po->txn == SQL_TXN_BEGIN)
+			d->batch_began = true;
+		if (po && !po->commit && po->write) {
+			dual_ext_wrap(c, p);
+			if (c->state != CL_ACTIVE)
+				return;
+		}
+		if (po && po->commit && dual_ext_txn_hold(c, po, msg, len))
+			return;
+		if (po && po->commit && po->txn == SQL_TXN_COMMIT && dual_intent(c) < 0)
 			log_error(c->id, "COMMIT goes to the primary without a durable intent");
 		if (po && po->old_text && dual_execute_captured(c, p, po, msg, len))
 			return;
+		if (po && po->old_text && po->volatile_write) {
+			dual_count_nondeterministic(c);  /* copied as a statement after all */
+			log_info(c->id, "non-deterministic write mirrored (fingerprint %016llx): copies "
+				 "may differ", (unsigned long long)dual_fingerprint(po->text));
+		}
 		if (po && !po->commit) {
 			if (po->write)
 				rt->stats.paths[d->shadow_slot].shadow_writes++;
@@ -3276,13 +3619,15 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 			wbuf_put(&d->pend, msg, len);
 			d->pend_requests++;
 			/* outside a transaction block the primary commits at this Sync */
-			d->autocommit = c->tx_status == 'I';
-			if (d->autocommit && !d->holding && dual_intent(c) < 0)
+			d->autocommit = c->tx_status == 'I' && !d->batch_began;
+			if (d->autocommit && !d->holding && !d->wrapped && dual_intent(c) < 0)
 				log_error(c->id, "the batch commits without a durable intent");
 		}
-		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken)
+		if (d->batch_mirrored || d->shadow_tx || d->n_tx || d->broken ||
+		    d->ext_txn != SQL_TXN_NONE)
 			dual_set_phase(c, DUAL_PRIMARY);
 		d->batch_mirrored = false;
+		d->batch_began = false;
 		names_forget(&d->portals, "");
 		if (d->holding) {
 			if (mirrored && dual_shadow(c)) {
