@@ -2412,7 +2412,11 @@ static void dual_progress(struct client *c)
 		return;
 	case DUAL_PRIMARY_END: {
 		/* Our COMMIT/ROLLBACK on the primary answered: the client's
-		 * autocommit write ended there. */
+		 * autocommit write ended there. Until its ReadyForQuery is in
+		 * (own_ready), only the shadow can have called: it went away
+		 * meanwhile, and the primary's answer is still to be taken. */
+		if (d->own_ready)
+			return;
 		d->primary_status = 'I';
 		if (d->primary_error || d->primary_rolled_back) {
 			d->primary_error = true;
