@@ -720,7 +720,10 @@ void dual_shadow_input(struct server *s)
 				 strcmp((const char *)m + MSG_HEADER_LEN, "ROLLBACK") == 0)
 				tpc_note_rollback(&d->shadow_error, d->shadow_sqlstate, d->shadow_message,
 						  sizeof(d->shadow_message));
-		} else {
+		} else if (!server_answered(s, server_mark(s))) {
+			/* (an error while nothing is asked of the shadow is the FATAL of
+			 * an idle backend going away: its end of file says so, and it
+			 * must not fail a later request) */
 			struct pg_error_fields f;
 			if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0 && !d->shadow_error) {
 				d->shadow_error = true;

@@ -309,3 +309,28 @@ STOP_STEPS = STEPS if BIG else ["after_write", "wrap_primary_commit"]
 @pytest.mark.parametrize("step", STOP_STEPS)
 def test_stopped_shadow_server(proxy_factory, sides, step, how):
     run_case(proxy_factory, sides, step, False, how)
+
+
+@pytest.mark.parametrize("how", ["terminate", "fast"])
+def test_shadow_lost_between_transactions(proxy_factory, sides, how):
+    """The shadow goes away while the session is idle: nothing is lost, and
+    once it is back the next writes reach it (the FATAL of the idle
+    shadow's backend fails no later request)."""
+    proxy = start_proxy(proxy_factory, sides)
+    journal = os.path.join(proxy.dir, "journal", "dual_write_journal.log")
+    conn = proxy.wire_login()
+    try:
+        ask(conn, "UPDATE users SET email = 'warm' WHERE id = 3", False, "UPDATE 1", "I")
+        gone = kill_shadow(how, sides.new)
+        time.sleep(0.2)  # its FATAL and end of file are in
+        ask(conn, "SELECT 1", False, "SELECT 1", "I")
+        time.sleep(max(0.0, gone + RETRY - time.time()))
+        ask(conn, "SELECT 1", False, "SELECT 1", "I")  # the shadow reconnects here
+        ask(conn, "UPDATE users SET email = 'back' WHERE id = 4", False, "UPDATE 1", "I")
+        ask(conn, "BEGIN", False, "BEGIN", "T")
+        ask(conn, "UPDATE users SET email = 'back' WHERE id = 5", False, "UPDATE 1", "T")
+        ask(conn, "COMMIT", False, "COMMIT", "I")
+    finally:
+        conn.close()
+    assert read_journal(journal) == []
+    assert sides.old_rows() == sides.new_rows()
