@@ -64,12 +64,23 @@ void pairs_put_s(struct wbuf *b, const char *s)
 void pairs_put_f(struct wbuf *b, const char *fmt, ...)
 {
 	char buf[512];
-	va_list ap;
+	va_list ap, again;
 	va_start(ap, fmt);
+	va_copy(again, ap);
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		wbuf_put(b, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		wbuf_put(b, buf, (size_t)n);
+	} else if (n > 0) {
+		/* longer (a statement with a long key list): never cut short */
+		char *big = malloc((size_t)n + 1);
+		if (big != NULL && vsnprintf(big, (size_t)n + 1, fmt, again) == n)
+			wbuf_put(b, big, (size_t)n);
+		else
+			b->failed = true;  /* out of memory: pairs_take() says so */
+		free(big);
+	}
+	va_end(again);
 }
 
 /* The buffer's text as a new string (caller owns), or NULL when out of memory. */
