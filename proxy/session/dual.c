@@ -1768,6 +1768,23 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	d->lost_reason[0] = '\0';
 }
 
+void dual_client_closing(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d || !d->intent)
+		return;
+	/* The session ends (its primary went away, or the client) between the
+	 * primary's COMMIT and the shadow's, whose COMMIT may never leave:
+	 * journaled as in doubt now rather than at the next start. */
+	snprintf(d->lost_reason, sizeof(d->lost_reason),
+		 "in doubt: the session ended between the primary's commit and the shadow's; "
+		 "the shadow may lack this");
+	if (dual_journal_lost(c) < 0)
+		return;  /* the open intent still names it at the next start */
+	intent_end(rt->intents, d->intent);
+	d->intent = 0;
+}
+
 static void dual_reset_request(struct client *c)
 {
 	struct dual *d = c->dual;

@@ -10,10 +10,15 @@ server is stopped (fast or immediate) at one step:
 
 - after BEGIN, after a write (the shadow idle in its transaction);
 - during the primary's COMMIT, during the shadow's COMMIT (a deferred
-  constraint trigger sleeps there);
+  constraint trigger waits there);
 - in the wrapped autocommit write: while the shadow applies it (a row
-  trigger of new's sleeps), during the primary's COMMIT of pgturnout's own
+  trigger of new's waits), during the primary's COMMIT of pgturnout's own
   transaction, during the shadow's COMMIT.
+
+The triggers wait for an advisory lock the test holds (a "gate"): the test
+sees the backend waiting, kills the shadow, waits for pgturnout's log to
+say the shadow is lost, then opens the gate, so every kill lands at its
+step whatever the machine's load.
 
 Each answer the client gets must be the one to its own request: the right
 command tags and a ReadyForQuery saying 'I' after every COMMIT and
@@ -28,7 +33,6 @@ import json
 import os
 import struct
 import subprocess
-import threading
 import time
 import zlib
 
@@ -36,12 +40,12 @@ import pytest
 
 import pgwire
 from conftest import BIG, StoppablePostgres, pgt_bin, unique
+from twopaths import wait_for
 
 pytestmark = pytest.mark.proxy_only
 
-SLEEP = 0.7          # seconds a slow trigger sleeps
-KILL_AFTER = 0.25    # seconds after the request was sent
 RETRY = 1.1          # pgturnout reconnects a lost shadow at most once a second
+LOST = "shadow on path new lost"   # pgturnout's log line
 
 
 @pytest.fixture(scope="module")
@@ -51,32 +55,34 @@ def shadow_pg():
     s.destroy()
 
 
-def objects(table, name_col, slow_commit, slow_write):
-    """The table of one side, its rows, and the triggers that make a step
-    slow: a deferred constraint trigger sleeping at COMMIT for an email
-    starting SLOW_COMMIT, a row trigger sleeping for one starting
-    SLOW_WRITE (None: none)."""
+def objects(table, name_col, gate, slow_commit, slow_write):
+    """The table of one side, its rows, and the triggers that hold a step
+    until the advisory lock GATE is free: a deferred constraint trigger (at
+    COMMIT) for an email starting SLOW_COMMIT, a row trigger for one
+    starting SLOW_WRITE (None: none)."""
     sql = ("CREATE TABLE %(t)s (id bigint PRIMARY KEY, %(n)s text, email text,"
            " n int NOT NULL DEFAULT 0);"
            "INSERT INTO %(t)s SELECT g, 'user ' || g, 'u' || g, 0 FROM generate_series(1, 20) g;"
-           "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS"
-           " $$BEGIN PERFORM pg_sleep(%(s)s); RETURN NEW; END$$;"
+           "CREATE FUNCTION wait_gate() RETURNS trigger LANGUAGE plpgsql AS"
+           " $$BEGIN PERFORM pg_advisory_xact_lock_shared(%(g)d); RETURN NEW; END$$;"
            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT OR UPDATE ON %(t)s"
            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
-           " WHEN (NEW.email LIKE '%(c)s%%') EXECUTE FUNCTION nap();"
-           % {"t": table, "n": name_col, "s": SLEEP, "c": slow_commit})
+           " WHEN (NEW.email LIKE '%(c)s%%') EXECUTE FUNCTION wait_gate();"
+           % {"t": table, "n": name_col, "g": gate, "c": slow_commit})
     if slow_write:
         sql += ("CREATE TRIGGER slow_write BEFORE INSERT OR UPDATE ON %s FOR EACH ROW"
-                " WHEN (NEW.email LIKE '%s%%') EXECUTE FUNCTION nap();" % (table, slow_write))
+                " WHEN (NEW.email LIKE '%s%%') EXECUTE FUNCTION wait_gate();" % (table, slow_write))
     return sql
 
 
 class Sides:
     def __init__(self, pg, shadow_pg):
         self.schema = unique("outage")
+        self.gate = zlib.crc32(self.schema.encode()) & 0x7fffffff
         self.old, self.new = pg, shadow_pg
-        for server, sql in ((pg, objects("users", "name", "slowold", None)),
-                            (shadow_pg, objects("users_v2", "full_name", "slownew", "slowapply"))):
+        for server, sql in ((pg, objects("users", "name", self.gate, "slowold", None)),
+                            (shadow_pg, objects("users_v2", "full_name", self.gate, "slownew",
+                                                "slowapply"))):
             server.sql("SET ROLE app; CREATE SCHEMA %s; SET search_path = %s; %s"
                        % (self.schema, self.schema, sql))
 
@@ -114,6 +120,7 @@ def start_proxy(proxy_factory, sides):
         "new": {"host": "127.0.0.1", "port": sides.new.port, "dbname": "app",
                 "search_path": sides.schema, "user": "app"},
     }, extra=("\n[migration]\nold = old\nnew = new\nsalt = %s\ndual_commit = ordered\n"
+              "version.v2 = new\n"
               "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
               "\n[flags]\ndual_write = on\ncanary_percent = 0\nforce_path = none\n"
               "shadow_failure = journal\n" % unique("salt")))
@@ -182,21 +189,26 @@ def kill_shadow(how, shadow_pg):
     return gone
 
 
-def kill_later(how, shadow_pg):
-    """Kills the shadow KILL_AFTER seconds from now, in a thread (the request
-    in flight waits on a slow trigger meanwhile)."""
-    out = {"errors": [], "gone": None}
+class Gate:
+    """Holds the advisory lock GATE on SERVER: the slow triggers wait there."""
 
-    def run():
-        time.sleep(KILL_AFTER)
+    def __init__(self, server, gate):
+        self.server, self.gate = server, gate
+        self.conn = server.superuser()
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%d)" % gate)
+
+    def wait_until_held(self, what):
+        """Returns once a backend waits at the gate (the step is reached)."""
+        wait_for(lambda: self.server.sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d"
+            " AND NOT granted" % self.gate)[0][0] > 0, what)
+
+    def open(self):
         try:
-            out["gone"] = kill_shadow(how, shadow_pg)
-        except Exception as e:  # noqa: BLE001 reported by the test
-            out["errors"].append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
+            self.conn.close()  # a server stop may have ended it already
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def read_journal(path):
@@ -247,17 +259,26 @@ def run_case(proxy_factory, sides, step, extended, how):
         # the shadow is up and mirrors (a first write reaches both sides)
         ask(conn, "UPDATE users SET email = 'warm' WHERE id = 3", extended, "UPDATE 1", "I")
         assert sides.row("new", 3) == ("warm", 0)
-        killer, gone = None, None
+        gone = None
         for i, (sql, tag, status) in enumerate(requests):
             if i == at and when == "flight":
-                killer, killed = kill_later(how, sides.new)
+                gate = Gate(sides.old if mark.startswith("slowold") else sides.new, sides.gate)
+                try:
+                    conn.send(request(sql, extended))
+                    gate.wait_until_held("%s: the request at its step" % step)
+                    seen = proxy.log().count(LOST)
+                    gone = kill_shadow(how, sides.new)
+                    # the step goes on only once pgturnout knows the shadow is gone
+                    wait_for(lambda: proxy.log().count(LOST) > seen, "pgturnout noticing the loss")
+                finally:
+                    gate.open()
+                got = answer(conn)
+                assert got[1] is None and got[0] == [tag] and got[3] == status, \
+                    "%r answered %r; expected tag %r, status %r" % (sql, got, tag, status)
+                continue
             ask(conn, sql, extended, tag, status)
             if i == at and when == "idle":
                 gone = kill_shadow(how, sides.new)
-        if killer:
-            killer.join(60)
-            assert not killed["errors"], killed["errors"]
-            gone = killed["gone"]
         # the session goes on: its next answers are its own
         got = ask(conn, "SELECT 42", extended, "SELECT 1", "I")
         assert got[2] == [("42",)], got
@@ -289,8 +310,7 @@ STEPS = ["after_begin", "after_write", "primary_commit", "shadow_commit", "wrap_
          "wrap_primary_commit", "wrap_shadow_commit"]
 # every step in the simple protocol; in the extended one those around a
 # COMMIT by default, all with PGT_BIG=1
-EXTENDED_STEPS = STEPS if BIG else ["after_write", "primary_commit", "wrap_primary_commit",
-                                    "wrap_shadow_commit"]
+EXTENDED_STEPS = STEPS if BIG else ["primary_commit", "wrap_primary_commit", "wrap_shadow_commit"]
 CASES = ([(step, False) for step in STEPS] + [(step, True) for step in EXTENDED_STEPS])
 
 
@@ -300,13 +320,13 @@ def test_terminated_shadow_backend(proxy_factory, sides, step, extended):
     run_case(proxy_factory, sides, step, extended, "terminate")
 
 
-# A server stop takes a few seconds (start included): the steps where it
-# matters most by default, every step with PGT_BIG=1.
-STOP_STEPS = STEPS if BIG else ["after_write", "wrap_primary_commit"]
+# A server stop takes a few seconds (start included): two by default,
+# every step both ways with PGT_BIG=1.
+STOPS = ([(step, how) for step in STEPS for how in ("fast", "immediate")] if BIG
+         else [("wrap_primary_commit", "fast"), ("after_write", "immediate")])
 
 
-@pytest.mark.parametrize("how", ["fast", "immediate"])
-@pytest.mark.parametrize("step", STOP_STEPS)
+@pytest.mark.parametrize("step,how", STOPS, ids=["%s-%s" % c for c in STOPS])
 def test_stopped_shadow_server(proxy_factory, sides, step, how):
     run_case(proxy_factory, sides, step, False, how)
 
@@ -333,4 +353,41 @@ def test_shadow_lost_between_transactions(proxy_factory, sides, how):
     finally:
         conn.close()
     assert read_journal(journal) == []
+    assert sides.old_rows() == sides.new_rows()
+
+
+def test_primary_lost_between_the_two_commits(proxy_factory, sides):
+    """A session on new (tag v2), whose shadow old commits after new: new's
+    backend is terminated while old's COMMIT runs. The session ends with the
+    server's error, and its transaction is journaled as in doubt at once,
+    not only at the next start."""
+    proxy = start_proxy(proxy_factory, sides)
+    journal = os.path.join(proxy.dir, "journal", "dual_write_journal.log")
+    mark = "slowold-" + unique("m")
+    conn = proxy.wire_login(options="-c pgturnout.version=v2")
+    try:
+        ask(conn, "BEGIN", False, "BEGIN", "T")
+        ask(conn, "UPDATE users_v2 SET n = n + 1, email = '%s' WHERE id = 1" % mark, False,
+            "UPDATE 1", "T")
+        gate = Gate(sides.old, sides.gate)
+        try:
+            conn.send(request("COMMIT", False))
+            gate.wait_until_held("old's COMMIT at the gate")
+            terminate_shadow(sides.new)  # (new is this session's primary)
+            data = conn.read_until_closed()
+        finally:
+            gate.open()
+    finally:
+        conn.close()
+    assert (pgwire.first_error(data) or {}).get("C") == "57P01", data
+    entries = read_journal(journal)
+    assert any(mark in e["statement"] and e["error"].startswith("in doubt") for e in entries), \
+        entries
+    # old's COMMIT was on its way: once it is over, the journal's entries
+    # make the sides equal
+    wait_for(lambda: sides.old.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                   " AND objid = %d" % sides.gate)[0][0] == 0, "old's COMMIT")
+    r = subprocess.run([pgt_bin(), "repair", "-c", proxy.config_path, "--journal"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert sides.old_rows() == sides.new_rows()
