@@ -42,6 +42,9 @@ struct server;
 struct dual;
 
 void dual_free(struct dual *d);         /* NULL does nothing */
+/* The session is closing: a transaction between the primary's COMMIT and
+ * the shadow's (its commit intent open) is journaled as in doubt now. */
+void dual_client_closing(struct client *c);
 /* At a transaction boundary (and at login): start or stop dual writes for
  * the session to follow the dual_write flag. */
 void dual_sync_flag(struct client *c);

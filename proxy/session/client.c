@@ -168,6 +168,7 @@ static void client_close_common(struct client *c, enum close_reason reason)
 	rt->n_clients--;
 	log_msg(ci->level, c->id, "closing: %s (user=%s database=%s addr=%s)", ci->name,
 		c->user ? c->user : "-", c->database ? c->database : "-", c->addr);
+	dual_client_closing(c);
 	client_set_state(c, CL_CLOSING);
 	if (c->admin_counted)
 		rt->n_admin_clients--;

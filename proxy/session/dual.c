@@ -766,7 +766,10 @@ void dual_shadow_input(struct server *s)
 				 strcmp((const char *)m + MSG_HEADER_LEN, "ROLLBACK") == 0)
 				tpc_note_rollback(&d->shadow_error, d->shadow_sqlstate, d->shadow_message,
 						  sizeof(d->shadow_message));
-		} else {
+		} else if (!server_answered(s, server_mark(s))) {
+			/* (an error while nothing is asked of the shadow is the FATAL of
+			 * an idle backend going away: its end of file says so, and it
+			 * must not fail a later request) */
 			struct pg_error_fields f;
 			if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0 && !d->shadow_error) {
 				d->shadow_error = true;
@@ -1893,6 +1896,23 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	d->lost_reason[0] = '\0';
 }
 
+void dual_client_closing(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d || !d->intent)
+		return;
+	/* The session ends (its primary went away, or the client) between the
+	 * primary's COMMIT and the shadow's, whose COMMIT may never leave:
+	 * journaled as in doubt now rather than at the next start. */
+	snprintf(d->lost_reason, sizeof(d->lost_reason),
+		 "in doubt: the session ended between the primary's commit and the shadow's; "
+		 "the shadow may lack this");
+	if (dual_journal_lost(c) < 0)
+		return;  /* the open intent still names it at the next start */
+	intent_end(rt->intents, d->intent);
+	d->intent = 0;
+}
+
 static void dual_reset_request(struct client *c)
 {
 	struct dual *d = c->dual;
@@ -2575,7 +2595,11 @@ static void dual_progress(struct client *c)
 		return;
 	case DUAL_PRIMARY_END: {
 		/* Our COMMIT/ROLLBACK on the primary answered: the client's
-		 * autocommit write ended there. */
+		 * autocommit write ended there. Until its ReadyForQuery is in
+		 * (own_ready), only the shadow can have called: it went away
+		 * meanwhile, and the primary's answer is still to be taken. */
+		if (d->own_ready)
+			return;
 		d->primary_status = 'I';
 		if (d->primary_error || d->primary_rolled_back) {
 			d->primary_error = true;

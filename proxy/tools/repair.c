@@ -398,6 +398,136 @@ static void print_change(const struct repair_run *run, const struct repair_pair 
 	printf(")\n");
 }
 
+/* ---- rows the source lacks -------------------------------------------------------- */
+
+/*
+ * A row the target has and the source lacks may be a dual write's INSERT in
+ * its commit window: committed on the target, not yet on the source (the
+ * session's primary commits first; with 2pc both COMMIT PREPARED go at
+ * once). FOR SHARE does not see an uncommitted insert, so deleting the row
+ * at once would undo a write the source is about to commit. Before the
+ * deletes, the transactions holding a write lock on the source's table
+ * (prepared ones included) are given up to REPAIR_WRITERS_WAIT seconds to
+ * end; one in its commit window ends within milliseconds, and one waiting
+ * for a lock (perhaps this chunk's) or still running statements after that
+ * has not committed anywhere. Then the candidates are read again.
+ */
+#define REPAIR_WRITERS_WAIT 2.0
+
+static int wait_source_writers(struct repair_run *run, const struct repair_pair *p, char state[6])
+{
+	static const char writers[] =
+		"SELECT coalesce(array_agg(DISTINCT x.transactionid::text), '{}')::text"
+		" FROM pg_locks r JOIN pg_locks x ON x.virtualtransaction = r.virtualtransaction"
+		" AND x.locktype = 'transactionid' AND x.mode = 'ExclusiveLock'"
+		" WHERE r.locktype = 'relation' AND r.relation = $1::regclass AND r.granted"
+		" AND r.mode = 'RowExclusiveLock' AND r.pid IS DISTINCT FROM pg_backend_pid()"
+		" AND r.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+	/* (one waiting for a lock is still running statements) */
+	static const char running[] =
+		"SELECT count(*) FROM pg_locks x WHERE x.locktype = 'transactionid'"
+		" AND x.mode = 'ExclusiveLock' AND x.transactionid::text = ANY($1::text[])"
+		" AND NOT EXISTS (SELECT 1 FROM pg_locks w"
+		" WHERE w.virtualtransaction = x.virtualtransaction AND NOT w.granted)";
+	PGconn *conn = source_conn(run, p);
+	const char *table = p->tp.t[p->from]->sql;
+	PGresult *r = exec_params(p, conn, writers, 1, &table, PGRES_TUPLES_OK, state);
+	if (r == NULL)
+		return -1;
+	char *xids = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (xids == NULL) {
+		pairs_err("out of memory");
+		return -1;
+	}
+	int rc = 0;
+	double until = pairs_now() + REPAIR_WRITERS_WAIT;
+	while (strcmp(xids, "{}") != 0) {
+		const char *arg = xids;
+		r = exec_params(p, conn, running, 1, &arg, PGRES_TUPLES_OK, state);
+		if (r == NULL) {
+			rc = -1;
+			break;
+		}
+		bool ended = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
+		PQclear(r);
+		if (ended || pairs_now() >= until)
+			break;
+		pairs_sleep(0.005);
+	}
+	free(xids);
+	return rc;
+}
+
+/*
+ * Deletes the target's rows the chunk's source read lacked: T[DEL[0..n)]
+ * (T: RT's rows sorted by key, DEL ascending), those the source still lacks
+ * once its writers in flight ended; one it has by then is made equal
+ * instead (counted updated if it differed).
+ */
+static int delete_rows(struct repair_run *run, struct repair_pair *p, const PGresult *rt,
+		       const struct pairs_row *t, const int *del, size_t n,
+		       struct repair_counts *c, char state[6])
+{
+	const struct pairs_pair *tp = &p->tp;
+	if (n == 0)
+		return 0;
+	if (wait_source_writers(run, p, state) < 0)
+		return -1;
+	const char **params = calloc(REPAIR_BATCH_ROWS * tp->n_key + 1, sizeof(*params));
+	int *upd = calloc(REPAIR_BATCH_ROWS + 1, sizeof(int));
+	int rc = params && upd ? 0 : -1;
+	if (rc < 0)
+		pairs_err("out of memory");
+	for (size_t at = 0; at < n && rc == 0; at += REPAIR_BATCH_ROWS) {
+		size_t m = n - at < REPAIR_BATCH_ROWS ? n - at : REPAIR_BATCH_ROWS;
+		for (size_t i = 0; i < m; i++)
+			for (size_t k = 0; k < tp->n_key; k++)
+				params[i * tp->n_key + k] = PQgetvalue(rt, t[del[at + i]].row,
+								       (int)tp->key[k]);
+		struct wbuf w;
+		wbuf_init(&w);
+		put_key_list(&w, tp, p->from, m);
+		char *where = pairs_take(&w);
+		PGresult *rs = where ? read_rows(run, p, p->from, where, (int)(m * tp->n_key), params,
+						 state) : NULL;
+		free(where);
+		if (rs == NULL) {
+			rc = -1;
+			break;
+		}
+		int ns = PQntuples(rs);
+		struct pairs_row *s = pairs_rows_index(rs, tp->key, tp->n_key);
+		if (s == NULL) {
+			pairs_err("out of memory");
+			rc = -1;
+		}
+		size_t n_upd = 0;
+		int j = 0;
+		for (size_t i = 0; i < m && rc == 0; i++) {
+			const struct pairs_row *cand = &t[del[at + i]];
+			while (j < ns && strcmp(s[j].key, cand->key) < 0)
+				j++;
+			if (j < ns && strcmp(s[j].key, cand->key) == 0) {
+				if (!rows_equal(tp, rs, s[j].row, rt, cand->row))
+					upd[n_upd++] = s[j].row;
+				continue;
+			}
+			c->deleted++;
+			rc = delete_row(run, p, rt, cand->row, state);
+		}
+		uint64_t written = 0;
+		if (rc == 0 && n_upd > 0)
+			rc = write_rows(run, p, rs, upd, n_upd, &written, state);
+		c->updated += n_upd;
+		pairs_rows_free(s, ns);
+		PQclear(rs);
+	}
+	free(params);
+	free(upd);
+	return rc;
+}
+
 /*
  * The rows of the source (RS) and the target (RT) that one chunk covers:
  * merges them by key and makes the target equal. Adds to p->c.
@@ -410,9 +540,10 @@ static int sync_rows(struct repair_run *run, struct repair_pair *p, const PGresu
 	struct pairs_row *s = pairs_rows_index(rs, tp->key, tp->n_key);
 	struct pairs_row *t = pairs_rows_index(rt, tp->key, tp->n_key);
 	int *ins = calloc((size_t)ns + 1, sizeof(int)), *upd = calloc((size_t)ns + 1, sizeof(int));
-	size_t n_ins = 0, n_upd = 0;
+	int *del = calloc((size_t)nt + 1, sizeof(int));
+	size_t n_ins = 0, n_upd = 0, n_del = 0;
 	int rc = -1;
-	if (s == NULL || t == NULL || ins == NULL || upd == NULL) {
+	if (s == NULL || t == NULL || ins == NULL || upd == NULL || del == NULL) {
 		pairs_err("out of memory");
 		goto out;
 	}
@@ -427,12 +558,11 @@ static int sync_rows(struct repair_run *run, struct repair_pair *p, const PGresu
 				print_change(run, p, "insert into", rs, s[i].row);
 			i++;
 		} else if (cmp > 0) {
-			if (!run->opt.backfill) {
+			if (!run->opt.backfill && run->opt.dry_run) {
 				c->deleted++;
-				if (run->opt.dry_run)
-					print_change(run, p, "delete from", rt, t[j].row);
-				else
-					rc = delete_row(run, p, rt, t[j].row, state);
+				print_change(run, p, "delete from", rt, t[j].row);
+			} else if (!run->opt.backfill) {
+				del[n_del++] = j;  /* deleted once the source's writers are checked */
 			}
 			j++;
 		} else {
@@ -459,11 +589,14 @@ static int sync_rows(struct repair_run *run, struct repair_pair *p, const PGresu
 	if (rc == 0 && n_upd > 0)
 		rc = write_rows(run, p, rs, upd, n_upd, &written, state);
 	c->updated += n_upd;
+	if (rc == 0)
+		rc = delete_rows(run, p, rt, t, del, n_del, c, state);
 out:
 	pairs_rows_free(s, ns);
 	pairs_rows_free(t, nt);
 	free(ins);
 	free(upd);
+	free(del);
 	return rc;
 }
 

@@ -203,8 +203,10 @@ class StoppablePostgres(Postgres):
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
-    def stop(self):
-        self.ctl("-m", "fast", "-w", "-t", "30", "stop")
+    def stop(self, mode="fast"):
+        """pg_ctl stop -m MODE (fast: backends get FATAL 57P01 and close;
+        immediate: they exit at once, the server recovers at start)."""
+        self.ctl("-m", mode, "-w", "-t", "30", "stop")
 
     def start(self):
         self.ctl("-l", os.path.join(self.dir, "postgres.log"), "-w", "-t", "60", "start")
