@@ -1365,6 +1365,7 @@ out:
  */
 
 #define AN_WT_MAX 64
+#define AN_WT_PARAMS 1024
 
 /* Tokens FIRST..LAST of one list element. */
 struct an_range {
@@ -1554,6 +1555,12 @@ struct an_wt {
 	char *vals[AN_WT_MAX];		/* owns: each one's value as SQL, NULL: DEFAULT or unknown */
 	const char *qual;		/* borrows: the target row on the other path, or NULL
 					   (INSERT: an input not written is NULL) */
+	/* extended protocol: the $n of values left out, which must stay in the
+	 * text (typed) for the client's Bind to fit */
+	bool param_used[AN_WT_PARAMS + 1];
+	int param_left[AN_WT_MAX];
+	const char *param_type[AN_WT_MAX];	/* borrows */
+	size_t n_left;
 };
 
 static void an_wt_clear(struct an_wt *w)
@@ -1611,6 +1618,115 @@ static bool an_wt_kept(const struct an_ctx *c, const struct an_wt *w, size_t i)
 		return true;
 	col = rw_find_column(c->rules, w->t, c->from, w->names[i]);
 	return col == NULL || (col->name[c->to][0] != '\0' && col->expr[c->to] == NULL);
+}
+
+/* Whether written column I is an input of a computed column. */
+static bool an_wt_is_input(const struct an_ctx *c, const struct an_wt *w, size_t i)
+{
+	const struct rewrite_rules *r = c->rules;
+
+	if (w->names[i] == NULL)
+		return false;
+	for (size_t k = 0; k < w->t->n_cols; k++) {
+		const struct rw_column *y = &r->cols[w->t->first_col + k];
+
+		if (!an_wt_computes(c, w, y))
+			continue;
+		for (size_t f = 0; f < y->expr[c->to]->n_refs; f++)
+			if (strcmp(y->expr[c->to]->refs[f], w->names[i]) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* Notes the $n parameters of written column I's value (tokens FIRST..LAST):
+ * still in the text when the value is, else to be kept apart. */
+static void an_wt_params(struct an_ctx *c, struct an_wt *w, size_t i, long first, long last)
+{
+	bool kept = an_wt_kept(c, w, i) || an_wt_is_input(c, w, i);
+
+	for (long k = first; k <= last && k < (long)c->scan->n_tokens; k = an_tok_next(c, k)) {
+		const PgQuery__ScanToken *t = c->scan->tokens[k];
+		long n;
+
+		if (t->token != PG_QUERY__TOKEN__PARAM)
+			continue;
+		n = strtol(c->src + t->start + 1, NULL, 10);
+		if (n <= 0 || n > AN_WT_PARAMS || w->n_left == AN_WT_MAX) {
+			an_refuse(c, t->start, "too many parameters in a write through an expression");
+			return;
+		}
+		if (kept) {
+			w->param_used[n] = true;
+		} else {
+			const struct rw_known *kn = &w->t->known[c->from];
+			long x = w->names[i] != NULL ? rw_known_find(kn, w->names[i]) : -1;
+
+			w->param_type[w->n_left] = x >= 0 && kn->types != NULL ? kn->types[x] : NULL;
+			w->param_left[w->n_left++] = (int)n;
+		}
+	}
+}
+
+/*
+ * Parameters only a value left out used: a Bind carries them anyway, so
+ * they stay in the statement, typed, in a CTE nothing reads ("WITH
+ * pgturnout_p AS (SELECT $3::text) ..."), put after the statement's own
+ * WITH (LOC_WITH, -1: none) or before its keyword TOKEN (searched back from
+ * LOC_REL).
+ */
+static void an_wt_keep_params(struct an_ctx *c, struct an_wt *w, int loc_with, int loc_rel,
+			      PgQuery__Token token)
+{
+	struct wbuf b;
+	bool any = false;
+	int at = -1;
+
+	if (c->refused || c->oom)
+		return;
+	wbuf_init(&b);
+	wbuf_put(&b, loc_with >= 0 ? " pgturnout_p AS (SELECT " : "WITH pgturnout_p AS (SELECT ", loc_with >= 0 ? 24 : 28);
+	for (size_t i = 0; i < w->n_left; i++) {
+		char num[24];
+		const char *type = w->param_type[i] != NULL ? w->param_type[i] : "text";
+		int n = w->param_left[i];
+
+		if (w->param_used[n])
+			continue;
+		w->param_used[n] = true;
+		snprintf(num, sizeof(num), "%s$%d::", any ? ", " : "", n);
+		wbuf_put(&b, num, strlen(num));
+		wbuf_put(&b, type, strlen(type));
+		any = true;
+	}
+	wbuf_put(&b, loc_with >= 0 ? ")," : ") ", 2);
+	wbuf_put_u8(&b, 0);
+	if (!any || !wbuf_ok(&b)) {
+		c->oom = c->oom || !wbuf_ok(&b);
+		wbuf_free(&b);
+		return;
+	}
+	if (loc_with >= 0) {
+		long k = an_tok_at(c, loc_with);
+
+		if (k >= 0 && an_tok_next(c, k) < (long)c->scan->n_tokens &&
+		    c->scan->tokens[an_tok_next(c, k)]->token == PG_QUERY__TOKEN__RECURSIVE)
+			k = an_tok_next(c, k);
+		if (k >= 0)
+			at = an_tok_end(c, k);
+	} else {
+		for (long k = (long)an_tok_ge(c, loc_rel) - 1; k >= 0; k--)
+			if (c->scan->tokens[k]->token == token) {
+				at = an_tok_start(c, k);
+				break;
+			}
+	}
+	if (at < 0) {
+		wbuf_free(&b);
+		an_refuse(c, loc_rel, "cannot place the parameters of a write through an expression");
+		return;
+	}
+	an_edit(c, at, at, NULL, (char *)b.data);
 }
 
 /* The current value of the statement side's column NAME of the target row,
@@ -1794,6 +1910,8 @@ static void an_wt_values(struct an_ctx *c, struct an_wt *w, const PgQuery__Selec
 		if (n != w->n || row->n_items != n || an_past_stmt(c, close))
 			goto bad;
 		for (size_t k = 0; k < n; k++)
+			an_wt_params(c, w, k, it[k].first, it[k].last);
+		for (size_t k = 0; k < n; k++)
 			vals[k] = row->items[k]->node_case == PG_QUERY__NODE__NODE_SET_TO_DEFAULT
 					  ? NULL
 					  : an_render(c, an_tok_start(c, it[k].first), an_tok_end(c, it[k].last));
@@ -1951,6 +2069,8 @@ static void an_wt_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins, const
 	    sel->n_sort_clause == 0 && sel->limit_count == NULL && sel->limit_offset == NULL &&
 	    c->scan->tokens[i]->token == PG_QUERY__TOKEN__VALUES) {
 		an_wt_values(c, &w, sel, an_tok_next(c, i));
+		an_wt_keep_params(c, &w, ins->with_clause != NULL ? ins->with_clause->location : -1,
+				  ins->relation->location, PG_QUERY__TOKEN__INSERT);
 	} else {
 		struct an_range all;
 		long end;
@@ -1970,7 +2090,7 @@ bad:
 /* An UPDATE's or ON CONFLICT's SET list L (N), the target row named QUAL
  * (an alias, or NULL: the table's name on the other path). */
 static void an_wt_set(struct an_ctx *c, const struct rw_table *t, node_t *const *l, size_t n,
-		      const char *qual, an_stop_fn stop)
+		      const char *qual, an_stop_fn stop, int loc_with, int loc_rel)
 {
 	struct an_wt w = { .t = t };
 	struct an_range it[AN_WT_MAX];
@@ -2017,6 +2137,7 @@ static void an_wt_set(struct an_ctx *c, const struct rw_table *t, node_t *const 
 			an_refuse(c, -1, "cannot locate the SET list of a write through an expression");
 			break;
 		}
+		an_wt_params(c, &w, i, an_tok_next(c, eq), it[i].last);
 		w.vals[i] = an_render(c, an_tok_start(c, an_tok_next(c, eq)), an_tok_end(c, it[i].last));
 		if (w.vals[i] == NULL)
 			c->oom = c->oom || !c->refused;
@@ -2060,6 +2181,14 @@ static void an_wt_set(struct an_ctx *c, const struct rw_table *t, node_t *const 
 		b.len--;
 	}
 	an_wt_put(c, &b, an_tok_start(c, it[0].first), an_tok_end(c, it[n - 1].last));
+	if (loc_rel >= 0) {
+		an_wt_keep_params(c, &w, loc_with, loc_rel, PG_QUERY__TOKEN__UPDATE);
+	} else {
+		for (size_t i = 0; i < w.n_left; i++)
+			if (!w.param_used[w.param_left[i]])
+				an_refuse(c, -1, "a parameter of ON CONFLICT ... SET only sets a column "
+					  "the %s path does not have", c->to == RW_NEW ? "new" : "old");
+	}
 	an_wt_clear(&w);
 	free(q);
 }
@@ -2130,7 +2259,7 @@ static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 		an_scope_done(&cf);
 		an_wt_set(c, tr, oc->target_list, oc->n_target_list,
 			  ins->relation != NULL && ins->relation->alias != NULL
-				  ? ins->relation->alias->aliasname : NULL, an_stop_conflict);
+				  ? ins->relation->alias->aliasname : NULL, an_stop_conflict, -1, -1);
 	}
 	an_wt_insert(c, ins, tr);
 	if (ins->n_returning_list > 0)
@@ -2180,7 +2309,9 @@ static void an_walk_update(struct an_ctx *c, const PgQuery__UpdateStmt *up,
 	an_set_list(c, tr, up->target_list, up->n_target_list, &u, true);
 	an_wt_set(c, tr, up->target_list, up->n_target_list,
 		  up->relation != NULL && up->relation->alias != NULL
-			  ? up->relation->alias->aliasname : NULL, an_stop_update);
+			  ? up->relation->alias->aliasname : NULL, an_stop_update,
+		  up->with_clause != NULL ? up->with_clause->location : -1,
+		  up->relation != NULL ? up->relation->location : -1);
 	an_walk_node(c, up->where_clause, &u);
 	if (up->n_returning_list > 0)
 		c->st->flags |= SQL_F_RETURNING;
