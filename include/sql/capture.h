@@ -21,6 +21,9 @@
 struct wbuf;
 
 #define CAPTURE_MARK "pgturnout_capture"
+/* The CTE a write through expressions adds to keep the $n of values it
+ * leaves out (sql/analyze.c); a capture allows it. */
+#define CAPTURE_PARAMS_CTE "pgturnout_p"
 
 enum capture_kind {
 	CAPTURE_INSERT,         /* INSERT [ON CONFLICT DO NOTHING]: applied as INSERT ... VALUES */

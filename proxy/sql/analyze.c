@@ -32,6 +32,7 @@
 #include "rules_impl.h"
 
 #include "core/wbuf.h"
+#include "sql/capture.h"
 
 #define AN_MAX_DEPTH 400	/* tree depth we walk; deeper texts are refused */
 
@@ -1685,7 +1686,9 @@ static void an_wt_keep_params(struct an_ctx *c, struct an_wt *w, int loc_with, i
 	if (c->refused || c->oom)
 		return;
 	wbuf_init(&b);
-	wbuf_put(&b, loc_with >= 0 ? " pgturnout_p AS (SELECT " : "WITH pgturnout_p AS (SELECT ", loc_with >= 0 ? 24 : 28);
+	if (loc_with < 0)
+		wbuf_put(&b, "WITH", 4);
+	wbuf_put(&b, " " CAPTURE_PARAMS_CTE " AS (SELECT ", strlen(" " CAPTURE_PARAMS_CTE " AS (SELECT "));
 	for (size_t i = 0; i < w->n_left; i++) {
 		char num[24];
 		const char *type = w->param_type[i] != NULL ? w->param_type[i] : "text";

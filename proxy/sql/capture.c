@@ -80,6 +80,17 @@ static size_t stmt_end(const char *src, size_t off, size_t len)
 	return end;
 }
 
+/* Whether WITH is only the CTE a write through expressions adds to keep
+ * the parameters of values it leaves out (sql/analyze.c): nothing reads it. */
+static bool capture_params_only(const void *with)
+{
+	const PgQuery__WithClause *w = with;
+	const PgQuery__Node *n = w->n_ctes == 1 ? w->ctes[0] : NULL;
+	return n && n->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR &&
+	       n->common_table_expr->ctename &&
+	       strcmp(n->common_table_expr->ctename, CAPTURE_PARAMS_CTE) == 0;
+}
+
 int capture_plan(const char *text, size_t len, struct capture_plan *out)
 {
 	return capture_plan_with(text, len, NULL, out);
@@ -157,7 +168,7 @@ int capture_plan_with(const char *text, size_t len, const char *extra, struct ca
 	default:
 		goto out;
 	}
-	if (!rv || with) {
+	if (!rv || (with && !capture_params_only(with))) {
 		capture_plan_clear(out);
 		goto out;
 	}

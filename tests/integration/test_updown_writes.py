@@ -188,6 +188,10 @@ V2_PREPARED = [
     ("UPDATE orders SET price_cents = $1 WHERE id = $2", [[4321, 6], [99, 7]]),
     ("UPDATE users_v2 SET full_name = $1 WHERE id = $2", [["Renamed Three", 3], ["Renamed Four", 4]]),
     ("INSERT INTO users_v2 (full_name, email) VALUES ($1, $2)", [["Jean Sammet", "js@ibm.com"]] * 2),
+    # email_domain's $3 is left out on old (kept typed in a CTE), new gets
+    # old's row (its id: users_v2.id has no default)
+    ("INSERT INTO users_v2 (full_name, email, email_domain) VALUES ($1, $2, $3)",
+     [["Adele Goldberg", "adele@parc.com", "parc.com"]] * 2),
 ]
 
 
