@@ -94,10 +94,11 @@ def layout(request, pg):
         lay.drop()
 
 
-def start(proxy_factory, layout, canary):
+def start(proxy_factory, layout, canary, commit="auto"):
     extra = ("\n[migration]\nold = old\nnew = new\nsalt = %s\nversion.v1 = old\n"
-             "version.v2 = new\n%s\n[flags]\ncanary_percent = %s\ndual_write = on\n"
-             "shadow_failure = journal\nforce_path = none\n" % (unique("salt"), RULES, canary))
+             "version.v2 = new\ndual_commit = %s\n%s\n[flags]\ncanary_percent = %s\n"
+             "dual_write = on\nshadow_failure = journal\nforce_path = none\n"
+             % (unique("salt"), commit, RULES, canary))
     p = proxy_factory(paths=layout.paths, extra=extra)
     p.wait_log(r"catalog of path new: \d+ tables")
     return p
@@ -172,6 +173,7 @@ V2_WRITES = [
     "INSERT INTO people_v2 (id, first_name, last_name) VALUES (5, 'Ada', 'Byron') "
     "ON CONFLICT (id) DO UPDATE SET last_name = EXCLUDED.last_name",
     "DELETE FROM people_v2 WHERE first_name = 'Given7'",
+    "INSERT INTO people_v2 (first_name, last_name) SELECT 'Alan', 'Kay' || g FROM generate_series(1, 3) g",
 ]
 
 # named prepared statements, each run twice (the second time by Bind only)
@@ -202,9 +204,10 @@ def prepared(w, statements):
             extended(w, sql, params, name=name, parse=(i == 0))
 
 
-@pytest.mark.parametrize("canary", ["0", "50"])
-def test_writes_through_expressions(proxy_factory, layout, canary):
-    p = start(proxy_factory, layout, canary)
+@pytest.mark.parametrize("canary,commit", [("0", "auto"), ("50", "auto")] +
+                         ([("50", "ordered"), ("50", "2pc")] if BIG else []))
+def test_writes_through_expressions(proxy_factory, layout, canary, commit):
+    p = start(proxy_factory, layout, canary, commit)
     v1 = p.connect(options="-c pgturnout.version=v1")
     v2 = p.connect(options="-c pgturnout.version=v2")
     # untagged sessions: at canary 50 some are on new, writing v1 SQL there
