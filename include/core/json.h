@@ -32,5 +32,11 @@ char *json_dup_text(const json_t *obj, const char *key);
  * added). 0, or -1 (OUT may hold part of it; wbuf_ok() may say false). */
 int json_append(struct wbuf *out, const json_t *v, size_t flags)
 	__attribute__((warn_unused_result));
+/* Writes V (compact, one line) to PATH atomically: a temporary file
+ * PATH.tmp, fsync, rename, so that a crash leaves the old file or the new
+ * one. WHAT names the file in messages ("the flag state"). 0, or -1 with a
+ * message in ERR (the old file stays). Blocking I/O. */
+int json_save_atomic(const char *path, const json_t *v, const char *what, char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
 
 #endif

@@ -98,6 +98,14 @@ int conn_move(struct conn *cn, struct evbuffer *src, size_t n);
 /* The same, but queued like conn_write(): for a part that more will follow. */
 int conn_queue_move(struct conn *cn, struct evbuffer *src, size_t n);
 
+/* What CN has to send, and everything queued later, waits until durable
+ * ticket TICKET is done (io/durable.h): a COMMIT behind a record that must
+ * reach the disk first. 0 holds nothing. */
+void conn_hold(struct conn *cn, uint64_t ticket);
+/* io/durable.c: the connections held for tickets up to DONE go on; with
+ * ERROR (an errno) they end instead, reported as BEV_EVENT_ERROR. */
+void conn_release_held(uint64_t done, int error);
+
 /*
  * Reading one protocol message (type byte, then a length that counts itself
  * but not the type) from an input buffer, for the few places that must hold

@@ -95,6 +95,8 @@ struct client {
 	bool replication;               /* replication connection: pinned to old */
 	struct replay_log *replay;      /* owns: SETs and prepared statements to replay after a switch */
 	struct dual *dual;              /* owns: dual-write state while the overlap window is open */
+	struct shadow_session *shadow;  /* owns: extended-protocol statements and portals tracked
+					   for shadow reads while the session is in the sample */
 	bool dual_capture;              /* the primary's rows carry captured values (session/dual.c):
 					   the relay hands its RowDescription and DataRow to dual */
 	uint64_t request_started_us;    /* first pending request's start, for latency */

@@ -42,7 +42,7 @@ struct fleet;
 /* One change as read from the store. */
 struct fleet_change {
 	int64_t epoch;
-	char name[32];
+	char name[40];
 	char value[FLAGS_VALUE_MAX];
 	char who[FLAGS_WHO_MAX];
 	char surface[FLAGS_SURFACE_MAX];
@@ -70,7 +70,13 @@ struct fleet_hooks {
 	/* This instance's sessions as the guard rails see them, published with
 	 * every heartbeat so that the others judge guard rails fleet-wide. */
 	void (*local_guard)(void *arg, struct flags_guard *g);
+	/* A change of a name beginning "guard." (a guard's trip or reset, see
+	 * session/guard_watch.h), not a flag: called with the latest one of
+	 * each such name at every fetch, and for one this instance wrote. */
+	void (*guard)(void *arg, const struct fleet_change *c);
 };
+
+#define FLEET_GUARD_PREFIX "guard."
 
 /*
  * Outcome of fleet_write(): 0 with the change's EPOCH (already applied

@@ -13,6 +13,11 @@
  * change may raise canary_percent while a tripped rollback guard remains,
  * until an operator runs RESET GUARD name; judging then restarts from the
  * reset (older requests no longer count).
+ *
+ * The trip survives a restart (journal_dir/guard_state.json) and, with
+ * [fleet], holds the whole fleet: it is written to the flag store, every
+ * instance applies it (guard_watch_store_change) and refuses to raise the
+ * canary until RESET GUARD on any instance, which the store carries to all.
  */
 #ifndef PGT_SESSION_GUARD_WATCH_H
 #define PGT_SESSION_GUARD_WATCH_H
@@ -55,6 +60,14 @@ void guard_watch_view(enum guard_kind kind, struct guard_view *v);
 /* RESET GUARD NAME: 0 reset, 1 it was not tripped (judging restarts from
  * now either way), -1 no guard of that name (ERR says which exist). */
 int guard_watch_reset(const char *name, const char *who, char *err, size_t errlen);
+
+/* A guard's state read from the fleet's flag store (C's name is
+ * "guard.NAME", its value "tripped AT_MS HOLD FIGURES" or "reset UPTO_MS"):
+ * another instance's trip trips the guard here too (a rollback trip
+ * refuses raising the canary here as well), a reset clears every trip up
+ * to its time. */
+struct fleet_change;
+void guard_watch_store_change(const struct fleet_change *c);
 
 /* Runs one judgement now (the timer's work), for tests. */
 void guard_watch_tick(void);

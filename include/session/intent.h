@@ -37,11 +37,12 @@ void intent_log_free(struct intent_log *l);     /* NULL does nothing */
 /* How many in-doubt transactions the last open moved to the journal. */
 size_t intent_log_recovered(const struct intent_log *l);
 
-/* Writes and fsyncs the intent of session SESSION's transaction whose
- * statements PATH (the shadow) may lack. Returns its id (> 0), or 0 when
- * it could not be made durable. */
+/* Writes the intent of session SESSION's transaction whose statements
+ * PATH (the shadow) may lack, to be made durable by *TICKET (io/durable.h:
+ * the primary's COMMIT waits for it; 0 when it already is). Returns its
+ * id (> 0), or 0 when it cannot be made durable. */
 uint64_t intent_begin(struct intent_log *l, uint64_t session, const char *path,
-		      const struct intent_stmt *stmts, size_t n);
+		      const struct intent_stmt *stmts, size_t n, uint64_t *ticket);
 /* Closes intent ID (both sides ended the transaction). */
 void intent_end(struct intent_log *l, uint64_t id);
 

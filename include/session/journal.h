@@ -88,6 +88,9 @@ int journal_add_keyed(struct journal *j, uint64_t session, const char *path, uin
 		      const struct journal_keys *keys);
 /* Makes every entry added so far durable (fsync). 0 or -1 (logged). */
 int journal_sync(struct journal *j);
+/* The same off the event loop: durable by *TICKET (io/durable.h; 0 when
+ * nothing was waiting). 0 or -1 (logged). */
+int journal_sync_request(struct journal *j, uint64_t *ticket);
 
 /* Entries indexed so far (0 for NULL), and the first unrepaired one:
  * entries [journal_first_unrepaired(), journal_count()) are unrepaired. */

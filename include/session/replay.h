@@ -49,6 +49,10 @@ void replay_forget_stmt(struct client *c, const char *name);
 /* How many named statements C has recorded; whether NAME is one. */
 size_t replay_stmt_count(const struct client *c);
 bool replay_has_stmt(const struct client *c, const char *name);
+/* The Parse message (type byte included, *LEN bytes) C made its named
+ * statement NAME with, borrowed until the statement changes; NULL when
+ * none is recorded. */
+const uint8_t *replay_stmt_parse(const struct client *c, const char *name, size_t *len);
 /* C ran DISCARD: nothing is left to replay. */
 void replay_discard(struct client *c);
 /* C's open transaction ended: the settings made in it stay (COMMITTED) or

@@ -55,9 +55,10 @@ void twophase_free(struct twophase *t);
  * leaves its gids alone); its gids in GID_OLD and GID_NEW. */
 uint64_t twophase_begin(struct twophase *t, char gid_old[TWOPHASE_GID_MAX],
 			char gid_new[TWOPHASE_GID_MAX]);
-/* Records the commit decision for N durably. 0, or -1 (logged): then N
- * must be rolled back. */
-int twophase_decide(struct twophase *t, uint64_t n);
+/* Records the commit decision for N, durable by *TICKET (io/durable.h:
+ * the COMMIT PREPAREDs wait for it; 0 when it already is). 0, or -1
+ * (logged): then N must be rolled back. */
+int twophase_decide(struct twophase *t, uint64_t n, uint64_t *ticket);
 /*
  * Client-issued two-phase commit, mirrored: a client's PREPARE TRANSACTION
  * 'x' prepares old under 'x' and new under TWOPHASE_MIRROR_PREFIX 'x'

@@ -20,6 +20,7 @@
 #include "io/verify_state.h"
 #include "io/catalog.h"
 #include "io/conn.h"
+#include "io/durable.h"
 #include "io/listener.h"
 #include "io/tls.h"
 #include "route/flags.h"
@@ -221,6 +222,10 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 	rt->drain_timer = evtimer_new(rt->base, process_on_drain_timeout, NULL);
 	if (!rt->dns || !rt->reaper || !rt->drain_timer) {
 		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (durable_start(rt->base) < 0) {
+		snprintf(err, errlen, "cannot start the commit log's sync thread: %s", strerror(errno));
 		return -1;
 	}
 	/* The reaper runs after the callbacks of the current loop pass. */
@@ -438,10 +443,17 @@ static void process_fleet_applied(void *arg, int64_t epoch)
 	flag_restore_note_epoch(epoch);
 }
 
+/* A guard's trip or reset from the flag store. */
+static void process_fleet_guard(void *arg, const struct fleet_change *c)
+{
+	guard_watch_store_change(c);
+}
+
 static const struct fleet_hooks process_fleet_hooks = {
 	.apply = process_fleet_apply,
 	.applied = process_fleet_applied,
 	.local_guard = process_local_guard,
+	.guard = process_fleet_guard,
 };
 
 /* A flag change waiting for the flag store (and, with WAIT, the fleet). */
@@ -588,6 +600,7 @@ void process_free(void)
 	tls_set_free(rt->tls);
 	flags_free(rt->flags);
 	history_file_free(rt->history);
+	durable_stop();
 	twophase_free(rt->twophase);
 	intent_log_free(rt->intents);
 	dual_forget_sequences();

@@ -4,12 +4,17 @@
  */
 #include "core/json.h"
 
+#include "core/err.h"
+#include "core/fd.h"
 #include "core/wbuf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Length of the valid UTF-8 sequence at P (at most N bytes), or 0: no
  * overlong forms, surrogates or code points past U+10FFFF (RFC 3629). */
@@ -116,4 +121,36 @@ static int put_chunk(const char *buf, size_t size, void *data)
 int json_append(struct wbuf *out, const json_t *v, size_t flags)
 {
 	return json_dump_callback(v, put_chunk, out, flags | JSON_ENCODE_ANY);
+}
+
+int json_save_atomic(const char *path, const json_t *v, const char *what, char *err, size_t errlen)
+{
+	char tmp[4096];
+	struct wbuf b;
+	int fd, rc = -1;
+
+	wbuf_init(&b);
+	if (json_append(&b, v, JSON_COMPACT) < 0 || (wbuf_put_u8(&b, '\n'), !wbuf_ok(&b))) {
+		set_err(err, errlen, "out of memory");
+		goto out;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 || fd_write_all(fd, b.data, b.len, NULL) < 0 || fsync(fd) < 0) {
+		set_err(err, errlen, "%s: cannot write %s: %s", tmp, what, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		set_err(err, errlen, "%s: cannot replace %s: %s", path, what, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	wbuf_free(&b);
+	return rc;
 }

@@ -71,29 +71,30 @@ struct sr_rows {
 static void shadow_row(void *arg, const struct shadow_read_row *r)
 {
 	struct sr_rows *w = arg;
-	char fp[24], runs[24], mm[24], err[24], un[24], o[32], n[32];
+	char fp[24], runs[24], mm[24], err[24], un[24], no[24], o[32], n[32];
 
 	snprintf(fp, sizeof(fp), "%016" PRIx64, r->fingerprint);
 	snprintf(runs, sizeof(runs), "%" PRIu64, r->runs);
 	snprintf(mm, sizeof(mm), "%" PRIu64, r->mismatches);
 	snprintf(err, sizeof(err), "%" PRIu64, r->errors);
 	snprintf(un, sizeof(un), "%" PRIu64, r->unstable);
+	snprintf(no, sizeof(no), "%" PRIu64, r->noisy);
 	snprintf(o, sizeof(o), "%.3f", r->avg_ms[0]);
 	snprintf(n, sizeof(n), "%.3f", r->avg_ms[1]);
-	const char *row[] = { fp, runs, mm, err, un, r->runs ? o : NULL, r->runs ? n : NULL,
+	const char *row[] = { fp, runs, mm, err, un, no, r->runs ? o : NULL, r->runs ? n : NULL,
 			      r->sample, r->last_difference[0] ? r->last_difference : NULL };
-	build_data_row(w->out, row, 9);
+	build_data_row(w->out, row, 10);
 }
 
 void admin_show_shadow_reads(struct wbuf *out)
 {
 	static const char *const cols[] = { "fingerprint", "runs", "mismatches", "errors",
-					     "unstable", "old_avg_ms", "new_avg_ms", "sample",
-					     "last_difference" };
+					     "unstable", "noisy", "old_avg_ms", "new_avg_ms",
+					     "sample", "last_difference" };
 	struct sr_rows w = { out };
 	char tag[48];
 
-	build_row_description(out, cols, 9);
+	build_row_description(out, cols, 10);
 	size_t n = shadow_read_foreach(shadow_row, &w);
 	snprintf(tag, sizeof(tag), "SHOW %zu", n);
 	build_command_complete(out, tag);

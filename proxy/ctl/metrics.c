@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void put(struct wbuf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -283,6 +284,14 @@ static void shadow_read_metrics(struct wbuf *out)
 	       s->mismatches);
 	single(out, "pgturnout_shadow_read_errors_total", "counter",
 	       "Shadow reads that failed on one path only.", s->errors);
+	single(out, "pgturnout_shadow_read_noisy_total", "counter",
+	       "Shadow reads that differed, of fingerprints whose result differs when run twice on "
+	       "the same path (noise calibration): not counted as mismatches.", s->noisy);
+	single(out, "pgturnout_shadow_read_calibrations_total", "counter",
+	       "Re-runs on the session's own path after two results differed.", s->calibrations);
+	single(out, "pgturnout_shadow_reads_extended_total", "counter",
+	       "Of the compared shadow reads, those of the extended protocol (Parse/Bind/Execute).",
+	       s->extended);
 	single(out, "pgturnout_shadow_read_unstable_total", "counter",
 	       "Reads not compared because their result cannot be stable (volatile functions, "
 	       "LIMIT or OFFSET without ORDER BY).", s->unstable);
@@ -305,6 +314,73 @@ static void shadow_read_metrics(struct wbuf *out)
 		put(out, "pgturnout_shadow_read_duration_seconds_count{path=\"%s\"} %" PRIu64 "\n",
 		    roles[p], s->latency_count[p]);
 	}
+}
+
+/* The fingerprints shown with labels: the first SHADOW_FP_TOP of
+ * shadow_read_foreach()'s order (most mismatches, then most reads), so the
+ * label set stays small whatever the application sends. */
+#define SHADOW_FP_TOP 20
+
+struct fp_rows {
+	struct shadow_read_row rows[SHADOW_FP_TOP];
+	size_t n;
+};
+
+/* Keeps the first rows; their strings are not kept (the label is the
+ * fingerprint alone: a sample statement may hold an application's values,
+ * SHOW SHADOW_READS maps one to the other). */
+static void fp_keep(void *arg, const struct shadow_read_row *r)
+{
+	struct fp_rows *w = arg;
+	if (w->n >= SHADOW_FP_TOP)
+		return;
+	w->rows[w->n] = *r;
+	w->rows[w->n].sample = "";
+	w->rows[w->n].last_difference = "";
+	w->n++;
+}
+
+/* SPEC §12: per fingerprint, for the SHADOW_FP_TOP first ones. */
+static void shadow_fp_metrics(struct wbuf *out)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} counters[] = {
+		{ "pgturnout_shadow_read_fp_runs_total", "Shadow reads compared, per fingerprint.",
+		  offsetof(struct shadow_read_row, runs) },
+		{ "pgturnout_shadow_read_fp_mismatches_total", "Shadow reads that differed, per "
+		  "fingerprint.", offsetof(struct shadow_read_row, mismatches) },
+		{ "pgturnout_shadow_read_fp_noisy_total", "Differences counted as noise, per "
+		  "fingerprint.", offsetof(struct shadow_read_row, noisy) },
+		{ "pgturnout_shadow_read_fp_unstable_total", "Reads not run (unstable), per "
+		  "fingerprint.", offsetof(struct shadow_read_row, unstable) },
+	};
+	struct fp_rows *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return;
+	(void)shadow_read_foreach(fp_keep, w);
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+		family(out, counters[c].name, "counter", counters[c].help);
+		for (size_t i = 0; i < w->n; i++)
+			put(out, "%s{fingerprint=\"%016" PRIx64 "\"} %" PRIu64 "\n",
+			    counters[c].name, w->rows[i].fingerprint,
+			    *(const uint64_t *)((const char *)&w->rows[i] + counters[c].off));
+	}
+	family(out, "pgturnout_shadow_read_fp_duration_seconds", "summary",
+	       "Time each path took for the compared shadow reads, per fingerprint (the new "
+	       "path's against the old one's for the same statements).");
+	for (size_t i = 0; i < w->n; i++)
+		for (int p = 0; p < SLOT__COUNT; p++) {
+			uint64_t us = w->rows[i].latency_sum_us[p];
+			put(out, "pgturnout_shadow_read_fp_duration_seconds_sum{fingerprint=\"%016" PRIx64
+			    "\",path=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n", w->rows[i].fingerprint,
+			    roles[p], us / 1000000, us % 1000000);
+			put(out, "pgturnout_shadow_read_fp_duration_seconds_count{fingerprint=\"%016"
+			    PRIx64 "\",path=\"%s\"} %" PRIu64 "\n", w->rows[i].fingerprint, roles[p],
+			    w->rows[i].runs);
+		}
+	free(w);
 }
 
 /* SPEC §12: one sample per [guard] key, configured or not. */
@@ -400,6 +476,7 @@ void metrics_render(struct wbuf *out)
 	cache_metrics(out);
 	fleet_metrics(out);
 	shadow_read_metrics(out);
+	shadow_fp_metrics(out);
 	guard_metrics(out);
 	drift_metrics(out);
 }

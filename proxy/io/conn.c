@@ -68,12 +68,15 @@ struct conn {
 	bool wev_armed;
 	bool queued;                    /* on loop.pending */
 	struct list_node pending;
+	uint64_t hold;                  /* durable ticket the output waits for; 0: none */
+	struct list_node held;          /* on loop.held while hold */
 };
 
 static struct {
 	struct event *flush_ev;         /* owns */
 	int depth;                      /* callbacks running */
 	struct list_node pending;       /* connections with queued writes */
+	struct list_node held;          /* connections whose output waits for a durable ticket */
 	void *free_blocks;              /* owns: a list through each block's first bytes */
 	size_t n_free_blocks;
 	bool closed;                    /* after conn_shutdown(): blocks are freed at once */
@@ -124,6 +127,7 @@ static int conn_loop_init(struct event_base *base)
 		return 0;
 	loop.closed = false;
 	list_init(&loop.pending);
+	list_init(&loop.held);
 	loop.flush_ev = event_new(base, -1, 0, conn_on_flush, NULL);
 	return loop.flush_ev ? 0 : -1;
 }
@@ -239,7 +243,7 @@ static void conn_flush(struct conn *cn)
 		conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
 		return;
 	}
-	if (!cn->writing)
+	if (!cn->writing || cn->hold)
 		return;
 	size_t len = evbuffer_get_length(cn->out);
 	if (len == 0) {
@@ -565,6 +569,8 @@ void conn_free(struct conn *cn)
 {
 	if (!cn)
 		return;
+	if (cn->hold)
+		list_del(&cn->held);
 	conn_plain_release(cn);
 	if (cn->bev)
 		bufferevent_free(cn->bev);
@@ -705,10 +711,57 @@ int conn_queue_move(struct conn *cn, struct evbuffer *src, size_t n)
 	return 0;
 }
 
+void conn_hold(struct conn *cn, uint64_t ticket)
+{
+	if (ticket == 0 || ticket <= cn->hold)
+		return;
+	if (!cn->hold) {
+		list_append(&loop.held, &cn->held);
+		if (cn->mode == CONN_BEV)
+			bufferevent_disable(cn->bev, EV_WRITE);
+	}
+	cn->hold = ticket;
+}
+
+void conn_release_held(uint64_t done, int error)
+{
+	struct list_node *pos, *tmp;
+	if (!loop.held.next)
+		return;
+	conn_enter();
+	list_for_each_safe(pos, tmp, &loop.held) {
+		struct conn *cn = list_entry(pos, struct conn, held);
+		if (cn->hold > done)
+			continue;
+		list_del(&cn->held);
+		cn->hold = 0;
+		if (error) {
+			/* reported from the flush, like a failed send */
+			if (!cn->error)
+				cn->error = error;
+			if (cn->mode == CONN_BEV) {
+				errno = error;
+				conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
+				tmp = loop.held.next;  /* the callback may have freed others */
+			} else {
+				conn_queue(cn);
+			}
+			continue;
+		}
+		if (cn->mode == CONN_BEV) {
+			if (cn->writing)
+				bufferevent_enable(cn->bev, EV_WRITE);
+		} else if (cn->writing && evbuffer_get_length(cn->out)) {
+			conn_queue(cn);
+		}
+	}
+	conn_leave();
+}
+
 int conn_move(struct conn *cn, struct evbuffer *src, size_t n)
 {
 	/* Behind queued bytes (or on a bufferevent) it waits its turn. */
-	if (n == 0 || cn->mode != CONN_PLAIN || !cn->writing || cn->error ||
+	if (n == 0 || cn->mode != CONN_PLAIN || !cn->writing || cn->error || cn->hold ||
 	    evbuffer_get_length(cn->out) != 0)
 		return conn_queue_move(cn, src, n);
 	ssize_t w = conn_send_extents(cn->fd, src, n);

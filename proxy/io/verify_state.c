@@ -3,6 +3,7 @@
  */
 #include "io/verify_state.h"
 
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
 
@@ -90,9 +91,7 @@ const struct verify_state *verify_state_get(const char *dir)
 		cached_ok = false;
 		return NULL;
 	}
-	if (cached_seen && st.st_ino == cached_st.st_ino && st.st_size == cached_st.st_size &&
-	    st.st_mtim.tv_sec == cached_st.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == cached_st.st_mtim.tv_nsec)
+	if (cached_seen && fd_stat_same(&cached_st, &st))
 		return cached_ok ? &cached : NULL;
 	state_clear(&cached);
 	cached_seen = true;

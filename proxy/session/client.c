@@ -28,6 +28,7 @@
 #include "session/dual.h"
 #include "session/pool.h"
 #include "session/replay.h"
+#include "session/shadow_read.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "wire/authmsg.h"
@@ -243,6 +244,7 @@ static void client_free(struct client *c)
 	user_secret_free(c->looked_up);
 	replay_free(c->replay);
 	dual_free(c->dual);
+	shadow_session_free(c->shadow);
 	startup_packet_clear(&c->sp);
 	free(c->startup_raw);
 	config_unref(c->cfg);

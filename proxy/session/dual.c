@@ -1749,6 +1749,14 @@ static void dual_note_outcome(struct client *c)
 	}
 }
 
+/* What is sent to the primary from now on waits for durable TICKET. */
+static void dual_hold_primary(struct client *c, uint64_t ticket)
+{
+	struct server *p = c->servers[c->active_slot];
+	if (p && p->conn)
+		conn_hold(p->conn, ticket);
+}
+
 /*
  * Journals the statements of the open transaction the shadow lost, durably
  * (fsync'd), and forgets them. 0 when they are on disk; -1 when they could
@@ -1779,8 +1787,15 @@ static int dual_journal_lost(struct client *c)
 				       dual_fingerprint(e->text), e->text, e->params, error,
 				       e->table && e->keys ? &keys : NULL);
 	}
+	uint64_t ticket = 0;
 	if (rc == 0)
-		rc = journal_sync(rt->journal);
+		rc = journal_sync_request(rt->journal, &ticket);
+	if (rc == 0 && ticket) {
+		/* neither the primary's COMMIT nor the client's answer leaves
+		 * before the entries are on disk */
+		dual_hold_primary(c, ticket);
+		conn_hold(c->conn, ticket);
+	}
 	if (rc < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",
@@ -1816,9 +1831,13 @@ static int dual_intent(struct client *c)
 		stmts[i].text = d->tx[i].text;
 		stmts[i].params = d->tx[i].params;
 	}
-	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx);
-	if (d->intent)
+	uint64_t ticket;
+	d->intent = intent_begin(rt->intents, c->id, dual_shadow_name(c), stmts, d->n_tx, &ticket);
+	if (d->intent) {
+		/* the primary's COMMIT leaves once the intent is on disk */
+		dual_hold_primary(c, ticket);
 		return 0;
+	}
 	rt->stats.journal_failures++;
 	return -1;
 }
@@ -2330,7 +2349,8 @@ static void tpc_next(struct client *c, struct server *sh)
 			tpc_finish(c, true, true);
 			return;
 		}
-		if (twophase_decide(rt->twophase, d->tpc_n) < 0) {
+		uint64_t ticket;
+		if (twophase_decide(rt->twophase, d->tpc_n, &ticket) < 0) {
 			rt->stats.journal_failures++;
 			snprintf(d->tpc_sqlstate, sizeof(d->tpc_sqlstate), "53100");
 			snprintf(d->tpc_message, sizeof(d->tpc_message),
@@ -2339,6 +2359,10 @@ static void tpc_next(struct client *c, struct server *sh)
 			return;
 		}
 		tpc_step(c, TPC_COMMIT);
+		/* the COMMIT PREPAREDs leave once the decision is on disk */
+		for (int slot = 0; slot < SLOT__COUNT; slot++)
+			if (c->servers[slot] && c->servers[slot]->conn)
+				conn_hold(c->servers[slot]->conn, ticket);
 		tpc_send_gid(c, SLOT_OLD, "COMMIT PREPARED");
 		tpc_send_gid(c, SLOT_NEW, "COMMIT PREPARED");
 		return;
@@ -2387,21 +2411,17 @@ static void dual_progress(struct client *c)
 			return;
 		}
 		if (d->autocommit && (d->shadow_error || !sh) && d->n_tx) {
-			/* The primary commits this write as soon as it runs it:
-			 * what the shadow lost must be on disk first. */
+			/* The shadow lost the write. The primary runs it in a
+			 * transaction of ours: journaled before its COMMIT when it
+			 * succeeds there (dual_request_done), nothing to journal
+			 * when it fails there too. */
 			d->broken = true;
 			if (!d->lost_reason[0])
 				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
 					 d->shadow_error ? d->shadow_sqlstate : "08006",
 					 d->shadow_error ? d->shadow_message : "shadow path unavailable");
-			if (dual_journal_lost(c) < 0) {
-				d->shadow_error = true;
-				snprintf(d->shadow_sqlstate, sizeof(d->shadow_sqlstate), "53100");
-				snprintf(d->shadow_message, sizeof(d->shadow_message), "%s",
-					 DUAL_JOURNAL_FAILED);
-				dual_fail_request(c, sh);
-				return;
-			}
+			d->wrapped = true;
+			dual_primary_own(c, "BEGIN");
 		} else if (d->autocommit && !d->fail_verdict && tpc_applies(c)) {
 			/* The primary runs it in a transaction of ours too, which
 			 * commits in two phases with the shadow's. */

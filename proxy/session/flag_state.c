@@ -6,10 +6,8 @@
 
 #include "core/err.h"
 #include "core/json.h"
-#include "core/wbuf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,63 +42,21 @@ int flag_state_load(const char *path, struct flag_state *st, char *err, size_t e
 	return 1;
 }
 
-/* Writes LEN bytes of DATA to FD, whole. 0 or -1 (errno set). */
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, data, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		data += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int flag_state_save(const char *path, const struct flag_state *st, char *err, size_t errlen)
 {
-	char tmp[4096];
-	struct wbuf b;
 	json_t *root = json_object(), *file = json_object();
 	bool ok = root != NULL && file != NULL;
-	int fd = -1, rc = -1;
+	int rc = -1;
 
 	for (int id = 0; ok && id < FLAGS__COUNT; id++)
 		if (st->file_known[id] && json_set_text(file, flags_name(id), st->file[id]) < 0)
 			ok = false;
 	ok = ok && json_object_set(root, "file", file) == 0 &&
 	     json_object_set_new(root, "fleet_epoch", json_integer(st->fleet_epoch)) == 0;
-	wbuf_init(&b);
-	if (!ok || json_append(&b, root, JSON_COMPACT) < 0) {
+	if (!ok)
 		set_err(err, errlen, "out of memory");
-		goto out;
-	}
-	wbuf_put_u8(&b, '\n');
-	if (!wbuf_ok(&b)) {
-		set_err(err, errlen, "out of memory");
-		goto out;
-	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0 || write_all(fd, (const char *)b.data, b.len) < 0 || fsync(fd) < 0) {
-		set_err(err, errlen, "%s: cannot write the flag state: %s", tmp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		set_err(err, errlen, "%s: cannot replace the flag state: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	rc = 0;
-out:
-	wbuf_free(&b);
+	else
+		rc = json_save_atomic(path, root, "the flag state", err, errlen);
 	json_decref(file);
 	json_decref(root);
 	return rc;

@@ -537,6 +537,11 @@ static void on_fetch(struct fleet *f)
 		copy_value(c.who, sizeof(c.who), r, i, 3);
 		copy_value(c.surface, sizeof(c.surface), r, i, 4);
 		copy_value(c.instance, sizeof(c.instance), r, i, 5);
+		if (strncmp(c.name, FLEET_GUARD_PREFIX, strlen(FLEET_GUARD_PREFIX)) == 0) {
+			if (f->hooks.guard != NULL)
+				f->hooks.guard(f->hooks_arg, &c);
+			continue;
+		}
 		int id = flags_lookup(c.name);
 		if (id < 0) {
 			log_warning(0, "fleet: epoch %lld changes an unknown flag '%s': skipped",
@@ -688,7 +693,10 @@ static void on_write(struct fleet *f, struct fleet_op *op)
 	snprintf(c.who, sizeof(c.who), "%s", op->change.who);
 	snprintf(c.surface, sizeof(c.surface), "%s", op->change.surface);
 	snprintf(c.instance, sizeof(c.instance), "%s", f->name);
-	if (f->hooks.apply != NULL)
+	bool guard = strncmp(c.name, FLEET_GUARD_PREFIX, strlen(FLEET_GUARD_PREFIX)) == 0;
+	if (guard && f->hooks.guard != NULL)
+		f->hooks.guard(f->hooks_arg, &c);
+	else if (!guard && f->hooks.apply != NULL)
 		f->hooks.apply(f->hooks_arg, &c);
 	note_applied(f, epoch);
 	op_finish(f, op, 0, epoch, NULL);

@@ -7,13 +7,24 @@
  * slides in 60 steps), one of the last minute's dual-write counters (every
  * second). A guard's baseline is the oldest snapshot inside its window and
  * not older than its last reset. Owns the timer; borrows rt and rt->cfg.
+ *
+ * A trip and a reset are kept in journal_dir/guard_state.json (written
+ * atomically when they happen, read at start) and, with [fleet], written to
+ * the flag store as a change of "guard.NAME" (FLEET_GUARD_PREFIX), which
+ * every instance applies through guard_watch_store_change(). Trips and
+ * resets are ordered by the trip's time: a reset clears every trip at or
+ * before its time (reset_upto_ms), on any instance, whatever order the
+ * store and the file deliver them in.
  */
 #include "session/guard_watch.h"
 
 #include "io/verify_state.h"
 
+#include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "route/flags.h"
+#include "session/fleet.h"
 #include "session/runtime.h"
 
 #include <errno.h>
@@ -29,6 +40,7 @@
 
 #define GW_RING 62                      /* window/60 steps, and both ends */
 #define GW_TICK_MS 1000
+#define GW_STATE_FILE "guard_state.json"
 
 /* The cumulative counters at one moment. */
 struct gw_snap {
@@ -57,6 +69,12 @@ struct gw_guard {
 	uint64_t armed_us;              /* judging counts requests from here (start, reset) */
 	bool rollback_pending;          /* the canary is to be rolled back (again) */
 	bool rollback_in_flight;
+	bool hold;                      /* tripped as a rollback guard: raising the canary is
+					   refused until reset */
+	char tripped_on[128];           /* the fleet instance that tripped it; "" this one */
+	int64_t reset_upto_ms;          /* trips at or before this (Unix ms) were reset */
+	bool publish_pending;           /* the state is still to be written to the flag store */
+	bool publish_in_flight;
 };
 
 struct guard_watch {
@@ -67,6 +85,18 @@ struct guard_watch {
 	struct gw_ring minute;          /* every tick */
 	struct gw_guard g[GUARD__COUNT];
 	int64_t drift_rows;             /* of the last verify; -1: none */
+	char state_path[4096];          /* journal_dir/guard_state.json; "": not kept */
+};
+
+/* The flag store's names, "guard." + config_guard_name() (static: struct
+ * flag_change borrows its name). */
+static const char *const gw_store_names[GUARD__COUNT] = {
+	[GUARD_NEW_ERROR_RATE] = FLEET_GUARD_PREFIX "new_error_rate",
+	[GUARD_P99_LATENCY_RATIO] = FLEET_GUARD_PREFIX "p99_latency_ratio",
+	[GUARD_DUAL_WRITE_MISMATCHES] = FLEET_GUARD_PREFIX "dual_write_mismatches",
+	[GUARD_SHADOW_ERRORS] = FLEET_GUARD_PREFIX "shadow_errors",
+	[GUARD_DRIFT_ROWS] = FLEET_GUARD_PREFIX "drift_rows",
+	[GUARD_SHADOW_READ_MISMATCH_RATE] = FLEET_GUARD_PREFIX "shadow_read_mismatch_rate",
 };
 
 static uint64_t gw_now_us(void)
@@ -162,6 +192,218 @@ static void gw_mark(struct guard_watch *gw, uint64_t now)
 	gw_push(&gw->minute, &cur);
 }
 
+/* ---- the trip kept: guard_state.json and the flag store ---- */
+
+/* Writes every guard's trip and reset to gw->state_path (logged when it
+ * cannot be: the state then lives until the process ends). */
+static void gw_save(struct guard_watch *gw)
+{
+	char err[512];
+	json_t *root, *guards;
+
+	if (gw->state_path[0] == '\0')
+		return;
+	root = json_object();
+	guards = json_object();
+	bool ok = root != NULL && guards != NULL && json_object_set(root, "guards", guards) == 0;
+	for (int k = 0; ok && k < GUARD__COUNT; k++) {
+		const struct gw_guard *g = &gw->g[k];
+		json_t *o;
+
+		if (!g->tripped && g->reset_upto_ms == 0)
+			continue;
+		o = json_object();
+		ok = o != NULL && json_object_set_new(guards, config_guard_name((enum guard_kind)k), o) == 0 &&
+		     json_object_set_new(o, "tripped", json_boolean(g->tripped)) == 0 &&
+		     json_object_set_new(o, "reset_upto_ms", json_integer(g->reset_upto_ms)) == 0 &&
+		     json_object_set_new(o, "published", json_boolean(!g->publish_pending)) == 0;
+		if (ok && g->tripped)
+			ok = json_object_set_new(o, "at_ms", json_integer(g->tripped_at_ms)) == 0 &&
+			     json_object_set_new(o, "hold", json_boolean(g->hold)) == 0 &&
+			     json_set_text(o, "figures", g->tripped_figures) == 0 &&
+			     json_set_text(o, "brief", g->tripped_brief) == 0 &&
+			     json_set_text(o, "on", g->tripped_on) == 0 &&
+			     json_set_text(o, "action_taken", g->action_taken) == 0 &&
+			     json_object_set_new(o, "rollback_pending", json_boolean(g->rollback_pending)) == 0;
+	}
+	if (!ok)
+		log_error(0, "guards: cannot keep their state in %s: out of memory", gw->state_path);
+	else if (json_save_atomic(gw->state_path, root, "the guards' state", err, sizeof(err)) < 0)
+		log_error(0, "guards: %s; a restart would forget what tripped", err);
+	json_decref(guards);
+	json_decref(root);
+}
+
+static void gw_copy_text(char *dst, size_t cap, const json_t *o, const char *key)
+{
+	const char *v = json_get_text(o, key);
+	snprintf(dst, cap, "%s", v != NULL ? v : "");
+}
+
+/* Reads gw->state_path: the guards tripped before a restart are tripped. */
+static void gw_load(struct guard_watch *gw)
+{
+	json_error_t je;
+	json_t *root, *guards;
+
+	if (gw->state_path[0] == '\0' || access(gw->state_path, F_OK) != 0)
+		return;
+	root = json_load_file(gw->state_path, 0, &je);
+	guards = json_object_get(root, "guards");
+	if (!json_is_object(guards)) {
+		log_error(0, "guards: %s is not a guard state (%s); no guard starts tripped",
+			  gw->state_path, root == NULL ? je.text : "no \"guards\" object");
+		json_decref(root);
+		return;
+	}
+	for (int k = 0; k < GUARD__COUNT; k++) {
+		const json_t *o = json_object_get(guards, config_guard_name((enum guard_kind)k));
+		struct gw_guard *g = &gw->g[k];
+		char at[40];
+
+		if (!json_is_object(o))
+			continue;
+		g->reset_upto_ms = (int64_t)json_integer_value(json_object_get(o, "reset_upto_ms"));
+		g->publish_pending = !json_is_true(json_object_get(o, "published"));
+		if (!json_is_true(json_object_get(o, "tripped")))
+			continue;
+		g->tripped = true;
+		g->tripped_at_ms = (int64_t)json_integer_value(json_object_get(o, "at_ms"));
+		g->hold = json_is_true(json_object_get(o, "hold"));
+		g->rollback_pending = json_is_true(json_object_get(o, "rollback_pending"));
+		gw_copy_text(g->tripped_figures, sizeof(g->tripped_figures), o, "figures");
+		gw_copy_text(g->tripped_brief, sizeof(g->tripped_brief), o, "brief");
+		gw_copy_text(g->tripped_on, sizeof(g->tripped_on), o, "on");
+		gw_copy_text(g->action_taken, sizeof(g->action_taken), o, "action_taken");
+		flags_format_time(g->tripped_at_ms, at, sizeof(at));
+		log_warning(0, "guard %s is tripped since %s%s%s (%s), kept across the restart%s; "
+			    "RESET GUARD %s re-arms it", config_guard_name((enum guard_kind)k), at,
+			    g->tripped_on[0] ? " on instance " : "", g->tripped_on, g->tripped_figures,
+			    g->hold ? ": raising canary_percent is refused" : "",
+			    config_guard_name((enum guard_kind)k));
+	}
+	json_decref(root);
+}
+
+static void gw_published(void *arg, int rc, int64_t epoch, const char *err)
+{
+	int k = (int)(intptr_t)arg;
+	struct guard_watch *gw = rt != NULL ? rt->guards : NULL;
+
+	(void)epoch;
+	if (gw == NULL)
+		return;
+	struct gw_guard *g = &gw->g[k];
+	g->publish_in_flight = false;
+	if (rc < 0) {
+		log_warning(0, "guard %s: its state could not be written to the fleet's flag store "
+			    "(%s); retried every second", config_guard_name((enum guard_kind)k),
+			    err != NULL ? err : "");
+		return;
+	}
+	g->publish_pending = false;
+	gw_save(gw);
+}
+
+/* Writes guard K's state to the flag store: "tripped AT_MS HOLD FIGURES" or
+ * "reset UPTO_MS". Without [fleet] there is nothing to write. */
+static void gw_publish(int k)
+{
+	struct guard_watch *gw = rt->guards;
+	struct gw_guard *g = &gw->g[k];
+	struct flag_change ch;
+
+	if (rt->fleet == NULL) {
+		g->publish_pending = false;
+		return;
+	}
+	if (g->publish_in_flight || !fleet_store_up(rt->fleet))
+		return;
+	memset(&ch, 0, sizeof(ch));
+	ch.at_ms = (int64_t)(gw_now_us() / 1000);
+	ch.name = gw_store_names[k];
+	snprintf(ch.surface, sizeof(ch.surface), "guard");
+	if (g->tripped) {
+		snprintf(ch.who, sizeof(ch.who), "guard %s", config_guard_name((enum guard_kind)k));
+		snprintf(ch.new_value, sizeof(ch.new_value), "tripped %lld %d %s",
+			 (long long)g->tripped_at_ms, g->hold ? 1 : 0, g->tripped_figures);
+	} else {
+		snprintf(ch.who, sizeof(ch.who), "RESET GUARD");
+		snprintf(ch.new_value, sizeof(ch.new_value), "reset %lld", (long long)g->reset_upto_ms);
+	}
+	g->publish_in_flight = true;
+	fleet_write(rt->fleet, &ch, gw_published, (void *)(intptr_t)k);
+}
+
+/* Clears guard K's trip (a reset here or in the fleet); judging starts over. */
+static void gw_clear(struct guard_watch *gw, int k)
+{
+	struct gw_guard *g = &gw->g[k];
+
+	g->tripped = false;
+	g->hold = false;
+	g->rollback_pending = false;
+	g->tripped_at_ms = 0;
+	g->tripped_figures[0] = '\0';
+	g->tripped_on[0] = '\0';
+	g->action_taken[0] = '\0';
+	g->armed_us = gw_now_us();
+	gw_mark(gw, g->armed_us);
+	memset(&g->last, 0, sizeof(g->last));
+}
+
+void guard_watch_store_change(const struct fleet_change *c)
+{
+	struct guard_watch *gw = rt->guards;
+	long long t = 0;
+	int hold = 0, used = 0;
+	int k;
+
+	if (gw == NULL)
+		return;
+	for (k = 0; k < GUARD__COUNT && strcmp(c->name, gw_store_names[k]) != 0; k++)
+		;
+	if (k == GUARD__COUNT) {
+		log_warning(0, "fleet: epoch %lld names an unknown guard '%s': skipped",
+			    (long long)c->epoch, c->name);
+		return;
+	}
+	struct gw_guard *g = &gw->g[k];
+	const char *name = config_guard_name((enum guard_kind)k);
+	bool mine = rt->fleet != NULL && strcmp(c->instance, fleet_instance_name(rt->fleet)) == 0;
+	if (sscanf(c->value, "tripped %lld %d %n", &t, &hold, &used) == 2 && used > 0) {
+		if (t <= g->reset_upto_ms || (g->tripped && g->tripped_at_ms >= t))
+			return;         /* reset since, or known */
+		g->tripped = true;
+		g->hold = hold != 0;
+		g->tripped_at_ms = t;
+		g->trips++;
+		snprintf(g->tripped_figures, sizeof(g->tripped_figures), "%s", c->value + used);
+		snprintf(g->tripped_on, sizeof(g->tripped_on), "%s", mine ? "" : c->instance);
+		snprintf(g->action_taken, sizeof(g->action_taken), "tripped on instance %.40s%s",
+			 c->instance, g->hold ? ": canary held" : "");
+		log_warning(0, "guard %s tripped on instance %s (%s)%s; RESET GUARD %s re-arms it",
+			    name, c->instance, g->tripped_figures,
+			    g->hold ? ": raising canary_percent is refused here too" : "", name);
+		gw_save(gw);
+		return;
+	}
+	if (sscanf(c->value, "reset %lld", &t) == 1) {
+		if (t <= g->reset_upto_ms)
+			return;
+		g->reset_upto_ms = t;
+		if (g->tripped && g->tripped_at_ms <= t) {
+			gw_clear(gw, k);
+			log_warning(0, "guard %s reset in the fleet (by %s on instance %s)", name, c->who,
+				    c->instance);
+		}
+		gw_save(gw);
+		return;
+	}
+	log_warning(0, "fleet: epoch %lld: unreadable state of guard %s: '%s'", (long long)c->epoch,
+		    name, c->value);
+}
+
 static void gw_rollback_done(void *arg, int rc, const char *err)
 {
 	int k = (int)(intptr_t)arg;
@@ -176,6 +418,7 @@ static void gw_rollback_done(void *arg, int rc, const char *err)
 		snprintf(g->action_taken, sizeof(g->action_taken), "%s",
 			 rc == 0 ? "canary_percent set to 0" : "canary_percent was already 0");
 		log_warning(0, "guard %s: %s", config_guard_name((enum guard_kind)k), g->action_taken);
+		gw_save(gw);
 		return;
 	}
 	snprintf(g->action_taken, sizeof(g->action_taken), "rollback not done yet (retried): %.60s",
@@ -206,6 +449,9 @@ static void gw_trip(int k, const struct guard_rule *rule)
 	g->tripped = true;
 	g->tripped_at_ms = (int64_t)(gw_now_us() / 1000);
 	g->trips++;
+	g->hold = rollback;
+	g->tripped_on[0] = '\0';
+	g->publish_pending = true;
 	memcpy(g->tripped_figures, g->last.figures, sizeof(g->tripped_figures));
 	memcpy(g->tripped_brief, g->last.brief, sizeof(g->tripped_brief));
 	snprintf(g->action_taken, sizeof(g->action_taken), "%s",
@@ -213,10 +459,12 @@ static void gw_trip(int k, const struct guard_rule *rule)
 	log_warning(0, "guard %s tripped: %s; action: %s", name, g->last.figures,
 		    rollback ? "rollback (canary_percent -> 0; RESET GUARD to raise it again)"
 			     : "alert");
-	if (rollback) {
+	if (rollback)
 		g->rollback_pending = true;
+	gw_save(rt->guards);            /* before the rollback: a crash must not forget it */
+	gw_publish(k);
+	if (rollback)
 		gw_rollback(k);
-	}
 }
 
 void guard_watch_tick(void)
@@ -257,9 +505,12 @@ void guard_watch_tick(void)
 		guard_judge((enum guard_kind)k, rule, cfg->guard_min_sample, &s, &g->last);
 		if (g->last.over && !g->tripped)
 			gw_trip(k, rule);
-		else if (g->tripped && g->rollback_pending)
+		else if (g->tripped && g->rollback_pending && g->tripped_on[0] == '\0')
 			gw_rollback(k);
 	}
+	for (int k = 0; k < GUARD__COUNT; k++)
+		if (gw->g[k].publish_pending)
+			gw_publish(k);
 	if (gw->ticks++ % (step ? step : 1) == 0)
 		gw_push(&gw->window, &cur);
 	gw_push(&gw->minute, &cur);
@@ -309,6 +560,10 @@ int guard_watch_start(void)
 	}
 	gw->drift_rows = -1;
 	gw->window_ms = rt->cfg->guard_window_ms;
+	if (rt->cfg->journal_dir != NULL)
+		snprintf(gw->state_path, sizeof(gw->state_path), "%s/%s", rt->cfg->journal_dir,
+			 GW_STATE_FILE);
+	gw_load(gw);
 	gw_mark(gw, gw_now_us());
 	rt->guards = gw;
 	guard_watch_sync();
@@ -339,13 +594,17 @@ int guard_watch_check_flag(const char *name, const char *value, char *err, size_
 		const struct gw_guard *g = &gw->g[k];
 		char at[40];
 
-		if (!g->tripped || !rt->cfg->guards[k].on ||
-		    rt->cfg->guards[k].action != GUARD_ACTION_ROLLBACK)
+		/* a trip of this instance holds while its rule still says rollback;
+		 * another instance's, as that one recorded it */
+		if (!g->tripped || !g->hold ||
+		    (g->tripped_on[0] == '\0' && (!rt->cfg->guards[k].on ||
+						 rt->cfg->guards[k].action != GUARD_ACTION_ROLLBACK)))
 			continue;
 		flags_format_time(g->tripped_at_ms, at, sizeof(at));
-		snprintf(err, errlen, "refused: guard %s rolled the canary back at %s (%s); "
+		snprintf(err, errlen, "refused: guard %s rolled the canary back at %s%s%s (%s); "
 			 "run RESET GUARD %s before raising canary_percent", config_guard_name((enum guard_kind)k),
-			 at, g->tripped_figures, config_guard_name((enum guard_kind)k));
+			 at, g->tripped_on[0] ? " on instance " : "", g->tripped_on, g->tripped_figures,
+			 config_guard_name((enum guard_kind)k));
 		return -1;
 	}
 	return 0;
@@ -386,14 +645,17 @@ int guard_watch_reset(const char *name, const char *who, char *err, size_t errle
 		if (strcasecmp(name, config_guard_name((enum guard_kind)k)) != 0)
 			continue;
 		bool was = g->tripped;
-		g->tripped = false;
-		g->rollback_pending = false;
-		g->tripped_at_ms = 0;
-		g->tripped_figures[0] = '\0';
-		g->action_taken[0] = '\0';
-		g->armed_us = gw_now_us();
-		gw_mark(gw, g->armed_us);
-		memset(&g->last, 0, sizeof(g->last));
+		int64_t now_ms = (int64_t)(gw_now_us() / 1000);
+		if (was) {
+			/* every trip up to now, here and on the other instances */
+			g->reset_upto_ms = g->tripped_at_ms > now_ms ? g->tripped_at_ms : now_ms;
+			g->publish_pending = true;
+		}
+		gw_clear(gw, k);
+		if (was) {
+			gw_save(gw);
+			gw_publish(k);
+		}
 		log_warning(0, "guard %s reset by %s%s", name, who, was ? "" : " (it was not tripped)");
 		return was ? 0 : 1;
 	}

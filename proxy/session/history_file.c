@@ -9,6 +9,7 @@
  */
 #include "session/history_file.h"
 
+#include "core/fd.h"
 #include "core/wbuf.h"
 
 #include <errno.h>
@@ -210,17 +211,7 @@ history_file_append(struct history_file *h, const struct flag_change *c,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	while (off < b.len) {
-		ssize_t w = write(h->fd, b.data + off, b.len - off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(h->fd) != 0)
+	if (fd_write_all(h->fd, b.data, b.len, &off) != 0 || fsync(h->fd) != 0)
 		goto fail;
 	h->size += (off_t)b.len;
 	wbuf_free(&b);

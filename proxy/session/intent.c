@@ -7,8 +7,10 @@
  */
 #include "session/intent.h"
 
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "io/durable.h"
 #include "core/wbuf.h"
 #include "session/journal.h"
 
@@ -37,21 +39,6 @@ struct found {
 	uint64_t id;
 	json_t *obj;            /* owns */
 };
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 /* Moves the intents of the previous run that were never closed to the
  * journal. */
@@ -173,7 +160,7 @@ static int intent_write(struct intent_log *l, const json_t *o)
 	int rc = json_append(&b, o, JSON_COMPACT);
 	wbuf_put_u8(&b, '\n');
 	if (rc == 0 && wbuf_ok(&b))
-		rc = write_all(l->fd, b.data, b.len);
+		rc = fd_write_all(l->fd, b.data, b.len, NULL);
 	else
 		rc = -1;
 	if (rc == 0)
@@ -183,8 +170,9 @@ static int intent_write(struct intent_log *l, const json_t *o)
 }
 
 uint64_t intent_begin(struct intent_log *l, uint64_t session, const char *path,
-		      const struct intent_stmt *stmts, size_t n)
+		      const struct intent_stmt *stmts, size_t n, uint64_t *ticket)
 {
+	*ticket = 0;
 	if (!l)
 		return 0;
 	uint64_t id = l->next_id++;
@@ -205,7 +193,7 @@ uint64_t intent_begin(struct intent_log *l, uint64_t session, const char *path,
 		rc = -1;
 	if (rc == 0)
 		rc = intent_write(l, o);
-	if (rc == 0 && fdatasync(l->fd) < 0)
+	if (rc == 0 && durable_request(l->fd, ticket) < 0)
 		rc = -1;
 	json_decref(arr);
 	json_decref(o);

@@ -1,16 +1,19 @@
 /*
  * session/journal.c — the dual-write dead-letter journal; see journal.h.
  *
- * The file descriptor is kept open in append mode; journal_sync() is the
- * only place that blocks on the disk for writes, and it runs only when a
- * transaction that lost statements on the shadow is being acknowledged.
+ * The file descriptor is kept open in append mode. A transaction that lost
+ * statements on the shadow has them made durable by journal_sync_request()
+ * (io/durable.h: its COMMIT and its client's answer wait, the event loop
+ * does not); journal_sync() blocks, for rotation and recovery.
  * Memory holds one index slot (offset, length) per entry, never the entries.
  */
 #include "session/journal.h"
 
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/wbuf.h"
+#include "io/durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,10 +49,7 @@ struct journal {
 	size_t skipped;
 	char notice[256];
 	bool dirty;                     /* entries written but not yet fsync'd */
-	/* the repair sidecar as last read */
-	struct timespec side_mtime;
-	off_t side_size;
-	ino_t side_ino;
+	struct stat side_st;            /* the repair sidecar as last read */
 	bool side_seen;
 	uint64_t repaired_off;
 };
@@ -383,17 +383,8 @@ int journal_add_keyed(struct journal *j, uint64_t session, const char *path, uin
 	wbuf_free(&obj);
 	int rc = -1;
 	size_t off = 0;
-	if (wbuf_ok(&line)) {
-		while (off < line.len) {
-			ssize_t w = write(j->fd, line.data + off, line.len - off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			off += (size_t)w;
-		}
-		rc = off == line.len ? 0 : -1;
-	}
+	if (wbuf_ok(&line))
+		rc = fd_write_all(j->fd, line.data, line.len, &off);
 	if (rc < 0) {
 		log_error(0, "cannot append to the dual-write journal: %s", strerror(errno));
 		if (off > 0 && ftruncate(j->fd, (off_t)j->end) < 0)
@@ -430,6 +421,19 @@ int journal_sync(struct journal *j)
 	return 0;
 }
 
+int journal_sync_request(struct journal *j, uint64_t *ticket)
+{
+	*ticket = 0;
+	if (!j->dirty)
+		return 0;
+	if (durable_request(j->fd, ticket) < 0) {
+		log_error(0, "cannot fsync the dual-write journal: %s", strerror(errno));
+		return -1;
+	}
+	j->dirty = false;
+	return 0;
+}
+
 size_t journal_count(const struct journal *j)
 {
 	return j ? j->n : 0;
@@ -445,13 +449,10 @@ static uint64_t journal_repaired_offset(struct journal *j)
 		j->repaired_off = 0;
 		return 0;
 	}
-	if (j->side_seen && st.st_size == j->side_size && st.st_ino == j->side_ino &&
-	    st.st_mtim.tv_sec == j->side_mtime.tv_sec && st.st_mtim.tv_nsec == j->side_mtime.tv_nsec)
+	if (j->side_seen && fd_stat_same(&j->side_st, &st))
 		return j->repaired_off;
 	j->side_seen = true;
-	j->side_size = st.st_size;
-	j->side_ino = st.st_ino;
-	j->side_mtime = st.st_mtim;
+	j->side_st = st;
 	j->repaired_off = 0;
 	FILE *f = fopen(j->sidecar, "r");
 	char magic[64] = "";

@@ -24,6 +24,7 @@
 #include "session/console.h"
 #include "session/dual.h"
 #include "session/server.h"
+#include "session/shadow_read.h"
 #include "session/steer.h"
 #include "wire/proto.h"
 
@@ -487,7 +488,8 @@ void relay_client_input(struct client *c)
 		}
 		/* Read whole and analysed (steer/dual), or streamed as it comes. */
 		bool inspected = c->inspect && (c->dual || hdr[0] == PqMsg_Query ||
-						hdr[0] == PqMsg_Parse || hdr[0] == PqMsg_Close);
+						hdr[0] == PqMsg_Parse || hdr[0] == PqMsg_Close ||
+						shadow_read_wants(c, hdr[0], len));
 		if (inspected && (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse) &&
 		    1 + (uint64_t)len > c->cfg->max_query_size) {
 			if (fwd) {

@@ -159,6 +159,15 @@ bool replay_has_stmt(const struct client *c, const char *name)
 	return c->replay && strmap_get(&c->replay->stmts, name) != NULL;
 }
 
+const uint8_t *replay_stmt_parse(const struct client *c, const char *name, size_t *len)
+{
+	const struct replay_stmt *e = c->replay ? strmap_get(&c->replay->stmts, name) : NULL;
+	if (e == NULL)
+		return NULL;
+	*len = e->len;
+	return e->msg;
+}
+
 int replay_note_stmt(struct client *c, const char *name, const uint8_t *parse, size_t len)
 {
 	struct replay_log *log = replay_log(c);

@@ -13,6 +13,15 @@
  * side->job is set; a job in flight is on no list and counts its sides in
  * job->pending. The queue is worked from a low-priority event, never from
  * the client's own callback.
+ *
+ * Per sampled session (struct shadow_session, client.shadow) the texts of
+ * its extended-protocol statements (SR_SESSION_STMTS, SR_SESSION_BYTES at
+ * most) and the jobs of its bound portals (SR_PORTALS) until their
+ * Execute: a Bind makes the job (the statement's text and the parameters,
+ * copied), the Execute queues it, a Sync or Close drops what is left.
+ *
+ * A job whose two results differ goes back on the session's side for one
+ * more run (job->calibrating) before it is counted: see shadow_read.h.
  */
 #include "session/shadow_read.h"
 
@@ -21,10 +30,14 @@
 #include "core/list.h"
 #include "core/log.h"
 #include "route/flags.h"
+#include "core/strmap.h"
 #include "session/client.h"
+#include "session/replay.h"
 #include "session/runtime.h"
 #include "sql/analyze.h"
+#include "sql/quick.h"
 #include "sql/readshape.h"
+#include "wire/proto.h"
 
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -48,6 +61,12 @@
 #define SR_SAMPLE_MAX 160
 #define SR_DIFF_MAX 480
 #define SR_FIRST_USER_OID 16384 /* FirstNormalObjectId: type OIDs below are the same everywhere */
+#define SR_SESSION_STMTS 64     /* statements tracked per session */
+#define SR_SESSION_BYTES (256u * 1024) /* of their texts */
+#define SR_PORTALS 4            /* bound portals waiting for their Execute, per session */
+#define SR_PARAMS_MAX 4096      /* parameters of a Bind that is shadowed */
+#define SR_NOISE_RECHECK 16     /* of a noisy fingerprint's differences, each so many-th is
+				   calibrated again */
 
 struct sr_job;
 
@@ -79,6 +98,15 @@ struct sr_job {
 	struct list_node node;          /* in the queue while waiting */
 	char *text;                     /* owns: the client's text */
 	size_t len;
+	size_t bytes;                   /* text and parameters: what it counts in the queue */
+	/* extended protocol: the Bind's parameters (all in block) */
+	bool extended;
+	int nparams;
+	void *block;                    /* owns: the arrays below and the values */
+	const char **values;            /* borrow block */
+	int *lengths, *formats;
+	unsigned int *types;            /* the Parse's type OIDs, 0 where unspecified */
+	char *texts[2];                 /* own: in flight, the text run on each slot */
 	int dialect_slot;               /* the schema the text is written for */
 	int session_slot;               /* the path the session ran it on */
 	char user[64];
@@ -91,12 +119,43 @@ struct sr_job {
 	bool dropped;                   /* a side timed out or broke: no comparison */
 	PGresult *res[2];               /* own: the last result per slot */
 	uint64_t latency_us[2];
+	bool calibrating;               /* re-running on the session's slot after a difference */
+	PGresult *first;                /* owns, calibrating: the session slot's first result */
+	char diff[SR_DIFF_MAX];         /* calibrating: the difference between the paths */
+};
+
+/* A statement of a sampled session, by name ("" the unnamed one). */
+struct sr_stmt {
+	bool read;                      /* the lexer says it may be a read; false: it writes or
+					   changes the session, and later reads before Sync are
+					   not shadowed */
+	int ntypes;
+	unsigned int *types;            /* owns */
+	size_t len;
+	char *text;                     /* owns; NULL when !read */
+};
+
+struct sr_portal {
+	char *name;                     /* owns; NULL: slot free */
+	struct sr_job *job;             /* owns; NULL: nothing to shadow (a write, untracked) */
+	bool read;                      /* its statement may be a read */
+	bool full;                      /* the queue was full at its Bind: no job was made */
+};
+
+struct shadow_session {
+	struct strmap stmts;            /* name -> struct sr_stmt (owns) */
+	size_t stmt_bytes;
+	struct sr_portal portals[SR_PORTALS];
+	unsigned next_portal;           /* the slot a new portal replaces when all are used */
+	bool wrote;                     /* a statement that is no read ran since the last Sync */
 };
 
 struct sr_fp {
 	bool used;
 	uint64_t fp;
-	uint64_t runs, mismatches, errors, unstable;
+	uint64_t runs, mismatches, errors, unstable, noisy;
+	bool noisy_mark;                /* its results differ from themselves on one path */
+	uint32_t since_check;           /* differences counted noisy since the last calibration */
 	uint64_t latency_sum_us[2];
 	char sample[SR_SAMPLE_MAX];
 	char diff[SR_DIFF_MAX];
@@ -122,6 +181,8 @@ static const char *const skip_names[SHADOW_SKIP__COUNT] = {
 	[SHADOW_SKIP_NOT_SELECT] = "not_a_select",
 	[SHADOW_SKIP_NO_REWRITE] = "no_rewrite",
 	[SHADOW_SKIP_TOO_LARGE] = "too_large",
+	[SHADOW_SKIP_UNTRACKED] = "untracked",
+	[SHADOW_SKIP_PARTIAL_FETCH] = "partial_fetch",
 };
 
 const char *shadow_drop_name(enum shadow_drop d)
@@ -149,6 +210,10 @@ static void sr_job_free(struct sr_job *j)
 		return;
 	PQclear(j->res[0]);
 	PQclear(j->res[1]);
+	PQclear(j->first);
+	free(j->texts[0]);
+	free(j->texts[1]);
+	free(j->block);
 	free(j->text);
 	free(j);
 }
@@ -374,9 +439,25 @@ static void sr_side_on_deadline(evutil_socket_t fd, short what, void *arg)
 						    : "did not answer within 10 s");
 }
 
+/* Sends J's TEXT on side S (idle) and makes S busy with J; -1 when S
+ * failed (it is closed). An extended job carries its parameters; the OIDs
+ * of types of the application's own differ between databases, so a side
+ * other than the session's own gets them unspecified (inferred by its
+ * server, as for a client that sends 0). */
 static int sr_side_send(struct sr_side *s, struct sr_job *j, const char *text)
 {
-	if (!PQsendQuery(s->conn, text)) {
+	int ok;
+	if (j->extended) {
+		unsigned int types[SR_PARAMS_MAX];
+		for (int i = 0; i < j->nparams; i++)
+			types[i] = s->slot != j->session_slot && j->types[i] >= SR_FIRST_USER_OID ?
+				   0 : j->types[i];
+		ok = PQsendQueryParams(s->conn, text, j->nparams, types, j->values, j->lengths,
+				       j->formats, 0);
+	} else {
+		ok = PQsendQuery(s->conn, text);
+	}
+	if (!ok) {
 		sr_side_failed(s, "refused the query");
 		return -1;
 	}
@@ -583,21 +664,22 @@ out:
 	return differ;
 }
 
-static void sr_job_finish(struct sr_job *j)
+/* Counts J's comparison: DIFFER with DIFF (the difference between the
+ * paths), or as noise when NOISY. */
+static void sr_job_count(struct sr_job *j, bool differ, bool noisy, const char *diff)
 {
 	struct shadow_reads *sr = rt->shadows;
-	if (j->dropped || j->res[0] == NULL || j->res[1] == NULL) {
-		if (!j->dropped)
-			sr->stats.dropped[SHADOW_DROP_PATH_DOWN]++;
-		sr_job_free(j);
+	bool error = differ && !noisy && strncmp(diff, "error on ", 9) == 0;
+	struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
+
+	if (noisy) {
+		sr->stats.noisy++;
+		if (e != NULL)
+			e->noisy++;
 		return;
 	}
-	char diff[SR_DIFF_MAX] = "";
-	const PGresult *res[2] = { j->res[0], j->res[1] };
-	bool differ = sr_differ(res, j->ordered, diff, sizeof(diff));
-	bool error = differ && strncmp(diff, "error on ", 9) == 0;
-	struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
 	sr->stats.compared++;
+	sr->stats.extended += j->extended;
 	sr->stats.mismatches += differ;
 	sr->stats.errors += error;
 	for (int s = 0; s < 2; s++) {
@@ -618,13 +700,104 @@ static void sr_job_finish(struct sr_job *j)
 	if (differ)
 		log_info(0, "shadow read mismatch (fingerprint %016llx): %s; statement: %.200s",
 			 (unsigned long long)j->fp, diff, j->text);
+}
+
+/* J's results differ between the paths: runs it once more on the session's
+ * side (idle: J just left it). True when sent; J then ends in
+ * sr_job_calibrated(). */
+static bool sr_job_recalibrate(struct sr_job *j, const char *diff)
+{
+	int slot = j->session_slot;
+	struct sr_side *side = &j->key->side[slot];
+
+	if (side->state != SS_IDLE || side->conn == NULL)
+		return false;
+	j->calibrating = true;
+	j->first = j->res[slot];
+	j->res[slot] = NULL;
+	snprintf(j->diff, sizeof(j->diff), "%s", diff);
+	j->pending = 1;
+	rt->shadows->stats.calibrations++;
+	if (sr_side_send(side, j, j->texts[slot]) < 0) {
+		/* the side is closed; the difference counts as measured */
+		j->calibrating = false;
+		j->res[slot] = j->first;
+		j->first = NULL;
+		return false;
+	}
+	return true;
+}
+
+/* The calibration run of J is back: noise when the session's path
+ * differs from itself. */
+static void sr_job_calibrated(struct sr_job *j)
+{
+	int slot = j->session_slot;
+	char self[SR_DIFF_MAX] = "";
+
+	if (j->dropped || j->res[slot] == NULL) {
+		sr_job_count(j, true, false, j->diff);   /* no verdict: the difference stands */
+		return;
+	}
+	const PGresult *again[2] = { j->first, j->res[slot] };
+	struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
+	if (sr_differ(again, j->ordered, self, sizeof(self))) {
+		if (e != NULL && !e->noisy_mark) {
+			e->noisy_mark = true;
+			log_info(0, "shadow reads: fingerprint %016llx is noisy (differs when run twice "
+				 "on the same path: %.200s); its differences are not mismatches; "
+				 "statement: %.200s", (unsigned long long)j->fp, self, j->text);
+		}
+		sr_job_count(j, true, true, j->diff);
+		return;
+	}
+	if (e != NULL && e->noisy_mark) {
+		e->noisy_mark = false;
+		log_info(0, "shadow reads: fingerprint %016llx is no longer noisy (its path agreed "
+			 "with itself); its differences count as mismatches again",
+			 (unsigned long long)j->fp);
+	}
+	sr_job_count(j, true, false, j->diff);
+}
+
+static void sr_job_finish(struct sr_job *j)
+{
+	struct shadow_reads *sr = rt->shadows;
+	if (j->calibrating) {
+		sr_job_calibrated(j);
+		sr_job_free(j);
+		return;
+	}
+	if (j->dropped || j->res[0] == NULL || j->res[1] == NULL) {
+		if (!j->dropped)
+			sr->stats.dropped[SHADOW_DROP_PATH_DOWN]++;
+		sr_job_free(j);
+		return;
+	}
+	char diff[SR_DIFF_MAX] = "";
+	const PGresult *res[2] = { j->res[0], j->res[1] };
+	bool differ = sr_differ(res, j->ordered, diff, sizeof(diff));
+	if (differ) {
+		struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
+		if (e != NULL && e->noisy_mark && ++e->since_check < SR_NOISE_RECHECK) {
+			sr_job_count(j, true, true, diff);      /* known noise */
+			sr_job_free(j);
+			return;
+		}
+		if (e != NULL)
+			e->since_check = 0;
+		if (sr_job_recalibrate(j, diff))
+			return;
+	}
+	sr_job_count(j, differ, false, diff);
 	sr_job_free(j);
 }
 
 /* Side SLOT of J answered (its results are in j->res), or broke. */
 static void sr_job_side_done(struct sr_job *j, int slot, bool broken)
 {
-	j->latency_us[slot] = sr_now_us() - j->key->side[slot].started_us;
+	if (!j->calibrating)
+		j->latency_us[slot] = sr_now_us() - j->key->side[slot].started_us;
 	if (broken)
 		j->dropped = true;
 	if (--j->pending == 0)
@@ -716,11 +889,8 @@ static void sr_work(evutil_socket_t fd, short what, void *arg)
 		}
 		list_del(&j->node);
 		sr->stats.queued--;
-		sr->queue_bytes -= j->len;
-		char *texts[2] = { NULL, NULL };
-		if (dead || !sr_job_prepare(j, texts)) {
-			free(texts[0]);
-			free(texts[1]);
+		sr->queue_bytes -= j->bytes;
+		if (dead || !sr_job_prepare(j, j->texts)) {
 			sr_job_free(j);
 			continue;
 		}
@@ -729,7 +899,7 @@ static void sr_work(evutil_socket_t fd, short what, void *arg)
 		j->pending = 2;
 		for (int slot = 0; slot < 2; slot++) {
 			k->side[slot].started_us = now;
-			if (sr_side_send(&k->side[slot], j, texts[slot]) < 0) {
+			if (sr_side_send(&k->side[slot], j, j->texts[slot]) < 0) {
 				/* the failed side is closed; the job ends with the other one */
 				j->dropped = true;
 				sr->stats.dropped[SHADOW_DROP_PATH_DOWN]++;
@@ -745,8 +915,6 @@ static void sr_work(evutil_socket_t fd, short what, void *arg)
 				}
 			}
 		}
-		free(texts[0]);
-		free(texts[1]);
 	}
 }
 
@@ -786,41 +954,392 @@ static void sr_kick(void)
 		event_active(rt->shadows->kick, 0, 0);
 }
 
-void shadow_read_offer(struct client *c, const char *text, size_t len)
+/* Whether C's reads are shadowed now. */
+static bool sr_sampled(const struct client *c)
 {
-	struct shadow_reads *sr = rt->shadows;
 	int32_t milli = rt->flags->values.shadow_reads_milli;
+	return milli > 0 && rt->shadows != NULL && c->bucket < (uint32_t)milli &&
+	       c->cfg->old_path != c->cfg->new_path;
+}
 
-	if (milli == 0 || sr == NULL || c->bucket >= (uint32_t)milli ||
-	    c->cfg->old_path == c->cfg->new_path)
-		return;
-	if (c->tx_status != 'I') {
-		sr->stats.skipped[SHADOW_SKIP_IN_TRANSACTION]++;
-		return;
-	}
-	if (len > SR_TEXT_MAX) {
-		sr->stats.skipped[SHADOW_SKIP_TOO_LARGE]++;
-		return;
-	}
-	if (sr->stats.queued >= SR_QUEUE_MAX || sr->queue_bytes + len > SR_QUEUE_BYTES) {
-		sr->stats.dropped[SHADOW_DROP_QUEUE_FULL]++;
-		return;
-	}
+/* A job for C's statement TEXT (LEN bytes); NULL when out of memory
+ * (counted as dropped). */
+static struct sr_job *sr_job_new(const struct client *c, const char *text, size_t len)
+{
 	struct sr_job *j = calloc(1, sizeof(*j));
 	if (j == NULL || (j->text = strndup(text, len)) == NULL) {
 		free(j);
-		sr->stats.dropped[SHADOW_DROP_QUEUE_FULL]++;
-		return;
+		rt->shadows->stats.dropped[SHADOW_DROP_QUEUE_FULL]++;
+		return NULL;
 	}
 	j->len = len;
+	j->bytes = len;
 	j->dialect_slot = c->dialect_slot;
 	j->session_slot = c->active_slot;
 	snprintf(j->user, sizeof(j->user), "%s", c->user ? c->user : "");
 	snprintf(j->db, sizeof(j->db), "%s", c->database ? c->database : "");
+	return j;
+}
+
+/* Queues J (taken) of C, or drops it: inside a transaction block, or the
+ * queue full. */
+static void sr_enqueue(const struct client *c, struct sr_job *j)
+{
+	struct shadow_reads *sr = rt->shadows;
+	if (c->tx_status != 'I' || (c->shadow != NULL && c->shadow->wrote)) {
+		sr->stats.skipped[SHADOW_SKIP_IN_TRANSACTION]++;
+		sr_job_free(j);
+		return;
+	}
+	if (sr->stats.queued >= SR_QUEUE_MAX || sr->queue_bytes + j->bytes > SR_QUEUE_BYTES) {
+		sr->stats.dropped[SHADOW_DROP_QUEUE_FULL]++;
+		sr_job_free(j);
+		return;
+	}
 	list_append(&sr->queue, &j->node);
 	sr->stats.queued++;
-	sr->queue_bytes += len;
+	sr->queue_bytes += j->bytes;
 	event_active(sr->kick, 0, 0);
+}
+
+static void sr_query(struct client *c, const uint8_t *msg, size_t len)
+{
+	const char *text = (const char *)msg + MSG_HEADER_LEN;
+	size_t tlen = len - MSG_HEADER_LEN;
+
+	if (tlen == 0 || text[tlen - 1] != '\0')
+		return;         /* refused by steer.c */
+	tlen--;
+	if (c->tx_status != 'I') {
+		rt->shadows->stats.skipped[SHADOW_SKIP_IN_TRANSACTION]++;
+		return;
+	}
+	if (tlen > SR_TEXT_MAX) {
+		rt->shadows->stats.skipped[SHADOW_SKIP_TOO_LARGE]++;
+		return;
+	}
+	struct sr_job *j = sr_job_new(c, text, tlen);
+	if (j != NULL)
+		sr_enqueue(c, j);
+}
+
+/* ---- extended protocol: statements and portals of a sampled session ---- */
+
+static void sr_stmt_free(void *p)
+{
+	struct sr_stmt *st = p;
+	if (st == NULL)
+		return;
+	free(st->types);
+	free(st->text);
+	free(st);
+}
+
+static void sr_portal_clear(struct sr_portal *p)
+{
+	free(p->name);
+	sr_job_free(p->job);
+	memset(p, 0, sizeof(*p));
+}
+
+void shadow_session_free(struct shadow_session *ss)
+{
+	if (ss == NULL)
+		return;
+	const char *name;
+	struct sr_stmt *st;
+	for (size_t it = 0; strmap_next(&ss->stmts, &it, &name, (void **)&st);)
+		sr_stmt_free(st);
+	strmap_clear(&ss->stmts, NULL);
+	for (int i = 0; i < SR_PORTALS; i++)
+		sr_portal_clear(&ss->portals[i]);
+	free(ss);
+}
+
+static void sr_forget_stmt(struct shadow_session *ss, const char *name)
+{
+	struct sr_stmt *st = strmap_remove(&ss->stmts, name);
+	if (st != NULL) {
+		ss->stmt_bytes -= st->len;
+		sr_stmt_free(st);
+	}
+}
+
+/* A statement from Parse message MSG (LEN bytes); NULL when malformed, out
+ * of memory or over the bounds (*NAME then still set when it was read). */
+static struct sr_stmt *sr_stmt_parse(const uint8_t *msg, size_t len, const char **name)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	*name = pkt_get_str(&r);
+	const char *text = pkt_get_str(&r);
+	int ntypes = pkt_get_u16(&r);
+	if (r.failed || *name == NULL || text == NULL || ntypes > SR_PARAMS_MAX)
+		return NULL;
+	struct sr_stmt *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	size_t tlen = strlen(text);
+	enum sql_quick q = sql_quick_classify(text, tlen);
+	st->read = q == SQL_QUICK_READ || (q == SQL_QUICK_UNKNOWN && tlen <= SR_TEXT_MAX);
+	st->ntypes = ntypes;
+	st->types = calloc((size_t)ntypes + 1, sizeof(*st->types));
+	if (st->types == NULL)
+		goto fail;
+	for (int i = 0; i < ntypes; i++)
+		st->types[i] = pkt_get_u32(&r);
+	if (r.failed)
+		goto fail;
+	if (st->read && tlen <= SR_TEXT_MAX) {
+		st->len = tlen;
+		if ((st->text = strndup(text, tlen)) == NULL)
+			goto fail;
+	} else {
+		st->read = false;
+	}
+	return st;
+fail:
+	sr_stmt_free(st);
+	return NULL;
+}
+
+static void sr_parse(struct shadow_session *ss, const uint8_t *msg, size_t len)
+{
+	const char *name = NULL;
+	struct sr_stmt *st = sr_stmt_parse(msg, len, &name);
+	if (name == NULL) {
+		sr_stmt_free(st);
+		return;
+	}
+	sr_forget_stmt(ss, name);
+	if (st == NULL)
+		return;
+	void *old = NULL;
+	if ((name[0] && (strmap_count(&ss->stmts) >= SR_SESSION_STMTS ||
+			 ss->stmt_bytes + st->len > SR_SESSION_BYTES)) ||
+	    strmap_put(&ss->stmts, name, st, &old) < 0) {
+		sr_stmt_free(st);       /* untracked: its Executes are counted as such */
+		return;
+	}
+	ss->stmt_bytes += st->len;
+}
+
+/* The statement NAME of C: tracked here, or (a named one prepared before
+ * C was sampled) recorded for replays; *MADE when the caller frees it. */
+static struct sr_stmt *sr_stmt_find(struct client *c, struct shadow_session *ss, const char *name,
+				    bool *made)
+{
+	struct sr_stmt *st = strmap_get(&ss->stmts, name);
+	*made = false;
+	if (st != NULL || name[0] == '\0')
+		return st;
+	size_t plen;
+	const uint8_t *parse = replay_stmt_parse(c, name, &plen);
+	const char *n;
+	if (parse == NULL || (st = sr_stmt_parse(parse, plen, &n)) == NULL)
+		return NULL;
+	*made = true;
+	return st;
+}
+
+/* The job of Bind MSG for statement ST: the text and the parameters. */
+static struct sr_job *sr_bind_job(struct client *c, const struct sr_stmt *st, struct pkt_reader *r)
+{
+	int nfmt = pkt_get_u16(r);
+	const uint8_t *fmts = pkt_get_bytes(r, (size_t)nfmt * 2);
+	int n = pkt_get_u16(r);
+	if (r->failed || n > SR_PARAMS_MAX || (nfmt != 0 && nfmt != 1 && nfmt != n))
+		return NULL;
+	size_t values_len = pkt_remaining(r);
+	struct sr_job *j = sr_job_new(c, st->text, st->len);
+	if (j == NULL)
+		return NULL;
+	size_t arrays = (size_t)n * (sizeof(char *) + 2 * sizeof(int) + sizeof(unsigned int));
+	j->block = malloc(arrays + values_len + (size_t)n + 1);
+	if (j->block == NULL) {
+		sr_job_free(j);
+		return NULL;
+	}
+	j->extended = true;
+	j->nparams = n;
+	j->values = j->block;
+	j->lengths = (int *)(j->values + n);
+	j->formats = j->lengths + n;
+	j->types = (unsigned int *)(j->formats + n);
+	char *data = (char *)(j->types + n);
+	for (int i = 0; i < n; i++) {
+		int32_t vlen = (int32_t)pkt_get_u32(r);
+		j->formats[i] = nfmt == 0 ? 0 : proto_get_u16(fmts + 2 * (nfmt == 1 ? 0 : i));
+		j->types[i] = i < st->ntypes ? st->types[i] : 0;
+		if (vlen < 0) {
+			j->values[i] = NULL;
+			j->lengths[i] = 0;
+			continue;
+		}
+		const uint8_t *v = pkt_get_bytes(r, (size_t)vlen);
+		if (v == NULL)
+			break;
+		memcpy(data, v, (size_t)vlen);
+		data[vlen] = '\0';      /* text parameters are C strings to libpq */
+		j->values[i] = data;
+		j->lengths[i] = vlen;
+		data += vlen + 1;
+	}
+	if (r->failed) {
+		sr_job_free(j);
+		return NULL;
+	}
+	j->bytes += arrays + values_len + (size_t)n;
+	return j;
+}
+
+static struct sr_portal *sr_portal_find(struct shadow_session *ss, const char *name)
+{
+	for (int i = 0; i < SR_PORTALS; i++)
+		if (ss->portals[i].name != NULL && strcmp(ss->portals[i].name, name) == 0)
+			return &ss->portals[i];
+	return NULL;
+}
+
+static void sr_bind(struct client *c, struct shadow_session *ss, const uint8_t *msg, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	const char *portal = pkt_get_str(&r);
+	const char *stmt = pkt_get_str(&r);
+	if (r.failed)
+		return;
+	struct sr_portal *p = sr_portal_find(ss, portal);
+	if (p == NULL) {
+		for (int i = 0; i < SR_PORTALS && p == NULL; i++)
+			if (ss->portals[i].name == NULL)
+				p = &ss->portals[i];
+		if (p == NULL)
+			p = &ss->portals[ss->next_portal++ % SR_PORTALS];
+	}
+	sr_portal_clear(p);
+	if ((p->name = strdup(portal)) == NULL)
+		return;
+	bool made;
+	struct sr_stmt *st = sr_stmt_find(c, ss, stmt, &made);
+	p->read = st == NULL || st->read;       /* untracked: counted at its Execute */
+	if (st != NULL && st->read) {
+		/* a full queue would drop the job at its Execute: not made */
+		p->full = rt->shadows->stats.queued >= SR_QUEUE_MAX;
+		if (!p->full)
+			p->job = sr_bind_job(c, st, &r);
+	}
+	if (made)
+		sr_stmt_free(st);
+}
+
+static void sr_execute(struct client *c, struct shadow_session *ss, const uint8_t *msg, size_t len)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	const char *portal = pkt_get_str(&r);
+	uint32_t max_rows = pkt_get_u32(&r);
+	if (r.failed)
+		return;
+	struct sr_portal *p = sr_portal_find(ss, portal);
+	if (p == NULL || !p->read) {
+		ss->wrote = true;       /* a write (or a portal bound before sampling) */
+		if (p == NULL)
+			rt->shadows->stats.skipped[SHADOW_SKIP_UNTRACKED]++;
+		return;
+	}
+	struct sr_job *j = p->job;
+	p->job = NULL;
+	if (j == NULL) {
+		if (p->full && c->tx_status == 'I' && !ss->wrote)
+			rt->shadows->stats.dropped[SHADOW_DROP_QUEUE_FULL]++;
+		else if (p->full)
+			rt->shadows->stats.skipped[SHADOW_SKIP_IN_TRANSACTION]++;
+		else
+			rt->shadows->stats.skipped[SHADOW_SKIP_UNTRACKED]++;
+		p->full = false;
+		return;
+	}
+	if (max_rows != 0) {
+		/* a fetch of part of the rows: the rest comes from a later Execute */
+		rt->shadows->stats.skipped[SHADOW_SKIP_PARTIAL_FETCH]++;
+		sr_job_free(j);
+		return;
+	}
+	sr_enqueue(c, j);
+}
+
+static void sr_close(struct shadow_session *ss, const uint8_t *msg, size_t len)
+{
+	if (len < MSG_HEADER_LEN + 2 || msg[len - 1] != '\0')
+		return;
+	const char *name = (const char *)msg + MSG_HEADER_LEN + 1;
+	if (msg[MSG_HEADER_LEN] == 'S') {
+		sr_forget_stmt(ss, name);
+	} else {
+		struct sr_portal *p = sr_portal_find(ss, name);
+		if (p != NULL)
+			sr_portal_clear(p);
+	}
+}
+
+bool shadow_read_wants(struct client *c, uint8_t type, uint32_t len)
+{
+	if ((type != PqMsg_Bind && type != PqMsg_Execute && type != PqMsg_Sync) ||
+	    rt->flags->values.shadow_reads_milli == 0 || !sr_sampled(c))
+		return false;
+	if (type == PqMsg_Bind && len > SR_TEXT_MAX) {
+		/* the portal's name is in the part not read: forget them all */
+		for (int i = 0; c->shadow != NULL && i < SR_PORTALS; i++)
+			sr_portal_clear(&c->shadow->portals[i]);
+		return false;
+	}
+	return true;
+}
+
+void shadow_read_message(struct client *c, const uint8_t *msg, size_t len)
+{
+	if (!sr_sampled(c)) {
+		if (c->shadow != NULL) {
+			shadow_session_free(c->shadow);      /* out of the sample: let go */
+			c->shadow = NULL;
+		}
+		return;
+	}
+	if (len < MSG_HEADER_LEN)
+		return;
+	if (msg[0] == PqMsg_Query) {
+		sr_query(c, msg, len);
+		return;
+	}
+	if (msg[0] != PqMsg_Parse && msg[0] != PqMsg_Bind && msg[0] != PqMsg_Execute &&
+	    msg[0] != PqMsg_Close && msg[0] != PqMsg_Sync)
+		return;
+	if (c->shadow == NULL && (c->shadow = calloc(1, sizeof(*c->shadow))) == NULL)
+		return;
+	struct shadow_session *ss = c->shadow;
+	switch (msg[0]) {
+	case PqMsg_Parse:
+		sr_parse(ss, msg, len);
+		break;
+	case PqMsg_Bind:
+		sr_bind(c, ss, msg, len);
+		break;
+	case PqMsg_Execute:
+		sr_execute(c, ss, msg, len);
+		break;
+	case PqMsg_Close:
+		sr_close(ss, msg, len);
+		break;
+	case PqMsg_Sync:
+		/* the implicit transaction ends, and with it the unnamed portal
+		 * (named ones end with it outside a transaction block, which is
+		 * all that is shadowed) */
+		ss->wrote = false;
+		for (int i = 0; i < SR_PORTALS; i++)
+			sr_portal_clear(&ss->portals[i]);
+		break;
+	}
 }
 
 /* ---- life ---- */
@@ -905,8 +1424,8 @@ static int sr_fp_order(const void *a, const void *b)
 	const struct sr_fp *x = *(const struct sr_fp *const *)a, *y = *(const struct sr_fp *const *)b;
 	if (x->mismatches != y->mismatches)
 		return x->mismatches > y->mismatches ? -1 : 1;
-	if (x->runs + x->unstable != y->runs + y->unstable)
-		return x->runs + x->unstable > y->runs + y->unstable ? -1 : 1;
+	if (x->runs + x->unstable + x->noisy != y->runs + y->unstable + y->noisy)
+		return x->runs + x->unstable + x->noisy > y->runs + y->unstable + y->noisy ? -1 : 1;
 	return x->fp < y->fp ? -1 : x->fp > y->fp;
 }
 
@@ -925,9 +1444,11 @@ size_t shadow_read_foreach(void (*cb)(void *arg, const struct shadow_read_row *r
 		const struct sr_fp *e = list[i];
 		struct shadow_read_row row = {
 			.fingerprint = e->fp, .runs = e->runs, .mismatches = e->mismatches,
-			.errors = e->errors, .unstable = e->unstable, .sample = e->sample,
-			.last_difference = e->diff,
+			.errors = e->errors, .unstable = e->unstable, .noisy = e->noisy,
+			.sample = e->sample, .last_difference = e->diff,
 		};
+		for (int s = 0; s < 2; s++)
+			row.latency_sum_us[s] = e->latency_sum_us[s];
 		for (int s = 0; s < 2; s++)
 			row.avg_ms[s] = e->runs ? (double)e->latency_sum_us[s] / (double)e->runs / 1000.0 : 0;
 		cb(arg, &row);

@@ -477,8 +477,6 @@ static bool steer_forward_query(struct client *c, struct server *s, const uint8_
 		return false;
 	}
 	tlen--;
-	if (rt->flags->values.shadow_reads_milli > 0)
-		shadow_read_offer(c, text, tlen);
 	if (steer_fast(c, text, tlen))
 		return true;
 	return steer_forward_analysed(c, s, msg, len, text, tlen);
@@ -553,6 +551,8 @@ static bool steer_prepare(struct client *c, struct server *s, const uint8_t *msg
 
 bool steer_client_message(struct client *c, struct server *s, const uint8_t *msg, size_t len)
 {
+	if (rt->flags->values.shadow_reads_milli > 0 || c->shadow != NULL)
+		shadow_read_message(c, msg, len);
 	if (c->dual) {
 		dual_client_message(c, s, msg, len);
 		return false;

@@ -14,9 +14,11 @@
 
 #include "conf/config.h"
 #include "conf/userlist.h"
+#include "core/fd.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "io/catalog.h"
+#include "io/durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,20 +107,6 @@ struct twophase {
 	size_t n_cdec, cap_cdec;
 	struct side sides[2];           /* SLOT order: old, new */
 };
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 static uint64_t now_us(void)
 {
@@ -320,7 +308,7 @@ static int decisions_rewrite(struct twophase *t)
 		char rec[3 * TWOPHASE_GID_MAX];
 		rc = decision_record(t, t->decided.v[i], rec, sizeof(rec));
 		if (rc == 0)
-			rc = write_all(fd, rec, strlen(rec));
+			rc = fd_write_all(fd, rec, strlen(rec), NULL);
 		t->size += strlen(rec);
 	}
 	if (rc == 0)
@@ -343,13 +331,16 @@ static int decisions_rewrite(struct twophase *t)
 	return rc;
 }
 
-/* Appends REC; SYNC: made durable. Under t->mu. */
-static int decisions_append(struct twophase *t, const char *rec, bool sync)
+/* Appends REC; SYNC: made durable, by *TICKET when one is asked for
+ * (io/durable.h), else at once. Under t->mu. */
+static int decisions_append(struct twophase *t, const char *rec, bool sync, uint64_t *ticket)
 {
 	size_t len = strlen(rec);
-	if (write_all(t->fd, rec, len) < 0)
+	if (fd_write_all(t->fd, rec, len, NULL) < 0)
 		return -1;
 	t->size += len;
+	if (sync && ticket)
+		return durable_request(t->fd, ticket);
 	if (sync && fdatasync(t->fd) < 0)
 		return -1;
 	return 0;
@@ -366,7 +357,7 @@ static void decision_close(struct twophase *t, uint64_t n)
 	}
 	char rec[64];
 	snprintf(rec, sizeof(rec), "{\"done\":%" PRIu64 "}\n", n);
-	if (decisions_append(t, rec, false) < 0)
+	if (decisions_append(t, rec, false, NULL) < 0)
 		log_warning(0, "cannot close two-phase decision %" PRIu64 ": %s", n, strerror(errno));
 }
 
@@ -391,8 +382,10 @@ uint64_t twophase_begin(struct twophase *t, char gid_old[TWOPHASE_GID_MAX],
 	return n;
 }
 
-/* Records N's decision (under t->mu); a client's when G_OLD. */
-static int decide_locked(struct twophase *t, uint64_t n, const char *g_old, const char *g_new)
+/* Records N's decision (under t->mu); a client's when G_OLD. Durable at
+ * once, or by *TICKET when TICKET. */
+static int decide_locked(struct twophase *t, uint64_t n, const char *g_old, const char *g_new,
+			 uint64_t *ticket)
 {
 	char rec[3 * TWOPHASE_GID_MAX];
 	int rc = nset_add(&t->decided, n);
@@ -400,7 +393,7 @@ static int decide_locked(struct twophase *t, uint64_t n, const char *g_old, cons
 		rc = cdec_add(t, n, g_old, g_new);
 	if (rc == 0)
 		rc = decision_record(t, n, rec, sizeof(rec));
-	if (rc == 0 && decisions_append(t, rec, true) < 0) {
+	if (rc == 0 && decisions_append(t, rec, true, ticket) < 0) {
 		log_error(0, "cannot record two-phase decision %" PRIu64 " in %s: %s", n, t->path,
 			  strerror(errno));
 		rc = -1;
@@ -412,10 +405,11 @@ static int decide_locked(struct twophase *t, uint64_t n, const char *g_old, cons
 	return rc;
 }
 
-int twophase_decide(struct twophase *t, uint64_t n)
+int twophase_decide(struct twophase *t, uint64_t n, uint64_t *ticket)
 {
+	*ticket = 0;
 	pthread_mutex_lock(&t->mu);
-	int rc = decide_locked(t, n, NULL, NULL);
+	int rc = decide_locked(t, n, NULL, NULL, ticket);
 	pthread_mutex_unlock(&t->mu);
 	return rc;
 }
@@ -430,7 +424,7 @@ uint64_t twophase_decide_client(struct twophase *t, const char *gid_old, const c
 {
 	pthread_mutex_lock(&t->mu);
 	uint64_t n = t->next_n++;
-	if (nset_add(&t->inflight, n) < 0 || decide_locked(t, n, gid_old, gid_new) < 0) {
+	if (nset_add(&t->inflight, n) < 0 || decide_locked(t, n, gid_old, gid_new, NULL) < 0) {
 		nset_del(&t->inflight, n);
 		n = 0;
 	}

@@ -17,7 +17,7 @@
 #
 # Environment: BENCH_N1 / BENCH_N2 (default 2000 / 12000; --quick: 500 /
 # 3000), BENCH_MODES (default "simple extended prepared"), PGT_BIN,
-# PGT_PGHOST/PGT_PGPORT. Needs valgrind (Debian package valgrind).
+# PGT_PGHOST/PGT_PGPORT, BENCH_NO_PGBOUNCER=1 (pgturnout only). Needs valgrind (Debian package valgrind).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -45,6 +45,7 @@ mkdir -p "$CG"
 [[ $(id -u) -eq 0 ]] && chown postgres "$CG"
 
 PROXIES=(pgbouncer)
+[[ ${BENCH_NO_PGBOUNCER:-0} == 1 ]] && PROXIES=()
 if bench_have_pgturnout; then
 	PROXIES+=(pgturnout)
 else

@@ -14,6 +14,11 @@
  *                                       COPY (SELECT repeat('x', ROWSIZE) FROM
  *                                       generate_series(1, ROWS)) TO STDOUT,
  *                                       read no faster than BYTES_PER_SEC
+ *   pqclient params CONNINFO TIMES SQL [PARAM...]
+ *                                       SQL with parameters, TIMES as a named
+ *                                       prepared statement and TIMES unnamed
+ *                                       (PQexecParams); a PARAM "int4:N" goes in
+ *                                       binary as int4, "null" as NULL
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,13 +300,62 @@ static int cmd_copyout_slow(const char *conninfo, long rows, long rowsize, doubl
 	return 0;
 }
 
+static int cmd_params(const char *conninfo, int times, const char *sql, int n, char **params)
+{
+	PGconn *conn = connect_or_die(conninfo);
+	const char *vals[64];
+	int lens[64], fmts[64];
+	Oid types[64];
+	unsigned char bin[64][4];
+	long rows = 0;
+
+	if (n > 64)
+		n = 64;
+	for (int i = 0; i < n; i++) {
+		types[i] = 0;
+		fmts[i] = 0;
+		lens[i] = 0;
+		vals[i] = params[i];
+		if (strcmp(params[i], "null") == 0) {
+			vals[i] = NULL;
+		} else if (strncmp(params[i], "int4:", 5) == 0) {
+			long v = atol(params[i] + 5);
+			bin[i][0] = (unsigned char)(v >> 24);
+			bin[i][1] = (unsigned char)(v >> 16);
+			bin[i][2] = (unsigned char)(v >> 8);
+			bin[i][3] = (unsigned char)v;
+			vals[i] = (const char *)bin[i];
+			lens[i] = 4;
+			fmts[i] = 1;
+			types[i] = 23;
+		}
+	}
+	PGresult *res = PQprepare(conn, "pgt_params", sql, n, types);
+	check(conn, res, PGRES_COMMAND_OK, "prepare");
+	PQclear(res);
+	for (int t = 0; t < times; t++) {
+		res = PQexecPrepared(conn, "pgt_params", n, vals, lens, fmts, 0);
+		check(conn, res, PGRES_TUPLES_OK, "execprepared");
+		rows += PQntuples(res);
+		PQclear(res);
+		res = PQexecParams(conn, sql, n, types, vals, lens, fmts, 0);
+		check(conn, res, PGRES_TUPLES_OK, "execparams");
+		rows += PQntuples(res);
+		PQclear(res);
+	}
+	printf("rows %ld\n", rows);
+	PQfinish(conn);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: pqclient prepared|pipeline CONNINFO\n"
 		"       pqclient copyin CONNINFO TABLE N\n"
 		"       pqclient copyout CONNINFO TABLE\n"
-		"       pqclient copyout-slow CONNINFO ROWS ROWSIZE BYTES_PER_SEC\n");
+		"       pqclient copyout-slow CONNINFO ROWS ROWSIZE BYTES_PER_SEC\n"
+		"       pqclient params CONNINFO TIMES SQL [PARAM...]\n");
 	exit(2);
 }
 
@@ -320,6 +374,8 @@ int main(int argc, char **argv)
 		return cmd_copyout(argv[2], argv[3]);
 	if (strcmp(argv[1], "copyout-slow") == 0 && argc == 6)
 		return cmd_copyout_slow(argv[2], atol(argv[3]), atol(argv[4]), atof(argv[5]));
+	if (strcmp(argv[1], "params") == 0 && argc >= 5)
+		return cmd_params(argv[2], atoi(argv[3]), argv[4], argc - 5, argv + 5);
 	usage();
 	return 2;
 }

@@ -78,8 +78,8 @@ SHOWS = {
                 "repaired"],
     "GUARDS": ["guard", "threshold", "action", "state", "value", "figures", "tripped_at",
                "tripped_by", "action_taken", "trips"],
-    "SHADOW_READS": ["fingerprint", "runs", "mismatches", "errors", "unstable", "old_avg_ms",
-                     "new_avg_ms", "sample", "last_difference"],
+    "SHADOW_READS": ["fingerprint", "runs", "mismatches", "errors", "unstable", "noisy",
+                     "old_avg_ms", "new_avg_ms", "sample", "last_difference"],
 }
 
 

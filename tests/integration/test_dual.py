@@ -618,6 +618,40 @@ def test_journal_when_the_shadow_table_is_gone(proxy_factory, layout):
     assert re.search(r"dual-write mismatch on path new \(fingerprint [0-9a-f]{16}\)", p.log())
 
 
+def test_v2_write_failing_on_both_sides_is_not_journaled(proxy_factory, layout):
+    """A v2 session's autocommit write runs on old first; when old refuses
+    it, new (its primary) runs it in a transaction of pgturnout's: a write
+    that fails there too lost nothing and is not journaled, one that new
+    commits is journaled before its COMMIT (simple and extended protocol)."""
+    p = start(proxy_factory, layout)
+    t, col = layout.table("new"), layout.name_col("new")
+    c = p.connect(options="-c pgturnout.version=v2")
+    try:
+        run(c, "INSERT INTO %s (id, %s) VALUES (1, 'one')" % (t, col))
+        for stmt in ("INSERT INTO %s (id, %s) VALUES (1, 'dup')" % (t, col),
+                     "UPDATE %s SET id = 1 / 0 WHERE id = 1" % t):
+            with pytest.raises(psycopg2.Error):
+                run(c, stmt)
+        w = p.wire_login(options="-c pgturnout.version=v2")
+        try:
+            w.send(msg_parse("", "INSERT INTO %s (id, %s) VALUES ($1, $2)" % (t, col))
+                   + msg_bind("", [1, "dup"]) + msg_execute() + msg_sync())
+            assert read_results(w, 1)[0][1] is not None  # 23505 on both sides
+        finally:
+            w.terminate()
+        assert read_journal(journal_file(p)) == []
+        # a table old lacks: new commits, old lost it, journaled first
+        layout.drop_users("old")
+        run(c, "INSERT INTO %s (id, %s) VALUES (2, 'two')" % (t, col))
+        with pytest.raises(psycopg2.Error):
+            run(c, "INSERT INTO %s (id, %s) VALUES (2, 'dup')" % (t, col))
+    finally:
+        c.close()
+    entries = read_journal(journal_file(p))
+    assert len(entries) == 1 and entries[0]["path"] == "old", entries
+    assert sorted(r[0] for r in layout.rows("new")) == [1, 2]
+
+
 def test_journal_error_names_the_shadow_sqlstate(proxy_factory, schemas_layout):
     layout = schemas_layout
     p = start(proxy_factory, layout)

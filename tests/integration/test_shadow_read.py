@@ -72,7 +72,8 @@ class Admin(BaseAdmin):
         return {r["sample"]: r for r in self.shadow_reads()}
 
 
-def start(proxy_factory, layout, rule, shadow="100", paths=None, canary="0", guard=""):
+def start(proxy_factory, layout, rule, shadow="100", paths=None, canary="0", guard="",
+          dual_write="off"):
     port = free_port()
     p = proxy_factory(settings={"http_listen": "127.0.0.1:%d" % port},
                       paths=paths or layout.paths,
@@ -80,7 +81,9 @@ def start(proxy_factory, layout, rule, shadow="100", paths=None, canary="0", gua
                             "version.v1 = old\nversion.v2 = new\n"
                             "\n[rewrite]\ntable.users = users_v2\n%s\n"
                             "\n[flags]\nshadow_reads = %s\ncanary_percent = %s\n"
-                            "\n[guard]\n%s\n" % (unique("salt"), rule, shadow, canary, guard))
+                            "dual_write = %s\n"
+                            "\n[guard]\n%s\n" % (unique("salt"), rule, shadow, canary, dual_write,
+                                                 guard))
     p.http = "http://127.0.0.1:%d" % port
     return p
 

@@ -7,6 +7,7 @@
  * test seam) stands in for a connect.
  */
 #include "io/conn.h"
+#include "io/durable.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -361,6 +362,93 @@ static void test_connector_stands_in_for_connect(void **state)
 	close(sv[1]);
 }
 
+/* A held connection's output leaves only once its durable ticket is done. */
+static void test_hold_waits_for_the_durable_ticket(void **state)
+{
+	struct fixture *f = *state;
+	char path[] = "/tmp/pgt-durable-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(durable_start(f->base), 0);
+	uint64_t t1, t2;
+	assert_int_equal(write(fd, "intent\n", 7), 7);
+	assert_int_equal(durable_request(fd, &t1), 0);
+	assert_int_equal(durable_request(fd, &t2), 0);
+	assert_true(t1 > 0 && t2 == t1 + 1);
+	assert_int_equal(conn_write(f->cn, "COMMIT", 6), 0);
+	conn_hold(f->cn, t2);
+	struct evbuffer *src = evbuffer_new();
+	evbuffer_add(src, "!", 1);
+	assert_int_equal(conn_move(f->cn, src, 1), 0);  /* queued behind the hold */
+	evbuffer_free(src);
+	for (int turn = 0; turn < 200 && conn_output_length(f->cn); turn++) {
+		uint8_t buf[8];
+		/* nothing reaches the peer before the ticket is done */
+		if (durable_done() < t2)
+			assert_int_equal(recv(f->peer, buf, sizeof(buf), MSG_DONTWAIT), -1);
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+	assert_true(durable_done() >= t2);
+	uint8_t buf[16];
+	assert_int_equal(drain_peer(f, buf, sizeof(buf)), 7);
+	assert_memory_equal(buf, "COMMIT!", 7);
+	/* a connection freed while held is forgotten */
+	assert_int_equal(durable_request(fd, &t1), 0);
+	assert_int_equal(conn_write(f->cn, "x", 1), 0);
+	conn_hold(f->cn, t1);
+	conn_free(f->cn);
+	f->cn = NULL;
+	for (int turn = 0; turn < 200 && durable_done() < t1; turn++)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	durable_stop();
+	close(fd);
+}
+
+/* A sync that fails ends the held connections with an error, and every
+ * later request fails: nothing waiting for it is ever sent. */
+static void test_failed_sync_fails_the_held(void **state)
+{
+	struct fixture *f = *state;
+	int p[2];
+	assert_int_equal(pipe(p), 0);   /* fdatasync() of a pipe: EINVAL */
+	assert_int_equal(durable_start(f->base), 0);
+	uint64_t t;
+	assert_int_equal(durable_request(p[1], &t), 0);
+	assert_int_equal(conn_write(f->cn, "COMMIT", 6), 0);
+	conn_hold(f->cn, t);
+	for (int turn = 0; turn < 200 && f->events == 0; turn++)
+		event_base_loop(f->base, EVLOOP_ONCE);  /* the eventfd wakes it */
+	assert_int_equal(f->events, 1);
+	assert_true(f->last_event & BEV_EVENT_ERROR);
+	uint8_t buf[8];
+	assert_int_equal(recv(f->peer, buf, sizeof(buf), MSG_DONTWAIT), -1);
+	int fd = open("/dev/null", O_WRONLY);
+	assert_int_equal(durable_request(fd, &t), -1);
+	durable_stop();
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* Not started (tools): synced at once, ticket 0 holds nothing. */
+static void test_unstarted_syncs_at_once(void **state)
+{
+	struct fixture *f = *state;
+	char path[] = "/tmp/pgt-durable-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	uint64_t t = 99;
+	assert_int_equal(durable_request(fd, &t), 0);
+	assert_int_equal(t, 0);
+	conn_hold(f->cn, t);
+	assert_int_equal(conn_write(f->cn, "abc", 3), 0);
+	LOOP_UNTIL(f, conn_output_length(f->cn) == 0);
+	assert_int_equal(drain_peer(f, NULL, 0), 3);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +462,9 @@ int main(void)
 		cmocka_unit_test(test_read_msg_waits_for_the_whole_message),
 		cmocka_unit_test(test_read_msg_refuses_bad_headers),
 		cmocka_unit_test_setup_teardown(test_connector_stands_in_for_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unstarted_syncs_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_waits_for_the_durable_ticket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_sync_fails_the_held, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
