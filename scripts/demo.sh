@@ -64,6 +64,11 @@ Try:  SELECT id, name FROM users;   (v1 SQL; runs on app_v2.users_v2 when routed
       SELECT id, nickname FROM users;              (v1 on new: nickname from full_name)
       SELECT id, email_domain FROM users_v2;       (v2 on old: email_domain from email)
       SET force_path = new   /   SHOW MAPPING      (in the admin console)
+      SET dual_write = on (console), then as v1:
+        INSERT INTO users (name, email) VALUES ('Barbara Liskov', 'barbara@mit.example.edu');
+        (app_v2.users_v2 gets email_domain 'mit.example.edu'), and as v2:
+        INSERT INTO users_v2 (full_name, email) VALUES ('Donald Knuth', 'don@example.com');
+        (public.users gets nickname 'Donald')
 Press Ctrl-C to stop.
 
 EOF

@@ -21,6 +21,9 @@
 struct wbuf;
 
 #define CAPTURE_MARK "pgturnout_capture"
+/* The CTE a write through expressions adds to keep the $n of values it
+ * leaves out (sql/analyze.c); a capture allows it. */
+#define CAPTURE_PARAMS_CTE "pgturnout_p"
 
 enum capture_kind {
 	CAPTURE_INSERT,         /* INSERT [ON CONFLICT DO NOTHING]: applied as INSERT ... VALUES */
@@ -52,6 +55,10 @@ struct capture_plan {
  * not such a write (several statements, does not parse), -1 out of memory.
  */
 int capture_plan(const char *text, size_t len, struct capture_plan *out);
+/* The same, with EXTRA (NULL or SQL select items over the target row, e.g.
+ * an up expression's value under its column's name) captured after the
+ * row's columns. */
+int capture_plan_with(const char *text, size_t len, const char *extra, struct capture_plan *out);
 void capture_plan_clear(struct capture_plan *p);
 
 /*
@@ -102,5 +109,9 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
  * a literal that reads back as the same text whatever the session's
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */
 void capture_put_literal(struct wbuf *b, const char *value, size_t len);
+
+/* Appends NAME to B as an identifier that reads back as itself (quoted
+ * when it needs to be). */
+void capture_put_ident(struct wbuf *b, const char *name);
 
 #endif

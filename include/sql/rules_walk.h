@@ -68,4 +68,19 @@ int rewrite_rules_column_rule(const struct rewrite_rules *r, size_t i, size_t k,
 size_t rewrite_rules_known_columns(const struct rewrite_rules *r, size_t i,
 				   enum rewrite_side side, char *const **cols, const bool **fill);
 
+/* Whether column COL, named as on SIDE, of entry I is read by an up or down
+ * expression that computes a column of the other side. */
+bool rewrite_rules_column_is_input(const struct rewrite_rules *r, size_t i,
+				   enum rewrite_side side, const char *col);
+
+/*
+ * The SQL computing column COL (named as on SIDE) of entry I from the other
+ * side's row: "(expr)", cast to the column's type when the catalogs gave it
+ * ("((expr)::type)"), each column reference prefixed with QUAL and a dot
+ * when QUAL (SQL text) is not NULL. Caller owns the result; NULL when COL
+ * has no expression on SIDE (or out of memory).
+ */
+char *rewrite_rules_expr_sql(const struct rewrite_rules *r, size_t i, enum rewrite_side side,
+			     const char *col, const char *qual);
+
 #endif

@@ -127,8 +127,8 @@ static bool mapping_type_known(PGconn *conn, const char *type)
 }
 
 /* Adds table T's columns (side S) to the rule set NR under entry I's name
- * (E), with the type of each column an expression computes when OTHER (a
- * connection to the other side, or NULL) knows it. */
+ * (E), with the type of each column an expression computes or reads when
+ * OTHER (a connection to the other side, or NULL) knows it. */
 static int mapping_add_columns(struct rewrite_rules *nr, const struct rewrite_rules *r, size_t i,
 			       const struct rewrite_entry *e, int s, const struct catalog_table *t,
 			       PGconn *other, char *err, size_t errlen)
@@ -143,7 +143,12 @@ static int mapping_add_columns(struct rewrite_rules *nr, const struct rewrite_ru
 		for (size_t c = 0; c < t->n_cols; c++) {
 			names[c] = t->cols[c].name;
 			fill[c] = mapping_fillable(&t->cols[c]);
-			if (mapping_rule_of(r, i, e, s, names[c], &cr) >= 0 && cr.expr[s] != NULL &&
+			/* an expression column (read cast to it), or one an
+			 * expression of the other side reads (its written value
+			 * is cast to it when the expression is computed) */
+			if (((mapping_rule_of(r, i, e, s, names[c], &cr) >= 0 && cr.expr[s] != NULL) ||
+			     rewrite_rules_column_is_input(r, i, s ? REWRITE_SIDE_NEW : REWRITE_SIDE_OLD,
+							   names[c])) &&
 			    mapping_type_known(other, t->cols[c].type))
 				types[c] = t->cols[c].type;
 		}

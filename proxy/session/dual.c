@@ -792,6 +792,64 @@ static void dual_capture_reset(struct client *c)
 	c->dual_capture = false;
 }
 
+static long dual_capture_entry(const struct client *c);
+
+/*
+ * Writes through expressions, applied by key: the up expressions of the
+ * captured UPDATE's or upsert's table whose value new must get, as select
+ * items over old's row ("(expr) AS col, ..."), evaluated by old with the
+ * capture: every one for an upsert (its row may be new), for an UPDATE
+ * those reading a column its SET assigns (the others are left alone).
+ * NULL when none (or out of memory: then new's expression columns are not
+ * recomputed, as before).
+ */
+static char *dual_capture_up_items(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (d->cap.kind != CAPTURE_UPDATE && d->cap.kind != CAPTURE_UPSERT)
+		return NULL;
+	long entry = dual_capture_entry(c);
+	struct rewrite_entry ent;
+	if (entry < 0 || rewrite_rules_entry(c->cfg->rules, (size_t)entry, &ent) != 0)
+		return NULL;
+	struct wbuf q, b;
+	wbuf_init(&q);
+	capture_put_ident(&q, d->cap.alias ? d->cap.alias : d->cap.relname);
+	wbuf_put_u8(&q, 0);
+	wbuf_init(&b);
+	for (size_t k = 0; wbuf_ok(&q) && k < ent.n_columns; k++) {
+		struct rewrite_column_rule cr;
+		if (rewrite_rules_column_rule(c->cfg->rules, (size_t)entry, k, &cr) != 0 ||
+		    !cr.expr[REWRITE_SIDE_NEW] || !cr.name[REWRITE_SIDE_NEW][0])
+			continue;
+		bool wanted = d->cap.kind == CAPTURE_UPSERT;
+		for (size_t f = 0; !wanted && f < cr.n_refs[REWRITE_SIDE_NEW]; f++)
+			for (size_t i = 0; !wanted && i < d->cap.n_set; i++)
+				wanted = strcmp(cr.refs[REWRITE_SIDE_NEW][f], d->cap.set_cols[i]) == 0;
+		if (!wanted)
+			continue;
+		char *e = rewrite_rules_expr_sql(c->cfg->rules, (size_t)entry, REWRITE_SIDE_NEW,
+						 cr.name[REWRITE_SIDE_NEW], (const char *)q.data);
+		if (!e) {
+			b.failed = true;
+			break;
+		}
+		if (b.len)
+			wbuf_put(&b, ", ", 2);
+		wbuf_put(&b, e, strlen(e));
+		free(e);
+		wbuf_put(&b, " AS ", 4);
+		capture_put_ident(&b, cr.name[REWRITE_SIDE_NEW]);
+	}
+	wbuf_put_u8(&b, 0);
+	wbuf_free(&q);
+	if (!wbuf_ok(&b) || b.len == 1) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
 /* Starts capturing the values of the request's INSERT, planned on
  * OLD_TEXT (the statement as old gets it). FROM_PRIMARY: the rows come in
  * the primary's stream (else the shadow's). False when it cannot be. */
@@ -801,6 +859,15 @@ static bool dual_capture_start(struct client *c, const char *old_text, size_t le
 	dual_capture_reset(c);
 	if (capture_plan(old_text, len, &d->cap) != 0)
 		return false;
+	char *up = dual_capture_up_items(c);
+	if (up) {
+		/* planned again, with new's expression columns captured too */
+		capture_plan_clear(&d->cap);
+		int rc = capture_plan_with(old_text, len, up, &d->cap);
+		free(up);
+		if (rc != 0)
+			return false;
+	}
 	d->cap_on = true;
 	d->cap_from_primary = from_primary;
 	c->dual_capture = from_primary;
@@ -910,7 +977,8 @@ static const char *dual_capture_new_name(const struct client *c, long entry, con
 }
 
 /* Whether old's column COL of the captured INSERT is applied to new: new has
- * it (under its mapped name) and does not generate it itself. Unknown
+ * it (under its mapped name) and does not generate it itself, or (INSERT)
+ * an up expression reads it. Unknown
  * target: every column is. *SEQ: new's column may own a sequence (it does,
  * or the catalog is unknown). */
 static bool dual_capture_keeps(const struct client *c, const struct catalog_shape *shape,
@@ -921,6 +989,11 @@ static bool dual_capture_keeps(const struct client *c, const struct catalog_shap
 	if (!shape)
 		return true;
 	int i = catalog_shape_column(shape, dual_capture_new_name(c, entry, col));
+	/* an INSERT's apply is rewritten for new: a column new lacks that an
+	 * up expression reads goes with it, as that expression's input */
+	if (i < 0 && entry >= 0 && c->dual->cap.kind == CAPTURE_INSERT &&
+	    rewrite_rules_column_is_input(c->cfg->rules, (size_t)entry, REWRITE_SIDE_OLD, col))
+		return true;
 	if (i < 0 || shape->generated[i])
 		return false;
 	*seq = shape->sequence && shape->sequence[i];

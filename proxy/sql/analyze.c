@@ -31,6 +31,9 @@
 #include "sql/analyze.h"
 #include "rules_impl.h"
 
+#include "core/wbuf.h"
+#include "sql/capture.h"
+
 #define AN_MAX_DEPTH 400	/* tree depth we walk; deeper texts are refused */
 
 typedef PgQuery__Node node_t;
@@ -89,6 +92,7 @@ struct an_ctx {
 	int err_pos;
 	struct an_stmt *st;		/* borrows: the statement being walked */
 	int depth;
+	int stmt_end;			/* byte offset where the statement being walked ends */
 };
 
 static void an_walk_node(struct an_ctx *c, const node_t *n, struct an_scope *s);
@@ -96,6 +100,8 @@ static void an_walk_msg(struct an_ctx *c, const ProtobufCMessage *m, struct an_s
 static void an_walk_select(struct an_ctx *c, const PgQuery__SelectStmt *sel,
 			   struct an_scope *outer);
 static void an_walk_stmt(struct an_ctx *c, const node_t *n, struct an_scope *outer);
+static int an_edit_cmp(const void *x, const void *y);
+static bool an_ident_char(char c);
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -753,9 +759,20 @@ static long an_column_ref(struct an_ctx *c, const PgQuery__ColumnRef *cr,
 	return col_idx == nf - 1 ? ct : -1;
 }
 
-/* A column name written as a target (INSERT list, UPDATE SET, ON CONFLICT). */
+/* Whether a write of COL (named on the statement's side) goes through an
+ * expression: its value computes a column of the other side, or the other
+ * side has no such column, or computes its own from other columns. */
+static bool an_col_through(const struct an_ctx *c, const struct rw_column *col)
+{
+	return col != NULL &&
+	       (col->expr[c->from] != NULL || col->expr[c->to] != NULL || col->name[c->to][0] == '\0');
+}
+
+/* A column name written as a target (INSERT list, UPDATE SET, ON CONFLICT).
+ * THROUGH: the statement's writes through expressions are built afterwards
+ * (an_wt_*), which drop or replace such a target. */
 static void an_target_col(struct an_ctx *c, const struct rw_table *t, const char *name,
-			  int loc)
+			  int loc, bool through)
 {
 	const struct rw_column *col;
 	long tk;
@@ -763,7 +780,7 @@ static void an_target_col(struct an_ctx *c, const struct rw_table *t, const char
 	if (t == NULL || !an_rewriting(c) || an_empty(name))
 		return;
 	col = rw_find_column(c->rules, t, c->from, name);
-	if (col == NULL || !an_col_writable(c, col, loc))
+	if (col == NULL || (through && an_col_through(c, col)) || !an_col_writable(c, col, loc))
 		return;
 	tk = an_tok_at(c, loc);
 	an_edit_tok(c, tk, tk, col->emit[c->to]);
@@ -1331,6 +1348,854 @@ out:
 	an_scope_done(&s);
 }
 
+/* ---- writes through up/down expressions ----------------------------------- */
+
+/*
+ * A write of one dialect sent to the other path reaches it with the other
+ * side's expression columns computed from the values it writes: an INSERT's
+ * column list and each VALUES row (or its SELECT, wrapped) and an UPDATE's
+ * or ON CONFLICT's SET list are written anew, with
+ *   - the columns of the other side only (no counterpart) left out: their
+ *     value is only an input;
+ *   - each column of the target side whose expression reads a written
+ *     column added, the expression over the written values (cast to the
+ *     column's type on the statement's side when the catalogs gave it); an
+ *     input the statement does not write is the row's current value (UPDATE,
+ *     ON CONFLICT) or NULL (INSERT: its default is the other side's).
+ * A write that touches no input of an expression is left as it is.
+ */
+
+#define AN_WT_MAX 64
+#define AN_WT_PARAMS 1024
+
+/* Tokens FIRST..LAST of one list element. */
+struct an_range {
+	long first, last;
+};
+
+typedef bool (*an_stop_fn)(const struct an_ctx *c, long i);
+
+/* Whether token I is past the statement being walked (or its ';'). */
+static bool an_past_stmt(const struct an_ctx *c, long i)
+{
+	return i >= (long)c->scan->n_tokens || c->scan->tokens[i]->start >= c->stmt_end ||
+	       c->scan->tokens[i]->token == PG_QUERY__TOKEN__ASCII_59;
+}
+
+static bool an_stop_update(const struct an_ctx *c, long i)
+{
+	PgQuery__Token tk = c->scan->tokens[i]->token;
+
+	return tk == PG_QUERY__TOKEN__FROM || tk == PG_QUERY__TOKEN__WHERE ||
+	       tk == PG_QUERY__TOKEN__RETURNING;
+}
+
+static bool an_stop_conflict(const struct an_ctx *c, long i)
+{
+	PgQuery__Token tk = c->scan->tokens[i]->token;
+
+	return tk == PG_QUERY__TOKEN__WHERE || tk == PG_QUERY__TOKEN__RETURNING;
+}
+
+/* The end of an INSERT's SELECT: ON CONFLICT or RETURNING. */
+static bool an_stop_source(const struct an_ctx *c, long i)
+{
+	PgQuery__Token tk = c->scan->tokens[i]->token;
+	long n;
+
+	if (tk == PG_QUERY__TOKEN__RETURNING)
+		return true;
+	if (tk != PG_QUERY__TOKEN__ON)
+		return false;
+	n = an_tok_next(c, i);
+	return n < (long)c->scan->n_tokens && c->scan->tokens[n]->token == PG_QUERY__TOKEN__CONFLICT;
+}
+
+/*
+ * The elements of the list that starts at token FIRST, split at the commas
+ * of its own level (SPLIT; else one element), up to the closing parenthesis
+ * of an enclosing level, a token of its level STOP (may be NULL) names, or
+ * the statement's end; *END is that token. Returns the number of elements
+ * (at most MAX), or 0 with a refusal.
+ */
+static size_t an_split(struct an_ctx *c, long first, an_stop_fn stop, bool split,
+		       struct an_range *out, size_t max, long *end)
+{
+	int depth = 0;
+	size_t n = 0;
+	long i, start = first, last = -1;
+
+	for (i = first; !an_past_stmt(c, i); i = an_tok_next(c, i)) {
+		PgQuery__Token tk = c->scan->tokens[i]->token;
+
+		if (depth == 0 && (tk == PG_QUERY__TOKEN__ASCII_41 || tk == PG_QUERY__TOKEN__ASCII_93 ||
+				   (stop != NULL && stop(c, i))))
+			break;
+		if (tk == PG_QUERY__TOKEN__ASCII_40 || tk == PG_QUERY__TOKEN__ASCII_91)
+			depth++;
+		else if (tk == PG_QUERY__TOKEN__ASCII_41 || tk == PG_QUERY__TOKEN__ASCII_93)
+			depth--;
+		if (split && depth == 0 && tk == PG_QUERY__TOKEN__ASCII_44) {
+			if (last < start || n == max)
+				goto bad;
+			out[n].first = start;
+			out[n++].last = last;
+			start = an_tok_next(c, i);
+			continue;
+		}
+		last = i;
+	}
+	if (last < start || n == max)
+		goto bad;
+	out[n].first = start;
+	out[n++].last = last;
+	*end = i;
+	return n;
+bad:
+	an_refuse(c, -1, "cannot locate the list of a write through an expression in the "
+		  "statement text");
+	return 0;
+}
+
+/* The text [START, END) with the edits inside it applied; NULL (refusing,
+ * or out of memory) when an edit crosses its bounds. */
+static char *an_render(struct an_ctx *c, int start, int end)
+{
+	struct wbuf b;
+	size_t idx[256], n = 0;
+	int pos = start;
+
+	for (size_t i = 0; i < c->n_edits; i++) {
+		const struct an_edit *e = &c->edits[i];
+
+		if (e->start >= start && e->end <= end) {
+			if (n == sizeof(idx) / sizeof(idx[0]))
+				goto bad;
+			idx[n++] = i;
+		} else if (e->start < end && e->end > start) {
+			goto bad;
+		}
+	}
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && an_edit_cmp(&c->edits[idx[k - 1]], &c->edits[idx[k]]) > 0;
+		     k--) {
+			size_t t = idx[k];
+
+			idx[k] = idx[k - 1];
+			idx[k - 1] = t;
+		}
+	wbuf_init(&b);
+	for (size_t i = 0; i < n; i++) {
+		const struct an_edit *e = &c->edits[idx[i]];
+
+		if (e->start < pos) {
+			if (i > 0 && e->start == c->edits[idx[i - 1]].start &&
+			    e->end == c->edits[idx[i - 1]].end)
+				continue;	/* the same name reached twice */
+			wbuf_free(&b);
+			goto bad;
+		}
+		wbuf_put(&b, c->src + pos, (size_t)(e->start - pos));
+		if (b.len > 0 && e->repl[0] && an_ident_char((char)b.data[b.len - 1]) &&
+		    an_ident_char(e->repl[0]))
+			wbuf_put_u8(&b, ' ');
+		wbuf_put(&b, e->repl, strlen(e->repl));
+		pos = e->end;
+		if (e->repl[0] && pos < end && an_ident_char(e->repl[strlen(e->repl) - 1]) &&
+		    an_ident_char(c->src[pos]))
+			wbuf_put_u8(&b, ' ');
+	}
+	wbuf_put(&b, c->src + pos, (size_t)(end - pos));
+	wbuf_put_u8(&b, 0);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		c->oom = true;
+		return NULL;
+	}
+	return (char *)b.data;
+bad:
+	an_refuse(c, start, "a write through an expression crosses another rewrite");
+	return NULL;
+}
+
+/* Replaces [START, END) by REPL (owned): the edits inside it are dropped
+ * (REPL was built from them). */
+static void an_replace(struct an_ctx *c, int start, int end, char *repl)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < c->n_edits; i++) {
+		struct an_edit *e = &c->edits[i];
+
+		if (e->start >= start && e->end <= end && !(e->start == e->end &&
+							     (e->start == start || e->start == end))) {
+			free(e->owned);
+			continue;
+		}
+		c->edits[k++] = *e;
+	}
+	c->n_edits = k;
+	an_edit(c, start, end, NULL, repl);
+}
+
+static int an_tok_start(const struct an_ctx *c, long i)
+{
+	return c->scan->tokens[i]->start;
+}
+
+static int an_tok_end(const struct an_ctx *c, long i)
+{
+	return c->scan->tokens[i]->end;
+}
+
+/* What one write through expressions writes. */
+struct an_wt {
+	const struct rw_table *t;
+	const char *names[AN_WT_MAX];	/* borrows: the written columns, statement's names */
+	size_t n;
+	char *vals[AN_WT_MAX];		/* owns: each one's value as SQL, NULL: DEFAULT or unknown */
+	const char *qual;		/* borrows: the target row on the other path, or NULL
+					   (INSERT: an input not written is NULL) */
+	/* extended protocol: the $n of values left out, which must stay in the
+	 * text (typed) for the client's Bind to fit */
+	bool param_used[AN_WT_PARAMS + 1];
+	int param_left[AN_WT_MAX];
+	const char *param_type[AN_WT_MAX];	/* borrows */
+	size_t n_left;
+};
+
+static void an_wt_clear(struct an_wt *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		free(w->vals[i]);
+}
+
+/* Index of column NAME among W's written columns, or -1. */
+static long an_wt_find(const struct an_wt *w, const char *name)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->names[i] != NULL && strcmp(w->names[i], name) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* Whether the target side's column rule Y is computed: its expression reads
+ * a written column. */
+static bool an_wt_computes(const struct an_ctx *c, const struct an_wt *w, const struct rw_column *y)
+{
+	const struct rw_expr *e = y->expr[c->to];
+
+	if (e == NULL || y->name[c->to][0] == '\0')
+		return false;
+	for (size_t f = 0; f < e->n_refs; f++)
+		if (an_wt_find(w, e->refs[f]) >= 0)
+			return true;
+	return false;
+}
+
+/* Whether W's write involves an expression at all. */
+static bool an_wt_involved(const struct an_ctx *c, const struct an_wt *w)
+{
+	const struct rewrite_rules *r = c->rules;
+
+	for (size_t i = 0; i < w->n; i++)
+		if (w->names[i] != NULL &&
+		    an_col_through(c, rw_find_column(r, w->t, c->from, w->names[i])))
+			return true;
+	for (size_t k = 0; k < w->t->n_cols; k++)
+		if (an_wt_computes(c, w, &r->cols[w->t->first_col + k]))
+			return true;
+	return false;
+}
+
+/* Whether written column I is written on the target side too, as it is
+ * (renamed or not): not when it has no counterpart there or an expression
+ * computes the counterpart. */
+static bool an_wt_kept(const struct an_ctx *c, const struct an_wt *w, size_t i)
+{
+	const struct rw_column *col;
+
+	if (w->names[i] == NULL)
+		return true;
+	col = rw_find_column(c->rules, w->t, c->from, w->names[i]);
+	return col == NULL || (col->name[c->to][0] != '\0' && col->expr[c->to] == NULL);
+}
+
+/* Whether written column I is an input of a computed column. */
+static bool an_wt_is_input(const struct an_ctx *c, const struct an_wt *w, size_t i)
+{
+	const struct rewrite_rules *r = c->rules;
+
+	if (w->names[i] == NULL)
+		return false;
+	for (size_t k = 0; k < w->t->n_cols; k++) {
+		const struct rw_column *y = &r->cols[w->t->first_col + k];
+
+		if (!an_wt_computes(c, w, y))
+			continue;
+		for (size_t f = 0; f < y->expr[c->to]->n_refs; f++)
+			if (strcmp(y->expr[c->to]->refs[f], w->names[i]) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* Notes the $n parameters of written column I's value (tokens FIRST..LAST):
+ * still in the text when the value is, else to be kept apart. */
+static void an_wt_params(struct an_ctx *c, struct an_wt *w, size_t i, long first, long last)
+{
+	bool kept = an_wt_kept(c, w, i) || an_wt_is_input(c, w, i);
+
+	for (long k = first; k <= last && k < (long)c->scan->n_tokens; k = an_tok_next(c, k)) {
+		const PgQuery__ScanToken *t = c->scan->tokens[k];
+		long n;
+
+		if (t->token != PG_QUERY__TOKEN__PARAM)
+			continue;
+		n = strtol(c->src + t->start + 1, NULL, 10);
+		if (n <= 0 || n > AN_WT_PARAMS || w->n_left == AN_WT_MAX) {
+			an_refuse(c, t->start, "too many parameters in a write through an expression");
+			return;
+		}
+		if (kept) {
+			w->param_used[n] = true;
+		} else {
+			const struct rw_known *kn = &w->t->known[c->from];
+			long x = w->names[i] != NULL ? rw_known_find(kn, w->names[i]) : -1;
+
+			w->param_type[w->n_left] = x >= 0 && kn->types != NULL ? kn->types[x] : NULL;
+			w->param_left[w->n_left++] = (int)n;
+		}
+	}
+}
+
+/*
+ * Parameters only a value left out used: a Bind carries them anyway, so
+ * they stay in the statement, typed, in a CTE nothing reads ("WITH
+ * pgturnout_p AS (SELECT $3::text) ..."), put after the statement's own
+ * WITH (LOC_WITH, -1: none) or before its keyword TOKEN (searched back from
+ * LOC_REL).
+ */
+static void an_wt_keep_params(struct an_ctx *c, struct an_wt *w, int loc_with, int loc_rel,
+			      PgQuery__Token token)
+{
+	struct wbuf b;
+	bool any = false;
+	int at = -1;
+
+	if (c->refused || c->oom)
+		return;
+	wbuf_init(&b);
+	if (loc_with < 0)
+		wbuf_put(&b, "WITH", 4);
+	wbuf_put(&b, " " CAPTURE_PARAMS_CTE " AS (SELECT ", strlen(" " CAPTURE_PARAMS_CTE " AS (SELECT "));
+	for (size_t i = 0; i < w->n_left; i++) {
+		char num[24];
+		const char *type = w->param_type[i] != NULL ? w->param_type[i] : "text";
+		int n = w->param_left[i];
+
+		if (w->param_used[n])
+			continue;
+		w->param_used[n] = true;
+		snprintf(num, sizeof(num), "%s$%d::", any ? ", " : "", n);
+		wbuf_put(&b, num, strlen(num));
+		wbuf_put(&b, type, strlen(type));
+		any = true;
+	}
+	wbuf_put(&b, loc_with >= 0 ? ")," : ") ", 2);
+	wbuf_put_u8(&b, 0);
+	if (!any || !wbuf_ok(&b)) {
+		c->oom = c->oom || !wbuf_ok(&b);
+		wbuf_free(&b);
+		return;
+	}
+	if (loc_with >= 0) {
+		long k = an_tok_at(c, loc_with);
+
+		if (k >= 0 && an_tok_next(c, k) < (long)c->scan->n_tokens &&
+		    c->scan->tokens[an_tok_next(c, k)]->token == PG_QUERY__TOKEN__RECURSIVE)
+			k = an_tok_next(c, k);
+		if (k >= 0)
+			at = an_tok_end(c, k);
+	} else {
+		for (long k = (long)an_tok_ge(c, loc_rel) - 1; k >= 0; k--)
+			if (c->scan->tokens[k]->token == token) {
+				at = an_tok_start(c, k);
+				break;
+			}
+	}
+	if (at < 0) {
+		wbuf_free(&b);
+		an_refuse(c, loc_rel, "cannot place the parameters of a write through an expression");
+		return;
+	}
+	an_edit(c, at, at, NULL, (char *)b.data);
+}
+
+/* The current value of the statement side's column NAME of the target row,
+ * as the other path reads it (its rename or expression, qualified). */
+static char *an_wt_read(const struct an_ctx *c, const struct an_wt *w, const char *name)
+{
+	const struct rw_column *col = rw_find_column(c->rules, w->t, c->from, name);
+	struct wbuf b;
+	char *q;
+
+	if (col != NULL && col->expr[c->from] != NULL)
+		return rw_expr_render(col->expr[c->from], w->qual, strlen(w->qual));
+	q = rw_emit_column(col != NULL && col->name[c->to][0] != '\0' ? col->name[c->to] : name);
+	if (q == NULL)
+		return NULL;
+	wbuf_init(&b);
+	wbuf_put(&b, w->qual, strlen(w->qual));
+	wbuf_put_u8(&b, '.');
+	wbuf_put(&b, q, strlen(q));
+	wbuf_put_u8(&b, 0);
+	free(q);
+	if (!wbuf_ok(&b)) {
+		wbuf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+/* The value of the target side's column Y, computed over W's values
+ * (VALS[i] for written column i; NULL: DEFAULT, taken as NULL). */
+static char *an_wt_expr(struct an_ctx *c, const struct an_wt *w, const struct rw_column *y,
+			char *const *vals)
+{
+	const struct rw_expr *e = y->expr[c->to];
+	const struct rw_known *kn = &w->t->known[c->from];
+	char *subst[AN_WT_MAX] = { NULL };
+	char *out = NULL;
+	size_t n = e->n_refs < AN_WT_MAX ? e->n_refs : AN_WT_MAX;
+
+	if (e->n_refs > AN_WT_MAX) {
+		an_refuse(c, -1, "%s reads too many columns", e->key);
+		return NULL;
+	}
+	for (size_t f = 0; f < n; f++) {
+		long i = an_wt_find(w, e->refs[f]), k = rw_known_find(kn, e->refs[f]);
+		const char *type = k >= 0 && kn->types != NULL ? kn->types[k] : NULL;
+		struct wbuf b;
+
+		subst[f] = NULL;
+		if (i < 0 && w->qual != NULL) {
+			subst[f] = an_wt_read(c, w, e->refs[f]);
+			if (subst[f] == NULL)
+				goto oom;
+			continue;
+		}
+		wbuf_init(&b);
+		if (i < 0 || vals[i] == NULL) {
+			wbuf_put(&b, "NULL", 4);
+		} else {
+			wbuf_put_u8(&b, '(');
+			wbuf_put(&b, vals[i], strlen(vals[i]));
+			wbuf_put_u8(&b, ')');
+		}
+		if (type != NULL) {
+			wbuf_put(&b, "::", 2);
+			wbuf_put(&b, type, strlen(type));
+		}
+		wbuf_put_u8(&b, 0);
+		if (!wbuf_ok(&b)) {
+			wbuf_free(&b);
+			goto oom;
+		}
+		subst[f] = (char *)b.data;
+	}
+	out = rw_expr_render_subst(e, (const char *const *)subst);
+	if (out == NULL)
+		c->oom = true;
+	for (size_t f = 0; f < n; f++)
+		free(subst[f]);
+	return out;
+oom:
+	for (size_t f = 0; f < n; f++)
+		free(subst[f]);
+	c->oom = true;
+	return NULL;
+}
+
+/* Appends to B, after ", " when B is not empty: the target side's name of
+ * each computed column (NAMES), or its value over VALS, or "name = value"
+ * (SET). */
+enum an_wt_part { AN_WT_NAMES, AN_WT_VALUES, AN_WT_SET };
+
+static void an_wt_computed(struct an_ctx *c, const struct an_wt *w, char *const *vals,
+			   enum an_wt_part part, struct wbuf *b)
+{
+	const struct rewrite_rules *r = c->rules;
+
+	for (size_t k = 0; k < w->t->n_cols && !c->refused; k++) {
+		const struct rw_column *y = &r->cols[w->t->first_col + k];
+		char *v = NULL;
+
+		if (!an_wt_computes(c, w, y))
+			continue;
+		if (b->len > 1)
+			wbuf_put(b, ", ", 2);
+		if (part != AN_WT_VALUES)
+			wbuf_put(b, y->emit[c->to], strlen(y->emit[c->to]));
+		if (part == AN_WT_NAMES)
+			continue;
+		if (part == AN_WT_SET)
+			wbuf_put(b, " = ", 3);
+		v = an_wt_expr(c, w, y, vals);
+		if (v == NULL)
+			return;
+		wbuf_put(b, v, strlen(v));
+		free(v);
+	}
+}
+
+/* Finishes B (NUL) and replaces [START, END) with it. */
+static void an_wt_put(struct an_ctx *c, struct wbuf *b, int start, int end)
+{
+	wbuf_put_u8(b, 0);
+	if (!wbuf_ok(b) || c->refused || c->oom) {
+		c->oom = c->oom || !wbuf_ok(b);
+		wbuf_free(b);
+		return;
+	}
+	an_replace(c, start, end, (char *)b->data);
+}
+
+/* The column names of an INSERT (its ResTargets), into W; false (refusing)
+ * when a written column with a subscript or field would go through an
+ * expression. */
+static bool an_wt_names(struct an_ctx *c, struct an_wt *w, node_t *const *l, size_t n)
+{
+	if (n > AN_WT_MAX)
+		return false;
+	w->n = n;
+	for (size_t i = 0; i < n; i++) {
+		const PgQuery__ResTarget *rt = l[i]->node_case == PG_QUERY__NODE__NODE_RES_TARGET
+						       ? l[i]->res_target : NULL;
+
+		w->names[i] = rt != NULL ? rt->name : NULL;
+		w->vals[i] = NULL;
+		if (rt != NULL && rt->n_indirection > 0 && w->names[i] != NULL &&
+		    (an_col_through(c, rw_find_column(c->rules, w->t, c->from, w->names[i])) ||
+		     rw_unservable(w->t, c->from, w->names[i]))) {
+			an_refuse(c, rt->location, "column \"%s\" is written with a subscript or field "
+				  "and computes a column of the %s path", w->names[i],
+				  c->to == RW_NEW ? "new" : "old");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An INSERT's VALUES rows, starting at token I (after VALUES). */
+static void an_wt_values(struct an_ctx *c, struct an_wt *w, const PgQuery__SelectStmt *sel, long i)
+{
+	for (size_t r = 0; r < sel->n_values_lists && !c->refused && !c->oom; r++) {
+		const PgQuery__List *row = sel->values_lists[r]->node_case == PG_QUERY__NODE__NODE_LIST
+						   ? sel->values_lists[r]->list : NULL;
+		struct an_range it[AN_WT_MAX];
+		char *vals[AN_WT_MAX];
+		long close;
+		size_t n;
+		struct wbuf b;
+
+		if (r > 0) {
+			if (an_past_stmt(c, i) || c->scan->tokens[i]->token != PG_QUERY__TOKEN__ASCII_44)
+				goto bad;
+			i = an_tok_next(c, i);
+		}
+		if (row == NULL || an_past_stmt(c, i) ||
+		    c->scan->tokens[i]->token != PG_QUERY__TOKEN__ASCII_40)
+			goto bad;
+		n = an_split(c, an_tok_next(c, i), NULL, true, it, AN_WT_MAX, &close);
+		if (n == 0)
+			return;
+		if (n != w->n || row->n_items != n || an_past_stmt(c, close))
+			goto bad;
+		for (size_t k = 0; k < n; k++)
+			an_wt_params(c, w, k, it[k].first, it[k].last);
+		for (size_t k = 0; k < n; k++)
+			vals[k] = row->items[k]->node_case == PG_QUERY__NODE__NODE_SET_TO_DEFAULT
+					  ? NULL
+					  : an_render(c, an_tok_start(c, it[k].first), an_tok_end(c, it[k].last));
+		wbuf_init(&b);
+		wbuf_put_u8(&b, '(');
+		for (size_t k = 0; k < n && !c->refused; k++) {
+			if (!an_wt_kept(c, w, k))
+				continue;
+			if (b.len > 1)
+				wbuf_put(&b, ", ", 2);
+			if (vals[k] == NULL)
+				wbuf_put(&b, "DEFAULT", 7);
+			else
+				wbuf_put(&b, vals[k], strlen(vals[k]));
+		}
+		an_wt_computed(c, w, vals, AN_WT_VALUES, &b);
+		wbuf_put_u8(&b, ')');
+		for (size_t k = 0; k < n; k++)
+			free(vals[k]);
+		an_wt_put(c, &b, an_tok_start(c, i), an_tok_end(c, close));
+		i = an_tok_next(c, close);
+	}
+	return;
+bad:
+	an_refuse(c, -1, "cannot locate the VALUES rows of a write through an expression");
+}
+
+/* An INSERT's SELECT (tokens FIRST..LAST): read as a subquery whose columns
+ * are named pgturnout_s.c1 ... */
+static void an_wt_select(struct an_ctx *c, struct an_wt *w, long first, long last)
+{
+	char *vals[AN_WT_MAX];
+	struct wbuf b, tail;
+
+	for (size_t k = 0; k < w->n; k++) {
+		char nm[40];
+
+		snprintf(nm, sizeof(nm), "pgturnout_s.c%zu", k + 1);
+		vals[k] = strdup(nm);
+		if (vals[k] == NULL)
+			c->oom = true;
+	}
+	wbuf_init(&b);
+	wbuf_init(&tail);
+	wbuf_put(&b, "SELECT", 6);
+	wbuf_put_u8(&b, ' ');	/* an_wt_computed separates from a second byte on */
+	for (size_t k = 0; k < w->n && !c->oom; k++) {
+		if (!an_wt_kept(c, w, k))
+			continue;
+		if (b.len > 7)
+			wbuf_put(&b, ", ", 2);
+		wbuf_put(&b, vals[k], strlen(vals[k]));
+	}
+	{
+		/* separates with ", " once B holds more than "SELECT " */
+		struct wbuf items;
+
+		wbuf_init(&items);
+		wbuf_put_u8(&items, ' ');
+		an_wt_computed(c, w, vals, AN_WT_VALUES, &items);
+		if (items.len > 1 && b.len > 7)
+			wbuf_put(&b, ", ", 2);
+		if (items.len > 1)
+			wbuf_put(&b, items.data + 1, items.len - 1);
+		if (!wbuf_ok(&items))
+			c->oom = true;
+		wbuf_free(&items);
+	}
+	wbuf_put(&b, " FROM (", 7);
+	wbuf_put(&tail, ") AS pgturnout_s(", 17);
+	for (size_t k = 0; k < w->n; k++) {
+		char nm[24];
+
+		snprintf(nm, sizeof(nm), "%sc%zu", k ? ", " : "", k + 1);
+		wbuf_put(&tail, nm, strlen(nm));
+	}
+	wbuf_put_u8(&tail, ')');
+	for (size_t k = 0; k < w->n; k++)
+		free(vals[k]);
+	wbuf_put_u8(&b, 0);
+	wbuf_put_u8(&tail, 0);
+	if (!wbuf_ok(&b) || !wbuf_ok(&tail) || c->refused || c->oom) {
+		c->oom = c->oom || !wbuf_ok(&b) || !wbuf_ok(&tail);
+		wbuf_free(&b);
+		wbuf_free(&tail);
+		return;
+	}
+	an_edit(c, an_tok_start(c, first), an_tok_start(c, first), NULL, (char *)b.data);
+	an_edit(c, an_tok_end(c, last), an_tok_end(c, last), NULL, (char *)tail.data);
+}
+
+static void an_wt_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins, const struct rw_table *t)
+{
+	struct an_wt w = { .t = t };
+	struct an_range cols[AN_WT_MAX];
+	const PgQuery__SelectStmt *sel;
+	long open, close, i;
+	struct wbuf b;
+	bool any = false;
+
+	if (!an_rewriting(c) || t == NULL || t->n_cols == 0 || ins->n_cols == 0 ||
+	    ins->select_stmt == NULL || ins->relation == NULL)
+		return;
+	if (!an_wt_names(c, &w, ins->cols, ins->n_cols) || !an_wt_involved(c, &w))
+		return;
+	if (!an_scan(c))
+		goto bad;
+	for (open = (long)an_tok_ge(c, ins->relation->location);
+	     !an_past_stmt(c, open) && c->scan->tokens[open]->token != PG_QUERY__TOKEN__ASCII_40;
+	     open = an_tok_next(c, open))
+		;
+	if (an_past_stmt(c, open))
+		goto bad;
+	if (an_split(c, an_tok_next(c, open), NULL, true, cols, AN_WT_MAX, &close) != w.n ||
+	    an_past_stmt(c, close))
+		goto bad;
+	/* the column list */
+	wbuf_init(&b);
+	wbuf_put_u8(&b, '(');
+	for (size_t k = 0; k < w.n; k++) {
+		const struct rw_column *col;
+
+		if (!an_wt_kept(c, &w, k))
+			continue;
+		if (b.len > 1)
+			wbuf_put(&b, ", ", 2);
+		col = w.names[k] != NULL ? rw_find_column(c->rules, t, c->from, w.names[k]) : NULL;
+		if (col != NULL)
+			wbuf_put(&b, col->emit[c->to], strlen(col->emit[c->to]));
+		else
+			wbuf_put(&b, c->src + an_tok_start(c, cols[k].first),
+				 (size_t)(an_tok_end(c, cols[k].last) - an_tok_start(c, cols[k].first)));
+		any = true;
+	}
+	an_wt_computed(c, &w, w.vals, AN_WT_NAMES, &b);
+	any = any || b.len > 1;
+	wbuf_put_u8(&b, ')');
+	if (!any) {
+		wbuf_free(&b);
+		an_refuse(c, ins->relation->location, "the INSERT writes no column the %s path has",
+			  c->to == RW_NEW ? "new" : "old");
+		return;
+	}
+	an_wt_put(c, &b, an_tok_start(c, open), an_tok_end(c, close));
+	/* the rows */
+	sel = ins->select_stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT
+		      ? ins->select_stmt->select_stmt : NULL;
+	i = an_tok_next(c, close);
+	if (!an_past_stmt(c, i) && c->scan->tokens[i]->token == PG_QUERY__TOKEN__OVERRIDING)
+		for (int k = 0; k < 3; k++)
+			i = an_tok_next(c, i);
+	if (an_past_stmt(c, i))
+		goto bad;
+	if (sel != NULL && sel->n_values_lists > 0 && sel->with_clause == NULL &&
+	    sel->n_sort_clause == 0 && sel->limit_count == NULL && sel->limit_offset == NULL &&
+	    c->scan->tokens[i]->token == PG_QUERY__TOKEN__VALUES) {
+		an_wt_values(c, &w, sel, an_tok_next(c, i));
+		an_wt_keep_params(c, &w, ins->with_clause != NULL ? ins->with_clause->location : -1,
+				  ins->relation->location, PG_QUERY__TOKEN__INSERT);
+	} else {
+		struct an_range all;
+		long end;
+
+		if (an_split(c, i, an_stop_source, false, &all, 1, &end) != 1)
+			return;
+		an_wt_select(c, &w, all.first, all.last);
+	}
+	an_wt_clear(&w);
+	return;
+bad:
+	an_wt_clear(&w);
+	an_refuse(c, ins->relation->location, "cannot locate the column list of a write through "
+		  "an expression");
+}
+
+/* An UPDATE's or ON CONFLICT's SET list L (N), the target row named QUAL
+ * (an alias, or NULL: the table's name on the other path). */
+static void an_wt_set(struct an_ctx *c, const struct rw_table *t, node_t *const *l, size_t n,
+		      const char *qual, an_stop_fn stop, int loc_with, int loc_rel)
+{
+	struct an_wt w = { .t = t };
+	struct an_range it[AN_WT_MAX];
+	char *q = NULL;
+	long end;
+	struct wbuf b;
+
+	if (!an_rewriting(c) || t == NULL || t->n_cols == 0 || n == 0)
+		return;
+	if (!an_wt_names(c, &w, l, n) || !an_wt_involved(c, &w))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (l[i]->node_case != PG_QUERY__NODE__NODE_RES_TARGET ||
+		    (l[i]->res_target->val != NULL &&
+		     l[i]->res_target->val->node_case == PG_QUERY__NODE__NODE_MULTI_ASSIGN_REF)) {
+			an_refuse(c, -1, "SET (a, b) = ... of columns computed on the %s path",
+				  c->to == RW_NEW ? "new" : "old");
+			return;
+		}
+	if (!an_scan(c))
+		return;
+	{
+		long first = an_tok_at(c, l[0]->res_target->location);
+
+		if (first < 0 || an_split(c, first, stop, true, it, AN_WT_MAX, &end) != n) {
+			an_refuse(c, -1, "cannot locate the SET list of a write through an expression");
+			return;
+		}
+	}
+	q = qual != NULL ? rw_emit_column(qual) : strdup(t->emit_name[c->to]);
+	if (q == NULL) {
+		c->oom = true;
+		return;
+	}
+	w.qual = q;
+	for (size_t i = 0; i < n && !c->refused; i++) {
+		long eq;
+
+		for (eq = it[i].first; eq <= it[i].last &&
+				       c->scan->tokens[eq]->token != PG_QUERY__TOKEN__ASCII_61;
+		     eq = an_tok_next(c, eq))
+			;
+		if (eq >= it[i].last) {
+			an_refuse(c, -1, "cannot locate the SET list of a write through an expression");
+			break;
+		}
+		an_wt_params(c, &w, i, an_tok_next(c, eq), it[i].last);
+		w.vals[i] = an_render(c, an_tok_start(c, an_tok_next(c, eq)), an_tok_end(c, it[i].last));
+		if (w.vals[i] == NULL)
+			c->oom = c->oom || !c->refused;
+	}
+	wbuf_init(&b);
+	wbuf_put_u8(&b, ' ');	/* an_wt_computed separates from a second byte on */
+	for (size_t i = 0; i < n && !c->refused; i++) {
+		char *item;
+
+		if (!an_wt_kept(c, &w, i))
+			continue;
+		item = an_render(c, an_tok_start(c, it[i].first), an_tok_end(c, it[i].last));
+		if (item == NULL)
+			break;
+		if (b.len > 1)
+			wbuf_put(&b, ", ", 2);
+		wbuf_put(&b, item, strlen(item));
+		free(item);
+	}
+	an_wt_computed(c, &w, w.vals, AN_WT_SET, &b);
+	if (b.len == 1 && !c->refused) {
+		/* nothing of it exists there: the rows are still the statement's */
+		const struct rw_known *kn = &t->known[c->to];
+		char *col = kn->n > 0 ? rw_emit_column(kn->cols[0]) : NULL;
+
+		if (col == NULL) {
+			an_refuse(c, -1, "the UPDATE sets no column the %s path has",
+				  c->to == RW_NEW ? "new" : "old");
+		} else {
+			wbuf_put(&b, col, strlen(col));
+			wbuf_put(&b, " = ", 3);
+			wbuf_put(&b, q, strlen(q));
+			wbuf_put_u8(&b, '.');
+			wbuf_put(&b, col, strlen(col));
+			free(col);
+		}
+	}
+	/* the placeholder goes: the list starts where the first item did */
+	if (b.len > 0 && wbuf_ok(&b)) {
+		memmove(b.data, b.data + 1, b.len - 1);
+		b.len--;
+	}
+	an_wt_put(c, &b, an_tok_start(c, it[0].first), an_tok_end(c, it[n - 1].last));
+	if (loc_rel >= 0) {
+		an_wt_keep_params(c, &w, loc_with, loc_rel, PG_QUERY__TOKEN__UPDATE);
+	} else {
+		for (size_t i = 0; i < w.n_left; i++)
+			if (!w.param_used[w.param_left[i]])
+				an_refuse(c, -1, "a parameter of ON CONFLICT ... SET only sets a column "
+					  "the %s path does not have", c->to == RW_NEW ? "new" : "old");
+	}
+	an_wt_clear(&w);
+	free(q);
+}
+
 static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 			   struct an_scope *outer)
 {
@@ -1352,7 +2217,7 @@ static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 
 		if (n->node_case != PG_QUERY__NODE__NODE_RES_TARGET)
 			continue;
-		an_target_col(c, tr, n->res_target->name, n->res_target->location);
+		an_target_col(c, tr, n->res_target->name, n->res_target->location, true);
 		an_walk_list(c, n->res_target->indirection, n->res_target->n_indirection, &s);
 	}
 	/* VALUES / SELECT cannot see the target */
@@ -1390,12 +2255,16 @@ static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 
 			if (n->node_case != PG_QUERY__NODE__NODE_RES_TARGET)
 				continue;
-			an_target_col(c, tr, n->res_target->name, n->res_target->location);
+			an_target_col(c, tr, n->res_target->name, n->res_target->location, true);
 			an_walk_node(c, n->res_target->val, &cf);
 		}
 		an_walk_node(c, oc->where_clause, &cf);
 		an_scope_done(&cf);
+		an_wt_set(c, tr, oc->target_list, oc->n_target_list,
+			  ins->relation != NULL && ins->relation->alias != NULL
+				  ? ins->relation->alias->aliasname : NULL, an_stop_conflict, -1, -1);
 	}
+	an_wt_insert(c, ins, tr);
 	if (ins->n_returning_list > 0)
 		c->st->flags |= SQL_F_RETURNING;
 	an_target_list(c, ins->returning_list, ins->n_returning_list, &t);
@@ -1404,7 +2273,7 @@ static void an_walk_insert(struct an_ctx *c, const PgQuery__InsertStmt *ins,
 }
 
 static void an_set_list(struct an_ctx *c, const struct rw_table *tr, node_t *const *l,
-			size_t n, struct an_scope *s)
+			size_t n, struct an_scope *s, bool through)
 {
 	for (size_t i = 0; i < n; i++) {
 		const node_t *x = l[i];
@@ -1413,7 +2282,7 @@ static void an_set_list(struct an_ctx *c, const struct rw_table *tr, node_t *con
 			an_walk_node(c, x, s);
 			continue;
 		}
-		an_target_col(c, tr, x->res_target->name, x->res_target->location);
+		an_target_col(c, tr, x->res_target->name, x->res_target->location, through);
 		an_walk_list(c, x->res_target->indirection, x->res_target->n_indirection, s);
 		/* each column of SET (a, b) = (SELECT ...) carries the same source */
 		if (x->res_target->val != NULL &&
@@ -1440,7 +2309,12 @@ static void an_walk_update(struct an_ctx *c, const PgQuery__UpdateStmt *up,
 		tr = target->t;
 	for (size_t i = 0; i < up->n_from_clause; i++)
 		an_from_item(c, up->from_clause[i], &u);
-	an_set_list(c, tr, up->target_list, up->n_target_list, &u);
+	an_set_list(c, tr, up->target_list, up->n_target_list, &u, true);
+	an_wt_set(c, tr, up->target_list, up->n_target_list,
+		  up->relation != NULL && up->relation->alias != NULL
+			  ? up->relation->alias->aliasname : NULL, an_stop_update,
+		  up->with_clause != NULL ? up->with_clause->location : -1,
+		  up->relation != NULL ? up->relation->location : -1);
 	an_walk_node(c, up->where_clause, &u);
 	if (up->n_returning_list > 0)
 		c->st->flags |= SQL_F_RETURNING;
@@ -1491,7 +2365,7 @@ static void an_walk_merge(struct an_ctx *c, const PgQuery__MergeStmt *m,
 			continue;
 		an_walk_node(c, w->merge_when_clause->condition, &u);
 		an_set_list(c, tr, w->merge_when_clause->target_list,
-			    w->merge_when_clause->n_target_list, &u);
+			    w->merge_when_clause->n_target_list, &u, false);
 		an_walk_list(c, w->merge_when_clause->values, w->merge_when_clause->n_values, &u);
 	}
 	an_scope_done(&u);
@@ -2058,6 +2932,7 @@ struct sql_analysis *sql_analyze(const char *text, size_t len, enum rewrite_dir 
 		memset(&st, 0, sizeof(st));
 		c.st = &st;
 		c.depth = 0;
+		c.stmt_end = rs->stmt_len > 0 ? rs->stmt_location + rs->stmt_len : (int)len;
 		an_walk_stmt(&c, rs->stmt, NULL);
 		off = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
 		if (off > len)

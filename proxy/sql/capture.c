@@ -36,8 +36,7 @@ static void put_s(struct wbuf *b, const char *s)
 	wbuf_put(b, s, strlen(s));
 }
 
-/* Appends NAME as an identifier that reads back as itself. */
-static void put_ident(struct wbuf *b, const char *name)
+void capture_put_ident(struct wbuf *b, const char *name)
 {
 	bool plain = name[0] && (islower((unsigned char)name[0]) || name[0] == '_');
 	for (const char *p = name; plain && *p; p++)
@@ -81,7 +80,23 @@ static size_t stmt_end(const char *src, size_t off, size_t len)
 	return end;
 }
 
+/* Whether WITH is only the CTE a write through expressions adds to keep
+ * the parameters of values it leaves out (sql/analyze.c): nothing reads it. */
+static bool capture_params_only(const void *with)
+{
+	const PgQuery__WithClause *w = with;
+	const PgQuery__Node *n = w->n_ctes == 1 ? w->ctes[0] : NULL;
+	return n && n->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR &&
+	       n->common_table_expr->ctename &&
+	       strcmp(n->common_table_expr->ctename, CAPTURE_PARAMS_CTE) == 0;
+}
+
 int capture_plan(const char *text, size_t len, struct capture_plan *out)
+{
+	return capture_plan_with(text, len, NULL, out);
+}
+
+int capture_plan_with(const char *text, size_t len, const char *extra, struct capture_plan *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (memchr(text, '\0', len))
@@ -153,7 +168,7 @@ int capture_plan(const char *text, size_t len, struct capture_plan *out)
 	default:
 		goto out;
 	}
-	if (!rv || with) {
+	if (!rv || (with && !capture_params_only(with))) {
 		capture_plan_clear(out);
 		goto out;
 	}
@@ -184,21 +199,25 @@ int capture_plan(const char *text, size_t len, struct capture_plan *out)
 	wbuf_put(&b, src, end);
 	wbuf_put(&b, n_returning > 0 ? "\n, " : "\nRETURNING ", n_returning > 0 ? 3 : 11);
 	put_s(&b, "NULL::text AS " CAPTURE_MARK ", ");
-	put_ident(&b, ref);
+	capture_put_ident(&b, ref);
 	wbuf_put(&b, ".*", 2);
+	if (extra && extra[0]) {
+		wbuf_put(&b, ", ", 2);
+		put_s(&b, extra);
+	}
 	wbuf_put(&b, src + end, len - end);
 	wbuf_put_u8(&b, 0);
 	struct wbuf t;
 	wbuf_init(&t);
 	put_s(&t, "INSERT INTO ");
 	if (rv->schemaname && rv->schemaname[0]) {
-		put_ident(&t, rv->schemaname);
+		capture_put_ident(&t, rv->schemaname);
 		wbuf_put_u8(&t, '.');
 	}
-	put_ident(&t, rv->relname);
+	capture_put_ident(&t, rv->relname);
 	if (rv->alias && rv->alias->aliasname) {
 		put_s(&t, " AS ");
-		put_ident(&t, rv->alias->aliasname);
+		capture_put_ident(&t, rv->alias->aliasname);
 	}
 	wbuf_put_u8(&t, 0);
 	if (!wbuf_ok(&b) || !wbuf_ok(&t) || (n_returning > 0 && !out->returning)) {
@@ -249,12 +268,12 @@ static void put_cols(struct wbuf *b, enum cols_prefix prefix, const char *ref,
 			wbuf_put(b, ", ", 2);
 		first = false;
 		if (prefix == COLS_REF) {
-			put_ident(b, ref);
+			capture_put_ident(b, ref);
 			wbuf_put_u8(b, '.');
 		} else if (prefix != COLS_BARE) {
 			put_s(b, prefix == COLS_R ? "r." : "(pgturnout_v.r).");
 		}
-		put_ident(b, cols[i]);
+		capture_put_ident(b, cols[i]);
 	}
 }
 
@@ -280,10 +299,10 @@ static void put_qualified(struct wbuf *t, const char *schema, const char *name)
 {
 	wbuf_init(t);
 	if (schema) {
-		put_ident(t, schema);
+		capture_put_ident(t, schema);
 		wbuf_put_u8(t, '.');
 	}
-	put_ident(t, name);
+	capture_put_ident(t, name);
 	wbuf_put_u8(t, 0);
 }
 
@@ -366,7 +385,7 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 		put_s(b, target);
 		if (plan->alias) {
 			put_s(b, " AS ");
-			put_ident(b, plan->alias);
+			capture_put_ident(b, plan->alias);
 		}
 		put_s(b, " (");
 		put_cols(b, COLS_BARE, NULL, cols, is_key, n, true, false);
@@ -383,9 +402,9 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 				continue;
 			if (k++)
 				wbuf_put(b, ", ", 2);
-			put_ident(b, cols[i]);
+			capture_put_ident(b, cols[i]);
 			put_s(b, " = EXCLUDED.");
-			put_ident(b, cols[i]);
+			capture_put_ident(b, cols[i]);
 		}
 	} else {
 		put_s(b, "WITH pgturnout_v AS (SELECT r FROM ");
@@ -393,7 +412,7 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 		put_s(b, plan->kind == CAPTURE_UPDATE ? ") UPDATE " : ") DELETE FROM ");
 		put_s(b, target);
 		put_s(b, " AS ");
-		put_ident(b, ref);
+		capture_put_ident(b, ref);
 		if (plan->kind == CAPTURE_UPDATE && n_key < n) {
 			put_s(b, " SET (");
 			put_cols(b, COLS_BARE, NULL, cols, is_key, n, false, false);
@@ -407,11 +426,11 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 		} else if (plan->kind == CAPTURE_UPDATE) {
 			/* every column is a key: the row is there or not */
 			put_s(b, " SET ");
-			put_ident(b, cols[0]);
+			capture_put_ident(b, cols[0]);
 			put_s(b, " = ");
-			put_ident(b, ref);
+			capture_put_ident(b, ref);
 			wbuf_put_u8(b, '.');
-			put_ident(b, cols[0]);
+			capture_put_ident(b, cols[0]);
 		}
 		put_s(b, " WHERE (");
 		put_cols(b, COLS_REF, ref, cols, is_key, n, false, true);

@@ -721,6 +721,71 @@ fail:
 	return NULL;
 }
 
+/* Length of the column reference at TEXT (a bare or "quoted" name). */
+static size_t rules_ref_len(const char *text)
+{
+	size_t n = 0;
+
+	if (text[0] == '"') {
+		for (n = 1; text[n] != '\0'; n++) {
+			if (text[n] != '"')
+				continue;
+			if (text[n + 1] != '"')
+				return n + 1;
+			n++;
+		}
+		return n;
+	}
+	while (text[n] != '\0' && (isalnum((unsigned char)text[n]) || text[n] == '_' ||
+				   text[n] == '$' || (unsigned char)text[n] >= 0x80))
+		n++;
+	return n;
+}
+
+char *rw_expr_render_subst(const struct rw_expr *e, const char *const *subst)
+{
+	size_t tl = strlen(e->text), need = tl + 8 + (e->cast != NULL ? strlen(e->cast) : 0);
+	size_t n = 0, at = 0;
+	char *out;
+
+	for (size_t i = 0; i < e->n_refs; i++)
+		need += subst[i] != NULL ? strlen(subst[i]) : 0;
+	out = malloc(need);
+	if (out == NULL)
+		return NULL;
+	if (e->cast != NULL)
+		out[n++] = '(';
+	out[n++] = '(';
+	for (size_t i = 0; i < e->n_refs; i++) {
+		size_t pos = (size_t)e->ref_pos[i], rl;
+
+		if (pos < at || pos > tl || subst[i] == NULL)
+			continue;
+		rl = rules_ref_len(e->text + pos);
+		memcpy(out + n, e->text + at, pos - at);
+		n += pos - at;
+		memcpy(out + n, subst[i], strlen(subst[i]));
+		n += strlen(subst[i]);
+		at = pos + rl;
+	}
+	memcpy(out + n, e->text + at, tl - at);
+	n += tl - at;
+	out[n++] = ')';
+	if (e->cast != NULL) {
+		memcpy(out + n, "::", 2);
+		memcpy(out + n + 2, e->cast, strlen(e->cast));
+		n += 2 + strlen(e->cast);
+		out[n++] = ')';
+	}
+	out[n] = '\0';
+	return out;
+}
+
+char *rw_emit_column(const char *name)
+{
+	return rules_emit(NULL, name);
+}
+
 char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen)
 {
 	size_t tl = strlen(e->text), n = 0, at = 0;

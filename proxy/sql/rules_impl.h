@@ -123,4 +123,15 @@ bool rw_unservable(const struct rw_table *t, int from, const char *name);
  */
 char *rw_expr_render(const struct rw_expr *e, const char *qual, size_t qlen);
 
+/*
+ * The text computing E's column with each column reference I replaced by
+ * SUBST[I] (kept as written when SUBST[I] is NULL): "(expr)", or
+ * "((expr)::type)" when the column's type is known. Caller owns the result;
+ * NULL when out of memory.
+ */
+char *rw_expr_render_subst(const struct rw_expr *e, const char *const *subst);
+
+/* NAME as SQL text, quoted when needed. Caller owns; NULL out of memory. */
+char *rw_emit_column(const char *name);
+
 #endif

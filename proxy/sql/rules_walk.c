@@ -7,6 +7,8 @@
 
 #include "rules_impl.h"
 
+#include <string.h>
+
 size_t rewrite_rules_entry_count(const struct rewrite_rules *r)
 {
 	return r != NULL && r->finished ? r->n_tables : 0;
@@ -77,4 +79,32 @@ size_t rewrite_rules_known_columns(const struct rewrite_rules *r, size_t i,
 	*cols = k->cols;
 	*fill = k->fill;
 	return k->n;
+}
+
+bool rewrite_rules_column_is_input(const struct rewrite_rules *r, size_t i,
+				   enum rewrite_side side, const char *col)
+{
+	if (i >= rewrite_rules_entry_count(r) || col == NULL)
+		return false;
+	int from = side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD;
+	const struct rw_table *t = &r->tables[i];
+	for (size_t k = 0; k < t->n_cols; k++) {
+		const struct rw_expr *e = r->cols[t->first_col + k].expr[1 - from];
+		for (size_t f = 0; e != NULL && f < e->n_refs; f++)
+			if (strcmp(e->refs[f], col) == 0)
+				return true;
+	}
+	return false;
+}
+
+char *rewrite_rules_expr_sql(const struct rewrite_rules *r, size_t i, enum rewrite_side side,
+			     const char *col, const char *qual)
+{
+	if (i >= rewrite_rules_entry_count(r) || col == NULL)
+		return NULL;
+	int s = side == REWRITE_SIDE_NEW ? RW_NEW : RW_OLD;
+	const struct rw_column *c = rw_find_column(r, &r->tables[i], s, col);
+	if (c == NULL || c->expr[s] == NULL)
+		return NULL;
+	return rw_expr_render(c->expr[s], qual, qual != NULL ? strlen(qual) : 0);
 }

@@ -206,6 +206,15 @@ def test_demo_schema_stays_identical(proxy_factory, pg, demo_db, canary):
     new = pg.sql("SELECT id, full_name, email FROM app_v2.users_v2 ORDER BY id", dbname=demo_db)
     assert old == new, (old, new)
     assert len(old) == 4 + 2 - 1 + 4 - 1
+    # writes through the demo's expressions: new's email_domain follows every
+    # email written by v1 and v2 clients, old's nickname every name v2 wrote
+    assert pg.sql("SELECT count(*) FROM app_v2.users_v2 WHERE email_domain IS DISTINCT FROM "
+                  "split_part(email, '@', 2)", dbname=demo_db) == [(0,)]
+    assert pg.sql("SELECT email_domain FROM app_v2.users_v2 WHERE full_name = 'Barbara Liskov'",
+                  dbname=demo_db) == [("example.com",)]
+    assert pg.sql("SELECT name, nickname FROM public.users WHERE name IN ('Donald Knuth', "
+                  "'Alan M. Turing') ORDER BY name", dbname=demo_db) == \
+        [("Alan M. Turing", "Alan"), ("Donald Knuth", "Donald")]
     assert read_journal(journal_file(p)) == []
     stats = Admin(p).run("SHOW STATS")
     assert all(int(r["mismatches"]) == 0 for r in stats), stats

@@ -39,6 +39,23 @@ static void test_capture_is_added_at_the_statement_end(void **state)
 		"INSERT INTO \"Odd\"", NULL);
 }
 
+static void test_left_out_parameters_and_extra_items(void **state)
+{
+	(void)state;
+	/* the CTE a write through expressions adds for the $n it leaves out */
+	plan_ok("WITH pgturnout_p AS (SELECT $3::text) INSERT INTO users (name) VALUES ($1)",
+		"WITH pgturnout_p AS (SELECT $3::text) INSERT INTO users (name) VALUES ($1)\n"
+		"RETURNING NULL::text AS pgturnout_capture, users.*",
+		"INSERT INTO users", NULL);
+	/* new's expression columns evaluated with the capture */
+	struct capture_plan p;
+	const char *up = "UPDATE users u SET email = 'a@b.c' WHERE id = 1";
+	assert_int_equal(capture_plan_with(up, strlen(up), "(split_part(u.email, '@', 2)) AS \"d\"", &p), 0);
+	assert_string_equal(p.text, "UPDATE users u SET email = 'a@b.c' WHERE id = 1\n"
+			    "RETURNING NULL::text AS pgturnout_capture, u.*, (split_part(u.email, '@', 2)) AS \"d\"");
+	capture_plan_clear(&p);
+}
+
 static void test_client_returning_list_is_kept_first(void **state)
 {
 	(void)state;
@@ -204,6 +221,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_capture_is_added_at_the_statement_end),
 		cmocka_unit_test(test_client_returning_list_is_kept_first),
+		cmocka_unit_test(test_left_out_parameters_and_extra_items),
 		cmocka_unit_test(test_what_cannot_be_captured),
 		cmocka_unit_test(test_apply_reads_values_back_as_written),
 		cmocka_unit_test(test_advance_names_new_side_sequences),

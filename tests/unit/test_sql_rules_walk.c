@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -103,12 +104,52 @@ static void test_rules_walk_empty_and_unfinished(void **state)
 	rewrite_rules_free(unfinished);
 }
 
+/* The expression helpers verify and the dual writes share: which columns an
+ * expression reads, and its SQL, bare or qualified. */
+static void test_rules_walk_expressions(void **state)
+{
+	static const char *const ex[][2] = {
+		{ "table.users", "users_v2" },
+		{ "column.users.name", "full_name" },
+		{ "up.users_v2.email_domain", "split_part(email, '@', 2)" },
+		{ "down.users.nickname", "split_part(full_name, ' ', 1)" },
+		{ "column.orders.price", "price_cents" },
+		{ "up.orders.price_cents", "(price * 100)::bigint" },
+		{ NULL, NULL },
+	};
+	struct rewrite_rules *r = load(ex, true);
+	long u = rewrite_rules_find_entry(r, REWRITE_SIDE_OLD, NULL, "users");
+	long o = rewrite_rules_find_entry(r, REWRITE_SIDE_OLD, NULL, "orders");
+	char *sql;
+
+	(void)state;
+	assert_true(u >= 0 && o >= 0);
+	assert_true(rewrite_rules_column_is_input(r, (size_t)u, REWRITE_SIDE_OLD, "email"));
+	assert_false(rewrite_rules_column_is_input(r, (size_t)u, REWRITE_SIDE_OLD, "name"));
+	assert_true(rewrite_rules_column_is_input(r, (size_t)u, REWRITE_SIDE_NEW, "full_name"));
+	assert_false(rewrite_rules_column_is_input(r, (size_t)u, REWRITE_SIDE_NEW, "email"));
+	assert_true(rewrite_rules_column_is_input(r, (size_t)o, REWRITE_SIDE_OLD, "price"));
+	sql = rewrite_rules_expr_sql(r, (size_t)u, REWRITE_SIDE_NEW, "email_domain", NULL);
+	assert_string_equal(sql, "(split_part(email, '@', 2))");
+	free(sql);
+	sql = rewrite_rules_expr_sql(r, (size_t)u, REWRITE_SIDE_OLD, "nickname", "\"T\"");
+	assert_string_equal(sql, "(split_part(\"T\".full_name, ' ', 1))");
+	free(sql);
+	sql = rewrite_rules_expr_sql(r, (size_t)o, REWRITE_SIDE_NEW, "price_cents", "o");
+	assert_string_equal(sql, "((o.price * 100)::bigint)");
+	free(sql);
+	assert_null(rewrite_rules_expr_sql(r, (size_t)u, REWRITE_SIDE_NEW, "full_name", NULL));
+	assert_null(rewrite_rules_expr_sql(r, 99, REWRITE_SIDE_NEW, "email_domain", NULL));
+	rewrite_rules_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rules_walk_entries),
 		cmocka_unit_test(test_rules_walk_lookups),
 		cmocka_unit_test(test_rules_walk_empty_and_unfinished),
+		cmocka_unit_test(test_rules_walk_expressions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
