@@ -83,7 +83,7 @@ def test_extended_protocol_reads_are_compared_with_their_parameters(
                      "int4:10", "20")
         expected = 6 * 4
         m = wait_for(lambda: (lambda m: m if m.get("pgturnout_shadow_reads_total") == expected
-                              else None)(metrics(p)), "%d shadow reads compared" % expected, 15)
+                              else None)(metrics(p)), "%d shadow reads compared" % expected, 60)
         assert m["pgturnout_shadow_reads_extended_total"] == expected, m
         assert m["pgturnout_shadow_read_mismatches_total"] == 3 * 4, m
         assert m["pgturnout_shadow_read_noisy_total"] == 0, m
@@ -134,7 +134,7 @@ def test_pgbench_prepared_and_extended_with_the_right_rule_give_no_mismatch(
     try:
         tps = pgbench(p, mode, script, int(os.environ.get("PGT_PGBENCH_SECONDS", "3")))
         m = wait_for(lambda: (lambda m: m if m["pgturnout_shadow_read_queue"] == 0 else None)(
-            metrics(p)), "an empty queue", 15)
+            metrics(p)), "an empty queue", 60)
         print("pgbench -M %s: %.0f tps; compared %d (extended %d), dropped %s" % (
             mode, tps, m["pgturnout_shadow_reads_total"],
             m["pgturnout_shadow_reads_extended_total"],
@@ -163,7 +163,7 @@ def test_sessions_with_dual_writes_on_are_shadowed(proxy_factory, layout, pqclie
         run_pqclient(pqclient, "params", p.dsn(), 2,
                      "SELECT id, name FROM users WHERE email = $1", "d1@example.com")
         m = wait_for(lambda: (lambda m: m if m.get("pgturnout_shadow_reads_total") == 6 + 4
-                              else None)(metrics(p)), "10 shadow reads compared", 15)
+                              else None)(metrics(p)), "10 shadow reads compared", 60)
         assert "dual writes on" in p.log()
         assert layout.sql("new", "SELECT count(*) FROM users_v2 WHERE email LIKE 'd%'")[0][0] == 3
         assert m["pgturnout_shadow_read_mismatches_total"] == 0, m
@@ -197,7 +197,7 @@ def test_noise_calibration_counts_statements_that_differ_by_nature_apart(
                      "u2@example.com")
         wait_for(lambda: (lambda m: m["pgturnout_shadow_read_noisy_total"] +
                           m["pgturnout_shadow_reads_total"] == 5 * 4 + 6)(metrics(p)),
-                 "every shadow read counted", 15)
+                 "every shadow read counted", 60)
         m = metrics(p)
         rows = rows_by_sample(admin)
         for sql in NOISY:
@@ -243,12 +243,12 @@ def test_a_fingerprint_whose_noise_settles_is_compared_again(proxy_factory, layo
     sql = "SELECT name, knobbed() FROM users WHERE id = 3"
     try:
         run_all(conn, [sql], times=3)
-        wait_for(lambda: rows_by_sample(admin).get(sql, {}).get("noisy") == "3", "3 noisy", 10)
+        wait_for(lambda: rows_by_sample(admin).get(sql, {}).get("noisy") == "3", "3 noisy", 60)
         for role in ("old", "new"):
             layout.sql(role, "UPDATE knob SET v = 0")
         run_all(conn, [sql], times=20)
         r = wait_for(lambda: (lambda r: r if int(r["noisy"]) + int(r["mismatches"]) == 23
-                              else None)(rows_by_sample(admin)[sql]), "23 differences", 10)
+                              else None)(rows_by_sample(admin)[sql]), "23 differences", 60)
         # about 16 more noisy before the check (reads run on up to 4 side pairs at
         # once, so a few may be judged while the check is in flight), then mismatches
         assert 3 + 12 <= int(r["noisy"]) <= 3 + 16 and int(r["mismatches"]) >= 4, r
@@ -278,7 +278,7 @@ def test_per_fingerprint_metrics_are_bounded(proxy_factory, layout):
                       for t in targets for w in wheres][:30]
         run_all(conn, statements)
         wait_for(lambda: metrics(p).get("pgturnout_shadow_reads_total") == 30,
-                 "30 shadow reads compared", 15)
+                 "30 shadow reads compared", 60)
         text = metrics_text(p)
         labelled = re.findall(r'^pgturnout_shadow_read_fp_runs_total\{fingerprint="([0-9a-f]{16})"\}',
                               text, re.M)
@@ -319,7 +319,7 @@ def test_memory_stays_bounded_under_pgbench_load(proxy_factory, layout, tmp_path
     for out in outs:
         assert "number of failed transactions: 0" in out or "failed" not in out, out
     m = wait_for(lambda: (lambda m: m if m["pgturnout_shadow_read_queue"] == 0 else None)(
-        metrics(p)), "an empty queue", 15)
+        metrics(p)), "an empty queue", 60)
     tps = [re.search(r"tps = ([\d.]+)", o) for o in outs]
     warm = samples[len(samples) // 4]
     print("RSS over %d s (kB, every second): %s; after warm-up %d, max %d; pgbench tps %s; "
