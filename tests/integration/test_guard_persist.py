@@ -91,7 +91,7 @@ def test_a_trip_survives_sigkill_and_holds_until_reset(proxy_factory, layout, tm
     g = trip(p)
     tripped_by = g["tripped_by"]
     admin = Admin(p)
-    wait_for(lambda: admin.flag("canary_percent") == "0", "the rollback", 5)
+    wait_for(lambda: admin.flag("canary_percent") == "0", "the rollback", 20)
     admin.close()
     state = os.path.join(p.dir, "journal", "guard_state.json")
     saved = json.load(open(state))["guards"]["shadow_read_mismatch_rate"]
@@ -137,7 +137,7 @@ def test_a_trip_holds_the_fleet_across_a_restart(proxy_factory, layout, tmp_path
                       "the trip on the other instance", 5)
         assert gb["tripped_by"] == tripped_by, gb
         assert gb["action_taken"].startswith("tripped on instance i0"), gb
-        wait_for(lambda: adm_b.flag("canary_percent") == "0", "the rollback on i1", 5)
+        wait_for(lambda: adm_b.flag("canary_percent") == "0", "the rollback on i1", 20)
         err = adm_b.error("SET canary_percent = 20")
         assert "on instance i0" in err and "RESET GUARD shadow_read_mismatch_rate" in err, err
         rows = pg.sql("SELECT name, new_value, instance FROM pgturnout.flag_changes "
@@ -153,10 +153,10 @@ def test_a_trip_holds_the_fleet_across_a_restart(proxy_factory, layout, tmp_path
             assert "RESET GUARD" in adm_a.error("SET canary_percent = 20")
             # a reset on the other instance re-arms the whole fleet
             adm_b.run("RESET GUARD shadow_read_mismatch_rate")
-            wait_for(lambda: adm_a.guard()["state"] != "tripped", "the reset on i0", 5)
+            wait_for(lambda: adm_a.guard()["state"] != "tripped", "the reset on i0", 20)
             assert "guard shadow_read_mismatch_rate reset in the fleet" in a.log()
             adm_a.run("SET canary_percent = 20")
-            wait_for(lambda: adm_b.flag("canary_percent") == "20", "canary 20 on i1", 5)
+            wait_for(lambda: adm_b.flag("canary_percent") == "20", "canary 20 on i1", 20)
         finally:
             adm_a.close()
         rows = pg.sql("SELECT new_value FROM pgturnout.flag_changes "
@@ -166,7 +166,7 @@ def test_a_trip_holds_the_fleet_across_a_restart(proxy_factory, layout, tmp_path
         restart(a, signal.SIGKILL)
         adm_a = Admin(a)
         try:
-            wait_for(lambda: re.search(r"fleet: flag store reached", a.log()), "the store", 5)
+            wait_for(lambda: re.search(r"fleet: flag store reached", a.log()), "the store", 20)
             assert adm_a.guard()["state"] != "tripped"
         finally:
             adm_a.close()
