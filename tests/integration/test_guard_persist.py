@@ -134,7 +134,7 @@ def test_a_trip_holds_the_fleet_across_a_restart(proxy_factory, layout, tmp_path
     try:
         # the other instance holds too, saying where it tripped
         gb = wait_for(lambda: (lambda g: g if g["state"] == "tripped" else None)(adm_b.guard()),
-                      "the trip on the other instance", 5)
+                      "the trip on the other instance", 20)
         assert gb["tripped_by"] == tripped_by, gb
         assert gb["action_taken"].startswith("tripped on instance i0"), gb
         wait_for(lambda: adm_b.flag("canary_percent") == "0", "the rollback on i1", 20)
