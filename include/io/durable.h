@@ -27,7 +27,8 @@
 
 struct event_base;
 
-/* Starts the syncing thread, its completions delivered on BASE. 0 / -1. */
+/* Syncs go to a thread of their own from now on, its completions delivered
+ * on BASE; the thread starts with the first request. 0 / -1. */
 int durable_start(struct event_base *base) __attribute__((warn_unused_result));
 /* Syncs what is waiting, stops the thread. Safe when not started. */
 void durable_stop(void);
