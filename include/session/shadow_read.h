@@ -73,7 +73,9 @@ struct shadow_read_stats {
 	uint64_t unstable;              /* not run: a result that cannot be stable */
 	uint64_t noisy;                 /* differed, but the session's own path differs from
 					   itself for this fingerprint: not a mismatch */
-	uint64_t calibrations;          /* re-runs on the session's path after a difference */
+	uint64_t calibrations;          /* re-runs on both paths after a difference */
+	uint64_t settled;               /* of them: the paths agreed on the re-run (a write
+					   reached one path between the reads): not a mismatch */
 	uint64_t extended;              /* of the compared: from the extended protocol */
 	uint64_t dropped[SHADOW_DROP__COUNT];
 	uint64_t skipped[SHADOW_SKIP__COUNT];

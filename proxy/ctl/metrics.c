@@ -288,7 +288,10 @@ static void shadow_read_metrics(struct wbuf *out)
 	       "Shadow reads that differed, of fingerprints whose result differs when run twice on "
 	       "the same path (noise calibration): not counted as mismatches.", s->noisy);
 	single(out, "pgturnout_shadow_read_calibrations_total", "counter",
-	       "Re-runs on the session's own path after two results differed.", s->calibrations);
+	       "Re-runs on both paths after two results differed.", s->calibrations);
+	single(out, "pgturnout_shadow_read_settled_total", "counter",
+	       "Differences the re-run did not find: the paths agreed (a write between the reads).",
+	       s->settled);
 	single(out, "pgturnout_shadow_reads_extended_total", "counter",
 	       "Of the compared shadow reads, those of the extended protocol (Parse/Bind/Execute).",
 	       s->extended);

@@ -492,7 +492,8 @@ void relay_client_input(struct client *c)
 		/* Read whole and analysed (steer/dual), or streamed as it comes. */
 		bool inspected = c->inspect && (c->dual || hdr[0] == PqMsg_Query ||
 						hdr[0] == PqMsg_Parse || hdr[0] == PqMsg_Close ||
-						shadow_read_wants(c, hdr[0], len));
+						(rt->flags->values.shadow_reads_milli > 0 &&
+						 shadow_read_wants(c, hdr[0], len)));
 		if (inspected && (hdr[0] == PqMsg_Query || hdr[0] == PqMsg_Parse) &&
 		    1 + (uint64_t)len > c->cfg->max_query_size) {
 			if (fwd) {

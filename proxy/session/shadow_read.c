@@ -119,8 +119,8 @@ struct sr_job {
 	bool dropped;                   /* a side timed out or broke: no comparison */
 	PGresult *res[2];               /* own: the last result per slot */
 	uint64_t latency_us[2];
-	bool calibrating;               /* re-running on the session's slot after a difference */
-	PGresult *first;                /* owns, calibrating: the session slot's first result */
+	bool calibrating;               /* re-running on both paths after a difference */
+	PGresult *first[2];             /* owns, calibrating: the first results per slot */
 	char diff[SR_DIFF_MAX];         /* calibrating: the difference between the paths */
 };
 
@@ -210,7 +210,8 @@ static void sr_job_free(struct sr_job *j)
 		return;
 	PQclear(j->res[0]);
 	PQclear(j->res[1]);
-	PQclear(j->first);
+	PQclear(j->first[0]);
+	PQclear(j->first[1]);
 	free(j->texts[0]);
 	free(j->texts[1]);
 	free(j->block);
@@ -702,44 +703,66 @@ static void sr_job_count(struct sr_job *j, bool differ, bool noisy, const char *
 			 (unsigned long long)j->fp, diff, j->text);
 }
 
-/* J's results differ between the paths: runs it once more on the session's
- * side (idle: J just left it). True when sent; J then ends in
- * sr_job_calibrated(). */
+/* J's results differ between the paths: runs it once more on both (idle:
+ * J just left them), to tell a difference that stays from one a write
+ * between the two runs made (the paths commit a dual write one after the
+ * other) and from a statement whose path differs from itself. True when
+ * sent; J then ends in sr_job_calibrated(). */
 static bool sr_job_recalibrate(struct sr_job *j, const char *diff)
 {
-	int slot = j->session_slot;
-	struct sr_side *side = &j->key->side[slot];
-
-	if (side->state != SS_IDLE || side->conn == NULL)
-		return false;
+	for (int s = 0; s < 2; s++) {
+		const struct sr_side *side = &j->key->side[s];
+		if (side->state != SS_IDLE || side->conn == NULL)
+			return false;
+	}
 	j->calibrating = true;
-	j->first = j->res[slot];
-	j->res[slot] = NULL;
 	snprintf(j->diff, sizeof(j->diff), "%s", diff);
-	j->pending = 1;
+	j->pending = 0;
 	rt->shadows->stats.calibrations++;
-	if (sr_side_send(side, j, j->texts[slot]) < 0) {
-		/* the side is closed; the difference counts as measured */
+	for (int s = 0; s < 2; s++) {
+		j->first[s] = j->res[s];
+		j->res[s] = NULL;
+	}
+	for (int s = 0; s < 2; s++) {
+		if (sr_side_send(&j->key->side[s], j, j->texts[s]) < 0) {
+			/* a side is closed: no verdict, the difference stands */
+			j->dropped = true;
+			continue;
+		}
+		j->pending++;
+	}
+	if (j->pending == 0) {
 		j->calibrating = false;
-		j->res[slot] = j->first;
-		j->first = NULL;
+		j->dropped = false;
+		for (int s = 0; s < 2; s++) {
+			j->res[s] = j->first[s];
+			j->first[s] = NULL;
+		}
 		return false;
 	}
 	return true;
 }
 
-/* The calibration run of J is back: noise when the session's path
- * differs from itself. */
+/* The calibration runs of J are back: settled when the paths now agree,
+ * noise when the session's path differs from itself, else a mismatch. */
 static void sr_job_calibrated(struct sr_job *j)
 {
 	int slot = j->session_slot;
-	char self[SR_DIFF_MAX] = "";
+	char self[SR_DIFF_MAX] = "", now[SR_DIFF_MAX] = "";
 
-	if (j->dropped || j->res[slot] == NULL) {
+	if (j->dropped || j->res[0] == NULL || j->res[1] == NULL) {
 		sr_job_count(j, true, false, j->diff);   /* no verdict: the difference stands */
 		return;
 	}
-	const PGresult *again[2] = { j->first, j->res[slot] };
+	const PGresult *both[2] = { j->res[0], j->res[1] };
+	if (!sr_differ(both, j->ordered, now, sizeof(now))) {
+		/* a write reached one path between the two reads, the other
+		 * after: no difference in what the paths hold */
+		rt->shadows->stats.settled++;
+		sr_job_count(j, false, false, "");
+		return;
+	}
+	const PGresult *again[2] = { j->first[slot], j->res[slot] };
 	struct sr_fp *e = sr_fp_get(j->fp, j->text, j->len);
 	if (sr_differ(again, j->ordered, self, sizeof(self))) {
 		if (e != NULL && !e->noisy_mark) {
