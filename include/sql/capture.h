@@ -110,8 +110,5 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */
 void capture_put_literal(struct wbuf *b, const char *value, size_t len);
 
-/* Appends NAME to B as an identifier that reads back as itself (quoted
- * when it needs to be). */
-void capture_put_ident(struct wbuf *b, const char *name);
 
 #endif

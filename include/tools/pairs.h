@@ -167,7 +167,6 @@ void pairs_rows_free(struct pairs_row *rows, int n);
 /* Strings. */
 void pairs_put_s(struct wbuf *b, const char *s);
 void pairs_put_f(struct wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pairs_put_ident(struct wbuf *b, const char *name);	/* quoted as an SQL identifier */
 void pairs_put_json_str(struct wbuf *b, const char *s);	/* as a JSON string */
 char *pairs_take(struct wbuf *b);	/* the text as a new string (caller owns), or NULL */
 /* S as hex digits ("-" for ""), for the checkpoint files; and back (NULL:

@@ -41,6 +41,7 @@
 #include "sql/analyze.h"
 #include "sql/cache.h"
 #include "sql/capture.h"
+#include "sql/ident.h"
 #include "sql/rules_walk.h"
 #include "io/catalog.h"
 #include "wire/build.h"
@@ -814,7 +815,7 @@ static char *dual_capture_up_items(struct client *c)
 		return NULL;
 	struct wbuf q, b;
 	wbuf_init(&q);
-	capture_put_ident(&q, d->cap.alias ? d->cap.alias : d->cap.relname);
+	sql_put_ident(&q, d->cap.alias ? d->cap.alias : d->cap.relname);
 	wbuf_put_u8(&q, 0);
 	wbuf_init(&b);
 	for (size_t k = 0; wbuf_ok(&q) && k < ent.n_columns; k++) {
@@ -839,7 +840,7 @@ static char *dual_capture_up_items(struct client *c)
 		wbuf_put(&b, e, strlen(e));
 		free(e);
 		wbuf_put(&b, " AS ", 4);
-		capture_put_ident(&b, cr.name[REWRITE_SIDE_NEW]);
+		sql_put_ident(&b, cr.name[REWRITE_SIDE_NEW]);
 	}
 	wbuf_put_u8(&b, 0);
 	wbuf_free(&q);

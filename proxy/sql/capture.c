@@ -7,6 +7,7 @@
 #include "sql/capture.h"
 
 #include "core/wbuf.h"
+#include "sql/ident.h"
 
 #include <ctype.h>
 #include <pg_query.h>
@@ -34,25 +35,6 @@ void capture_plan_clear(struct capture_plan *p)
 static void put_s(struct wbuf *b, const char *s)
 {
 	wbuf_put(b, s, strlen(s));
-}
-
-void capture_put_ident(struct wbuf *b, const char *name)
-{
-	bool plain = name[0] && (islower((unsigned char)name[0]) || name[0] == '_');
-	for (const char *p = name; plain && *p; p++)
-		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
-			plain = false;
-	if (plain) {
-		wbuf_put(b, name, strlen(name));
-		return;
-	}
-	wbuf_put_u8(b, '"');
-	for (const char *p = name; *p; p++) {
-		if (*p == '"')
-			wbuf_put_u8(b, '"');
-		wbuf_put_u8(b, (uint8_t)*p);
-	}
-	wbuf_put_u8(b, '"');
 }
 
 void capture_put_literal(struct wbuf *b, const char *value, size_t len)
@@ -199,7 +181,7 @@ int capture_plan_with(const char *text, size_t len, const char *extra, struct ca
 	wbuf_put(&b, src, end);
 	wbuf_put(&b, n_returning > 0 ? "\n, " : "\nRETURNING ", n_returning > 0 ? 3 : 11);
 	put_s(&b, "NULL::text AS " CAPTURE_MARK ", ");
-	capture_put_ident(&b, ref);
+	sql_put_ident(&b, ref);
 	wbuf_put(&b, ".*", 2);
 	if (extra && extra[0]) {
 		wbuf_put(&b, ", ", 2);
@@ -211,13 +193,13 @@ int capture_plan_with(const char *text, size_t len, const char *extra, struct ca
 	wbuf_init(&t);
 	put_s(&t, "INSERT INTO ");
 	if (rv->schemaname && rv->schemaname[0]) {
-		capture_put_ident(&t, rv->schemaname);
+		sql_put_ident(&t, rv->schemaname);
 		wbuf_put_u8(&t, '.');
 	}
-	capture_put_ident(&t, rv->relname);
+	sql_put_ident(&t, rv->relname);
 	if (rv->alias && rv->alias->aliasname) {
 		put_s(&t, " AS ");
-		capture_put_ident(&t, rv->alias->aliasname);
+		sql_put_ident(&t, rv->alias->aliasname);
 	}
 	wbuf_put_u8(&t, 0);
 	if (!wbuf_ok(&b) || !wbuf_ok(&t) || (n_returning > 0 && !out->returning)) {
@@ -268,12 +250,12 @@ static void put_cols(struct wbuf *b, enum cols_prefix prefix, const char *ref,
 			wbuf_put(b, ", ", 2);
 		first = false;
 		if (prefix == COLS_REF) {
-			capture_put_ident(b, ref);
+			sql_put_ident(b, ref);
 			wbuf_put_u8(b, '.');
 		} else if (prefix != COLS_BARE) {
 			put_s(b, prefix == COLS_R ? "r." : "(pgturnout_v.r).");
 		}
-		capture_put_ident(b, cols[i]);
+		sql_put_ident(b, cols[i]);
 	}
 }
 
@@ -299,10 +281,10 @@ static void put_qualified(struct wbuf *t, const char *schema, const char *name)
 {
 	wbuf_init(t);
 	if (schema) {
-		capture_put_ident(t, schema);
+		sql_put_ident(t, schema);
 		wbuf_put_u8(t, '.');
 	}
-	capture_put_ident(t, name);
+	sql_put_ident(t, name);
 	wbuf_put_u8(t, 0);
 }
 
@@ -385,7 +367,7 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 		put_s(b, target);
 		if (plan->alias) {
 			put_s(b, " AS ");
-			capture_put_ident(b, plan->alias);
+			sql_put_ident(b, plan->alias);
 		}
 		put_s(b, " (");
 		put_cols(b, COLS_BARE, NULL, cols, is_key, n, true, false);
@@ -402,9 +384,9 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 				continue;
 			if (k++)
 				wbuf_put(b, ", ", 2);
-			capture_put_ident(b, cols[i]);
+			sql_put_ident(b, cols[i]);
 			put_s(b, " = EXCLUDED.");
-			capture_put_ident(b, cols[i]);
+			sql_put_ident(b, cols[i]);
 		}
 	} else {
 		put_s(b, "WITH pgturnout_v AS (SELECT r FROM ");
@@ -412,7 +394,7 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 		put_s(b, plan->kind == CAPTURE_UPDATE ? ") UPDATE " : ") DELETE FROM ");
 		put_s(b, target);
 		put_s(b, " AS ");
-		capture_put_ident(b, ref);
+		sql_put_ident(b, ref);
 		if (plan->kind == CAPTURE_UPDATE && n_key < n) {
 			put_s(b, " SET (");
 			put_cols(b, COLS_BARE, NULL, cols, is_key, n, false, false);
@@ -426,11 +408,11 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 		} else if (plan->kind == CAPTURE_UPDATE) {
 			/* every column is a key: the row is there or not */
 			put_s(b, " SET ");
-			capture_put_ident(b, cols[0]);
+			sql_put_ident(b, cols[0]);
 			put_s(b, " = ");
-			capture_put_ident(b, ref);
+			sql_put_ident(b, ref);
 			wbuf_put_u8(b, '.');
-			capture_put_ident(b, cols[0]);
+			sql_put_ident(b, cols[0]);
 		}
 		put_s(b, " WHERE (");
 		put_cols(b, COLS_REF, ref, cols, is_key, n, false, true);

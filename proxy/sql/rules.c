@@ -24,6 +24,8 @@
 #include "rules_impl.h"
 
 #include "core/err.h"
+#include "core/wbuf.h"
+#include "sql/ident.h"
 
 static atomic_uint_fast64_t rules_next_id = 1;
 
@@ -228,65 +230,20 @@ too_long:
 	return -1;
 }
 
-/* Whether NAME can be written bare: lower-case identifier characters and not
- * a keyword that a column or table position would refuse. */
-static bool rules_bare_ok(const char *name)
-{
-	PgQueryScanResult res;
-	PgQuery__ScanResult *scan;
-	bool ok = false;
-
-	if (!(islower((unsigned char)name[0]) || name[0] == '_'))
-		return false;
-	for (const char *p = name; *p; p++)
-		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
-			return false;
-	res = pg_query_scan(name);
-	if (res.error == NULL) {
-		scan = pg_query__scan_result__unpack(NULL, res.pbuf.len,
-						     (const uint8_t *)res.pbuf.data);
-		if (scan != NULL) {
-			ok = scan->n_tokens == 1 &&
-			     (scan->tokens[0]->keyword_kind == PG_QUERY__KEYWORD_KIND__NO_KEYWORD ||
-			      scan->tokens[0]->keyword_kind ==
-				      PG_QUERY__KEYWORD_KIND__UNRESERVED_KEYWORD);
-			pg_query__scan_result__free_unpacked(scan, NULL);
-		}
-	}
-	pg_query_free_scan_result(res);
-	return ok;
-}
-
-/* Appends NAME to BUF (size >= 2 * 63 + 3), quoted when needed. */
-static void rules_quote_into(char *buf, const char *name)
-{
-	char *o = buf + strlen(buf);
-
-	if (rules_bare_ok(name)) {
-		strcpy(o, name);
-		return;
-	}
-	*o++ = '"';
-	for (const char *p = name; *p; p++) {
-		if (*p == '"')
-			*o++ = '"';
-		*o++ = *p;
-	}
-	*o++ = '"';
-	*o = '\0';
-}
-
 static char *rules_emit(const char *schema, const char *name)
 {
-	char buf[4 * (RULES_MAX_IDENT + 3)];
+	struct wbuf b;
 
-	buf[0] = '\0';
+	wbuf_init(&b);
 	if (schema != NULL) {
-		rules_quote_into(buf, schema);
-		strcat(buf, ".");
+		sql_put_ident(&b, schema);
+		wbuf_put_u8(&b, '.');
 	}
-	rules_quote_into(buf, name);
-	return strdup(buf);
+	sql_put_ident(&b, name);
+	wbuf_put_u8(&b, '\0');
+	char *out = wbuf_ok(&b) ? strdup((const char *)b.data) : NULL;
+	wbuf_free(&b);
+	return out;
 }
 
 static bool rules_empty(const char *s)

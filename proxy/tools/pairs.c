@@ -6,6 +6,7 @@
 
 #include "conf/config.h"
 #include "core/json.h"
+#include "sql/ident.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -108,20 +109,6 @@ char *pairs_asprintf(const char *fmt, ...)
 	va_end(ap);
 	return s;
 }
-
-/* Appends NAME quoted as an SQL identifier. */
-void pairs_put_ident(struct wbuf *b, const char *name)
-{
-	wbuf_put_u8(b, '"');
-	for (const char *p = name; *p; p++) {
-		if (*p == '"')
-			wbuf_put_u8(b, '"');
-		wbuf_put_u8(b, (uint8_t)*p);
-	}
-	wbuf_put_u8(b, '"');
-}
-
-
 
 const struct catalog_column *pairs_col(const struct pairs_pair *p, int side, size_t j)
 {
@@ -353,7 +340,7 @@ static int column_values(struct pairs_pair *p)
 			} else {
 				c->retyped = c->kind == PAIRS_COL_SAME && !is_key &&
 					     strcmp(pairs_col(p, OLD, j)->type, pairs_col(p, NEW, j)->type) != 0;
-				pairs_put_ident(&v, pairs_col(p, s, j)->name);
+				sql_put_ident(&v, pairs_col(p, s, j)->name);
 				if (s == OLD && c->retyped)
 					pairs_put_f(&v, "::%s", pairs_col(p, NEW, j)->type);
 			}
@@ -374,7 +361,7 @@ static int column_values(struct pairs_pair *p)
 					pairs_put_s(&copy[t], "NULL");
 				} else if (t == OLD && p->cols[j].retyped) {
 					/* into old: new's value as old's type */
-					pairs_put_ident(&copy[t], pairs_col(p, s, j)->name);
+					sql_put_ident(&copy[t], pairs_col(p, s, j)->name);
 					if (s == NEW)
 						pairs_put_f(&copy[t], "::%s", pairs_col(p, OLD, j)->type);
 				} else {
@@ -547,7 +534,7 @@ out:
 		for (size_t j = 0; j < p->n_key; j++) {
 			if (j)
 				pairs_put_s(&k, ", ");
-			pairs_put_ident(&k, pairs_col(p, s, p->key[j])->name);
+			sql_put_ident(&k, pairs_col(p, s, p->key[j])->name);
 			if (p->collate_c && pairs_col(p, s, p->key[j])->collation != NULL)
 				pairs_put_s(&k, " COLLATE \"C\"");
 		}

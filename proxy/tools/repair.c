@@ -34,6 +34,7 @@
 #include "core/json.h"
 #include "session/journal.h"
 #include "sql/analyze.h"
+#include "sql/ident.h"
 #include "tools/pairs.h"
 #include "tools/progress.h"
 
@@ -212,7 +213,7 @@ static void put_key_cols(struct wbuf *b, const struct pairs_pair *p, int side)
 	for (size_t k = 0; k < p->n_key; k++) {
 		if (k)
 			pairs_put_s(b, ", ");
-		pairs_put_ident(b, pairs_col(p, side, p->key[k])->name);
+		sql_put_ident(b, pairs_col(p, side, p->key[k])->name);
 	}
 }
 
@@ -292,7 +293,7 @@ static int write_rows(struct repair_run *run, const struct repair_pair *p, const
 				if (!first)
 					pairs_put_s(&sql, ", ");
 				first = false;
-				pairs_put_ident(&sql, pairs_col(tp, t, j)->name);
+				sql_put_ident(&sql, pairs_col(tp, t, j)->name);
 			}
 		pairs_put_s(&sql, overriding ? ") OVERRIDING SYSTEM VALUE VALUES " : ") VALUES ");
 		int arg = 0;
@@ -323,9 +324,9 @@ static int write_rows(struct repair_run *run, const struct repair_pair *p, const
 					continue;
 				pairs_put_s(&sql, set ? ", " : "UPDATE SET ");
 				set = true;
-				pairs_put_ident(&sql, pairs_col(tp, t, j)->name);
+				sql_put_ident(&sql, pairs_col(tp, t, j)->name);
 				pairs_put_s(&sql, " = EXCLUDED.");
-				pairs_put_ident(&sql, pairs_col(tp, t, j)->name);
+				sql_put_ident(&sql, pairs_col(tp, t, j)->name);
 			}
 		if (!set)
 			pairs_put_s(&sql, "NOTHING");
@@ -1256,7 +1257,7 @@ static int set_sequences(struct repair_run *run, struct repair_pair *p)
 		struct wbuf sql;
 		wbuf_init(&sql);
 		pairs_put_s(&sql, "SELECT max(");
-		pairs_put_ident(&sql, c->name);
+		sql_put_ident(&sql, c->name);
 		pairs_put_f(&sql, ")::bigint FROM %s", tt->sql);
 		char *text = pairs_take(&sql);
 		char state[6];

@@ -42,6 +42,7 @@
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "io/catalog.h"
+#include "sql/ident.h"
 #include "sql/rules_walk.h"
 #include "tools/pairs.h"
 #include "tools/progress.h"
@@ -634,7 +635,7 @@ static int check_sequences(struct verify_run *run, struct verify_pair *p, int si
 			continue;
 		}
 		pairs_put_s(sql, "SELECT max(");
-		pairs_put_ident(sql, c->name);
+		sql_put_ident(sql, c->name);
 		pairs_put_f(sql, ")::text FROM %s", t->sql);
 		PGresult *r = run_query(run, p, side, sql, NULL, NULL);
 		if (r == NULL)

@@ -1,6 +1,7 @@
 /* Unit tests of sql/capture.c: where the capture goes, what the apply reads. */
 #include "core/wbuf.h"
 #include "sql/capture.h"
+#include "sql/ident.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -216,9 +217,38 @@ static void test_advance_names_new_side_sequences(void **state)
 	wbuf_free(&b);
 }
 
+/* One quoter for generated SQL: bare only when read back as the same name. */
+static void test_identifiers_are_quoted_when_needed(void **state)
+{
+	(void)state;
+	static const char *const cases[][2] = {
+		{ "users", "users" },
+		{ "users_v2", "users_v2" },
+		{ "_t1", "_t1" },
+		{ "name", "name" },                 /* an unreserved keyword */
+		{ "order", "\"order\"" },           /* reserved: an alias like this broke captures */
+		{ "user", "\"user\"" },
+		{ "Users", "\"Users\"" },
+		{ "1abc", "\"1abc\"" },
+		{ "a b", "\"a b\"" },
+		{ "a\"b", "\"a\"\"b\"" },
+		{ "order", "\"order\"" },           /* the second time from the cache */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct wbuf b;
+		wbuf_init(&b);
+		sql_put_ident(&b, cases[i][0]);
+		wbuf_put_u8(&b, 0);
+		assert_true(wbuf_ok(&b));
+		assert_string_equal((const char *)b.data, cases[i][1]);
+		wbuf_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_identifiers_are_quoted_when_needed),
 		cmocka_unit_test(test_capture_is_added_at_the_statement_end),
 		cmocka_unit_test(test_client_returning_list_is_kept_first),
 		cmocka_unit_test(test_left_out_parameters_and_extra_items),
