@@ -25,6 +25,7 @@ import pgwire
 from conftest import BIG, started_server, unique
 from test_dual import journal_file, pgbench, read_journal, run
 from test_updown import Layout, extended
+from test_updown_verify import RULES  # the five worked examples of docs/rewriting.md
 from test_verify import run_json as verify_json
 from twopaths import Admin
 
@@ -56,20 +57,6 @@ INSERT INTO orders SELECT g, g * 125 FROM generate_series(1, 20) g;
 INSERT INTO people_v2 SELECT g, 'Given' || g, 'Family' || g FROM generate_series(1, 20) g;
 """
 
-RULES = """
-[rewrite]
-table.users = users_v2
-column.users.name = full_name
-up.users_v2.email_domain = split_part(email, '@', 2)
-down.users.nickname = split_part(full_name, ' ', 1)
-column.orders.price = price_cents
-up.orders.price_cents = (price * 100)::bigint
-down.orders.price = price_cents / 100.0
-table.people = people_v2
-up.people_v2.first_name = split_part(full_name, ' ', 1)
-up.people_v2.last_name = substr(full_name, length(split_part(full_name, ' ', 1)) + 2)
-down.people.full_name = first_name || ' ' || last_name
-"""
 
 
 class WritesLayout(Layout):
