@@ -243,8 +243,12 @@ static void conn_flush(struct conn *cn)
 		conn_report(cn, BEV_EVENT_ERROR | BEV_EVENT_WRITING);
 		return;
 	}
-	if (!cn->writing || cn->hold)
+	if (!cn->writing)
 		return;
+	if (cn->hold) {
+		conn_disarm_write(cn);  /* conn_release_held() queues it again */
+		return;
+	}
 	size_t len = evbuffer_get_length(cn->out);
 	if (len == 0) {
 		conn_disarm_write(cn);
@@ -458,7 +462,7 @@ static void conn_bev_setup(struct conn *cn)
 	bufferevent_setcb(cn->bev, conn_bev_read, conn_bev_write, conn_bev_event, cn);
 	bufferevent_setwatermark(cn->bev, EV_WRITE, cn->lowat, 0);
 	bufferevent_set_max_single_read(cn->bev, cn->max_read);
-	short on = (short)((cn->reading ? EV_READ : 0) | (cn->writing ? EV_WRITE : 0));
+	short on = (short)((cn->reading ? EV_READ : 0) | (cn->writing && !cn->hold ? EV_WRITE : 0));
 	bufferevent_enable(cn->bev, on);
 	cn->mode = CONN_BEV;
 }
@@ -597,7 +601,8 @@ void conn_enable(struct conn *cn, short what)
 			cn->reading = true;
 		if (what & EV_WRITE)
 			cn->writing = true;
-		bufferevent_enable(cn->bev, what);
+		/* held output stays held (conn_release_held() enables it) */
+		bufferevent_enable(cn->bev, cn->hold ? (short)(what & ~EV_WRITE) : what);
 		return;
 	}
 	if ((what & EV_READ) && !cn->reading) {
