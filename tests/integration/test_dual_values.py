@@ -91,6 +91,10 @@ def test_generated_values_reach_new_from_a_v1_client(proxy_factory, layout):
             assert rn == 7 and cur.description[0].name == "id" and len(cur.description) == 2
             cur.execute("INSERT INTO items (name) VALUES ('x')")
             assert cur.rowcount == 1 and cur.description is None
+            # an alias that is a reserved word: the capture quotes it
+            cur.execute('INSERT INTO items AS "order" (name, n) VALUES (\'o\', 8) '
+                        'RETURNING "order".n')
+            assert cur.fetchone() == (8,)
         c.autocommit = False
         run(c, "INSERT INTO items (name, n) VALUES ('t', 9)")
         run(c, "INSERT INTO notes SELECT %d, 'child of r'" % rid)
@@ -99,7 +103,7 @@ def test_generated_values_reach_new_from_a_v1_client(proxy_factory, layout):
         c.rollback()
     finally:
         c.close()
-    assert layout.assert_identical() == 11
+    assert layout.assert_identical() == 12
     assert layout.sql("new", "SELECT count(*) FROM notes")[0][0] == 1
     assert read_journal(journal_file(p)) == []
     stats = Admin(p).run("SHOW STATS")
