@@ -183,7 +183,7 @@ def test_error_rate_guard_rolls_the_canary_back(proxy_factory, layout, tmp_path)
         revoked = True
         broke_at = time.time()
         g = wait_for(lambda: (lambda r: r if r["state"] == "tripped" else None)(
-            admin.guards()["new_error_rate"]), "the guard to trip", 15)
+            admin.guards()["new_error_rate"]), "the guard to trip", 40)
         tripped_after = time.time() - broke_at
         print("new_error_rate tripped %.2f s after the REVOKE" % tripped_after)
         assert tripped_after < 4 + 3, tripped_after     # within its window (+ ticks, psql)
@@ -334,7 +334,7 @@ def test_fleet_rollback_goes_through_the_flag_store(proxy_factory, layout, tmp_p
     dsn = "host=%s port=%d dbname=%s user=app password=app sslmode=disable" % (
         pg.host, pg.port, store_db)
     ps = start_fleet(proxy_factory, tmp_path, dsn, n=2, paths=layout.paths,
-                     extra=config("new_error_rate = 5% rollback\nwindow = 4s\nmin_sample = 100\n",
+                     extra=config("new_error_rate = 5% rollback\nwindow = 8s\nmin_sample = 50\n",
                                   canary="0"))
     a, b = Admin(ps[0]), Admin(ps[1])
     a.run("SET canary_percent = 50")
@@ -344,7 +344,8 @@ def test_fleet_rollback_goes_through_the_flag_store(proxy_factory, layout, tmp_p
     try:
         layout.pg.sql("REVOKE SELECT ON %s FROM app" % layout.qualified("new", "users_v2"))
         revoked = True
-        wait_for(lambda: a.guards()["new_error_rate"]["state"] == "tripped", "the guard to trip", 15)
+        # a busy machine (sanitizers, parallel tests) runs the traffic slowly
+        wait_for(lambda: a.guards()["new_error_rate"]["state"] == "tripped", "the guard to trip", 40)
         # both instances apply the rollback: it went through the store
         wait_for(lambda: a.flag("canary_percent") == "0" and b.flag("canary_percent") == "0",
                  "canary 0 on both instances", 5)
