@@ -300,7 +300,7 @@ static void sr_side_connect(struct sr_side *s)
 	const struct path_config *p = &cfg->paths[pi];
 	const char *user = p->user ? p->user : s->key->user;
 	const char *password = p->password;
-	char port[16], opt[1024] = "";
+	char port[16], opt[1024] = "", app[128];
 	const char *keys[14], *vals[14];
 	int n = 0;
 
@@ -330,7 +330,11 @@ static void sr_side_connect(struct sr_side *s)
 					  p->sslmode == SSLMODE_VERIFY_FULL ? "verify-full" : "prefer";
 	if (p->sslrootcert != NULL)
 		keys[n] = "sslrootcert", vals[n++] = p->sslrootcert;
-	keys[n] = "application_name", vals[n++] = "pgturnout shadow reads";
+	/* which instance's side connection it is, in pg_stat_activity */
+	snprintf(app, sizeof(app), "pgturnout shadow reads %s",
+		 cfg->fleet_name && cfg->fleet_name[0] ? cfg->fleet_name
+		 : cfg->n_listen ? cfg->listen[0].port : "-");
+	keys[n] = "application_name", vals[n++] = app;
 	keys[n] = "client_encoding", vals[n++] = "UTF8";
 	keys[n] = "options", vals[n++] = opt;
 	keys[n] = NULL, vals[n] = NULL;

@@ -221,7 +221,7 @@ def test_right_rules_under_concurrent_reads_give_no_mismatch(proxy_factory, layo
             {k: v for k, v in m.items() if "dropped" in k and v}))
         # the side connections (up to 4 pairs for this user) go once shadow reads are off
         side = ("SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'pgturnout shadow reads'")
+                "WHERE application_name = 'pgturnout shadow reads %s'" % p.port)
         assert 2 <= layout.pg.sql(side)[0][0] <= 8
         admin.run("SET shadow_reads = 0")
         wait_for(lambda: layout.pg.sql(side)[0][0] == 0, "the side connections to close", 5)

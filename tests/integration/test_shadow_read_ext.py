@@ -250,9 +250,15 @@ def test_a_fingerprint_whose_noise_settles_is_compared_again(proxy_factory, layo
         r = wait_for(lambda: (lambda r: r if int(r["noisy"]) + int(r["mismatches"]) == 23
                               else None)(rows_by_sample(admin)[sql]), "23 differences", 60)
         # about 16 more noisy before the check (reads run on up to 4 side pairs at
-        # once, so a few may be judged while the check is in flight), then mismatches
-        assert 3 + 12 <= int(r["noisy"]) <= 3 + 16 and int(r["mismatches"]) >= 4, r
+        # once, so a few more may be judged while the check is in flight), then
+        # mismatches
+        assert 3 + 12 <= int(r["noisy"]) <= 3 + 16 + 4 and int(r["mismatches"]) >= 1, r
         assert "is no longer noisy (its path agreed with itself)" in p.log()
+        # from then on every difference is a mismatch
+        run_all(conn, [sql], times=5)
+        r2 = wait_for(lambda: (lambda r: r if int(r["noisy"]) + int(r["mismatches"]) == 28
+                               else None)(rows_by_sample(admin)[sql]), "28 differences", 60)
+        assert r2["noisy"] == r["noisy"] and int(r2["mismatches"]) == int(r["mismatches"]) + 5, r2
     finally:
         conn.close()
         admin.close()
