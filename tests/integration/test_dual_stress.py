@@ -122,10 +122,19 @@ def test_dual_writes_under_canary_churn(sides, commit, proxy_factory):
     finally:
         admin.close()
 
+    # and every backend pgturnout had opened for them is idle (kept for the
+    # next client) or gone: a PREPARE sent just before the session closed
+    # still lands after the close
+    def busy():
+        return sum(side.server.sql("SELECT count(*) FROM pg_stat_activity "
+                                   "WHERE application_name = 'pgbench' AND state <> 'idle'")[0][0]
+                   for side in sides.values())
+    wait_for(lambda: busy() == 0, "the sessions' backends to finish", 15)
+
     def prepared():
         return [g for side in sides.values() for g in
                 side.server.sql("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'pgturnout_%'")]
-    wait_for(lambda: not prepared(), "the resolver to finish the prepared transactions", 15)
+    wait_for(lambda: not prepared(), "the resolver to finish the prepared transactions", 20)
     # every client's transactions went through, on both sides alike
     old = sides["old"].sql("SELECT id, name, email FROM users ORDER BY id")
     new = sides["new"].sql("SELECT id, full_name, email FROM users_v2 ORDER BY id")
