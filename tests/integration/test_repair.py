@@ -193,13 +193,14 @@ def test_repair_two_servers(pg, second_pg, tmp_path):
             server.sql("DROP TABLE IF EXISTS %s" % table)
 
 
-def dual_proxy(proxy_factory, layout):
+def dual_proxy(proxy_factory, layout, canary=0,
+               migration="version.v1 = old\nversion.v2 = new\n"):
     paths = {role: dict(p, user="app") for role, p in layout.paths.items()}
     return proxy_factory(paths=paths, extra=(
-        "\n[migration]\nold = old\nnew = new\nsalt = %s\nversion.v1 = old\nversion.v2 = new\n"
+        "\n[migration]\nold = old\nnew = new\nsalt = %s\n%s"
         "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
-        "\n[flags]\ndual_write = on\ncanary_percent = 0\nforce_path = none\n"
-        "shadow_failure = journal\n" % unique("salt")))
+        "\n[flags]\ndual_write = on\ncanary_percent = %d\nforce_path = none\n"
+        "shadow_failure = journal\n" % (unique("salt"), migration, canary)))
 
 
 def test_repair_journal(layout, proxy_factory, tmp_path):

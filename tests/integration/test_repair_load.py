@@ -27,8 +27,8 @@ import time
 
 import pytest
 
-from conftest import BIG, pgt_bin, unique
-from test_repair import assert_equal, fill_old, tables_by_name, tool_json
+from conftest import BIG, pgt_bin
+from test_repair import assert_equal, dual_proxy, fill_old, tables_by_name, tool_json
 from test_verify import layout, write_config  # noqa: F401  (fixture)
 from test_verify import run_json as verify_json
 from twopaths import wait_for
@@ -40,12 +40,7 @@ RNG = random.Random(os.environ.get("PGT_SEED", "tools-kill"))
 
 
 def canary_proxy(proxy_factory, layout):
-    paths = {role: dict(p, user="app") for role, p in layout.paths.items()}
-    return proxy_factory(paths=paths, extra=(
-        "\n[migration]\nold = old\nnew = new\nsalt = %s\ncanary_key = connection\n"
-        "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
-        "\n[flags]\ndual_write = on\ncanary_percent = 50\nforce_path = none\n"
-        "shadow_failure = journal\n" % unique("salt")))
+    return dual_proxy(proxy_factory, layout, canary=50, migration="canary_key = connection\n")
 
 
 class Load(threading.Thread):
