@@ -168,6 +168,12 @@ struct catalog_shapes {
 	size_t n;
 };
 
+/* The query that reads the shapes of every user table (relkind r, p), and
+ * its answer turned into *OUT (caller owns: catalog_shapes_free); 0, or -1
+ * with err (out of memory). For readers that send the query themselves. */
+extern const char catalog_shapes_sql[];
+int catalog_shapes_parse(const PGresult *r, struct catalog_shapes *out, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 /* Reads the shapes of every user table (relkind r, p). 0, or -1 with err. */
 int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

@@ -106,7 +106,7 @@ struct runtime {
 	struct intent_log *intents;     /* owns: dual-write commit intents (session/intent.h); NULL: none */
 	struct twophase *twophase;          /* owns; dual_commit is two-phase (session/twophase.h); NULL: ordered */
 	struct catalog_shapes *new_shapes; /* owns: the new path's tables and columns (io/catalog.h),
-					      read at start and reload; NULL: not read */
+					      read at start, kept current by session/catalog_watch.h; NULL: not read */
 	struct fleet *fleet;            /* owns: the fleet's flag store client; NULL without [fleet] */
 	struct guard_watch *guards;     /* owns: the [guard] windows and states (session/guard_watch.h) */
 	struct shadow_reads *shadows;   /* owns: shadow reads' queue and side connections

@@ -37,6 +37,7 @@
 #include "session/janitor.h"
 #include "session/journal.h"
 #include "session/pool.h"
+#include "session/catalog_watch.h"
 #include "session/runtime.h"
 #include "session/server.h"
 #include "sql/cache.h"
@@ -56,44 +57,6 @@
 #define SQL_CACHE_BYTES (32u * 1024 * 1024)
 #define HISTORY_FILE "flag_history.jsonl"
 
-/*
- * Reads the new path's tables and columns (dual writes apply captured values
- * only through the columns new has). Needs `user` set on the new [path]
- * (with its password, or a plain-text auth_file secret): pgturnout has no
- * client of its own to log in as otherwise. Blocking: at start and reload
- * only. A catalog that cannot be read is logged; captured INSERTs then send
- * every column of old.
- */
-static void process_read_shapes(const struct config *cfg)
-{
-	dual_forget_sequences();
-	catalog_shapes_free(rt->new_shapes);
-	free(rt->new_shapes);
-	rt->new_shapes = NULL;
-	if (cfg->old_path == cfg->new_path)
-		return;
-	const struct path_config *p = &cfg->paths[cfg->new_path];
-	if (!p->user) {
-		log_info(0, "catalog of path %s not read (no user in its [path]): captured INSERTs "
-			 "send every column of old", p->name);
-		return;
-	}
-	char err[512];
-	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", CATALOG_PROXY_CONNECT_TIMEOUT_S,
-				       err, sizeof(err));
-	struct catalog_shapes *s = calloc(1, sizeof(*s));
-	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
-		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "
-			    "of old", p->name, s && conn ? err : conn ? "out of memory" : err);
-		free(s);
-		if (conn)
-			PQfinish(conn);
-		return;
-	}
-	PQfinish(conn);
-	rt->new_shapes = s;
-	log_info(0, "catalog of path %s: %zu tables", p->name, s->n);
-}
 static void process_set_flag_async(const char *name, const char *value, const char *who,
 				   const char *surface, bool force, bool wait, control_done_cb done,
 				   void *arg);
@@ -245,7 +208,7 @@ int process_init(struct config *cfg, const char *config_file, bool reset_flags, 
 		return -1;
 	}
 	process_open_history();
-	process_read_shapes(cfg);
+	catalog_watch_start(cfg, true);
 	flag_restore_start(rt->flags, rt->history, cfg, cfg->journal_dir, reset_flags,
 			   process_record_change, NULL);
 	if (config_fleet_on(cfg) && process_start_fleet(err, errlen) < 0)
@@ -603,9 +566,7 @@ void process_free(void)
 	durable_stop();
 	twophase_free(rt->twophase);
 	intent_log_free(rt->intents);
-	dual_forget_sequences();
-	catalog_shapes_free(rt->new_shapes);
-	free(rt->new_shapes);
+	catalog_watch_stop();
 	if (journal_indexer) {
 		event_free(journal_indexer);
 		journal_indexer = NULL;
@@ -721,7 +682,7 @@ int process_reload(const char *who)
 	auth_query_clear_cache();  /* auth_user, auth_query and the paths may have changed */
 	janitor_sync();  /* timeouts may have changed */
 	guard_watch_sync();  /* [guard] may have changed */
-	process_read_shapes(cfg);
+	catalog_watch_start(cfg, false);  /* [path]s may have changed */
 	log_configure((enum log_level)cfg->log_level, cfg->log_format == LOG_FORMAT_JSON);
 	log_info(0, "configuration reloaded (%s) from %s", who, cfg->file);
 	return 0;

@@ -455,30 +455,29 @@ const char *catalog_key_kind_name(enum catalog_key_kind k)
 
 /* ---- shapes ------------------------------------------------------------ */
 
-int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
+const char catalog_shapes_sql[] =
+	"SELECT s.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid), a.attname,"
+	"       a.attgenerated,"
+	"       EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep"
+	"                 JOIN pg_catalog.pg_sequence q ON q.seqrelid = dep.objid"
+	"                WHERE dep.classid = 'pg_catalog.pg_class'::regclass"
+	"                  AND dep.refclassid = 'pg_catalog.pg_class'::regclass"
+	"                  AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum"
+	"                  AND dep.deptype IN ('a', 'i') AND q.seqincrement > 0),"
+	"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
+	"                  AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[]))"
+	"  FROM pg_catalog.pg_class c"
+	"  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace"
+	"  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+	"       AND NOT a.attisdropped"
+	" WHERE c.relkind IN ('r', 'p')"
+	"   AND s.nspname NOT IN ('pg_catalog', 'information_schema')"
+	"   AND s.nspname NOT LIKE 'pg_toast%' AND s.nspname NOT LIKE 'pg_temp%'"
+	" ORDER BY s.nspname, c.relname, a.attnum";
+
+int catalog_shapes_parse(const PGresult *r, struct catalog_shapes *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
-	PGresult *r = catalog_query(conn,
-		"SELECT s.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid), a.attname,"
-		"       a.attgenerated,"
-		"       EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep"
-		"                 JOIN pg_catalog.pg_sequence q ON q.seqrelid = dep.objid"
-		"                WHERE dep.classid = 'pg_catalog.pg_class'::regclass"
-		"                  AND dep.refclassid = 'pg_catalog.pg_class'::regclass"
-		"                  AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum"
-		"                  AND dep.deptype IN ('a', 'i') AND q.seqincrement > 0),"
-		"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
-		"                  AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[]))"
-		"  FROM pg_catalog.pg_class c"
-		"  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace"
-		"  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
-		"       AND NOT a.attisdropped"
-		" WHERE c.relkind IN ('r', 'p')"
-		"   AND s.nspname NOT IN ('pg_catalog', 'information_schema')"
-		"   AND s.nspname NOT LIKE 'pg_toast%' AND s.nspname NOT LIKE 'pg_temp%'"
-		" ORDER BY s.nspname, c.relname, a.attnum", NULL, "table shapes", err, errlen);
-	if (r == NULL)
-		return -1;
 	int rows = PQntuples(r);
 	for (int i = 0; i < rows; i++) {
 		const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
@@ -519,13 +518,22 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 			goto oom;
 		t->generated[t->n_cols++] = PQgetvalue(r, i, 4)[0];
 	}
-	PQclear(r);
 	return 0;
 oom:
-	PQclear(r);
 	catalog_shapes_free(out);
 	snprintf(err, errlen, "out of memory");
 	return -1;
+}
+
+int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	PGresult *r = catalog_query(conn, catalog_shapes_sql, NULL, "table shapes", err, errlen);
+	if (r == NULL)
+		return -1;
+	int rc = catalog_shapes_parse(r, out, err, errlen);
+	PQclear(r);
+	return rc;
 }
 
 void catalog_shapes_free(struct catalog_shapes *s)

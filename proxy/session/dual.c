@@ -30,6 +30,7 @@
 #include "core/wbuf.h"
 #include "conf/config.h"
 #include "route/flags.h"
+#include "session/catalog_watch.h"
 #include "session/client.h"
 #include "session/intent.h"
 #include "session/journal.h"
@@ -961,10 +962,13 @@ static const struct catalog_shape *dual_capture_target(const struct client *c, l
 	if (!rt->new_shapes || !d->cap.relname)
 		return NULL;
 	struct rewrite_entry ent;
+	const char *schema = d->cap.schema, *name = d->cap.relname;
 	if (entry >= 0 && rewrite_rules_entry(c->cfg->rules, (size_t)entry, &ent) == 0)
-		return catalog_shape_find(rt->new_shapes, ent.schema[REWRITE_SIDE_NEW],
-					  ent.name[REWRITE_SIDE_NEW]);
-	return catalog_shape_find(rt->new_shapes, d->cap.schema, d->cap.relname);
+		schema = ent.schema[REWRITE_SIDE_NEW], name = ent.name[REWRITE_SIDE_NEW];
+	const struct catalog_shape *t = catalog_shape_find(rt->new_shapes, schema, name);
+	if (t == NULL)
+		catalog_watch_unseen(schema, name);  /* created since the catalog was read? */
+	return t;
 }
 
 /* New's name of old's column COL of the captured INSERT (ENTRY: its rule

@@ -19,6 +19,7 @@
 #include "conf/config.h"
 #include "route/flags.h"
 #include "session/boundary.h"
+#include "session/catalog_watch.h"
 #include "session/client.h"
 #include "session/runtime.h"
 #include "session/console.h"
@@ -221,6 +222,10 @@ static void relay_record_latency(struct client *c)
 static inline bool relay_ready_relayed(struct client *c, char status)
 {
 	c->tx_status = status;
+	if (__builtin_expect(c->ddl_pending, 0) && status == 'I') {
+		c->ddl_pending = false;
+		catalog_watch_refresh("after DDL");
+	}
 	if (!c->pending_syncs || --c->pending_syncs != 0)
 		return false;
 	relay_record_latency(c);

@@ -370,6 +370,10 @@ static void steer_note_effects(struct client *c, const struct sql_analysis *a, c
 				break;
 			}
 			break;
+		case SQL_DDL:
+			/* new's catalog is read again once it is committed */
+			c->ddl_pending = true;
+			break;
 		default:
 			break;
 		}

@@ -23,7 +23,6 @@ and counted, the queue stays bounded and the proxy's memory flat.
 
 import os
 import re
-import socket
 import threading
 import time
 
@@ -31,7 +30,7 @@ import pytest
 
 from conftest import free_port, sanitized_binary, unique
 from test_http import call
-from twopaths import Admin as BaseAdmin, TwoPathLayout, created, wait_for
+from twopaths import Admin as BaseAdmin, BlackHole, TwoPathLayout, created, wait_for
 
 pytestmark = pytest.mark.proxy_only
 
@@ -227,35 +226,6 @@ def test_right_rules_under_concurrent_reads_give_no_mismatch(proxy_factory, layo
         wait_for(lambda: layout.pg.sql(side)[0][0] == 0, "the side connections to close", 5)
     finally:
         admin.close()
-
-
-class BlackHole:
-    """A listening socket that accepts and never answers: a stopped server."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.stop = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        self.sock.settimeout(0.2)
-        while not self.stop:
-            try:
-                self.conns.append(self.sock.accept()[0])
-            except OSError:
-                pass
-
-    def close(self):
-        self.stop = True
-        self.thread.join(5)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
 
 
 def test_a_stopped_other_path_drops_work_and_leaves_clients_alone(proxy_factory, layout):

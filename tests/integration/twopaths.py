@@ -8,6 +8,8 @@
 - wait_for: polls a predicate.
 """
 
+import socket
+import threading
 import time
 
 import psycopg2
@@ -154,3 +156,32 @@ def users_proxy(proxy_factory, sides, migration="", dual_write="off"):
         "\n[rewrite]\ntable.users = users_v2\ncolumn.users.name = full_name\n"
         "\n[flags]\ndual_write = %s\ncanary_percent = 0\nforce_path = none\n"
         "shadow_failure = journal\n" % (unique("salt"), migration, dual_write)))
+
+
+class BlackHole:
+    """A listening socket that accepts and never answers: a stopped server."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()

@@ -1,0 +1,379 @@
+/*
+ * session/catalog_watch.c — new's table shapes, read at start and kept
+ * current on the loop; see include/session/catalog_watch.h.
+ */
+#include "session/catalog_watch.h"
+
+#include "core/log.h"
+#include "io/catalog.h"
+#include "session/dual.h"
+#include "session/runtime.h"
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A read that takes longer is abandoned (and retried). */
+#define WATCH_READ_TIMEOUT_S 15
+#define WATCH_RETRY_FIRST_S 5
+#define WATCH_RETRY_MAX_S 60
+#define WATCH_UNSEEN_GAP_US 1000000
+/* Names asked for since the last read that was not asked for by a name. */
+#define WATCH_UNSEEN_MAX 64
+
+static struct {
+	PGconn *conn;             /* owns; the read in flight, else NULL */
+	struct event *sock;       /* owns */
+	struct event *deadline;   /* owns */
+	struct event *retry;      /* owns; armed after a failed read */
+	bool connected;
+	bool again;               /* asked for during the read: one more after it */
+	bool by_name;             /* the read in flight was asked for by unseen names only */
+	int retry_s;              /* the next retry's delay; 0 after a good read */
+	char why[300];            /* what the read in flight is for */
+	char again_why[300];
+	uint64_t unseen_at_us;    /* when a name last asked for a read */
+	char *unseen[WATCH_UNSEEN_MAX]; /* owns */
+	size_t n_unseen;
+	PGresult *shapes;         /* owns: the shapes' answer of the read in flight */
+	char error[256];          /* the read in flight's first error */
+} w;
+
+static const struct path_config *watch_path(const struct config *cfg)
+{
+	if (cfg == NULL || cfg->old_path == cfg->new_path)
+		return NULL;
+	const struct path_config *p = &cfg->paths[cfg->new_path];
+	return p->user ? p : NULL;
+}
+
+static void watch_forget_unseen(void)
+{
+	for (size_t i = 0; i < w.n_unseen; i++)
+		free(w.unseen[i]);
+	w.n_unseen = 0;
+}
+
+/* Puts S in place of rt->new_shapes (S NULL: none). */
+static void watch_install(struct catalog_shapes *s)
+{
+	/* New's sequences may have been replaced: how far they were set is
+	 * no longer known. */
+	dual_forget_sequences();
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
+	rt->new_shapes = s;
+}
+
+static void watch_begin(const char *why);
+
+static void watch_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	watch_begin("retry");
+}
+
+static void watch_schedule_retry(void)
+{
+	w.retry_s = w.retry_s ? w.retry_s * 2 : WATCH_RETRY_FIRST_S;
+	if (w.retry_s > WATCH_RETRY_MAX_S)
+		w.retry_s = WATCH_RETRY_MAX_S;
+	if (w.retry == NULL && (w.retry = evtimer_new(rt->base, watch_on_retry, NULL)) == NULL)
+		return;
+	struct timeval tv = { w.retry_s, 0 };
+	evtimer_add(w.retry, &tv);
+}
+
+/* Ends the read in flight: installs what it read, or logs ERROR. */
+static void watch_end(const char *error)
+{
+	if (w.sock)
+		event_free(w.sock);
+	if (w.deadline)
+		event_free(w.deadline);
+	w.sock = w.deadline = NULL;
+	const struct path_config *p = &rt->cfg->paths[rt->cfg->new_path];
+	struct catalog_shapes *s = NULL;
+	char err[256];
+	if (error == NULL && w.shapes == NULL)
+		error = w.error[0] ? w.error : "no answer";
+	if (error == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL || catalog_shapes_parse(w.shapes, s, err, sizeof(err)) < 0) {
+			free(s);
+			s = NULL;
+			error = "out of memory";
+		}
+	}
+	if (error != NULL) {
+		/* the connection's own text: copied before it goes */
+		snprintf(err, sizeof(err), "%s", error);
+		for (size_t n = strlen(err); n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '); n--)
+			err[n - 1] = '\0';
+	}
+	PQclear(w.shapes);
+	w.shapes = NULL;
+	PQfinish(w.conn);
+	w.conn = NULL;
+	w.connected = false;
+	if (s != NULL) {
+		watch_install(s);
+		w.retry_s = 0;
+		if (!w.by_name)
+			watch_forget_unseen();
+		log_info(0, "catalog of path %s read (%s): %zu tables", p->name, w.why, s->n);
+	} else {
+		log_warning(0, "catalog of path %s not read (%s): %s; %s", p->name, w.why, err,
+			    rt->new_shapes ? "the previous one stays in force"
+					   : "captured INSERTs send every column of old");
+		watch_schedule_retry();
+	}
+	if (w.again) {
+		w.again = false;
+		watch_begin(w.again_why);
+	}
+}
+
+static void watch_on_socket(evutil_socket_t fd, short what, void *arg);
+
+static int watch_watch(short what)
+{
+	if (w.sock)
+		event_free(w.sock);
+	w.sock = event_new(rt->base, PQsocket(w.conn), what, watch_on_socket, NULL);
+	return w.sock != NULL && event_add(w.sock, NULL) == 0 ? 0 : -1;
+}
+
+/* Connected: the path's search_path, then the shapes' query, in one go. */
+static void watch_send(void)
+{
+	const struct path_config *p = &rt->cfg->paths[rt->cfg->new_path];
+	w.connected = true;
+	char *lit = p->search_path ? PQescapeLiteral(w.conn, p->search_path, strlen(p->search_path))
+				   : NULL;
+	if (p->search_path && lit == NULL) {
+		watch_end(PQerrorMessage(w.conn));
+		return;
+	}
+	size_t cap = strlen(catalog_shapes_sql) + (lit ? strlen(lit) + 80 : 1);
+	char *sql = malloc(cap);
+	if (sql == NULL) {
+		PQfreemem(lit);
+		watch_end("out of memory");
+		return;
+	}
+	if (lit)
+		snprintf(sql, cap, "SELECT pg_catalog.set_config('search_path', %s, false);\n%s", lit,
+			 catalog_shapes_sql);
+	else
+		snprintf(sql, cap, "%s", catalog_shapes_sql);
+	PQfreemem(lit);
+	int sent = PQsetnonblocking(w.conn, 1) == 0 && PQsendQuery(w.conn, sql);
+	free(sql);
+	if (!sent) {
+		watch_end(PQerrorMessage(w.conn));
+		return;
+	}
+	int flushed = PQflush(w.conn);
+	if (flushed < 0 || watch_watch(flushed ? EV_WRITE : EV_READ) < 0)
+		watch_end(PQerrorMessage(w.conn));
+}
+
+/* Takes the answers in; ends the read once they are all in. */
+static void watch_read(void)
+{
+	if (!PQconsumeInput(w.conn)) {
+		watch_end(PQerrorMessage(w.conn));
+		return;
+	}
+	while (!PQisBusy(w.conn)) {
+		PGresult *r = PQgetResult(w.conn);
+		if (r == NULL) {
+			watch_end(NULL);
+			return;
+		}
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_TUPLES_OK && PQnfields(r) == 7) {
+			PQclear(w.shapes);
+			w.shapes = r;
+			continue;
+		}
+		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !w.error[0])
+			snprintf(w.error, sizeof(w.error), "%s", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	if (w.error[0] && w.shapes) {
+		PQclear(w.shapes);
+		w.shapes = NULL;
+	}
+	if (watch_watch(EV_READ) < 0)
+		watch_end("cannot watch the socket");
+}
+
+static void watch_on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (w.connected) {
+		int flushed = PQflush(w.conn);
+		if (flushed < 0)
+			watch_end(PQerrorMessage(w.conn));
+		else if (flushed == 0)
+			watch_read();
+		else if (watch_watch(EV_WRITE) < 0)
+			watch_end("cannot watch the socket");
+		return;
+	}
+	switch (PQconnectPoll(w.conn)) {
+	case PGRES_POLLING_READING:
+		if (watch_watch(EV_READ) < 0)
+			watch_end("cannot watch the socket");
+		return;
+	case PGRES_POLLING_WRITING:
+		if (watch_watch(EV_WRITE) < 0)
+			watch_end("cannot watch the socket");
+		return;
+	case PGRES_POLLING_OK:
+		watch_send();
+		return;
+	default:
+		watch_end(PQerrorMessage(w.conn));
+		return;
+	}
+}
+
+static void watch_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	char why[64];
+	snprintf(why, sizeof(why), "no answer within %d s", WATCH_READ_TIMEOUT_S);
+	watch_end(why);
+}
+
+static void watch_begin(const char *why)
+{
+	const struct path_config *p = watch_path(rt->cfg);
+	if (p == NULL || rt->shutting_down)
+		return;
+	if (w.conn != NULL) {
+		if (!w.again)
+			snprintf(w.again_why, sizeof(w.again_why), "%s", why);
+		w.again = true;
+		return;
+	}
+	if (w.retry)
+		evtimer_del(w.retry);
+	snprintf(w.why, sizeof(w.why), "%s", why);
+	w.error[0] = '\0';
+	struct path_conninfo ci;
+	path_conninfo(&ci, p, rt->cfg->users, NULL, NULL, "pgturnout catalog",
+		      CATALOG_PROXY_CONNECT_TIMEOUT_S);
+	w.conn = PQconnectStartParams(ci.keys, ci.vals, 0);
+	if (w.conn == NULL) {
+		log_warning(0, "catalog of path %s not read (%s): out of memory", p->name, why);
+		watch_schedule_retry();
+		return;
+	}
+	if (PQstatus(w.conn) == CONNECTION_BAD) {
+		watch_end(PQerrorMessage(w.conn));
+		return;
+	}
+	w.deadline = evtimer_new(rt->base, watch_on_deadline, NULL);
+	struct timeval tv = { WATCH_READ_TIMEOUT_S, 0 };
+	if (w.deadline == NULL || evtimer_add(w.deadline, &tv) < 0 || watch_watch(EV_WRITE) < 0)
+		watch_end("out of memory");
+}
+
+void catalog_watch_start(const struct config *cfg, bool now)
+{
+	if (cfg->old_path == cfg->new_path) {
+		watch_install(NULL);
+		return;
+	}
+	const struct path_config *p = &cfg->paths[cfg->new_path];
+	if (!p->user) {
+		watch_install(NULL);
+		log_info(0, "catalog of path %s not read (no user in its [path]): captured INSERTs "
+			 "send every column of old", p->name);
+		return;
+	}
+	if (!now) {
+		catalog_watch_refresh("reload");
+		return;
+	}
+	watch_install(NULL);
+	char err[512];
+	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", CATALOG_PROXY_CONNECT_TIMEOUT_S,
+				       err, sizeof(err));
+	struct catalog_shapes *s = calloc(1, sizeof(*s));
+	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
+		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "
+			    "of old; trying again in %d s", p->name, s && conn ? err : conn ? "out of memory" : err,
+			    WATCH_RETRY_FIRST_S);
+		free(s);
+		if (conn)
+			PQfinish(conn);
+		watch_schedule_retry();
+		return;
+	}
+	PQfinish(conn);
+	watch_install(s);
+	log_info(0, "catalog of path %s: %zu tables", p->name, s->n);
+}
+
+void catalog_watch_refresh(const char *why)
+{
+	w.by_name = false;
+	watch_begin(why);
+}
+
+void catalog_watch_unseen(const char *schema, const char *name)
+{
+	if (rt->new_shapes == NULL || name == NULL)
+		return;
+	char full[256];
+	snprintf(full, sizeof(full), "%s%s%s", schema ? schema : "", schema ? "." : "", name);
+	for (size_t i = 0; i < w.n_unseen; i++)
+		if (strcmp(w.unseen[i], full) == 0)
+			return;  /* read since it was first asked for, and not there */
+	uint64_t now = runtime_now_us();
+	if (w.conn != NULL || now - w.unseen_at_us < WATCH_UNSEEN_GAP_US || w.n_unseen == WATCH_UNSEEN_MAX)
+		return;
+	char *dup = strdup(full);
+	if (dup == NULL)
+		return;
+	w.unseen[w.n_unseen++] = dup;
+	w.unseen_at_us = now;
+	char why[300];
+	snprintf(why, sizeof(why), "table %s not in it", full);
+	w.by_name = true;
+	watch_begin(why);
+}
+
+void catalog_watch_stop(void)
+{
+	if (w.sock)
+		event_free(w.sock);
+	if (w.deadline)
+		event_free(w.deadline);
+	if (w.retry)
+		event_free(w.retry);
+	PQclear(w.shapes);
+	PQfinish(w.conn);
+	watch_forget_unseen();
+	memset(&w, 0, sizeof(w));
+	watch_install(NULL);
+}
+
+bool catalog_watch_busy(void)
+{
+	return w.conn != NULL || w.again;
+}
