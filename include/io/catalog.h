@@ -174,6 +174,17 @@ struct catalog_shapes {
 extern const char catalog_shapes_sql[];
 int catalog_shapes_parse(const PGresult *r, struct catalog_shapes *out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+/* The names of the functions outside pg_catalog and information_schema
+ * that are not immutable (pg_proc.provolatile 's' or 'v'): the user's and
+ * extensions' (gen_random_uuid() of pgcrypto, uuid_generate_v4(), ...).
+ * The query (its one column is named pgturnout_volatile), its answer as
+ * *NAMES (caller owns: catalog_names_free), *N; and both in one. 0, or -1
+ * (out of memory; with err). */
+extern const char catalog_volatile_functions_sql[];
+int catalog_volatile_functions_parse(const PGresult *r, char ***names, size_t *n)
+	__attribute__((warn_unused_result));
+int catalog_read_volatile_functions(PGconn *conn, char ***names, size_t *n, char *err,
+				    size_t errlen) __attribute__((warn_unused_result));
 /* Reads the shapes of every user table (relkind r, p). 0, or -1 with err. */
 int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

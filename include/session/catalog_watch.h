@@ -4,7 +4,8 @@
  *
  * Dual writes apply captured values through what new's catalog says of a
  * table: its columns, primary key, generated columns and sequence-owning
- * columns. The catalog is read once, blocking, at start (before the proxy
+ * columns; and the user's functions that are not immutable make a write
+ * non-deterministic (sql_set_user_volatile). The catalog is read once, blocking, at start (before the proxy
  * listens); after that every read is asynchronous (libpq's non-blocking
  * API on the loop, a connection of its own as the new [path]'s user):
  *   - at reload;

@@ -105,6 +105,20 @@ struct sql_analysis {
 	size_t mem;			/* bytes held, for cache accounting */
 };
 
+/*
+ * Names of functions (any schema, any arguments) to count as volatile
+ * besides the built-in ones (now(), random(), nextval(), ...): the user's
+ * functions that are not immutable, read from a catalog. Replaces the
+ * previous set; analyses made before keep what they said. 1 when the set
+ * changed (cached analyses should go), 0 when not, -1 out of memory (the
+ * previous set stays).
+ */
+int sql_set_user_volatile(const char *const *names, size_t n);
+/* Whether that set has any name; the name WORD (N bytes, an unquoted
+ * identifier: folded to lower case) is in it, or NULL. */
+bool sql_user_volatile_any(void);
+const char *sql_user_volatile_find(const char *word, size_t n);
+
 /* Summary of a whole analysis, for routing a message as a unit. */
 bool sql_analysis_has_write(const struct sql_analysis *a);
 bool sql_analysis_has_volatile(const struct sql_analysis *a);

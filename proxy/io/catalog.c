@@ -536,6 +536,48 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 	return rc;
 }
 
+const char catalog_volatile_functions_sql[] =
+	"SELECT DISTINCT p.proname AS pgturnout_volatile"
+	"  FROM pg_catalog.pg_proc p"
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+	" WHERE p.provolatile <> 'i' AND p.prokind = 'f'"
+	"   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+	" ORDER BY 1";
+
+int catalog_volatile_functions_parse(const PGresult *r, char ***names, size_t *n)
+{
+	int rows = PQntuples(r);
+	*n = 0;
+	*names = calloc((size_t)rows + 1, sizeof(**names));
+	if (*names == NULL)
+		return -1;
+	for (int i = 0; i < rows; i++) {
+		if (((*names)[i] = strdup(PQgetvalue(r, i, 0))) == NULL) {
+			catalog_names_free(*names, (size_t)i);
+			*names = NULL;
+			return -1;
+		}
+		*n = (size_t)i + 1;
+	}
+	return 0;
+}
+
+int catalog_read_volatile_functions(PGconn *conn, char ***names, size_t *n, char *err,
+				    size_t errlen)
+{
+	*names = NULL;
+	*n = 0;
+	PGresult *r = catalog_query(conn, catalog_volatile_functions_sql, NULL, "functions", err,
+				    errlen);
+	if (r == NULL)
+		return -1;
+	int rc = catalog_volatile_functions_parse(r, names, n);
+	PQclear(r);
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
 void catalog_shapes_free(struct catalog_shapes *s)
 {
 	if (!s)

@@ -8,6 +8,8 @@
 #include "io/catalog.h"
 #include "session/dual.h"
 #include "session/runtime.h"
+#include "sql/analyze.h"
+#include "sql/cache.h"
 
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -39,6 +41,7 @@ static struct {
 	char *unseen[WATCH_UNSEEN_MAX]; /* owns */
 	size_t n_unseen;
 	PGresult *shapes;         /* owns: the shapes' answer of the read in flight */
+	PGresult *funcs;          /* owns: its functions' answer */
 	char error[256];          /* the read in flight's first error */
 } w;
 
@@ -55,6 +58,15 @@ static void watch_forget_unseen(void)
 	for (size_t i = 0; i < w.n_unseen; i++)
 		free(w.unseen[i]);
 	w.n_unseen = 0;
+}
+
+/* The user's functions that are not immutable count as volatile in every
+ * analysis from now on (the cached analyses go when that changes). */
+static void watch_install_functions(char **names, size_t n)
+{
+	if (sql_set_user_volatile((const char *const *)names, n) > 0)
+		sql_cache_reset(rt->sql_cache);
+	catalog_names_free(names, n);
 }
 
 /* Puts S in place of rt->new_shapes (S NULL: none). */
@@ -99,12 +111,15 @@ static void watch_end(const char *error)
 	w.sock = w.deadline = NULL;
 	const struct path_config *p = &rt->cfg->paths[rt->cfg->new_path];
 	struct catalog_shapes *s = NULL;
-	char err[256];
-	if (error == NULL && w.shapes == NULL)
+	char err[256], **fn = NULL;
+	size_t n_fn = 0;
+	if (error == NULL && (w.shapes == NULL || w.funcs == NULL))
 		error = w.error[0] ? w.error : "no answer";
 	if (error == NULL) {
 		s = calloc(1, sizeof(*s));
-		if (s == NULL || catalog_shapes_parse(w.shapes, s, err, sizeof(err)) < 0) {
+		if (s == NULL || catalog_shapes_parse(w.shapes, s, err, sizeof(err)) < 0 ||
+		    catalog_volatile_functions_parse(w.funcs, &fn, &n_fn) < 0) {
+			catalog_shapes_free(s);
 			free(s);
 			s = NULL;
 			error = "out of memory";
@@ -117,16 +132,19 @@ static void watch_end(const char *error)
 			err[n - 1] = '\0';
 	}
 	PQclear(w.shapes);
-	w.shapes = NULL;
+	PQclear(w.funcs);
+	w.shapes = w.funcs = NULL;
 	PQfinish(w.conn);
 	w.conn = NULL;
 	w.connected = false;
 	if (s != NULL) {
 		watch_install(s);
+		watch_install_functions(fn, n_fn);
 		w.retry_s = 0;
 		if (!w.by_name)
 			watch_forget_unseen();
-		log_info(0, "catalog of path %s read (%s): %zu tables", p->name, w.why, s->n);
+		log_info(0, "catalog of path %s read (%s): %zu tables, %zu non-immutable functions",
+			 p->name, w.why, s->n, n_fn);
 	} else {
 		log_warning(0, "catalog of path %s not read (%s): %s; %s", p->name, w.why, err,
 			    rt->new_shapes ? "the previous one stays in force"
@@ -160,18 +178,17 @@ static void watch_send(void)
 		watch_end(PQerrorMessage(w.conn));
 		return;
 	}
-	size_t cap = strlen(catalog_shapes_sql) + (lit ? strlen(lit) + 80 : 1);
+	size_t cap = strlen(catalog_shapes_sql) + strlen(catalog_volatile_functions_sql) +
+		     (lit ? strlen(lit) : 0) + 80;
 	char *sql = malloc(cap);
 	if (sql == NULL) {
 		PQfreemem(lit);
 		watch_end("out of memory");
 		return;
 	}
-	if (lit)
-		snprintf(sql, cap, "SELECT pg_catalog.set_config('search_path', %s, false);\n%s", lit,
-			 catalog_shapes_sql);
-	else
-		snprintf(sql, cap, "%s", catalog_shapes_sql);
+	snprintf(sql, cap, "%s%s%s%s;\n%s", lit ? "SELECT pg_catalog.set_config('search_path', " : "",
+		 lit ? lit : "", lit ? ", false);\n" : "", catalog_shapes_sql,
+		 catalog_volatile_functions_sql);
 	PQfreemem(lit);
 	int sent = PQsetnonblocking(w.conn, 1) == 0 && PQsendQuery(w.conn, sql);
 	free(sql);
@@ -198,18 +215,24 @@ static void watch_read(void)
 			return;
 		}
 		ExecStatusType st = PQresultStatus(r);
-		if (st == PGRES_TUPLES_OK && PQnfields(r) == 7) {
-			PQclear(w.shapes);
-			w.shapes = r;
+		PGresult **keep = NULL;
+		if (st == PGRES_TUPLES_OK && PQnfields(r) == 7)
+			keep = &w.shapes;
+		else if (st == PGRES_TUPLES_OK && strcmp(PQfname(r, 0), "pgturnout_volatile") == 0)
+			keep = &w.funcs;
+		if (keep != NULL) {
+			PQclear(*keep);
+			*keep = r;
 			continue;
 		}
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !w.error[0])
 			snprintf(w.error, sizeof(w.error), "%s", PQresultErrorMessage(r));
 		PQclear(r);
 	}
-	if (w.error[0] && w.shapes) {
+	if (w.error[0]) {
 		PQclear(w.shapes);
-		w.shapes = NULL;
+		PQclear(w.funcs);
+		w.shapes = w.funcs = NULL;
 	}
 	if (watch_watch(EV_READ) < 0)
 		watch_end("cannot watch the socket");
@@ -314,7 +337,11 @@ void catalog_watch_start(const struct config *cfg, bool now)
 	PGconn *conn = catalog_connect(p, cfg->users, "pgturnout catalog", CATALOG_PROXY_CONNECT_TIMEOUT_S,
 				       err, sizeof(err));
 	struct catalog_shapes *s = calloc(1, sizeof(*s));
-	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
+	char **fn = NULL;
+	size_t n_fn = 0;
+	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0 ||
+	    catalog_read_volatile_functions(conn, &fn, &n_fn, err, sizeof(err)) < 0) {
+		catalog_shapes_free(s);
 		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "
 			    "of old; trying again in %d s", p->name, s && conn ? err : conn ? "out of memory" : err,
 			    WATCH_RETRY_FIRST_S);
@@ -326,7 +353,9 @@ void catalog_watch_start(const struct config *cfg, bool now)
 	}
 	PQfinish(conn);
 	watch_install(s);
-	log_info(0, "catalog of path %s: %zu tables", p->name, s->n);
+	watch_install_functions(fn, n_fn);
+	log_info(0, "catalog of path %s: %zu tables, %zu non-immutable functions", p->name, s->n,
+		 n_fn);
 }
 
 void catalog_watch_refresh(const char *why)
@@ -367,6 +396,7 @@ void catalog_watch_stop(void)
 	if (w.retry)
 		event_free(w.retry);
 	PQclear(w.shapes);
+	PQclear(w.funcs);
 	PQfinish(w.conn);
 	watch_forget_unseen();
 	memset(&w, 0, sizeof(w));

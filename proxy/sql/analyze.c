@@ -385,6 +385,84 @@ static const char *an_in_list(const char *const *list, const char *name)
 	return NULL;
 }
 
+/*
+ * The user's functions that are not immutable (sql_set_user_volatile):
+ * AN_USER_VOLATILE, sorted, borrows from AN_INTERNED, which only grows, so
+ * that an analysis's volatile_fn stays valid whatever set comes later.
+ */
+static const char **an_user_volatile;
+static size_t an_n_user_volatile;
+static char **an_interned;
+static size_t an_n_interned;
+
+static int an_strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static const char *an_intern(const char *name)
+{
+	for (size_t i = 0; i < an_n_interned; i++)
+		if (strcmp(an_interned[i], name) == 0)
+			return an_interned[i];
+	char **v = realloc(an_interned, (an_n_interned + 1) * sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	an_interned = v;
+	if ((v[an_n_interned] = strdup(name)) == NULL)
+		return NULL;
+	return v[an_n_interned++];
+}
+
+int sql_set_user_volatile(const char *const *names, size_t n)
+{
+	const char **set = n ? malloc(n * sizeof(*set)) : NULL;
+	if (n && set == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if ((set[i] = an_intern(names[i])) == NULL) {
+			free(set);
+			return -1;
+		}
+	}
+	qsort(set, n, sizeof(*set), an_strcmp_p);
+	bool same = n == an_n_user_volatile;
+	for (size_t i = 0; same && i < n; i++)
+		same = set[i] == an_user_volatile[i];
+	free(an_user_volatile);
+	an_user_volatile = set;
+	an_n_user_volatile = n;
+	return same ? 0 : 1;
+}
+
+bool sql_user_volatile_any(void)
+{
+	return an_n_user_volatile != 0;
+}
+
+const char *sql_user_volatile_find(const char *word, size_t n)
+{
+	char low[64];
+	if (an_n_user_volatile == 0 || n >= sizeof(low))
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)(word[i] >= 'A' && word[i] <= 'Z' ? word[i] - 'A' + 'a' : word[i]);
+	low[n] = '\0';
+	const char *key = low;
+	const char *const *hit = bsearch(&key, an_user_volatile, an_n_user_volatile,
+					 sizeof(*an_user_volatile), an_strcmp_p);
+	return hit ? *hit : NULL;
+}
+
+static const char *an_user_volatile_fn(const char *name)
+{
+	if (an_n_user_volatile == 0)
+		return NULL;
+	const char *const *hit = bsearch(&name, an_user_volatile, an_n_user_volatile,
+					 sizeof(*an_user_volatile), an_strcmp_p);
+	return hit ? *hit : NULL;
+}
+
 static void an_func_call(struct an_ctx *c, const PgQuery__FuncCall *f)
 {
 	const node_t *last;
@@ -397,6 +475,8 @@ static void an_func_call(struct an_ctx *c, const PgQuery__FuncCall *f)
 		return;
 	name = last->string->sval;
 	hit = an_in_list(an_volatile_fns, name);
+	if (hit == NULL)
+		hit = an_user_volatile_fn(name);
 	if (hit != NULL) {
 		c->st->flags |= SQL_F_VOLATILE;
 		if (c->st->volatile_fn == NULL)

@@ -7,6 +7,7 @@
  * quote), and ';' ending a statement only outside all of these.
  */
 #include "sql/quick.h"
+#include "sql/analyze.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -304,6 +305,14 @@ static inline __attribute__((always_inline)) void lex_statement(struct lexer *lx
 				st->kind = KIND_OTHER;
 			if (!detail)
 				continue;
+			if (!(what & QW_VOLATILE) && !st->volatile_fn && sql_user_volatile_any()) {
+				/* a call of a function of the user's that is not immutable */
+				const char *q = p;
+				while (q < lx->end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+					q++;
+				if (q < lx->end && *q == '(' && (name = sql_user_volatile_find(w, n)) != NULL)
+					what |= QW_VOLATILE;
+			}
 			if ((what & QW_VOLATILE) && !st->volatile_fn) {
 				st->flags |= SQL_F_VOLATILE;
 				st->volatile_fn = name;

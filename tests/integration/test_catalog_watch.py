@@ -11,7 +11,9 @@ event loop, never stopping it:
 - at reload, and after a failed read (5 s, then up to every 60 s).
 
 Each test ends by comparing the two sides row by row through the rename
-map, with concurrent sessions writing at canary 50.
+map, with concurrent sessions writing at canary 50. The catalog also names
+the user's functions that are not immutable: a write calling one is applied
+by key like one calling now() (token() below).
 """
 
 import threading
@@ -79,9 +81,10 @@ def table_sql(name, note=False):
             "%s)" % (name, ", note text DEFAULT 'default'" if note else ""))
 
 
-def writers(proxy, n_sessions, seconds, note):
+def writers(proxy, n_sessions, seconds, note, token=False):
     """N_SESSIONS sessions (canary 50: some on old, some on new) inserting
-    and updating items with volatile values for SECONDS; returns errors."""
+    and updating items with volatile values for SECONDS (with TOKEN, also
+    note = token(), a volatile function of the user's); returns errors."""
     errors = []
     stop = time.time() + seconds
 
@@ -101,6 +104,9 @@ def writers(proxy, n_sessions, seconds, note):
                     # applied by key only when new's catalog has the table
                     cur.execute("UPDATE items SET at = clock_timestamp(), name = name || '+'"
                                 " WHERE id = %s", (ids[len(ids) // 2],))
+                    if token:
+                        cur.execute("UPDATE items SET note = token() WHERE id = %s",
+                                    (ids[len(ids) // 2],))
             conn.close()
         except psycopg2.Error as e:
             errors.append(str(e))
@@ -111,6 +117,10 @@ def writers(proxy, n_sessions, seconds, note):
     for t in threads:
         t.join()
     return errors
+
+
+TOKEN = ("CREATE FUNCTION token() RETURNS text LANGUAGE sql VOLATILE"
+         " AS $$ SELECT md5(random()::text) $$")
 
 
 def nondeterministic(proxy):
@@ -139,13 +149,17 @@ def test_ddl_through_the_proxy_is_read_before_the_next_write(proxy_factory, layo
     assert nondeterministic(p) == before
 
     # a column added on both sides: captured INSERTs carry it to new
-    reads = p.log().count("catalog of path new read (after DDL)")
     run(v1, "ALTER TABLE items ADD COLUMN note text DEFAULT 'default'")
     run(v2, "ALTER TABLE %s ADD COLUMN note text DEFAULT 'default'" % layout.items("new"))
-    wait_for(lambda: p.log().count("catalog of path new read (after DDL)") >= reads + 2,
-             "the catalog read after ALTER TABLE")
-    assert writers(p, 8, 3, note=True) == []
+    # and a volatile function of the user's: writes calling it are applied by key
+    run(v1, TOKEN)
+    run(v2, TOKEN)
+    # (reads asked for during a read fold into one after it: the last one
+    # read all four, and is the first to see the function on new)
+    p.wait_log(r"catalog of path new read \(after DDL\): \d+ tables, 1 non-immutable functions")
+    assert writers(p, 8, 3, note=True, token=True) == []
     layout.assert_identical()
+    assert nondeterministic(p) == before
     given = layout.sql("new", "SELECT count(*) FROM %s WHERE note LIKE 'given%%'"
                        % layout.items("new"))[0][0]
     assert given > 8
@@ -156,13 +170,13 @@ def test_ddl_through_the_proxy_is_read_before_the_next_write(proxy_factory, layo
 def test_a_table_created_behind_the_proxy_is_read_at_its_first_write(proxy_factory, layout):
     p = start(proxy_factory, layout)
     p.wait_log(r"catalog of path new: \d+ tables")
-    layout.sql("old", "SET ROLE app; " + table_sql("items", note=True))
-    layout.sql("new", "SET ROLE app; " + table_sql(layout.items("new"), note=True))
+    for role in ("old", "new"):
+        layout.sql(role, "SET ROLE app; " + table_sql(layout.items(role), note=True) + ";" + TOKEN)
     conn = p.connect()
     run(conn, "INSERT INTO items (name, at, note) VALUES ('first', now(), 'first')")
     p.wait_log(r"catalog of path new read \(table [\w.]*items(_v2)? not in it\): \d+ tables")
     before = nondeterministic(p)
-    assert writers(p, 8, 3, note=True) == []
+    assert writers(p, 8, 3, note=True, token=True) == []
     layout.assert_identical()
     assert nondeterministic(p) == before
     # a table new does not have asks once, not at every write

@@ -136,6 +136,47 @@ static void test_quick_analysis_matches_parser(void **state)
 	}
 }
 
+/* Functions of the user's that are not immutable (read from a catalog)
+ * are volatile for the lexer and the parser alike: calls only, any case. */
+static void test_user_volatile_functions(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *sql;
+		const char *fn;
+	} calls[] = {
+		{ "UPDATE t SET note = token() WHERE id = 1", "token" },
+		{ "UPDATE t SET note = TOKEN (3) WHERE id = 1", "token" },
+		{ "INSERT INTO t (a) VALUES (next_code('x'))", "next_code" },
+		{ "UPDATE t SET token = 1 WHERE id = 1", NULL },  /* a column, not a call */
+		{ "UPDATE t SET note = lower('A') WHERE id = 1", NULL },
+	};
+	const char *names[] = { "token", "next_code" };
+	assert_int_equal(sql_set_user_volatile(names, 2), 1);
+	assert_int_equal(sql_set_user_volatile(names, 2), 0);  /* unchanged */
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		const char *sql = calls[i].sql;
+		struct sql_analysis *q = sql_quick_analysis(sql, strlen(sql));
+		struct sql_analysis *p = sql_analyze(sql, strlen(sql), REWRITE_NONE, NULL);
+		assert_non_null(q);
+		assert_non_null(p);
+		const struct sql_analysis *both[] = { q, p };
+		for (size_t k = 0; k < 2; k++) {
+			const struct sql_stmt *st = &both[k]->stmts[0];
+			if ((calls[i].fn != NULL) != ((st->flags & SQL_F_VOLATILE) != 0) ||
+			    (calls[i].fn && strcmp(calls[i].fn, st->volatile_fn) != 0))
+				fail_msg("case %zu (%s): volatile %s, expected %s", i, k ? "parser" : "lexer",
+					 st->volatile_fn ? st->volatile_fn : "-", calls[i].fn ? calls[i].fn : "-");
+		}
+		sql_analysis_unref(q);
+		sql_analysis_unref(p);
+	}
+	assert_int_equal(sql_set_user_volatile(NULL, 0), 1);
+	struct sql_analysis *q = sql_quick_analysis(calls[0].sql, strlen(calls[0].sql));
+	assert_false(q->stmts[0].flags & SQL_F_VOLATILE);
+	sql_analysis_unref(q);
+}
+
 static void test_quick_analysis_leaves_the_rest_to_the_parser(void **state)
 {
 	(void)state;
@@ -170,6 +211,7 @@ int main(void)
 		cmocka_unit_test(test_quick_respects_length),
 		cmocka_unit_test(test_quick_analysis_matches_parser),
 		cmocka_unit_test(test_quick_analysis_leaves_the_rest_to_the_parser),
+		cmocka_unit_test(test_user_volatile_functions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
