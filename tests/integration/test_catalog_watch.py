@@ -181,6 +181,8 @@ def test_a_table_created_behind_the_proxy_is_read_at_its_first_write(proxy_facto
     assert nondeterministic(p) == before
     # a table new does not have asks once, not at every write
     layout.sql("old", "SET ROLE app; CREATE TABLE old_only (id int PRIMARY KEY, v int)")
+    conn.close()
+    conn = p.connect(options="-c pgturnout.version=v1")
     for i in range(20):
         run(conn, "INSERT INTO old_only VALUES (%d, 1)" % i)
     time.sleep(1.5)
