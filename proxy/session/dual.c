@@ -66,6 +66,8 @@ struct dual_stmt {
 	char *keys;             /* owns: JSON array of old's key columns per row, or NULL */
 	int auth_slot;          /* the path slot holding the rows as they should be */
 	bool mismatch;          /* the shadow wrote other values than the primary's */
+	bool nondet;            /* copied as a statement though non-deterministic: the
+				   sides' values may differ (journaled at commit) */
 };
 
 /* A named statement or portal the shadow knows (mirrored). */
@@ -287,6 +289,17 @@ static void dual_count_nondeterministic(struct client *c)
 	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
 }
 
+/* The journal record I of the open transaction (when there is one) was
+ * copied as a statement though non-deterministic: journaled when the
+ * transaction commits (an entry naming the statement: repair --journal
+ * makes its tables equal to old's, the source of every dual write). */
+static void dual_mark_nondeterministic(struct client *c, size_t i)
+{
+	struct dual *d = c->dual;
+	if (i < d->n_tx && d->tx[i].keys == NULL)
+		d->tx[i].nondet = true;
+}
+
 static void name_free(void *p)
 {
 	struct dual_name *e = p;
@@ -376,7 +389,7 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	e->params = params ? strdup(params) : NULL;
 	e->table = e->keys = NULL;
 	e->auth_slot = SLOT_OLD;
-	e->mismatch = false;
+	e->mismatch = e->nondet = false;
 	if (!e->text) {
 		free(e->params);
 		return;
@@ -1610,6 +1623,8 @@ static void dual_queue_captured(struct client *c)
 		}
 	}
 	tx_record(d, sql, strlen(sql), NULL);
+	if (!apply)
+		dual_mark_nondeterministic(c, d->n_tx - 1);
 	if (apply)
 		dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
 	if (dual_shadow(c) && !d->broken) {
@@ -1836,16 +1851,23 @@ static void dual_hold_primary(struct client *c, uint64_t ticket)
 		conn_hold(p->conn, ticket);
 }
 
-/* Appends the open transaction's statements (ONLY_MISMATCH: those whose
- * values the shadow wrote otherwise) to the journal with ERROR, and makes
- * them durable. 0 or -1. */
-static int dual_journal_write(struct client *c, bool only_mismatch, const char *error)
+/* Which statements of the open transaction dual_journal_write() journals. */
+enum dual_journal_which {
+	DUAL_JOURNAL_ALL,
+	DUAL_JOURNAL_MISMATCH,  /* those whose values the shadow wrote otherwise */
+	DUAL_JOURNAL_NONDET,    /* those copied as statements though non-deterministic */
+};
+
+/* Appends the open transaction's statements (WHICH) to the journal with
+ * ERROR, and makes them durable. 0 or -1. */
+static int dual_journal_write(struct client *c, enum dual_journal_which which, const char *error)
 {
 	struct dual *d = c->dual;
 	int rc = rt->journal ? 0 : -1;
 	for (size_t i = 0; i < d->n_tx && rc == 0; i++) {
 		const struct dual_stmt *e = &d->tx[i];
-		if (only_mismatch && !e->mismatch)
+		if ((which == DUAL_JOURNAL_MISMATCH && !e->mismatch) ||
+		    (which == DUAL_JOURNAL_NONDET && !e->nondet))
 			continue;
 		struct journal_keys keys = {
 			.table = e->table, .keys = e->keys,
@@ -1878,8 +1900,8 @@ static void dual_journal_mismatches(struct client *c)
 		n += d->tx[i].mismatch;
 	if (!n)
 		return;
-	if (dual_journal_write(c, true, "value mismatch: the values written differ from the "
-			       "primary's") < 0) {
+	if (dual_journal_write(c, DUAL_JOURNAL_MISMATCH, "value mismatch: the values written "
+			       "differ from the primary's") < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal the keys of %zu statement(s) whose values differ on "
 			  "path %s", n, dual_shadow_name(c));
@@ -1889,6 +1911,31 @@ static void dual_journal_mismatches(struct client *c)
 	rt->stats.paths[d->shadow_slot].journaled += n;
 	log_warning(c->id, "journaled the keys of %zu statement(s) whose values differ on path %s",
 		    n, dual_shadow_name(c));
+}
+
+/* Both sides committed statements that were copied as statements though
+ * non-deterministic (no key to apply values by, or values that could not be
+ * captured): the sides may differ. Journaled, so that repair --journal makes
+ * the tables they wrote equal. */
+static void dual_journal_nondeterministic(struct client *c)
+{
+	struct dual *d = c->dual;
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_tx; i++)
+		n += d->tx[i].nondet;
+	if (!n)
+		return;
+	if (dual_journal_write(c, DUAL_JOURNAL_NONDET, "non-deterministic: copied as a statement, "
+			       "the values written may differ from the primary's") < 0) {
+		rt->stats.journal_failures++;
+		log_error(c->id, "cannot journal %zu non-deterministic statement(s) copied to path %s",
+			  n, dual_shadow_name(c));
+		return;
+	}
+	rt->stats.journaled += n;
+	rt->stats.paths[d->shadow_slot].journaled += n;
+	log_warning(c->id, "journaled %zu non-deterministic statement(s) copied to path %s", n,
+		    dual_shadow_name(c));
 }
 
 /*
@@ -1910,7 +1957,7 @@ static int dual_journal_lost(struct client *c)
 	else
 		snprintf(error, sizeof(error), "%s",
 			 d->down ? "shadow path unavailable" : "shadow transaction failed");
-	int rc = dual_journal_write(c, false, error);
+	int rc = dual_journal_write(c, DUAL_JOURNAL_ALL, error);
 	if (rc < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal %zu statement(s) the shadow path %s lost (%s): %s",
@@ -1967,8 +2014,10 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	}
 	if (primary_committed && !shadow_committed && d->n_tx)
 		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
-	else if (primary_committed && shadow_committed)
+	else if (primary_committed && shadow_committed) {
 		dual_journal_mismatches(c);
+		dual_journal_nondeterministic(c);
+	}
 	tx_clear(d);
 	d->shadow_error = false;
 	d->lost_reason[0] = '\0';
@@ -2628,6 +2677,7 @@ static void dual_progress(struct client *c)
 				free(advance);
 			} else if (d->cap_failed) {
 				dual_count_nondeterministic(c);
+				dual_mark_nondeterministic(c, d->cap_stmt);
 				log_warning(c->id, "values of an INSERT could not be captured: the statement runs as written");
 			}
 			if (!wbuf_ok(&d->inj))
@@ -3147,8 +3197,11 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	if (any && wbuf_ok(&sh)) {
 		if (capture && !capture_primary)
 			d->cap_stmt = d->n_tx;
-		if (!lock_only)
+		if (!lock_only) {
 			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
+			if (volatile_write && !capture)
+				dual_mark_nondeterministic(c, d->n_tx - 1);
+		}
 		if (dual_shadow(c) && !d->broken) {
 			if (!copy_from && !d->shadow_tx && d->pend.len == 0) {
 				/* One round trip opens the shadow transaction and
@@ -3697,6 +3750,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 			if (po->write)
 				rt->stats.paths[d->shadow_slot].shadow_writes++;
 			tx_record(d, po->text, strlen(po->text), d->pending_params);
+			if (po->old_text && po->volatile_write)
+				dual_mark_nondeterministic(c, d->n_tx - 1);
 			dual_mirror_extended(c, msg, len);
 		}
 		break;

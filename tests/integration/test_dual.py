@@ -44,7 +44,7 @@ import pytest
 
 import pgwire
 from pgwire import msg_bind, msg_execute, msg_parse, msg_sync, read_results
-from conftest import BIG, PASSWORDS, free_port, unique
+from conftest import BIG, PASSWORDS, free_port, pgt_bin, unique
 from twopaths import Admin as BaseAdmin, TwoPathLayout, wait_for
 
 pytestmark = pytest.mark.proxy_only
@@ -964,6 +964,18 @@ def test_volatile_writes_are_logged_as_non_deterministic(proxy_factory, layout):
     stats = Admin(p).stats()
     assert int(stats["new"]["mismatches"]) == 0, stats
     assert m
+    # journaled at its commit (SPEC §7), and repaired from it
+    entries = read_journal(journal_file(p))
+    assert [e["error"] for e in entries] == [
+        "non-deterministic: copied as a statement, the values written may differ from the "
+        "primary's"], entries
+    assert "clock_timestamp" in entries[0]["statement"]
+    assert int(stats["new"]["journaled"]) == 1, stats
+    r = subprocess.run([pgt_bin(), "repair", "-c", p.config_path, "--journal"],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PGUSER="app", PGPASSWORD=PASSWORDS["app"]))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert layout.digest("old") == layout.digest("new")
 
 
 def test_serial_default_values_are_copied(proxy_factory, databases_layout):
