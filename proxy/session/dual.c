@@ -1889,53 +1889,32 @@ static int dual_journal_write(struct client *c, enum dual_journal_which which, c
 	return rc;
 }
 
-/* Both sides committed, but the shadow wrote other values than the
- * primary's for some statements: their rows are journaled by key, with the
- * primary's path as authoritative, for repair --journal. */
-static void dual_journal_mismatches(struct client *c)
+/*
+ * Both sides committed, and some statements may have left them different
+ * (WHICH): the shadow wrote other values than the primary's (journaled by
+ * key, old authoritative), or they were copied as statements though
+ * non-deterministic (no key to apply values by, values that could not be
+ * captured: journaled by statement). WHAT names them in the log; for
+ * repair --journal.
+ */
+static void dual_journal_committed(struct client *c, enum dual_journal_which which,
+				   const char *error, const char *what)
 {
 	struct dual *d = c->dual;
 	size_t n = 0;
 	for (size_t i = 0; i < d->n_tx; i++)
-		n += d->tx[i].mismatch;
+		n += which == DUAL_JOURNAL_MISMATCH ? d->tx[i].mismatch : d->tx[i].nondet;
 	if (!n)
 		return;
-	if (dual_journal_write(c, DUAL_JOURNAL_MISMATCH, "value mismatch: the values written "
-			       "differ from the primary's") < 0) {
+	if (dual_journal_write(c, which, error) < 0) {
 		rt->stats.journal_failures++;
-		log_error(c->id, "cannot journal the keys of %zu statement(s) whose values differ on "
-			  "path %s", n, dual_shadow_name(c));
+		log_error(c->id, "cannot journal %zu statement(s) %s on path %s", n, what,
+			  dual_shadow_name(c));
 		return;
 	}
 	rt->stats.journaled += n;
 	rt->stats.paths[d->shadow_slot].journaled += n;
-	log_warning(c->id, "journaled the keys of %zu statement(s) whose values differ on path %s",
-		    n, dual_shadow_name(c));
-}
-
-/* Both sides committed statements that were copied as statements though
- * non-deterministic (no key to apply values by, or values that could not be
- * captured): the sides may differ. Journaled, so that repair --journal makes
- * the tables they wrote equal. */
-static void dual_journal_nondeterministic(struct client *c)
-{
-	struct dual *d = c->dual;
-	size_t n = 0;
-	for (size_t i = 0; i < d->n_tx; i++)
-		n += d->tx[i].nondet;
-	if (!n)
-		return;
-	if (dual_journal_write(c, DUAL_JOURNAL_NONDET, "non-deterministic: copied as a statement, "
-			       "the values written may differ from the primary's") < 0) {
-		rt->stats.journal_failures++;
-		log_error(c->id, "cannot journal %zu non-deterministic statement(s) copied to path %s",
-			  n, dual_shadow_name(c));
-		return;
-	}
-	rt->stats.journaled += n;
-	rt->stats.paths[d->shadow_slot].journaled += n;
-	log_warning(c->id, "journaled %zu non-deterministic statement(s) copied to path %s", n,
-		    dual_shadow_name(c));
+	log_warning(c->id, "journaled %zu statement(s) %s on path %s", n, what, dual_shadow_name(c));
 }
 
 /*
@@ -2015,8 +1994,13 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	if (primary_committed && !shadow_committed && d->n_tx)
 		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
 	else if (primary_committed && shadow_committed) {
-		dual_journal_mismatches(c);
-		dual_journal_nondeterministic(c);
+		dual_journal_committed(c, DUAL_JOURNAL_MISMATCH,
+				       "value mismatch: the values written differ from the primary's",
+				       "whose values differ, by key,");
+		dual_journal_committed(c, DUAL_JOURNAL_NONDET,
+				       "non-deterministic: copied as a statement, the values written "
+				       "may differ from the primary's",
+				       "copied as statements though non-deterministic");
 	}
 	tx_clear(d);
 	d->shadow_error = false;
