@@ -73,7 +73,8 @@ int twophase_mirror_gid(const char *gid, char out[TWOPHASE_GID_MAX]);
 uint64_t twophase_decide_client(struct twophase *t, const char *gid_old, const char *gid_new);
 /* N is no longer in progress. COMMITTED: it is committed on both paths
  * (its decision is closed); else, a decided N is left to the resolver and
- * an undecided one is rolled back by it if anything of it is prepared. */
+ * an undecided one is rolled back by it if anything of it is prepared; the
+ * resolver then runs a round at once. */
 void twophase_end(struct twophase *t, uint64_t n, bool committed);
 
 #endif

@@ -438,6 +438,10 @@ void twophase_end(struct twophase *t, uint64_t n, bool committed)
 	nset_del(&t->inflight, n);
 	if (committed)
 		decision_close(t, n);
+	else
+		pthread_cond_signal(&t->wake);  /* left to the resolver: at once, not
+						   at its next round, so that its row
+						   locks go */
 	pthread_mutex_unlock(&t->mu);
 }
 
