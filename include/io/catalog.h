@@ -163,18 +163,34 @@ struct catalog_shape {
 	size_t n_cols;
 };
 
+/* A sequence of the path, and the column that owns it (serial, identity). */
+struct catalog_sequence {
+	char *schema;                   /* owns */
+	char *name;                     /* owns: as stored (not quoted) */
+	bool visible;                   /* found through the session's search_path */
+	char *table_schema;             /* owns: the owning column's table, or NULL: owned by none */
+	char *table;                    /* owns, or NULL */
+	char *column;                   /* owns, or NULL */
+};
+
 struct catalog_shapes {
 	struct catalog_shape *t;        /* owns, n */
 	size_t n;
+	struct catalog_sequence *seqs;  /* owns, n_seqs: every user sequence */
+	size_t n_seqs;
 };
 
-/* Reads the shapes of every user table (relkind r, p). 0, or -1 with err. */
+/* Reads the shapes of every user table (relkind r, p), and every user
+ * sequence with its owner. 0, or -1 with err. */
 int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 void catalog_shapes_free(struct catalog_shapes *s);     /* NULL does nothing */
 /* The table SCHEMA.NAME, or (SCHEMA NULL) the visible table NAME; NULL. */
 const struct catalog_shape *catalog_shape_find(const struct catalog_shapes *s, const char *schema,
 					       const char *name);
+/* The sequence SCHEMA.NAME, or (SCHEMA NULL) the visible sequence NAME; NULL. */
+const struct catalog_sequence *catalog_sequence_find(const struct catalog_shapes *s,
+						     const char *schema, const char *name);
 /* Index of column COL in T, or -1. */
 int catalog_shape_column(const struct catalog_shape *t, const char *col);
 

@@ -455,6 +455,53 @@ const char *catalog_key_kind_name(enum catalog_key_kind k)
 
 /* ---- shapes ------------------------------------------------------------ */
 
+/* Every user sequence, with the column owning it (serial: 'a', identity: 'i'). */
+static int catalog_read_sequences(PGconn *conn, struct catalog_shapes *out, char *err,
+				  size_t errlen)
+{
+	PGresult *r = catalog_query(conn,
+		"SELECT n.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid),"
+		"       tn.nspname, t.relname, a.attname"
+		"  FROM pg_catalog.pg_class c"
+		"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+		"  LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass"
+		"       AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+		"       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')"
+		"  LEFT JOIN pg_catalog.pg_class t ON t.oid = d.refobjid"
+		"  LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace"
+		"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid"
+		" WHERE c.relkind = 'S'"
+		"   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+		"   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
+		" ORDER BY n.nspname, c.relname", NULL, "sequences", err, errlen);
+	if (r == NULL)
+		return -1;
+	int rows = PQntuples(r), rc = -1;
+	out->seqs = calloc(rows ? (size_t)rows : 1, sizeof(*out->seqs));
+	for (int i = 0; out->seqs && i < rows; i++) {
+		struct catalog_sequence *q = &out->seqs[out->n_seqs++];
+		q->schema = catalog_dup_value(r, i, 0);
+		q->name = catalog_dup_value(r, i, 1);
+		q->visible = PQgetvalue(r, i, 2)[0] == 't';
+		bool owned = !PQgetisnull(r, i, 4) && !PQgetisnull(r, i, 5);
+		if (owned) {
+			q->table_schema = catalog_dup_value(r, i, 3);
+			q->table = catalog_dup_value(r, i, 4);
+			q->column = catalog_dup_value(r, i, 5);
+		}
+		if (!q->schema || !q->name ||
+		    (owned && (!q->table_schema || !q->table || !q->column)))
+			goto out;
+	}
+	if (out->seqs)
+		rc = 0;
+out:
+	PQclear(r);
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
 int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
@@ -520,6 +567,10 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 		t->generated[t->n_cols++] = PQgetvalue(r, i, 4)[0];
 	}
 	PQclear(r);
+	if (catalog_read_sequences(conn, out, err, errlen) < 0) {
+		catalog_shapes_free(out);
+		return -1;
+	}
 	return 0;
 oom:
 	PQclear(r);
@@ -546,6 +597,30 @@ void catalog_shapes_free(struct catalog_shapes *s)
 	free(s->t);
 	s->t = NULL;
 	s->n = 0;
+	for (size_t i = 0; i < s->n_seqs; i++) {
+		struct catalog_sequence *q = &s->seqs[i];
+		free(q->schema);
+		free(q->name);
+		free(q->table_schema);
+		free(q->table);
+		free(q->column);
+	}
+	free(s->seqs);
+	s->seqs = NULL;
+	s->n_seqs = 0;
+}
+
+const struct catalog_sequence *catalog_sequence_find(const struct catalog_shapes *s,
+						     const char *schema, const char *name)
+{
+	for (size_t i = 0; s && i < s->n_seqs; i++) {
+		const struct catalog_sequence *q = &s->seqs[i];
+		if (strcmp(q->name, name) != 0)
+			continue;
+		if (schema ? strcmp(q->schema, schema) == 0 : q->visible)
+			return q;
+	}
+	return NULL;
 }
 
 const struct catalog_shape *catalog_shape_find(const struct catalog_shapes *s, const char *schema,
