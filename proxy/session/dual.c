@@ -3163,6 +3163,29 @@ static bool dual_keyread_primary(struct client *c, const uint8_t *msg, size_t le
 	return false;
 }
 
+/* A Parse (TEXT, analysed as A) of a read taking keys, for a session on
+ * new: the extended protocol runs it on new as written (a known limit),
+ * which is logged and counted. */
+static void dual_keyread_parse(struct client *c, const struct sql_analysis *a, const char *text)
+{
+	struct dual *d = c->dual;
+	if (d->shadow_slot != SLOT_OLD || !a || a->n_stmts != 1 || a->stmts[0].cls != SQL_READ ||
+	    !(a->stmts[0].flags & SQL_F_VOLATILE) || !strcasestr(text, "val"))
+		return;
+	struct keyread_calls k;
+	if (keyread_find(text, strlen(text), &k) < 0)
+		return;
+	bool any = k.any;
+	keyread_calls_clear(&k);
+	if (!any)
+		return;
+	dual_count_nondeterministic(c);
+	log_warning(c->id, "a read taking keys in the extended protocol runs on path %s only, whose "
+		    "keys may collide with %s's (fingerprint %016llx)",
+		    c->cfg->paths[steer_slot_path(c, c->active_slot)].name, dual_shadow_name(c),
+		    (unsigned long long)dual_fingerprint(text));
+}
+
 /* ---- mirroring client messages ------------------------------------------ */
 
 /* What opens a shadow transaction: BEGIN, and a bound on its lock waits
@@ -3775,6 +3798,7 @@ static void dual_parse(struct client *c, struct server *p, const uint8_t *msg, s
 				 (is_volatile && (strcmp(tag, "UPDATE") == 0 ||
 						  strcmp(tag, "DELETE") == 0))) &&
 			 rt->flags->values.shadow_failure != SHADOW_FAILURE_FAIL;
+	dual_keyread_parse(c, a, text);
 	a = NULL;  /* the next lookup may evict it */
 	names_forget(&d->stmts, name);
 	if (mirror || commit) {

@@ -210,3 +210,23 @@ def test_a_v2_client_gets_old_values_and_the_read_as_it_asked(sides, proxy_facto
     assert sides["new"].sql("SELECT last_value FROM tickets_seq")[0][0] > 5
     assert assert_identical(sides) == [1, 0]
     assert_sequences_ahead(sides)
+
+
+def test_a_read_taking_keys_in_the_extended_protocol_is_logged_and_counted(sides, proxy_factory):
+    """The extended protocol still runs such a read on new (a documented
+    limit): never silently."""
+    p = keyread_proxy(proxy_factory, sides, 0)
+    script = os.path.join(p.dir, "ext.sql")
+    with open(script, "w") as f:
+        f.write("SELECT nextval('items_v2_id_seq');\n")
+    env = p.env()
+    env["PGOPTIONS"] = "-c pgturnout.version=v2"
+    r = subprocess.run(["pgbench", "-n", "-c", "1", "-t", "3", "-M", "prepared", "-f", script],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
+    p.wait_log(r"a read taking keys in the extended protocol runs on path new only")
+    admin = Admin(p)
+    try:
+        assert int(admin.stats()["old"]["nondeterministic"]) == 1  # one Parse
+    finally:
+        admin.close()
