@@ -2947,7 +2947,8 @@ static char *dual_keyread_old_text(struct client *c, const char *text, size_t le
 	}
 	wbuf_put(&q, old, old_len);
 	if (d->n_kr) {
-		wbuf_put(&q, ";\n", 2);
+		/* (after a newline: a trailing line comment ends there) */
+		wbuf_put(&q, "\n;\n", 3);
 		keyread_marker_sql(&q, (const char *const *)exprs, d->n_kr);
 	}
 	wbuf_put_u8(&q, 0);
@@ -2973,23 +2974,25 @@ static bool dual_keyread_query(struct client *c, struct server *p, const uint8_t
 			       const struct sql_analysis *a)
 {
 	struct dual *d = c->dual;
-	if (d->shadow_slot != SLOT_OLD || !a || a->n_stmts != 1 || a->stmts[0].cls != SQL_READ ||
-	    !(a->stmts[0].flags & SQL_F_VOLATILE) || c->tx_status == 'E')
-		return false;
 	const char *text = (const char *)msg + MSG_HEADER_LEN;
-	const struct sql_stmt *st = &a->stmts[0];
-	if (!strcasestr(text, "val"))
+	if (d->shadow_slot != SLOT_OLD || !a || c->tx_status == 'E' || !strcasestr(text, "val"))
 		return false;
-	struct keyread_calls k;
-	if (keyread_find(text + st->offset, st->len, &k) < 0)
-		return false;
-	if (!k.any) {
-		keyread_calls_clear(&k);
-		return false;
+	/* the read taking keys, or the first of a Query's statements that is one */
+	const struct sql_stmt *st = NULL;
+	struct keyread_calls k = { 0 };
+	for (size_t i = 0; i < a->n_stmts && !k.any; i++) {
+		st = &a->stmts[i];
+		if (st->cls == SQL_READ && (st->flags & SQL_F_VOLATILE) &&
+		    keyread_find(text + st->offset, st->len, &k) == 0 && !k.any)
+			keyread_calls_clear(&k);
 	}
+	if (!k.any)
+		return false;
 	const char *why = NULL;
 	char *old = NULL;
-	if (!dual_shadow(c))
+	if (a->n_stmts != 1)
+		why = "it is one of several statements in a Query";
+	else if (!dual_shadow(c))
 		why = "the path is unavailable";
 	else if (d->broken)
 		why = "the shadow transaction failed";

@@ -203,6 +203,17 @@ def test_a_v2_client_gets_old_values_and_the_read_as_it_asked(sides, proxy_facto
         with c.cursor() as cur:
             cur.execute("SELECT nextval('items_v2_id_seq')")
             assert cur.fetchone() == (5002,)
+            cur.execute("SELECT nextval('items_v2_id_seq') -- a trailing comment")
+            assert cur.fetchone() == (5003,)
+            # one of several statements of a Query: on new, logged and counted
+            cur.execute("SELECT 1; SELECT nextval('tickets_seq') > 0")
+            assert cur.fetchone() == (True,)
+        p.wait_log(r"a read taking keys cannot run on path old \(it is one of several statements")
+        admin = Admin(p)
+        try:
+            assert int(admin.stats()["old"]["nondeterministic"]) == 2
+        finally:
+            admin.close()
     finally:
         c.close()
     assert sides["old"].sql("SELECT last_value FROM tickets_seq")[0][0] == 5
