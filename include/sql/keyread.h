@@ -58,11 +58,11 @@ void keyread_serial_sequence_sql(struct wbuf *b, const char *schema, const char 
  * Appends the statement run after the read on old: one row per sequence
  * expression SEQS[i] (SQL text yielding a sequence's name, in order), with
  * the columns: the sequence (regclass as text; NULL when the expression
- * named none), pg_sequence_last_value() (NULL when none was handed out), and
- * the schema, table and column owning it (NULL when none) and whether that
- * table is visible through the search_path.
+ * named none), pg_sequence_last_value() (NULL when none was handed out),
+ * and the table owning it (as regclass prints it: qualified only when the
+ * search_path does not find it) and the column (both NULL when none).
  */
 void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n);
-#define KEYREAD_MARKER_COLS 6
+#define KEYREAD_MARKER_COLS 4
 
 #endif

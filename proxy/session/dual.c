@@ -3041,14 +3041,11 @@ static char *dual_keyread_advance(struct client *c)
 		struct dual_seq_mark *m;
 		struct wbuf e;
 		wbuf_init(&e);
-		if (row[3] && row[4]) {
+		char *os = NULL, *ot = NULL;
+		if (row[2] && row[3] && keyread_split_name(row[2], &os, &ot) == 0) {
 			/* old's owning column, in new's names */
-			bool vis = row[5] && row[5][0] == 't';
-			long en = rewrite_rules_find_entry(rules, REWRITE_SIDE_OLD, vis ? NULL : row[2],
-							   row[3]);
-			if (en < 0 && vis)
-				en = rewrite_rules_find_entry(rules, REWRITE_SIDE_OLD, row[2], row[3]);
-			const char *schema = vis ? NULL : row[2], *table = row[3], *col = row[4];
+			long en = rewrite_rules_find_entry(rules, REWRITE_SIDE_OLD, os, ot);
+			const char *schema = os, *table = ot, *col = row[3];
 			struct rewrite_entry ent;
 			if (en >= 0 && rewrite_rules_entry(rules, (size_t)en, &ent) == 0) {
 				schema = ent.schema[REWRITE_SIDE_NEW];
@@ -3061,10 +3058,13 @@ static char *dual_keyread_advance(struct client *c)
 			m = dual_seq_mark(schema, table, col, true);
 			keyread_serial_sequence_sql(&e, schema, table, col);
 		} else {
-			/* owned by no column: the same name on new */
+			/* owned by no column (or an owner name not understood): the
+			 * same name on new */
 			m = dual_seq_mark(NULL, "", d->kr_lits[i], true);
 			wbuf_put(&e, d->kr_lits[i], strlen(d->kr_lits[i]));
 		}
+		free(os);
+		free(ot);
 		wbuf_put_u8(&e, 0);
 		if (!wbuf_ok(&e) || (m && m->past >= v)) {
 			wbuf_free(&e);

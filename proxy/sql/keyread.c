@@ -234,17 +234,15 @@ void keyread_serial_sequence_sql(struct wbuf *b, const char *schema, const char 
 void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n)
 {
 	static const char head[] =
-		"SELECT x.s::text, pg_catalog.pg_sequence_last_value(x.s), o.nspname, o.relname,"
-		" o.attname, pg_catalog.pg_table_is_visible(o.oid) FROM (VALUES ";
+		"SELECT x.s::text, pg_catalog.pg_sequence_last_value(x.s), d.refobjid::regclass::text,"
+		" a.attname FROM (VALUES ";
 	static const char tail[] =
-		") AS x(i, s) LEFT JOIN LATERAL (SELECT n.nspname, c.relname, a.attname, c.oid"
-		" FROM pg_catalog.pg_depend d"
-		" JOIN pg_catalog.pg_class c ON c.oid = d.refobjid"
-		" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-		" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid"
-		" WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = x.s"
+		") AS x(i, s) LEFT JOIN pg_catalog.pg_depend d"
+		" ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = x.s"
 		" AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0"
-		" AND d.deptype IN ('a', 'i') LIMIT 1) o ON true ORDER BY x.i";
+		" AND d.deptype IN ('a', 'i')"
+		" LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid"
+		" AND a.attnum = d.refobjsubid ORDER BY x.i";
 	wbuf_put(b, head, sizeof(head) - 1);
 	for (size_t i = 0; i < n; i++) {
 		char num[32];
