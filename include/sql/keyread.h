@@ -60,9 +60,10 @@ void keyread_serial_sequence_sql(struct wbuf *b, const char *schema, const char 
  * the columns: the sequence (regclass as text; NULL when the expression
  * named none), pg_sequence_last_value() (NULL when none was handed out),
  * and the table owning it (as regclass prints it: qualified only when the
- * search_path does not find it) and the column (both NULL when none).
+ * search_path does not find it) and the column (both NULL when none, or
+ * when OWNERS is false: then old's catalog is not asked).
  */
-void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n);
+void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n, bool owners);
 #define KEYREAD_MARKER_COLS 4
 
 #endif

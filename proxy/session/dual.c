@@ -260,6 +260,7 @@ struct dual {
 	bool kr_failed;         /* old's answers could not be kept */
 	struct wbuf kr_result;  /* owns: old's RowDescription, DataRows, CommandComplete */
 	char **kr_lits;         /* owns, n_kr: each sequence's literal as the client wrote it */
+	char **kr_new;          /* owns, n_kr: how new names each, when known (dual_kr_names) */
 	size_t n_kr;
 	char **kr_row;          /* owns, n_kr * KEYREAD_MARKER_COLS: our statement's values */
 	size_t n_kr_rows;
@@ -1344,8 +1345,11 @@ struct dual_seq_mark {
 static struct dual_seq_mark *dual_seq_marks;  /* owns, n_dual_seq_marks */
 static size_t n_dual_seq_marks;
 
+static void dual_kr_names_forget(void);
+
 void dual_forget_sequences(void)
 {
+	dual_kr_names_forget();
 	for (size_t i = 0; i < n_dual_seq_marks; i++)
 		free(dual_seq_marks[i].column);
 	free(dual_seq_marks);
@@ -2760,6 +2764,73 @@ static void dual_progress(struct client *c)
  * and memory as captured keys), and its "DO" tag is replaced by old's rows.
  */
 
+/*
+ * How each sequence a client names is named on old and on new, learnt from
+ * old's answer the first time (its owning column asked of old's catalog)
+ * and kept until the sequences are forgotten (reload, a failed advance or
+ * read): then old answers the read and the last value only, which costs
+ * it no catalog join to plan.
+ */
+struct dual_kr_name {
+	char *lit;              /* owns: the client's literal, after its dialect ('o'/'n') */
+	char *old_expr;         /* owns: old's name of it, as an SQL literal */
+	char *new_expr;         /* owns: new's name of it, as SQL text (see capture_advance_seqs_sql) */
+};
+
+static struct dual_kr_name *dual_kr_names;  /* owns, n_dual_kr_names */
+static size_t n_dual_kr_names;
+#define DUAL_KR_NAMES_MAX 4096
+
+static void dual_kr_names_forget(void)
+{
+	for (size_t i = 0; i < n_dual_kr_names; i++) {
+		free(dual_kr_names[i].lit);
+		free(dual_kr_names[i].old_expr);
+		free(dual_kr_names[i].new_expr);
+	}
+	free(dual_kr_names);
+	dual_kr_names = NULL;
+	n_dual_kr_names = 0;
+}
+
+static const struct dual_kr_name *dual_kr_name_find(const struct client *c, const char *lit)
+{
+	char dialect = c->dialect_slot == SLOT_NEW ? 'n' : 'o';
+	for (size_t i = 0; i < n_dual_kr_names; i++)
+		if (dual_kr_names[i].lit[0] == dialect && strcmp(dual_kr_names[i].lit + 1, lit) == 0)
+			return &dual_kr_names[i];
+	return NULL;
+}
+
+/* Remembers LIT: old's name OLD_NAME (as regclass prints it), new's NEW_EXPR. */
+static void dual_kr_name_learn(const struct client *c, const char *lit, const char *old_name,
+			       const char *new_expr)
+{
+	if (n_dual_kr_names >= DUAL_KR_NAMES_MAX || dual_kr_name_find(c, lit))
+		return;
+	struct dual_kr_name *v = realloc(dual_kr_names, (n_dual_kr_names + 1) * sizeof(*v));
+	if (!v)
+		return;
+	dual_kr_names = v;
+	struct wbuf o;
+	wbuf_init(&o);
+	capture_put_literal(&o, old_name, strlen(old_name));
+	wbuf_put_u8(&o, 0);
+	struct dual_kr_name *e = &v[n_dual_kr_names];
+	e->lit = malloc(strlen(lit) + 2);
+	e->new_expr = strdup(new_expr);
+	e->old_expr = wbuf_ok(&o) ? (char *)o.data : NULL;
+	if (!e->lit || !e->new_expr || !e->old_expr) {
+		free(e->lit);
+		free(e->new_expr);
+		wbuf_free(&o);
+		return;
+	}
+	e->lit[0] = c->dialect_slot == SLOT_NEW ? 'n' : 'o';
+	strcpy(e->lit + 1, lit);
+	n_dual_kr_names++;
+}
+
 static void dual_keyread_clear(struct dual *d)
 {
 	d->kr_on = false;
@@ -2768,10 +2839,15 @@ static void dual_keyread_clear(struct dual *d)
 	d->kr_failed = false;
 	d->kr_replace = 0;
 	wbuf_free(&d->kr_result);
-	for (size_t i = 0; i < d->n_kr; i++)
+	for (size_t i = 0; i < d->n_kr; i++) {
 		free(d->kr_lits[i]);
+		if (d->kr_new)
+			free(d->kr_new[i]);
+	}
 	free(d->kr_lits);
 	d->kr_lits = NULL;
+	free(d->kr_new);
+	d->kr_new = NULL;
 	d->n_kr = 0;
 	for (size_t i = 0; i < d->n_kr_rows * KEYREAD_MARKER_COLS; i++)
 		free(d->kr_row[i]);
@@ -2836,6 +2912,9 @@ static char *dual_keyread_old_seq(const struct client *c, const char *lit, const
 				  const char **why)
 {
 	const struct rewrite_rules *rules = c->cfg->rules;
+	const struct dual_kr_name *known = dual_kr_name_find(c, lit);
+	if (known)
+		return strdup(known->old_expr);
 	if (c->dialect_slot != SLOT_NEW)
 		return strdup(lit);  /* the client names old's sequences */
 	if (!rt->new_shapes) {
@@ -2896,12 +2975,14 @@ static char *dual_keyread_old_text(struct client *c, const char *text, size_t le
 	struct dual *d = c->dual;
 	char **exprs = calloc(k->n ? k->n : 1, sizeof(*exprs));
 	d->kr_lits = calloc(k->n ? k->n : 1, sizeof(*d->kr_lits));
+	d->kr_new = calloc(k->n ? k->n : 1, sizeof(*d->kr_new));
 	struct wbuf s, q;
 	wbuf_init(&s);
 	wbuf_init(&q);
 	char *out = NULL;
 	size_t at = 0;
-	if (!exprs || !d->kr_lits) {
+	bool all_known = true;
+	if (!exprs || !d->kr_lits || !d->kr_new) {
 		*why = "out of memory";
 		goto done;
 	}
@@ -2921,6 +3002,9 @@ static char *dual_keyread_old_text(struct client *c, const char *text, size_t le
 					*why = "out of memory";
 				goto done;
 			}
+			const struct dual_kr_name *known = dual_kr_name_find(c, d->kr_lits[j]);
+			d->kr_new[j] = known ? strdup(known->new_expr) : NULL;
+			all_known = all_known && d->kr_new[j];
 		}
 		wbuf_put(&s, text + at, call->off - at);
 		wbuf_put(&s, exprs[j], strlen(exprs[j]));
@@ -2949,7 +3033,7 @@ static char *dual_keyread_old_text(struct client *c, const char *text, size_t le
 	if (d->n_kr) {
 		/* (after a newline: a trailing line comment ends there) */
 		wbuf_put(&q, "\n;\n", 3);
-		keyread_marker_sql(&q, (const char *const *)exprs, d->n_kr);
+		keyread_marker_sql(&q, (const char *const *)exprs, d->n_kr, !all_known);
 	}
 	wbuf_put_u8(&q, 0);
 	if (!wbuf_ok(&q) || !(d->kr_row = calloc(d->n_kr * KEYREAD_MARKER_COLS + 1,
@@ -3038,11 +3122,12 @@ static char *dual_keyread_advance(struct client *c)
 		if (!row[1])
 			continue;  /* nothing handed out (setval(s, v, false)) */
 		long long v = strtoll(row[1], NULL, 10);
-		struct dual_seq_mark *m;
 		struct wbuf e;
 		wbuf_init(&e);
 		char *os = NULL, *ot = NULL;
-		if (row[2] && row[3] && keyread_split_name(row[2], &os, &ot) == 0) {
+		if (d->kr_new[i]) {
+			wbuf_put(&e, d->kr_new[i], strlen(d->kr_new[i]));
+		} else if (row[2] && row[3] && keyread_split_name(row[2], &os, &ot) == 0) {
 			/* old's owning column, in new's names */
 			long en = rewrite_rules_find_entry(rules, REWRITE_SIDE_OLD, os, ot);
 			const char *schema = os, *table = ot, *col = row[3];
@@ -3055,18 +3140,23 @@ static char *dual_keyread_advance(struct client *c)
 				if (mc)
 					col = mc;
 			}
-			m = dual_seq_mark(schema, table, col, true);
 			keyread_serial_sequence_sql(&e, schema, table, col);
 		} else {
 			/* owned by no column (or an owner name not understood): the
 			 * same name on new */
-			m = dual_seq_mark(NULL, "", d->kr_lits[i], true);
 			wbuf_put(&e, d->kr_lits[i], strlen(d->kr_lits[i]));
 		}
 		free(os);
 		free(ot);
 		wbuf_put_u8(&e, 0);
-		if (!wbuf_ok(&e) || (m && m->past >= v)) {
+		if (!wbuf_ok(&e)) {
+			wbuf_free(&e);
+			continue;
+		}
+		if (!d->kr_new[i])
+			dual_kr_name_learn(c, d->kr_lits[i], row[0], (const char *)e.data);
+		struct dual_seq_mark *m = dual_seq_mark(NULL, "", (const char *)e.data, true);
+		if (m && m->past >= v) {
 			wbuf_free(&e);
 			continue;
 		}
@@ -3113,6 +3203,7 @@ static void dual_keyread_run(struct client *c, struct server *sh)
 			    "only, whose keys may collide with %s's",
 			    dual_shadow_name(c), why,
 			    c->cfg->paths[steer_slot_path(c, c->active_slot)].name, dual_shadow_name(c));
+		dual_kr_names_forget();  /* (they may be what failed) */
 		if (sh && d->shadow_error && d->shadow_tx) {
 			/* old's transaction is aborted: the rest is journaled */
 			d->broken = true;

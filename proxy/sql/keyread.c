@@ -231,19 +231,24 @@ void keyread_serial_sequence_sql(struct wbuf *b, const char *schema, const char 
 	wbuf_free(&t);
 }
 
-void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n)
+void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n, bool owners)
 {
-	static const char head[] =
-		"SELECT x.s::text, pg_catalog.pg_sequence_last_value(x.s), d.refobjid::regclass::text,"
-		" a.attname FROM (VALUES ";
-	static const char tail[] =
-		") AS x(i, s) LEFT JOIN pg_catalog.pg_depend d"
+	static const char head[] = "SELECT x.s::text, pg_catalog.pg_sequence_last_value(x.s), ";
+	static const char with_owners[] = "d.refobjid::regclass::text, a.attname FROM (VALUES ";
+	static const char without[] = "NULL::text, NULL::name FROM (VALUES ";
+	static const char join[] =
+		" LEFT JOIN pg_catalog.pg_depend d"
 		" ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = x.s"
 		" AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0"
 		" AND d.deptype IN ('a', 'i')"
 		" LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid"
-		" AND a.attnum = d.refobjsubid ORDER BY x.i";
+		" AND a.attnum = d.refobjsubid";
+	static const char tail[] = " ORDER BY x.i";
 	wbuf_put(b, head, sizeof(head) - 1);
+	if (owners)
+		wbuf_put(b, with_owners, sizeof(with_owners) - 1);
+	else
+		wbuf_put(b, without, sizeof(without) - 1);
 	for (size_t i = 0; i < n; i++) {
 		char num[32];
 		snprintf(num, sizeof(num), "%s(%zu, (", i ? ", " : "", i);
@@ -251,5 +256,8 @@ void keyread_marker_sql(struct wbuf *b, const char *const *seqs, size_t n)
 		wbuf_put(b, seqs[i], strlen(seqs[i]));
 		wbuf_put(b, ")::regclass)", 12);
 	}
+	wbuf_put(b, ") AS x(i, s)", 12);
+	if (owners)
+		wbuf_put(b, join, sizeof(join) - 1);
 	wbuf_put(b, tail, sizeof(tail) - 1);
 }
