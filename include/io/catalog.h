@@ -163,17 +163,34 @@ struct catalog_shape {
 	size_t n_cols;
 };
 
+/* A sequence of the path, and the column that owns it (serial, identity). */
+struct catalog_sequence {
+	char *schema;                   /* owns */
+	char *name;                     /* owns: as stored (not quoted) */
+	bool visible;                   /* found through the session's search_path */
+	char *table_schema;             /* owns: the owning column's table, or NULL: owned by none */
+	char *table;                    /* owns, or NULL */
+	char *column;                   /* owns, or NULL */
+};
+
 struct catalog_shapes {
 	struct catalog_shape *t;        /* owns, n */
 	size_t n;
+	struct catalog_sequence *seqs;  /* owns, n_seqs: every user sequence */
+	size_t n_seqs;
 };
 
-/* The query that reads the shapes of every user table (relkind r, p), and
- * its answer turned into *OUT (caller owns: catalog_shapes_free); 0, or -1
- * with err (out of memory). For readers that send the query themselves. */
+/* The queries that read the shapes of every user table (relkind r, p) and
+ * every user sequence with its owner (6 columns), and their answers added
+ * to *OUT (caller owns: catalog_shapes_free; shapes first, from zero); 0,
+ * or -1 with err (out of memory). For readers that send the queries
+ * themselves. */
 extern const char catalog_shapes_sql[];
 int catalog_shapes_parse(const PGresult *r, struct catalog_shapes *out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+extern const char catalog_sequences_sql[];
+int catalog_sequences_parse(const PGresult *r, struct catalog_shapes *out, char *err,
+			    size_t errlen) __attribute__((warn_unused_result));
 /* The names of the functions outside pg_catalog and information_schema
  * that are not immutable (pg_proc.provolatile 's' or 'v'): the user's and
  * extensions' (gen_random_uuid() of pgcrypto, uuid_generate_v4(), ...).
@@ -185,13 +202,17 @@ int catalog_volatile_functions_parse(const PGresult *r, char ***names, size_t *n
 	__attribute__((warn_unused_result));
 int catalog_read_volatile_functions(PGconn *conn, char ***names, size_t *n, char *err,
 				    size_t errlen) __attribute__((warn_unused_result));
-/* Reads the shapes of every user table (relkind r, p). 0, or -1 with err. */
+/* Reads the shapes of every user table (relkind r, p), and every user
+ * sequence with its owner. 0, or -1 with err. */
 int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 void catalog_shapes_free(struct catalog_shapes *s);     /* NULL does nothing */
 /* The table SCHEMA.NAME, or (SCHEMA NULL) the visible table NAME; NULL. */
 const struct catalog_shape *catalog_shape_find(const struct catalog_shapes *s, const char *schema,
 					       const char *name);
+/* The sequence SCHEMA.NAME, or (SCHEMA NULL) the visible sequence NAME; NULL. */
+const struct catalog_sequence *catalog_sequence_find(const struct catalog_shapes *s,
+						     const char *schema, const char *name);
 /* Index of column COL in T, or -1. */
 int catalog_shape_column(const struct catalog_shape *t, const char *col);
 

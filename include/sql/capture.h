@@ -105,6 +105,16 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 			const char *const *cols, const long long *max, size_t n, long long ahead);
 
+/*
+ * The same advance for sequences named by SQL text expressions SEQS[i]
+ * (each yielding a sequence's name as text, e.g. a string literal or a
+ * pg_get_serial_sequence() call; NULL or a name the server does not know
+ * is skipped), each moved past MAX[i]. Returns 0, or 1 (B unchanged) when
+ * N is 0 or an expression would break the statement's quoting.
+ */
+int capture_advance_seqs_sql(struct wbuf *b, const char *const *seqs, const long long *max,
+			     size_t n, long long ahead);
+
 /* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
  * a literal that reads back as the same text whatever the session's
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */

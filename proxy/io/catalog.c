@@ -455,6 +455,51 @@ const char *catalog_key_kind_name(enum catalog_key_kind k)
 
 /* ---- shapes ------------------------------------------------------------ */
 
+/* Every user sequence, with the column owning it (serial: 'a', identity: 'i'). */
+const char catalog_sequences_sql[] =
+	"SELECT n.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid),"
+	"       tn.nspname, t.relname, a.attname"
+	"  FROM pg_catalog.pg_class c"
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"  LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass"
+	"       AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+	"       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')"
+	"  LEFT JOIN pg_catalog.pg_class t ON t.oid = d.refobjid"
+	"  LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace"
+	"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid"
+	" WHERE c.relkind = 'S'"
+	"   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+	"   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
+	" ORDER BY n.nspname, c.relname";
+
+int catalog_sequences_parse(const PGresult *r, struct catalog_shapes *out, char *err,
+			    size_t errlen)
+{
+	int rows = PQntuples(r);
+	out->seqs = calloc(rows ? (size_t)rows : 1, sizeof(*out->seqs));
+	if (out->seqs == NULL)
+		goto oom;
+	for (int i = 0; i < rows; i++) {
+		struct catalog_sequence *q = &out->seqs[out->n_seqs++];
+		q->schema = catalog_dup_value(r, i, 0);
+		q->name = catalog_dup_value(r, i, 1);
+		q->visible = PQgetvalue(r, i, 2)[0] == 't';
+		bool owned = !PQgetisnull(r, i, 4) && !PQgetisnull(r, i, 5);
+		if (owned) {
+			q->table_schema = catalog_dup_value(r, i, 3);
+			q->table = catalog_dup_value(r, i, 4);
+			q->column = catalog_dup_value(r, i, 5);
+		}
+		if (!q->schema || !q->name ||
+		    (owned && (!q->table_schema || !q->table || !q->column)))
+			goto oom;
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
 const char catalog_shapes_sql[] =
 	"SELECT s.nspname, c.relname, pg_catalog.pg_table_is_visible(c.oid), a.attname,"
 	"       a.attgenerated,"
@@ -533,6 +578,13 @@ int catalog_read_shapes(PGconn *conn, struct catalog_shapes *out, char *err, siz
 		return -1;
 	int rc = catalog_shapes_parse(r, out, err, errlen);
 	PQclear(r);
+	if (rc == 0) {
+		r = catalog_query(conn, catalog_sequences_sql, NULL, "sequences", err, errlen);
+		rc = r ? catalog_sequences_parse(r, out, err, errlen) : -1;
+		PQclear(r);
+	}
+	if (rc < 0)
+		catalog_shapes_free(out);
 	return rc;
 }
 
@@ -596,6 +648,30 @@ void catalog_shapes_free(struct catalog_shapes *s)
 	free(s->t);
 	s->t = NULL;
 	s->n = 0;
+	for (size_t i = 0; i < s->n_seqs; i++) {
+		struct catalog_sequence *q = &s->seqs[i];
+		free(q->schema);
+		free(q->name);
+		free(q->table_schema);
+		free(q->table);
+		free(q->column);
+	}
+	free(s->seqs);
+	s->seqs = NULL;
+	s->n_seqs = 0;
+}
+
+const struct catalog_sequence *catalog_sequence_find(const struct catalog_shapes *s,
+						     const char *schema, const char *name)
+{
+	for (size_t i = 0; s && i < s->n_seqs; i++) {
+		const struct catalog_sequence *q = &s->seqs[i];
+		if (strcmp(q->name, name) != 0)
+			continue;
+		if (schema ? strcmp(q->schema, schema) == 0 : q->visible)
+			return q;
+	}
+	return NULL;
 }
 
 const struct catalog_shape *catalog_shape_find(const struct catalog_shapes *s, const char *schema,

@@ -41,6 +41,7 @@ static struct {
 	char *unseen[WATCH_UNSEEN_MAX]; /* owns */
 	size_t n_unseen;
 	PGresult *shapes;         /* owns: the shapes' answer of the read in flight */
+	PGresult *seqs;           /* owns: its sequences' answer */
 	PGresult *funcs;          /* owns: its functions' answer */
 	char error[256];          /* the read in flight's first error */
 } w;
@@ -113,11 +114,12 @@ static void watch_end(const char *error)
 	struct catalog_shapes *s = NULL;
 	char err[256], **fn = NULL;
 	size_t n_fn = 0;
-	if (error == NULL && (w.shapes == NULL || w.funcs == NULL))
+	if (error == NULL && (w.shapes == NULL || w.seqs == NULL || w.funcs == NULL))
 		error = w.error[0] ? w.error : "no answer";
 	if (error == NULL) {
 		s = calloc(1, sizeof(*s));
 		if (s == NULL || catalog_shapes_parse(w.shapes, s, err, sizeof(err)) < 0 ||
+		    catalog_sequences_parse(w.seqs, s, err, sizeof(err)) < 0 ||
 		    catalog_volatile_functions_parse(w.funcs, &fn, &n_fn) < 0) {
 			catalog_shapes_free(s);
 			free(s);
@@ -132,8 +134,9 @@ static void watch_end(const char *error)
 			err[n - 1] = '\0';
 	}
 	PQclear(w.shapes);
+	PQclear(w.seqs);
 	PQclear(w.funcs);
-	w.shapes = w.funcs = NULL;
+	w.shapes = w.seqs = w.funcs = NULL;
 	PQfinish(w.conn);
 	w.conn = NULL;
 	w.connected = false;
@@ -178,16 +181,17 @@ static void watch_send(void)
 		watch_end(PQerrorMessage(w.conn));
 		return;
 	}
-	size_t cap = strlen(catalog_shapes_sql) + strlen(catalog_volatile_functions_sql) +
-		     (lit ? strlen(lit) : 0) + 80;
+	size_t cap = strlen(catalog_shapes_sql) + strlen(catalog_sequences_sql) +
+		     strlen(catalog_volatile_functions_sql) + (lit ? strlen(lit) : 0) + 80;
 	char *sql = malloc(cap);
 	if (sql == NULL) {
 		PQfreemem(lit);
 		watch_end("out of memory");
 		return;
 	}
-	snprintf(sql, cap, "%s%s%s%s;\n%s", lit ? "SELECT pg_catalog.set_config('search_path', " : "",
-		 lit ? lit : "", lit ? ", false);\n" : "", catalog_shapes_sql,
+	snprintf(sql, cap, "%s%s%s%s;\n%s;\n%s",
+		 lit ? "SELECT pg_catalog.set_config('search_path', " : "", lit ? lit : "",
+		 lit ? ", false);\n" : "", catalog_shapes_sql, catalog_sequences_sql,
 		 catalog_volatile_functions_sql);
 	PQfreemem(lit);
 	int sent = PQsetnonblocking(w.conn, 1) == 0 && PQsendQuery(w.conn, sql);
@@ -218,6 +222,8 @@ static void watch_read(void)
 		PGresult **keep = NULL;
 		if (st == PGRES_TUPLES_OK && PQnfields(r) == 7)
 			keep = &w.shapes;
+		else if (st == PGRES_TUPLES_OK && PQnfields(r) == 6)
+			keep = &w.seqs;
 		else if (st == PGRES_TUPLES_OK && strcmp(PQfname(r, 0), "pgturnout_volatile") == 0)
 			keep = &w.funcs;
 		if (keep != NULL) {
@@ -231,8 +237,9 @@ static void watch_read(void)
 	}
 	if (w.error[0]) {
 		PQclear(w.shapes);
+		PQclear(w.seqs);
 		PQclear(w.funcs);
-		w.shapes = w.funcs = NULL;
+		w.shapes = w.seqs = w.funcs = NULL;
 	}
 	if (watch_watch(EV_READ) < 0)
 		watch_end("cannot watch the socket");
@@ -396,6 +403,7 @@ void catalog_watch_stop(void)
 	if (w.retry)
 		event_free(w.retry);
 	PQclear(w.shapes);
+	PQclear(w.seqs);
 	PQclear(w.funcs);
 	PQfinish(w.conn);
 	watch_forget_unseen();

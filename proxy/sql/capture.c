@@ -292,31 +292,19 @@ static void put_qualified(struct wbuf *t, const char *schema, const char *name)
 /* Advisory lock keys: 'pgt\0' in the high half, the sequence's oid low. */
 #define ADVANCE_KEY "((1885828096::bigint << 32) | s::oid::bigint)"
 
-int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
-			const char *const *cols, const long long *max, size_t n, long long ahead)
+/* The head of the advance statement, up to "FOR s, v IN "; the caller
+ * writes a query of (regclass or NULL, bigint) rows, then advance_tail. */
+static void advance_head(struct wbuf *b)
 {
-	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
-		return 1;
-	for (size_t i = 0; i < n; i++)
-		if (strstr(cols[i], "$pgturnout"))
-			return 1;
-	struct wbuf t;
-	put_qualified(&t, schema, name);
 	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
 		 "mx bigint;\n"
 		 "BEGIN\n"
-		 "FOR s, v IN SELECT pg_catalog.pg_get_serial_sequence(");
-	capture_put_literal(b, (const char *)t.data, t.len ? t.len - 1 : 0);
-	wbuf_free(&t);
-	put_s(b, ", x.c)::regclass, x.m FROM (VALUES ");
-	for (size_t i = 0; i < n; i++) {
-		char num[32];
-		snprintf(num, sizeof(num), ", %lld::bigint)", max[i]);
-		put_s(b, i ? ", (" : "(");
-		capture_put_literal(b, cols[i], strlen(cols[i]));
-		put_s(b, num);
-	}
-	put_s(b, ") AS x(c, m) LOOP\n"
+		 "FOR s, v IN ");
+}
+
+static void advance_tail(struct wbuf *b, long long ahead)
+{
+	put_s(b, " LOOP\n"
 		 "  CONTINUE WHEN s IS NULL;\n"
 		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
 		 "  BEGIN\n"
@@ -336,6 +324,66 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 		 "  PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
 		 "END LOOP;\n"
 		 "END" ADVANCE_TAG);
+}
+
+/* ", (<first>, <max>::bigint)" rows of VALUES: FIRST is written by the caller
+ * between advance_row_open and advance_row_close. */
+static void advance_row_open(struct wbuf *b, size_t i)
+{
+	put_s(b, i ? ", (" : "(");
+}
+
+static void advance_row_close(struct wbuf *b, long long max)
+{
+	char num[32];
+	snprintf(num, sizeof(num), ", %lld::bigint)", max);
+	put_s(b, num);
+}
+
+int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
+			const char *const *cols, const long long *max, size_t n, long long ahead)
+{
+	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(cols[i], "$pgturnout"))
+			return 1;
+	struct wbuf t;
+	put_qualified(&t, schema, name);
+	advance_head(b);
+	put_s(b, "SELECT pg_catalog.pg_get_serial_sequence(");
+	capture_put_literal(b, (const char *)t.data, t.len ? t.len - 1 : 0);
+	wbuf_free(&t);
+	put_s(b, ", x.c)::regclass, x.m FROM (VALUES ");
+	for (size_t i = 0; i < n; i++) {
+		advance_row_open(b, i);
+		capture_put_literal(b, cols[i], strlen(cols[i]));
+		advance_row_close(b, max[i]);
+	}
+	put_s(b, ") AS x(c, m)");
+	advance_tail(b, ahead);
+	return 0;
+}
+
+int capture_advance_seqs_sql(struct wbuf *b, const char *const *seqs, const long long *max,
+			     size_t n, long long ahead)
+{
+	if (n == 0)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(seqs[i], "$pgturnout"))
+			return 1;
+	advance_head(b);
+	put_s(b, "SELECT pg_catalog.to_regclass(x.s), x.m FROM (VALUES ");
+	for (size_t i = 0; i < n; i++) {
+		advance_row_open(b, i);
+		put_s(b, "(");
+		put_s(b, seqs[i]);
+		put_s(b, ")::text");
+		advance_row_close(b, max[i]);
+	}
+	put_s(b, ") AS x(s, m)");
+	advance_tail(b, ahead);
 	return 0;
 }
 

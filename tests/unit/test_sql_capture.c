@@ -2,6 +2,7 @@
 #include "core/wbuf.h"
 #include "sql/capture.h"
 #include "sql/ident.h"
+#include "sql/keyread.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -217,6 +218,71 @@ static void test_advance_names_new_side_sequences(void **state)
 	wbuf_free(&b);
 }
 
+/* Reads that take keys: the sequence literals of nextval() & co. */
+static void test_keyread_finds_sequence_literals(void **state)
+{
+	(void)state;
+	const char *sql = "SELECT nextval('a_seq'), pg_catalog.setval('s.\"B\"'::regclass, 5),"
+			  " currval('it''s'), lastval(), other('x') FROM t";
+	struct keyread_calls k;
+	assert_int_equal(keyread_find(sql, strlen(sql), &k), 0);
+	assert_true(k.any);
+	assert_false(k.dynamic);
+	assert_int_equal(k.n, 3);
+	assert_string_equal(k.v[0].name, "a_seq");
+	assert_int_equal(k.v[0].len, 7);
+	assert_true(strncmp(sql + k.v[0].off, "'a_seq'", 7) == 0);
+	assert_string_equal(k.v[1].name, "s.\"B\"");
+	assert_true(strncmp(sql + k.v[1].off, "'s.\"B\"'::", 9) == 0);
+	assert_string_equal(k.v[2].name, "it's");
+	assert_int_equal(k.v[2].len, 7);
+	keyread_calls_clear(&k);
+
+	/* a sequence chosen at run time cannot be named for the other side */
+	const char *dyn = "SELECT nextval(pg_get_serial_sequence('t', 'id'))";
+	assert_int_equal(keyread_find(dyn, strlen(dyn), &k), 0);
+	assert_true(k.any && k.dynamic);
+	keyread_calls_clear(&k);
+	const char *none = "SELECT myschema.nextval('x'), val FROM nextval_log";
+	assert_int_equal(keyread_find(none, strlen(none), &k), 0);
+	assert_false(k.any);
+	keyread_calls_clear(&k);
+	assert_int_equal(keyread_find("SELECT (", 8, &k), -1);
+
+	char *schema, *rel;
+	assert_int_equal(keyread_split_name("Items_Seq", &schema, &rel), 0);
+	assert_null(schema);
+	assert_string_equal(rel, "items_seq");
+	free(rel);
+	assert_int_equal(keyread_split_name("P.\"My\"\"Seq\"", &schema, &rel), 0);
+	assert_string_equal(schema, "p");
+	assert_string_equal(rel, "My\"Seq");
+	free(schema);
+	free(rel);
+	assert_int_equal(keyread_split_name("a.b.c", &schema, &rel), -1);
+	assert_int_equal(keyread_split_name("\"open", &schema, &rel), -1);
+
+	/* new's sequences advanced by name or by owning column */
+	const char *seqs[] = { "'tickets_seq'", "pg_catalog.pg_get_serial_sequence(E'items_v2', E'id')" };
+	const long long max[] = { 7, 1200 };
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_seqs_sql(&b, seqs, max, 2, 1000), 0);
+	wbuf_put_u8(&b, 0);
+	const char *adv = (const char *)b.data;
+	assert_non_null(strstr(adv, "SELECT pg_catalog.to_regclass(x.s), x.m FROM (VALUES (('tickets_seq')::text, "
+				    "7::bigint), ((pg_catalog.pg_get_serial_sequence(E'items_v2', E'id'))::text, "
+				    "1200::bigint)) AS x(s, m) LOOP"));
+	assert_non_null(strstr(adv, "setval(s, LEAST(v + 1000, GREATEST(mx, v)))"));
+	wbuf_free(&b);
+	const char *bad[] = { "'$pgturnout_seq$'" };
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_seqs_sql(&b, bad, max, 1, 0), 1);
+	assert_int_equal(capture_advance_seqs_sql(&b, seqs, max, 0, 0), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
+}
+
 /* One quoter for generated SQL: bare only when read back as the same name. */
 static void test_identifiers_are_quoted_when_needed(void **state)
 {
@@ -255,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_what_cannot_be_captured),
 		cmocka_unit_test(test_apply_reads_values_back_as_written),
 		cmocka_unit_test(test_advance_names_new_side_sequences),
+		cmocka_unit_test(test_keyread_finds_sequence_literals),
 		cmocka_unit_test(test_updates_deletes_and_upserts_are_captured),
 		cmocka_unit_test(test_apply_by_key),
 	};
