@@ -207,8 +207,9 @@ struct dual {
 	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
 	bool cap_failed;
 	bool cap_extended;      /* the capture runs as a statement of ours in an extended batch */
-	bool cap_rows_now;      /* cap_extended: the primary's rows coming are the capture's
-				   (after its Describe, up to its CommandComplete) */
+	bool cap_rows_now;      /* the capturing side's rows coming are the capture's (after
+				   its RowDescription, up to its CommandComplete): the
+				   primary's (cap_extended, old primary) or the shadow's */
 	/* extended batches: answers of the primary that are ours (ParseComplete,
 	 * BindComplete, CloseComplete of the statement injected in place of an
 	 * Execute), found by position among the batch's answers of each kind */
@@ -251,6 +252,13 @@ struct dual {
 	bool cmp_active;        /* the rows coming are the apply's (cmp_marked) */
 	uint64_t cmp_primary, cmp_shadow;  /* digests: old's rows, new's rows */
 	uint64_t cmp_primary_rows, cmp_shadow_rows;
+	/* value comparison for a session whose primary is new: new's apply
+	 * returns the client's RETURNING columns, then CAPTURE_MARK and the
+	 * applied columns, which the client never sees (dual_cmpn_*); the
+	 * digests are cmp_primary (old's captured rows) and cmp_shadow (new's) */
+	bool cmpn_on;           /* this request's apply on new returns the applied columns */
+	bool cmpn_rows;         /* the primary's DataRows coming are the apply's */
+	int cmpn_mark;          /* the marker's index in them */
 	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
 				   primary new); SIZE_MAX: none */
 	size_t cap_nrows;
@@ -302,6 +310,12 @@ bool dual_is_shadow(const struct client *c, const struct server *s)
 static const char *dual_shadow_name(const struct client *c)
 {
 	return c->cfg->paths[steer_slot_path(c, c->dual->shadow_slot)].name;
+}
+
+/* The [path] name of slot SLOT (SLOT_OLD, SLOT_NEW). */
+static const char *dual_slot_name(const struct client *c, int slot)
+{
+	return c->cfg->paths[steer_slot_path(c, slot)].name;
 }
 
 /* A write mirrored as a statement whose copy may differ (volatile). */
@@ -722,6 +736,42 @@ void dual_shadow_lost(struct client *c, struct server *s, const char *why)
 	dual_progress(c);
 }
 
+/* The index of the last field named CAPTURE_MARK in RowDescription MSG (LEN
+ * bytes), -1 when none; *AT: where that field starts in the body. */
+static int dual_desc_mark(const uint8_t *msg, size_t len, size_t *at)
+{
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	uint16_t n = pkt_get_u16(&r);
+	int mark = -1;
+	for (uint16_t i = 0; i < n && !r.failed; i++) {
+		size_t start = r.pos;
+		const char *name = pkt_get_str(&r);
+		pkt_get_bytes(&r, 18);
+		if (name && strcmp(name, CAPTURE_MARK) == 0) {
+			mark = i;
+			*at = start;
+		}
+	}
+	return r.failed ? -1 : mark;
+}
+
+/*
+ * A RowDescription or DataRow (MSG, LEN bytes) of old, the shadow, while it
+ * runs a captured write first (a session on new): whether it is the
+ * capture's. Other statements of the request on old answer too (the
+ * client's Describe of its own statements, the rows of a write of the batch
+ * copied as a statement): the capture's rows are those after a
+ * RowDescription with the marker, up to their CommandComplete.
+ */
+static bool dual_capture_shadow_part(struct dual *d, const uint8_t *msg, size_t len)
+{
+	size_t at;
+	if (msg[0] == PqMsg_RowDescription)
+		d->cap_rows_now = dual_desc_mark(msg, len, &at) >= 0;
+	return d->cap_rows_now;
+}
+
 void dual_shadow_input(struct server *s)
 {
 	struct client *c = s->client;
@@ -759,8 +809,11 @@ void dual_shadow_input(struct server *s)
 			free(m);
 			continue;
 		}
-		if (mine && type == PqMsg_CommandComplete)
+		if (mine && type == PqMsg_CommandComplete) {
 			d->cmp_active = false;
+			if (d->cap_on && !d->cap_from_primary)
+				d->cap_rows_now = false;
+		}
 		if (mine && d->cmp_marked && type == PqMsg_RowDescription) {
 			/* an extended batch: is it the apply's? (its marker first) */
 			uint8_t *desc;
@@ -792,7 +845,8 @@ void dual_shadow_input(struct server *s)
 				dual_shadow_lost(c, s, "out of memory");
 				return;
 			}
-			dual_capture_message(c, row, 1 + (size_t)len, NULL);
+			if (dual_capture_shadow_part(d, row, 1 + (size_t)len))
+				dual_capture_message(c, row, 1 + (size_t)len, NULL);
 			free(row);
 			continue;
 		}
@@ -1508,7 +1562,7 @@ static void dual_release_held(struct client *c)
 		if (d->held_exec && off == d->held_exec_off && d->inj.len) {
 			/* the client's Execute: the statement applying old's values */
 			for (uint32_t i = 0; i < d->inj_count; i++)
-				dual_expect_injected(d, false);
+				dual_expect_injected(d, i == 0 && d->cmpn_on);  /* the apply first */
 			if (conn_write(p->conn, d->inj.data, d->inj.len) < 0)
 				client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		} else if (d->held_raw && held.data[off] == PqMsg_Query) {
@@ -1691,6 +1745,141 @@ static void dual_queue_captured(struct client *c)
 	free(advance);
 }
 
+/* ---- value comparison, primary new ---------------------------------------- */
+
+/*
+ * The apply new runs in place of the client's statement for a session whose
+ * primary is new (TO_NEW as for dual_capture_apply): after the client's own
+ * RETURNING list it returns a marker column and the applied columns, as
+ * the apply of a session on old does, to be compared with old's captured
+ * rows (dual_cmpn_primary, dual_cmpn_outcome); the client never sees them.
+ * When they cannot be added, the apply with the client's list only (not
+ * compared). NULL as dual_capture_apply.
+ */
+static char *dual_cmpn_apply(struct client *c, bool to_new)
+{
+	struct dual *d = c->dual;
+	char *cols = dual_capture_columns(c, true);
+	if (!cols)
+		return dual_capture_apply(c, true, to_new);
+	char *client_returning = d->cap.returning;
+	char *both = NULL;
+	if (client_returning) {
+		/* (after a newline: the client's list may end in a line comment) */
+		size_t n = strlen(client_returning) + strlen(cols) + 4;
+		both = malloc(n);
+		if (both)
+			snprintf(both, n, "%s\n, %s", client_returning, cols);
+	}
+	char *apply = NULL;
+	if (both || !client_returning) {
+		d->cap.returning = both ? both : cols;
+		apply = dual_capture_apply(c, true, to_new);
+		d->cap.returning = client_returning;
+	}
+	free(both);
+	free(cols);
+	if (!apply)
+		return dual_capture_apply(c, true, to_new);
+	d->cmpn_on = true;
+	d->cmpn_rows = false;
+	d->cmpn_mark = -1;
+	d->cmp_primary = d->cap_digest;
+	d->cmp_primary_rows = d->cap_nrows;
+	d->cmp_shadow = 0;
+	d->cmp_shadow_rows = 0;
+	return apply;
+}
+
+/*
+ * A RowDescription or DataRow (MSG, LEN bytes) of the primary, new, while
+ * its apply returns the applied columns (cmpn_on). A RowDescription with
+ * the marker is the apply's (OWN: the answer to pgturnout's Describe of it,
+ * which the client does not get); its DataRows follow: their values after
+ * the marker go into new's digest. The client gets the columns before the
+ * marker (nothing when there are none). True when MSG was handled here;
+ * false: it goes to the client as it is.
+ */
+static bool dual_cmpn_primary(struct client *c, const uint8_t *msg, size_t len, bool own)
+{
+	struct dual *d = c->dual;
+	struct pkt_reader r;
+	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
+	uint16_t n = pkt_get_u16(&r);
+	size_t cut = 0;  /* where the marker's field or value starts */
+	if (msg[0] == PqMsg_RowDescription) {
+		/* (the last marker: the client's own columns come first) */
+		int mark = dual_desc_mark(msg, len, &cut);
+		if (mark < 0)
+			return own;
+		d->cmpn_mark = mark;
+		d->cmpn_rows = true;
+		if (own)
+			return true;
+	} else {
+		if (msg[0] != PqMsg_DataRow || !d->cmpn_rows || d->cmpn_mark < 0 || n <= d->cmpn_mark)
+			return false;
+		const uint8_t *v[n];
+		uint32_t l[n];
+		for (uint16_t i = 0; i < n && !r.failed; i++) {
+			if (i == d->cmpn_mark)
+				cut = r.pos;
+			l[i] = pkt_get_u32(&r);
+			v[i] = l[i] == 0xffffffffu ? NULL : pkt_get_bytes(&r, l[i]);
+		}
+		if (r.failed)
+			return false;
+		size_t from = (size_t)d->cmpn_mark + 1;
+		d->cmp_shadow += dual_row_digest(v + from, l + from, n - from);
+		d->cmp_shadow_rows++;
+	}
+	if (d->cmpn_mark == 0)
+		return true;  /* no RETURNING of the client's */
+	struct wbuf part;
+	wbuf_init(&part);
+	size_t off = build_begin(&part, msg[0]);
+	wbuf_put_u16(&part, (uint16_t)d->cmpn_mark);
+	wbuf_put(&part, msg + MSG_HEADER_LEN + 2, cut - 2);
+	build_end(&part, off);
+	if (!wbuf_ok(&part) || conn_write(c->conn, part.data, part.len) < 0)
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	rt->stats.bytes_to_clients += part.len;
+	wbuf_free(&part);
+	return true;
+}
+
+/*
+ * A session on new, the request done: new's apply wrote other values than
+ * old's captured ones (the row counts being equal: COUNTED false) is a
+ * mismatch of new's, counted and logged; its rows are journaled by key,
+ * old authoritative, once the transaction commits (dual_journal_mismatches).
+ */
+static void dual_cmpn_outcome(struct client *c, bool counted)
+{
+	struct dual *d = c->dual;
+	if (!d->cmpn_on || counted || d->primary_error || d->shadow_error ||
+	    (d->cmp_primary == d->cmp_shadow && d->cmp_primary_rows == d->cmp_shadow_rows))
+		return;
+	rt->stats.paths[SLOT_NEW].mismatches++;
+	for (size_t i = d->tx_at_request; i < d->n_tx; i++)
+		d->tx[i].mismatch = d->tx[i].keys != NULL;
+	log_warning(c->id,
+		    "dual-write mismatch on path %s (fingerprint %016llx): the values written differ "
+		    "from path %s's (%llu rows compared)",
+		    dual_slot_name(c, SLOT_NEW),
+		    (unsigned long long)dual_fingerprint(d->n_tx > d->tx_at_request
+							 ? d->tx[d->tx_at_request].text : NULL),
+		    dual_slot_name(c, SLOT_OLD), (unsigned long long)d->cmp_shadow_rows);
+}
+
+/* Whether CommandComplete MSG (LEN bytes) is a BEGIN, COMMIT or ROLLBACK. */
+static bool dual_txn_tag(const uint8_t *msg, size_t len)
+{
+	const char *tag = (const char *)msg + MSG_HEADER_LEN;
+	return msg[len - 1] == '\0' &&
+	       (strcmp(tag, "BEGIN") == 0 || strcmp(tag, "COMMIT") == 0 || strcmp(tag, "ROLLBACK") == 0);
+}
+
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
@@ -1721,9 +1910,14 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		if (msg[0] == PqMsg_RowDescription && d->cap_on) {
 			dual_capture_message(c, msg, len, NULL);
 			d->cap_rows_now = true;
+		} else if (msg[0] == PqMsg_RowDescription && d->cmpn_on) {
+			dual_cmpn_primary(c, msg, len, true);
 		}
 		return true;
 	}
+	if (d->cmpn_on && (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) &&
+	    dual_cmpn_primary(c, msg, len, false))
+		return true;
 	if (msg[0] == PqMsg_RowDescription || msg[0] == PqMsg_DataRow) {
 		/* (in an extended batch, other statements' rows are the client's) */
 		if (!d->cap_on || !d->cap_from_primary || (d->cap_extended && !d->cap_rows_now))
@@ -1739,7 +1933,9 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		return true;
 	}
 	if (msg[0] == PqMsg_CommandComplete) {
-		d->cap_rows_now = false;
+		if (d->cap_from_primary)
+			d->cap_rows_now = false;
+		d->cmpn_rows = false;
 		if (d->own_begin && msg[len - 1] == '\0' &&
 		    strcmp((const char *)msg + MSG_HEADER_LEN, "BEGIN") == 0) {
 			d->own_begin--;  /* the BEGIN wrapping an extended autocommit write */
@@ -1750,8 +1946,12 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 			d->own_do--;  /* the sequence advance after captured rows */
 			return true;
 		}
-		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END)) {
-			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction. */
+		if (d->own_tags && (d->own_ready > 0 || d->phase == DUAL_PRIMARY_END) &&
+		    dual_txn_tag(msg, len)) {
+			/* BEGIN, COMMIT or ROLLBACK of our wrapping transaction
+			 * (the tags of the client's statements an extended batch
+			 * sent before it, a read ahead of the write, are the
+			 * client's) */
 			d->own_tags--;
 			if (d->phase == DUAL_PRIMARY_END && msg[len - 1] == '\0' &&
 			    strcmp((const char *)msg + MSG_HEADER_LEN, "ROLLBACK") == 0)
@@ -1879,6 +2079,7 @@ static void dual_note_outcome(struct client *c)
 			    d->shadow_error ? "error" : "ok", (unsigned long long)d->shadow_rows,
 			    d->shadow_error ? ": " : "", d->shadow_error ? d->shadow_message : "");
 	}
+	dual_cmpn_outcome(c, mismatch);
 }
 
 /* What is sent to the primary from now on waits for durable TICKET. */
@@ -1907,11 +2108,15 @@ static int dual_journal_write(struct client *c, enum dual_journal_which which, c
 		if ((which == DUAL_JOURNAL_MISMATCH && !e->mismatch) ||
 		    (which == DUAL_JOURNAL_NONDET && !e->nondet))
 			continue;
+		/* a value mismatch is new's, whichever the session's primary:
+		 * old's values are the captured ones */
+		bool mismatch = which == DUAL_JOURNAL_MISMATCH;
 		struct journal_keys keys = {
 			.table = e->table, .keys = e->keys,
-			.authoritative = c->cfg->paths[steer_slot_path(c, e->auth_slot)].name,
+			.authoritative = dual_slot_name(c, mismatch ? SLOT_OLD : e->auth_slot),
 		};
-		rc = journal_add_keyed(rt->journal, c->id, dual_shadow_name(c),
+		rc = journal_add_keyed(rt->journal, c->id,
+				       mismatch ? dual_slot_name(c, SLOT_NEW) : dual_shadow_name(c),
 				       dual_fingerprint(e->text), e->text, e->params, error,
 				       e->table && e->keys ? &keys : NULL);
 	}
@@ -1944,15 +2149,19 @@ static void dual_journal_committed(struct client *c, enum dual_journal_which whi
 		n += which == DUAL_JOURNAL_MISMATCH ? d->tx[i].mismatch : d->tx[i].nondet;
 	if (!n)
 		return;
+	/* a value mismatch is new's, whichever the session's primary: old's
+	 * values are the captured ones */
+	int slot = which == DUAL_JOURNAL_MISMATCH ? SLOT_NEW : d->shadow_slot;
 	if (dual_journal_write(c, which, error) < 0) {
 		rt->stats.journal_failures++;
 		log_error(c->id, "cannot journal %zu statement(s) %s on path %s", n, what,
-			  dual_shadow_name(c));
+			  dual_slot_name(c, slot));
 		return;
 	}
 	rt->stats.journaled += n;
-	rt->stats.paths[d->shadow_slot].journaled += n;
-	log_warning(c->id, "journaled %zu statement(s) %s on path %s", n, what, dual_shadow_name(c));
+	rt->stats.paths[slot].journaled += n;
+	log_warning(c->id, "journaled %zu statement(s) %s on path %s", n, what,
+		    dual_slot_name(c, slot));
 }
 
 /*
@@ -2032,8 +2241,10 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	if (primary_committed && !shadow_committed && d->n_tx)
 		(void)dual_journal_lost(c);  /* the primary has it: the best left is the log */
 	else if (primary_committed && shadow_committed) {
-		dual_journal_committed(c, DUAL_JOURNAL_MISMATCH,
-				       "value mismatch: the values written differ from the primary's",
+		dual_journal_committed(c, DUAL_JOURNAL_MISMATCH, d->shadow_slot == SLOT_NEW
+				       ? "value mismatch: the values written differ from the primary's"
+				       : "value mismatch: the values written differ from those "
+					 "captured on old",
 				       "whose values differ, by key,");
 		dual_journal_committed(c, DUAL_JOURNAL_NONDET,
 				       "non-deterministic: copied as a statement, the values written "
@@ -2080,6 +2291,7 @@ static void dual_reset_request(struct client *c)
 	d->own_do = 0;
 	d->advanced = false;
 	d->cmp_on = d->cmp_marked = d->cmp_active = false;
+	d->cmpn_on = d->cmpn_rows = false;
 	d->ext_txn = SQL_TXN_NONE;
 	free(d->ext_text);
 	d->ext_text = NULL;
@@ -2685,14 +2897,16 @@ static void dual_progress(struct client *c)
 			dual_tx_keys(c, d->cap_stmt, c->active_slot);  /* new holds the rows */
 		if (d->cap_on && d->cap_extended) {
 			/* the held Execute becomes the statement with old's values */
-			char *apply = !d->shadow_error && d->held_exec ? dual_capture_apply(c, true, true)
-								       : NULL;
+			char *apply = !d->shadow_error && d->held_exec ? dual_cmpn_apply(c, true) : NULL;
 			char *advance = apply ? dual_capture_advance(c) : NULL;
 			wbuf_reset(&d->inj);
 			d->inj_count = 0;
 			if (apply) {
-				dual_build_injected(&d->inj, apply, NULL, 0, NULL, 0, d->inj_rfmt,
-						    d->inj_rfmt_len, false);
+				/* (compared: described, its rows told apart by their
+				 * marker; all text, as the client's results are) */
+				dual_build_injected(&d->inj, apply, NULL, 0, NULL, 0,
+						    d->cmpn_on ? NULL : d->inj_rfmt,
+						    d->cmpn_on ? 0 : d->inj_rfmt_len, d->cmpn_on);
 				d->inj_count = 1;
 				if (advance) {
 					dual_build_injected(&d->inj, advance, NULL, 0, NULL, 0, NULL, 0,
@@ -2715,9 +2929,8 @@ static void dual_progress(struct client *c)
 			d->held_exec = exec;
 			d->held_exec_off = exec_off;
 		} else if (d->cap_on) {
-			char *apply = !d->shadow_error
-					      ? dual_capture_apply(c, true, c->dialect_slot == SLOT_NEW)
-					      : NULL;
+			char *apply = !d->shadow_error ? dual_cmpn_apply(c, c->dialect_slot == SLOT_NEW)
+						       : NULL;
 			char *advance = apply ? dual_capture_advance(c) : NULL;
 			if (apply) {
 				/* the rows, then new's sequences past their keys (its
@@ -2741,6 +2954,8 @@ static void dual_progress(struct client *c)
 			}
 			dual_capture_reset(c);
 		}
+		if (d->cmpn_on)
+			c->dual_capture = true;  /* new's rows carry the applied columns */
 		dual_release_held(c);
 		return;
 	case DUAL_SECOND:
@@ -3525,7 +3740,7 @@ static bool dual_ext_txn_run(struct client *c)
 	/* a request of pgturnout's: compared on its own */
 	d->req_mirrored = false;
 	d->primary_rows = d->shadow_rows = 0;
-	d->cmp_on = d->cmp_marked = false;
+	d->cmp_on = d->cmp_marked = d->cmpn_on = false;
 	d->tx_at_request = d->n_tx;
 	switch (txn) {
 	case SQL_TXN_COMMIT:

@@ -306,6 +306,22 @@ def assert_applied_by_key(hot, p):
     assert all(int(r["nondeterministic"]) == 0 for r in stats), (stats, warnings)
 
 
+def shout(hot):
+    """A trigger of new's that upper-cases the value column it is given."""
+    v, t = hot.v("new"), hot.table("new")
+    hot.sql("new", "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
+                   " $$BEGIN NEW.%s := upper(NEW.%s); RETURN NEW; END$$;"
+                   "CREATE TRIGGER shout BEFORE INSERT OR UPDATE ON %s"
+                   " FOR EACH ROW EXECUTE FUNCTION shout()" % (v, v, t))
+
+
+def repair_journal(p):
+    """pgturnout repair --journal for proxy P's configuration."""
+    r = subprocess.run([pgt_bin(), "repair", "-c", p.config_path, "--journal"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+
+
 def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
     """New returns the rows it applied; a trigger of new's that changes a
     value makes them differ from old's: a mismatch, counted and logged with
@@ -334,11 +350,7 @@ def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
             w.terminate()
         stats = Admin(p).stats()
         assert int(stats["new"]["mismatches"]) == 0, stats
-        hot.sql("new", "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
-                       " $$BEGIN NEW.%s := upper(NEW.%s); RETURN NEW; END$$;"
-                       "CREATE TRIGGER shout BEFORE INSERT OR UPDATE ON %s"
-                       " FOR EACH ROW EXECUTE FUNCTION shout()"
-                       % (hot.v("new"), hot.v("new"), hot.table("new")))
+        shout(hot)
         run(c, "INSERT INTO hot (id, v, at) VALUES (101, 'quiet', now())")
         assert int(Admin(p).stats()["new"]["mismatches"]) == 1
         run(c, "UPDATE hot SET at = clock_timestamp() WHERE id IN (1, 2)")
@@ -370,7 +382,5 @@ def test_values_new_wrote_otherwise_are_a_mismatch(proxy_factory, hot):
     assert all(e["error"].startswith("value mismatch") for e in entries), entries
     assert hot.rows("old") != hot.rows("new")
     hot.sql("new", "DROP TRIGGER shout ON %s" % hot.table("new"))
-    r = subprocess.run([pgt_bin(), "repair", "-c", p.config_path, "--journal"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.stdout, r.stderr)
+    repair_journal(p)
     assert hot.rows("old") == hot.rows("new")
