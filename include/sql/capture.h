@@ -110,5 +110,41 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */
 void capture_put_literal(struct wbuf *b, const char *value, size_t len);
 
+/*
+ * One key source after rows were copied as a statement (keys not known to
+ * pgturnout): the DO statement of capture_advance_sql, but each sequence
+ * owned by a column of SCHEMA.NAME is moved AHEAD past that column's
+ * largest value in the table (read by the statement). 0, or 1 (B
+ * unchanged) when a name would break the statement's quoting.
+ */
+int capture_advance_max_sql(struct wbuf *b, const char *schema, const char *name, long long ahead);
+
+/*
+ * COPY ... FROM STDIN through values: the rows are copied into a staging
+ * table CAPTURE_COPY_STAGE (temporary, the client's columns with the
+ * table's types, no defaults or constraints), then inserted into the table
+ * with INSERT ... SELECT, which a capture can follow like any INSERT.
+ */
+#define CAPTURE_COPY_STAGE "pgturnout_copy"
+
+struct capture_copy {
+	char *schema;           /* owns: the table's schema as written, or NULL */
+	char *relname;          /* owns: the table's name (folded as the parser does) */
+	char **cols;            /* owns, n_cols: the column list (none: no list given) */
+	size_t n_cols;
+	char *options;          /* owns: the text after FROM STDIN, as written */
+};
+
+/* Plans TEXT (LEN bytes, one statement): a COPY of a table FROM STDIN,
+ * without WHERE. 0 with *OUT filled (free with capture_copy_clear), 1 when
+ * it is no such COPY, -1 out of memory. */
+int capture_copy_plan(const char *text, size_t len, struct capture_copy *out);
+void capture_copy_clear(struct capture_copy *p);
+/* "CREATE TEMP TABLE stage AS SELECT cols FROM t WITH NO DATA;
+ * COPY pg_temp.stage (cols) FROM STDIN options" into B (P has columns). */
+void capture_copy_stage_sql(struct wbuf *b, const struct capture_copy *p);
+/* "INSERT INTO t (cols) SELECT cols FROM pg_temp.stage" into B. */
+void capture_copy_insert_sql(struct wbuf *b, const struct capture_copy *p);
+
 
 #endif

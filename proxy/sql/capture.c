@@ -292,6 +292,8 @@ static void put_qualified(struct wbuf *t, const char *schema, const char *name)
 /* Advisory lock keys: 'pgt\0' in the high half, the sequence's oid low. */
 #define ADVANCE_KEY "((1885828096::bigint << 32) | s::oid::bigint)"
 
+static void advance_tail(struct wbuf *b, long long ahead);
+
 int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 			const char *const *cols, const long long *max, size_t n, long long ahead)
 {
@@ -317,8 +319,16 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 		put_s(b, num);
 	}
 	put_s(b, ") AS x(c, m) LOOP\n"
-		 "  CONTINUE WHEN s IS NULL;\n"
-		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
+		 "  CONTINUE WHEN s IS NULL;\n");
+	advance_tail(b, ahead);
+	return 0;
+}
+
+/* The loop body after s (the sequence) and v (the value to be past) are
+ * set, and the end of the DO statement. */
+static void advance_tail(struct wbuf *b, long long ahead)
+{
+	put_s(b, "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
 		 "  BEGIN\n"
 		 "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
 		 "    IF lv < v OR (lv = v AND NOT called) THEN\n"
@@ -336,6 +346,32 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 		 "  PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
 		 "END LOOP;\n"
 		 "END" ADVANCE_TAG);
+}
+
+int capture_advance_max_sql(struct wbuf *b, const char *schema, const char *name, long long ahead)
+{
+	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
+		return 1;
+	struct wbuf t;
+	put_qualified(&t, schema, name);
+	const char *tn = wbuf_ok(&t) ? (const char *)t.data : "";
+	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
+		 "mx bigint; c name;\n"
+		 "BEGIN\n"
+		 "FOR c, s IN SELECT a.attname, pg_catalog.pg_get_serial_sequence(");
+	capture_put_literal(b, tn, strlen(tn));
+	put_s(b, ", a.attname)::regclass FROM pg_catalog.pg_attribute a WHERE a.attrelid = ");
+	capture_put_literal(b, tn, strlen(tn));
+	put_s(b, "::regclass AND a.attnum > 0 AND NOT a.attisdropped LOOP\n"
+		 "  CONTINUE WHEN s IS NULL;\n"
+		 "  EXECUTE pg_catalog.format('SELECT max(%I)::bigint FROM %s', c, ");
+	capture_put_literal(b, tn, strlen(tn));
+	put_s(b, "::regclass) INTO v;\n"
+		 "  CONTINUE WHEN v IS NULL;\n");
+	if (!wbuf_ok(&t))
+		b->failed = true;
+	wbuf_free(&t);
+	advance_tail(b, ahead);
 	return 0;
 }
 
@@ -429,4 +465,141 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 	wbuf_free(&t);
 	wbuf_free(&src);
 	return 0;
+}
+
+/* ---- COPY ... FROM STDIN through values ------------------------------------ */
+
+void capture_copy_clear(struct capture_copy *p)
+{
+	if (!p)
+		return;
+	free(p->schema);
+	free(p->relname);
+	for (size_t i = 0; i < p->n_cols; i++)
+		free(p->cols[i]);
+	free(p->cols);
+	free(p->options);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The offset just past the STDIN of "FROM STDIN" in SRC (NUL-terminated),
+ * after offset AFTER; 0 when there is none. */
+static size_t copy_stdin_end(const char *src, int after)
+{
+	size_t end = 0;
+	PgQueryScanResult res = pg_query_scan(src);
+	PgQuery__ScanResult *scan = res.error ? NULL
+		: pg_query__scan_result__unpack(NULL, res.pbuf.len, (const uint8_t *)res.pbuf.data);
+	pg_query_free_scan_result(res);
+	for (size_t i = 0; scan && i + 1 < scan->n_tokens; i++) {
+		const PgQuery__ScanToken *t = scan->tokens[i], *u = scan->tokens[i + 1];
+		if (t->start >= after && t->token == PG_QUERY__TOKEN__FROM &&
+		    u->token == PG_QUERY__TOKEN__STDIN) {
+			end = (size_t)u->end;
+			break;
+		}
+	}
+	if (scan)
+		pg_query__scan_result__free_unpacked(scan, NULL);
+	return end;
+}
+
+int capture_copy_plan(const char *text, size_t len, struct capture_copy *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (memchr(text, '\0', len))
+		return 1;
+	char *src = strndup(text, len);
+	if (!src)
+		return -1;
+	int rc = 1;
+	PgQuery__ParseResult *tree = NULL;
+	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
+	if (pr.error) {
+		pg_query_free_protobuf_parse_result(pr);
+		goto out;
+	}
+	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
+					      (const uint8_t *)pr.parse_tree.data);
+	pg_query_free_protobuf_parse_result(pr);
+	if (!tree || tree->n_stmts != 1 || !tree->stmts[0]->stmt ||
+	    tree->stmts[0]->stmt->node_case != PG_QUERY__NODE__NODE_COPY_STMT)
+		goto out;
+	const PgQuery__RawStmt *rs = tree->stmts[0];
+	const PgQuery__CopyStmt *cp = rs->stmt->copy_stmt;
+	if (!cp->is_from || cp->is_program || (cp->filename && cp->filename[0]) || cp->query ||
+	    !cp->relation || cp->where_clause || !cp->relation->relname)
+		goto out;
+	size_t off = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
+	size_t slen = rs->stmt_len > 0 ? (size_t)rs->stmt_len : len - off;
+	if (off > len || slen > len - off)
+		goto out;
+	size_t end = stmt_end(src, off, slen);
+	size_t opt = copy_stdin_end(src, (int)off);
+	if (!opt || opt > end)
+		goto out;
+	rc = -1;
+	out->relname = strdup(cp->relation->relname);
+	out->schema = cp->relation->schemaname && cp->relation->schemaname[0]
+			      ? strdup(cp->relation->schemaname) : NULL;
+	out->options = strndup(src + opt, end - opt);
+	out->cols = calloc(cp->n_attlist + 1, sizeof(char *));
+	if (!out->relname || !out->options || !out->cols ||
+	    (cp->relation->schemaname && cp->relation->schemaname[0] && !out->schema)) {
+		capture_copy_clear(out);
+		goto out;
+	}
+	for (size_t i = 0; i < cp->n_attlist; i++) {
+		const PgQuery__Node *a = cp->attlist[i];
+		if (a->node_case != PG_QUERY__NODE__NODE_STRING || !a->string->sval) {
+			capture_copy_clear(out);
+			rc = 1;
+			goto out;
+		}
+		if (!(out->cols[out->n_cols] = strdup(a->string->sval))) {
+			capture_copy_clear(out);
+			goto out;
+		}
+		out->n_cols++;
+	}
+	rc = 0;
+out:
+	if (tree)
+		pg_query__parse_result__free_unpacked(tree, NULL);
+	free(src);
+	return rc;
+}
+
+/* "schema.name" (or "name") of P's table. */
+static void copy_put_table(struct wbuf *b, const struct capture_copy *p)
+{
+	if (p->schema) {
+		sql_put_ident(b, p->schema);
+		wbuf_put_u8(b, '.');
+	}
+	sql_put_ident(b, p->relname);
+}
+
+void capture_copy_stage_sql(struct wbuf *b, const struct capture_copy *p)
+{
+	put_s(b, "CREATE TEMP TABLE " CAPTURE_COPY_STAGE " AS SELECT ");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, " FROM ");
+	copy_put_table(b, p);
+	put_s(b, " WITH NO DATA;\nCOPY pg_temp." CAPTURE_COPY_STAGE " (");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, ") FROM STDIN");
+	put_s(b, p->options);
+	put_s(b, "\n");  /* (a trailing line comment of the options ends here) */
+}
+
+void capture_copy_insert_sql(struct wbuf *b, const struct capture_copy *p)
+{
+	put_s(b, "INSERT INTO ");
+	copy_put_table(b, p);
+	put_s(b, " (");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, ") SELECT ");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, " FROM pg_temp." CAPTURE_COPY_STAGE);
 }
