@@ -146,5 +146,30 @@ void capture_copy_stage_sql(struct wbuf *b, const struct capture_copy *p);
 /* "INSERT INTO t (cols) SELECT cols FROM pg_temp.stage" into B. */
 void capture_copy_insert_sql(struct wbuf *b, const struct capture_copy *p);
 
+/*
+ * An apply statement made once and filled for many rows (a COPY's chunks):
+ * TEXT is capture_apply_sql's statement with "($1, ..., $N)" as its one
+ * row, rewritten for the other side like any apply. Filling it puts each
+ * row's literals in place of the $k of the row's tuple (repeated per row)
+ * and the first row's where a $k stands outside it (a rewrite may keep one
+ * in a CTE nothing reads), so that the rewrite runs once, not per chunk.
+ */
+struct capture_template {
+	char *text;             /* owns */
+	size_t len;
+	size_t tup_start, tup_end;  /* the row's tuple: "( ... )" after VALUES */
+	size_t *par_off, *par_len;  /* owns, n_par: the $k tokens */
+	int *par_num;           /* owns, n_par: their k */
+	size_t n_par;
+};
+
+/* 0, 1 when TEXT has no VALUES tuple, -1 out of memory. */
+int capture_template_init(struct capture_template *t, const char *text, size_t len);
+void capture_template_clear(struct capture_template *t);
+/* Appends T filled with ROWS (NROWS tuples of N literals, as
+ * capture_put_literal and the capture write them: "(lit, ...), (...)") to
+ * B. 0, or 1 (B unchanged) when ROWS do not read back so. */
+int capture_template_fill(struct wbuf *b, const struct capture_template *t, const char *rows,
+			  size_t rows_len, size_t nrows, size_t n);
 
 #endif

@@ -275,6 +275,8 @@ struct dual {
 	struct wbuf copy_held;  /* owns: primary new: the statements new gets */
 	char *copy_adv_schema;  /* owns: a COPY copied as a statement to new: the */
 	char *copy_adv_table;   /* owns:  table whose sequences follow it (new's names) */
+	struct capture_template copy_tmpl; /* owns: the chunks' apply, rewritten once */
+	bool copy_tmpl_tried;
 };
 
 static void dual_set_phase(struct client *c, enum dual_phase phase)
@@ -372,6 +374,7 @@ static void tx_clear(struct dual *d)
 		tx_stmt_free(&d->tx[i]);
 	d->n_tx = 0;
 	d->broken = false;
+	d->copy_temp = false;  /* the transaction that staged a COPY is over */
 }
 
 /* The statement fingerprint of TEXT for logs and the journal (0 when it
@@ -1685,7 +1688,7 @@ static void dual_queue_captured(struct client *c)
  *   capture, and new gets old's values (up to DUAL_COPY_HELD_MAX of them).
  * The client gets a COPY's answers only: CopyInResponse, errors, "COPY n".
  */
-#define DUAL_COPY_CHUNK (1024u * 1024)
+#define DUAL_COPY_CHUNK (256u * 1024)
 #define DUAL_COPY_HELD_MAX (64u * 1024 * 1024)
 #define DUAL_COPY_DROP ";\nDROP TABLE pg_temp." CAPTURE_COPY_STAGE
 #define DUAL_COPY_TOO_BIG \
@@ -1708,6 +1711,58 @@ static void dual_copy_reset(struct dual *d)
 	free(d->copy_adv_schema);
 	free(d->copy_adv_table);
 	d->copy_adv_schema = d->copy_adv_table = NULL;
+	capture_template_clear(&d->copy_tmpl);
+	d->copy_tmpl_tried = false;
+}
+
+/* The statement applying the chunk's captured rows to new (see
+ * dual_capture_apply): with rename rules, the apply is rewritten once per
+ * COPY, as a template with "$1, ..., $n" as its row, and filled with each
+ * chunk's rows (a rewrite per chunk would cost the proxy most of a COPY's
+ * time). */
+static char *dual_copy_apply(struct client *c, bool with_returning)
+{
+	struct dual *d = c->dual;
+	if (rewrite_rules_empty(c->cfg->rules) || !d->cap_on || d->cap_failed || !d->n_cap_cols ||
+	    !d->cap_nrows || d->cap.kind != CAPTURE_INSERT)
+		return dual_capture_apply(c, with_returning, true);
+	if (!d->copy_tmpl_tried) {
+		d->copy_tmpl_tried = true;
+		struct wbuf tup, b;
+		wbuf_init(&tup);
+		wbuf_init(&b);
+		wbuf_put_u8(&tup, '(');
+		for (size_t i = 0; i < d->n_cap_cols; i++) {
+			char par[24];
+			snprintf(par, sizeof(par), "%s$%zu", i ? ", " : "", i + 1);
+			wbuf_put(&tup, par, strlen(par));
+		}
+		wbuf_put_u8(&tup, ')');
+		if (wbuf_ok(&tup))
+			capture_apply_sql(&b, &d->cap, (const char *const *)d->cap_cols, d->n_cap_cols,
+					  (const char *)tup.data, tup.len, with_returning);
+		wbuf_put_u8(&b, 0);
+		struct sql_analysis *a = wbuf_ok(&tup) && wbuf_ok(&b)
+			? sql_analyze((const char *)b.data, b.len - 1, REWRITE_OLD_TO_NEW, c->cfg->rules)
+			: NULL;
+		if (a && !a->refused)
+			(void)capture_template_init(&d->copy_tmpl, a->text, a->text_len);
+		sql_analysis_unref(a);
+		wbuf_free(&tup);
+		wbuf_free(&b);
+	}
+	if (d->copy_tmpl.text) {
+		struct wbuf out;
+		wbuf_init(&out);
+		if (capture_template_fill(&out, &d->copy_tmpl, (const char *)d->cap_rows.data,
+					  d->cap_rows.len, d->cap_nrows, d->n_cap_cols) == 0) {
+			wbuf_put_u8(&out, 0);
+			if (wbuf_ok(&out))
+				return (char *)out.data;
+		}
+		wbuf_free(&out);
+	}
+	return dual_capture_apply(c, with_returning, true);
 }
 
 /* The statement TEXT (LEN bytes, the client's dialect) as path SLOT names
@@ -1765,7 +1820,7 @@ static void dual_copy_chunk(struct client *c)
 		char *client_returning = d->cap.returning;
 		if (returning)
 			d->cap.returning = returning;
-		char *apply = dual_capture_apply(c, returning != NULL, true);
+		char *apply = dual_copy_apply(c, returning != NULL);
 		d->cap.returning = client_returning;
 		free(returning);
 		if (apply && returning)
@@ -1798,7 +1853,7 @@ static void dual_copy_chunk(struct client *c)
 		free(advance);
 		wbuf_reset(&d->cap_keyrows);
 	} else if (!d->copy_too_big) {
-		char *apply = dual_capture_apply(c, false, true);
+		char *apply = dual_copy_apply(c, false);
 		char *advance = apply ? dual_capture_advance(c) : NULL;
 		if (!apply) {
 			d->cap_failed = true;
@@ -2422,7 +2477,6 @@ static void dual_finish_tx(struct client *c, bool primary_committed, bool shadow
 	else if (primary_committed && shadow_committed)
 		dual_journal_mismatches(c);
 	tx_clear(d);
-	d->copy_temp = false;
 	d->shadow_error = false;
 	d->lost_reason[0] = '\0';
 }

@@ -603,3 +603,183 @@ void capture_copy_insert_sql(struct wbuf *b, const struct capture_copy *p)
 	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
 	put_s(b, " FROM pg_temp." CAPTURE_COPY_STAGE);
 }
+
+/* ---- apply templates ----------------------------------------------------- */
+
+void capture_template_clear(struct capture_template *t)
+{
+	if (!t)
+		return;
+	free(t->text);
+	free(t->par_off);
+	free(t->par_len);
+	free(t->par_num);
+	memset(t, 0, sizeof(*t));
+}
+
+int capture_template_init(struct capture_template *t, const char *text, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	if (memchr(text, '\0', len))
+		return 1;
+	t->text = strndup(text, len);
+	if (!t->text)
+		return -1;
+	t->len = len;
+	PgQueryScanResult res = pg_query_scan(t->text);
+	PgQuery__ScanResult *scan = res.error ? NULL
+		: pg_query__scan_result__unpack(NULL, res.pbuf.len, (const uint8_t *)res.pbuf.data);
+	pg_query_free_scan_result(res);
+	int rc = 1;
+	if (!scan)
+		goto out;
+	t->par_off = calloc(scan->n_tokens + 1, sizeof(size_t));
+	t->par_len = calloc(scan->n_tokens + 1, sizeof(size_t));
+	t->par_num = calloc(scan->n_tokens + 1, sizeof(int));
+	if (!t->par_off || !t->par_len || !t->par_num) {
+		rc = -1;
+		goto out;
+	}
+	int depth = 0, tup_depth = -1;
+	bool values = false;
+	for (size_t i = 0; i < scan->n_tokens; i++) {
+		const PgQuery__ScanToken *k = scan->tokens[i];
+		if (k->token == PG_QUERY__TOKEN__PARAM) {
+			t->par_off[t->n_par] = (size_t)k->start;
+			t->par_len[t->n_par] = (size_t)(k->end - k->start);
+			t->par_num[t->n_par++] = atoi(t->text + k->start + 1);
+		} else if (k->token == PG_QUERY__TOKEN__VALUES && depth == 0 && !values) {
+			values = true;
+		} else if (k->token == PG_QUERY__TOKEN__ASCII_40) {
+			if (values && tup_depth < 0 && !t->tup_end && depth == 0) {
+				t->tup_start = (size_t)k->start;
+				tup_depth = depth;
+			}
+			depth++;
+		} else if (k->token == PG_QUERY__TOKEN__ASCII_41) {
+			depth--;
+			if (tup_depth >= 0 && depth == tup_depth) {
+				t->tup_end = (size_t)k->end;
+				tup_depth = -1;
+			}
+		}
+	}
+	rc = t->tup_end > t->tup_start ? 0 : 1;
+out:
+	if (scan)
+		pg_query__scan_result__free_unpacked(scan, NULL);
+	if (rc != 0)
+		capture_template_clear(t);
+	return rc;
+}
+
+/* The literals of the next "(lit, ...)" of ROWS at *POS (as
+ * capture_put_literal wrote them): N of them into V/L. False when the text
+ * does not read back. */
+static bool template_row(const char *rows, size_t len, size_t *pos, size_t n, const char **v,
+			 size_t *l)
+{
+	size_t p = *pos;
+	if (p + 2 <= len && rows[p] == ',' && rows[p + 1] == ' ')
+		p += 2;
+	if (p >= len || rows[p] != '(')
+		return false;
+	p++;
+	for (size_t i = 0; i < n; i++) {
+		if (i) {
+			if (p + 2 > len || rows[p] != ',' || rows[p + 1] != ' ')
+				return false;
+			p += 2;
+		}
+		v[i] = rows + p;
+		if (p + 4 <= len && memcmp(rows + p, "NULL", 4) == 0) {
+			p += 4;
+		} else if (p + 2 <= len && rows[p] == 'E' && rows[p + 1] == '\'') {
+			p += 2;
+			for (;;) {
+				if (p >= len)
+					return false;
+				if (rows[p] == '\\') {
+					p += 2;
+				} else if (rows[p] == '\'') {
+					if (p + 1 < len && rows[p + 1] == '\'') {
+						p += 2;
+					} else {
+						p++;
+						break;
+					}
+				} else {
+					p++;
+				}
+			}
+		} else {
+			return false;
+		}
+		l[i] = (size_t)(rows + p - v[i]);
+	}
+	if (p >= len || rows[p] != ')')
+		return false;
+	*pos = p + 1;
+	return true;
+}
+
+/* T's text [FROM, TO) into B, each $k replaced by the k-th of V/L (N). */
+static void template_put(struct wbuf *b, const struct capture_template *t, size_t from, size_t to,
+			 const char *const *v, const size_t *l, size_t n)
+{
+	size_t at = from;
+	for (size_t i = 0; i < t->n_par; i++) {
+		if (t->par_off[i] < from || t->par_off[i] >= to)
+			continue;
+		wbuf_put(b, t->text + at, t->par_off[i] - at);
+		int k = t->par_num[i];
+		if (k >= 1 && (size_t)k <= n)
+			wbuf_put(b, v[k - 1], l[k - 1]);
+		else
+			b->failed = true;
+		at = t->par_off[i] + t->par_len[i];
+	}
+	wbuf_put(b, t->text + at, to - at);
+}
+
+int capture_template_fill(struct wbuf *b, const struct capture_template *t, const char *rows,
+			  size_t rows_len, size_t nrows, size_t n)
+{
+	if (!nrows || !n)
+		return 1;
+	const char **v = calloc(2 * n, sizeof(*v));
+	size_t *l = calloc(2 * n, sizeof(*l));
+	if (!v || !l) {
+		free(v);
+		free(l);
+		b->failed = true;
+		return 0;
+	}
+	/* the first row fills what lies outside the row's tuple too */
+	size_t pos = 0;
+	int rc = 1;
+	if (!template_row(rows, rows_len, &pos, n, v, l))
+		goto out;
+	size_t mark = b->len;
+	template_put(b, t, 0, t->tup_start, v, l, n);
+	pos = 0;
+	for (size_t r = 0; r < nrows; r++) {
+		if (!template_row(rows, rows_len, &pos, n, v + n, l + n)) {
+			b->len = mark;
+			goto out;
+		}
+		if (r)
+			wbuf_put(b, ", ", 2);
+		template_put(b, t, t->tup_start, t->tup_end, v + n, l + n, n);
+	}
+	if (pos != rows_len) {
+		b->len = mark;
+		goto out;
+	}
+	template_put(b, t, t->tup_end, t->len, v, l, n);
+	rc = 0;
+out:
+	free(v);
+	free(l);
+	return rc;
+}
