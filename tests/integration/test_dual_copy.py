@@ -13,6 +13,7 @@ ends by comparing the two sides row by row, all columns.
 """
 
 import io
+import json
 import os
 import subprocess
 import threading
@@ -20,7 +21,7 @@ import threading
 import psycopg2
 import pytest
 
-from conftest import BIG, unique
+from conftest import BIG, pgt_bin, unique
 from test_dual import journal_file, run
 from twopaths import Admin, TwoPathLayout
 
@@ -90,12 +91,12 @@ def layout(request, pg):
     lay.drop()
 
 
-def start(proxy_factory, layout, canary="0"):
+def start(proxy_factory, layout, canary="0", catalog=False):
     paths = layout.paths
-    if layout.renamed():
+    if layout.renamed() or catalog:
         paths = {role: dict(p, user="app") for role, p in paths.items()}
     p = proxy_factory(paths=paths, extra=config(layout, canary))
-    if layout.renamed():
+    if layout.renamed() or catalog:
         p.wait_log(r"catalog of path new: \d+ tables")
     return p
 
@@ -376,3 +377,32 @@ def test_copy_without_column_list_moves_new_sequences(proxy_factory, layout):
     assert layout.assert_identical() == 30
     stats_ok(p)
     after_dual_writes_off(p, layout)
+
+
+def test_rows_new_refuses_are_journaled_by_key_and_repaired(proxy_factory, layout):
+    """A constraint only new has fails a chunk on new: the client's COPY
+    succeeds on old, the rows of every chunk are journaled with their keys
+    (old authoritative), and repair --journal makes new equal."""
+    layout.sql("new", "ALTER TABLE %s ADD CONSTRAINT no_newonly CHECK (note <> 'newonly')"
+               % layout.table("new"))
+    p = start(proxy_factory, layout, catalog=True)
+    c = p.connect(options="-c pgturnout.version=v1")
+    data = "".join("row %d\t%s\n" % (i, "newonly" if i == 5000 else "n%d" % i)
+                   for i in range(6000))
+    try:
+        assert copy_in(c, "COPY items (name, note) FROM STDIN", data) == 6000
+        assert copy_in(c, "COPY items (name) FROM STDIN", "next\n") == 1  # both sides again
+    finally:
+        c.close()
+    assert counts(layout) == {"old": 6001, "new": 1}
+    entries = [json.loads(line.partition(b" ")[2]) for line in journal_lines(p)]
+    assert len(entries) >= 2, entries  # one per chunk
+    keys = sorted(int(k["id"]) for e in entries for k in e["keys"])
+    assert keys == list(range(1, 6001)), keys[:5]
+    assert {(e["table"], e["authoritative"]) for e in entries} == {("items", "old")}
+    assert all(e["statement"].startswith("COPY items (name, note)") for e in entries), entries
+    layout.sql("new", "ALTER TABLE %s DROP CONSTRAINT no_newonly" % layout.table("new"))
+    r = subprocess.run([pgt_bin(), "repair", "-c", p.config_path, "--journal"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert layout.assert_identical() == 6001
