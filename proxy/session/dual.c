@@ -270,6 +270,8 @@ struct dual {
 	bool copy_too_big;      /* primary new: more rows than DUAL_COPY_HELD_MAX */
 	char *copy_text;        /* owns: the COPY as old names it (journal, intent) */
 	uint64_t copy_rows;     /* rows captured (and applied or queued) so far */
+	size_t copy_keys;       /* bytes of keys kept for the journal (DUAL_COPY_KEYS_MAX) */
+	bool copy_keyless;      /* over it: the COPY is recorded once more, without keys */
 	uint64_t copy_count;    /* primary new: rows in new's INSERT tags so far */
 	uint32_t copy_inserts;  /* primary new: INSERT tags of new's still to come */
 	struct wbuf copy_held;  /* owns: primary new: the statements new gets */
@@ -1690,6 +1692,7 @@ static void dual_queue_captured(struct client *c)
  */
 #define DUAL_COPY_CHUNK (256u * 1024)
 #define DUAL_COPY_HELD_MAX (64u * 1024 * 1024)
+#define DUAL_COPY_KEYS_MAX (32u * 1024 * 1024)
 #define DUAL_COPY_DROP ";\nDROP TABLE pg_temp." CAPTURE_COPY_STAGE
 #define DUAL_COPY_TOO_BIG \
 	"COPY of more than 64 MB cannot be mirrored with old's values from a session on path " \
@@ -1706,6 +1709,8 @@ static void dual_copy_reset(struct dual *d)
 	free(d->copy_text);
 	d->copy_text = NULL;
 	d->copy_rows = d->copy_count = 0;
+	d->copy_keys = 0;
+	d->copy_keyless = false;
 	d->copy_inserts = 0;
 	wbuf_free(&d->copy_held);
 	free(d->copy_adv_schema);
@@ -1826,8 +1831,17 @@ static void dual_copy_chunk(struct client *c)
 		if (apply && returning)
 			d->cmp_on = true;
 		char *advance = apply && dual_shadow(c) && !d->broken ? dual_capture_advance(c) : NULL;
-		tx_record(d, d->copy_text, strlen(d->copy_text), NULL);
-		dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
+		/* for the journal: the COPY with the chunk's keys; past
+		 * DUAL_COPY_KEYS_MAX of them, once more without keys (the
+		 * journal then names the table, repaired whole) */
+		size_t n_tx = d->n_tx;
+		d->copy_keys += d->cap_keyrows.len;
+		if (d->copy_keys <= DUAL_COPY_KEYS_MAX || !d->copy_keyless)
+			tx_record(d, d->copy_text, strlen(d->copy_text), NULL);
+		if (d->n_tx > n_tx && d->copy_keys <= DUAL_COPY_KEYS_MAX)
+			dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
+		else if (d->n_tx > n_tx)
+			d->copy_keyless = true;
 		if (!apply) {
 			dual_count_nondeterministic(c);
 			log_warning(c->id, "values of a COPY could not be captured: its rows are journaled");
