@@ -133,10 +133,10 @@ struct capture_copy {
 	char **cols;            /* owns, n_cols: the column list (none: no list given) */
 	size_t n_cols;
 	char *options;          /* owns: the text after FROM STDIN, as written */
+	bool where;             /* it has a WHERE clause (cannot be staged as written) */
 };
 
-/* Plans TEXT (LEN bytes, one statement): a COPY of a table FROM STDIN,
- * without WHERE. 0 with *OUT filled (free with capture_copy_clear), 1 when
+/* Plans TEXT (LEN bytes, one statement): a COPY of a table FROM STDIN. 0 with *OUT filled (free with capture_copy_clear), 1 when
  * it is no such COPY, -1 out of memory. */
 int capture_copy_plan(const char *text, size_t len, struct capture_copy *out);
 void capture_copy_clear(struct capture_copy *p);

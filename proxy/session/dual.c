@@ -1866,7 +1866,9 @@ static void dual_copy_chunk(struct client *c)
 		free(apply);
 		free(advance);
 		wbuf_reset(&d->cap_keyrows);
-	} else if (!d->copy_too_big) {
+	} else if (d->copy_too_big) {
+		wbuf_reset(&d->cap_keyrows);
+	} else {
 		char *apply = dual_copy_apply(c, false);
 		char *advance = apply ? dual_capture_advance(c) : NULL;
 		if (!apply) {
@@ -1883,8 +1885,11 @@ static void dual_copy_chunk(struct client *c)
 			}
 			if (!wbuf_ok(&d->copy_held))
 				d->cap_failed = true;
-			if (d->copy_held.len > DUAL_COPY_HELD_MAX)
-				d->copy_too_big = true;
+			if (d->copy_held.len > DUAL_COPY_HELD_MAX) {
+				d->copy_too_big = true;  /* refused: nothing more is kept */
+				wbuf_free(&d->copy_held);
+				wbuf_reset(&d->cap_keyrows);
+			}
 		}
 		free(apply);
 		free(advance);
@@ -1955,7 +1960,7 @@ static bool dual_copy_start(struct client *c, struct server *p, const struct sql
 	memset(&cp_new, 0, sizeof(cp_new));
 	bool ok = old_text && (primary_old || new_text) &&
 		  capture_copy_plan(old_text, strlen(old_text), &cp_old) == 0;
-	if (ok && (!cp_old.n_cols ||
+	if (ok && (!cp_old.n_cols || cp_old.where ||
 		   (!primary_old && (capture_copy_plan(new_text, strlen(new_text), &cp_new) != 0 ||
 				     cp_new.n_cols != cp_old.n_cols)))) {
 		capture_copy_clear(&cp_old);
@@ -2115,14 +2120,15 @@ static void dual_copy_first_done(struct client *c, struct server *sh)
 	wbuf_free(&d->copy_held);
 }
 
-/* A COPY copied as a statement (STMT, as new names it) to new, the
- * shadow: which table's sequences to move past its keys once its data is
- * in (dual_copy_statement_done). */
+/* A COPY copied as a statement (STMT, as the shadow names it): counted
+ * when it leaves columns to each side's defaults; when new is the shadow,
+ * the table whose sequences move past its keys once its data is in
+ * (dual_copy_statement_done). */
 static void dual_copy_statement(struct client *c, const char *stmt)
 {
 	struct dual *d = c->dual;
 	struct capture_copy cp;
-	if (d->shadow_slot != SLOT_NEW || capture_copy_plan(stmt, strlen(stmt), &cp) != 0)
+	if (capture_copy_plan(stmt, strlen(stmt), &cp) != 0)
 		return;
 	if (cp.n_cols) {
 		/* the columns it leaves out get each side's own defaults */
@@ -2130,9 +2136,11 @@ static void dual_copy_statement(struct client *c, const char *stmt)
 		log_info(c->id, "COPY mirrored as a statement (fingerprint %016llx): copies of the "
 			 "columns it leaves out may differ", (unsigned long long)dual_fingerprint(stmt));
 	}
-	d->copy_adv_table = cp.relname;
-	d->copy_adv_schema = cp.schema;
-	cp.relname = cp.schema = NULL;
+	if (d->shadow_slot == SLOT_NEW) {
+		d->copy_adv_table = cp.relname;
+		d->copy_adv_schema = cp.schema;
+		cp.relname = cp.schema = NULL;
+	}
 	capture_copy_clear(&cp);
 }
 

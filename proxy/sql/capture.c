@@ -528,7 +528,7 @@ int capture_copy_plan(const char *text, size_t len, struct capture_copy *out)
 	const PgQuery__RawStmt *rs = tree->stmts[0];
 	const PgQuery__CopyStmt *cp = rs->stmt->copy_stmt;
 	if (!cp->is_from || cp->is_program || (cp->filename && cp->filename[0]) || cp->query ||
-	    !cp->relation || cp->where_clause || !cp->relation->relname)
+	    !cp->relation || !cp->relation->relname)
 		goto out;
 	size_t off = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
 	size_t slen = rs->stmt_len > 0 ? (size_t)rs->stmt_len : len - off;
@@ -544,6 +544,7 @@ int capture_copy_plan(const char *text, size_t len, struct capture_copy *out)
 			      ? strdup(cp->relation->schemaname) : NULL;
 	out->options = strndup(src + opt, end - opt);
 	out->cols = calloc(cp->n_attlist + 1, sizeof(char *));
+	out->where = cp->where_clause != NULL;
 	if (!out->relname || !out->options || !out->cols ||
 	    (cp->relation->schemaname && cp->relation->schemaname[0] && !out->schema)) {
 		capture_copy_clear(out);

@@ -406,3 +406,20 @@ def test_rows_new_refuses_are_journaled_by_key_and_repaired(proxy_factory, layou
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert layout.assert_identical() == 6001
+
+
+def test_copy_with_where_is_copied_as_a_statement_and_counted(proxy_factory, layout):
+    """COPY ... WHERE cannot be staged: copied as a statement, its left-out
+    columns get each side's defaults, so it is counted non-deterministic and
+    logged with its fingerprint."""
+    p = start(proxy_factory, layout)
+    c = p.connect(options="-c pgturnout.version=v1")
+    try:
+        assert copy_in(c, "COPY items (name, note) FROM STDIN (FORMAT csv) WHERE note <> 'skip'",
+                       "a,keep\nb,skip\nc,keep\n") == 2
+    finally:
+        c.close()
+    assert counts(layout) == {"old": 2, "new": 2}
+    p.wait_log(r"COPY mirrored as a statement \(fingerprint [0-9a-f]{16}\)")
+    stats = Admin(p).stats()
+    assert int(stats["new"]["nondeterministic"]) == 1, stats

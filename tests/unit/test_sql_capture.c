@@ -288,11 +288,16 @@ static void test_copy_is_staged_with_its_options(void **state)
 	static const char *const no[] = {
 		"COPY items (a) FROM '/tmp/x'", "COPY items (a) FROM PROGRAM 'cat'",
 		"COPY items (a) TO STDOUT", "COPY (SELECT 1) TO STDOUT",
-		"COPY items (a) FROM STDIN WHERE a > 1", "INSERT INTO items VALUES (1)",
+		"INSERT INTO items VALUES (1)",
 		"COPY items (a) FROM STDIN; SELECT 1",
 	};
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
 		assert_int_equal(capture_copy_plan(no[i], strlen(no[i]), &cp), 1);
+	/* WHERE: planned, marked (not staged) */
+	assert_int_equal(capture_copy_plan("COPY items (a) FROM STDIN WHERE a > 1", 37, &cp), 0);
+	assert_true(cp.where);
+	assert_int_equal(cp.n_cols, 1);
+	capture_copy_clear(&cp);
 }
 
 static void test_template_is_filled_per_row(void **state)
