@@ -120,5 +120,66 @@ int capture_advance_seqs_sql(struct wbuf *b, const char *const *seqs, const long
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */
 void capture_put_literal(struct wbuf *b, const char *value, size_t len);
 
+/*
+ * One key source after rows were copied as a statement (keys not known to
+ * pgturnout): the DO statement of capture_advance_sql, but each sequence
+ * owned by a column of SCHEMA.NAME is moved AHEAD past that column's
+ * largest value in the table (read by the statement). 0, or 1 (B
+ * unchanged) when a name would break the statement's quoting.
+ */
+int capture_advance_max_sql(struct wbuf *b, const char *schema, const char *name, long long ahead);
+
+/*
+ * COPY ... FROM STDIN through values: the rows are copied into a staging
+ * table CAPTURE_COPY_STAGE (temporary, the client's columns with the
+ * table's types, no defaults or constraints), then inserted into the table
+ * with INSERT ... SELECT, which a capture can follow like any INSERT.
+ */
+#define CAPTURE_COPY_STAGE "pgturnout_copy"
+
+struct capture_copy {
+	char *schema;           /* owns: the table's schema as written, or NULL */
+	char *relname;          /* owns: the table's name (folded as the parser does) */
+	char **cols;            /* owns, n_cols: the column list (none: no list given) */
+	size_t n_cols;
+	char *options;          /* owns: the text after FROM STDIN, as written */
+	bool where;             /* it has a WHERE clause (cannot be staged as written) */
+};
+
+/* Plans TEXT (LEN bytes, one statement): a COPY of a table FROM STDIN. 0 with *OUT filled (free with capture_copy_clear), 1 when
+ * it is no such COPY, -1 out of memory. */
+int capture_copy_plan(const char *text, size_t len, struct capture_copy *out);
+void capture_copy_clear(struct capture_copy *p);
+/* "CREATE TEMP TABLE stage AS SELECT cols FROM t WITH NO DATA;
+ * COPY pg_temp.stage (cols) FROM STDIN options" into B (P has columns). */
+void capture_copy_stage_sql(struct wbuf *b, const struct capture_copy *p);
+/* "INSERT INTO t (cols) SELECT cols FROM pg_temp.stage" into B. */
+void capture_copy_insert_sql(struct wbuf *b, const struct capture_copy *p);
+
+/*
+ * An apply statement made once and filled for many rows (a COPY's chunks):
+ * TEXT is capture_apply_sql's statement with "($1, ..., $N)" as its one
+ * row, rewritten for the other side like any apply. Filling it puts each
+ * row's literals in place of the $k of the row's tuple (repeated per row)
+ * and the first row's where a $k stands outside it (a rewrite may keep one
+ * in a CTE nothing reads), so that the rewrite runs once, not per chunk.
+ */
+struct capture_template {
+	char *text;             /* owns */
+	size_t len;
+	size_t tup_start, tup_end;  /* the row's tuple: "( ... )" after VALUES */
+	size_t *par_off, *par_len;  /* owns, n_par: the $k tokens */
+	int *par_num;           /* owns, n_par: their k */
+	size_t n_par;
+};
+
+/* 0, 1 when TEXT has no VALUES tuple, -1 out of memory. */
+int capture_template_init(struct capture_template *t, const char *text, size_t len);
+void capture_template_clear(struct capture_template *t);
+/* Appends T filled with ROWS (NROWS tuples of N literals, as
+ * capture_put_literal and the capture write them: "(lit, ...), (...)") to
+ * B. 0, or 1 (B unchanged) when ROWS do not read back so. */
+int capture_template_fill(struct wbuf *b, const struct capture_template *t, const char *rows,
+			  size_t rows_len, size_t nrows, size_t n);
 
 #endif

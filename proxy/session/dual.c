@@ -96,6 +96,15 @@ struct dual_name {
 	bool prepared;          /* statements: prepared on the current shadow connection */
 };
 
+/* A COPY ... FROM STDIN through values, by step (dual_copy_start). */
+enum dual_copy_step {
+	DUAL_COPY_NONE,
+	DUAL_COPY_OLD,          /* primary old: staged, inserted and captured in one Query */
+	DUAL_COPY_NEW_STAGE,    /* primary new: both sides stage the client's rows */
+	DUAL_COPY_NEW_FIRST,    /* ... old inserts them, captured (phase FIRST) */
+	DUAL_COPY_NEW_APPLY,    /* ... new gets old's values */
+};
+
 /* Where the request in flight stands. */
 enum dual_phase {
 	DUAL_IDLE,              /* no request of the client's in flight */
@@ -276,6 +285,25 @@ struct dual {
 	char **kr_row;          /* owns, n_kr * KEYREAD_MARKER_COLS: our statement's values */
 	size_t n_kr_rows;
 	uint32_t kr_replace;    /* the primary's "DO" tag to be replaced by kr_result */
+
+	/* COPY ... FROM STDIN through values (dual_copy_*): the request's
+	 * COPY is staged and inserted on old with a capture; new gets the
+	 * captured rows in chunks */
+	enum dual_copy_step copy_step;
+	bool copy_temp;         /* the shadow transaction staged a COPY in a temporary
+				   table: it cannot be prepared (no two-phase commit) */
+	bool copy_too_big;      /* primary new: more rows than DUAL_COPY_HELD_MAX */
+	char *copy_text;        /* owns: the COPY as old names it (journal, intent) */
+	uint64_t copy_rows;     /* rows captured (and applied or queued) so far */
+	size_t copy_keys;       /* bytes of keys kept for the journal (DUAL_COPY_KEYS_MAX) */
+	bool copy_keyless;      /* over it: the COPY is recorded once more, without keys */
+	uint64_t copy_count;    /* primary new: rows in new's INSERT tags so far */
+	uint32_t copy_inserts;  /* primary new: INSERT tags of new's still to come */
+	struct wbuf copy_held;  /* owns: primary new: the statements new gets */
+	char *copy_adv_schema;  /* owns: a COPY copied as a statement to new: the */
+	char *copy_adv_table;   /* owns:  table whose sequences follow it (new's names) */
+	struct capture_template copy_tmpl; /* owns: the chunks' apply, rewritten once */
+	bool copy_tmpl_tried;
 };
 
 static void dual_keyread_clear(struct dual *d);
@@ -398,6 +426,7 @@ static void tx_clear(struct dual *d)
 		tx_stmt_free(&d->tx[i]);
 	d->n_tx = 0;
 	d->broken = false;
+	d->copy_temp = false;  /* the transaction that staged a COPY is over */
 }
 
 /* The statement fingerprint of TEXT for logs and the journal (0 when it
@@ -432,6 +461,8 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	}
 	d->n_tx++;
 }
+
+static void dual_copy_reset(struct dual *d);
 
 static void dual_capture_free(struct dual *d)
 {
@@ -491,6 +522,7 @@ void dual_free(struct dual *d)
 	wbuf_free(&d->inj);
 	dual_capture_free(d);
 	dual_keyread_clear(d);
+	dual_copy_reset(d);
 	free(d);
 }
 
@@ -657,6 +689,7 @@ static enum rewrite_dir dual_dir(const struct client *c)
 
 static void dual_progress(struct client *c);
 static void dual_begin(struct client *c);
+static void dual_copy_row(struct client *c);
 static void tpc_note_rollback(bool *failed, char *sqlstate, char *message, size_t cap);
 static void tpc_primary_answer(struct client *c, const uint8_t *msg, size_t len);
 static bool tpc_applies(const struct client *c);
@@ -848,6 +881,7 @@ void dual_shadow_input(struct server *s)
 			if (dual_capture_shadow_part(d, row, 1 + (size_t)len))
 				dual_capture_message(c, row, 1 + (size_t)len, NULL);
 			free(row);
+			dual_copy_row(c);
 			continue;
 		}
 		if (!mine || (type != PqMsg_ErrorResponse && type != PqMsg_CommandComplete) ||
@@ -1880,6 +1914,501 @@ static bool dual_txn_tag(const uint8_t *msg, size_t len)
 	       (strcmp(tag, "BEGIN") == 0 || strcmp(tag, "COMMIT") == 0 || strcmp(tag, "ROLLBACK") == 0);
 }
 
+#define DUAL_JOURNAL_FAILED \
+	"the dual-write journal cannot be written: the shadow path lost this transaction's " \
+	"writes and they cannot be recorded, so the transaction is rolled back"
+
+/* ---- COPY ... FROM STDIN through values ------------------------------------ */
+
+/*
+ * A COPY FROM STDIN with a column list is not copied as a statement: its
+ * rows go into a temporary staging table on old (sql/capture.h), then into
+ * the table with an INSERT ... SELECT that old runs with the capture of any
+ * INSERT, so that old generates every default and new gets old's values:
+ * - primary old: one Query to old (stage, COPY, INSERT with the capture,
+ *   drop the stage); the captured rows go to new as they come, a chunk of
+ *   DUAL_COPY_CHUNK bytes at a time, each an INSERT of old's values
+ *   (rewritten for new, expression columns and sequence advance included);
+ * - primary new: the client's rows are staged on both sides at once (the
+ *   client gets new's COPY answers); old then inserts them with the
+ *   capture, and new gets old's values (up to DUAL_COPY_HELD_MAX of them).
+ * The client gets a COPY's answers only: CopyInResponse, errors, "COPY n".
+ */
+#define DUAL_COPY_CHUNK (256u * 1024)
+#define DUAL_COPY_HELD_MAX (64u * 1024 * 1024)
+#define DUAL_COPY_KEYS_MAX (32u * 1024 * 1024)
+#define DUAL_COPY_DROP ";\nDROP TABLE pg_temp." CAPTURE_COPY_STAGE
+#define DUAL_COPY_TOO_BIG \
+	"COPY of more than 64 MB cannot be mirrored with old's values from a session on path " \
+	"new; split it, or run it from a session on path old"
+
+static void dual_raise_own(struct client *c, struct server *p, const char *sqlstate,
+			   const char *message);
+static int dual_intent(struct client *c);
+
+static void dual_copy_reset(struct dual *d)
+{
+	d->copy_step = DUAL_COPY_NONE;
+	d->copy_too_big = false;
+	free(d->copy_text);
+	d->copy_text = NULL;
+	d->copy_rows = d->copy_count = 0;
+	d->copy_keys = 0;
+	d->copy_keyless = false;
+	d->copy_inserts = 0;
+	wbuf_free(&d->copy_held);
+	free(d->copy_adv_schema);
+	free(d->copy_adv_table);
+	d->copy_adv_schema = d->copy_adv_table = NULL;
+	capture_template_clear(&d->copy_tmpl);
+	d->copy_tmpl_tried = false;
+}
+
+/* The statement applying the chunk's captured rows to new (see
+ * dual_capture_apply): with rename rules, the apply is rewritten once per
+ * COPY, as a template with "$1, ..., $n" as its row, and filled with each
+ * chunk's rows (a rewrite per chunk would cost the proxy most of a COPY's
+ * time). */
+static char *dual_copy_apply(struct client *c, bool with_returning)
+{
+	struct dual *d = c->dual;
+	if (rewrite_rules_empty(c->cfg->rules) || !d->cap_on || d->cap_failed || !d->n_cap_cols ||
+	    !d->cap_nrows || d->cap.kind != CAPTURE_INSERT)
+		return dual_capture_apply(c, with_returning, true);
+	if (!d->copy_tmpl_tried) {
+		d->copy_tmpl_tried = true;
+		struct wbuf tup, b;
+		wbuf_init(&tup);
+		wbuf_init(&b);
+		wbuf_put_u8(&tup, '(');
+		for (size_t i = 0; i < d->n_cap_cols; i++) {
+			char par[24];
+			snprintf(par, sizeof(par), "%s$%zu", i ? ", " : "", i + 1);
+			wbuf_put(&tup, par, strlen(par));
+		}
+		wbuf_put_u8(&tup, ')');
+		if (wbuf_ok(&tup))
+			capture_apply_sql(&b, &d->cap, (const char *const *)d->cap_cols, d->n_cap_cols,
+					  (const char *)tup.data, tup.len, with_returning);
+		wbuf_put_u8(&b, 0);
+		struct sql_analysis *a = wbuf_ok(&tup) && wbuf_ok(&b)
+			? sql_analyze((const char *)b.data, b.len - 1, REWRITE_OLD_TO_NEW, c->cfg->rules)
+			: NULL;
+		if (a && !a->refused)
+			(void)capture_template_init(&d->copy_tmpl, a->text, a->text_len);
+		sql_analysis_unref(a);
+		wbuf_free(&tup);
+		wbuf_free(&b);
+	}
+	if (d->copy_tmpl.text) {
+		struct wbuf out;
+		wbuf_init(&out);
+		if (capture_template_fill(&out, &d->copy_tmpl, (const char *)d->cap_rows.data,
+					  d->cap_rows.len, d->cap_nrows, d->n_cap_cols) == 0) {
+			wbuf_put_u8(&out, 0);
+			if (wbuf_ok(&out))
+				return (char *)out.data;
+		}
+		wbuf_free(&out);
+	}
+	return dual_capture_apply(c, with_returning, true);
+}
+
+/* The statement TEXT (LEN bytes, the client's dialect) as path SLOT names
+ * it; NULL when it cannot be rewritten. */
+static char *dual_copy_text(struct client *c, const char *text, size_t len, int slot)
+{
+	if (c->dialect_slot == slot || rewrite_rules_empty(c->cfg->rules))
+		return strndup(text, len);
+	const struct sql_analysis *r = sql_cache_get(rt->sql_cache, text, len,
+						     slot == SLOT_NEW ? REWRITE_OLD_TO_NEW
+								      : REWRITE_NEW_TO_OLD,
+						     c->cfg->rules);
+	return r && !r->refused ? strndup(r->text, r->text_len) : NULL;
+}
+
+/* A Query of pgturnout's, SQL (in the primary's names, never rewritten),
+ * to the primary in place of the client's. */
+static bool dual_copy_send(struct client *c, struct server *p, const char *sql)
+{
+	struct wbuf q;
+	wbuf_init(&q);
+	build_query(&q, sql);
+	bool ok = wbuf_ok(&q) && conn_write(p->conn, q.data, q.len) == 0;
+	wbuf_free(&q);
+	if (!ok)
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	return ok;
+}
+
+/* The client gets "COPY n". */
+static void dual_copy_tag_to_client(struct client *c, uint64_t n)
+{
+	char tag[32];
+	snprintf(tag, sizeof(tag), "COPY %llu", (unsigned long long)n);
+	struct wbuf b;
+	wbuf_init(&b);
+	build_command_complete(&b, tag);
+	if (!wbuf_ok(&b) || conn_write(c->conn, b.data, b.len) < 0)
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+	wbuf_free(&b);
+}
+
+/* The rows captured so far (a chunk) go to new: primary old, at once in
+ * the shadow transaction; primary new, into the statements new gets once
+ * old is done. */
+static void dual_copy_chunk(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (!d->cap_on || d->cap_nrows == 0)
+		return;
+	d->copy_rows += d->cap_nrows;
+	if (d->copy_step == DUAL_COPY_OLD) {
+		/* new returns what it wrote, compared with old's rows */
+		char *returning = dual_capture_columns(c, false);
+		char *client_returning = d->cap.returning;
+		if (returning)
+			d->cap.returning = returning;
+		char *apply = dual_copy_apply(c, returning != NULL);
+		d->cap.returning = client_returning;
+		free(returning);
+		if (apply && returning)
+			d->cmp_on = true;
+		char *advance = apply && dual_shadow(c) && !d->broken ? dual_capture_advance(c) : NULL;
+		/* for the journal: the COPY with the chunk's keys; past
+		 * DUAL_COPY_KEYS_MAX of them, once more without keys (the
+		 * journal then names the table, repaired whole) */
+		size_t n_tx = d->n_tx;
+		d->copy_keys += d->cap_keyrows.len;
+		if (d->copy_keys <= DUAL_COPY_KEYS_MAX || !d->copy_keyless)
+			tx_record(d, d->copy_text, strlen(d->copy_text), NULL);
+		if (d->n_tx > n_tx && d->copy_keys <= DUAL_COPY_KEYS_MAX)
+			dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
+		else if (d->n_tx > n_tx)
+			d->copy_keyless = true;
+		if (!apply) {
+			dual_count_nondeterministic(c);
+			log_warning(c->id, "values of a COPY could not be captured: its rows are journaled");
+			d->broken = true;
+			if (!d->lost_reason[0])
+				snprintf(d->lost_reason, sizeof(d->lost_reason),
+					 "0A000 the values of a COPY could not be captured");
+		} else if (dual_shadow(c) && !d->broken) {
+			/* one Query: the rows, then new's sequences past their keys */
+			dual_begin(c);
+			size_t off = build_begin(&d->pend, PqMsg_Query);
+			wbuf_put(&d->pend, apply, strlen(apply));
+			if (advance) {
+				wbuf_put(&d->pend, ";\n", 2);
+				wbuf_put(&d->pend, advance, strlen(advance));
+			}
+			wbuf_put_u8(&d->pend, 0);
+			build_end(&d->pend, off);
+			d->pend_requests++;
+			dual_flush_pend(c);
+		}
+		free(apply);
+		free(advance);
+		wbuf_reset(&d->cap_keyrows);
+	} else if (d->copy_too_big) {
+		wbuf_reset(&d->cap_keyrows);
+	} else {
+		char *apply = dual_copy_apply(c, false);
+		char *advance = apply ? dual_capture_advance(c) : NULL;
+		if (!apply) {
+			d->cap_failed = true;
+		} else {
+			if (d->copy_held.len)
+				wbuf_put(&d->copy_held, ";\n", 2);
+			wbuf_put(&d->copy_held, apply, strlen(apply));
+			d->copy_inserts++;
+			if (advance) {
+				wbuf_put(&d->copy_held, ";\n", 2);
+				wbuf_put(&d->copy_held, advance, strlen(advance));
+				d->own_do++;
+			}
+			if (!wbuf_ok(&d->copy_held))
+				d->cap_failed = true;
+			if (d->copy_held.len > DUAL_COPY_HELD_MAX) {
+				d->copy_too_big = true;  /* refused: nothing more is kept */
+				wbuf_free(&d->copy_held);
+				wbuf_reset(&d->cap_keyrows);
+			}
+		}
+		free(apply);
+		free(advance);
+	}
+	wbuf_reset(&d->cap_rows);
+	d->cap_nrows = 0;
+}
+
+/* A captured row is in: a full chunk goes to new. */
+static void dual_copy_row(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (d->copy_step != DUAL_COPY_NONE && d->cap_rows.len >= DUAL_COPY_CHUNK)
+		dual_copy_chunk(c);
+}
+
+/* A CommandComplete of the primary (TAG) during a COPY through values:
+ * true when it is not the client's (the stage's, the drop's), or is
+ * replaced by the COPY's. */
+static bool dual_copy_tag(struct client *c, const char *tag)
+{
+	struct dual *d = c->dual;
+	uint64_t rows = 0;
+	if (strncmp(tag, "INSERT ", 7) != 0 || !tag_rows(tag, &rows))
+		return true;  /* CREATE TABLE AS, the staged COPY, DROP TABLE */
+	if (d->copy_step == DUAL_COPY_OLD) {
+		d->primary_rows += rows;
+		dual_copy_tag_to_client(c, rows);
+		return true;
+	}
+	d->copy_count += rows;
+	if (d->copy_inserts && --d->copy_inserts == 0) {
+		d->primary_rows += d->copy_count;
+		dual_copy_tag_to_client(c, d->copy_count);
+	}
+	return true;
+}
+
+/* Primary old: old ran the COPY and its INSERT; the rest of the rows go to new. */
+static void dual_copy_finish(struct client *c)
+{
+	struct dual *d = c->dual;
+	dual_copy_chunk(c);
+	if (d->cmp_on) {
+		d->cmp_primary = d->cap_digest;
+		d->cmp_primary_rows = d->copy_rows;
+	}
+}
+
+/*
+ * The client's COPY (its statement TEXT, analysed as A) through values.
+ * False when it is not such a COPY (no column list, a WHERE, not FROM
+ * STDIN, a statement that cannot be rewritten): it is then copied as a
+ * statement.
+ */
+static bool dual_copy_start(struct client *c, struct server *p, const struct sql_analysis *a,
+			    const char *text)
+{
+	struct dual *d = c->dual;
+	const struct sql_stmt *st = a && a->n_stmts == 1 ? &a->stmts[0] : NULL;
+	if (!st || st->cls != SQL_WRITE || !st->tag || strcmp(st->tag, "COPY") != 0 ||
+	    !dual_shadow(c) || d->broken || d->poisoned)
+		return false;
+	bool primary_old = d->shadow_slot == SLOT_NEW;
+	char *old_text = dual_copy_text(c, text + st->offset, st->len, SLOT_OLD);
+	char *new_text = primary_old ? NULL : dual_copy_text(c, text + st->offset, st->len, SLOT_NEW);
+	struct capture_copy cp_old, cp_new;
+	memset(&cp_new, 0, sizeof(cp_new));
+	bool ok = old_text && (primary_old || new_text) &&
+		  capture_copy_plan(old_text, strlen(old_text), &cp_old) == 0;
+	if (ok && (!cp_old.n_cols || cp_old.where ||
+		   (!primary_old && (capture_copy_plan(new_text, strlen(new_text), &cp_new) != 0 ||
+				     cp_new.n_cols != cp_old.n_cols)))) {
+		capture_copy_clear(&cp_old);
+		ok = false;
+	}
+	struct wbuf ins, q_old, q_new;
+	wbuf_init(&ins);
+	wbuf_init(&q_old);
+	wbuf_init(&q_new);
+	if (ok) {
+		capture_copy_insert_sql(&ins, &cp_old);
+		capture_copy_stage_sql(&q_old, &cp_old);
+		if (!primary_old) {
+			capture_copy_stage_sql(&q_new, &cp_new);
+			wbuf_put(&q_new, DUAL_COPY_DROP, strlen(DUAL_COPY_DROP));
+			wbuf_put_u8(&q_new, 0);
+		}
+		ok = wbuf_ok(&ins) && wbuf_ok(&q_old) && wbuf_ok(&q_new) &&
+		     dual_capture_start(c, (const char *)ins.data, ins.len, primary_old);
+	}
+	capture_copy_clear(&cp_old);
+	capture_copy_clear(&cp_new);
+	free(new_text);
+	wbuf_free(&ins);
+	if (ok && primary_old) {
+		/* one Query: stage, COPY, INSERT with the capture, drop */
+		wbuf_put(&q_old, ";\n", 2);
+		wbuf_put(&q_old, d->cap.text, d->cap.text_len);
+		wbuf_put(&q_old, DUAL_COPY_DROP, strlen(DUAL_COPY_DROP) + 1);
+		ok = wbuf_ok(&q_old);
+	} else if (ok) {
+		wbuf_put_u8(&q_old, 0);
+		ok = wbuf_ok(&q_old);
+	}
+	if (!ok) {
+		dual_capture_reset(c);
+		free(old_text);
+		wbuf_free(&q_old);
+		wbuf_free(&q_new);
+		return false;
+	}
+	d->copy_text = old_text;
+	d->copy_step = primary_old ? DUAL_COPY_OLD : DUAL_COPY_NEW_STAGE;
+	d->copy_temp = true;
+	d->tx_at_request = d->n_tx;
+	d->cmp_shadow = d->cmp_shadow_rows = 0;
+	d->autocommit = c->tx_status == 'I';
+	d->copy_open = true;
+	d->copy_mirrored = false;
+	dual_set_phase(c, DUAL_PRIMARY);
+	rt->stats.paths[d->shadow_slot].shadow_writes++;
+	if (primary_old) {
+		if (d->autocommit) {
+			/* old's row locks are kept until new has the rows */
+			d->wrapped = true;
+			dual_primary_own(c, "BEGIN");
+		}
+		dual_copy_send(c, p, (const char *)q_old.data);
+	} else {
+		/* the rows go to both stages as they come */
+		dual_begin(c);
+		dual_pend_query(c, "", (const char *)q_old.data);
+		dual_flush_pend(c);
+		d->copy_mirrored = true;
+		dual_copy_send(c, p, (const char *)q_new.data);
+	}
+	wbuf_free(&q_old);
+	wbuf_free(&q_new);
+	return true;
+}
+
+/* Primary new: the client's rows are staged on both sides (the primary's
+ * ReadyForQuery is in, held): old inserts them with the capture, first.
+ * False when the COPY failed on the primary: the request ends as it is. */
+static bool dual_copy_staged(struct client *c)
+{
+	struct dual *d = c->dual;
+	if (d->primary_error)
+		return false;
+	d->copy_step = DUAL_COPY_NEW_FIRST;
+	tx_record(d, d->copy_text, strlen(d->copy_text), NULL);
+	d->cap_stmt = d->n_tx - 1;
+	dual_set_phase(c, DUAL_FIRST);
+	struct server *sh = dual_shadow(c);
+	if (sh) {
+		size_t n = d->cap.text_len + strlen(DUAL_COPY_DROP) + 1;
+		char *sql = malloc(n);
+		if (!sql) {
+			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+			return true;
+		}
+		snprintf(sql, n, "%s%s", d->cap.text, DUAL_COPY_DROP);
+		dual_shadow_query(c, sql);
+		free(sql);
+		d->shadow_mark = server_mark(sh);
+	}
+	dual_progress(c);
+	return true;
+}
+
+/* Primary new: old inserted the staged rows (or failed to): new gets old's
+ * values, and the client new's answer as a COPY's; or, when old's values
+ * cannot be had, the client gets the error (nothing is left on either
+ * side once its transaction ends). */
+static void dual_copy_first_done(struct client *c, struct server *sh)
+{
+	struct dual *d = c->dual;
+	struct server *p = c->servers[c->active_slot];
+	d->copy_step = DUAL_COPY_NEW_APPLY;
+	if (!d->shadow_error && sh && !d->cap_failed)
+		dual_copy_chunk(c);
+	char message[400];
+	const char *sqlstate = NULL;
+	if (d->shadow_error) {
+		sqlstate = d->shadow_sqlstate;
+		snprintf(message, sizeof(message), "path %s refused the COPY: %s", dual_shadow_name(c),
+			 d->shadow_message);
+	} else if (!sh) {
+		sqlstate = "08006";
+		snprintf(message, sizeof(message), "path %s is unavailable: the COPY cannot take its "
+			 "values", dual_shadow_name(c));
+	} else if (d->copy_too_big) {
+		sqlstate = "54000";
+		snprintf(message, sizeof(message), "%s", DUAL_COPY_TOO_BIG);
+	} else if (d->cap_failed) {
+		sqlstate = "XX000";
+		snprintf(message, sizeof(message), "the values of the COPY could not be captured");
+	} else if (d->autocommit && dual_intent(c) < 0) {
+		sqlstate = "53100";
+		snprintf(message, sizeof(message), "%s", DUAL_JOURNAL_FAILED);
+	}
+	if (sqlstate) {
+		log_warning(c->id, "COPY refused: %s", message);
+		dual_forget_request(d);
+		d->shadow_error = false;  /* the client has it: not the shadow's loss */
+		dual_raise_own(c, p, sqlstate, message);
+		return;
+	}
+	dual_tx_keys(c, d->cap_stmt, c->active_slot);  /* new holds the rows */
+	d->shadow_rows = d->copy_rows;
+	dual_set_phase(c, DUAL_PRIMARY);
+	if (!d->copy_inserts) {
+		/* no row: nothing to apply, the answer is ours */
+		dual_copy_tag_to_client(c, 0);
+		d->own_do++;
+		if (dual_copy_send(c, p, "DO $pgturnout$BEGIN END$pgturnout$"))
+			server_sent(p, 1);
+		return;
+	}
+	wbuf_put_u8(&d->copy_held, 0);
+	if (!wbuf_ok(&d->copy_held)) {
+		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
+		return;
+	}
+	if (dual_copy_send(c, p, (const char *)d->copy_held.data))
+		server_sent(p, 1);
+	wbuf_free(&d->copy_held);
+}
+
+/* A COPY copied as a statement (STMT, as the shadow names it): counted
+ * when it leaves columns to each side's defaults; when new is the shadow,
+ * the table whose sequences move past its keys once its data is in
+ * (dual_copy_statement_done). */
+static void dual_copy_statement(struct client *c, const char *stmt)
+{
+	struct dual *d = c->dual;
+	struct capture_copy cp;
+	if (capture_copy_plan(stmt, strlen(stmt), &cp) != 0)
+		return;
+	if (cp.n_cols) {
+		/* the columns it leaves out get each side's own defaults */
+		dual_count_nondeterministic(c);
+		log_info(c->id, "COPY mirrored as a statement (fingerprint %016llx): copies of the "
+			 "columns it leaves out may differ", (unsigned long long)dual_fingerprint(stmt));
+	}
+	if (d->shadow_slot == SLOT_NEW) {
+		d->copy_adv_table = cp.relname;
+		d->copy_adv_schema = cp.schema;
+		cp.relname = cp.schema = NULL;
+	}
+	capture_copy_clear(&cp);
+}
+
+/* The client's CopyDone of a COPY copied as a statement: new's sequences
+ * move past the keys it wrote (see capture_advance_max_sql). */
+static void dual_copy_statement_done(struct client *c)
+{
+	struct dual *d = c->dual;
+	struct server *sh = dual_shadow(c);
+	if (!d->copy_adv_table || !sh || d->broken)
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	if (capture_advance_max_sql(&b, d->copy_adv_schema, d->copy_adv_table, DUAL_SEQ_AHEAD) == 0) {
+		wbuf_put_u8(&b, 0);
+		if (wbuf_ok(&b)) {
+			dual_shadow_query(c, (const char *)b.data);
+			d->shadow_mark = server_mark(sh);
+			dual_forget_sequences();  /* moved behind this process's back */
+		}
+	}
+	wbuf_free(&b);
+}
+
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
@@ -1930,6 +2459,7 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
 		rt->stats.bytes_to_clients += part.len;
 		wbuf_free(&part);
+		dual_copy_row(c);
 		return true;
 	}
 	if (msg[0] == PqMsg_CommandComplete) {
@@ -1961,6 +2491,8 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		if (msg[len - 1] != '\0')
 			return false;
 		const char *tag = (const char *)msg + MSG_HEADER_LEN;
+		if (d->copy_step != DUAL_COPY_NONE)
+			return dual_copy_tag(c, tag);
 		uint64_t rows;
 		if (tag_rows(tag, &rows))
 			d->primary_rows += rows;
@@ -2008,10 +2540,14 @@ bool dual_hold_ready(struct client *c, char status)
 		return true;
 	}
 	d->primary_status = status;
+	if (d->copy_step == DUAL_COPY_NEW_STAGE && dual_copy_staged(c))
+		return true;
 	dual_set_phase(c, DUAL_SECOND);
 	if (d->cap_on && d->cap_from_primary) {
 		c->dual_capture = false;
-		if (!d->primary_error)
+		if (!d->primary_error && d->copy_step == DUAL_COPY_OLD)
+			dual_copy_finish(c);
+		else if (!d->primary_error)
 			dual_queue_captured(c);
 		dual_capture_reset(c);
 	}
@@ -2199,9 +2735,6 @@ static int dual_journal_lost(struct client *c)
 	return 0;
 }
 
-#define DUAL_JOURNAL_FAILED \
-	"the dual-write journal cannot be written: the shadow path lost this transaction's " \
-	"writes and they cannot be recorded, so the transaction is rolled back"
 
 /*
  * Before the primary's COMMIT: the transaction's mirrored statements made
@@ -2298,6 +2831,7 @@ static void dual_reset_request(struct client *c)
 	wbuf_reset(&d->ext_exec);
 	dual_capture_reset(c);
 	dual_keyread_clear(d);
+	dual_copy_reset(d);
 	if (!d->broken)
 		d->shadow_error = false;
 }
@@ -2460,7 +2994,7 @@ static bool tpc_applies(const struct client *c)
 {
 	const struct dual *d = c->dual;
 	return rt->twophase && d->shadow_tx && !d->broken && !d->poisoned && d->n_tx &&
-	       dual_shadow(c) && !d->shadow_error;
+	       dual_shadow(c) && !d->shadow_error && !d->copy_temp;
 }
 
 /* Sends SQL to the side in SLOT as a statement of ours. */
@@ -2860,6 +3394,10 @@ static void dual_progress(struct client *c)
 			return;
 		if (d->kr_on) {
 			dual_keyread_run(c, sh);
+			return;
+		}
+		if (d->copy_step == DUAL_COPY_NEW_FIRST) {
+			dual_copy_first_done(c, sh);
 			return;
 		}
 		if (d->fail_verdict && (d->shadow_error || !sh)) {
@@ -3863,6 +4401,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 	if (dual_keyread_query(c, p, msg, len, a))
 		return;
 	d->tx_at_request = d->n_tx;
+	if (dual_copy_start(c, p, a, text))
+		return;  /* a COPY through values */
 	/* The statements the shadow gets, each rewritten for its schema. */
 	struct wbuf sh;
 	wbuf_init(&sh);
@@ -3990,6 +4530,8 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 			queued = true;
 		}
 	}
+	if (queued && copy_from && a->n_stmts == 1)
+		dual_copy_statement(c, (const char *)sh.data);
 	wbuf_free(&sh);
 	if (queued && copy_from) {
 		/* COPY data streams to both sides at once. */
@@ -4584,6 +5126,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 	case PqMsg_CopyFail:
 		if (d->copy_mirrored && (sh = dual_shadow(c)) != NULL)
 			dual_shadow_write(c, msg, len);
+		if (msg[0] == PqMsg_CopyDone && d->copy_mirrored)
+			dual_copy_statement_done(c);
 		if (msg[0] != PqMsg_CopyData) {
 			d->copy_mirrored = false;
 			d->copy_open = false;

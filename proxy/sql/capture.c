@@ -302,11 +302,11 @@ static void advance_head(struct wbuf *b)
 		 "FOR s, v IN ");
 }
 
-static void advance_tail(struct wbuf *b, long long ahead)
+/* The loop body after s (the sequence) and v (the value to be past) are
+ * set, and the end of the DO statement. */
+static void advance_body(struct wbuf *b, long long ahead)
 {
-	put_s(b, " LOOP\n"
-		 "  CONTINUE WHEN s IS NULL;\n"
-		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
+	put_s(b, "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
 		 "  BEGIN\n"
 		 "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
 		 "    IF lv < v OR (lv = v AND NOT called) THEN\n"
@@ -324,6 +324,14 @@ static void advance_tail(struct wbuf *b, long long ahead)
 		 "  PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
 		 "END LOOP;\n"
 		 "END" ADVANCE_TAG);
+}
+
+/* The loop over the rows of advance_head's query. */
+static void advance_tail(struct wbuf *b, long long ahead)
+{
+	put_s(b, " LOOP\n"
+		 "  CONTINUE WHEN s IS NULL;\n");
+	advance_body(b, ahead);
 }
 
 /* ", (<first>, <max>::bigint)" rows of VALUES: FIRST is written by the caller
@@ -384,6 +392,33 @@ int capture_advance_seqs_sql(struct wbuf *b, const char *const *seqs, const long
 	}
 	put_s(b, ") AS x(s, m)");
 	advance_tail(b, ahead);
+	return 0;
+}
+
+int capture_advance_max_sql(struct wbuf *b, const char *schema, const char *name, long long ahead)
+{
+	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
+		return 1;
+	struct wbuf t;
+	put_qualified(&t, schema, name);
+	const char *tn = wbuf_ok(&t) ? (const char *)t.data : "";
+	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
+		 "mx bigint; c name;\n"
+		 "BEGIN\n"
+		 "FOR c, s IN SELECT a.attname, pg_catalog.pg_get_serial_sequence(");
+	capture_put_literal(b, tn, strlen(tn));
+	put_s(b, ", a.attname)::regclass FROM pg_catalog.pg_attribute a WHERE a.attrelid = ");
+	capture_put_literal(b, tn, strlen(tn));
+	put_s(b, "::regclass AND a.attnum > 0 AND NOT a.attisdropped LOOP\n"
+		 "  CONTINUE WHEN s IS NULL;\n"
+		 "  EXECUTE pg_catalog.format('SELECT max(%I)::bigint FROM %s', c, ");
+	capture_put_literal(b, tn, strlen(tn));
+	put_s(b, "::regclass) INTO v;\n"
+		 "  CONTINUE WHEN v IS NULL;\n");
+	if (!wbuf_ok(&t))
+		b->failed = true;
+	wbuf_free(&t);
+	advance_body(b, ahead);
 	return 0;
 }
 
@@ -477,4 +512,322 @@ int capture_apply_by_key_sql(struct wbuf *b, const struct capture_plan *plan, co
 	wbuf_free(&t);
 	wbuf_free(&src);
 	return 0;
+}
+
+/* ---- COPY ... FROM STDIN through values ------------------------------------ */
+
+void capture_copy_clear(struct capture_copy *p)
+{
+	if (!p)
+		return;
+	free(p->schema);
+	free(p->relname);
+	for (size_t i = 0; i < p->n_cols; i++)
+		free(p->cols[i]);
+	free(p->cols);
+	free(p->options);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The offset just past the STDIN of "FROM STDIN" in SRC (NUL-terminated),
+ * after offset AFTER; 0 when there is none. */
+static size_t copy_stdin_end(const char *src, int after)
+{
+	size_t end = 0;
+	PgQueryScanResult res = pg_query_scan(src);
+	PgQuery__ScanResult *scan = res.error ? NULL
+		: pg_query__scan_result__unpack(NULL, res.pbuf.len, (const uint8_t *)res.pbuf.data);
+	pg_query_free_scan_result(res);
+	for (size_t i = 0; scan && i + 1 < scan->n_tokens; i++) {
+		const PgQuery__ScanToken *t = scan->tokens[i], *u = scan->tokens[i + 1];
+		if (t->start >= after && t->token == PG_QUERY__TOKEN__FROM &&
+		    u->token == PG_QUERY__TOKEN__STDIN) {
+			end = (size_t)u->end;
+			break;
+		}
+	}
+	if (scan)
+		pg_query__scan_result__free_unpacked(scan, NULL);
+	return end;
+}
+
+int capture_copy_plan(const char *text, size_t len, struct capture_copy *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (memchr(text, '\0', len))
+		return 1;
+	char *src = strndup(text, len);
+	if (!src)
+		return -1;
+	int rc = 1;
+	PgQuery__ParseResult *tree = NULL;
+	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
+	if (pr.error) {
+		pg_query_free_protobuf_parse_result(pr);
+		goto out;
+	}
+	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
+					      (const uint8_t *)pr.parse_tree.data);
+	pg_query_free_protobuf_parse_result(pr);
+	if (!tree || tree->n_stmts != 1 || !tree->stmts[0]->stmt ||
+	    tree->stmts[0]->stmt->node_case != PG_QUERY__NODE__NODE_COPY_STMT)
+		goto out;
+	const PgQuery__RawStmt *rs = tree->stmts[0];
+	const PgQuery__CopyStmt *cp = rs->stmt->copy_stmt;
+	if (!cp->is_from || cp->is_program || (cp->filename && cp->filename[0]) || cp->query ||
+	    !cp->relation || !cp->relation->relname)
+		goto out;
+	size_t off = rs->stmt_location > 0 ? (size_t)rs->stmt_location : 0;
+	size_t slen = rs->stmt_len > 0 ? (size_t)rs->stmt_len : len - off;
+	if (off > len || slen > len - off)
+		goto out;
+	size_t end = stmt_end(src, off, slen);
+	size_t opt = copy_stdin_end(src, (int)off);
+	if (!opt || opt > end)
+		goto out;
+	rc = -1;
+	out->relname = strdup(cp->relation->relname);
+	out->schema = cp->relation->schemaname && cp->relation->schemaname[0]
+			      ? strdup(cp->relation->schemaname) : NULL;
+	out->options = strndup(src + opt, end - opt);
+	out->cols = calloc(cp->n_attlist + 1, sizeof(char *));
+	out->where = cp->where_clause != NULL;
+	if (!out->relname || !out->options || !out->cols ||
+	    (cp->relation->schemaname && cp->relation->schemaname[0] && !out->schema)) {
+		capture_copy_clear(out);
+		goto out;
+	}
+	for (size_t i = 0; i < cp->n_attlist; i++) {
+		const PgQuery__Node *a = cp->attlist[i];
+		if (a->node_case != PG_QUERY__NODE__NODE_STRING || !a->string->sval) {
+			capture_copy_clear(out);
+			rc = 1;
+			goto out;
+		}
+		if (!(out->cols[out->n_cols] = strdup(a->string->sval))) {
+			capture_copy_clear(out);
+			goto out;
+		}
+		out->n_cols++;
+	}
+	rc = 0;
+out:
+	if (tree)
+		pg_query__parse_result__free_unpacked(tree, NULL);
+	free(src);
+	return rc;
+}
+
+/* "schema.name" (or "name") of P's table. */
+static void copy_put_table(struct wbuf *b, const struct capture_copy *p)
+{
+	if (p->schema) {
+		sql_put_ident(b, p->schema);
+		wbuf_put_u8(b, '.');
+	}
+	sql_put_ident(b, p->relname);
+}
+
+void capture_copy_stage_sql(struct wbuf *b, const struct capture_copy *p)
+{
+	put_s(b, "CREATE TEMP TABLE " CAPTURE_COPY_STAGE " AS SELECT ");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, " FROM ");
+	copy_put_table(b, p);
+	put_s(b, " WITH NO DATA;\nCOPY pg_temp." CAPTURE_COPY_STAGE " (");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, ") FROM STDIN");
+	put_s(b, p->options);
+	put_s(b, "\n");  /* (a trailing line comment of the options ends here) */
+}
+
+void capture_copy_insert_sql(struct wbuf *b, const struct capture_copy *p)
+{
+	put_s(b, "INSERT INTO ");
+	copy_put_table(b, p);
+	put_s(b, " (");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, ") SELECT ");
+	put_cols(b, COLS_BARE, NULL, (const char *const *)p->cols, NULL, p->n_cols, true, false);
+	put_s(b, " FROM pg_temp." CAPTURE_COPY_STAGE);
+}
+
+/* ---- apply templates ----------------------------------------------------- */
+
+void capture_template_clear(struct capture_template *t)
+{
+	if (!t)
+		return;
+	free(t->text);
+	free(t->par_off);
+	free(t->par_len);
+	free(t->par_num);
+	memset(t, 0, sizeof(*t));
+}
+
+int capture_template_init(struct capture_template *t, const char *text, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	if (memchr(text, '\0', len))
+		return 1;
+	t->text = strndup(text, len);
+	if (!t->text)
+		return -1;
+	t->len = len;
+	PgQueryScanResult res = pg_query_scan(t->text);
+	PgQuery__ScanResult *scan = res.error ? NULL
+		: pg_query__scan_result__unpack(NULL, res.pbuf.len, (const uint8_t *)res.pbuf.data);
+	pg_query_free_scan_result(res);
+	int rc = 1;
+	if (!scan)
+		goto out;
+	t->par_off = calloc(scan->n_tokens + 1, sizeof(size_t));
+	t->par_len = calloc(scan->n_tokens + 1, sizeof(size_t));
+	t->par_num = calloc(scan->n_tokens + 1, sizeof(int));
+	if (!t->par_off || !t->par_len || !t->par_num) {
+		rc = -1;
+		goto out;
+	}
+	int depth = 0, tup_depth = -1;
+	bool values = false;
+	for (size_t i = 0; i < scan->n_tokens; i++) {
+		const PgQuery__ScanToken *k = scan->tokens[i];
+		if (k->token == PG_QUERY__TOKEN__PARAM) {
+			t->par_off[t->n_par] = (size_t)k->start;
+			t->par_len[t->n_par] = (size_t)(k->end - k->start);
+			t->par_num[t->n_par++] = atoi(t->text + k->start + 1);
+		} else if (k->token == PG_QUERY__TOKEN__VALUES && depth == 0 && !values) {
+			values = true;
+		} else if (k->token == PG_QUERY__TOKEN__ASCII_40) {
+			if (values && tup_depth < 0 && !t->tup_end && depth == 0) {
+				t->tup_start = (size_t)k->start;
+				tup_depth = depth;
+			}
+			depth++;
+		} else if (k->token == PG_QUERY__TOKEN__ASCII_41) {
+			depth--;
+			if (tup_depth >= 0 && depth == tup_depth) {
+				t->tup_end = (size_t)k->end;
+				tup_depth = -1;
+			}
+		}
+	}
+	rc = t->tup_end > t->tup_start ? 0 : 1;
+out:
+	if (scan)
+		pg_query__scan_result__free_unpacked(scan, NULL);
+	if (rc != 0)
+		capture_template_clear(t);
+	return rc;
+}
+
+/* The literals of the next "(lit, ...)" of ROWS at *POS (as
+ * capture_put_literal wrote them): N of them into V/L. False when the text
+ * does not read back. */
+static bool template_row(const char *rows, size_t len, size_t *pos, size_t n, const char **v,
+			 size_t *l)
+{
+	size_t p = *pos;
+	if (p + 2 <= len && rows[p] == ',' && rows[p + 1] == ' ')
+		p += 2;
+	if (p >= len || rows[p] != '(')
+		return false;
+	p++;
+	for (size_t i = 0; i < n; i++) {
+		if (i) {
+			if (p + 2 > len || rows[p] != ',' || rows[p + 1] != ' ')
+				return false;
+			p += 2;
+		}
+		v[i] = rows + p;
+		if (p + 4 <= len && memcmp(rows + p, "NULL", 4) == 0) {
+			p += 4;
+		} else if (p + 2 <= len && rows[p] == 'E' && rows[p + 1] == '\'') {
+			p += 2;
+			for (;;) {
+				if (p >= len)
+					return false;
+				if (rows[p] == '\\') {
+					p += 2;
+				} else if (rows[p] == '\'') {
+					if (p + 1 < len && rows[p + 1] == '\'') {
+						p += 2;
+					} else {
+						p++;
+						break;
+					}
+				} else {
+					p++;
+				}
+			}
+		} else {
+			return false;
+		}
+		l[i] = (size_t)(rows + p - v[i]);
+	}
+	if (p >= len || rows[p] != ')')
+		return false;
+	*pos = p + 1;
+	return true;
+}
+
+/* T's text [FROM, TO) into B, each $k replaced by the k-th of V/L (N). */
+static void template_put(struct wbuf *b, const struct capture_template *t, size_t from, size_t to,
+			 const char *const *v, const size_t *l, size_t n)
+{
+	size_t at = from;
+	for (size_t i = 0; i < t->n_par; i++) {
+		if (t->par_off[i] < from || t->par_off[i] >= to)
+			continue;
+		wbuf_put(b, t->text + at, t->par_off[i] - at);
+		int k = t->par_num[i];
+		if (k >= 1 && (size_t)k <= n)
+			wbuf_put(b, v[k - 1], l[k - 1]);
+		else
+			b->failed = true;
+		at = t->par_off[i] + t->par_len[i];
+	}
+	wbuf_put(b, t->text + at, to - at);
+}
+
+int capture_template_fill(struct wbuf *b, const struct capture_template *t, const char *rows,
+			  size_t rows_len, size_t nrows, size_t n)
+{
+	if (!nrows || !n)
+		return 1;
+	const char **v = calloc(2 * n, sizeof(*v));
+	size_t *l = calloc(2 * n, sizeof(*l));
+	if (!v || !l) {
+		free(v);
+		free(l);
+		b->failed = true;
+		return 0;
+	}
+	/* the first row fills what lies outside the row's tuple too */
+	size_t pos = 0;
+	int rc = 1;
+	if (!template_row(rows, rows_len, &pos, n, v, l))
+		goto out;
+	size_t mark = b->len;
+	template_put(b, t, 0, t->tup_start, v, l, n);
+	pos = 0;
+	for (size_t r = 0; r < nrows; r++) {
+		if (!template_row(rows, rows_len, &pos, n, v + n, l + n)) {
+			b->len = mark;
+			goto out;
+		}
+		if (r)
+			wbuf_put(b, ", ", 2);
+		template_put(b, t, t->tup_start, t->tup_end, v + n, l + n, n);
+	}
+	if (pos != rows_len) {
+		b->len = mark;
+		goto out;
+	}
+	template_put(b, t, t->tup_end, t->len, v, l, n);
+	rc = 0;
+out:
+	free(v);
+	free(l);
+	return rc;
 }

@@ -26,24 +26,10 @@ ROUNDS=${BENCH_ROUNDS:-1}
 SCALE=${BENCH_SCALE:-5}
 CLIENTS=${BENCH_CLIENTS:-8}
 PGBIN=${PGT_PGBIN:-/usr/lib/postgresql/15/bin}
-dir=$(mktemp -d -t pgt-dualbench.XXXXXX)
-chmod 755 "$dir"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	for s in a b; do [[ -d $dir/pg-$s/data ]] && bash scripts/pg.sh stop "$dir/pg-$s" || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-for s in a b; do
-	mkdir -p "$dir/pg-$s"
-	bash scripts/pg.sh start "$dir/pg-$s" >/dev/null
-	# shellcheck disable=SC1090
-	source "$dir/pg-$s/env.sh"
-	declare "port_$s=$PGT_PGPORT"
-done
+# shellcheck source=tests/bench/instances.sh
+source tests/bench/instances.sh
+inst_init dualbench
+for s in a b; do inst_pg "$s"; done
 export PGPASSWORD=app
 pgi() { # port [search_path]
 	PGOPTIONS="-c search_path=${2:-public}" "$PGBIN/pgbench" -q -i -s "$SCALE" \
@@ -54,32 +40,8 @@ pgi "$port_a"
 pgi "$port_a" v2
 pgi "$port_b"
 
-echo '"app" "app"' >"$dir/userlist.txt"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-path() { # name port search_path
-	printf '[path %s]\nhost = 127.0.0.1\nport = %s\ndbname = app\nuser = app\nsslmode = disable\nsearch_path = %s\n\n' "$1" "$2" "$3"
-}
-declare -A port pid
-start() { # name body
-	local p
-	p=$(free_port)
-	{
-		printf '[pgturnout]\nlisten = 127.0.0.1:%s\nauth_type = scram-sha-256\nauth_file = %s/userlist.txt\n' "$p" "$dir"
-		printf 'log_level = info\njournal_dir = %s/journal-%s\nmax_client_conn = 1000\n\n' "$dir" "$1"
-		printf '%s\n' "$2"
-	} >"$dir/$1.ini"
-	"$BIN" -c "$dir/$1.ini" >"$dir/$1.log" 2>&1 &
-	pids+=($!)
-	pid[$1]=$!
-	port[$1]=$p
-	for _ in $(seq 1 100); do
-		"$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$p" && return
-		sleep 0.1
-	done
-	echo "pgturnout $1 did not start" >&2
-	cat "$dir/$1.log" >&2
-	exit 1
-}
+path() { inst_path "$@"; }
+start() { inst_start "$1" "$BIN" "$2"; }
 dual() { # layout mode
 	local newport=$port_a sp=v2
 	[[ $1 == servers ]] && newport=$port_b sp=public

@@ -5,6 +5,7 @@
 #include "sql/keyread.h"
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -311,6 +312,87 @@ static void test_identifiers_are_quoted_when_needed(void **state)
 	}
 }
 
+static char *copy_sql(const char *sql, bool stage)
+{
+	struct capture_copy cp;
+	assert_int_equal(capture_copy_plan(sql, strlen(sql), &cp), 0);
+	struct wbuf b;
+	wbuf_init(&b);
+	if (stage)
+		capture_copy_stage_sql(&b, &cp);
+	else
+		capture_copy_insert_sql(&b, &cp);
+	wbuf_put_u8(&b, 0);
+	capture_copy_clear(&cp);
+	assert_true(wbuf_ok(&b));
+	return (char *)b.data;
+}
+
+static void test_copy_is_staged_with_its_options(void **state)
+{
+	(void)state;
+	char *s = copy_sql("COPY app.Items (name, \"Note\") FROM STDIN WITH (FORMAT csv, HEADER true);", true);
+	assert_string_equal(s, "CREATE TEMP TABLE pgturnout_copy AS SELECT name, \"Note\" FROM app.items "
+			       "WITH NO DATA;\nCOPY pg_temp.pgturnout_copy (name, \"Note\") FROM STDIN "
+			       "WITH (FORMAT csv, HEADER true)\n");
+	free(s);
+	/* legacy options and a trailing comment stay as written, before a newline */
+	s = copy_sql("copy items (name) from stdin csv header -- x", true);
+	assert_string_equal(s, "CREATE TEMP TABLE pgturnout_copy AS SELECT name FROM items WITH NO DATA;\n"
+			       "COPY pg_temp.pgturnout_copy (name) FROM STDIN csv header -- x\n");
+	free(s);
+	s = copy_sql("COPY items (a, b) FROM STDIN", false);
+	assert_string_equal(s, "INSERT INTO items (a, b) SELECT a, b FROM pg_temp.pgturnout_copy");
+	free(s);
+	/* no column list: planned, without columns (copied as a statement) */
+	struct capture_copy cp;
+	assert_int_equal(capture_copy_plan("COPY items FROM STDIN", 21, &cp), 0);
+	assert_int_equal(cp.n_cols, 0);
+	assert_string_equal(cp.relname, "items");
+	capture_copy_clear(&cp);
+	/* not a COPY of a table from STDIN */
+	static const char *const no[] = {
+		"COPY items (a) FROM '/tmp/x'", "COPY items (a) FROM PROGRAM 'cat'",
+		"COPY items (a) TO STDOUT", "COPY (SELECT 1) TO STDOUT",
+		"INSERT INTO items VALUES (1)",
+		"COPY items (a) FROM STDIN; SELECT 1",
+	};
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_int_equal(capture_copy_plan(no[i], strlen(no[i]), &cp), 1);
+	/* WHERE: planned, marked (not staged) */
+	assert_int_equal(capture_copy_plan("COPY items (a) FROM STDIN WHERE a > 1", 37, &cp), 0);
+	assert_true(cp.where);
+	assert_int_equal(cp.n_cols, 1);
+	capture_copy_clear(&cp);
+}
+
+static void test_template_is_filled_per_row(void **state)
+{
+	(void)state;
+	const char *tmpl = "WITH pgturnout_p AS (SELECT $3::text) INSERT INTO t_v2 (id, title, len) "
+			   "VALUES ($1, $2, (length(($2)::text))) RETURNING id";
+	struct capture_template t;
+	assert_int_equal(capture_template_init(&t, tmpl, strlen(tmpl)), 0);
+	const char *rows = "(E'1', E'it''s', NULL), (E'2', E'a\\\\b', E'x')";
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_template_fill(&b, &t, rows, strlen(rows), 2, 3), 0);
+	wbuf_put_u8(&b, 0);
+	assert_string_equal((const char *)b.data,
+			    "WITH pgturnout_p AS (SELECT NULL::text) INSERT INTO t_v2 (id, title, len) "
+			    "VALUES (E'1', E'it''s', (length((E'it''s')::text))), "
+			    "(E'2', E'a\\\\b', (length((E'a\\\\b')::text))) RETURNING id");
+	wbuf_free(&b);
+	/* rows that do not read back leave B as it was */
+	wbuf_init(&b);
+	assert_int_equal(capture_template_fill(&b, &t, "(E'1', E'x')", 12, 1, 3), 1);
+	assert_int_equal(capture_template_fill(&b, &t, "(E'1', E'x', 5)", 15, 1, 3), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
+	capture_template_clear(&t);
+	assert_int_equal(capture_template_init(&t, "DELETE FROM t", 13), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +406,8 @@ int main(void)
 		cmocka_unit_test(test_keyread_finds_sequence_literals),
 		cmocka_unit_test(test_updates_deletes_and_upserts_are_captured),
 		cmocka_unit_test(test_apply_by_key),
+		cmocka_unit_test(test_copy_is_staged_with_its_options),
+		cmocka_unit_test(test_template_is_filled_per_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
