@@ -38,6 +38,7 @@
 #include "session/journal.h"
 #include "session/pool.h"
 #include "session/runtime.h"
+#include "session/seqadv.h"
 #include "session/server.h"
 #include "sql/cache.h"
 
@@ -57,25 +58,21 @@
 #define HISTORY_FILE "flag_history.jsonl"
 
 /*
- * Reads the new path's tables and columns (dual writes apply captured values
- * only through the columns new has). Needs `user` set on the new [path]
- * (with its password, or a plain-text auth_file secret): pgturnout has no
- * client of its own to log in as otherwise. Blocking: at start and reload
- * only. A catalog that cannot be read is logged; captured INSERTs then send
- * every column of old.
+ * Reads path P's tables and columns into *OUT (NULL when not read). Needs
+ * `user` set on the [path] (with its password, or a plain-text auth_file
+ * secret): pgturnout has no client of its own to log in as otherwise.
+ * Blocking: at start and reload only. A catalog that cannot be read is
+ * logged with WITHOUT, what pgturnout does without it.
  */
-static void process_read_shapes(const struct config *cfg)
+static void process_read_path_shapes(const struct config *cfg, const struct path_config *p,
+				     struct catalog_shapes **out, const char *without)
 {
-	dual_forget_sequences();
-	catalog_shapes_free(rt->new_shapes);
-	free(rt->new_shapes);
-	rt->new_shapes = NULL;
-	if (cfg->old_path == cfg->new_path)
-		return;
-	const struct path_config *p = &cfg->paths[cfg->new_path];
+	catalog_shapes_free(*out);
+	free(*out);
+	*out = NULL;
 	if (!p->user) {
-		log_info(0, "catalog of path %s not read (no user in its [path]): captured INSERTs "
-			 "send every column of old", p->name);
+		log_info(0, "catalog of path %s not read (no user in its [path]): %s", p->name,
+			 without);
 		return;
 	}
 	char err[512];
@@ -83,16 +80,39 @@ static void process_read_shapes(const struct config *cfg)
 				       err, sizeof(err));
 	struct catalog_shapes *s = calloc(1, sizeof(*s));
 	if (!conn || !s || catalog_read_shapes(conn, s, err, sizeof(err)) < 0) {
-		log_warning(0, "catalog of path %s not read: %s; captured INSERTs send every column "
-			    "of old", p->name, s && conn ? err : conn ? "out of memory" : err);
+		log_warning(0, "catalog of path %s not read: %s; %s", p->name,
+			    s && conn ? err : conn ? "out of memory" : err, without);
 		free(s);
 		if (conn)
 			PQfinish(conn);
 		return;
 	}
 	PQfinish(conn);
-	rt->new_shapes = s;
+	*out = s;
 	log_info(0, "catalog of path %s: %zu tables", p->name, s->n);
+}
+
+/*
+ * Reads the new path's tables and columns (dual writes apply captured values
+ * only through the columns new has), and the old path's (which columns own
+ * a sequence, for writes copied to old as statements).
+ */
+static void process_read_shapes(const struct config *cfg)
+{
+	dual_forget_sequences();
+	seqadv_forget();
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
+	rt->new_shapes = NULL;
+	catalog_shapes_free(rt->old_shapes);
+	free(rt->old_shapes);
+	rt->old_shapes = NULL;
+	if (cfg->old_path == cfg->new_path)
+		return;
+	process_read_path_shapes(cfg, &cfg->paths[cfg->new_path], &rt->new_shapes,
+				 "captured INSERTs send every column of old");
+	process_read_path_shapes(cfg, &cfg->paths[cfg->old_path], &rt->old_shapes,
+				 "writes copied to it offer every column they assign for its sequences");
 }
 static void process_set_flag_async(const char *name, const char *value, const char *who,
 				   const char *surface, bool force, bool wait, control_done_cb done,
@@ -606,6 +626,9 @@ void process_free(void)
 	dual_forget_sequences();
 	catalog_shapes_free(rt->new_shapes);
 	free(rt->new_shapes);
+	catalog_shapes_free(rt->old_shapes);
+	free(rt->old_shapes);
+	seqadv_forget();
 	if (journal_indexer) {
 		event_free(journal_indexer);
 		journal_indexer = NULL;

@@ -1,0 +1,40 @@
+/*
+ * session/seqadv.h — one key source after writes copied as statements
+ * (SPEC §7): a write that reaches a side as a statement (not as captured
+ * values) and gives explicit values to columns owning a sequence there
+ * (serial, identity) is followed, in that side's transaction, by a DO
+ * statement that moves those sequences past the largest value the columns
+ * hold (sql/capture.h, capture_advance_max_sql), so that the side can go on
+ * alone with its own defaults.
+ *
+ * Decided from the statement (the tables and columns it assigns) and the
+ * side's catalog when it was read at start (runtime.h: old_shapes,
+ * new_shapes): a write that assigns no column owning a sequence gets no
+ * statement at all. Without the side's catalog every assigned column is
+ * offered once: the server skips those without a sequence and says so
+ * (a NOTICE, seqadv_note), and they are not offered again.
+ */
+#ifndef PGT_SESSION_SEQADV_H
+#define PGT_SESSION_SEQADV_H
+
+#include <stddef.h>
+
+/*
+ * The statement that moves the sequences of path slot SLOT (SLOT_OLD,
+ * SLOT_NEW) past the
+ * explicit values of TEXT (LEN bytes: the statements as that side runs
+ * them, in its names), or NULL (nothing to move, or out of memory). Caller
+ * owns the string.
+ */
+char *seqadv_for_copy(int slot, const char *text, size_t len);
+
+/* A NoticeResponse's MESSAGE from side SLOT: when it is the advance
+ * statement's word that a column owns no sequence (sql/capture.h,
+ * CAPTURE_NO_SEQUENCE), that column is not offered again on that side. */
+void seqadv_note(int slot, const char *message);
+
+/* Forgets the decisions remembered per statement text and what servers said
+ * (the catalogs were read again). */
+void seqadv_forget(void);
+
+#endif
