@@ -1427,10 +1427,11 @@ static char *dual_with_advance(const struct client *c, const char *sql)
 	char *advance = seqadv_for_copy(c->dual->shadow_slot, sql, strlen(sql));
 	if (!advance)
 		return NULL;
-	size_t n = strlen(sql) + strlen(advance) + 3;
+	/* (a newline first: SQL may end in a line comment) */
+	size_t n = strlen(sql) + strlen(advance) + 4;
 	char *both = malloc(n);
 	if (both)
-		snprintf(both, n, "%s;\n%s", sql, advance);
+		snprintf(both, n, "%s\n;\n%s", sql, advance);
 	free(advance);
 	return both;
 }

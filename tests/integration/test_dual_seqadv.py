@@ -255,7 +255,7 @@ def test_the_next_default_key_is_free_after_dual_writes(proxy_factory, sides):
         with v2.cursor() as cur:
             cur.execute("INSERT INTO items_v2 (title) VALUES ('moved') RETURNING id")
             first = cur.fetchone()[0]
-            cur.execute("UPDATE items_v2 SET id = id + 1 WHERE id = %s", (first,))
+            cur.execute("UPDATE items_v2 SET id = id + 1 WHERE id = %s -- moved" % first)
         with v1.cursor() as cur:
             cur.execute("MERGE INTO tags t USING (VALUES (1, 'merged')) AS s(id, label)"
                         " ON t.id = s.id WHEN NOT MATCHED THEN INSERT (id, label)"

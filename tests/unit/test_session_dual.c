@@ -165,7 +165,7 @@ static void test_dual_copied_key_moves_the_shadows_sequence(void **state)
 	struct peer_msg m;
 	peer_recv_msg(new, &m);
 	assert_int_equal(m.type, PqMsg_Query);
-	const char *want = SHADOW_BEGIN "UPDATE t SET id = id + 100 WHERE v = 1;\nDO $pgturnout_seq$";
+	const char *want = SHADOW_BEGIN "UPDATE t SET id = id + 100 WHERE v = 1\n;\nDO $pgturnout_seq$";
 	assert_true(strncmp((const char *)m.body, want, strlen(want)) == 0);
 	assert_non_null(strstr((const char *)m.body, "(VALUES (E't', E'id')) AS x(t, c)"));
 	assert_null(strstr((const char *)m.body, "E'v'"));
