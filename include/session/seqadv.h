@@ -28,6 +28,15 @@
  */
 char *seqadv_for_copy(int slot, const char *text, size_t len);
 
+/*
+ * The same for writes that name their table and columns themselves (e.g.
+ * COPY ... FROM): the columns COLS (N_COLS names; NULL: every column) of
+ * table SCHEMA.NAME (SCHEMA NULL: as the search_path finds it) as side SLOT
+ * names them.
+ */
+char *seqadv_for_columns(int slot, const char *schema, const char *name, const char *const *cols,
+			 size_t n_cols);
+
 /* A NoticeResponse's MESSAGE from side SLOT: when it is the advance
  * statement's word that a column owns no sequence (sql/capture.h,
  * CAPTURE_NO_SEQUENCE), that column is not offered again on that side. */

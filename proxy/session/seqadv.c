@@ -194,32 +194,53 @@ static size_t keep_sequence_columns(int slot, const struct catalog_shapes *shape
 	return out;
 }
 
+/* The advance for the columns T (N tables) assign on side SLOT, those that
+ * own no sequence there left out, or NULL. */
+static char *advance_for(int slot, struct capture_target *t, size_t n)
+{
+	size_t kept = keep_sequence_columns(slot, side_shapes(slot), t, n);
+	if (kept == (size_t)-1 || kept == 0)
+		return NULL;
+	struct wbuf b;
+	wbuf_init(&b);
+	if (capture_advance_max_sql(&b, t, kept) == 0) {
+		wbuf_put_u8(&b, 0);
+		if (wbuf_ok(&b))
+			return (char *)b.data;
+	}
+	wbuf_free(&b);
+	return NULL;
+}
+
 static char *decide(int slot, const char *text, size_t len)
 {
-	const struct catalog_shapes *shapes = side_shapes(slot);
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, len, REWRITE_NONE, NULL);
-	if (a && !may_assign(a, shapes))
+	if (a && !may_assign(a, side_shapes(slot)))
 		return NULL;
 	struct capture_target *t;
 	size_t n;
 	if (capture_targets(text, len, &t, &n) != 0)
 		return NULL;
-	size_t kept = keep_sequence_columns(slot, shapes, t, n);
-	char *sql = NULL;
-	if (kept != (size_t)-1 && kept > 0) {
-		struct wbuf b;
-		wbuf_init(&b);
-		if (capture_advance_max_sql(&b, t, kept) == 0) {
-			wbuf_put_u8(&b, 0);
-			if (wbuf_ok(&b))
-				sql = (char *)b.data;
-			else
-				wbuf_free(&b);
-		} else {
-			wbuf_free(&b);
-		}
-	}
+	char *sql = advance_for(slot, t, n);
 	capture_targets_free(t, n);
+	return sql;
+}
+
+char *seqadv_for_columns(int slot, const char *schema, const char *name, const char *const *cols,
+			 size_t n_cols)
+{
+	struct capture_target *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->schema = schema ? strdup(schema) : NULL;
+	t->name = strdup(name);
+	t->all = cols == NULL;
+	t->cols = n_cols ? calloc(n_cols, sizeof(char *)) : NULL;
+	bool ok = t->name && (!schema || t->schema) && (!n_cols || t->cols);
+	for (size_t i = 0; ok && i < n_cols; i++)
+		ok = (t->cols[t->n_cols++] = strdup(cols[i])) != NULL;
+	char *sql = ok ? advance_for(slot, t, 1) : NULL;
+	capture_targets_free(t, 1);
 	return sql;
 }
 

@@ -225,6 +225,28 @@ static void test_dual_column_without_sequence_is_offered_once(void **state)
 	hsession_close(&hs);
 }
 
+/* COPY ... FROM and other writes that name their columns: only those
+ * owning a sequence on the side are named (every one of them for all
+ * columns); none: no statement. */
+static void test_advance_for_named_columns(void **state)
+{
+	(void)state;
+	set_shapes(true);
+	const char *cols[] = { "v", "id" };
+	char *sql = seqadv_for_columns(SLOT_NEW, NULL, "t", cols, 2);
+	assert_non_null(sql);
+	assert_non_null(strstr(sql, "(VALUES (E't', E'id')) AS x(t, c)"));
+	assert_null(strstr(sql, "E'v'"));
+	free(sql);
+	sql = seqadv_for_columns(SLOT_OLD, "public", "t", NULL, 0);
+	assert_non_null(sql);
+	assert_non_null(strstr(sql, "(VALUES (E'public.t', E'id')) AS x(t, c)"));
+	free(sql);
+	assert_null(seqadv_for_columns(SLOT_NEW, NULL, "t", cols, 1));
+	set_shapes(false);
+	assert_null(seqadv_for_columns(SLOT_NEW, NULL, "t", NULL, 0));
+}
+
 /* Primary old: the autocommit write runs in a transaction of pgturnout's on
  * old (BEGIN first), new gets it, then old commits, then new; the
  * application sees its tag, and ReadyForQuery only at the very end. */
@@ -379,6 +401,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dual_column_without_sequence_is_offered_once, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_advance_for_named_columns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dual_session_on_new_runs_old_first, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dual_transaction_commits_primary_first, setup,
