@@ -17,7 +17,11 @@
 #ifndef PGT_SESSION_SEQADV_H
 #define PGT_SESSION_SEQADV_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+struct rewrite_rules;
+struct sql_analysis;
 
 /*
  * The statement that moves the sequences of path slot SLOT (SLOT_OLD,
@@ -27,6 +31,15 @@
  * owns the string.
  */
 char *seqadv_for_copy(int slot, const char *text, size_t len);
+
+/*
+ * Whether a write of A (the analysis of TEXT, its names as side DIALECT
+ * names them, RULES mapping them to side SLOT's) may assign a column that
+ * owns a sequence on side SLOT: the cheap test before seqadv_for_copy,
+ * from the tables it writes only (no parse). True when A is NULL.
+ */
+bool seqadv_copy_may_assign(int slot, const char *text, const struct sql_analysis *a,
+			    const struct rewrite_rules *rules, int dialect);
 
 /*
  * The same for writes that name their table and columns themselves (e.g.

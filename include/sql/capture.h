@@ -139,7 +139,9 @@ void capture_targets_free(struct capture_target *t, size_t n);
  * capture_advance_sql. Columns without a sequence are skipped by the server,
  * which says so for each column T names (not for ALL's) with a NOTICE whose
  * message is CAPTURE_NO_SEQUENCE, a newline, then that column's
- * capture_column_key(), so that the caller need not offer it again.
+ * capture_column_key(), so that the caller need not offer it again; when
+ * no column of that table owns one, a second NOTICE says so with the key
+ * of column "" (the table's).
  * Returns 0, or 1 (B unchanged) when a name would break the statement's
  * quoting or N is 0.
  */
@@ -148,6 +150,15 @@ int capture_advance_max_sql(struct wbuf *b, const struct capture_target *t, size
 /* "SCHEMA.NAME\nCOL" (the table as the advance statement names it), or NULL
  * out of memory. Caller owns the string. */
 char *capture_column_key(const char *schema, const char *name, const char *col);
+
+/*
+ * The table a plain write names first, from its leading words alone:
+ * `UPDATE [ONLY] t`, `INSERT INTO t`, `MERGE INTO [ONLY] t`, t as `name` or
+ * `schema.name`, folded as the parser folds it, into NAME and SCHEMA ("" when
+ * unqualified), CAP bytes each. Returns 0, or 1 when TEXT (LEN bytes) starts
+ * otherwise (a comment, WITH, ...) or a name does not fit.
+ */
+int capture_write_target(const char *text, size_t len, char *schema, char *name, size_t cap);
 
 /* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
  * a literal that reads back as the same text whatever the session's

@@ -14,6 +14,7 @@
 #include "sql/analyze.h"
 #include "sql/cache.h"
 #include "sql/capture.h"
+#include "sql/rules_walk.h"
 #include "io/catalog.h"
 
 #include <stdint.h>
@@ -87,23 +88,6 @@ static const struct catalog_shapes *side_shapes(int slot)
 	return slot == SLOT_NEW ? rt->new_shapes : rt->old_shapes;
 }
 
-/* The shape of table WRITTEN ("schema.name" or "name", as the analysis
- * names it) in SHAPES, or NULL. */
-static const struct catalog_shape *written_shape(const struct catalog_shapes *shapes,
-						 const char *written)
-{
-	const char *dot = strchr(written, '.');
-	if (!dot)
-		return catalog_shape_find(shapes, NULL, written);
-	char schema[256];
-	size_t n = (size_t)(dot - written);
-	if (n >= sizeof(schema))
-		return NULL;
-	memcpy(schema, written, n);
-	schema[n] = '\0';
-	return catalog_shape_find(shapes, schema, dot + 1);
-}
-
 static bool shape_has_sequence(const struct catalog_shape *t)
 {
 	for (size_t i = 0; t->sequence && i < t->n_cols; i++)
@@ -112,9 +96,39 @@ static bool shape_has_sequence(const struct catalog_shape *t)
 	return false;
 }
 
-/* Whether a statement of A may assign a column owning a sequence on the
- * side whose catalog is SHAPES (NULL: unknown, then any write may). */
-static bool may_assign(const struct sql_analysis *a, const struct catalog_shapes *shapes)
+/* Whether table SCHEMA.NAME of side SLOT may have a column owning a
+ * sequence: its catalog says so, or (unknown there) its server did not say
+ * it has none. */
+static bool table_may(int slot, const char *schema, const char *name)
+{
+	const struct catalog_shapes *shapes = side_shapes(slot);
+	const struct catalog_shape *t = shapes ? catalog_shape_find(shapes, schema, name) : NULL;
+	if (t)
+		return shape_has_sequence(t);
+	return !said_none(slot, schema, name, "");
+}
+
+/* Whether table SCHEMA.NAME (SCHEMA NULL: unqualified), as side DIALECT
+ * names it, may have a column owning a sequence on side SLOT, RULES mapping
+ * the name. */
+static bool written_may(int slot, const char *schema, const char *name,
+			const struct rewrite_rules *rules, int dialect)
+{
+	long e = rules && dialect != slot
+			 ? rewrite_rules_find_entry(rules, (enum rewrite_side)dialect, schema, name)
+			 : -1;
+	struct rewrite_entry ent;
+	if (e >= 0 && rewrite_rules_entry(rules, (size_t)e, &ent) == 0) {
+		schema = ent.schema[slot];
+		name = ent.name[slot];
+	}
+	return table_may(slot, schema, name);
+}
+
+/* Whether a statement of A (analysis of TEXT, names as side DIALECT names
+ * them) may assign a column owning a sequence on side SLOT. */
+static bool may_assign(int slot, const char *text, const struct sql_analysis *a,
+		       const struct rewrite_rules *rules, int dialect)
 {
 	for (size_t i = 0; i < a->n_stmts; i++) {
 		const struct sql_stmt *st = &a->stmts[i];
@@ -124,15 +138,37 @@ static bool may_assign(const struct sql_analysis *a, const struct catalog_shapes
 			       strcmp(st->tag, "MERGE") == 0 || (st->flags & SQL_F_WRITE_CTE);
 		if (!assigns)
 			continue;  /* DELETE, TRUNCATE; COPY is not a statement's values */
-		if (!shapes || st->n_writes == 0)
-			return true;
+		if (st->n_writes == 0) {
+			/* (the lexer's analysis lists no tables: the first words) */
+			char schema[256], name[256];
+			if (capture_write_target(text + st->offset, st->len, schema, name,
+						 sizeof(name)) != 0 ||
+			    written_may(slot, schema[0] ? schema : NULL, name, rules, dialect))
+				return true;
+			continue;
+		}
 		for (size_t k = 0; k < st->n_writes; k++) {
-			const struct catalog_shape *t = written_shape(shapes, st->writes[k]);
-			if (!t || shape_has_sequence(t))
+			/* "schema.name" or "name", as the analysis names it */
+			const char *name = st->writes[k], *dot = strchr(name, '.');
+			char schema[256];
+			if (dot && (size_t)(dot - name) >= sizeof(schema))
+				return true;
+			if (dot) {
+				memcpy(schema, name, (size_t)(dot - name));
+				schema[dot - name] = '\0';
+				name = dot + 1;
+			}
+			if (written_may(slot, dot ? schema : NULL, name, rules, dialect))
 				return true;
 		}
 	}
 	return false;
+}
+
+bool seqadv_copy_may_assign(int slot, const char *text, const struct sql_analysis *a,
+			    const struct rewrite_rules *rules, int dialect)
+{
+	return !a || may_assign(slot, text, a, rules, dialect);
 }
 
 /* Keeps, of each table of T (N) that SHAPES knows, the columns owning a
@@ -146,7 +182,12 @@ static size_t keep_sequence_columns(int slot, const struct catalog_shapes *shape
 	for (size_t i = 0; i < n; i++) {
 		const struct catalog_shape *s = shapes ? catalog_shape_find(shapes, t[i].schema, t[i].name)
 						       : NULL;
-		if (!s) {
+		if (!s && said_none(slot, t[i].schema, t[i].name, "")) {
+			t[i].all = false;  /* no column of the table owns one */
+			for (size_t j = 0; j < t[i].n_cols; j++)
+				free(t[i].cols[j]);
+			t[i].n_cols = 0;
+		} else if (!s) {
 			size_t k = 0;
 			for (size_t j = 0; j < t[i].n_cols; j++) {
 				if (said_none(slot, t[i].schema, t[i].name, t[i].cols[j]))
@@ -215,7 +256,7 @@ static char *advance_for(int slot, struct capture_target *t, size_t n)
 static char *decide(int slot, const char *text, size_t len)
 {
 	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, text, len, REWRITE_NONE, NULL);
-	if (a && !may_assign(a, side_shapes(slot)))
+	if (a && !may_assign(slot, text, a, NULL, slot))
 		return NULL;
 	struct capture_target *t;
 	size_t n;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void capture_plan_clear(struct capture_plan *p)
 {
@@ -724,6 +725,11 @@ int capture_advance_max_sql(struct wbuf *b, const struct capture_target *t, size
 		 "  s := pg_catalog.pg_get_serial_sequence(t::text, c)::regclass;\n"
 		 "  IF s IS NULL AND named THEN\n"
 		 "    RAISE NOTICE '%', '" CAPTURE_NO_SEQUENCE "' || chr(10) || tt || chr(10) || c;\n"
+		 "    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = t\n"
+		 "        AND a.attnum > 0 AND NOT a.attisdropped\n"
+		 "        AND pg_catalog.pg_get_serial_sequence(t::text, a.attname) IS NOT NULL) THEN\n"
+		 "      RAISE NOTICE '%', '" CAPTURE_NO_SEQUENCE "' || chr(10) || tt || chr(10);\n"
+		 "    END IF;\n"
 		 "  END IF;\n");
 	put_advance_body(b, true, 0);
 	return 0;
@@ -742,4 +748,94 @@ char *capture_column_key(const char *schema, const char *name, const char *col)
 		return NULL;
 	}
 	return (char *)q.data;
+}
+
+/* ---- the target of a plain write, by its first words --------------------- */
+
+struct words {
+	const char *p, *end;
+};
+
+static void words_blank(struct words *w)
+{
+	while (w->p < w->end && isspace((unsigned char)*w->p))
+		w->p++;
+}
+
+/* Whether the next word is keyword KW (any case); consumes it. */
+static bool words_keyword(struct words *w, const char *kw)
+{
+	words_blank(w);
+	size_t n = strlen(kw);
+	if ((size_t)(w->end - w->p) < n || strncasecmp(w->p, kw, n) != 0)
+		return false;
+	const char *after = w->p + n;
+	if (after < w->end && (isalnum((unsigned char)*after) || *after == '_' || *after == '$'))
+		return false;
+	w->p = after;
+	return true;
+}
+
+/* The next identifier, folded as the parser folds it (quoted: as written),
+ * into OUT (CAP bytes). False when there is none, or it does not fit. */
+static bool words_ident(struct words *w, char *out, size_t cap)
+{
+	words_blank(w);
+	size_t n = 0;
+	if (w->p < w->end && *w->p == '"') {
+		for (w->p++; w->p < w->end; w->p++) {
+			if (*w->p == '"') {
+				if (w->p + 1 < w->end && w->p[1] == '"')
+					w->p++;
+				else
+					break;
+			}
+			if (n + 1 >= cap)
+				return false;
+			out[n++] = *w->p;
+		}
+		if (w->p >= w->end || n == 0)
+			return false;
+		w->p++;
+	} else {
+		while (w->p < w->end && (isalnum((unsigned char)*w->p) || *w->p == '_' ||
+					 *w->p == '$' || (unsigned char)*w->p >= 0x80)) {
+			if (n + 1 >= cap)
+				return false;
+			out[n++] = (char)tolower((unsigned char)*w->p);
+			w->p++;
+		}
+		if (n == 0 || isdigit((unsigned char)out[0]) || out[0] == '$')
+			return false;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+int capture_write_target(const char *text, size_t len, char *schema, char *name, size_t cap)
+{
+	struct words w = { text, text + len };
+	bool into;
+	if (words_keyword(&w, "UPDATE"))
+		into = false;
+	else if (words_keyword(&w, "INSERT") || words_keyword(&w, "MERGE"))
+		into = true;
+	else
+		return 1;
+	if (into && !words_keyword(&w, "INTO"))
+		return 1;
+	if (words_keyword(&w, "ONLY") && (words_blank(&w), w.p < w.end && *w.p == '('))
+		return 1;
+	if (!words_ident(&w, name, cap))
+		return 1;
+	schema[0] = '\0';
+	if (w.p < w.end && *w.p == '.') {
+		w.p++;
+		memcpy(schema, name, strlen(name) + 1);
+		if (!words_ident(&w, name, cap))
+			return 1;
+		if (w.p < w.end && *w.p == '.')
+			return 1;  /* database.schema.name */
+	}
+	return 0;
 }

@@ -9,6 +9,8 @@
 #include "io/catalog.h"
 #include "session/runtime.h"
 #include "session/seqadv.h"
+#include "sql/analyze.h"
+#include "sql/cache.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -176,8 +178,9 @@ static void test_dual_copied_key_moves_the_shadows_sequence(void **state)
 }
 
 /* Without the shadow's catalog, an assigned column is offered once: the
- * shadow says it owns no sequence (a NOTICE of the advance), and the next
- * write assigning it gets no advance. */
+ * shadow says it owns no sequence, nor any column of its table (NOTICEs of
+ * the advance), and the next writes assigning it, or another column of
+ * that table, get no advance. */
 static void test_dual_column_without_sequence_is_offered_once(void **state)
 {
 	(void)state;
@@ -189,9 +192,9 @@ static void test_dual_column_without_sequence_is_offered_once(void **state)
 	hsession_open(&hs, NULL);
 	hsession_backend_login(&hs, SLOT_NEW);  /* the shadow */
 	struct peer *old = &hs.backend[SLOT_OLD], *new = &hs.backend[SLOT_NEW];
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < 3; round++) {
 		char sql[64];
-		snprintf(sql, sizeof(sql), "UPDATE t SET v = %d", round);
+		snprintf(sql, sizeof(sql), "UPDATE t SET %s = %d", round < 2 ? "v" : "n", round);
 		old_runs_autocommit(&hs, old, sql);
 		struct peer_msg m;
 		peer_recv_msg(new, &m);
@@ -214,6 +217,8 @@ static void test_dual_column_without_sequence_is_offered_once(void **state)
 		if (round == 0) {
 			build_error(&a, PqMsg_NoticeResponse, "NOTICE", "00000",
 				    "pgturnout: no sequence\nt\nv", NULL, NULL);
+			build_error(&a, PqMsg_NoticeResponse, "NOTICE", "00000",
+				    "pgturnout: no sequence\nt\n", NULL, NULL);
 			build_command_complete(&a, "DO");
 		}
 		build_ready(&a, 'T');
@@ -223,6 +228,20 @@ static void test_dual_column_without_sequence_is_offered_once(void **state)
 		both_commit(&hs, old, new);
 	}
 	hsession_close(&hs);
+	/* from then on the tables written decide, without a parse */
+	const char *up = "UPDATE t SET n = 3";
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, up, strlen(up), REWRITE_NONE,
+						     NULL);
+	assert_non_null(a);
+	assert_false(seqadv_copy_may_assign(SLOT_NEW, up, a, NULL, SLOT_OLD));
+	assert_false(seqadv_copy_may_assign(SLOT_OLD, up, a, NULL, SLOT_OLD));  /* its catalog */
+	set_shapes(true);
+	assert_true(seqadv_copy_may_assign(SLOT_OLD, up, a, NULL, SLOT_OLD));
+	const char *with = "WITH x AS (SELECT 1) UPDATE t SET n = 3";
+	a = sql_cache_get(rt->sql_cache, with, strlen(with), REWRITE_NONE, NULL);
+	set_shapes(false);
+	assert_true(seqadv_copy_may_assign(SLOT_OLD, with, a, NULL, SLOT_OLD) ==
+		    (a->stmts[0].n_writes == 0));  /* not known from its first words */
 }
 
 /* COPY ... FROM and other writes that name their columns: only those

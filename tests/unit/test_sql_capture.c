@@ -308,6 +308,33 @@ static void test_advance_past_the_largest_value(void **state)
 	wbuf_free(&b);
 }
 
+/* The table of a plain write from its first words, as the parser names it. */
+static void test_write_target_from_first_words(void **state)
+{
+	(void)state;
+	static const char *const ok[][3] = {
+		{ "UPDATE ONLY s.\"It\"\"ems\" SET id = 1", "s", "It\"ems" },
+		{ "insert into T (a) values (1)", "", "t" },
+		{ "MERGE INTO x.Y AS t USING z ON true WHEN MATCHED THEN DELETE", "x", "y" },
+		{ "  UPDATE\n\tpgbench_accounts SET abalance = 1", "", "pgbench_accounts" },
+	};
+	char schema[64], name[64];
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(capture_write_target(ok[i][0], strlen(ok[i][0]), schema, name,
+						      sizeof(name)), 0);
+		assert_string_equal(schema, ok[i][1]);
+		assert_string_equal(name, ok[i][2]);
+	}
+	static const char *const no[] = {
+		"WITH m AS (SELECT 1) UPDATE t SET a = 1", "/* c */ UPDATE t SET a = 1",
+		"UPDATE a.b.c SET x = 1", "UPDATEx t SET a = 1", "INSERT t VALUES (1)",
+		"DELETE FROM t", "UPDATE \"\" SET a = 1",
+	};
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_int_equal(capture_write_target(no[i], strlen(no[i]), schema, name,
+						      sizeof(name)), 1);
+}
+
 /* One quoter for generated SQL: bare only when read back as the same name. */
 static void test_identifiers_are_quoted_when_needed(void **state)
 {
@@ -348,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_advance_names_new_side_sequences),
 		cmocka_unit_test(test_targets_of_copied_writes),
 		cmocka_unit_test(test_advance_past_the_largest_value),
+		cmocka_unit_test(test_write_target_from_first_words),
 		cmocka_unit_test(test_updates_deletes_and_upserts_are_captured),
 		cmocka_unit_test(test_apply_by_key),
 	};
