@@ -3207,9 +3207,10 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		if (!lock_only)
 			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
 		/* the shadow's sequences past the explicit values it gets */
-		char *advanced = !copy_from && seqadv_copy_may_assign(d->shadow_slot, text, a, c->cfg->rules,
-								      c->dialect_slot)
-					 ? dual_with_advance(c, (const char *)sh.data) : NULL;
+		bool may = !copy_from && dual_shadow(c) && !d->broken &&
+			   seqadv_copy_may_assign(d->shadow_slot, text, a, c->cfg->rules,
+						  c->dialect_slot);
+		char *advanced = may ? dual_with_advance(c, (const char *)sh.data) : NULL;
 		if (advanced) {
 			wbuf_reset(&sh);
 			wbuf_put(&sh, advanced, strlen(advanced) + 1);
