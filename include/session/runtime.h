@@ -107,6 +107,7 @@ struct runtime {
 	struct twophase *twophase;          /* owns; dual_commit is two-phase (session/twophase.h); NULL: ordered */
 	struct catalog_shapes *new_shapes; /* owns: the new path's tables and columns (io/catalog.h),
 					      read at start, kept current by session/catalog_watch.h; NULL: not read */
+	struct catalog_shapes *old_shapes; /* owns: the same for the old path */
 	struct fleet *fleet;            /* owns: the fleet's flag store client; NULL without [fleet] */
 	struct guard_watch *guards;     /* owns: the [guard] windows and states (session/guard_watch.h) */
 	struct shadow_reads *shadows;   /* owns: shadow reads' queue and side connections

@@ -115,19 +115,65 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 int capture_advance_seqs_sql(struct wbuf *b, const char *const *seqs, const long long *max,
 			     size_t n, long long ahead);
 
+/*
+ * One key source for writes copied as statements: what a statement assigns.
+ * One entry per table a statement (or any of its data-modifying WITH parts)
+ * gives explicit values to, with the columns it names: INSERT's column list,
+ * UPDATE's SET, MERGE's INSERT and UPDATE actions. ALL: an INSERT without a
+ * column list (every column may be given). An INSERT ... DEFAULT VALUES,
+ * a DELETE or a TRUNCATE assigns nothing.
+ */
+struct capture_target {
+	char *schema;           /* owns: as written, or NULL */
+	char *name;             /* owns: the relation's name (folded as the parser does) */
+	char **cols;            /* owns, n_cols: the columns named (each once) */
+	size_t n_cols;
+	bool all;               /* every column may be assigned */
+};
+
+/*
+ * The tables and columns the statements of TEXT (LEN bytes) assign:
+ * *OUT (caller owns: capture_targets_free), *N (a table once). Returns 0,
+ * 1 when TEXT does not parse, -1 out of memory.
+ */
+int capture_targets(const char *text, size_t len, struct capture_target **out, size_t *n);
+void capture_targets_free(struct capture_target *t, size_t n);
+
+/*
+ * One key source after explicit values: builds, into B, a DO statement that
+ * moves the sequence owned by each column of T (N tables, as the side that
+ * runs it names them; a table whose ALL is set: each of its columns) past
+ * the largest value that column holds, never lower (`max(column)` of the
+ * table: an index on the column makes it one index probe; without one it
+ * reads the table). Under the same advisory lock per sequence as
+ * capture_advance_sql. Columns without a sequence are skipped by the server,
+ * which says so for each column T names (not for ALL's) with a NOTICE whose
+ * message is CAPTURE_NO_SEQUENCE, a newline, then that column's
+ * capture_column_key(), so that the caller need not offer it again; when
+ * no column of that table owns one, a second NOTICE says so with the key
+ * of column "" (the table's).
+ * Returns 0, or 1 (B unchanged) when a name would break the statement's
+ * quoting or N is 0.
+ */
+int capture_advance_max_sql(struct wbuf *b, const struct capture_target *t, size_t n);
+#define CAPTURE_NO_SEQUENCE "pgturnout: no sequence"
+/* "SCHEMA.NAME\nCOL" (the table as the advance statement names it), or NULL
+ * out of memory. Caller owns the string. */
+char *capture_column_key(const char *schema, const char *name, const char *col);
+
+/*
+ * The table a plain write names first, from its leading words alone:
+ * `UPDATE [ONLY] t`, `INSERT INTO t`, `MERGE INTO [ONLY] t`, t as `name` or
+ * `schema.name`, folded as the parser folds it, into NAME and SCHEMA ("" when
+ * unqualified), CAP bytes each. Returns 0, or 1 when TEXT (LEN bytes) starts
+ * otherwise (a comment, WITH, ...) or a name does not fit.
+ */
+int capture_write_target(const char *text, size_t len, char *schema, char *name, size_t cap);
+
 /* Appends VALUE (LEN bytes, a column's text form; NULL: SQL NULL) to B as
  * a literal that reads back as the same text whatever the session's
  * standard_conforming_strings: E'...' with quotes and backslashes doubled. */
 void capture_put_literal(struct wbuf *b, const char *value, size_t len);
-
-/*
- * One key source after rows were copied as a statement (keys not known to
- * pgturnout): the DO statement of capture_advance_sql, but each sequence
- * owned by a column of SCHEMA.NAME is moved AHEAD past that column's
- * largest value in the table (read by the statement). 0, or 1 (B
- * unchanged) when a name would break the statement's quoting.
- */
-int capture_advance_max_sql(struct wbuf *b, const char *schema, const char *name, long long ahead);
 
 /*
  * COPY ... FROM STDIN through values: the rows are copied into a staging

@@ -39,6 +39,7 @@
 #include "session/pool.h"
 #include "session/catalog_watch.h"
 #include "session/runtime.h"
+#include "session/seqadv.h"
 #include "session/server.h"
 #include "sql/cache.h"
 

@@ -36,6 +36,7 @@
 #include "session/journal.h"
 #include "session/relay.h"
 #include "session/runtime.h"
+#include "session/seqadv.h"
 #include "session/server.h"
 #include "session/steer.h"
 #include "session/twophase.h"
@@ -709,6 +710,7 @@ static void dual_compare_row(struct dual *d, const uint8_t *msg, size_t len);
 static void dual_capture_message(struct client *c, const uint8_t *msg, size_t len,
 				 struct wbuf *client_part);
 static void dual_expect_injected(struct dual *d, bool describe);
+static void dual_mirror_extended(struct client *c, const uint8_t *msg, size_t len);
 static void dual_build_injected(struct wbuf *b, const char *sql, const uint8_t *ptypes,
 				size_t ptypes_len, const uint8_t *params, size_t params_len,
 				const uint8_t *rfmt, size_t rfmt_len, bool describe);
@@ -805,6 +807,21 @@ static bool dual_capture_shadow_part(struct dual *d, const uint8_t *msg, size_t 
 	return d->cap_rows_now;
 }
 
+/* A NoticeResponse of LEN (its length field) bytes at the head of IN, from
+ * the shadow: what the advance after copied values says (session/seqadv.h). */
+static void dual_shadow_notice(struct client *c, struct evbuffer *in, uint32_t len)
+{
+	uint8_t *m;
+	struct pg_error_fields f;
+	if (conn_read_msg(in, NULL, 65536, &m, &len) != CONN_MSG_OK) {
+		evbuffer_drain(in, 1 + (size_t)len);  /* (whole: out of memory) */
+		return;
+	}
+	if (proto_parse_error(m + MSG_HEADER_LEN, len - 4, &f) == 0)
+		seqadv_note(c->dual->shadow_slot, f.message);
+	free(m);
+}
+
 void dual_shadow_input(struct server *s)
 {
 	struct client *c = s->client;
@@ -846,6 +863,10 @@ void dual_shadow_input(struct server *s)
 			d->cmp_active = false;
 			if (d->cap_on && !d->cap_from_primary)
 				d->cap_rows_now = false;
+		}
+		if (mine && type == PqMsg_NoticeResponse && len <= 65536) {
+			dual_shadow_notice(c, in, len);
+			continue;
 		}
 		if (mine && d->cmp_marked && type == PqMsg_RowDescription) {
 			/* an extended batch: is it the apply's? (its marker first) */
@@ -1536,6 +1557,44 @@ static char *dual_capture_advance(struct client *c)
 	return (char *)b.data;
 }
 
+/*
+ * One key source for writes copied as statements (session/seqadv.h): SQL,
+ * as the shadow runs it, then the statement moving the shadow's sequences
+ * past the explicit values SQL gives them, as one text (caller owns); NULL
+ * when nothing moves.
+ */
+static char *dual_with_advance(const struct client *c, const char *sql)
+{
+	char *advance = seqadv_for_copy(c->dual->shadow_slot, sql, strlen(sql));
+	if (!advance)
+		return NULL;
+	/* (a newline first: SQL may end in a line comment) */
+	size_t n = strlen(sql) + strlen(advance) + 4;
+	char *both = malloc(n);
+	if (both)
+		snprintf(both, n, "%s\n;\n%s", sql, advance);
+	free(advance);
+	return both;
+}
+
+/* The same in an extended batch: after the shadow's execution of TEXT,
+ * the advance as an execution of ours in the shadow's part of the batch. */
+static void dual_mirror_advance(struct client *c, const char *text)
+{
+	if (c->dual->broken || !dual_shadow(c))
+		return;
+	char *advance = seqadv_for_copy(c->dual->shadow_slot, text, strlen(text));
+	if (!advance)
+		return;
+	struct wbuf b;
+	wbuf_init(&b);
+	dual_build_injected(&b, advance, NULL, 0, NULL, 0, NULL, 0, false);
+	if (wbuf_ok(&b))
+		dual_mirror_extended(c, b.data, b.len);
+	wbuf_free(&b);
+	free(advance);
+}
+
 /* ---- the primary's side ----------------------------------------------- */
 
 /* Sends the primary a Query of pgturnout's own. False when it could not be
@@ -1771,8 +1830,10 @@ static void dual_queue_captured(struct client *c)
 			}
 			wbuf_free(&b);
 		} else {
+			char *advanced = !apply ? dual_with_advance(c, sql) : NULL;
 			dual_begin(c);
-			dual_pend_query(c, "", sql);
+			dual_pend_query(c, "", advanced ? advanced : sql);
+			free(advanced);
 		}
 	}
 	free(apply);
@@ -2389,24 +2450,20 @@ static void dual_copy_statement(struct client *c, const char *stmt)
 }
 
 /* The client's CopyDone of a COPY copied as a statement: new's sequences
- * move past the keys it wrote (see capture_advance_max_sql). */
+ * move past the keys it wrote (session/seqadv.h: every column). */
 static void dual_copy_statement_done(struct client *c)
 {
 	struct dual *d = c->dual;
 	struct server *sh = dual_shadow(c);
 	if (!d->copy_adv_table || !sh || d->broken)
 		return;
-	struct wbuf b;
-	wbuf_init(&b);
-	if (capture_advance_max_sql(&b, d->copy_adv_schema, d->copy_adv_table, DUAL_SEQ_AHEAD) == 0) {
-		wbuf_put_u8(&b, 0);
-		if (wbuf_ok(&b)) {
-			dual_shadow_query(c, (const char *)b.data);
-			d->shadow_mark = server_mark(sh);
-			dual_forget_sequences();  /* moved behind this process's back */
-		}
+	char *sql = seqadv_for_columns(SLOT_NEW, d->copy_adv_schema, d->copy_adv_table, NULL, 0);
+	if (sql) {
+		dual_shadow_query(c, sql);
+		d->shadow_mark = server_mark(sh);
+		dual_forget_sequences();  /* moved behind this process's back */
 	}
-	wbuf_free(&b);
+	free(sql);
 }
 
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
@@ -4514,7 +4571,17 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 			if (volatile_write && !capture)
 				dual_mark_nondeterministic(c, d->n_tx - 1);
 		}
-		if (dual_shadow(c) && !d->broken) {
+		/* the shadow's sequences past the explicit values it gets */
+		bool may = !copy_from && dual_shadow(c) && !d->broken &&
+			   seqadv_copy_may_assign(d->shadow_slot, text, a, c->cfg->rules,
+						  c->dialect_slot);
+		char *advanced = may ? dual_with_advance(c, (const char *)sh.data) : NULL;
+		if (advanced) {
+			wbuf_reset(&sh);
+			wbuf_put(&sh, advanced, strlen(advanced) + 1);
+			free(advanced);
+		}
+		if (dual_shadow(c) && !d->broken && wbuf_ok(&sh)) {
 			if (!copy_from && !d->shadow_tx && d->pend.len == 0) {
 				/* One round trip opens the shadow transaction and
 				 * runs the statements. */
@@ -4949,6 +5016,7 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 	tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
 	dual_mirror_extended(c, b.data, b.len);
 	wbuf_free(&b);
+	dual_mirror_advance(c, d->cap.text);
 	if (!d->holding)
 		return false;
 	d->held_exec = true;
@@ -5068,6 +5136,8 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 			if (po->old_text && po->volatile_write)
 				dual_mark_nondeterministic(c, d->n_tx - 1);
 			dual_mirror_extended(c, msg, len);
+			if (po->write)
+				dual_mirror_advance(c, po->text);
 		}
 		break;
 	}

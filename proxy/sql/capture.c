@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void capture_plan_clear(struct capture_plan *p)
 {
@@ -293,7 +294,8 @@ static void put_qualified(struct wbuf *t, const char *schema, const char *name)
 #define ADVANCE_KEY "((1885828096::bigint << 32) | s::oid::bigint)"
 
 /* The head of the advance statement, up to "FOR s, v IN "; the caller
- * writes a query of (regclass or NULL, bigint) rows, then advance_tail. */
+ * writes a query of (regclass or NULL, bigint) rows, then " LOOP\n" and
+ * put_advance_body. */
 static void advance_head(struct wbuf *b)
 {
 	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
@@ -302,13 +304,17 @@ static void advance_head(struct wbuf *b)
 		 "FOR s, v IN ");
 }
 
-/* The loop body after s (the sequence) and v (the value to be past) are
- * set, and the end of the DO statement. */
-static void advance_body(struct wbuf *b, long long ahead)
+/* The loop body of the advance statements, for sequence S (NULL: none)
+ * and its column's value V (BY_MAX: the largest of column C of table T):
+ * under the sequence's advisory lock, set AHEAD past V when behind it. */
+static void put_advance_body(struct wbuf *b, bool by_max, long long ahead)
 {
-	put_s(b, "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
-		 "  BEGIN\n"
-		 "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
+	put_s(b, "  CONTINUE WHEN s IS NULL;\n"
+		 "  PERFORM pg_catalog.pg_advisory_lock" ADVANCE_KEY ";\n"
+		 "  BEGIN\n");
+	if (by_max)
+		put_s(b, "    EXECUTE pg_catalog.format('SELECT max(%I)::bigint FROM %s', c, t) INTO v;\n");
+	put_s(b, "    EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', s) INTO lv, called;\n"
 		 "    IF lv < v OR (lv = v AND NOT called) THEN\n"
 		 "      SELECT q.seqmax INTO mx FROM pg_catalog.pg_sequence q WHERE q.seqrelid = s;\n"
 		 "      PERFORM pg_catalog.setval(s, LEAST(v + ");
@@ -324,14 +330,6 @@ static void advance_body(struct wbuf *b, long long ahead)
 		 "  PERFORM pg_catalog.pg_advisory_unlock" ADVANCE_KEY ";\n"
 		 "END LOOP;\n"
 		 "END" ADVANCE_TAG);
-}
-
-/* The loop over the rows of advance_head's query. */
-static void advance_tail(struct wbuf *b, long long ahead)
-{
-	put_s(b, " LOOP\n"
-		 "  CONTINUE WHEN s IS NULL;\n");
-	advance_body(b, ahead);
 }
 
 /* ", (<first>, <max>::bigint)" rows of VALUES: FIRST is written by the caller
@@ -368,8 +366,8 @@ int capture_advance_sql(struct wbuf *b, const char *schema, const char *name,
 		capture_put_literal(b, cols[i], strlen(cols[i]));
 		advance_row_close(b, max[i]);
 	}
-	put_s(b, ") AS x(c, m)");
-	advance_tail(b, ahead);
+	put_s(b, ") AS x(c, m) LOOP\n");
+	put_advance_body(b, false, ahead);
 	return 0;
 }
 
@@ -390,35 +388,8 @@ int capture_advance_seqs_sql(struct wbuf *b, const char *const *seqs, const long
 		put_s(b, ")::text");
 		advance_row_close(b, max[i]);
 	}
-	put_s(b, ") AS x(s, m)");
-	advance_tail(b, ahead);
-	return 0;
-}
-
-int capture_advance_max_sql(struct wbuf *b, const char *schema, const char *name, long long ahead)
-{
-	if (strstr(name, "$pgturnout") || (schema && strstr(schema, "$pgturnout")))
-		return 1;
-	struct wbuf t;
-	put_qualified(&t, schema, name);
-	const char *tn = wbuf_ok(&t) ? (const char *)t.data : "";
-	put_s(b, "DO " ADVANCE_TAG "DECLARE s regclass; v bigint; lv bigint; called boolean; "
-		 "mx bigint; c name;\n"
-		 "BEGIN\n"
-		 "FOR c, s IN SELECT a.attname, pg_catalog.pg_get_serial_sequence(");
-	capture_put_literal(b, tn, strlen(tn));
-	put_s(b, ", a.attname)::regclass FROM pg_catalog.pg_attribute a WHERE a.attrelid = ");
-	capture_put_literal(b, tn, strlen(tn));
-	put_s(b, "::regclass AND a.attnum > 0 AND NOT a.attisdropped LOOP\n"
-		 "  CONTINUE WHEN s IS NULL;\n"
-		 "  EXECUTE pg_catalog.format('SELECT max(%I)::bigint FROM %s', c, ");
-	capture_put_literal(b, tn, strlen(tn));
-	put_s(b, "::regclass) INTO v;\n"
-		 "  CONTINUE WHEN v IS NULL;\n");
-	if (!wbuf_ok(&t))
-		b->failed = true;
-	wbuf_free(&t);
-	advance_body(b, ahead);
+	put_s(b, ") AS x(s, m) LOOP\n");
+	put_advance_body(b, false, ahead);
 	return 0;
 }
 
@@ -830,4 +801,402 @@ out:
 	free(v);
 	free(l);
 	return rc;
+}
+
+/* ---- what copied statements assign ------------------------------------- */
+
+static void target_clear(struct capture_target *t)
+{
+	free(t->schema);
+	free(t->name);
+	for (size_t k = 0; k < t->n_cols; k++)
+		free(t->cols[k]);
+	free(t->cols);
+}
+
+void capture_targets_free(struct capture_target *t, size_t n)
+{
+	for (size_t i = 0; t && i < n; i++)
+		target_clear(&t[i]);
+	free(t);
+}
+
+struct targets {
+	struct capture_target *t;       /* owns, n */
+	size_t n;
+	bool oom;
+};
+
+/* The entry of RV in TS, added when new; NULL out of memory. */
+static struct capture_target *targets_table(struct targets *ts, const PgQuery__RangeVar *rv)
+{
+	const char *schema = rv->schemaname && rv->schemaname[0] ? rv->schemaname : NULL;
+	for (size_t i = 0; i < ts->n; i++) {
+		struct capture_target *t = &ts->t[i];
+		if (strcmp(t->name, rv->relname) == 0 &&
+		    (schema ? t->schema && strcmp(t->schema, schema) == 0 : !t->schema))
+			return t;
+	}
+	struct capture_target *v = realloc(ts->t, (ts->n + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	ts->t = v;
+	struct capture_target *t = &v[ts->n];
+	memset(t, 0, sizeof(*t));
+	t->name = strdup(rv->relname);
+	t->schema = schema ? strdup(schema) : NULL;
+	if (!t->name || (schema && !t->schema)) {
+		free(t->name);
+		free(t->schema);
+		return NULL;
+	}
+	ts->n++;
+	return t;
+}
+
+/* Adds the ResTarget names of LIST (N) to T's columns. */
+static void targets_cols(struct targets *ts, struct capture_target *t, PgQuery__Node **list,
+			 size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const PgQuery__Node *x = list[i];
+		if (x->node_case != PG_QUERY__NODE__NODE_RES_TARGET || !x->res_target->name)
+			continue;
+		const char *col = x->res_target->name;
+		bool seen = false;
+		for (size_t k = 0; k < t->n_cols && !seen; k++)
+			seen = strcmp(t->cols[k], col) == 0;
+		if (seen)
+			continue;
+		char **v = realloc(t->cols, (t->n_cols + 1) * sizeof(*v));
+		if (!v || !(v[t->n_cols] = strdup(col))) {
+			if (v)
+				t->cols = v;
+			ts->oom = true;
+			return;
+		}
+		t->cols = v;
+		t->n_cols++;
+	}
+}
+
+static void targets_stmt(struct targets *ts, const PgQuery__Node *node);
+
+static void targets_with(struct targets *ts, const PgQuery__WithClause *w)
+{
+	for (size_t i = 0; w && i < w->n_ctes; i++) {
+		const PgQuery__Node *n = w->ctes[i];
+		if (n->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR && n->common_table_expr->ctequery)
+			targets_stmt(ts, n->common_table_expr->ctequery);
+	}
+}
+
+/* The entry of RV (NULL: none), once what WITH's parts assign is recorded;
+ * NULL when there is no relation or out of memory (ts->oom). */
+static struct capture_target *targets_target(struct targets *ts, const PgQuery__WithClause *with,
+					     const PgQuery__RangeVar *rv)
+{
+	targets_with(ts, with);
+	if (!rv)
+		return NULL;
+	struct capture_target *t = targets_table(ts, rv);
+	if (!t)
+		ts->oom = true;
+	return t;
+}
+
+/* Records what NODE (a statement) assigns, its WITH parts included. */
+static void targets_stmt(struct targets *ts, const PgQuery__Node *node)
+{
+	struct capture_target *t;
+	switch (node->node_case) {
+	case PG_QUERY__NODE__NODE_INSERT_STMT: {
+		const PgQuery__InsertStmt *s = node->insert_stmt;
+		if (s->select_stmt)
+			targets_stmt(ts, s->select_stmt);
+		/* (DEFAULT VALUES: every column its default) */
+		if (!(t = targets_target(ts, s->with_clause, s->select_stmt ? s->relation : NULL)))
+			break;
+		if (s->n_cols == 0)
+			t->all = true;
+		targets_cols(ts, t, s->cols, s->n_cols);
+		if (s->on_conflict_clause)
+			targets_cols(ts, t, s->on_conflict_clause->target_list,
+				     s->on_conflict_clause->n_target_list);
+		break;
+	}
+	case PG_QUERY__NODE__NODE_UPDATE_STMT: {
+		const PgQuery__UpdateStmt *s = node->update_stmt;
+		if ((t = targets_target(ts, s->with_clause, s->relation)))
+			targets_cols(ts, t, s->target_list, s->n_target_list);
+		break;
+	}
+	case PG_QUERY__NODE__NODE_MERGE_STMT: {
+		const PgQuery__MergeStmt *s = node->merge_stmt;
+		if (!(t = targets_target(ts, s->with_clause, s->relation)))
+			break;
+		for (size_t i = 0; i < s->n_merge_when_clauses; i++) {
+			const PgQuery__Node *w = s->merge_when_clauses[i];
+			if (w->node_case != PG_QUERY__NODE__NODE_MERGE_WHEN_CLAUSE)
+				continue;
+			const PgQuery__MergeWhenClause *m = w->merge_when_clause;
+			if (m->command_type == PG_QUERY__CMD_TYPE__CMD_INSERT && m->n_target_list == 0 &&
+			    m->n_values > 0)
+				t->all = true;  /* INSERT VALUES (...) without a column list */
+			if (m->command_type == PG_QUERY__CMD_TYPE__CMD_INSERT ||
+			    m->command_type == PG_QUERY__CMD_TYPE__CMD_UPDATE)
+				targets_cols(ts, t, m->target_list, m->n_target_list);
+		}
+		break;
+	}
+	case PG_QUERY__NODE__NODE_DELETE_STMT:
+		targets_with(ts, node->delete_stmt->with_clause);
+		break;
+	case PG_QUERY__NODE__NODE_SELECT_STMT: {
+		/* a data-modifying WITH ahead of a SELECT, or of an INSERT's */
+		const PgQuery__SelectStmt *s = node->select_stmt;
+		targets_with(ts, s->with_clause);
+		if (s->larg)
+			targets_stmt(ts, &(PgQuery__Node){ .node_case = PG_QUERY__NODE__NODE_SELECT_STMT,
+							    .select_stmt = s->larg });
+		if (s->rarg)
+			targets_stmt(ts, &(PgQuery__Node){ .node_case = PG_QUERY__NODE__NODE_SELECT_STMT,
+							    .select_stmt = s->rarg });
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+int capture_targets(const char *text, size_t len, struct capture_target **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (memchr(text, '\0', len))
+		return 1;
+	char *src = strndup(text, len);
+	if (!src)
+		return -1;
+	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
+	free(src);
+	if (pr.error) {
+		pg_query_free_protobuf_parse_result(pr);
+		return 1;
+	}
+	PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
+		NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
+	pg_query_free_protobuf_parse_result(pr);
+	if (!tree)
+		return -1;
+	struct targets ts = { 0 };
+	for (size_t i = 0; i < tree->n_stmts && !ts.oom; i++)
+		if (tree->stmts[i]->stmt)
+			targets_stmt(&ts, tree->stmts[i]->stmt);
+	pg_query__parse_result__free_unpacked(tree, NULL);
+	/* a table that names no column and is not ALL assigns nothing */
+	size_t k = 0;
+	for (size_t i = 0; i < ts.n; i++) {
+		if (ts.t[i].n_cols || ts.t[i].all)
+			ts.t[k++] = ts.t[i];
+		else
+			target_clear(&ts.t[i]);
+	}
+	ts.n = k;
+	if (ts.oom) {
+		capture_targets_free(ts.t, ts.n);
+		return -1;
+	}
+	*out = ts.t;
+	*n = ts.n;
+	return 0;
+}
+
+/* Whether S would end the DO statement's dollar quote. */
+static bool breaks_quote(const char *s)
+{
+	return s && strstr(s, "$pgturnout");
+}
+
+int capture_advance_max_sql(struct wbuf *b, const struct capture_target *t, size_t n)
+{
+	size_t pairs = 0, all = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (breaks_quote(t[i].schema) || breaks_quote(t[i].name))
+			return 1;
+		for (size_t k = 0; k < t[i].n_cols; k++)
+			if (breaks_quote(t[i].cols[k]))
+				return 1;
+		pairs += t[i].all ? 0 : t[i].n_cols;
+		all += t[i].all;
+	}
+	if (!pairs && !all)
+		return 1;
+	put_s(b, "DO " ADVANCE_TAG "DECLARE tt text; named boolean; t regclass; c text; s regclass; "
+		 "v bigint; lv bigint; called boolean; mx bigint;\n"
+		 "BEGIN\n"
+		 "FOR tt, c, named IN ");
+	bool first = true;
+	if (pairs) {
+		put_s(b, "SELECT x.t, x.c, true FROM (VALUES ");
+		for (size_t i = 0; i < n; i++) {
+			if (t[i].all)
+				continue;
+			struct wbuf q;
+			put_qualified(&q, t[i].schema, t[i].name);
+			for (size_t k = 0; k < t[i].n_cols; k++) {
+				put_s(b, first ? "(" : ", (");
+				first = false;
+				capture_put_literal(b, (const char *)q.data, q.len ? q.len - 1 : 0);
+				put_s(b, ", ");
+				capture_put_literal(b, t[i].cols[k], strlen(t[i].cols[k]));
+				put_s(b, ")");
+			}
+			if (!wbuf_ok(&q))
+				b->failed = true;
+			wbuf_free(&q);
+		}
+		put_s(b, ") AS x(t, c)");
+	}
+	if (all) {
+		if (pairs)
+			put_s(b, "\n  UNION ALL ");
+		put_s(b, "SELECT a.attrelid::regclass::text, a.attname::text, false "
+			 "FROM pg_catalog.pg_attribute a "
+			 "WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid IN (");
+		first = true;
+		for (size_t i = 0; i < n; i++) {
+			if (!t[i].all)
+				continue;
+			struct wbuf q;
+			put_qualified(&q, t[i].schema, t[i].name);
+			if (!first)
+				put_s(b, ", ");
+			first = false;
+			capture_put_literal(b, (const char *)q.data, q.len ? q.len - 1 : 0);
+			put_s(b, "::regclass");
+			if (!wbuf_ok(&q))
+				b->failed = true;
+			wbuf_free(&q);
+		}
+		put_s(b, ")");
+	}
+	put_s(b, " LOOP\n"
+		 "  t := tt::regclass;\n"
+		 "  s := pg_catalog.pg_get_serial_sequence(t::text, c)::regclass;\n"
+		 "  IF s IS NULL AND named THEN\n"
+		 "    RAISE NOTICE '%', '" CAPTURE_NO_SEQUENCE "' || chr(10) || tt || chr(10) || c;\n"
+		 "    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = t\n"
+		 "        AND a.attnum > 0 AND NOT a.attisdropped\n"
+		 "        AND pg_catalog.pg_get_serial_sequence(t::text, a.attname) IS NOT NULL) THEN\n"
+		 "      RAISE NOTICE '%', '" CAPTURE_NO_SEQUENCE "' || chr(10) || tt || chr(10);\n"
+		 "    END IF;\n"
+		 "  END IF;\n");
+	put_advance_body(b, true, 0);
+	return 0;
+}
+
+char *capture_column_key(const char *schema, const char *name, const char *col)
+{
+	struct wbuf q;
+	put_qualified(&q, schema, name);
+	if (q.len)
+		q.data[q.len - 1] = '\n';
+	put_s(&q, col);
+	wbuf_put_u8(&q, 0);
+	if (!wbuf_ok(&q)) {
+		wbuf_free(&q);
+		return NULL;
+	}
+	return (char *)q.data;
+}
+
+/* ---- the target of a plain write, by its first words --------------------- */
+
+struct words {
+	const char *p, *end;
+};
+
+static void words_blank(struct words *w)
+{
+	while (w->p < w->end && isspace((unsigned char)*w->p))
+		w->p++;
+}
+
+/* Whether the next word is keyword KW (any case); consumes it. */
+static bool words_keyword(struct words *w, const char *kw)
+{
+	words_blank(w);
+	size_t n = strlen(kw);
+	if ((size_t)(w->end - w->p) < n || strncasecmp(w->p, kw, n) != 0)
+		return false;
+	const char *after = w->p + n;
+	if (after < w->end && (isalnum((unsigned char)*after) || *after == '_' || *after == '$'))
+		return false;
+	w->p = after;
+	return true;
+}
+
+/* The next identifier, folded as the parser folds it (quoted: as written),
+ * into OUT (CAP bytes). False when there is none, or it does not fit. */
+static bool words_ident(struct words *w, char *out, size_t cap)
+{
+	words_blank(w);
+	size_t n = 0;
+	if (w->p < w->end && *w->p == '"') {
+		for (w->p++; w->p < w->end; w->p++) {
+			if (*w->p == '"') {
+				if (w->p + 1 < w->end && w->p[1] == '"')
+					w->p++;
+				else
+					break;
+			}
+			if (n + 1 >= cap)
+				return false;
+			out[n++] = *w->p;
+		}
+		if (w->p >= w->end || n == 0)
+			return false;
+		w->p++;
+	} else {
+		while (w->p < w->end && (isalnum((unsigned char)*w->p) || *w->p == '_' ||
+					 *w->p == '$' || (unsigned char)*w->p >= 0x80)) {
+			if (n + 1 >= cap)
+				return false;
+			out[n++] = (char)tolower((unsigned char)*w->p);
+			w->p++;
+		}
+		if (n == 0 || isdigit((unsigned char)out[0]) || out[0] == '$')
+			return false;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+int capture_write_target(const char *text, size_t len, char *schema, char *name, size_t cap)
+{
+	struct words w = { text, text + len };
+	bool into;
+	if (words_keyword(&w, "UPDATE"))
+		into = false;
+	else if (words_keyword(&w, "INSERT") || words_keyword(&w, "MERGE"))
+		into = true;
+	else
+		return 1;
+	if (into && !words_keyword(&w, "INTO"))
+		return 1;
+	if (words_keyword(&w, "ONLY") && (words_blank(&w), w.p < w.end && *w.p == '('))
+		return 1;
+	if (!words_ident(&w, name, cap))
+		return 1;
+	schema[0] = '\0';
+	if (w.p < w.end && *w.p == '.') {
+		w.p++;
+		memcpy(schema, name, strlen(name) + 1);
+		if (!words_ident(&w, name, cap))
+			return 1;
+		if (w.p < w.end && *w.p == '.')
+			return 1;  /* database.schema.name */
+	}
+	return 0;
 }

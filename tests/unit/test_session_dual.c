@@ -6,6 +6,11 @@
 #include "session_harness.h"
 
 #include "core/wbuf.h"
+#include "io/catalog.h"
+#include "session/runtime.h"
+#include "session/seqadv.h"
+#include "sql/analyze.h"
+#include "sql/cache.h"
 #include "wire/build.h"
 #include "wire/proto.h"
 
@@ -20,16 +25,63 @@
 #define DUAL_CONFIG HARNESS_TWO_PATHS "[flags]\ndual_write = on\n"
 #define SHADOW_BEGIN "BEGIN; SET LOCAL lock_timeout = 5000;\n"
 
+/* Each path's catalog: table t (id, v); id owns a sequence when SEQ. */
+static struct catalog_shapes *shapes_of_t(bool seq)
+{
+	struct catalog_shapes *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	s->t = calloc(1, sizeof(*s->t));
+	assert_non_null(s->t);
+	s->n = 1;
+	struct catalog_shape *t = s->t;
+	t->schema = strdup("public");
+	t->name = strdup("t");
+	t->visible = true;
+	t->n_cols = 2;
+	t->cols = calloc(2, sizeof(char *));
+	t->generated = calloc(2, 1);
+	t->sequence = calloc(2, sizeof(bool));
+	t->key = calloc(2, sizeof(bool));
+	assert_non_null(t->cols);
+	assert_non_null(t->generated);
+	assert_non_null(t->sequence);
+	assert_non_null(t->key);
+	t->cols[0] = strdup("id");
+	t->cols[1] = strdup("v");
+	t->sequence[0] = seq;
+	t->key[0] = true;
+	return s;
+}
+
+static void set_shapes(bool seq)
+{
+	for (int i = 0; i < 2; i++) {
+		struct catalog_shapes **at = i ? &rt->new_shapes : &rt->old_shapes;
+		catalog_shapes_free(*at);
+		free(*at);
+		*at = shapes_of_t(seq);
+	}
+	seqadv_forget();
+}
+
 static int setup(void **state)
 {
 	(void)state;
 	harness_start(DUAL_CONFIG);
+	set_shapes(false);  /* copied writes of t assign no sequence */
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
+	for (int i = 0; i < 2; i++) {
+		struct catalog_shapes **at = i ? &rt->new_shapes : &rt->old_shapes;
+		catalog_shapes_free(*at);
+		free(*at);
+		*at = NULL;
+	}
+	seqadv_forget();
 	harness_stop();
 	return 0;
 }
@@ -76,6 +128,142 @@ static void expect_params_then_tag(struct peer *app, const char *tag)
 static void expect_ready(struct peer *app, char status)
 {
 	peer_expect_msg(app, PqMsg_ReadyForQuery, &status, 1);
+}
+
+/* Primary old runs the autocommit write SQL of the application in a
+ * transaction of pgturnout's; the application gets its tag. */
+static void old_runs_autocommit(struct hsession *hs, struct peer *old, const char *sql)
+{
+	peer_send_query(&hs->app, sql);
+	expect_query(old, "BEGIN");
+	expect_query(old, sql);
+	answer(old, (const char *[]){ "BEGIN", NULL }, 'T');
+	answer(old, (const char *[]){ "UPDATE 1", NULL }, 'T');
+	expect_tag(&hs->app, "UPDATE 1");
+}
+
+/* ... then both commit, old first, and the application is ready. */
+static void both_commit(struct hsession *hs, struct peer *old, struct peer *new)
+{
+	expect_query(old, "COMMIT");
+	answer(old, (const char *[]){ "COMMIT", NULL }, 'I');
+	expect_query(new, "COMMIT");
+	answer(new, (const char *[]){ "COMMIT", NULL }, 'I');
+	expect_ready(&hs->app, 'I');
+}
+
+/* A copied write that assigns a column owning a sequence on the shadow is
+ * followed there, in the same Query, by the advance past max(id); the
+ * application sees its own tag only. */
+static void test_dual_copied_key_moves_the_shadows_sequence(void **state)
+{
+	(void)state;
+	set_shapes(true);
+	struct hsession hs;
+	hsession_open(&hs, NULL);
+	hsession_backend_login(&hs, SLOT_NEW);  /* the shadow */
+	struct peer *old = &hs.backend[SLOT_OLD], *new = &hs.backend[SLOT_NEW];
+	old_runs_autocommit(&hs, old, "UPDATE t SET id = id + 100 WHERE v = 1");
+	struct peer_msg m;
+	peer_recv_msg(new, &m);
+	assert_int_equal(m.type, PqMsg_Query);
+	const char *want = SHADOW_BEGIN "UPDATE t SET id = id + 100 WHERE v = 1\n;\nDO $pgturnout_seq$";
+	assert_true(strncmp((const char *)m.body, want, strlen(want)) == 0);
+	assert_non_null(strstr((const char *)m.body, "(VALUES (E't', E'id')) AS x(t, c)"));
+	assert_null(strstr((const char *)m.body, "E'v'"));
+	peer_msg_free(&m);
+	answer(new, (const char *[]){ "BEGIN", "SET", "UPDATE 1", "DO", NULL }, 'T');
+	both_commit(&hs, old, new);
+	hsession_close(&hs);
+}
+
+/* Without the shadow's catalog, an assigned column is offered once: the
+ * shadow says it owns no sequence, nor any column of its table (NOTICEs of
+ * the advance), and the next writes assigning it, or another column of
+ * that table, get no advance. */
+static void test_dual_column_without_sequence_is_offered_once(void **state)
+{
+	(void)state;
+	catalog_shapes_free(rt->new_shapes);
+	free(rt->new_shapes);
+	rt->new_shapes = NULL;
+	seqadv_forget();
+	struct hsession hs;
+	hsession_open(&hs, NULL);
+	hsession_backend_login(&hs, SLOT_NEW);  /* the shadow */
+	struct peer *old = &hs.backend[SLOT_OLD], *new = &hs.backend[SLOT_NEW];
+	for (int round = 0; round < 3; round++) {
+		char sql[64];
+		snprintf(sql, sizeof(sql), "UPDATE t SET %s = %d", round < 2 ? "v" : "n", round);
+		old_runs_autocommit(&hs, old, sql);
+		struct peer_msg m;
+		peer_recv_msg(new, &m);
+		assert_int_equal(m.type, PqMsg_Query);
+		const char *body = (const char *)m.body;
+		assert_true(strncmp(body, SHADOW_BEGIN, strlen(SHADOW_BEGIN)) == 0);
+		body += strlen(SHADOW_BEGIN);
+		if (round == 0) {
+			assert_true(strncmp(body, sql, strlen(sql)) == 0);
+			assert_non_null(strstr(body, "(VALUES (E't', E'v')) AS x(t, c)"));
+		} else {
+			assert_string_equal(body, sql);  /* nothing more */
+		}
+		peer_msg_free(&m);
+		struct wbuf a;
+		wbuf_init(&a);
+		build_command_complete(&a, "BEGIN");
+		build_command_complete(&a, "SET");
+		build_command_complete(&a, "UPDATE 1");
+		if (round == 0) {
+			build_error(&a, PqMsg_NoticeResponse, "NOTICE", "00000",
+				    "pgturnout: no sequence\nt\nv", NULL, NULL);
+			build_error(&a, PqMsg_NoticeResponse, "NOTICE", "00000",
+				    "pgturnout: no sequence\nt\n", NULL, NULL);
+			build_command_complete(&a, "DO");
+		}
+		build_ready(&a, 'T');
+		assert_true(wbuf_ok(&a));
+		peer_send(new, a.data, a.len);
+		wbuf_free(&a);
+		both_commit(&hs, old, new);
+	}
+	hsession_close(&hs);
+	/* from then on the tables written decide, without a parse */
+	const char *up = "UPDATE t SET n = 3";
+	const struct sql_analysis *a = sql_cache_get(rt->sql_cache, up, strlen(up), REWRITE_NONE,
+						     NULL);
+	assert_non_null(a);
+	assert_false(seqadv_copy_may_assign(SLOT_NEW, up, a, NULL, SLOT_OLD));
+	assert_false(seqadv_copy_may_assign(SLOT_OLD, up, a, NULL, SLOT_OLD));  /* its catalog */
+	set_shapes(true);
+	assert_true(seqadv_copy_may_assign(SLOT_OLD, up, a, NULL, SLOT_OLD));
+	const char *with = "WITH x AS (SELECT 1) UPDATE t SET n = 3";
+	a = sql_cache_get(rt->sql_cache, with, strlen(with), REWRITE_NONE, NULL);
+	set_shapes(false);
+	assert_true(seqadv_copy_may_assign(SLOT_OLD, with, a, NULL, SLOT_OLD) ==
+		    (a->stmts[0].n_writes == 0));  /* not known from its first words */
+}
+
+/* COPY ... FROM and other writes that name their columns: only those
+ * owning a sequence on the side are named (every one of them for all
+ * columns); none: no statement. */
+static void test_advance_for_named_columns(void **state)
+{
+	(void)state;
+	set_shapes(true);
+	const char *cols[] = { "v", "id" };
+	char *sql = seqadv_for_columns(SLOT_NEW, NULL, "t", cols, 2);
+	assert_non_null(sql);
+	assert_non_null(strstr(sql, "(VALUES (E't', E'id')) AS x(t, c)"));
+	assert_null(strstr(sql, "E'v'"));
+	free(sql);
+	sql = seqadv_for_columns(SLOT_OLD, "public", "t", NULL, 0);
+	assert_non_null(sql);
+	assert_non_null(strstr(sql, "(VALUES (E'public.t', E'id')) AS x(t, c)"));
+	free(sql);
+	assert_null(seqadv_for_columns(SLOT_NEW, NULL, "t", cols, 1));
+	set_shapes(false);
+	assert_null(seqadv_for_columns(SLOT_NEW, NULL, "t", NULL, 0));
 }
 
 /* Primary old: the autocommit write runs in a transaction of pgturnout's on
@@ -228,6 +416,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_dual_autocommit_write_on_old_is_held_until_new_has_it,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dual_copied_key_moves_the_shadows_sequence, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dual_column_without_sequence_is_offered_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_advance_for_named_columns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dual_session_on_new_runs_old_first, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dual_transaction_commits_primary_first, setup,

@@ -187,6 +187,20 @@ static void test_apply_reads_values_back_as_written(void **state)
 	capture_plan_clear(&p);
 }
 
+/* What every advance statement is: one DO, set only when the sequence is
+ * behind the value (never lower), the lock released on error as well as
+ * on success. */
+static void assert_advance(const char *sql)
+{
+	assert_true(strncmp(sql, "DO $pgturnout_seq$", 18) == 0);
+	assert_non_null(strstr(sql, "IF lv < v OR (lv = v AND NOT called) THEN"));
+	const char *unlock = strstr(sql, "pg_advisory_unlock");
+	assert_non_null(unlock);
+	assert_non_null(strstr(unlock + 1, "pg_advisory_unlock"));
+	size_t len = strlen(sql);
+	assert_string_equal(sql + len - 18, "END$pgturnout_seq$");
+}
+
 static void test_advance_names_new_side_sequences(void **state)
 {
 	(void)state;
@@ -197,18 +211,10 @@ static void test_advance_names_new_side_sequences(void **state)
 	assert_int_equal(capture_advance_sql(&b, "p_new", "Items_v2", cols, max, 2, 1000), 0);
 	wbuf_put_u8(&b, 0);
 	const char *sql = (const char *)b.data;
-	assert_true(strncmp(sql, "DO $pgturnout_seq$", 18) == 0);
+	assert_advance(sql);
 	assert_non_null(strstr(sql, "pg_get_serial_sequence(E'p_new.\"Items_v2\"', x.c)"));
 	assert_non_null(strstr(sql, "(VALUES (E'id', 42::bigint), (E'Odd''col', -7::bigint))"));
-	/* never lower: set only when the sequence is behind the value */
-	assert_non_null(strstr(sql, "IF lv < v OR (lv = v AND NOT called) THEN"));
 	assert_non_null(strstr(sql, "setval(s, LEAST(v + 1000, GREATEST(mx, v)))"));
-	/* the lock is released on error as well as on success */
-	const char *unlock = strstr(sql, "pg_advisory_unlock");
-	assert_non_null(unlock);
-	assert_non_null(strstr(unlock + 1, "pg_advisory_unlock"));
-	size_t len = strlen(sql);
-	assert_string_equal(sql + len - 18, "END$pgturnout_seq$");
 	wbuf_free(&b);
 
 	/* a name that would end the dollar quote is refused */
@@ -282,6 +288,118 @@ static void test_keyread_finds_sequence_literals(void **state)
 	assert_int_equal(capture_advance_seqs_sql(&b, seqs, max, 0, 0), 1);
 	assert_int_equal(b.len, 0);
 	wbuf_free(&b);
+}
+
+/* What a copied statement assigns: per table, the columns it names. */
+static void test_targets_of_copied_writes(void **state)
+{
+	(void)state;
+	struct capture_target *t;
+	size_t n;
+	const char *up = "UPDATE s.items AS i SET id = id + 100, (n, name) = (1, 'x') WHERE id = 3";
+	assert_int_equal(capture_targets(up, strlen(up), &t, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(t[0].schema, "s");
+	assert_string_equal(t[0].name, "items");
+	assert_false(t[0].all);
+	assert_int_equal(t[0].n_cols, 3);
+	assert_string_equal(t[0].cols[0], "id");
+	assert_string_equal(t[0].cols[1], "n");
+	assert_string_equal(t[0].cols[2], "name");
+	capture_targets_free(t, n);
+
+	const char *merge = "MERGE INTO Tags t USING src s ON t.id = s.id WHEN MATCHED THEN "
+			    "UPDATE SET label = s.label WHEN NOT MATCHED THEN INSERT (id, label) "
+			    "VALUES (s.id, s.label)";
+	assert_int_equal(capture_targets(merge, strlen(merge), &t, &n), 0);
+	assert_int_equal(n, 1);
+	assert_null(t[0].schema);
+	assert_string_equal(t[0].name, "tags");
+	assert_int_equal(t[0].n_cols, 2);
+	assert_string_equal(t[0].cols[0], "label");
+	assert_string_equal(t[0].cols[1], "id");
+	capture_targets_free(t, n);
+
+	/* a data-modifying WITH, an INSERT without a column list, two
+	 * statements; DEFAULT VALUES and DELETE assign nothing */
+	const char *with = "WITH m AS (UPDATE a SET k = 1 RETURNING k) INSERT INTO b SELECT k FROM m;"
+			   "INSERT INTO c DEFAULT VALUES; DELETE FROM d; INSERT INTO a (k) VALUES (2)";
+	assert_int_equal(capture_targets(with, strlen(with), &t, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(t[0].name, "a");
+	assert_int_equal(t[0].n_cols, 1);
+	assert_string_equal(t[0].cols[0], "k");
+	assert_string_equal(t[1].name, "b");
+	assert_true(t[1].all);
+	capture_targets_free(t, n);
+
+	const char *none = "DELETE FROM t WHERE id = 1";
+	assert_int_equal(capture_targets(none, strlen(none), &t, &n), 0);
+	assert_int_equal(n, 0);
+	capture_targets_free(t, n);
+	assert_int_equal(capture_targets("UPDATE", 6, &t, &n), 1);
+}
+
+/* The advance after copied values: past max(column), never lower. */
+static void test_advance_past_the_largest_value(void **state)
+{
+	(void)state;
+	char *cols[] = { "id" };
+	struct capture_target t[] = {
+		{ .schema = "p_old", .name = "Items", .cols = cols, .n_cols = 1 },
+		{ .name = "tags", .all = true },
+	};
+	struct wbuf b;
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_max_sql(&b, t, 2), 0);
+	wbuf_put_u8(&b, 0);
+	const char *sql = (const char *)b.data;
+	assert_advance(sql);
+	assert_non_null(strstr(sql, "(VALUES (E'p_old.\"Items\"', E'id')) AS x(t, c)"));
+	assert_non_null(strstr(sql, "a.attrelid IN (E'tags'::regclass)"));
+	assert_non_null(strstr(sql, "SELECT max(%I)::bigint FROM %s', c, t) INTO v"));
+	assert_non_null(strstr(sql, "setval(s, LEAST(v + 0, GREATEST(mx, v)))"));
+	/* a named column without a sequence is reported by its key */
+	assert_non_null(strstr(sql, "RAISE NOTICE '%', 'pgturnout: no sequence' || chr(10) || tt"));
+	char *key = capture_column_key("p_old", "Items", "id");
+	assert_string_equal(key, "p_old.\"Items\"\nid");
+	free(key);
+	wbuf_free(&b);
+
+	char *bad[] = { "x$pgturnout_seq$" };
+	struct capture_target q = { .name = "t", .cols = bad, .n_cols = 1 };
+	wbuf_init(&b);
+	assert_int_equal(capture_advance_max_sql(&b, &q, 1), 1);
+	assert_int_equal(capture_advance_max_sql(&b, t, 0), 1);
+	assert_int_equal(b.len, 0);
+	wbuf_free(&b);
+}
+
+/* The table of a plain write from its first words, as the parser names it. */
+static void test_write_target_from_first_words(void **state)
+{
+	(void)state;
+	static const char *const ok[][3] = {
+		{ "UPDATE ONLY s.\"It\"\"ems\" SET id = 1", "s", "It\"ems" },
+		{ "insert into T (a) values (1)", "", "t" },
+		{ "MERGE INTO x.Y AS t USING z ON true WHEN MATCHED THEN DELETE", "x", "y" },
+		{ "  UPDATE\n\tpgbench_accounts SET abalance = 1", "", "pgbench_accounts" },
+	};
+	char schema[64], name[64];
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(capture_write_target(ok[i][0], strlen(ok[i][0]), schema, name,
+						      sizeof(name)), 0);
+		assert_string_equal(schema, ok[i][1]);
+		assert_string_equal(name, ok[i][2]);
+	}
+	static const char *const no[] = {
+		"WITH m AS (SELECT 1) UPDATE t SET a = 1", "/* c */ UPDATE t SET a = 1",
+		"UPDATE a.b.c SET x = 1", "UPDATEx t SET a = 1", "INSERT t VALUES (1)",
+		"DELETE FROM t", "UPDATE \"\" SET a = 1",
+	};
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_int_equal(capture_write_target(no[i], strlen(no[i]), schema, name,
+						      sizeof(name)), 1);
 }
 
 /* One quoter for generated SQL: bare only when read back as the same name. */
@@ -404,6 +522,9 @@ int main(void)
 		cmocka_unit_test(test_apply_reads_values_back_as_written),
 		cmocka_unit_test(test_advance_names_new_side_sequences),
 		cmocka_unit_test(test_keyread_finds_sequence_literals),
+		cmocka_unit_test(test_targets_of_copied_writes),
+		cmocka_unit_test(test_advance_past_the_largest_value),
+		cmocka_unit_test(test_write_target_from_first_words),
 		cmocka_unit_test(test_updates_deletes_and_upserts_are_captured),
 		cmocka_unit_test(test_apply_by_key),
 		cmocka_unit_test(test_copy_is_staged_with_its_options),
