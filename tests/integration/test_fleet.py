@@ -279,6 +279,9 @@ def test_store_down_keeps_flags_refuses_changes_and_converges_after(proxy_factor
     ps = start_fleet(proxy_factory, tmp_path, fleet_dsn("127.0.0.1", store_pg.port, "app"),
                      paths=bench_paths(bench_dbs), extra=MIGRATION)
     assert admin_set(ps[0], "SET shadow_failure = fail") is None
+    # (a change on an instance that has not applied the fleet's last one yet
+    # is refused, "try again": wait until it has)
+    wait_for(lambda: flag(ps[1], "shadow_failure") == "fail", 5, "the first change on %s" % ps[1].port)
     assert admin_set(ps[1], "SET canary_percent = 5") is None
     for p in ps:
         wait_for(lambda: flag(p, "canary_percent") == "5" and flag(p, "shadow_failure") == "fail", 5,
