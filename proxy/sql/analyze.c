@@ -425,7 +425,8 @@ int sql_set_user_volatile(const char *const *names, size_t n)
 			return -1;
 		}
 	}
-	qsort(set, n, sizeof(*set), an_strcmp_p);
+	if (n > 1)
+		qsort(set, n, sizeof(*set), an_strcmp_p);
 	bool same = n == an_n_user_volatile;
 	for (size_t i = 0; same && i < n; i++)
 		same = set[i] == an_user_volatile[i];
