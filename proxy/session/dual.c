@@ -23,6 +23,7 @@
  *   shadow transaction is rolled back at the end.
  */
 #include "session/dual.h"
+#include "dual_impl.h"
 
 #include "core/json.h"
 #include "core/log.h"
@@ -56,266 +57,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SHADOW_RETRY_US (1000 * 1000)
-/* Largest row whose values are captured. */
-#define DUAL_CAPTURE_MAX (64u * 1024 * 1024)
-
-struct dual_stmt {
-	char *text;             /* owns: as sent (or to be sent) to the shadow */
-	char *params;           /* owns: text form of the Bind parameters, or NULL */
-	/* the rows it wrote, when captured (for the journal) */
-	char *table;            /* owns: old's table as the statement names it, or NULL */
-	char *keys;             /* owns: JSON array of old's key columns per row, or NULL */
-	int auth_slot;          /* the path slot holding the rows as they should be */
-	bool mismatch;          /* the shadow wrote other values than the primary's */
-	bool nondet;            /* copied as a statement though non-deterministic: the
-				   sides' values may differ (journaled at commit) */
-};
-
-/* A named statement or portal the shadow knows (mirrored). */
-struct dual_name {
-	char *name;             /* owns */
-	char *text;             /* owns: statement text (for the journal) */
-	bool commit;            /* the statement ends or prepares the transaction (txn):
-				   not mirrored, run by pgturnout at its Execute */
-	int txn;                /* with commit: SQL_TXN_COMMIT, _PREPARE, _COMMIT_PREPARED
-				   or _ROLLBACK_PREPARED */
-	bool write;             /* the statement writes: its executions count as shadow writes */
-	/* an INSERT whose values are captured when executed (extended protocol) */
-	char *old_text;         /* owns: the statement for old; NULL: not captured */
-	char *own_text;         /* owns: with old_text, the client's own text (an UPDATE,
-				   DELETE or upsert applied by key takes its RETURNING) */
-	bool volatile_write;    /* with old_text: the copy of the statement may differ */
-	uint8_t *ptypes;        /* owns: the Parse's parameter types (count + OIDs) */
-	size_t ptypes_len;
-	uint8_t *params;        /* owns (portals): the Bind's parameter formats and values */
-	size_t params_len;
-	uint8_t *rfmt;          /* owns (portals): the Bind's result format codes (count + codes) */
-	size_t rfmt_len;
-	uint8_t *parse;         /* owns: statements: the Parse the shadow gets */
-	size_t parse_len;
-	bool prepared;          /* statements: prepared on the current shadow connection */
-};
-
-/* A COPY ... FROM STDIN through values, by step (dual_copy_start). */
-enum dual_copy_step {
-	DUAL_COPY_NONE,
-	DUAL_COPY_OLD,          /* primary old: staged, inserted and captured in one Query */
-	DUAL_COPY_NEW_STAGE,    /* primary new: both sides stage the client's rows */
-	DUAL_COPY_NEW_FIRST,    /* ... old inserts them, captured (phase FIRST) */
-	DUAL_COPY_NEW_APPLY,    /* ... new gets old's values */
-};
-
-/* Where the request in flight stands. */
-enum dual_phase {
-	DUAL_IDLE,              /* no request of the client's in flight */
-	DUAL_CONNECTING,        /* the shadow backend is connecting: the client waits */
-	DUAL_FIRST,             /* the shadow (old) runs the request first; the client's
-				   messages for the primary are held in d->held */
-	DUAL_PRIMARY,           /* the primary runs it; its ReadyForQuery will be held */
-	DUAL_SECOND,            /* the primary answered: the shadow runs its part */
-	DUAL_PRIMARY_END,       /* wrapped autocommit: the primary's COMMIT/ROLLBACK runs */
-	DUAL_ENDING,            /* the shadow's COMMIT/ROLLBACK runs */
-	DUAL_TWOPHASE,          /* the transaction commits in two phases (d->tpc_step) */
-};
-
-/* Steps of a two-phase commit (dual_commit = 2pc), old first. */
-enum tpc_step {
-	TPC_NONE,
-	TPC_PREPARE_OLD,        /* PREPARE TRANSACTION on old */
-	TPC_PREPARE_NEW,        /* ... then on new */
-	TPC_COMMIT,             /* decided: COMMIT PREPARED on both */
-	TPC_ABORT,              /* not decided: ROLLBACK (PREPARED) where anything is left */
-	TPC_CLIENT_ROLLBACK,    /* a client's ROLLBACK PREPARED, on both */
-};
-
 static const char *const dual_phase_names[] = {
 	[DUAL_IDLE] = "idle", [DUAL_CONNECTING] = "connecting", [DUAL_FIRST] = "first",
 	[DUAL_PRIMARY] = "primary", [DUAL_SECOND] = "second", [DUAL_PRIMARY_END] = "primary_end",
 	[DUAL_ENDING] = "ending", [DUAL_TWOPHASE] = "two-phase",
 };
 
-struct dual {
-	int shadow_slot;
-	enum dual_phase phase;  /* changed only by dual_set_phase() */
-	bool down;              /* no usable shadow */
-	uint64_t down_since_us;
-
-	/* the request in flight */
-	struct wbuf pend;       /* owns: the shadow's part, sent once the primary answered */
-	uint32_t pend_requests; /* requests (ReadyForQuery answers) inside pend */
-	bool pend_began;        /* pend opens the shadow transaction */
-	size_t tx_at_request;   /* d->n_tx when the request began */
-	bool req_mirrored;      /* something of it was sent to the shadow */
-	uint32_t shadow_mark;   /* shadow requests_sent once its part was sent */
-	struct wbuf inj;        /* owns: what replaces the held Execute (held_exec) */
-	struct wbuf held;       /* owns: the client's messages for the primary, held
-				   while the shadow (old) runs the request first */
-	bool holding;           /* this batch's messages go to held */
-	bool held_raw;          /* held is a Query of ours in new's names: sent unrewritten */
-	bool fail_verdict;      /* fail mode: the shadow's error fails the request */
-	bool wrapped;           /* the primary runs the request in a transaction of ours */
-	bool autocommit;        /* the request is a write outside a transaction block */
-	uint32_t own_ready;     /* ReadyForQuery answers of the primary that are ours */
-	uint32_t own_tags;      /* CommandComplete answers of the primary that are ours */
-	char primary_status;
-	bool primary_error;
-	bool primary_rolled_back;  /* a ROLLBACK tag ended a transaction */
-	uint64_t primary_rows;
-	bool shadow_error;
-	char shadow_message[256];
-	char shadow_sqlstate[6];
-	char lost_reason[320];  /* why the open shadow transaction is lost (for the journal) */
-	uint64_t shadow_rows;
-	bool ending_commit;
-	bool committed;         /* the primary's outcome of the ended transaction */
-
-	bool poisoned;          /* the client was told its transaction failed */
-	uint64_t intent;        /* the open commit intent of this transaction (session/intent.h), 0: none */
-
-	/* two-phase commit of the transaction (phase DUAL_TWOPHASE) */
-	enum tpc_step tpc_step;
-	uint64_t tpc_n;         /* its number (session/twophase.h); 0: none */
-	char tpc_gid[SLOT__COUNT][TWOPHASE_GID_MAX];
-	bool tpc_sent[SLOT__COUNT];     /* PREPARE TRANSACTION sent there */
-	bool tpc_prepared[SLOT__COUNT]; /* ... and it succeeded */
-	const char *tpc_tag;    /* the command tag the client gets; NULL: none (a wrapped
-				   autocommit write: its results are out already) */
-	bool tpc_client_op;     /* a client's PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED */
-	char tpc_side_state[SLOT__COUNT][6];  /* each side's SQLSTATE of the step; "" ok */
-	uint32_t tpc_wait;      /* our statements the primary has not answered yet */
-	bool tpc_primary_failed;        /* the primary failed the step's statement */
-	char tpc_sqlstate[6];   /* the first failure, for the client */
-	char tpc_message[320];
-
-	/* the shadow transaction */
-	bool shadow_tx;         /* a transaction is open on the shadow */
-	bool broken;
-	struct dual_stmt *tx;   /* owns */
-	size_t n_tx, cap_tx;
-
-	/* extended protocol: what the shadow knows */
-	struct strmap stmts;    /* owns: name -> struct dual_name (owns), mirrored
-				   statements, "" = unnamed */
-	struct strmap portals;  /* owns: name -> struct dual_name (owns), mirrored portals */
-	bool batch_mirrored;    /* this batch (up to Sync) sent something */
-	bool batch_began;       /* this batch executed a BEGIN */
-	bool copy_mirrored;     /* a mirrored COPY FROM is taking data */
-	bool copy_open;         /* the request is a COPY FROM: its data must flow */
-	char *pending_params;   /* owns: parameters of the last mirrored Bind */
-	/* an extended-protocol COMMIT, PREPARE TRANSACTION, COMMIT or ROLLBACK
-	 * PREPARED held back at its Execute, run once the batch before it
-	 * has run on both sides (dual_ext_txn_run); SQL_TXN_NONE: none */
-	int ext_txn;
-	char *ext_text;         /* owns: its statement text */
-	struct wbuf ext_exec;   /* owns: the client's Execute */
-
-	/* values, not statements: the request's INSERT run on old with a
-	 * capture of the rows it wrote, applied to new as literals */
-	struct capture_plan cap; /* owns */
-	bool cap_on;
-	bool cap_from_primary;  /* the rows come in the primary's stream (old is primary) */
-	bool cap_failed;
-	bool cap_extended;      /* the capture runs as a statement of ours in an extended batch */
-	bool cap_rows_now;      /* the capturing side's rows coming are the capture's (after
-				   its RowDescription, up to its CommandComplete): the
-				   primary's (cap_extended, old primary) or the shadow's */
-	/* extended batches: answers of the primary that are ours (ParseComplete,
-	 * BindComplete, CloseComplete of the statement injected in place of an
-	 * Execute), found by position among the batch's answers of each kind */
-	uint32_t sent_parse, sent_bind, sent_close, sent_describe; /* sent to the primary in this batch */
-	uint32_t seen_parse, seen_bind, seen_close, seen_describe; /* their answers seen */
-	uint32_t own_parse, own_bind, own_close, own_describe;    /* first position of ours; 0: none */
-	uint32_t n_own_parse, n_own_bind, n_own_close, n_own_describe; /* how many of ours from there */
-	bool held_exec;         /* held: the client's Execute at held_exec_off is to be replaced */
-	size_t held_exec_off;
-	uint8_t *inj_rfmt;      /* owns: its result format codes, for the statement replacing it */
-	size_t inj_rfmt_len;
-	int cap_mark;           /* index of CAPTURE_MARK in the rows, -1 before RowDescription */
-	char **cap_cols;        /* owns: the captured columns' names (old's), those new has */
-	bool *cap_keep;         /* owns: per column after the marker: applied to new */
-	size_t n_cap_all;       /* columns after the marker (kept or not) */
-	size_t cap_pend_off;    /* extended, old primary: where in pend new's part goes */
-	size_t n_cap_cols;
-	/* one key source: per captured column, whether new's column may own a
-	 * sequence (an integer column that owns one, or any integer column
-	 * when new's catalog is unknown), and the largest value captured */
-	bool *cap_seq;          /* owns, n_cap_cols */
-	/* applied by key (UPDATE, DELETE, ON CONFLICT DO UPDATE): rows as JSON */
-	char **cap_new;         /* owns, n_cap_cols: new's names of the captured columns */
-	bool *cap_key;          /* owns, n_cap_cols: in new's primary key */
-	bool *cap_json;         /* owns, n_cap_cols: a json or jsonb column (value is JSON) */
-	long long *cap_max;     /* owns, n_cap_cols; LLONG_MIN: none yet */
-	uint32_t own_do;        /* "DO" tags of the primary that are ours (sequence advance) */
-	uint32_t own_begin;     /* "BEGIN" tags of the primary that are ours (an extended
-				   autocommit write wrapped, dual_ext_wrap) */
-	bool advanced;          /* the request moves new's sequences (see dual_seq_mark) */
-	uint32_t inj_count;     /* statements of ours in inj */
-	struct wbuf cap_rows;   /* owns: "(lit, ...), (lit, ...)" */
-	struct wbuf cap_keyrows; /* owns: '{"k": "v"}, ...': each row's key (old's names) */
-	/* value comparison (a session on old): the rows captured from old and
-	 * those new's apply returned, as an order-independent digest */
-	uint64_t cap_digest;    /* of the captured rows, as applied */
-	bool cmp_on;            /* new's DataRows of this request are the apply's */
-	bool cmp_marked;        /* ... only those after a RowDescription starting with
-				   CAPTURE_MARK (an extended batch), the marker not compared */
-	bool cmp_active;        /* the rows coming are the apply's (cmp_marked) */
-	uint64_t cmp_primary, cmp_shadow;  /* digests: old's rows, new's rows */
-	uint64_t cmp_primary_rows, cmp_shadow_rows;
-	/* value comparison for a session whose primary is new: new's apply
-	 * returns the client's RETURNING columns, then CAPTURE_MARK and the
-	 * applied columns, which the client never sees (dual_cmpn_*); the
-	 * digests are cmp_primary (old's captured rows) and cmp_shadow (new's) */
-	bool cmpn_on;           /* this request's apply on new returns the applied columns */
-	bool cmpn_rows;         /* the primary's DataRows coming are the apply's */
-	int cmpn_mark;          /* the marker's index in them */
-	size_t cap_stmt;         /* the journal record of the capturing statement (old first,
-				   primary new); SIZE_MAX: none */
-	size_t cap_nrows;
-	char *cap_fallback;     /* owns: the shadow's statement, if values cannot be applied */
-	/* one key source: a read taking keys (nextval() ...) of a session on
-	 * new, run on old (dual_keyread_*) */
-	bool kr_on;             /* old runs it: its answers are collected */
-	int kr_stage;           /* 0: the read's answers; 1: our statement's; 2: all in */
-	bool kr_marker;         /* our statement follows the read */
-	bool kr_failed;         /* old's answers could not be kept */
-	struct wbuf kr_result;  /* owns: old's RowDescription, DataRows, CommandComplete */
-	char **kr_lits;         /* owns, n_kr: each sequence's literal as the client wrote it */
-	char **kr_new;          /* owns, n_kr: how new names each, when known (dual_kr_names) */
-	size_t n_kr;
-	char **kr_row;          /* owns, n_kr * KEYREAD_MARKER_COLS: our statement's values */
-	size_t n_kr_rows;
-	uint32_t kr_replace;    /* the primary's "DO" tag to be replaced by kr_result */
-
-	/* COPY ... FROM STDIN through values (dual_copy_*): the request's
-	 * COPY is staged and inserted on old with a capture; new gets the
-	 * captured rows in chunks */
-	enum dual_copy_step copy_step;
-	bool copy_temp;         /* the shadow transaction staged a COPY in a temporary
-				   table: it cannot be prepared (no two-phase commit) */
-	bool copy_too_big;      /* primary new: more rows than DUAL_COPY_HELD_MAX */
-	char *copy_text;        /* owns: the COPY as old names it (journal, intent) */
-	uint64_t copy_rows;     /* rows captured (and applied or queued) so far */
-	size_t copy_keys;       /* bytes of keys kept for the journal (DUAL_COPY_KEYS_MAX) */
-	bool copy_keyless;      /* over it: the COPY is recorded once more, without keys */
-	uint64_t copy_count;    /* primary new: rows in new's INSERT tags so far */
-	uint32_t copy_inserts;  /* primary new: INSERT tags of new's still to come */
-	struct wbuf copy_held;  /* owns: primary new: the statements new gets */
-	char *copy_adv_schema;  /* owns: a COPY copied as a statement to new: the */
-	char *copy_adv_table;   /* owns:  table whose sequences follow it (new's names) */
-	struct capture_template copy_tmpl; /* owns: the chunks' apply, rewritten once */
-	bool copy_tmpl_tried;
-};
-
-static void dual_keyread_clear(struct dual *d);
-static bool dual_keyread_takes(uint8_t type);
-static void dual_keyread_message(struct dual *d, const uint8_t *msg, size_t len);
-static void dual_keyread_run(struct client *c, struct server *sh);
-static bool dual_keyread_primary(struct client *c, const uint8_t *msg, size_t len);
-static bool dual_keyread_query(struct client *c, struct server *p, const uint8_t *msg, size_t len,
-			       const struct sql_analysis *a);
-
-static void dual_set_phase(struct client *c, enum dual_phase phase)
+void dual_set_phase(struct client *c, enum dual_phase phase)
 {
 	struct dual *d = c->dual;
 	if (d->phase == phase)
@@ -324,7 +72,7 @@ static void dual_set_phase(struct client *c, enum dual_phase phase)
 	d->phase = phase;
 }
 
-static struct server *dual_shadow(const struct client *c)
+struct server *dual_shadow(const struct client *c)
 {
 	const struct dual *d = c->dual;
 	struct server *s = c->servers[d->shadow_slot];
@@ -336,7 +84,7 @@ bool dual_is_shadow(const struct client *c, const struct server *s)
 	return c->dual && c->servers[c->dual->shadow_slot] == s;
 }
 
-static const char *dual_shadow_name(const struct client *c)
+const char *dual_shadow_name(const struct client *c)
 {
 	return c->cfg->paths[steer_slot_path(c, c->dual->shadow_slot)].name;
 }
@@ -348,7 +96,7 @@ static const char *dual_slot_name(const struct client *c, int slot)
 }
 
 /* A write mirrored as a statement whose copy may differ (volatile). */
-static void dual_count_nondeterministic(struct client *c)
+void dual_count_nondeterministic(struct client *c)
 {
 	rt->stats.nondeterministic_writes++;
 	rt->stats.paths[c->dual->shadow_slot].nondeterministic++;
@@ -432,7 +180,7 @@ static void tx_clear(struct dual *d)
 
 /* The statement fingerprint of TEXT for logs and the journal (0 when it
  * does not parse). */
-static uint64_t dual_fingerprint(const char *text)
+uint64_t dual_fingerprint(const char *text)
 {
 	uint64_t fp = 0;
 	if (!text || sql_fingerprint(text, strlen(text), &fp) < 0)
@@ -440,7 +188,7 @@ static uint64_t dual_fingerprint(const char *text)
 	return fp;
 }
 
-static void tx_record(struct dual *d, const char *text, size_t len, const char *params)
+void dual_tx_record(struct dual *d, const char *text, size_t len, const char *params)
 {
 	if (d->n_tx == d->cap_tx) {
 		size_t cap = d->cap_tx ? d->cap_tx * 2 : 8;
@@ -463,7 +211,6 @@ static void tx_record(struct dual *d, const char *text, size_t len, const char *
 	d->n_tx++;
 }
 
-static void dual_copy_reset(struct dual *d);
 
 static void dual_capture_free(struct dual *d)
 {
@@ -621,7 +368,7 @@ static void dual_shadow_write(struct client *c, const void *p, size_t n)
 		dual_shadow_lost(c, s, "out of memory");
 }
 
-static void dual_shadow_query(struct client *c, const char *sql)
+void dual_shadow_query(struct client *c, const char *sql)
 {
 	struct wbuf b;
 	wbuf_init(&b);
@@ -635,7 +382,7 @@ static void dual_shadow_query(struct client *c, const char *sql)
 }
 
 /* Queues a Query (PREFIX then SQL) for the shadow's part of the current request. */
-static void dual_pend_query(struct client *c, const char *prefix, const char *sql)
+void dual_pend_query(struct client *c, const char *prefix, const char *sql)
 {
 	struct dual *d = c->dual;
 	size_t off = build_begin(&d->pend, PqMsg_Query);
@@ -646,7 +393,7 @@ static void dual_pend_query(struct client *c, const char *prefix, const char *sq
 }
 
 /* Sends the request's queued shadow part. */
-static void dual_flush_pend(struct client *c)
+void dual_flush_pend(struct client *c)
 {
 	struct dual *d = c->dual;
 	struct server *s = dual_shadow(c);
@@ -662,7 +409,7 @@ static void dual_flush_pend(struct client *c)
 }
 
 /* Forgets the statements this request recorded for the journal. */
-static void dual_forget_request(struct dual *d)
+void dual_forget_request(struct dual *d)
 {
 	while (d->n_tx > d->tx_at_request)
 		tx_stmt_free(&d->tx[--d->n_tx]);
@@ -681,16 +428,13 @@ static void dual_drop_pend(struct client *c)
 	d->pend_began = false;
 }
 
-static enum rewrite_dir dual_dir(const struct client *c)
+enum rewrite_dir dual_dir(const struct client *c)
 {
 	if (c->dialect_slot == c->dual->shadow_slot || rewrite_rules_empty(c->cfg->rules))
 		return REWRITE_NONE;
 	return c->dialect_slot == SLOT_OLD ? REWRITE_OLD_TO_NEW : REWRITE_NEW_TO_OLD;
 }
 
-static void dual_progress(struct client *c);
-static void dual_begin(struct client *c);
-static void dual_copy_row(struct client *c);
 static void tpc_note_rollback(bool *failed, char *sqlstate, char *message, size_t cap);
 static void tpc_primary_answer(struct client *c, const uint8_t *msg, size_t len);
 static bool tpc_applies(const struct client *c);
@@ -723,7 +467,7 @@ static bool dual_own_answer(uint32_t seen, uint32_t own, uint32_t n_own)
 }
 
 /* Affected rows in a CommandComplete tag of a data-modifying command. */
-static bool tag_rows(const char *tag, uint64_t *rows)
+bool dual_tag_rows(const char *tag, uint64_t *rows)
 {
 	static const char *const dml[] = { "INSERT ", "UPDATE ", "DELETE ", "MERGE ", "COPY " };
 	for (size_t i = 0; i < sizeof(dml) / sizeof(dml[0]); i++) {
@@ -917,7 +661,7 @@ void dual_shadow_input(struct server *s)
 		}
 		if (type == PqMsg_CommandComplete) {
 			uint64_t rows;
-			if (m[len] == '\0' && tag_rows((const char *)m + MSG_HEADER_LEN, &rows))
+			if (m[len] == '\0' && dual_tag_rows((const char *)m + MSG_HEADER_LEN, &rows))
 				d->shadow_rows += rows;
 			else if (m[len] == '\0' && d->phase == DUAL_TWOPHASE && !d->shadow_error &&
 				 strcmp((const char *)m + MSG_HEADER_LEN, "ROLLBACK") == 0)
@@ -943,7 +687,7 @@ void dual_shadow_input(struct server *s)
 /* ---- values, not statements ----------------------------------------------- */
 
 /* Ends the current request's capture. */
-static void dual_capture_reset(struct client *c)
+void dual_capture_reset(struct client *c)
 {
 	dual_capture_free(c->dual);
 	c->dual_capture = false;
@@ -1010,7 +754,7 @@ static char *dual_capture_up_items(struct client *c)
 /* Starts capturing the values of the request's INSERT, planned on
  * OLD_TEXT (the statement as old gets it). FROM_PRIMARY: the rows come in
  * the primary's stream (else the shadow's). False when it cannot be. */
-static bool dual_capture_start(struct client *c, const char *old_text, size_t len, bool from_primary)
+bool dual_capture_start(struct client *c, const char *old_text, size_t len, bool from_primary)
 {
 	struct dual *d = c->dual;
 	dual_capture_reset(c);
@@ -1418,7 +1162,7 @@ static char *dual_capture_apply_by_key(struct client *c, bool with_returning)
  * written in DIALECT_NEW or not: written for old and, for a new-dialect
  * consumer, rewritten to new. NULL when nothing was captured, or it cannot
  * be built (then the caller falls back to the statement itself). */
-static char *dual_capture_apply(struct client *c, bool with_returning, bool to_new)
+char *dual_capture_apply(struct client *c, bool with_returning, bool to_new)
 {
 	struct dual *d = c->dual;
 	if (!d->cap_on || d->cap_failed || !d->n_cap_cols)
@@ -1461,17 +1205,8 @@ static char *dual_capture_apply(struct client *c, bool with_returning, bool to_n
  * memory can only be too low, never too high, unless an advance failed:
  * then (and at reload) it is forgotten.
  */
-#define DUAL_SEQ_AHEAD 1000
-
-struct dual_seq_mark {
-	char *column;           /* owns: "schema.table.column" of new's */
-	long long past;         /* new's sequence is at or past this value */
-};
-
 static struct dual_seq_mark *dual_seq_marks;  /* owns, n_dual_seq_marks */
 static size_t n_dual_seq_marks;
-
-static void dual_kr_names_forget(void);
 
 void dual_forget_sequences(void)
 {
@@ -1483,8 +1218,8 @@ void dual_forget_sequences(void)
 	n_dual_seq_marks = 0;
 }
 
-static struct dual_seq_mark *dual_seq_mark(const char *schema, const char *name, const char *col,
-					   bool add)
+struct dual_seq_mark *dual_seq_mark(const char *schema, const char *name, const char *col,
+				    bool add)
 {
 	char key[512];
 	snprintf(key, sizeof(key), "%s.%s.%s", schema ? schema : "", name, col);
@@ -1506,7 +1241,7 @@ static struct dual_seq_mark *dual_seq_mark(const char *schema, const char *name,
  * captured (see capture_advance_sql), or NULL when no captured column may
  * own one or new's sequences are known to be past them already. Names are
  * new's: the statement is never rewritten. */
-static char *dual_capture_advance(struct client *c)
+char *dual_capture_advance(struct client *c)
 {
 	struct dual *d = c->dual;
 	if (!d->cap_on || d->cap_failed || d->cap_nrows == 0 || !d->cap_seq ||
@@ -1617,7 +1352,7 @@ static bool dual_primary_query(struct client *c, const char *sql)
 
 /* Sends the primary a Query of pgturnout's own: its CommandComplete and its
  * ReadyForQuery are consumed here, never relayed. */
-static void dual_primary_own(struct client *c, const char *sql)
+void dual_primary_own(struct client *c, const char *sql)
 {
 	struct dual *d = c->dual;
 	if (!dual_primary_query(c, sql))
@@ -1642,7 +1377,7 @@ static void dual_count_sent(struct dual *d, uint8_t type)
 
 /* Sends the client's held messages (the request the shadow ran first) to
  * the primary, one by one as the relay would have. */
-static void dual_release_held(struct client *c)
+void dual_release_held(struct client *c)
 {
 	struct dual *d = c->dual;
 	struct server *p = c->servers[c->active_slot];
@@ -1676,7 +1411,7 @@ static void dual_release_held(struct client *c)
 
 /* The client's message MSG for the primary P: held while the shadow runs
  * the request first, else forwarded. */
-static void dual_to_primary(struct client *c, struct server *p, const uint8_t *msg, size_t len)
+void dual_to_primary(struct client *c, struct server *p, const uint8_t *msg, size_t len)
 {
 	struct dual *d = c->dual;
 	if (d->holding) {
@@ -1692,7 +1427,7 @@ static void dual_to_primary(struct client *c, struct server *p, const uint8_t *m
 /* "c1, c2, ...": the captured columns, as the apply names them (old's
  * names for an INSERT, which is rewritten; new's for one by key), after a
  * NULL named CAPTURE_MARK when MARKER. NULL when none or out of memory. */
-static char *dual_capture_columns(struct client *c, bool marker)
+char *dual_capture_columns(struct client *c, bool marker)
 {
 	struct dual *d = c->dual;
 	if (!d->n_cap_cols || !d->cap_cols || !d->cap_new)
@@ -1725,7 +1460,7 @@ static char *dual_capture_columns(struct client *c, bool marker)
 
 /* Gives the journal record I of this transaction the keys of the rows
  * captured, held right by path slot AUTH (when new's key is known). */
-static void dual_tx_keys(struct client *c, size_t i, int auth)
+void dual_tx_keys(struct client *c, size_t i, int auth)
 {
 	struct dual *d = c->dual;
 	if (i >= d->n_tx || !d->cap_on || d->cap_failed || !d->cap_keyrows.len ||
@@ -1801,11 +1536,11 @@ static void dual_queue_captured(struct client *c)
 			if (!d->lost_reason[0])
 				snprintf(d->lost_reason, sizeof(d->lost_reason),
 					 "0A000 the values of a prepared INSERT could not be captured");
-			tx_record(d, sql, strlen(sql), d->pending_params);
+			dual_tx_record(d, sql, strlen(sql), d->pending_params);
 			return;
 		}
 	}
-	tx_record(d, sql, strlen(sql), NULL);
+	dual_tx_record(d, sql, strlen(sql), NULL);
 	if (!apply)
 		dual_mark_nondeterministic(c, d->n_tx - 1);
 	if (apply)
@@ -1975,496 +1710,6 @@ static bool dual_txn_tag(const uint8_t *msg, size_t len)
 	       (strcmp(tag, "BEGIN") == 0 || strcmp(tag, "COMMIT") == 0 || strcmp(tag, "ROLLBACK") == 0);
 }
 
-#define DUAL_JOURNAL_FAILED \
-	"the dual-write journal cannot be written: the shadow path lost this transaction's " \
-	"writes and they cannot be recorded, so the transaction is rolled back"
-
-/* ---- COPY ... FROM STDIN through values ------------------------------------ */
-
-/*
- * A COPY FROM STDIN with a column list is not copied as a statement: its
- * rows go into a temporary staging table on old (sql/capture.h), then into
- * the table with an INSERT ... SELECT that old runs with the capture of any
- * INSERT, so that old generates every default and new gets old's values:
- * - primary old: one Query to old (stage, COPY, INSERT with the capture,
- *   drop the stage); the captured rows go to new as they come, a chunk of
- *   DUAL_COPY_CHUNK bytes at a time, each an INSERT of old's values
- *   (rewritten for new, expression columns and sequence advance included);
- * - primary new: the client's rows are staged on both sides at once (the
- *   client gets new's COPY answers); old then inserts them with the
- *   capture, and new gets old's values (up to DUAL_COPY_HELD_MAX of them).
- * The client gets a COPY's answers only: CopyInResponse, errors, "COPY n".
- */
-#define DUAL_COPY_CHUNK (256u * 1024)
-#define DUAL_COPY_HELD_MAX (64u * 1024 * 1024)
-#define DUAL_COPY_KEYS_MAX (32u * 1024 * 1024)
-#define DUAL_COPY_DROP ";\nDROP TABLE pg_temp." CAPTURE_COPY_STAGE
-#define DUAL_COPY_TOO_BIG \
-	"COPY of more than 64 MB cannot be mirrored with old's values from a session on path " \
-	"new; split it, or run it from a session on path old"
-
-static void dual_raise_own(struct client *c, struct server *p, const char *sqlstate,
-			   const char *message);
-static int dual_intent(struct client *c);
-
-static void dual_copy_reset(struct dual *d)
-{
-	d->copy_step = DUAL_COPY_NONE;
-	d->copy_too_big = false;
-	free(d->copy_text);
-	d->copy_text = NULL;
-	d->copy_rows = d->copy_count = 0;
-	d->copy_keys = 0;
-	d->copy_keyless = false;
-	d->copy_inserts = 0;
-	wbuf_free(&d->copy_held);
-	free(d->copy_adv_schema);
-	free(d->copy_adv_table);
-	d->copy_adv_schema = d->copy_adv_table = NULL;
-	capture_template_clear(&d->copy_tmpl);
-	d->copy_tmpl_tried = false;
-}
-
-/* The statement applying the chunk's captured rows to new (see
- * dual_capture_apply): with rename rules, the apply is rewritten once per
- * COPY, as a template with "$1, ..., $n" as its row, and filled with each
- * chunk's rows (a rewrite per chunk would cost the proxy most of a COPY's
- * time). */
-static char *dual_copy_apply(struct client *c, bool with_returning)
-{
-	struct dual *d = c->dual;
-	if (rewrite_rules_empty(c->cfg->rules) || !d->cap_on || d->cap_failed || !d->n_cap_cols ||
-	    !d->cap_nrows || d->cap.kind != CAPTURE_INSERT)
-		return dual_capture_apply(c, with_returning, true);
-	if (!d->copy_tmpl_tried) {
-		d->copy_tmpl_tried = true;
-		struct wbuf tup, b;
-		wbuf_init(&tup);
-		wbuf_init(&b);
-		wbuf_put_u8(&tup, '(');
-		for (size_t i = 0; i < d->n_cap_cols; i++) {
-			char par[24];
-			snprintf(par, sizeof(par), "%s$%zu", i ? ", " : "", i + 1);
-			wbuf_put(&tup, par, strlen(par));
-		}
-		wbuf_put_u8(&tup, ')');
-		if (wbuf_ok(&tup))
-			capture_apply_sql(&b, &d->cap, (const char *const *)d->cap_cols, d->n_cap_cols,
-					  (const char *)tup.data, tup.len, with_returning);
-		wbuf_put_u8(&b, 0);
-		struct sql_analysis *a = wbuf_ok(&tup) && wbuf_ok(&b)
-			? sql_analyze((const char *)b.data, b.len - 1, REWRITE_OLD_TO_NEW, c->cfg->rules)
-			: NULL;
-		if (a && !a->refused)
-			(void)capture_template_init(&d->copy_tmpl, a->text, a->text_len);
-		sql_analysis_unref(a);
-		wbuf_free(&tup);
-		wbuf_free(&b);
-	}
-	if (d->copy_tmpl.text) {
-		struct wbuf out;
-		wbuf_init(&out);
-		if (capture_template_fill(&out, &d->copy_tmpl, (const char *)d->cap_rows.data,
-					  d->cap_rows.len, d->cap_nrows, d->n_cap_cols) == 0) {
-			wbuf_put_u8(&out, 0);
-			if (wbuf_ok(&out))
-				return (char *)out.data;
-		}
-		wbuf_free(&out);
-	}
-	return dual_capture_apply(c, with_returning, true);
-}
-
-/* The statement TEXT (LEN bytes, the client's dialect) as path SLOT names
- * it; NULL when it cannot be rewritten. */
-static char *dual_copy_text(struct client *c, const char *text, size_t len, int slot)
-{
-	if (c->dialect_slot == slot || rewrite_rules_empty(c->cfg->rules))
-		return strndup(text, len);
-	const struct sql_analysis *r = sql_cache_get(rt->sql_cache, text, len,
-						     slot == SLOT_NEW ? REWRITE_OLD_TO_NEW
-								      : REWRITE_NEW_TO_OLD,
-						     c->cfg->rules);
-	return r && !r->refused ? strndup(r->text, r->text_len) : NULL;
-}
-
-/* A Query of pgturnout's, SQL (in the primary's names, never rewritten),
- * to the primary in place of the client's. */
-static bool dual_copy_send(struct client *c, struct server *p, const char *sql)
-{
-	struct wbuf q;
-	wbuf_init(&q);
-	build_query(&q, sql);
-	bool ok = wbuf_ok(&q) && conn_write(p->conn, q.data, q.len) == 0;
-	wbuf_free(&q);
-	if (!ok)
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-	return ok;
-}
-
-/* The client gets "COPY n". */
-static void dual_copy_tag_to_client(struct client *c, uint64_t n)
-{
-	char tag[32];
-	snprintf(tag, sizeof(tag), "COPY %llu", (unsigned long long)n);
-	struct wbuf b;
-	wbuf_init(&b);
-	build_command_complete(&b, tag);
-	if (!wbuf_ok(&b) || conn_write(c->conn, b.data, b.len) < 0)
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-	wbuf_free(&b);
-}
-
-/* The rows captured so far (a chunk) go to new: primary old, at once in
- * the shadow transaction; primary new, into the statements new gets once
- * old is done. */
-static void dual_copy_chunk(struct client *c)
-{
-	struct dual *d = c->dual;
-	if (!d->cap_on || d->cap_nrows == 0)
-		return;
-	d->copy_rows += d->cap_nrows;
-	if (d->copy_step == DUAL_COPY_OLD) {
-		/* new returns what it wrote, compared with old's rows */
-		char *returning = dual_capture_columns(c, false);
-		char *client_returning = d->cap.returning;
-		if (returning)
-			d->cap.returning = returning;
-		char *apply = dual_copy_apply(c, returning != NULL);
-		d->cap.returning = client_returning;
-		free(returning);
-		if (apply && returning)
-			d->cmp_on = true;
-		char *advance = apply && dual_shadow(c) && !d->broken ? dual_capture_advance(c) : NULL;
-		/* for the journal: the COPY with the chunk's keys; past
-		 * DUAL_COPY_KEYS_MAX of them, once more without keys (the
-		 * journal then names the table, repaired whole) */
-		size_t n_tx = d->n_tx;
-		d->copy_keys += d->cap_keyrows.len;
-		if (d->copy_keys <= DUAL_COPY_KEYS_MAX || !d->copy_keyless)
-			tx_record(d, d->copy_text, strlen(d->copy_text), NULL);
-		if (d->n_tx > n_tx && d->copy_keys <= DUAL_COPY_KEYS_MAX)
-			dual_tx_keys(c, d->n_tx - 1, SLOT_OLD);
-		else if (d->n_tx > n_tx)
-			d->copy_keyless = true;
-		if (!apply) {
-			dual_count_nondeterministic(c);
-			log_warning(c->id, "values of a COPY could not be captured: its rows are journaled");
-			d->broken = true;
-			if (!d->lost_reason[0])
-				snprintf(d->lost_reason, sizeof(d->lost_reason),
-					 "0A000 the values of a COPY could not be captured");
-		} else if (dual_shadow(c) && !d->broken) {
-			/* one Query: the rows, then new's sequences past their keys */
-			dual_begin(c);
-			size_t off = build_begin(&d->pend, PqMsg_Query);
-			wbuf_put(&d->pend, apply, strlen(apply));
-			if (advance) {
-				wbuf_put(&d->pend, ";\n", 2);
-				wbuf_put(&d->pend, advance, strlen(advance));
-			}
-			wbuf_put_u8(&d->pend, 0);
-			build_end(&d->pend, off);
-			d->pend_requests++;
-			dual_flush_pend(c);
-		}
-		free(apply);
-		free(advance);
-		wbuf_reset(&d->cap_keyrows);
-	} else if (d->copy_too_big) {
-		wbuf_reset(&d->cap_keyrows);
-	} else {
-		char *apply = dual_copy_apply(c, false);
-		char *advance = apply ? dual_capture_advance(c) : NULL;
-		if (!apply) {
-			d->cap_failed = true;
-		} else {
-			if (d->copy_held.len)
-				wbuf_put(&d->copy_held, ";\n", 2);
-			wbuf_put(&d->copy_held, apply, strlen(apply));
-			d->copy_inserts++;
-			if (advance) {
-				wbuf_put(&d->copy_held, ";\n", 2);
-				wbuf_put(&d->copy_held, advance, strlen(advance));
-				d->own_do++;
-			}
-			if (!wbuf_ok(&d->copy_held))
-				d->cap_failed = true;
-			if (d->copy_held.len > DUAL_COPY_HELD_MAX) {
-				d->copy_too_big = true;  /* refused: nothing more is kept */
-				wbuf_free(&d->copy_held);
-				wbuf_reset(&d->cap_keyrows);
-			}
-		}
-		free(apply);
-		free(advance);
-	}
-	wbuf_reset(&d->cap_rows);
-	d->cap_nrows = 0;
-}
-
-/* A captured row is in: a full chunk goes to new. */
-static void dual_copy_row(struct client *c)
-{
-	struct dual *d = c->dual;
-	if (d->copy_step != DUAL_COPY_NONE && d->cap_rows.len >= DUAL_COPY_CHUNK)
-		dual_copy_chunk(c);
-}
-
-/* A CommandComplete of the primary (TAG) during a COPY through values:
- * true when it is not the client's (the stage's, the drop's), or is
- * replaced by the COPY's. */
-static bool dual_copy_tag(struct client *c, const char *tag)
-{
-	struct dual *d = c->dual;
-	uint64_t rows = 0;
-	if (strncmp(tag, "INSERT ", 7) != 0 || !tag_rows(tag, &rows))
-		return true;  /* CREATE TABLE AS, the staged COPY, DROP TABLE */
-	if (d->copy_step == DUAL_COPY_OLD) {
-		d->primary_rows += rows;
-		dual_copy_tag_to_client(c, rows);
-		return true;
-	}
-	d->copy_count += rows;
-	if (d->copy_inserts && --d->copy_inserts == 0) {
-		d->primary_rows += d->copy_count;
-		dual_copy_tag_to_client(c, d->copy_count);
-	}
-	return true;
-}
-
-/* Primary old: old ran the COPY and its INSERT; the rest of the rows go to new. */
-static void dual_copy_finish(struct client *c)
-{
-	struct dual *d = c->dual;
-	dual_copy_chunk(c);
-	if (d->cmp_on) {
-		d->cmp_primary = d->cap_digest;
-		d->cmp_primary_rows = d->copy_rows;
-	}
-}
-
-/*
- * The client's COPY (its statement TEXT, analysed as A) through values.
- * False when it is not such a COPY (no column list, a WHERE, not FROM
- * STDIN, a statement that cannot be rewritten): it is then copied as a
- * statement.
- */
-static bool dual_copy_start(struct client *c, struct server *p, const struct sql_analysis *a,
-			    const char *text)
-{
-	struct dual *d = c->dual;
-	const struct sql_stmt *st = a && a->n_stmts == 1 ? &a->stmts[0] : NULL;
-	if (!st || st->cls != SQL_WRITE || !st->tag || strcmp(st->tag, "COPY") != 0 ||
-	    !dual_shadow(c) || d->broken || d->poisoned)
-		return false;
-	bool primary_old = d->shadow_slot == SLOT_NEW;
-	char *old_text = dual_copy_text(c, text + st->offset, st->len, SLOT_OLD);
-	char *new_text = primary_old ? NULL : dual_copy_text(c, text + st->offset, st->len, SLOT_NEW);
-	struct capture_copy cp_old, cp_new;
-	memset(&cp_new, 0, sizeof(cp_new));
-	bool ok = old_text && (primary_old || new_text) &&
-		  capture_copy_plan(old_text, strlen(old_text), &cp_old) == 0;
-	if (ok && (!cp_old.n_cols || cp_old.where ||
-		   (!primary_old && (capture_copy_plan(new_text, strlen(new_text), &cp_new) != 0 ||
-				     cp_new.n_cols != cp_old.n_cols)))) {
-		capture_copy_clear(&cp_old);
-		ok = false;
-	}
-	struct wbuf ins, q_old, q_new;
-	wbuf_init(&ins);
-	wbuf_init(&q_old);
-	wbuf_init(&q_new);
-	if (ok) {
-		capture_copy_insert_sql(&ins, &cp_old);
-		capture_copy_stage_sql(&q_old, &cp_old);
-		if (!primary_old) {
-			capture_copy_stage_sql(&q_new, &cp_new);
-			wbuf_put(&q_new, DUAL_COPY_DROP, strlen(DUAL_COPY_DROP));
-			wbuf_put_u8(&q_new, 0);
-		}
-		ok = wbuf_ok(&ins) && wbuf_ok(&q_old) && wbuf_ok(&q_new) &&
-		     dual_capture_start(c, (const char *)ins.data, ins.len, primary_old);
-	}
-	capture_copy_clear(&cp_old);
-	capture_copy_clear(&cp_new);
-	free(new_text);
-	wbuf_free(&ins);
-	if (ok && primary_old) {
-		/* one Query: stage, COPY, INSERT with the capture, drop */
-		wbuf_put(&q_old, ";\n", 2);
-		wbuf_put(&q_old, d->cap.text, d->cap.text_len);
-		wbuf_put(&q_old, DUAL_COPY_DROP, strlen(DUAL_COPY_DROP) + 1);
-		ok = wbuf_ok(&q_old);
-	} else if (ok) {
-		wbuf_put_u8(&q_old, 0);
-		ok = wbuf_ok(&q_old);
-	}
-	if (!ok) {
-		dual_capture_reset(c);
-		free(old_text);
-		wbuf_free(&q_old);
-		wbuf_free(&q_new);
-		return false;
-	}
-	d->copy_text = old_text;
-	d->copy_step = primary_old ? DUAL_COPY_OLD : DUAL_COPY_NEW_STAGE;
-	d->copy_temp = true;
-	d->tx_at_request = d->n_tx;
-	d->cmp_shadow = d->cmp_shadow_rows = 0;
-	d->autocommit = c->tx_status == 'I';
-	d->copy_open = true;
-	d->copy_mirrored = false;
-	dual_set_phase(c, DUAL_PRIMARY);
-	rt->stats.paths[d->shadow_slot].shadow_writes++;
-	if (primary_old) {
-		if (d->autocommit) {
-			/* old's row locks are kept until new has the rows */
-			d->wrapped = true;
-			dual_primary_own(c, "BEGIN");
-		}
-		dual_copy_send(c, p, (const char *)q_old.data);
-	} else {
-		/* the rows go to both stages as they come */
-		dual_begin(c);
-		dual_pend_query(c, "", (const char *)q_old.data);
-		dual_flush_pend(c);
-		d->copy_mirrored = true;
-		dual_copy_send(c, p, (const char *)q_new.data);
-	}
-	wbuf_free(&q_old);
-	wbuf_free(&q_new);
-	return true;
-}
-
-/* Primary new: the client's rows are staged on both sides (the primary's
- * ReadyForQuery is in, held): old inserts them with the capture, first.
- * False when the COPY failed on the primary: the request ends as it is. */
-static bool dual_copy_staged(struct client *c)
-{
-	struct dual *d = c->dual;
-	if (d->primary_error)
-		return false;
-	d->copy_step = DUAL_COPY_NEW_FIRST;
-	tx_record(d, d->copy_text, strlen(d->copy_text), NULL);
-	d->cap_stmt = d->n_tx - 1;
-	dual_set_phase(c, DUAL_FIRST);
-	struct server *sh = dual_shadow(c);
-	if (sh) {
-		size_t n = d->cap.text_len + strlen(DUAL_COPY_DROP) + 1;
-		char *sql = malloc(n);
-		if (!sql) {
-			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-			return true;
-		}
-		snprintf(sql, n, "%s%s", d->cap.text, DUAL_COPY_DROP);
-		dual_shadow_query(c, sql);
-		free(sql);
-		d->shadow_mark = server_mark(sh);
-	}
-	dual_progress(c);
-	return true;
-}
-
-/* Primary new: old inserted the staged rows (or failed to): new gets old's
- * values, and the client new's answer as a COPY's; or, when old's values
- * cannot be had, the client gets the error (nothing is left on either
- * side once its transaction ends). */
-static void dual_copy_first_done(struct client *c, struct server *sh)
-{
-	struct dual *d = c->dual;
-	struct server *p = c->servers[c->active_slot];
-	d->copy_step = DUAL_COPY_NEW_APPLY;
-	if (!d->shadow_error && sh && !d->cap_failed)
-		dual_copy_chunk(c);
-	char message[400];
-	const char *sqlstate = NULL;
-	if (d->shadow_error) {
-		sqlstate = d->shadow_sqlstate;
-		snprintf(message, sizeof(message), "path %s refused the COPY: %s", dual_shadow_name(c),
-			 d->shadow_message);
-	} else if (!sh) {
-		sqlstate = "08006";
-		snprintf(message, sizeof(message), "path %s is unavailable: the COPY cannot take its "
-			 "values", dual_shadow_name(c));
-	} else if (d->copy_too_big) {
-		sqlstate = "54000";
-		snprintf(message, sizeof(message), "%s", DUAL_COPY_TOO_BIG);
-	} else if (d->cap_failed) {
-		sqlstate = "XX000";
-		snprintf(message, sizeof(message), "the values of the COPY could not be captured");
-	} else if (d->autocommit && dual_intent(c) < 0) {
-		sqlstate = "53100";
-		snprintf(message, sizeof(message), "%s", DUAL_JOURNAL_FAILED);
-	}
-	if (sqlstate) {
-		log_warning(c->id, "COPY refused: %s", message);
-		dual_forget_request(d);
-		d->shadow_error = false;  /* the client has it: not the shadow's loss */
-		dual_raise_own(c, p, sqlstate, message);
-		return;
-	}
-	dual_tx_keys(c, d->cap_stmt, c->active_slot);  /* new holds the rows */
-	d->shadow_rows = d->copy_rows;
-	dual_set_phase(c, DUAL_PRIMARY);
-	if (!d->copy_inserts) {
-		/* no row: nothing to apply, the answer is ours */
-		dual_copy_tag_to_client(c, 0);
-		d->own_do++;
-		if (dual_copy_send(c, p, "DO $pgturnout$BEGIN END$pgturnout$"))
-			server_sent(p, 1);
-		return;
-	}
-	wbuf_put_u8(&d->copy_held, 0);
-	if (!wbuf_ok(&d->copy_held)) {
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-		return;
-	}
-	if (dual_copy_send(c, p, (const char *)d->copy_held.data))
-		server_sent(p, 1);
-	wbuf_free(&d->copy_held);
-}
-
-/* A COPY copied as a statement (STMT, as the shadow names it): counted
- * when it leaves columns to each side's defaults; when new is the shadow,
- * the table whose sequences move past its keys once its data is in
- * (dual_copy_statement_done). */
-static void dual_copy_statement(struct client *c, const char *stmt)
-{
-	struct dual *d = c->dual;
-	struct capture_copy cp;
-	if (capture_copy_plan(stmt, strlen(stmt), &cp) != 0)
-		return;
-	if (cp.n_cols) {
-		/* the columns it leaves out get each side's own defaults */
-		dual_count_nondeterministic(c);
-		log_info(c->id, "COPY mirrored as a statement (fingerprint %016llx): copies of the "
-			 "columns it leaves out may differ", (unsigned long long)dual_fingerprint(stmt));
-	}
-	if (d->shadow_slot == SLOT_NEW) {
-		d->copy_adv_table = cp.relname;
-		d->copy_adv_schema = cp.schema;
-		cp.relname = cp.schema = NULL;
-	}
-	capture_copy_clear(&cp);
-}
-
-/* The client's CopyDone of a COPY copied as a statement: new's sequences
- * move past the keys it wrote (session/seqadv.h: every column). */
-static void dual_copy_statement_done(struct client *c)
-{
-	struct dual *d = c->dual;
-	struct server *sh = dual_shadow(c);
-	if (!d->copy_adv_table || !sh || d->broken)
-		return;
-	char *sql = seqadv_for_columns(SLOT_NEW, d->copy_adv_schema, d->copy_adv_table, NULL, 0);
-	if (sql) {
-		dual_shadow_query(c, sql);
-		d->shadow_mark = server_mark(sh);
-		dual_forget_sequences();  /* moved behind this process's back */
-	}
-	free(sql);
-}
 
 bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 {
@@ -2551,7 +1796,7 @@ bool dual_primary_message(struct client *c, const uint8_t *msg, size_t len)
 		if (d->copy_step != DUAL_COPY_NONE)
 			return dual_copy_tag(c, tag);
 		uint64_t rows;
-		if (tag_rows(tag, &rows))
+		if (dual_tag_rows(tag, &rows))
 			d->primary_rows += rows;
 		else if (strcmp(tag, "ROLLBACK") == 0)
 			d->primary_rolled_back = true;
@@ -2799,7 +2044,7 @@ static int dual_journal_lost(struct client *c)
  * shadow's COMMIT leaves them known (session/intent.h). 0 when done or not
  * needed; -1 when it could not be made durable.
  */
-static int dual_intent(struct client *c)
+int dual_intent(struct client *c)
 {
 	struct dual *d = c->dual;
 	if (!rt->intents || d->intent || d->broken || !d->n_tx)
@@ -3434,7 +2679,7 @@ static void tpc_next(struct client *c, struct server *sh)
 	}
 }
 
-static void dual_progress(struct client *c)
+void dual_progress(struct client *c)
 {
 	struct dual *d = c->dual;
 	if (!d || c->state != CL_ACTIVE)
@@ -3600,534 +2845,6 @@ static void dual_progress(struct client *c)
 	}
 }
 
-/* ---- one key source: reads that take keys ------------------------------- */
-
-/*
- * A read calling nextval(), setval(), currval() or lastval(), sent by a
- * session whose primary is new, runs on old (the key source while dual
- * writes are on), its sequences named as old names them; the client gets
- * old's rows. A statement of ours after it on old tells which sequences
- * they were, what old handed out and which columns own them; new then runs
- * the advance of its own sequences past those values (the same statement
- * and memory as captured keys), and its "DO" tag is replaced by old's rows.
- */
-
-/*
- * How each sequence a client names is named on old and on new, learnt from
- * old's answer the first time (its owning column asked of old's catalog)
- * and kept until the sequences are forgotten (reload, a failed advance or
- * read): then old answers the read and the last value only, which costs
- * it no catalog join to plan.
- */
-struct dual_kr_name {
-	char *lit;              /* owns: the client's literal, after its dialect ('o'/'n') */
-	char *old_expr;         /* owns: old's name of it, as an SQL literal */
-	char *new_expr;         /* owns: new's name of it, as SQL text (see capture_advance_seqs_sql) */
-};
-
-static struct dual_kr_name *dual_kr_names;  /* owns, n_dual_kr_names */
-static size_t n_dual_kr_names;
-#define DUAL_KR_NAMES_MAX 4096
-
-static void dual_kr_names_forget(void)
-{
-	for (size_t i = 0; i < n_dual_kr_names; i++) {
-		free(dual_kr_names[i].lit);
-		free(dual_kr_names[i].old_expr);
-		free(dual_kr_names[i].new_expr);
-	}
-	free(dual_kr_names);
-	dual_kr_names = NULL;
-	n_dual_kr_names = 0;
-}
-
-static const struct dual_kr_name *dual_kr_name_find(const struct client *c, const char *lit)
-{
-	char dialect = c->dialect_slot == SLOT_NEW ? 'n' : 'o';
-	for (size_t i = 0; i < n_dual_kr_names; i++)
-		if (dual_kr_names[i].lit[0] == dialect && strcmp(dual_kr_names[i].lit + 1, lit) == 0)
-			return &dual_kr_names[i];
-	return NULL;
-}
-
-/* Remembers LIT: old's name OLD_NAME (as regclass prints it), new's NEW_EXPR. */
-static void dual_kr_name_learn(const struct client *c, const char *lit, const char *old_name,
-			       const char *new_expr)
-{
-	if (n_dual_kr_names >= DUAL_KR_NAMES_MAX || dual_kr_name_find(c, lit))
-		return;
-	struct dual_kr_name *v = realloc(dual_kr_names, (n_dual_kr_names + 1) * sizeof(*v));
-	if (!v)
-		return;
-	dual_kr_names = v;
-	struct wbuf o;
-	wbuf_init(&o);
-	capture_put_literal(&o, old_name, strlen(old_name));
-	wbuf_put_u8(&o, 0);
-	struct dual_kr_name *e = &v[n_dual_kr_names];
-	e->lit = malloc(strlen(lit) + 2);
-	e->new_expr = strdup(new_expr);
-	e->old_expr = wbuf_ok(&o) ? (char *)o.data : NULL;
-	if (!e->lit || !e->new_expr || !e->old_expr) {
-		free(e->lit);
-		free(e->new_expr);
-		wbuf_free(&o);
-		return;
-	}
-	e->lit[0] = c->dialect_slot == SLOT_NEW ? 'n' : 'o';
-	strcpy(e->lit + 1, lit);
-	n_dual_kr_names++;
-}
-
-static void dual_keyread_clear(struct dual *d)
-{
-	d->kr_on = false;
-	d->kr_stage = 0;
-	d->kr_marker = false;
-	d->kr_failed = false;
-	d->kr_replace = 0;
-	wbuf_free(&d->kr_result);
-	for (size_t i = 0; i < d->n_kr; i++) {
-		free(d->kr_lits[i]);
-		if (d->kr_new)
-			free(d->kr_new[i]);
-	}
-	free(d->kr_lits);
-	d->kr_lits = NULL;
-	free(d->kr_new);
-	d->kr_new = NULL;
-	d->n_kr = 0;
-	for (size_t i = 0; i < d->n_kr_rows * KEYREAD_MARKER_COLS; i++)
-		free(d->kr_row[i]);
-	free(d->kr_row);
-	d->kr_row = NULL;
-	d->n_kr_rows = 0;
-}
-
-static bool dual_keyread_takes(uint8_t type)
-{
-	return type == PqMsg_RowDescription || type == PqMsg_DataRow ||
-	       type == PqMsg_CommandComplete;
-}
-
-/* A RowDescription, DataRow or CommandComplete of old (MSG, LEN bytes)
- * while it runs the read, then the statement of ours after it. */
-static void dual_keyread_message(struct dual *d, const uint8_t *msg, size_t len)
-{
-	if (d->kr_stage == 0) {
-		if (d->kr_result.len + len > DUAL_CAPTURE_MAX)
-			d->kr_failed = true;
-		else
-			wbuf_put(&d->kr_result, msg, len);
-		if (msg[0] == PqMsg_CommandComplete)
-			d->kr_stage = d->kr_marker ? 1 : 2;
-		return;
-	}
-	if (d->kr_stage != 1)
-		return;
-	if (msg[0] == PqMsg_CommandComplete) {
-		d->kr_stage = 2;
-		return;
-	}
-	if (msg[0] != PqMsg_DataRow)
-		return;
-	struct pkt_reader r;
-	pkt_reader_init(&r, msg + MSG_HEADER_LEN, len - MSG_HEADER_LEN);
-	if (pkt_get_u16(&r) != KEYREAD_MARKER_COLS || d->n_kr_rows >= d->n_kr) {
-		d->kr_failed = true;
-		return;
-	}
-	char **row = &d->kr_row[d->n_kr_rows++ * KEYREAD_MARKER_COLS];
-	for (size_t i = 0; i < KEYREAD_MARKER_COLS && !r.failed; i++) {
-		uint32_t l = pkt_get_u32(&r);
-		if (l == 0xffffffffu)
-			continue;
-		const uint8_t *v = pkt_get_bytes(&r, l);
-		row[i] = v ? strndup((const char *)v, l) : NULL;
-		if (v && !row[i])
-			d->kr_failed = true;
-	}
-	if (r.failed)
-		d->kr_failed = true;
-}
-
-/* Old's name of new's sequence named NAME in the client's literal LIT (v2
- * SQL): an expression yielding it, for old's text (caller owns); NULL with
- * *WHY when it cannot be told. A sequence owned by new_table.col is the one
- * old's counterpart column owns (through the [rewrite] map); one owned by
- * no column keeps its name. */
-static char *dual_keyread_old_seq(const struct client *c, const char *lit, const char *name,
-				  const char **why)
-{
-	const struct rewrite_rules *rules = c->cfg->rules;
-	const struct dual_kr_name *known = dual_kr_name_find(c, lit);
-	if (known)
-		return strdup(known->old_expr);
-	if (c->dialect_slot != SLOT_NEW)
-		return strdup(lit);  /* the client names old's sequences */
-	if (!rt->new_shapes) {
-		if (rewrite_rules_empty(rules))
-			return strdup(lit);
-		*why = "the catalog of path new is not read";
-		return NULL;
-	}
-	char *schema, *rel;
-	if (keyread_split_name(name, &schema, &rel) < 0) {
-		*why = "a sequence name cannot be read";
-		return NULL;
-	}
-	const struct catalog_sequence *q = catalog_sequence_find(rt->new_shapes, schema, rel);
-	free(schema);
-	free(rel);
-	if (!q) {
-		*why = "a sequence is not in the catalog of path new";
-		return NULL;
-	}
-	if (!q->table)
-		return strdup(lit);
-	const struct catalog_shape *t = catalog_shape_find(rt->new_shapes, q->table_schema, q->table);
-	bool vis = t && t->visible;
-	long e = rewrite_rules_find_entry(rules, REWRITE_SIDE_NEW, vis ? NULL : q->table_schema,
-					  q->table);
-	if (e < 0 && vis)
-		e = rewrite_rules_find_entry(rules, REWRITE_SIDE_NEW, q->table_schema, q->table);
-	const char *os = vis ? NULL : q->table_schema, *ot = q->table, *oc = q->column;
-	struct rewrite_entry ent;
-	if (e >= 0 && rewrite_rules_entry(rules, (size_t)e, &ent) == 0) {
-		os = ent.schema[REWRITE_SIDE_OLD];
-		ot = ent.name[REWRITE_SIDE_OLD];
-		const char *m = rewrite_rules_map_column(rules, (size_t)e, REWRITE_SIDE_NEW, q->column);
-		if (m)
-			oc = m;
-	}
-	struct wbuf b;
-	wbuf_init(&b);
-	wbuf_put_u8(&b, '(');
-	keyread_serial_sequence_sql(&b, os, ot, oc);
-	wbuf_put(&b, "::regclass)", 11);
-	wbuf_put_u8(&b, 0);
-	if (!wbuf_ok(&b)) {
-		wbuf_free(&b);
-		*why = "out of memory";
-		return NULL;
-	}
-	return (char *)b.data;
-}
-
-/* The Query text old runs for the read TEXT (LEN bytes) whose calls are K:
- * the read in old's names, then the statement telling what the sequences
- * did. Fills d->kr_lits; NULL with *WHY. */
-static char *dual_keyread_old_text(struct client *c, const char *text, size_t len,
-				   const struct keyread_calls *k, const char **why)
-{
-	struct dual *d = c->dual;
-	char **exprs = calloc(k->n ? k->n : 1, sizeof(*exprs));
-	d->kr_lits = calloc(k->n ? k->n : 1, sizeof(*d->kr_lits));
-	d->kr_new = calloc(k->n ? k->n : 1, sizeof(*d->kr_new));
-	struct wbuf s, q;
-	wbuf_init(&s);
-	wbuf_init(&q);
-	char *out = NULL;
-	size_t at = 0;
-	bool all_known = true;
-	if (!exprs || !d->kr_lits || !d->kr_new) {
-		*why = "out of memory";
-		goto done;
-	}
-	for (size_t i = 0; i < k->n; i++) {
-		const struct keyread_call *call = &k->v[i];
-		size_t j = 0;
-		while (j < d->n_kr && !(strlen(d->kr_lits[j]) == call->len &&
-					memcmp(d->kr_lits[j], text + call->off, call->len) == 0))
-			j++;
-		if (j == d->n_kr) {
-			d->kr_lits[j] = strndup(text + call->off, call->len);
-			exprs[j] = d->kr_lits[j] ? dual_keyread_old_seq(c, d->kr_lits[j], call->name, why)
-						 : NULL;
-			d->n_kr++;
-			if (!exprs[j]) {
-				if (!*why)
-					*why = "out of memory";
-				goto done;
-			}
-			const struct dual_kr_name *known = dual_kr_name_find(c, d->kr_lits[j]);
-			d->kr_new[j] = known ? strdup(known->new_expr) : NULL;
-			all_known = all_known && d->kr_new[j];
-		}
-		wbuf_put(&s, text + at, call->off - at);
-		wbuf_put(&s, exprs[j], strlen(exprs[j]));
-		at = call->off + call->len;
-	}
-	wbuf_put(&s, text + at, len - at);
-	if (!wbuf_ok(&s)) {
-		*why = "out of memory";
-		goto done;
-	}
-	const char *old = (const char *)s.data;
-	size_t old_len = s.len;
-	if (dual_dir(c) != REWRITE_NONE) {
-		const struct sql_analysis *r = sql_cache_get(rt->sql_cache, old, old_len, dual_dir(c),
-							     c->cfg->rules);
-		if (!r || r->refused) {
-			*why = r && r->message ? r->message : "out of memory";
-			goto done;
-		}
-		old = r->text;
-		old_len = r->text_len;
-		if (r->changed)
-			rt->stats.paths[d->shadow_slot].rewritten++;
-	}
-	wbuf_put(&q, old, old_len);
-	if (d->n_kr) {
-		/* (after a newline: a trailing line comment ends there) */
-		wbuf_put(&q, "\n;\n", 3);
-		keyread_marker_sql(&q, (const char *const *)exprs, d->n_kr, !all_known);
-	}
-	wbuf_put_u8(&q, 0);
-	if (!wbuf_ok(&q) || !(d->kr_row = calloc(d->n_kr * KEYREAD_MARKER_COLS + 1,
-						 sizeof(*d->kr_row)))) {
-		*why = "out of memory";
-		goto done;
-	}
-	out = (char *)q.data;
-	wbuf_init(&q);
-done:
-	for (size_t i = 0; exprs && i < d->n_kr; i++)
-		free(exprs[i]);
-	free(exprs);
-	wbuf_free(&s);
-	wbuf_free(&q);
-	return out;
-}
-
-/* A read of the client's (MSG, LEN bytes, analysed as A) for the primary P:
- * true when it takes keys and runs on old (the request is under way). */
-static bool dual_keyread_query(struct client *c, struct server *p, const uint8_t *msg, size_t len,
-			       const struct sql_analysis *a)
-{
-	struct dual *d = c->dual;
-	const char *text = (const char *)msg + MSG_HEADER_LEN;
-	if (d->shadow_slot != SLOT_OLD || !a || c->tx_status == 'E' || !strcasestr(text, "val"))
-		return false;
-	/* the read taking keys, or the first of a Query's statements that is one */
-	const struct sql_stmt *st = NULL;
-	struct keyread_calls k = { 0 };
-	for (size_t i = 0; i < a->n_stmts && !k.any; i++) {
-		st = &a->stmts[i];
-		if (st->cls == SQL_READ && (st->flags & SQL_F_VOLATILE) &&
-		    keyread_find(text + st->offset, st->len, &k) == 0 && !k.any)
-			keyread_calls_clear(&k);
-	}
-	if (!k.any)
-		return false;
-	const char *why = NULL;
-	char *old = NULL;
-	if (a->n_stmts != 1)
-		why = "it is one of several statements in a Query";
-	else if (!dual_shadow(c))
-		why = "the path is unavailable";
-	else if (d->broken)
-		why = "the shadow transaction failed";
-	else if (k.dynamic)
-		why = "a sequence is not named by a string literal";
-	else
-		old = dual_keyread_old_text(c, text + st->offset, st->len, &k, &why);
-	keyread_calls_clear(&k);
-	if (!old) {
-		dual_keyread_clear(d);
-		dual_count_nondeterministic(c);
-		log_warning(c->id, "a read taking keys cannot run on path %s (%s): it runs on path %s "
-			    "only, whose keys may collide with %s's (fingerprint %016llx)",
-			    dual_shadow_name(c), why ? why : "out of memory",
-			    c->cfg->paths[steer_slot_path(c, c->active_slot)].name, dual_shadow_name(c),
-			    (unsigned long long)dual_fingerprint(text));
-		return false;
-	}
-	d->kr_on = true;
-	d->kr_marker = d->n_kr > 0;
-	d->tx_at_request = d->n_tx;
-	dual_pend_query(c, "", old);
-	free(old);
-	dual_flush_pend(c);
-	d->holding = true;
-	dual_to_primary(c, p, msg, len);
-	dual_set_phase(c, DUAL_FIRST);
-	return true;
-}
-
-/* The statement moving new's sequences past what old handed out, or NULL
- * when they are known to be past it. */
-static char *dual_keyread_advance(struct client *c)
-{
-	struct dual *d = c->dual;
-	const struct rewrite_rules *rules = c->cfg->rules;
-	char *exprs[d->n_kr ? d->n_kr : 1];
-	long long max[d->n_kr ? d->n_kr : 1];
-	size_t n = 0;
-	char *out = NULL;
-	for (size_t i = 0; i < d->n_kr; i++) {
-		char **row = &d->kr_row[i * KEYREAD_MARKER_COLS];
-		if (!row[1])
-			continue;  /* nothing handed out (setval(s, v, false)) */
-		long long v = strtoll(row[1], NULL, 10);
-		struct wbuf e;
-		wbuf_init(&e);
-		char *os = NULL, *ot = NULL;
-		if (d->kr_new[i]) {
-			wbuf_put(&e, d->kr_new[i], strlen(d->kr_new[i]));
-		} else if (row[2] && row[3] && keyread_split_name(row[2], &os, &ot) == 0) {
-			/* old's owning column, in new's names */
-			long en = rewrite_rules_find_entry(rules, REWRITE_SIDE_OLD, os, ot);
-			const char *schema = os, *table = ot, *col = row[3];
-			struct rewrite_entry ent;
-			if (en >= 0 && rewrite_rules_entry(rules, (size_t)en, &ent) == 0) {
-				schema = ent.schema[REWRITE_SIDE_NEW];
-				table = ent.name[REWRITE_SIDE_NEW];
-				const char *mc = rewrite_rules_map_column(rules, (size_t)en,
-									  REWRITE_SIDE_OLD, col);
-				if (mc)
-					col = mc;
-			}
-			keyread_serial_sequence_sql(&e, schema, table, col);
-		} else {
-			/* owned by no column (or an owner name not understood): the
-			 * same name on new */
-			wbuf_put(&e, d->kr_lits[i], strlen(d->kr_lits[i]));
-		}
-		free(os);
-		free(ot);
-		wbuf_put_u8(&e, 0);
-		if (!wbuf_ok(&e)) {
-			wbuf_free(&e);
-			continue;
-		}
-		if (!d->kr_new[i])
-			dual_kr_name_learn(c, d->kr_lits[i], row[0], (const char *)e.data);
-		struct dual_seq_mark *m = dual_seq_mark(NULL, "", (const char *)e.data, true);
-		if (m && m->past >= v) {
-			wbuf_free(&e);
-			continue;
-		}
-		if (m)  /* forgotten if the statement fails (dual_keyread_primary) */
-			m->past = v > LLONG_MAX - DUAL_SEQ_AHEAD ? v : v + DUAL_SEQ_AHEAD;
-		exprs[n] = (char *)e.data;
-		max[n++] = v;
-	}
-	struct wbuf b;
-	wbuf_init(&b);
-	if (n && capture_advance_seqs_sql(&b, (const char *const *)exprs, max, n,
-					  DUAL_SEQ_AHEAD) == 0) {
-		wbuf_put_u8(&b, 0);
-		if (wbuf_ok(&b)) {
-			out = (char *)b.data;
-			wbuf_init(&b);
-		}
-	}
-	if (n && !out)
-		dual_forget_sequences();
-	wbuf_free(&b);
-	for (size_t i = 0; i < n; i++)
-		free(exprs[i]);
-	return out;
-}
-
-/* Old has answered the read (phase first): new runs the advance, whose
- * "DO" tag becomes old's rows; or, when old could not take it, new runs
- * the read itself, as without dual writes (logged and counted). */
-static void dual_keyread_run(struct client *c, struct server *sh)
-{
-	struct dual *d = c->dual;
-	d->req_mirrored = false;  /* a read: nothing to compare or journal */
-	const char *why = !sh ? "the path went away"
-			  : d->shadow_error ? d->shadow_message
-			  : d->kr_failed || d->kr_stage != 2 || d->n_kr_rows != d->n_kr ? "its answer was not understood"
-			  : NULL;
-	for (size_t i = 0; !why && i < d->n_kr; i++)
-		if (!d->kr_row[i * KEYREAD_MARKER_COLS])
-			why = "a sequence has no counterpart there";
-	if (why) {
-		dual_count_nondeterministic(c);
-		log_warning(c->id, "a read taking keys failed on path %s (%s): it runs on path %s "
-			    "only, whose keys may collide with %s's",
-			    dual_shadow_name(c), why,
-			    c->cfg->paths[steer_slot_path(c, c->active_slot)].name, dual_shadow_name(c));
-		dual_kr_names_forget();  /* (they may be what failed) */
-		if (sh && d->shadow_error && d->shadow_tx) {
-			/* old's transaction is aborted: the rest is journaled */
-			d->broken = true;
-			if (!d->lost_reason[0])
-				snprintf(d->lost_reason, sizeof(d->lost_reason), "%s %s",
-					 d->shadow_sqlstate, d->shadow_message);
-		}
-		dual_keyread_clear(d);
-		dual_set_phase(c, DUAL_PRIMARY);
-		dual_release_held(c);
-		return;
-	}
-	char *advance = dual_keyread_advance(c);
-	d->advanced = advance != NULL;
-	wbuf_reset(&d->held);
-	size_t off = build_begin(&d->held, PqMsg_Query);
-	const char *sql = advance ? advance : "DO $pgturnout_seq$BEGIN END$pgturnout_seq$";
-	wbuf_put(&d->held, sql, strlen(sql));
-	wbuf_put_u8(&d->held, 0);
-	build_end(&d->held, off);
-	free(advance);
-	if (!wbuf_ok(&d->held)) {
-		client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-		return;
-	}
-	d->held_raw = true;
-	d->kr_on = false;
-	d->kr_replace = 1;
-	dual_set_phase(c, DUAL_PRIMARY);
-	dual_release_held(c);
-}
-
-/* An answer of the primary while the advance runs: its "DO" tag is replaced
- * by old's rows (true: dropped); its error is the client's. */
-static bool dual_keyread_primary(struct client *c, const uint8_t *msg, size_t len)
-{
-	struct dual *d = c->dual;
-	if (msg[0] == PqMsg_CommandComplete && msg[len - 1] == '\0' &&
-	    strcmp((const char *)msg + MSG_HEADER_LEN, "DO") == 0) {
-		if (d->kr_result.len && conn_write(c->conn, d->kr_result.data, d->kr_result.len) < 0)
-			client_close(c, CLOSE_OUT_OF_MEMORY, NULL);
-		rt->stats.bytes_to_clients += d->kr_result.len;
-		dual_keyread_clear(d);
-		return true;
-	}
-	if (msg[0] == PqMsg_ErrorResponse) {
-		if (d->advanced)
-			dual_forget_sequences();
-		dual_keyread_clear(d);
-	}
-	return false;
-}
-
-/* A Parse (TEXT, analysed as A) of a read taking keys, for a session on
- * new: the extended protocol runs it on new as written (a known limit),
- * which is logged and counted. */
-static void dual_keyread_parse(struct client *c, const struct sql_analysis *a, const char *text)
-{
-	struct dual *d = c->dual;
-	if (d->shadow_slot != SLOT_OLD || !a || a->n_stmts != 1 || a->stmts[0].cls != SQL_READ ||
-	    !(a->stmts[0].flags & SQL_F_VOLATILE) || !strcasestr(text, "val"))
-		return;
-	struct keyread_calls k;
-	if (keyread_find(text, strlen(text), &k) < 0)
-		return;
-	bool any = k.any;
-	keyread_calls_clear(&k);
-	if (!any)
-		return;
-	dual_count_nondeterministic(c);
-	log_warning(c->id, "a read taking keys in the extended protocol runs on path %s only, whose "
-		    "keys may collide with %s's (fingerprint %016llx)",
-		    c->cfg->paths[steer_slot_path(c, c->active_slot)].name, dual_shadow_name(c),
-		    (unsigned long long)dual_fingerprint(text));
-}
-
 /* ---- mirroring client messages ------------------------------------------ */
 
 /* What opens a shadow transaction: BEGIN, and a bound on its lock waits
@@ -4144,7 +2861,7 @@ static const char *dual_begin_sql(const struct client *c, char *buf, size_t cap)
 
 /* Opens the shadow transaction if needed, before the first mirrored
  * message of a request. */
-static void dual_begin(struct client *c)
+void dual_begin(struct client *c)
 {
 	struct dual *d = c->dual;
 	if (d->shadow_tx || !dual_shadow(c))
@@ -4301,8 +3018,8 @@ static void dual_refuse_prepare(struct client *c, struct server *p, uint8_t type
 /* A statement raising SQLSTATE with MESSAGE, as a request of pgturnout's
  * on the primary after the client's was answered: its error and
  * ReadyForQuery are the client's. */
-static void dual_raise_own(struct client *c, struct server *p, const char *sqlstate,
-			   const char *message)
+void dual_raise_own(struct client *c, struct server *p, const char *sqlstate,
+		    const char *message)
 {
 	dual_set_phase(c, DUAL_PRIMARY);
 	dual_raise(c, p, PqMsg_Query, NULL, sqlstate, message);
@@ -4481,7 +3198,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 						 r ? r->sqlstate : "53200",
 						 r && r->message ? r->message : "out of memory");
 				d->broken = true;
-				tx_record(d, text + st->offset, st->len, NULL);
+				dual_tx_record(d, text + st->offset, st->len, NULL);
 			}
 			continue;
 		}
@@ -4567,7 +3284,7 @@ static void dual_query_analysed(struct client *c, struct server *p, const uint8_
 		if (capture && !capture_primary)
 			d->cap_stmt = d->n_tx;
 		if (!lock_only) {
-			tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
+			dual_tx_record(d, (const char *)sh.data, sh.len - 1, NULL);
 			if (volatile_write && !capture)
 				dual_mark_nondeterministic(c, d->n_tx - 1);
 		}
@@ -5013,7 +3730,7 @@ static bool dual_execute_captured(struct client *c, struct server *p, struct dua
 	/* Old, the shadow, runs it first; the client's Execute waits in held
 	 * for the values. */
 	d->cap_stmt = d->n_tx;
-	tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
+	dual_tx_record(d, d->cap.text, d->cap.text_len, d->pending_params);
 	dual_mirror_extended(c, b.data, b.len);
 	wbuf_free(&b);
 	dual_mirror_advance(c, d->cap.text);
@@ -5132,7 +3849,7 @@ void dual_client_message(struct client *c, struct server *p, const uint8_t *msg,
 		if (po && !po->commit) {
 			if (po->write)
 				rt->stats.paths[d->shadow_slot].shadow_writes++;
-			tx_record(d, po->text, strlen(po->text), d->pending_params);
+			dual_tx_record(d, po->text, strlen(po->text), d->pending_params);
 			if (po->old_text && po->volatile_write)
 				dual_mark_nondeterministic(c, d->n_tx - 1);
 			dual_mirror_extended(c, msg, len);

@@ -3,7 +3,7 @@ list(APPEND PGT_SOURCES proxy/session/runtime.c proxy/session/client.c proxy/ses
 list(APPEND PGT_SOURCES proxy/session/steer.c proxy/session/console.c proxy/session/pool.c)
 list(APPEND PGT_SOURCES proxy/session/journal.c proxy/session/history_file.c)
 list(APPEND PGT_SOURCES proxy/session/flag_state.c proxy/session/fleet.c)
-list(APPEND PGT_SOURCES proxy/session/dual.c proxy/session/catalog_watch.c proxy/session/seqadv.c)
+list(APPEND PGT_SOURCES proxy/session/dual.c proxy/session/dual_copy.c proxy/session/dual_keyread.c proxy/session/catalog_watch.c proxy/session/seqadv.c)
 list(APPEND PGT_SOURCES proxy/session/boundary.c proxy/session/replay.c proxy/session/server_stmt.c)
 list(APPEND PGT_SOURCES proxy/session/intent.c proxy/session/twophase.c)
 list(APPEND PGT_SOURCES proxy/session/janitor.c proxy/session/auth_query.c)
