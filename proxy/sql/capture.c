@@ -74,6 +74,23 @@ static bool capture_params_only(const void *with)
 	       strcmp(n->common_table_expr->ctename, CAPTURE_PARAMS_CTE) == 0;
 }
 
+/* The parse tree of SRC (NUL-terminated; caller frees it with
+ * pg_query__parse_result__free_unpacked), or NULL: it does not parse, or
+ * (*OOM set, when OOM is not NULL) out of memory. */
+static PgQuery__ParseResult *capture_parse(const char *src, bool *oom)
+{
+	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
+	PgQuery__ParseResult *tree = NULL;
+	if (!pr.error) {
+		tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
+						      (const uint8_t *)pr.parse_tree.data);
+		if (!tree && oom)
+			*oom = true;
+	}
+	pg_query_free_protobuf_parse_result(pr);
+	return tree;
+}
+
 int capture_plan(const char *text, size_t len, struct capture_plan *out)
 {
 	return capture_plan_with(text, len, NULL, out);
@@ -88,15 +105,7 @@ int capture_plan_with(const char *text, size_t len, const char *extra, struct ca
 	if (!src)
 		return -1;
 	int rc = 1;
-	PgQuery__ParseResult *tree = NULL;
-	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
-	if (pr.error) {
-		pg_query_free_protobuf_parse_result(pr);
-		goto out;
-	}
-	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
-					      (const uint8_t *)pr.parse_tree.data);
-	pg_query_free_protobuf_parse_result(pr);
+	PgQuery__ParseResult *tree = capture_parse(src, NULL);
 	if (!tree || tree->n_stmts != 1 || !tree->stmts[0]->stmt)
 		goto out;
 	const PgQuery__RawStmt *rs = tree->stmts[0];
@@ -531,15 +540,7 @@ int capture_copy_plan(const char *text, size_t len, struct capture_copy *out)
 	if (!src)
 		return -1;
 	int rc = 1;
-	PgQuery__ParseResult *tree = NULL;
-	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
-	if (pr.error) {
-		pg_query_free_protobuf_parse_result(pr);
-		goto out;
-	}
-	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
-					      (const uint8_t *)pr.parse_tree.data);
-	pg_query_free_protobuf_parse_result(pr);
+	PgQuery__ParseResult *tree = capture_parse(src, NULL);
 	if (!tree || tree->n_stmts != 1 || !tree->stmts[0]->stmt ||
 	    tree->stmts[0]->stmt->node_case != PG_QUERY__NODE__NODE_COPY_STMT)
 		goto out;
@@ -978,17 +979,11 @@ int capture_targets(const char *text, size_t len, struct capture_target **out, s
 	char *src = strndup(text, len);
 	if (!src)
 		return -1;
-	PgQueryProtobufParseResult pr = pg_query_parse_protobuf(src);
+	bool oom = false;
+	PgQuery__ParseResult *tree = capture_parse(src, &oom);
 	free(src);
-	if (pr.error) {
-		pg_query_free_protobuf_parse_result(pr);
-		return 1;
-	}
-	PgQuery__ParseResult *tree = pg_query__parse_result__unpack(
-		NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
-	pg_query_free_protobuf_parse_result(pr);
 	if (!tree)
-		return -1;
+		return oom ? -1 : 1;
 	struct targets ts = { 0 };
 	for (size_t i = 0; i < tree->n_stmts && !ts.oom; i++)
 		if (tree->stmts[i]->stmt)
