@@ -87,7 +87,7 @@ struct client {
 	char pending_tag[64];           /* SET pgturnout.version seen: applies at the next boundary */
 	bool pending_tag_set;
 	bool tag_in_tx;                 /* pending_tag was SET inside the open transaction */
-	bool ddl_pending;               /* sent DDL: new's catalog is read again when the
+	bool ddl_pending;               /* sent DDL: the catalogs are read again when the
 					   session is next out of a transaction */
 	int dialect_slot;               /* schema the session's SQL is written for */
 	uint32_t bucket;                /* canary bucket */

@@ -371,7 +371,7 @@ static void steer_note_effects(struct client *c, const struct sql_analysis *a, c
 			}
 			break;
 		case SQL_DDL:
-			/* new's catalog is read again once it is committed */
+			/* the paths' catalogs are read again once it is committed */
 			c->ddl_pending = true;
 			break;
 		default:
